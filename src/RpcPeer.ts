@@ -1,0 +1,447 @@
+/**
+ * A JSON-RPC 2.0 connection to one plugin process, in both directions.
+ *
+ * Like vscode-jsonrpc's connection, one type serves host→plugin calls, plugin→host calls and
+ * notifications, so they share one id table, one timeout path and one error path. Calls carry
+ * ids allocated per connection and wait in a pending table with a per-call timeout; replies
+ * may come back in any order. At most `maxConcurrentRequests` calls are in flight; with `1` the
+ * plugin is strictly serial and a reply carrying another id is a protocol violation.
+ *
+ * The connection ends when the process exits, stdin breaks, or the plugin breaks the protocol
+ * (a line over `maxLineBytes`, a wrong id in serial mode). Then every pending call fails at once
+ * with the reason (for an exit: code or signal and the stderr excerpt), and later calls fail
+ * immediately. Unparseable lines and responses to unknown ids are logged and counted, never
+ * fatal. Requests from the plugin are served by `hostHandlers` (an unknown method gets -32601,
+ * a failing handler an error reply), so nothing a plugin sends can crash the host.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
+import * as Framing from "./Framing.ts"
+import * as JsonRpc from "./JsonRpc.ts"
+import * as PluginClientError from "./PluginClientError.ts"
+import type * as PluginProcess from "./PluginProcess.ts"
+
+// ---------------------------------------------------------------------------------------------
+// models
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Serves one method the plugin may call on the host. A {@link JsonRpc.JsonRpcError} becomes
+ * the error reply; any other failure or defect becomes -32603.
+ *
+ * @category models
+ */
+export type HostHandler = (params: unknown) => Effect.Effect<unknown, JsonRpc.JsonRpcError>
+
+/**
+ * Host methods by name.
+ *
+ * @category models
+ */
+export type HostHandlers = Readonly<Record<string, HostHandler>>
+
+/**
+ * Options of a connection.
+ *
+ * @category models
+ */
+export interface Options {
+  /** Calls in flight at once; more wait for a slot. `1` makes the plugin strictly serial. Default 64. */
+  readonly maxConcurrentRequests?: number | undefined
+  /** Default per-call timeout. Default 30 s. */
+  readonly requestTimeout?: Duration.Input | undefined
+  /** Upper bound on any per-call timeout. Default 5 min. */
+  readonly maxRequestTimeout?: Duration.Input | undefined
+  /** Bound on one incoming line. Default 16 MiB. */
+  readonly maxLineBytes?: number | undefined
+  /** Accept replies without `jsonrpc`/`id` (one-shot plugins; serial mode only). */
+  readonly lenient?: boolean | undefined
+  /** Methods the plugin may call on the host. */
+  readonly hostHandlers?: HostHandlers | undefined
+  /** Receives every notification from the plugin, in order. */
+  readonly onNotification?: ((notification: JsonRpc.Notification) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * What a connection runs over: incoming bytes, a way to queue outgoing lines, and an effect
+ * that completes (with the reason) when the other side is gone. {@link fromProcess} builds one
+ * over a plugin process; the plugin side builds one over its own stdin/stdout.
+ *
+ * @category models
+ */
+export interface Transport {
+  /** The name errors and logs carry (the plugin's name). */
+  readonly name: string
+  readonly pid?: number | undefined
+  readonly incoming: Stream.Stream<Uint8Array, unknown>
+  /** Queues one line; false once the output is closed. */
+  readonly writeLine: (line: string) => boolean
+  /** Completes when the other side is gone or the output broke. */
+  readonly closed: Effect.Effect<PluginClientError.Reason>
+}
+
+/**
+ * A transport over a plugin process: its end is the process's exit (code or signal and the
+ * stderr excerpt) or a failed write to its stdin.
+ *
+ * @category constructors
+ */
+export const fromProcess = (process: PluginProcess.PluginProcess): Transport => ({
+  name: process.name,
+  pid: process.pid,
+  incoming: process.stdout,
+  writeLine: process.writeLine,
+  closed: Effect.raceFirst(
+    Effect.flatMap(process.exit, (exit) =>
+      Effect.map(process.stderrExcerpt, (stderrExcerpt) => new PluginClientError.Exited({ ...exit, stderrExcerpt }))),
+    Effect.map(process.inputFailure, (detail) => new PluginClientError.Io({ detail: `writing stdin failed: ${detail}` }))
+  )
+})
+
+/**
+ * Counters of one connection.
+ *
+ * @category models
+ */
+export interface Stats {
+  readonly requestsSent: number
+  readonly responsesReceived: number
+  readonly timeouts: number
+  /** Responses to calls that had already timed out or been interrupted. */
+  readonly lateResponses: number
+  /** Responses to ids this connection never issued. */
+  readonly unknownResponses: number
+  /** Lines that were not valid JSON-RPC messages. */
+  readonly invalidLines: number
+  readonly notificationsReceived: number
+  readonly hostRequestsServed: number
+}
+
+/**
+ * A live connection.
+ *
+ * @category models
+ */
+export interface RpcPeer {
+  readonly plugin: string
+  /**
+   * Calls `method` and waits for its result. Fails with a `PluginError` reason when the plugin
+   * answers with an error object, `Timeout` after the timeout, or the connection's end reason.
+   * Interrupting the caller frees its slot (and sends nothing if it had not been sent yet).
+   */
+  readonly request: (
+    method: string,
+    params?: unknown,
+    options?: { readonly timeout?: Duration.Input | undefined }
+  ) => Effect.Effect<unknown, PluginClientError.PluginClientError>
+  /** Sends a notification. */
+  readonly notify: (method: string, params?: unknown) => Effect.Effect<void, PluginClientError.PluginClientError>
+  /** Calls waiting for a reply. */
+  readonly pending: Effect.Effect<number>
+  readonly stats: Effect.Effect<Stats>
+  /** Why the connection ended, once it has. */
+  readonly closeReason: Effect.Effect<Option.Option<PluginClientError.Reason>>
+  /** Waits for the connection to end and returns why. */
+  readonly closed: Effect.Effect<PluginClientError.Reason>
+  /** Waits until no request from the other side is being served. */
+  readonly handlersIdle: Effect.Effect<void>
+}
+
+// ---------------------------------------------------------------------------------------------
+// constructors
+// ---------------------------------------------------------------------------------------------
+
+interface Pending {
+  readonly method: string
+  readonly deferred: Deferred.Deferred<unknown, PluginClientError.PluginClientError>
+}
+
+const abandonedMemory = 256
+
+/**
+ * Opens a connection over a transport (see {@link fromProcess}). The connection lives in the
+ * current Scope; closing it fails calls still pending with a `Closed` reason.
+ *
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(
+  transport: Transport,
+  options?: Options
+): Effect.fn.Return<RpcPeer, never, Scope.Scope> {
+  const plugin = transport.name
+  const maxConcurrent = Math.max(1, options?.maxConcurrentRequests ?? 64)
+  const serial = maxConcurrent === 1
+  const lenient = options?.lenient === true && serial
+  const defaultTimeout = Duration.fromInputUnsafe(options?.requestTimeout ?? "30 seconds")
+  const maxTimeout = Duration.fromInputUnsafe(options?.maxRequestTimeout ?? "5 minutes")
+  const hostHandlers = options?.hostHandlers ?? {}
+  const fail = (reason: PluginClientError.Reason) => PluginClientError.make(plugin, reason)
+  const annotate = Effect.annotateLogs(transport.pid === undefined ? { plugin } : { plugin, pid: transport.pid })
+
+  const pending = new Map<number, Pending>()
+  // Ids whose caller gave up (timeout, interruption): their replies are late, not unknown.
+  const abandoned = new Set<number>()
+  let nextId = 1
+  let inFlight: number | undefined
+  let broken: PluginClientError.Reason | undefined
+  const closedDeferred = yield* Deferred.make<PluginClientError.Reason>()
+  const stats = {
+    requestsSent: 0,
+    responsesReceived: 0,
+    timeouts: 0,
+    lateResponses: 0,
+    unknownResponses: 0,
+    invalidLines: 0,
+    notificationsReceived: 0,
+    hostRequestsServed: 0
+  }
+
+  const breakConnection = (reason: PluginClientError.Reason) => {
+    if (broken !== undefined) return
+    broken = reason
+    const error = Exit.fail(fail(reason))
+    for (const entry of pending.values()) Deferred.doneUnsafe(entry.deferred, error)
+    pending.clear()
+    Deferred.doneUnsafe(closedDeferred, Exit.succeed(reason))
+  }
+
+  const logs = yield* FiberSet.make<unknown, never>()
+  const runLog = yield* FiberSet.runtime(logs)<never>()
+  const log = (effect: Effect.Effect<void>) => void runLog(annotate(effect))
+
+  // -- plugin → host requests ----------------------------------------------------------------
+  const handlers = yield* FiberSet.make<unknown, never>()
+  const runHandler = yield* FiberSet.runtime(handlers)<never>()
+  const reply = (message: JsonRpc.Success | JsonRpc.Failure) => {
+    const line = JsonRpc.encode(message)
+    if (Result.isSuccess(line)) {
+      transport.writeLine(line.success)
+    } else {
+      transport.writeLine(Result.getOrThrow(JsonRpc.encode(JsonRpc.failure(message.id, {
+        code: JsonRpc.ErrorCode.InternalError,
+        message: `host could not encode its reply: ${line.failure}`
+      }))))
+    }
+  }
+  const serveRequest = (request: JsonRpc.Request) => {
+    stats.hostRequestsServed++
+    const handler = Object.hasOwn(hostHandlers, request.method) ? hostHandlers[request.method] : undefined
+    if (handler === undefined) {
+      reply(JsonRpc.failure(request.id, {
+        code: JsonRpc.ErrorCode.MethodNotFound,
+        message: `Method not found: ${request.method}`
+      }))
+      return
+    }
+    runHandler(
+      Effect.suspend(() => handler(request.params)).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.sync(() => {
+            if (Exit.isSuccess(exit)) return reply(JsonRpc.success(request.id, exit.value))
+            const error = Cause.findErrorOption(exit.cause)
+            if (Option.isSome(error) && error.value instanceof JsonRpc.JsonRpcError) {
+              return reply(JsonRpc.failure(request.id, error.value.toErrorObject()))
+            }
+            reply(JsonRpc.failure(request.id, {
+              code: JsonRpc.ErrorCode.InternalError,
+              message: `handler for ${request.method} failed: ${Cause.pretty(exit.cause).split("\n")[0]}`
+            }))
+          })
+        ),
+        annotate
+      )
+    )
+  }
+
+  // -- notifications, delivered in order by one fiber ----------------------------------------
+  const onNotification = options?.onNotification
+  const notifications = yield* Queue.unbounded<JsonRpc.Notification>()
+  if (onNotification !== undefined) {
+    yield* Queue.take(notifications).pipe(
+      Effect.flatMap((n) =>
+        Effect.suspend(() => onNotification(n)).pipe(
+          Effect.catchCause((cause) => Effect.logWarning(`notification handler for ${n.method} failed`, Cause.pretty(cause)))
+        )
+      ),
+      Effect.forever,
+      annotate,
+      Effect.forkScoped
+    )
+  }
+
+  // -- plugin → host responses ---------------------------------------------------------------
+  const settle = (id: number, entry: Pending, message: JsonRpc.Success | JsonRpc.Failure) => {
+    pending.delete(id)
+    stats.responsesReceived++
+    if (message._tag === "Success") {
+      Deferred.doneUnsafe(entry.deferred, Exit.succeed(message.result))
+    } else {
+      const parts = JsonRpc.errorParts(message.error)
+      const reason = new PluginClientError.PluginError({
+        message: parts.message,
+        ...(parts.code === undefined ? {} : { code: parts.code }),
+        ...(parts.data === undefined ? {} : { data: parts.data })
+      })
+      Deferred.doneUnsafe(entry.deferred, Exit.fail(fail(reason)))
+    }
+  }
+  const onResponse = (message: JsonRpc.Success | JsonRpc.Failure) => {
+    let id = message.id
+    // A serial plugin's id-less reply (one-shot dialect, or an error it could not attribute)
+    // can only belong to the call in flight.
+    if (id === null && serial && inFlight !== undefined && (lenient || message._tag === "Failure")) id = inFlight
+    const entry = typeof id === "number" ? pending.get(id) : undefined
+    if (entry !== undefined && typeof id === "number") return settle(id, entry, message)
+    if (typeof id === "number" && abandoned.has(id)) {
+      stats.lateResponses++
+      return
+    }
+    if (serial && inFlight !== undefined) {
+      breakConnection(new PluginClientError.IdMismatch({ expected: inFlight, got: id }))
+      return
+    }
+    stats.unknownResponses++
+    log(Effect.logWarning(`response for unknown id ${JSON.stringify(id)} ignored`))
+  }
+
+  // -- reading -------------------------------------------------------------------------------
+  const onFrame = (frame: Framing.Frame) => {
+    if (broken !== undefined) return
+    if (typeof frame !== "string") {
+      breakConnection(new PluginClientError.MalformedResponse({
+        detail: `line longer than maxLineBytes (${frame.maxLineBytes} bytes)`,
+        line: ""
+      }))
+      return
+    }
+    const decoded = JsonRpc.decodeLine(frame, { lenient })
+    if (Result.isFailure(decoded)) {
+      stats.invalidLines++
+      log(Effect.logWarning(`ignored a line that is not JSON-RPC (${decoded.failure._tag}): ${decoded.failure.detail}`, decoded.failure.excerpt))
+      return
+    }
+    const message = decoded.success
+    switch (message._tag) {
+      case "Success":
+      case "Failure":
+        return onResponse(message)
+      case "Request":
+        return serveRequest(message)
+      case "Notification":
+        stats.notificationsReceived++
+        Queue.offerUnsafe(notifications, message)
+        return
+    }
+  }
+  const decoder = Framing.makeLineDecoder({ maxLineBytes: options?.maxLineBytes })
+  const stdoutEnded = yield* Deferred.make<void>()
+  yield* transport.incoming.pipe(
+    Stream.runForEachArray((chunks) =>
+      Effect.sync(() => {
+        for (const chunk of chunks) decoder.push(chunk, onFrame)
+      })
+    ),
+    Effect.catchCause((cause) =>
+      Effect.sync(() => breakConnection(new PluginClientError.Io({ detail: `reading failed: ${Cause.pretty(cause).split("\n")[0]}` })))
+    ),
+    Effect.ensuring(Effect.sync(() => decoder.end(onFrame)).pipe(Effect.andThen(Deferred.succeed(stdoutEnded, undefined)))),
+    annotate,
+    Effect.forkScoped
+  )
+
+  // The other side's end closes the connection once its output is drained (bounded: a
+  // grandchild may hold a dead plugin's stdout open).
+  yield* transport.closed.pipe(
+    Effect.tap(() => Deferred.await(stdoutEnded).pipe(Effect.timeoutOption("200 millis"))),
+    Effect.flatMap((reason) => Effect.sync(() => breakConnection(reason))),
+    Effect.forkScoped
+  )
+  yield* Effect.addFinalizer(() => Effect.sync(() => breakConnection(new PluginClientError.Closed({ detail: "connection closed" }))))
+
+  // -- host → plugin ---------------------------------------------------------------------------
+  const semaphore = yield* Semaphore.make(maxConcurrent)
+
+  const send = (method: string, message: JsonRpc.Message): PluginClientError.Reason | undefined => {
+    const line = JsonRpc.encode(message)
+    if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method, detail: line.failure })
+    if (!transport.writeLine(line.success)) return new PluginClientError.Closed({ detail: "stdin is closed" })
+    return undefined
+  }
+
+  const forget = (id: number) =>
+    Effect.sync(() => {
+      if (inFlight === id) inFlight = undefined
+      if (pending.delete(id)) {
+        abandoned.add(id)
+        if (abandoned.size > abandonedMemory) {
+          const oldest = abandoned.values().next()
+          if (!oldest.done) abandoned.delete(oldest.value)
+        }
+      }
+    })
+
+  const request: RpcPeer["request"] = (method, params, callOptions) => {
+    const timeout = callOptions?.timeout === undefined
+      ? defaultTimeout
+      : Duration.min(Duration.fromInputUnsafe(callOptions.timeout), maxTimeout)
+    return semaphore.withPermits(1)(
+      Effect.suspend(() => {
+        if (broken !== undefined) return Effect.fail(fail(broken))
+        const id = nextId++
+        const deferred = Deferred.makeUnsafe<unknown, PluginClientError.PluginClientError>()
+        const problem = send(method, JsonRpc.request(id, method, params))
+        if (problem !== undefined) return Effect.fail(fail(problem))
+        stats.requestsSent++
+        pending.set(id, { method, deferred })
+        if (serial) inFlight = id
+        return Deferred.await(deferred).pipe(
+          Effect.timeoutOrElse({
+            duration: timeout,
+            orElse: () => {
+              stats.timeouts++
+              return Effect.fail(fail(new PluginClientError.Timeout({ method, timeout })))
+            }
+          }),
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit) || pending.get(id)?.deferred !== deferred
+              ? Effect.sync(() => {
+                if (inFlight === id) inFlight = undefined
+              })
+              : forget(id)
+          )
+        )
+      })
+    )
+  }
+
+  const notify: RpcPeer["notify"] = (method, params) =>
+    Effect.suspend(() => {
+      if (broken !== undefined) return Effect.fail(fail(broken))
+      const problem = send(method, JsonRpc.notification(method, params))
+      return problem === undefined ? Effect.void : Effect.fail(fail(problem))
+    })
+
+  return {
+    plugin,
+    request,
+    notify,
+    pending: Effect.sync(() => pending.size),
+    stats: Effect.sync((): Stats => ({ ...stats })),
+    closeReason: Effect.sync(() => Option.fromUndefinedOr(broken)),
+    closed: Deferred.await(closedDeferred),
+    handlersIdle: FiberSet.awaitEmpty(handlers)
+  }
+})
