@@ -235,6 +235,13 @@ export const make = Effect.fnUntraced(function*(
       }))))
     }
   }
+  // Counted by hand rather than through the FiberSet: a forked fiber can run (and wake
+  // others) before the set has recorded it, and "all replies written" must not miss it.
+  let serving = 0
+  let idle = Deferred.makeUnsafe<void>()
+  const served = Effect.sync(() => {
+    if (--serving === 0) Deferred.doneUnsafe(idle, Exit.void)
+  })
   const serveRequest = (request: JsonRpc.Request) => {
     stats.hostRequestsServed++
     const handler = Object.hasOwn(hostHandlers, request.method) ? hostHandlers[request.method] : undefined
@@ -245,6 +252,7 @@ export const make = Effect.fnUntraced(function*(
       }))
       return
     }
+    if (serving++ === 0) idle = Deferred.makeUnsafe<void>()
     runHandler(
       Effect.suspend(() => handler(request.params)).pipe(
         Effect.exit,
@@ -261,6 +269,7 @@ export const make = Effect.fnUntraced(function*(
             }))
           })
         ),
+        Effect.ensuring(served),
         annotate
       )
     )
@@ -402,11 +411,16 @@ export const make = Effect.fnUntraced(function*(
         if (broken !== undefined) return Effect.fail(fail(broken))
         const id = nextId++
         const deferred = Deferred.makeUnsafe<unknown, PluginClientError.PluginClientError>()
-        const problem = send(method, JsonRpc.request(id, method, params))
-        if (problem !== undefined) return Effect.fail(fail(problem))
-        stats.requestsSent++
+        // Registered before the write: the reply may be read before `send` returns.
         pending.set(id, { method, deferred })
         if (serial) inFlight = id
+        const problem = send(method, JsonRpc.request(id, method, params))
+        if (problem !== undefined) {
+          pending.delete(id)
+          if (serial) inFlight = undefined
+          return Effect.fail(fail(problem))
+        }
+        stats.requestsSent++
         return Deferred.await(deferred).pipe(
           Effect.timeoutOrElse({
             duration: timeout,
@@ -442,6 +456,6 @@ export const make = Effect.fnUntraced(function*(
     stats: Effect.sync((): Stats => ({ ...stats })),
     closeReason: Effect.sync(() => Option.fromUndefinedOr(broken)),
     closed: Deferred.await(closedDeferred),
-    handlersIdle: FiberSet.awaitEmpty(handlers)
+    handlersIdle: Effect.suspend(() => serving === 0 ? Effect.void : Deferred.await(idle))
   }
 })
