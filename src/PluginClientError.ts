@@ -37,6 +37,22 @@ export class Spawn extends Schema.TaggedError<Spawn>()("Spawn", {
 }
 
 /**
+ * The executable's SHA-256 is not the one its manifest declares (it was replaced after
+ * discovery): the spawn is refused and counts as a failed start.
+ *
+ * @category reasons
+ */
+export class ChecksumMismatch extends Schema.TaggedError<ChecksumMismatch>()("ChecksumMismatch", {
+  executable: Schema.String,
+  declared: Schema.String,
+  actual: Schema.String
+}) {
+  override get message() {
+    return `refused to spawn \`${this.executable}\`: checksum mismatch (declared ${this.declared}, actual ${this.actual})`
+  }
+}
+
+/**
  * The handshake failed, timed out or returned something unacceptable.
  *
  * @category reasons
@@ -214,6 +230,7 @@ export class Closed extends Schema.TaggedError<Closed>()("Closed", {
  */
 export const Reason = Schema.Union([
   Spawn,
+  ChecksumMismatch,
   InitFailed,
   RestartCapExceeded,
   Disabled,

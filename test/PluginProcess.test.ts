@@ -1,9 +1,12 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Framing from "../src/Framing.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginProcess from "../src/PluginProcess.ts"
@@ -126,4 +129,25 @@ describe("PluginProcess (real processes)", () => {
       assert.instanceOf(error.reason, PluginClientError.Spawn)
       assert.include(error.message, "plugin `ghost` failed to spawn `/nonexistent/plugin-binary`")
     }).pipe(Effect.provide(live)))
+})
+
+describe("PluginProcess stderr logging", () => {
+  it.live("logs every stderr line annotated with the plugin's name", () =>
+    Effect.gen(function*() {
+      const lines: Array<{ message: unknown; plugin: unknown; stream: unknown }> = []
+      const capture = Logger.make(({ fiber, message }) => {
+        const annotations = fiber.getRef(References.CurrentLogAnnotations)
+        lines.push({ message, plugin: annotations.plugin, stream: annotations.stream })
+      })
+      yield* Effect.gen(function*() {
+        const proc = yield* PluginProcess.make(
+          { name: "chatty", executable: node, args: [fixture("rpc-plugin.mjs"), "--banner"] },
+          { stderrLogLevel: "Info" }
+        )
+        assert.isTrue(yield* eventually(() => lines.some((l) => String(l.message).includes("plugin ready"))))
+        yield* proc.stop()
+      }).pipe(Effect.scoped, Effect.provide(Logger.layer([capture])))
+      const banner = lines.find((l) => String(l.message).includes("plugin ready"))
+      assert.deepInclude(banner, { plugin: "chatty", stream: "stderr" })
+    }).pipe(Effect.provide(NodeServices.layer)))
 })

@@ -1,0 +1,735 @@
+/**
+ * One plugin, kept alive on demand: the lifetime contract around a plugin process.
+ *
+ * A `PluginClient` spawns its plugin lazily on the first request (concurrent first requests
+ * share one spawn) or eagerly, verifies the executable's checksum before every spawn, runs the
+ * handshake, and then multiplexes calls over one {@link RpcPeer} connection. An idle plugin is
+ * reaped by a scoped timer fiber that every call re-arms (it never fires while calls are in
+ * flight); the next call respawns it.
+ *
+ * A crash — an unexpected exit, a broken pipe, a protocol violation, a failed spawn or
+ * handshake, or too many timeouts in a row — is recorded in a sliding {@link RestartWindow}.
+ * When the window holds `restartCap` crashes the plugin is `Disabled`: the call that tripped it
+ * fails with `RestartCapExceeded`, later calls fail fast with `Disabled` until `clearDisabled`.
+ * A plugin that crashes less often stays usable for ever. A plugin's own error objects are not
+ * crashes. Every state change goes through one `transition` function and is published as an
+ * event.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FileSystem from "effect/FileSystem"
+import * as FiberHandle from "effect/FiberHandle"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Path from "effect/Path"
+import * as PubSub from "effect/PubSub"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
+import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
+import * as Handshake from "./Handshake.ts"
+import type * as JsonRpc from "./JsonRpc.ts"
+import * as LifetimePolicy from "./LifetimePolicy.ts"
+import * as PluginClientError from "./PluginClientError.ts"
+import * as PluginManifest from "./PluginManifest.ts"
+import type * as PluginMethod from "./PluginMethod.ts"
+import * as PluginProcess from "./PluginProcess.ts"
+import * as RestartWindow from "./RestartWindow.ts"
+import * as RpcPeer from "./RpcPeer.ts"
+
+// ---------------------------------------------------------------------------------------------
+// models
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Where a plugin's life stands.
+ *
+ * @category models
+ */
+export type PluginState =
+  | { readonly _tag: "Idle" }
+  | { readonly _tag: "Starting" }
+  | { readonly _tag: "Running" }
+  | { readonly _tag: "Stopping" }
+  | { readonly _tag: "Recovering" }
+  | { readonly _tag: "Backoff"; readonly until: number }
+  | { readonly _tag: "Disabled"; readonly reason: string }
+  | { readonly _tag: "Stopped" }
+
+/**
+ * Constructors for {@link PluginState}.
+ *
+ * @category models
+ */
+export const PluginState: {
+  readonly Idle: PluginState
+  readonly Starting: PluginState
+  readonly Running: PluginState
+  readonly Stopping: PluginState
+  readonly Recovering: PluginState
+  readonly Stopped: PluginState
+  readonly Backoff: (until: number) => PluginState
+  readonly Disabled: (reason: string) => PluginState
+} = {
+  Idle: { _tag: "Idle" },
+  Starting: { _tag: "Starting" },
+  Running: { _tag: "Running" },
+  Stopping: { _tag: "Stopping" },
+  Recovering: { _tag: "Recovering" },
+  Stopped: { _tag: "Stopped" },
+  Backoff: (until) => ({ _tag: "Backoff", until }),
+  Disabled: (reason) => ({ _tag: "Disabled", reason })
+}
+
+/**
+ * What happened to a plugin, in order.
+ *
+ * @category models
+ */
+export type PluginEvent =
+  | { readonly _tag: "Ready"; readonly plugin: string; readonly pid: number }
+  | { readonly _tag: "Exit"; readonly plugin: string; readonly pid: number; readonly code: number | null; readonly signal: string | null; readonly requested: boolean }
+  | { readonly _tag: "Crash"; readonly plugin: string; readonly reason: string; readonly willRestart: boolean }
+  | { readonly _tag: "StateChanged"; readonly plugin: string; readonly from: PluginState; readonly to: PluginState }
+  | { readonly _tag: "Log"; readonly plugin: string; readonly level: string; readonly message: string; readonly meta: unknown }
+  | { readonly _tag: "Notification"; readonly plugin: string; readonly method: string; readonly params: unknown }
+  | { readonly _tag: "Reaped"; readonly plugin: string; readonly pid: number }
+
+/**
+ * A snapshot of a plugin's health. Times are epoch milliseconds from `Clock`.
+ *
+ * @category models
+ */
+export interface PluginHealth {
+  readonly pluginName: string
+  readonly state: PluginState
+  readonly crashesInWindow: number
+  readonly lastUsed: number | undefined
+  readonly lastCrash: number | undefined
+  readonly lastError: string | undefined
+  readonly pid: number | undefined
+  readonly uptime: Duration.Duration | undefined
+  readonly consecutiveCrashes: number
+  readonly totalCrashes: number
+  readonly spawns: number
+  readonly requests: number
+  readonly pendingRequests: number
+  readonly nextRestartAt: number | undefined
+  readonly stderrExcerpt: string
+  readonly supportedMethods: ReadonlyArray<string> | undefined
+}
+
+/**
+ * What to run: a `PluginManifest`, or any record with the same fields. `executable` should be
+ * resolved already (see `PluginManifest.verify`), unless `options.manifestDir` is given.
+ *
+ * @category models
+ */
+export interface PluginSource {
+  readonly name: string
+  readonly executable: string
+  readonly args?: ReadonlyArray<string> | undefined
+  readonly allowedEnvVars?: ReadonlyArray<string> | undefined
+  readonly checksumSha256?: string | undefined
+}
+
+/**
+ * How to run it.
+ *
+ * @category models
+ */
+export interface Options {
+  readonly policy?: LifetimePolicy.LifetimePolicy | undefined
+  readonly handshake?: Handshake.Handshake | undefined
+  readonly hostHandlers?: RpcPeer.HostHandlers | undefined
+  /** Every notification except `log` (which goes to the logger and the events). */
+  readonly onNotification?: ((notification: JsonRpc.Notification) => Effect.Effect<void>) | undefined
+  /** Extra fixed environment variables. */
+  readonly env?: Readonly<Record<string, string>> | undefined
+  readonly cwd?: string | undefined
+  /** Folder a relative `executable` is resolved against. */
+  readonly manifestDir?: string | undefined
+  /** The host environment allow-listed variables come from. Default `process.env`. */
+  readonly hostEnv?: Readonly<Record<string, string | undefined>> | undefined
+  /** A request sent as the graceful first step of stopping (e.g. `shutdown`). Default none. */
+  readonly shutdownRequest?: string | undefined
+  /**
+   * Checks the executable before every spawn and returns the path to run. Defaults to
+   * resolving against `manifestDir` and comparing `checksumSha256` when declared.
+   */
+  readonly verifyExecutable?: ((source: PluginSource) => Effect.Effect<string, PluginClientError.Reason>) | undefined
+}
+
+/**
+ * A live plugin.
+ *
+ * @category models
+ */
+export interface PluginClient {
+  readonly name: string
+  /** Calls a method, spawning the plugin first if needed. */
+  readonly request: (
+    method: string,
+    params?: unknown,
+    options?: { readonly timeout?: Duration.Input | undefined }
+  ) => Effect.Effect<unknown, PluginClientError.PluginClientError>
+  /** Calls a typed method: params encoded and result decoded with its Schemas. */
+  readonly call: <Params, Result, ParamsWire, ResultWire>(
+    method: PluginMethod.PluginMethod<Params, Result, ParamsWire, ResultWire>,
+    params: Params,
+    options?: { readonly timeout?: Duration.Input | undefined }
+  ) => Effect.Effect<Result, PluginClientError.PluginClientError>
+  /** Sends a notification, spawning the plugin first if needed. */
+  readonly notify: (method: string, params?: unknown) => Effect.Effect<void, PluginClientError.PluginClientError>
+  readonly health: Effect.Effect<PluginHealth>
+  readonly state: Effect.Effect<PluginState>
+  /** Spawns the plugin now (no-op when running). */
+  readonly start: Effect.Effect<void, PluginClientError.PluginClientError>
+  /** Stops the plugin (if running) and starts it again. */
+  readonly restart: Effect.Effect<void, PluginClientError.PluginClientError>
+  /** Stops the plugin for good; later calls fail with `Closed`. */
+  readonly shutdown: Effect.Effect<void>
+  /** Forgets recorded crashes and leaves `Disabled` for `Idle`. */
+  readonly clearDisabled: Effect.Effect<void>
+  readonly events: Stream.Stream<PluginEvent>
+}
+
+// ---------------------------------------------------------------------------------------------
+// metrics
+// ---------------------------------------------------------------------------------------------
+
+/** @category metrics */
+export const spawnsTotal = Metric.counter("plugin_spawns_total", { description: "Plugin processes spawned" })
+/** @category metrics */
+export const crashesTotal = Metric.counter("plugin_crashes_total", { description: "Plugin crashes (exits, protocol violations, failed starts)" })
+/** @category metrics */
+export const requestsTotal = Metric.counter("plugin_requests_total", { description: "Requests sent to plugins" })
+/** @category metrics */
+export const reapsTotal = Metric.counter("plugin_idle_reaps_total", { description: "Idle plugins stopped" })
+/** @category metrics */
+export const requestDuration = Metric.timer("plugin_request_duration", { description: "Plugin request round trip" })
+
+// ---------------------------------------------------------------------------------------------
+// constructors
+// ---------------------------------------------------------------------------------------------
+
+interface Incarnation {
+  readonly generation: number
+  readonly scope: Scope.Closeable
+  readonly process: PluginProcess.PluginProcess
+  readonly peer: RpcPeer.RpcPeer
+  /** Set once the crash of this incarnation has been recorded: whether it tripped the cap. */
+  readonly crash: Deferred.Deferred<boolean>
+  crashClaimed: boolean
+  stopping: boolean
+}
+
+/** Reasons that mean the connection itself is gone (so the plugin crashed or was stopped). */
+const isConnectionFailure = (reason: PluginClientError.Reason): boolean => {
+  switch (reason._tag) {
+    case "Exited":
+    case "Io":
+    case "MalformedResponse":
+    case "IdMismatch":
+      return true
+    default:
+      return false
+  }
+}
+
+const describe = (reason: PluginClientError.Reason): string => reason.message
+
+const LogParams = Schema.Struct({
+  level: Schema.optionalKey(Schema.String),
+  message: Schema.optionalKey(Schema.String),
+  meta: Schema.optionalKey(Schema.Unknown),
+  timestamp: Schema.optionalKey(Schema.String)
+})
+const decodeLogParams = Schema.decodeUnknownOption(LogParams)
+
+const logLevelOf = (level: string | undefined): "Error" | "Warn" | "Debug" | "Info" => {
+  switch (level?.toLowerCase()) {
+    case "error":
+    case "fatal":
+      return "Error"
+    case "warn":
+    case "warning":
+      return "Warn"
+    case "debug":
+    case "trace":
+      return "Debug"
+    default:
+      return "Info"
+  }
+}
+
+/**
+ * The check before every spawn: resolve the executable against the manifest's folder and, when
+ * a checksum is declared, compare it (the source system checked only at discovery, so a binary
+ * swapped later ran unchecked). Needs the `FileSystem` and `Path` services only then.
+ */
+const defaultVerifier = (manifestDir: string | undefined) =>
+  Effect.gen(function*() {
+    const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
+    const path = yield* Effect.serviceOption(Path.Path)
+    return (source: PluginSource): Effect.Effect<string, PluginClientError.Reason> => {
+      if (manifestDir === undefined && source.checksumSha256 === undefined) return Effect.succeed(source.executable)
+      if (Option.isNone(fs) || Option.isNone(path)) {
+        return Effect.fail(new PluginClientError.Spawn({
+          path: source.executable,
+          detail: "verifying the executable needs the FileSystem and Path services (provide NodeServices.layer)"
+        }))
+      }
+      return PluginManifest.verify(source, manifestDir ?? path.value.resolve(".")).pipe(
+        Effect.provideService(FileSystem.FileSystem, fs.value),
+        Effect.provideService(Path.Path, path.value),
+        Effect.mapError((error): PluginClientError.Reason => {
+          const reason = error.reason
+          return reason._tag === "ChecksumMismatch"
+            ? new PluginClientError.ChecksumMismatch({ executable: reason.executable, declared: reason.declared, actual: reason.actual })
+            : new PluginClientError.Spawn({ path: source.executable, detail: reason.message })
+        })
+      )
+    }
+  })
+
+/**
+ * Makes a client for one plugin in the current Scope. Nothing is spawned until the first
+ * request (unless the policy says `start: "eager"`). Closing the Scope shuts the plugin down
+ * with the full stop sequence.
+ *
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(source: PluginSource, options?: Options): Effect.fn.Return<
+  PluginClient,
+  never,
+  Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
+> {
+  const name = source.name
+  const policy = options?.policy ?? LifetimePolicy.defaultPolicy
+  const handshake = options?.handshake ?? Handshake.none
+  const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+  const clientScope = yield* Effect.scope
+  const fail = (reason: PluginClientError.Reason) => PluginClientError.make(name, reason)
+  const attributes = { plugin: name }
+  const annotate = Effect.annotateLogs({ plugin: name })
+
+  const window = yield* RestartWindow.make(policy.restartWindow, policy.restartCap)
+  const events = yield* PubSub.unbounded<PluginEvent>()
+  const lifecycle = yield* Semaphore.make(1)
+  const idleTimer = yield* FiberHandle.make<void, never>()
+
+  let state: PluginState = PluginState.Idle
+  let current: Incarnation | undefined
+  let generation = 0
+  let inFlight = 0
+  let consecutiveTimeouts = 0
+  let consecutiveCrashes = 0
+  let totalCrashes = 0
+  let spawns = 0
+  let requests = 0
+  let lastUsed: number | undefined
+  let lastError: string | undefined
+  let lastStderr = ""
+  let supportedMethods: ReadonlyArray<string> | undefined
+
+  const publish = (event: PluginEvent) => PubSub.publish(events, event)
+
+  /** The one place state changes. */
+  const transition = (to: PluginState) =>
+    Effect.suspend(() => {
+      const from = state
+      if (from._tag === to._tag && from._tag !== "Backoff" && from._tag !== "Disabled") return Effect.void
+      state = to
+      return publish({ _tag: "StateChanged", plugin: name, from, to }).pipe(
+        Effect.andThen(Effect.logDebug(`state ${from._tag} → ${to._tag}`)),
+        annotate
+      )
+    })
+
+  // -- notifications -------------------------------------------------------------------------
+  const onNotification = (notification: JsonRpc.Notification): Effect.Effect<void> => {
+    if (notification.method === "log") {
+      const params = Option.getOrUndefined(decodeLogParams(notification.params))
+      const level = logLevelOf(params?.level)
+      const message = params?.message ?? JSON.stringify(notification.params)
+      const annotations: Record<string, unknown> = { plugin: name, source: "plugin" }
+      if (params?.timestamp !== undefined) annotations.pluginTimestamp = params.timestamp
+      if (params?.meta !== undefined) annotations.meta = params.meta
+      return Effect.logWithLevel(level)(message).pipe(
+        Effect.annotateLogs(annotations),
+        Effect.andThen(publish({ _tag: "Log", plugin: name, level, message, meta: params?.meta }))
+      )
+    }
+    return publish({ _tag: "Notification", plugin: name, method: notification.method, params: notification.params }).pipe(
+      Effect.andThen(options?.onNotification === undefined ? Effect.void : options.onNotification(notification))
+    )
+  }
+
+  // -- executable ----------------------------------------------------------------------------
+  const verifyExecutable = options?.verifyExecutable ?? (yield* defaultVerifier(options?.manifestDir))
+
+  // -- crash accounting ----------------------------------------------------------------------
+  /**
+   * Records the crash of an incarnation once (whoever sees it first: the exit watcher or a
+   * failing call) and tears it down. Resolves to whether it tripped the restart cap.
+   */
+  const crashed = (incarnation: Incarnation, reason: PluginClientError.Reason): Effect.Effect<boolean> =>
+    Effect.suspend(() => {
+      if (incarnation.crashClaimed) return Deferred.await(incarnation.crash)
+      incarnation.crashClaimed = true
+      return lifecycle.withPermits(1)(
+        Effect.gen(function*() {
+          if (current === incarnation) current = undefined
+          yield* incarnation.process.stop()
+          yield* Scope.close(incarnation.scope, Exit.void)
+          lastStderr = yield* incarnation.process.stderrExcerpt
+          const tripped = yield* recordCrash(describe(reason))
+          return tripped
+        })
+      ).pipe(
+        Effect.tap((tripped) => Deferred.succeed(incarnation.crash, tripped)),
+        Effect.uninterruptible
+      )
+    })
+
+  /** Counts a crash (of a running plugin or of a start) and moves to Disabled or Recovering. */
+  const recordCrash = (detail: string) =>
+    Effect.gen(function*() {
+      totalCrashes++
+      consecutiveCrashes++
+      lastError = detail
+      yield* Metric.update(Metric.withAttributes(crashesTotal, attributes), 1)
+      const { exceeded } = yield* window.record
+      if (state._tag === "Stopped" || state._tag === "Stopping") return false
+      if (exceeded) {
+        const reason = `crashed ${policy.restartCap} times within ${Duration.format(policy.restartWindow)}; last: ${detail}`
+        yield* publish({ _tag: "Crash", plugin: name, reason: detail, willRestart: false })
+        yield* transition(PluginState.Disabled(reason))
+        yield* Effect.logError(`disabled: ${reason}`).pipe(annotate)
+        return true
+      }
+      yield* publish({ _tag: "Crash", plugin: name, reason: detail, willRestart: true })
+      yield* transition(PluginState.Recovering)
+      yield* Effect.logWarning(`crashed: ${detail}`).pipe(annotate)
+      return false
+    })
+
+  const capExceeded = () => fail(new PluginClientError.RestartCapExceeded({ cap: policy.restartCap, window: policy.restartWindow }))
+
+  // -- spawning ------------------------------------------------------------------------------
+  const runHandshake = (peer: RpcPeer.RpcPeer) => {
+    if (handshake._tag === "None") return Effect.succeed<Handshake.HandshakeInfo>({})
+    return peer.request(handshake.method, handshake.params, { timeout: policy.initTimeout }).pipe(
+      Effect.mapError((error) => error.reason._tag === "Timeout"
+        ? `no answer to \`${handshake.method}\` within ${Duration.format(policy.initTimeout)}`
+        : error.reason.message),
+      Effect.flatMap(handshake.validate),
+      Effect.tap(() =>
+        handshake.afterwards === undefined
+          ? Effect.void
+          : peer.notify(handshake.afterwards.method, handshake.afterwards.params).pipe(Effect.mapError((e) => e.reason.message))
+      )
+    )
+  }
+
+  /** Spawns and handshakes a new incarnation. Must run under the lifecycle lock. */
+  const spawn = Effect.gen(function*() {
+    yield* transition(PluginState.Starting)
+    const executable = yield* verifyExecutable(source).pipe(Effect.mapError(fail))
+    const scope = yield* Scope.fork(clientScope, "sequential")
+    const gen = ++generation
+    const built = yield* Effect.gen(function*() {
+      const proc = yield* PluginProcess.make({
+        name,
+        executable,
+        args: source.args,
+        allowedEnvVars: source.allowedEnvVars,
+        env: options?.env,
+        cwd: options?.cwd,
+        hostEnv: options?.hostEnv
+      }, {
+        shutdownGrace: policy.shutdownGrace,
+        drainTimeout: policy.drainTimeout
+      })
+      spawns++
+      yield* Metric.update(Metric.withAttributes(spawnsTotal, attributes), 1)
+      const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc), {
+        maxConcurrentRequests: policy.maxConcurrentRequests,
+        requestTimeout: policy.requestTimeout,
+        maxRequestTimeout: policy.maxRequestTimeout,
+        maxLineBytes: policy.maxLineBytes,
+        hostHandlers: options?.hostHandlers,
+        onNotification
+      })
+      return { proc, peer }
+    }).pipe(
+      Scope.provide(scope),
+      Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, spawner),
+      Effect.onError(() => Scope.close(scope, Exit.void))
+    )
+    const incarnation: Incarnation = {
+      generation: gen,
+      scope,
+      process: built.proc,
+      peer: built.peer,
+      crash: Deferred.makeUnsafe<boolean>(),
+      crashClaimed: false,
+      stopping: false
+    }
+    const info = yield* runHandshake(built.peer).pipe(
+      Effect.catch((detail) =>
+        Effect.gen(function*() {
+          const stderrExcerpt = yield* built.proc.stderrExcerpt
+          yield* built.proc.stop()
+          yield* Scope.close(scope, Exit.void)
+          lastStderr = stderrExcerpt
+          return yield* Effect.fail(fail(new PluginClientError.InitFailed({ detail, stderrExcerpt })))
+        })
+      )
+    )
+    supportedMethods = info.supportedMethods
+    current = incarnation
+    consecutiveTimeouts = 0
+    // The watcher lives in the client scope: it must outlive the incarnation's scope, which it
+    // closes itself when the plugin dies.
+    yield* built.peer.closed.pipe(
+      Effect.flatMap((reason) =>
+        incarnation.stopping || (reason._tag === "Exited" && reason.requested)
+          ? Effect.void
+          : crashed(incarnation, reason)
+      ),
+      Effect.andThen(built.proc.exit),
+      Effect.flatMap((exit) => publish({ _tag: "Exit", plugin: name, pid: built.proc.pid, ...exit })),
+      Effect.forkIn(clientScope)
+    )
+    yield* transition(PluginState.Running)
+    yield* publish({ _tag: "Ready", plugin: name, pid: built.proc.pid })
+    return incarnation
+  }).pipe(
+    Effect.catch((error: PluginClientError.PluginClientError) =>
+      // A failed spawn or handshake is a crash too (the source system never counted them).
+      recordCrash(error.reason.message).pipe(
+        Effect.flatMap((tripped) => Effect.fail(tripped ? capExceeded() : error))
+      )
+    ),
+    Effect.withSpan("PluginClient.spawn", { attributes })
+  )
+
+  const unavailable = (): PluginClientError.PluginClientError | undefined => {
+    switch (state._tag) {
+      case "Disabled":
+        return fail(new PluginClientError.Disabled({ reason: state.reason }))
+      case "Stopped":
+        return fail(new PluginClientError.Closed({ detail: "the client is shut down" }))
+      case "Stopping":
+        return fail(new PluginClientError.Closed({ detail: "the plugin is stopping" }))
+      default:
+        return undefined
+    }
+  }
+
+  /** The running incarnation, spawning one if needed (concurrent callers share the spawn). */
+  const ensureRunning: Effect.Effect<Incarnation, PluginClientError.PluginClientError> = Effect.suspend(() => {
+    const blocked = unavailable()
+    if (blocked !== undefined) return Effect.fail(blocked)
+    if (current !== undefined && !current.crashClaimed) return Effect.succeed(current)
+    return lifecycle.withPermits(1)(
+      Effect.suspend(() => {
+        const blockedNow = unavailable()
+        if (blockedNow !== undefined) return Effect.fail(blockedNow)
+        if (current !== undefined && !current.crashClaimed) return Effect.succeed(current)
+        return spawn
+      })
+    )
+  })
+
+  // -- stopping ------------------------------------------------------------------------------
+  /** Stops the current incarnation with the full stop sequence. Must run under the lock. */
+  const stopCurrent = Effect.gen(function*() {
+    const incarnation = current
+    if (incarnation === undefined) return
+    current = undefined
+    incarnation.stopping = true
+    const graceful = options?.shutdownRequest === undefined
+      ? undefined
+      : incarnation.peer.request(options.shutdownRequest, undefined, { timeout: policy.drainTimeout })
+    yield* incarnation.process.stop({ graceful })
+    lastStderr = yield* incarnation.process.stderrExcerpt
+    yield* Scope.close(incarnation.scope, Exit.void)
+  })
+
+  // -- idle reaping --------------------------------------------------------------------------
+  const reap = lifecycle.withPermits(1)(
+    Effect.gen(function*() {
+      const incarnation = current
+      if (incarnation === undefined || inFlight > 0 || state._tag !== "Running") return
+      yield* Effect.logInfo(`idle for ${policy.idleTimeout === undefined ? "ever" : Duration.format(policy.idleTimeout)}; stopping`).pipe(annotate)
+      yield* transition(PluginState.Stopping)
+      yield* stopCurrent
+      yield* transition(PluginState.Idle)
+      yield* Metric.update(Metric.withAttributes(reapsTotal, attributes), 1)
+      yield* publish({ _tag: "Reaped", plugin: name, pid: incarnation.process.pid })
+    })
+  ).pipe(Effect.uninterruptible)
+
+  const idleTimeout = policy.idleTimeout
+  const armIdleTimer = idleTimeout === undefined
+    ? Effect.void
+    : Effect.suspend(() => inFlight > 0 || current === undefined
+      ? Effect.void
+      : FiberHandle.run(idleTimer, Effect.sleep(idleTimeout).pipe(Effect.andThen(reap)))).pipe(Effect.asVoid)
+  const disarmIdleTimer = idleTimeout === undefined ? Effect.void : FiberHandle.clear(idleTimer)
+
+  // -- calls ---------------------------------------------------------------------------------
+  const onCallFailure = (incarnation: Incarnation, error: PluginClientError.PluginClientError) =>
+    Effect.gen(function*() {
+      const reason = error.reason
+      if (reason._tag === "Timeout") {
+        consecutiveTimeouts++
+        if (consecutiveTimeouts >= policy.consecutiveTimeoutsBeforeRecycle && !incarnation.crashClaimed) {
+          consecutiveTimeouts = 0
+          yield* Effect.logWarning(`${policy.consecutiveTimeoutsBeforeRecycle} calls in a row timed out; recycling the process`).pipe(annotate)
+          const tripped = yield* crashed(incarnation, reason)
+          return tripped ? capExceeded() : error
+        }
+        return error
+      }
+      consecutiveTimeouts = 0
+      if (isConnectionFailure(reason) && !incarnation.stopping && !(reason._tag === "Exited" && reason.requested)) {
+        const tripped = yield* crashed(incarnation, reason)
+        return tripped ? capExceeded() : error
+      }
+      return error
+    })
+
+  const request: PluginClient["request"] = (method, params, callOptions) =>
+    Effect.gen(function*() {
+      requests++
+      inFlight++
+      yield* disarmIdleTimer
+      const incarnation = yield* ensureRunning
+      yield* Metric.update(Metric.withAttributes(requestsTotal, attributes), 1)
+      const result = yield* incarnation.peer.request(method, params, callOptions).pipe(
+        Effect.catch((error) => Effect.flatMap(onCallFailure(incarnation, error), Effect.fail))
+      )
+      consecutiveTimeouts = 0
+      return result
+    }).pipe(
+      Effect.trackDuration(Metric.withAttributes(requestDuration, attributes)),
+      Effect.ensuring(Effect.suspend(() => {
+        inFlight--
+        return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          lastUsed = now
+          return armIdleTimer
+        })
+      })),
+      Effect.withSpan("PluginClient.request", { attributes: { plugin: name, "rpc.method": method } })
+    )
+
+  const call: PluginClient["call"] = (method, params, callOptions) =>
+    Schema.encodeEffect(method.params)(params).pipe(
+      Effect.mapError((e) => fail(new PluginClientError.InvalidParams({ method: method.name, detail: e.message }))),
+      Effect.flatMap((wire) => request(method.name, wire, callOptions)),
+      Effect.flatMap((result) =>
+        Schema.decodeUnknownEffect(method.result)(result).pipe(
+          Effect.mapError((e) => fail(new PluginClientError.UnexpectedPayload({ method: method.name, detail: e.message })))
+        )
+      )
+    )
+
+  const notify: PluginClient["notify"] = (method, params) =>
+    ensureRunning.pipe(
+      Effect.flatMap((incarnation) => incarnation.peer.notify(method, params)),
+      Effect.tap(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void (lastUsed = now)))),
+      Effect.andThen(armIdleTimer)
+    )
+
+  // -- lifetime operations -------------------------------------------------------------------
+  const start: PluginClient["start"] = ensureRunning.pipe(Effect.andThen(armIdleTimer), Effect.asVoid)
+
+  const restart: PluginClient["restart"] = lifecycle.withPermits(1)(
+    Effect.gen(function*() {
+      const blocked = unavailable()
+      if (blocked !== undefined) return yield* Effect.fail(blocked)
+      if (current !== undefined) {
+        yield* transition(PluginState.Stopping)
+        yield* stopCurrent
+        yield* transition(PluginState.Idle)
+      }
+      yield* spawn
+    })
+  ).pipe(Effect.andThen(armIdleTimer))
+
+  const shutdown: PluginClient["shutdown"] = lifecycle.withPermits(1)(
+    Effect.gen(function*() {
+      if (state._tag === "Stopped") return
+      yield* disarmIdleTimer
+      yield* transition(PluginState.Stopping)
+      yield* stopCurrent
+      yield* transition(PluginState.Stopped)
+    })
+  ).pipe(Effect.uninterruptible, annotate)
+
+  const clearDisabled: PluginClient["clearDisabled"] = lifecycle.withPermits(1)(
+    Effect.gen(function*() {
+      yield* window.clear
+      consecutiveCrashes = 0
+      if (state._tag === "Disabled") yield* transition(PluginState.Idle)
+    })
+  )
+
+  const health: PluginClient["health"] = Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const incarnation = current
+    return {
+      pluginName: name,
+      state,
+      crashesInWindow: yield* window.count,
+      lastUsed,
+      lastCrash: yield* window.last,
+      lastError,
+      pid: incarnation?.process.pid,
+      uptime: incarnation === undefined ? undefined : Duration.millis(now - incarnation.process.startedAt),
+      consecutiveCrashes,
+      totalCrashes,
+      spawns,
+      requests,
+      pendingRequests: incarnation === undefined ? 0 : yield* incarnation.peer.pending,
+      nextRestartAt: state._tag === "Backoff" ? state.until : undefined,
+      stderrExcerpt: incarnation === undefined ? lastStderr : yield* incarnation.process.stderrExcerpt,
+      supportedMethods
+    }
+  })
+
+  yield* Effect.addFinalizer(() => shutdown)
+
+  if (policy.start === "eager") {
+    yield* start.pipe(
+      Effect.catchCause((cause) => Effect.logWarning("eager start failed", Cause.pretty(cause))),
+      annotate,
+      Effect.forkScoped
+    )
+  }
+
+  return {
+    name,
+    request,
+    call,
+    notify,
+    health,
+    state: Effect.sync(() => state),
+    start,
+    restart,
+    shutdown,
+    clearDisabled,
+    events: Stream.fromPubSub(events)
+  }
+})
