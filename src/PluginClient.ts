@@ -24,11 +24,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FileSystem from "effect/FileSystem"
+import * as Fiber from "effect/Fiber"
 import * as FiberHandle from "effect/FiberHandle"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Path from "effect/Path"
 import * as PubSub from "effect/PubSub"
+import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
@@ -96,11 +98,35 @@ export const PluginState: {
 export type PluginEvent =
   | { readonly _tag: "Ready"; readonly plugin: string; readonly pid: number }
   | { readonly _tag: "Exit"; readonly plugin: string; readonly pid: number; readonly code: number | null; readonly signal: string | null; readonly requested: boolean }
-  | { readonly _tag: "Crash"; readonly plugin: string; readonly reason: string; readonly willRestart: boolean }
+  | {
+    readonly _tag: "Crash"
+    readonly plugin: string
+    readonly reason: string
+    readonly code: number | null
+    readonly signal: string | null
+    readonly willRestart: boolean
+  }
   | { readonly _tag: "StateChanged"; readonly plugin: string; readonly from: PluginState; readonly to: PluginState }
   | { readonly _tag: "Log"; readonly plugin: string; readonly level: string; readonly message: string; readonly meta: unknown }
   | { readonly _tag: "Notification"; readonly plugin: string; readonly method: string; readonly params: unknown }
   | { readonly _tag: "Reaped"; readonly plugin: string; readonly pid: number }
+  | StreamEvent
+
+/**
+ * A `streams.open` / `streams.emit` / `streams.close` notification from the plugin (a channel of
+ * values it pushes to the host). When the plugin dies, every channel it left open gets a
+ * synthetic `close` with `synthetic: true`.
+ *
+ * @category models
+ */
+export interface StreamEvent {
+  readonly _tag: "Stream"
+  readonly plugin: string
+  readonly action: "open" | "emit" | "close"
+  readonly channel: string
+  readonly params: unknown
+  readonly synthetic: boolean
+}
 
 /**
  * A snapshot of a plugin's health. Times are epoch milliseconds from `Clock`.
@@ -149,8 +175,25 @@ export interface Options {
   readonly policy?: LifetimePolicy.LifetimePolicy | undefined
   readonly handshake?: Handshake.Handshake | undefined
   readonly hostHandlers?: RpcPeer.HostHandlers | undefined
-  /** Every notification except `log` (which goes to the logger and the events). */
+  /** Every notification except `log` and `streams.*` (which go to the logger and the events). */
   readonly onNotification?: ((notification: JsonRpc.Notification) => Effect.Effect<void>) | undefined
+  /** `streams.open/emit/close` notifications, and the synthetic `close` of channels left open at a crash. */
+  readonly onStreamNotification?: ((event: StreamEvent) => Effect.Effect<void>) | undefined
+  /**
+   * Shared permits for spawning (a manager's cap on plugins starting at once), held from spawn
+   * to the end of the handshake.
+   */
+  readonly spawnPermits?: Semaphore.Semaphore | undefined
+  /**
+   * Called with every event, in order, as it is published (no subscription race, unlike
+   * `events`, which only sees events after the stream starts).
+   */
+  readonly onEvent?: ((event: PluginEvent) => Effect.Effect<void>) | undefined
+  /**
+   * Whether an eager policy starts the plugin as soon as the client is made. Default true; a
+   * manager that starts plugins itself turns it off.
+   */
+  readonly autoStart?: boolean | undefined
   /** Extra fixed environment variables. */
   readonly env?: Readonly<Record<string, string>> | undefined
   readonly cwd?: string | undefined
@@ -194,7 +237,12 @@ export interface PluginClient {
   readonly start: Effect.Effect<void, PluginClientError.PluginClientError>
   /** Stops the plugin (if running) and starts it again. */
   readonly restart: Effect.Effect<void, PluginClientError.PluginClientError>
-  /** Stops the plugin for good; later calls fail with `Closed`. */
+  /**
+   * Stops the plugin and cancels any pending restart. It stays `Stopped` (calls fail fast with
+   * `Closed`) until `start`.
+   */
+  readonly stop: Effect.Effect<void>
+  /** Stops the plugin for good; later calls and `start` fail with `Closed`. */
   readonly shutdown: Effect.Effect<void>
   /** Forgets recorded crashes and leaves `Disabled` for `Idle`. */
   readonly clearDisabled: Effect.Effect<void>
@@ -245,6 +293,22 @@ const isConnectionFailure = (reason: PluginClientError.Reason): boolean => {
 }
 
 const describe = (reason: PluginClientError.Reason): string => reason.message
+
+const streamActions: Readonly<Record<string, "open" | "emit" | "close">> = {
+  "streams.open": "open",
+  "streams.emit": "emit",
+  "streams.close": "close"
+}
+
+const channelOf = (params: unknown): string => {
+  if (typeof params === "object" && params !== null) {
+    for (const key of ["channel", "streamId", "id"]) {
+      const value: unknown = Reflect.get(params, key)
+      if (typeof value === "string" || typeof value === "number") return String(value)
+    }
+  }
+  return "default"
+}
 
 const LogParams = Schema.Struct({
   level: Schema.optionalKey(Schema.String),
@@ -339,8 +403,19 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   let lastError: string | undefined
   let lastStderr = ""
   let supportedMethods: ReadonlyArray<string> | undefined
+  let lastCrashAt: number | undefined
+  // Set by `shutdown`: the client is done for good.
+  let closed = false
+  // The pending restart of a plugin waiting out its backoff.
+  let restartFiber: Fiber.Fiber<void> | undefined
+  // Stream channels the running plugin has opened and not closed.
+  const openChannels = new Set<string>()
 
-  const publish = (event: PluginEvent) => PubSub.publish(events, event)
+  const onEvent = options?.onEvent
+  const publish = (event: PluginEvent) =>
+    onEvent === undefined
+      ? PubSub.publish(events, event)
+      : PubSub.publish(events, event).pipe(Effect.andThen(onEvent(event)))
 
   /** The one place state changes. */
   const transition = (to: PluginState) =>
@@ -368,10 +443,26 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
         Effect.andThen(publish({ _tag: "Log", plugin: name, level, message, meta: params?.meta }))
       )
     }
+    const action = Object.hasOwn(streamActions, notification.method) ? streamActions[notification.method] : undefined
+    if (action !== undefined) {
+      const channel = channelOf(notification.params)
+      if (action === "open") openChannels.add(channel)
+      if (action === "close") openChannels.delete(channel)
+      return emitStream({ _tag: "Stream", plugin: name, action, channel, params: notification.params, synthetic: false })
+    }
     return publish({ _tag: "Notification", plugin: name, method: notification.method, params: notification.params }).pipe(
       Effect.andThen(options?.onNotification === undefined ? Effect.void : options.onNotification(notification))
     )
   }
+  const emitStream = (event: StreamEvent) =>
+    publish(event).pipe(Effect.andThen(options?.onStreamNotification === undefined ? Effect.void : options.onStreamNotification(event)))
+  /** A dead plugin cannot close its channels: close them for it. */
+  const closeOpenStreams = Effect.suspend(() => {
+    const channels = [...openChannels]
+    openChannels.clear()
+    return Effect.forEach(channels, (channel) =>
+      emitStream({ _tag: "Stream", plugin: name, action: "close", channel, params: { channel, reason: "plugin exited" }, synthetic: true }), { discard: true })
+  })
 
   // -- executable ----------------------------------------------------------------------------
   const verifyExecutable = options?.verifyExecutable ?? (yield* defaultVerifier(options?.manifestDir))
@@ -391,7 +482,10 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
           yield* incarnation.process.stop()
           yield* Scope.close(incarnation.scope, Exit.void)
           lastStderr = yield* incarnation.process.stderrExcerpt
-          const tripped = yield* recordCrash(describe(reason))
+          const tripped = yield* recordCrash(
+            describe(reason),
+            reason._tag === "Exited" ? { code: reason.code, signal: reason.signal } : undefined
+          )
           return tripped
         })
       ).pipe(
@@ -400,27 +494,79 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       )
     })
 
-  /** Counts a crash (of a running plugin or of a start) and moves to Disabled or Recovering. */
-  const recordCrash = (detail: string) =>
+  /**
+   * Counts a crash (of a running plugin or of a start) and decides what follows: without a
+   * backoff, `Disabled` once the restart window holds `restartCap` crashes, else `Recovering`
+   * (the next call respawns); with a backoff, `Disabled` after `giveUpAfter` consecutive
+   * crashes, else `Backoff` and a restart scheduled after the backoff delay. Runs under the
+   * lifecycle lock. Returns whether the plugin was disabled by this crash.
+   */
+  const recordCrash = (detail: string, exit?: { readonly code: number | null; readonly signal: string | null }) =>
     Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
       totalCrashes++
-      consecutiveCrashes++
       lastError = detail
+      const previousCrashAt = lastCrashAt
+      lastCrashAt = now
       yield* Metric.update(Metric.withAttributes(crashesTotal, attributes), 1)
       const { exceeded } = yield* window.record
-      if (state._tag === "Stopped" || state._tag === "Stopping") return false
-      if (exceeded) {
-        const reason = `crashed ${policy.restartCap} times within ${Duration.format(policy.restartWindow)}; last: ${detail}`
-        yield* publish({ _tag: "Crash", plugin: name, reason: detail, willRestart: false })
+      yield* closeOpenStreams
+      const crash = (willRestart: boolean) =>
+        publish({ _tag: "Crash", plugin: name, reason: detail, code: exit?.code ?? null, signal: exit?.signal ?? null, willRestart })
+      if (closed || state._tag === "Stopped" || state._tag === "Stopping") return false
+      const backoff = policy.backoff
+      if (backoff === undefined) {
+        consecutiveCrashes++
+        if (exceeded) {
+          const reason = `crashed ${policy.restartCap} times within ${Duration.format(policy.restartWindow)}; last: ${detail}`
+          yield* crash(false)
+          yield* transition(PluginState.Disabled(reason))
+          yield* Effect.logError(`disabled: ${reason}`).pipe(annotate)
+          return true
+        }
+        yield* crash(true)
+        yield* transition(PluginState.Recovering)
+        yield* Effect.logWarning(`crashed: ${detail}`).pipe(annotate)
+        return false
+      }
+      consecutiveCrashes = LifetimePolicy.nextConsecutiveCrashes(backoff, consecutiveCrashes, previousCrashAt, now)
+      if (LifetimePolicy.givesUp(backoff, consecutiveCrashes)) {
+        const reason = `crashed ${consecutiveCrashes} times in a row; last: ${detail}`
+        yield* crash(false)
         yield* transition(PluginState.Disabled(reason))
         yield* Effect.logError(`disabled: ${reason}`).pipe(annotate)
         return true
       }
-      yield* publish({ _tag: "Crash", plugin: name, reason: detail, willRestart: true })
-      yield* transition(PluginState.Recovering)
-      yield* Effect.logWarning(`crashed: ${detail}`).pipe(annotate)
+      const delay = LifetimePolicy.backoffDelay(backoff, consecutiveCrashes, yield* Random.next)
+      yield* crash(true)
+      yield* transition(PluginState.Backoff(now + Duration.toMillis(delay)))
+      yield* Effect.logWarning(`crashed (${consecutiveCrashes} in a row): ${detail}; restarting in ${Duration.format(delay)}`).pipe(annotate)
+      restartFiber = yield* Effect.sleep(delay).pipe(
+        Effect.andThen(restartAfterBackoff),
+        Effect.forkIn(clientScope)
+      )
       return false
     })
+
+  /** The scheduled restart: a failed spawn or handshake records another crash and reschedules. */
+  const restartAfterBackoff: Effect.Effect<void> = Effect.suspend(() =>
+    lifecycle.withPermits(1)(
+      Effect.suspend(() => {
+        if (closed || state._tag !== "Backoff") return Effect.void
+        restartFiber = undefined
+        return spawn.pipe(
+          Effect.andThen(armIdleTimer),
+          Effect.catch((error) => Effect.logWarning(`restart failed: ${error.reason.message}`).pipe(annotate))
+        )
+      })
+    )
+  )
+
+  const cancelRestart = Effect.suspend(() => {
+    const fiber = restartFiber
+    restartFiber = undefined
+    return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
+  })
 
   const capExceeded = () => fail(new PluginClientError.RestartCapExceeded({ cap: policy.restartCap, window: policy.restartWindow }))
 
@@ -445,6 +591,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     yield* transition(PluginState.Starting)
     const executable = yield* verifyExecutable(source).pipe(Effect.mapError(fail))
     const scope = yield* Scope.fork(clientScope, "sequential")
+    openChannels.clear()
     const gen = ++generation
     const built = yield* Effect.gen(function*() {
       const proc = yield* PluginProcess.make({
@@ -497,6 +644,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     )
     supportedMethods = info.supportedMethods
     current = incarnation
+    if (policy.backoff === undefined) consecutiveCrashes = 0
     consecutiveTimeouts = 0
     // The watcher lives in the client scope: it must outlive the incarnation's scope, which it
     // closes itself when the plugin dies.
@@ -514,6 +662,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     yield* publish({ _tag: "Ready", plugin: name, pid: built.proc.pid })
     return incarnation
   }).pipe(
+    (effect) => options?.spawnPermits === undefined ? effect : options.spawnPermits.withPermits(1)(effect),
     Effect.catch((error: PluginClientError.PluginClientError) =>
       // A failed spawn or handshake is a crash too (the source system never counted them).
       recordCrash(error.reason.message).pipe(
@@ -528,9 +677,13 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       case "Disabled":
         return fail(new PluginClientError.Disabled({ reason: state.reason }))
       case "Stopped":
-        return fail(new PluginClientError.Closed({ detail: "the client is shut down" }))
+        return fail(new PluginClientError.Closed({ detail: closed ? "the client is shut down" : "the plugin is stopped" }))
       case "Stopping":
         return fail(new PluginClientError.Closed({ detail: "the plugin is stopping" }))
+      case "Backoff":
+        return fail(new PluginClientError.Unavailable({
+          detail: `restarting after a crash, at ${new Date(state.until).toISOString()}${lastError === undefined ? "" : ` (last error: ${lastError})`}`
+        }))
       default:
         return undefined
     }
@@ -653,30 +806,48 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     )
 
   // -- lifetime operations -------------------------------------------------------------------
-  const start: PluginClient["start"] = ensureRunning.pipe(Effect.andThen(armIdleTimer), Effect.asVoid)
+  /** Spawns now: also from `Stopped`, and without waiting out a backoff. */
+  const start: PluginClient["start"] = lifecycle.withPermits(1)(
+    Effect.gen(function*() {
+      if (closed) return yield* Effect.fail(fail(new PluginClientError.Closed({ detail: "the client is shut down" })))
+      if (state._tag === "Stopped" || state._tag === "Backoff") {
+        yield* cancelRestart
+        yield* transition(PluginState.Idle)
+      }
+    })
+  ).pipe(Effect.andThen(ensureRunning), Effect.andThen(armIdleTimer), Effect.asVoid)
 
   const restart: PluginClient["restart"] = lifecycle.withPermits(1)(
     Effect.gen(function*() {
-      const blocked = unavailable()
-      if (blocked !== undefined) return yield* Effect.fail(blocked)
+      if (closed) return yield* Effect.fail(fail(new PluginClientError.Closed({ detail: "the client is shut down" })))
+      if (state._tag === "Disabled") return yield* Effect.fail(fail(new PluginClientError.Disabled({ reason: state.reason })))
+      yield* cancelRestart
       if (current !== undefined) {
         yield* transition(PluginState.Stopping)
         yield* stopCurrent
-        yield* transition(PluginState.Idle)
       }
+      yield* transition(PluginState.Idle)
       yield* spawn
     })
   ).pipe(Effect.andThen(armIdleTimer))
 
-  const shutdown: PluginClient["shutdown"] = lifecycle.withPermits(1)(
+  const stopPlugin = lifecycle.withPermits(1)(
     Effect.gen(function*() {
-      if (state._tag === "Stopped") return
+      yield* cancelRestart
       yield* disarmIdleTimer
+      if (state._tag === "Stopped") return
       yield* transition(PluginState.Stopping)
       yield* stopCurrent
+      yield* closeOpenStreams
       yield* transition(PluginState.Stopped)
     })
   ).pipe(Effect.uninterruptible, annotate)
+
+  const stop: PluginClient["stop"] = stopPlugin
+  const shutdown: PluginClient["shutdown"] = Effect.suspend(() => {
+    closed = true
+    return stopPlugin
+  })
 
   const clearDisabled: PluginClient["clearDisabled"] = lifecycle.withPermits(1)(
     Effect.gen(function*() {
@@ -711,7 +882,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
 
   yield* Effect.addFinalizer(() => shutdown)
 
-  if (policy.start === "eager") {
+  if (policy.start === "eager" && options?.autoStart !== false) {
     yield* start.pipe(
       Effect.catchCause((cause) => Effect.logWarning("eager start failed", Cause.pretty(cause))),
       annotate,
@@ -728,6 +899,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     state: Effect.sync(() => state),
     start,
     restart,
+    stop,
     shutdown,
     clearDisabled,
     events: Stream.fromPubSub(events)

@@ -224,6 +224,20 @@ export class Closed extends Schema.TaggedError<Closed>()("Closed", {
 }
 
 /**
+ * The plugin is not running right now (waiting out a restart backoff, or stopped) and the call
+ * was not queued.
+ *
+ * @category reasons
+ */
+export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable", {
+  detail: Schema.String
+}) {
+  override get message() {
+    return `is unavailable: ${this.detail}`
+  }
+}
+
+/**
  * Every reason a plugin call can fail.
  *
  * @category models
@@ -242,7 +256,8 @@ export const Reason = Schema.Union([
   PluginError,
   IdMismatch,
   Timeout,
-  Closed
+  Closed,
+  Unavailable
 ])
 export type Reason = typeof Reason.Type
 

@@ -4,7 +4,7 @@
  * Each module is exported as a namespace, in the order data flows: the wire (`JsonRpc`,
  * `Framing`), manifests and policy (`PluginManifest`, `LifetimePolicy`, `RestartWindow`), one
  * process (`PluginProcess`), the connection over it (`RpcPeer`), one plugin's lifetime
- * (`PluginClient`, with `Handshake` and typed `PluginMethod`s), the errors calls fail with
+ * (`PluginClient`, with `Handshake` and typed `PluginMethod`s), many plugins (`PluginManager`), the errors calls fail with
  * (`PluginClientError`), and the plugin side (`PluginWorker`).
  *
  * @since 0.1.0
@@ -15,6 +15,7 @@ export * as JsonRpc from "./JsonRpc.ts"
 export * as LifetimePolicy from "./LifetimePolicy.ts"
 export * as PluginClient from "./PluginClient.ts"
 export * as PluginClientError from "./PluginClientError.ts"
+export * as PluginManager from "./PluginManager.ts"
 export * as PluginManifest from "./PluginManifest.ts"
 export * as PluginMethod from "./PluginMethod.ts"
 export * as PluginProcess from "./PluginProcess.ts"

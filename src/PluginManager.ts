@@ -1,0 +1,370 @@
+/**
+ * Many plugins under one roof: a service that registers plugins by id, starts and stops them,
+ * routes calls, and reports on all of them.
+ *
+ * Each registered plugin is a {@link PluginClient} living in its own Scope under the manager's
+ * layer, so lazy (on-demand) and always-on (eager, with backoff restarts) plugins share one
+ * manager. Concurrent `start`s of one id share the in-flight start; a global cap on spawns in
+ * progress (default 8) keeps a host restart with hundreds of plugins from stampeding the
+ * machine. Every client's events reach one stream, tagged with the plugin id, together with
+ * `plugin.worker.crashed` and `plugin.worker.restarted` (a ready that follows a crash).
+ * Releasing the layer stops every plugin in parallel, each bounded by its policy's deadlines.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as FileSystem from "effect/FileSystem"
+import * as Layer from "effect/Layer"
+import type * as Path from "effect/Path"
+import * as PubSub from "effect/PubSub"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
+import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
+import * as Handshake from "./Handshake.ts"
+import * as LifetimePolicy from "./LifetimePolicy.ts"
+import * as PluginClient from "./PluginClient.ts"
+import type * as PluginClientError from "./PluginClientError.ts"
+import * as PluginManifest from "./PluginManifest.ts"
+
+// ---------------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * An id is registered already (and its plugin is not stopped).
+ *
+ * @category errors
+ */
+export class AlreadyRegistered extends Schema.TaggedError<AlreadyRegistered>()("AlreadyRegistered", {}) {
+  override get message() {
+    return "is already registered"
+  }
+}
+
+/**
+ * No plugin has this id.
+ *
+ * @category errors
+ */
+export class NotRegistered extends Schema.TaggedError<NotRegistered>()("NotRegistered", {}) {
+  override get message() {
+    return "is not registered"
+  }
+}
+
+/**
+ * A registry operation failed.
+ *
+ * @category errors
+ */
+export class ManagerError extends Schema.TaggedError<ManagerError>()("ManagerError", {
+  id: Schema.String,
+  reason: Schema.Union([AlreadyRegistered, NotRegistered])
+}) {
+  override get message() {
+    return `plugin id \`${this.id}\` ${this.reason.message}`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// models
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What the manager's event stream carries.
+ *
+ * @category models
+ */
+export type ManagerEvent =
+  | { readonly _tag: "Plugin"; readonly id: string; readonly event: PluginClient.PluginEvent }
+  | {
+    readonly _tag: "plugin.worker.crashed"
+    readonly id: string
+    readonly code: number | null
+    readonly signal: string | null
+    readonly reason: string
+    readonly willRestart: boolean
+  }
+  | { readonly _tag: "plugin.worker.restarted"; readonly id: string; readonly pid: number }
+
+/**
+ * One plugin's health, under its id.
+ *
+ * @category models
+ */
+export interface Diagnostics {
+  readonly id: string
+  readonly manifest: PluginClient.PluginSource
+  readonly allowedEnvVars: ReadonlyArray<string>
+  readonly health: PluginClient.PluginHealth
+}
+
+/**
+ * How to run a registered plugin: the client's options. For an eager policy without a
+ * handshake the default is `initialize` (`{ok: true, supportedMethods}`) and the graceful stop
+ * request is `shutdown`.
+ *
+ * @category models
+ */
+export type RegisterOptions = PluginClient.Options
+
+/**
+ * Options of the manager itself.
+ *
+ * @category models
+ */
+export interface ManagerOptions {
+  /** How many plugins may be spawning (spawn through handshake) at once. Default 8. */
+  readonly maxConcurrentSpawns?: number | undefined
+}
+
+/**
+ * The manager service.
+ *
+ * @category models
+ */
+export class PluginManager extends Context.Service<PluginManager, {
+  /** Registers a plugin (nothing is spawned). Fails with `AlreadyRegistered` unless the existing one is stopped. */
+  readonly register: (id: string, source: PluginClient.PluginSource, options?: RegisterOptions) => Effect.Effect<PluginClient.PluginClient, ManagerError>
+  /** Stops and forgets a plugin. Unknown ids are a no-op. */
+  readonly unregister: (id: string) => Effect.Effect<void>
+  /** Spawns a plugin now and waits for its handshake. */
+  readonly start: (id: string) => Effect.Effect<void, ManagerError | PluginClientError.PluginClientError>
+  /** Stops a plugin and cancels any pending restart. Unknown ids are a no-op. */
+  readonly stop: (id: string) => Effect.Effect<void>
+  readonly get: (id: string) => Effect.Effect<PluginClient.PluginClient, ManagerError>
+  readonly isRunning: (id: string) => Effect.Effect<boolean>
+  readonly ids: Effect.Effect<ReadonlyArray<string>>
+  readonly call: (
+    id: string,
+    method: string,
+    params?: unknown,
+    options?: { readonly timeout?: Duration.Input | undefined }
+  ) => Effect.Effect<unknown, ManagerError | PluginClientError.PluginClientError>
+  readonly notify: (id: string, method: string, params?: unknown) => Effect.Effect<void, ManagerError | PluginClientError.PluginClientError>
+  /** Starts every registered plugin whose policy is eager, in parallel (failures are logged). */
+  readonly startAll: Effect.Effect<void>
+  /** Stops every plugin in parallel; errors are logged, never raised. */
+  readonly stopAll: Effect.Effect<void>
+  readonly diagnostics: Effect.Effect<ReadonlyArray<Diagnostics>>
+  readonly events: Stream.Stream<ManagerEvent>
+  /**
+   * Registers every valid manifest in `dir` (id = manifest name) and returns every outcome,
+   * bad manifests included.
+   */
+  readonly discover: (
+    dir: string,
+    options?: RegisterOptions
+  ) => Effect.Effect<ReadonlyArray<PluginManifest.Discovered>, never, FileSystem.FileSystem | Path.Path>
+}>()("effect-plugin-host/PluginManager") {}
+
+// ---------------------------------------------------------------------------------------------
+// constructors
+// ---------------------------------------------------------------------------------------------
+
+interface Entry {
+  readonly id: string
+  readonly source: PluginClient.PluginSource
+  readonly client: PluginClient.PluginClient
+  readonly scope: Scope.Closeable
+  readonly eager: boolean
+}
+
+/**
+ * Fills in the always-on defaults: an eager plugin speaks the worker dialect unless told
+ * otherwise.
+ */
+const withDefaults = (options: RegisterOptions | undefined): RegisterOptions => {
+  const policy = options?.policy ?? LifetimePolicy.defaultPolicy
+  if (policy.start !== "eager") return { ...options, policy }
+  return {
+    ...options,
+    policy,
+    handshake: options?.handshake ?? Handshake.initialize(),
+    shutdownRequest: options?.shutdownRequest ?? "shutdown"
+  }
+}
+
+/**
+ * Makes a manager in the current Scope; closing the Scope stops every plugin.
+ *
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions) {
+  const scope = yield* Effect.scope
+  const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+  const spawnPermits = yield* Semaphore.make(Math.max(1, managerOptions?.maxConcurrentSpawns ?? 8))
+  const events = yield* PubSub.unbounded<ManagerEvent>()
+  const entries = new Map<string, Entry>()
+  const registry = yield* Semaphore.make(1)
+
+  const notRegistered = (id: string) => new ManagerError({ id, reason: new NotRegistered() })
+  const lookup = (id: string) =>
+    Effect.suspend(() => {
+      const entry = entries.get(id)
+      return entry === undefined ? Effect.fail(notRegistered(id)) : Effect.succeed(entry)
+    })
+
+  /** Forwards a client's events, adding the crashed/restarted pair of the worker dialect. */
+  const forwarder = (id: string) => {
+    let crashedSinceReady = false
+    return (event: PluginClient.PluginEvent): Effect.Effect<void> => {
+      const tagged = PubSub.publish(events, { _tag: "Plugin", id, event })
+      switch (event._tag) {
+        case "Crash":
+          crashedSinceReady = true
+          return tagged.pipe(Effect.andThen(PubSub.publish(events, {
+            _tag: "plugin.worker.crashed",
+            id,
+            code: event.code,
+            signal: event.signal,
+            reason: event.reason,
+            willRestart: event.willRestart
+          })), Effect.asVoid)
+        case "Ready":
+          if (!crashedSinceReady) return Effect.asVoid(tagged)
+          crashedSinceReady = false
+          return tagged.pipe(Effect.andThen(PubSub.publish(events, { _tag: "plugin.worker.restarted", id, pid: event.pid })), Effect.asVoid)
+        default:
+          return Effect.asVoid(tagged)
+      }
+    }
+  }
+
+  const closeEntry = (entry: Entry) =>
+    entry.client.shutdown.pipe(Effect.andThen(Scope.close(entry.scope, Exit.void)))
+
+  const register: PluginManager["Service"]["register"] = (id, source, options) =>
+    registry.withPermits(1)(
+      Effect.gen(function*() {
+        const existing = entries.get(id)
+        if (existing !== undefined) {
+          const state = yield* existing.client.state
+          if (state._tag !== "Stopped") return yield* new ManagerError({ id, reason: new AlreadyRegistered() })
+          entries.delete(id)
+          yield* closeEntry(existing)
+        }
+        const resolved = withDefaults(options)
+        const userOnEvent = resolved.onEvent
+        const forward = forwarder(id)
+        const clientScope = yield* Scope.fork(scope, "sequential")
+        const client = yield* PluginClient.make(source, {
+          ...resolved,
+          spawnPermits,
+          autoStart: false,
+          onEvent: (event) => userOnEvent === undefined ? forward(event) : Effect.andThen(forward(event), userOnEvent(event))
+        }).pipe(
+          Scope.provide(clientScope),
+          Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, spawner)
+        )
+        entries.set(id, { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager" })
+        return client
+      })
+    )
+
+  const unregister: PluginManager["Service"]["unregister"] = (id) =>
+    registry.withPermits(1)(
+      Effect.suspend(() => {
+        const entry = entries.get(id)
+        if (entry === undefined) return Effect.void
+        entries.delete(id)
+        return closeEntry(entry)
+      })
+    )
+
+  const start: PluginManager["Service"]["start"] = (id) =>
+    Effect.flatMap(lookup(id), (entry) => entry.client.start).pipe(Effect.withSpan("PluginManager.start", { attributes: { plugin: id } }))
+
+  const stop: PluginManager["Service"]["stop"] = (id) =>
+    Effect.suspend(() => {
+      const entry = entries.get(id)
+      return entry === undefined ? Effect.void : entry.client.stop
+    })
+
+  const all = Effect.sync(() => [...entries.values()])
+
+  const startAll: PluginManager["Service"]["startAll"] = Effect.flatMap(all, (list) =>
+    Effect.forEach(
+      list.filter((entry) => entry.eager),
+      (entry) =>
+        entry.client.start.pipe(
+          Effect.catchCause((cause) => Effect.logWarning(`start of ${entry.id} failed`, Cause.pretty(cause)))
+        ),
+      { concurrency: "unbounded", discard: true }
+    ))
+
+  const stopAll: PluginManager["Service"]["stopAll"] = Effect.flatMap(all, (list) =>
+    Effect.forEach(
+      list,
+      (entry) =>
+        entry.client.stop.pipe(
+          Effect.catchCause((cause) => Effect.logWarning(`stop of ${entry.id} failed`, Cause.pretty(cause)))
+        ),
+      { concurrency: "unbounded", discard: true }
+    ))
+
+  const diagnostics: PluginManager["Service"]["diagnostics"] = Effect.flatMap(all, (list) =>
+    Effect.forEach(list, (entry) =>
+      Effect.map(entry.client.health, (health): Diagnostics => ({
+        id: entry.id,
+        manifest: entry.source,
+        allowedEnvVars: entry.source.allowedEnvVars ?? [],
+        health
+      }))))
+
+  const discover: PluginManager["Service"]["discover"] = (dir, options) =>
+    PluginManifest.discover(dir).pipe(
+      Effect.tap((outcomes) =>
+        Effect.forEach(outcomes, (outcome) =>
+          outcome._tag === "Valid"
+            ? register(outcome.manifest.name, outcome.manifest, { ...options, manifestDir: outcome.dir }).pipe(
+              Effect.catch((error) => Effect.logWarning(error.message))
+            )
+            : Effect.logWarning(outcome.error.message), { discard: true })
+      )
+    )
+
+  yield* Effect.addFinalizer(() => stopAll)
+
+  return PluginManager.of({
+    register,
+    unregister,
+    start,
+    stop,
+    get: (id) => Effect.map(lookup(id), (entry) => entry.client),
+    isRunning: (id) =>
+      Effect.suspend(() => {
+        const entry = entries.get(id)
+        return entry === undefined ? Effect.succeed(false) : Effect.map(entry.client.state, (s) => s._tag === "Running")
+      }),
+    ids: Effect.sync(() => [...entries.keys()]),
+    call: (id, method, params, options) => Effect.flatMap(lookup(id), (entry) => entry.client.request(method, params, options)),
+    notify: (id, method, params) => Effect.flatMap(lookup(id), (entry) => entry.client.notify(method, params)),
+    startAll,
+    stopAll,
+    diagnostics,
+    events: Stream.fromPubSub(events),
+    discover
+  })
+})
+
+/**
+ * The manager as a layer (needs a `ChildProcessSpawner`, e.g. `NodeServices.layer`).
+ *
+ * @category layers
+ */
+export const layer: Layer.Layer<PluginManager, never, ChildProcessSpawner.ChildProcessSpawner> = Layer.effect(PluginManager, make())
+
+/**
+ * The manager as a layer, with options.
+ *
+ * @category layers
+ */
+export const layerWith = (options: ManagerOptions): Layer.Layer<PluginManager, never, ChildProcessSpawner.ChildProcessSpawner> =>
+  Layer.effect(PluginManager, make(options))

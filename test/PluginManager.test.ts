@@ -1,0 +1,422 @@
+import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
+import * as Stream from "effect/Stream"
+import { TestClock } from "effect/testing"
+import * as Handshake from "../src/Handshake.ts"
+import * as LifetimePolicy from "../src/LifetimePolicy.ts"
+import type * as PluginClient from "../src/PluginClient.ts"
+import * as PluginClientError from "../src/PluginClientError.ts"
+import * as PluginManager from "../src/PluginManager.ts"
+import { InMemorySpawner } from "../src/testing/index.ts"
+import { eventually, fixture, isAlive, live, liveChildren, node } from "./support/processes.ts"
+
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+})
+
+const reasonOf = (error: PluginClientError.PluginClientError | PluginManager.ManagerError) => error.reason
+
+/** A manager over the in-memory spawner, in the test's scope. */
+const fakeManager = (behaviours: InMemorySpawner.Behaviours, options?: PluginManager.ManagerOptions) =>
+  Effect.gen(function*() {
+    const fake = yield* InMemorySpawner.make(behaviours)
+    const manager = yield* PluginManager.make(options).pipe(Effect.provide(fake.layer))
+    return { fake, manager }
+  })
+
+/** Collects every manager event from now on. */
+const recordEvents = (manager: PluginManager.PluginManager["Service"]) =>
+  Effect.gen(function*() {
+    const seen: Array<PluginManager.ManagerEvent> = []
+    yield* manager.events.pipe(Stream.runForEach((e) => Effect.sync(() => void seen.push(e))), Effect.forkScoped)
+    yield* settle
+    return seen
+  })
+
+const untilOf = (state: PluginClient.PluginState) => state._tag === "Backoff" ? state.until : Number.NaN
+
+describe("always-on plugins (TestClock, in-memory spawner)", () => {
+  const alwaysOn = (input: LifetimePolicy.Input = {}) => LifetimePolicy.makeUnsafe({ ...LifetimePolicy.alwaysOn, ...input })
+
+  it.effect("backoff delays stay within 1 s ×2 ±25 % and never exceed 5 min (cap applied after jitter), crash 1..12", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* fakeManager({ plugin: InMemorySpawner.crashOnStart({ code: 1, stderr: "no\n" }) })
+      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, {
+        policy: alwaysOn({ backoff: { ...LifetimePolicy.defaultBackoff, giveUpAfter: 20 } })
+      })
+      const error = yield* manager.start("w").pipe(Effect.flip)
+      assert.instanceOf(reasonOf(error), PluginClientError.InitFailed)
+      for (let n = 1; n <= 12; n++) {
+        const state = yield* client.state
+        assert.strictEqual(state._tag, "Backoff", `after crash ${n}`)
+        const now = yield* Clock.currentTimeMillis
+        const delay = untilOf(state) - now
+        const base = 1_000 * Math.pow(2, n - 1)
+        assert.isAtLeast(delay, Math.min(base * 0.75, 300_000) - 1, `crash ${n}`)
+        assert.isAtMost(delay, Math.min(base * 1.25, 300_000), `crash ${n}`)
+        assert.strictEqual((yield* client.health).nextRestartAt, untilOf(state))
+        yield* TestClock.adjust(Duration.millis(delay))
+        yield* settle
+      }
+      assert.strictEqual((yield* client.health).consecutiveCrashes, 13)
+    }))
+
+  it.effect("gives up after 10 consecutive crashes: Disabled, with a crash event that will not restart", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* fakeManager({ plugin: InMemorySpawner.crashOnStart({ code: 3 }) })
+      const events = yield* recordEvents(manager)
+      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      yield* manager.start("w").pipe(Effect.flip)
+      for (let n = 1; n < 10; n++) {
+        const state = yield* client.state
+        assert.strictEqual(state._tag, "Backoff")
+        yield* TestClock.adjust(Duration.millis(untilOf(state) - (yield* Clock.currentTimeMillis)))
+        yield* settle
+      }
+      const state = yield* client.state
+      assert.strictEqual(state._tag, "Disabled")
+      assert.include(state._tag === "Disabled" ? state.reason : "", "crashed 10 times in a row")
+      const crashes = events.filter((e) => e._tag === "plugin.worker.crashed")
+      assert.strictEqual(crashes.length, 10)
+      assert.deepStrictEqual(crashes.map((e) => e._tag === "plugin.worker.crashed" && e.willRestart), [...Array(9).fill(true), false])
+      yield* TestClock.adjust("1 hour")
+      yield* settle
+      assert.strictEqual((yield* client.state)._tag, "Disabled")
+    }))
+
+  it.effect("the consecutive-crash count resets when the last crash is 10 min old", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
+      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      yield* manager.start("w")
+      yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
+      let state = yield* client.state
+      yield* TestClock.adjust(Duration.millis(untilOf(state) - (yield* Clock.currentTimeMillis)))
+      yield* settle
+      yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
+      assert.strictEqual((yield* client.health).consecutiveCrashes, 2)
+      state = yield* client.state
+      yield* TestClock.adjust(Duration.millis(untilOf(state) - (yield* Clock.currentTimeMillis)))
+      yield* settle
+      assert.strictEqual((yield* client.state)._tag, "Running")
+      yield* TestClock.adjust("10 minutes")
+      yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
+      assert.strictEqual((yield* client.health).consecutiveCrashes, 1)
+      state = yield* client.state
+      const delay = untilOf(state) - (yield* Clock.currentTimeMillis)
+      assert.isAtMost(delay, 1_250)
+    }))
+
+  it.effect("a restart whose handshake fails counts as another crash and schedules the next backoff", () =>
+    Effect.gen(function*() {
+      const { fake, manager } = yield* fakeManager({
+        plugin: InMemorySpawner.sequence(
+          InMemorySpawner.echo(),
+          InMemorySpawner.echo({ initializeResult: { ok: false, error: "db unreachable" } }),
+          InMemorySpawner.echo()
+        )
+      })
+      const events = yield* recordEvents(manager)
+      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      yield* manager.start("w")
+      yield* manager.call("w", "crash", { code: 9 }).pipe(Effect.flip)
+      yield* TestClock.adjust(Duration.millis(untilOf(yield* client.state) - (yield* Clock.currentTimeMillis)))
+      yield* settle
+      let state = yield* client.state
+      assert.strictEqual(state._tag, "Backoff", "the failed re-handshake did not schedule another restart")
+      assert.include((yield* client.health).lastError, "db unreachable")
+      yield* TestClock.adjust(Duration.millis(untilOf(state) - (yield* Clock.currentTimeMillis)))
+      yield* settle
+      state = yield* client.state
+      assert.strictEqual(state._tag, "Running")
+      assert.strictEqual((yield* fake.spawns).length, 3)
+      assert.strictEqual(yield* manager.call("w", "echo", "back"), "back")
+      const tags = events.filter((e) => e._tag !== "Plugin").map((e) => e._tag)
+      assert.deepStrictEqual(tags, ["plugin.worker.crashed", "plugin.worker.crashed", "plugin.worker.restarted"])
+      const crash = events.find((e) => e._tag === "plugin.worker.crashed")
+      assert.deepInclude(crash, { code: 9, signal: null, willRestart: true })
+    }))
+
+  it.effect("calls during backoff fail fast with Unavailable; stop cancels the pending restart", () =>
+    Effect.gen(function*() {
+      const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
+      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      yield* manager.start("w")
+      yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
+      const unavailable = yield* manager.call("w", "echo", 1).pipe(Effect.flip)
+      assert.instanceOf(reasonOf(unavailable), PluginClientError.Unavailable)
+      yield* manager.stop("w")
+      assert.strictEqual((yield* client.state)._tag, "Stopped")
+      yield* TestClock.adjust("10 minutes")
+      yield* settle
+      assert.strictEqual((yield* fake.spawns).length, 1, "a stopped plugin was restarted")
+      assert.instanceOf(reasonOf(yield* manager.call("w", "echo", 1).pipe(Effect.flip)), PluginClientError.Closed)
+      yield* manager.start("w")
+      assert.strictEqual(yield* manager.call("w", "echo", 2), 2)
+    }))
+
+  it.effect("eager plugins get the initialize handshake by default; ok: false fails start with InitFailed", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* fakeManager({
+        good: InMemorySpawner.echo({ supportedMethods: ["echo", "tools/list"] }),
+        bad: InMemorySpawner.echo({ initializeResult: { ok: false } })
+      })
+      yield* manager.register("good", { name: "good", executable: "good" }, { policy: alwaysOn() })
+      yield* manager.register("bad", { name: "bad", executable: "bad" }, { policy: alwaysOn() })
+      yield* manager.start("good")
+      const [diag] = (yield* manager.diagnostics).filter((d) => d.id === "good")
+      assert.deepStrictEqual(diag?.health.supportedMethods, ["echo", "tools/list"])
+      const error = yield* manager.start("bad").pipe(Effect.flip)
+      assert.instanceOf(reasonOf(error), PluginClientError.InitFailed)
+      assert.include(error.message, "ok: false")
+    }))
+
+  it.effect("the stop sequence asks for shutdown first, then SIGTERM after the drain timeout", () =>
+    Effect.gen(function*() {
+      const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.ignoreSigterm(InMemorySpawner.neverReply()) })
+      yield* manager.register("w", { name: "w", executable: "plugin" }, {
+        policy: alwaysOn({ drainTimeout: "10 seconds", shutdownGrace: "5 seconds" }),
+        handshake: Handshake.none
+      })
+      yield* manager.start("w")
+      const stopping = yield* manager.stop("w").pipe(Effect.forkChild)
+      yield* settle
+      const record = () => Effect.map(fake.spawns, (s) => s[0])
+      assert.deepStrictEqual((yield* record())?.stdinLines.map((l) => JSON.parse(l).method), ["shutdown"])
+      yield* TestClock.adjust("9999 millis")
+      yield* settle
+      assert.deepStrictEqual((yield* record())?.signals, [])
+      yield* TestClock.adjust("1 millis")
+      yield* settle
+      assert.deepStrictEqual((yield* record())?.signals, ["SIGTERM"])
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(stopping)
+      assert.deepStrictEqual((yield* record())?.signals, ["SIGTERM", "SIGKILL"])
+    }))
+})
+
+describe("PluginManager (TestClock, in-memory spawner)", () => {
+  it.effect("registers ids once, replaces a stopped one, and names unknown ids", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
+      yield* manager.register("a", { name: "a", executable: "plugin" })
+      const again = yield* manager.register("a", { name: "a", executable: "plugin" }).pipe(Effect.flip)
+      assert.instanceOf(again.reason, PluginManager.AlreadyRegistered)
+      assert.strictEqual(again.message, "plugin id `a` is already registered")
+      yield* manager.stop("a")
+      yield* manager.register("a", { name: "a", executable: "plugin" })
+      const unknown = yield* manager.call("nope", "echo").pipe(Effect.flip)
+      assert.instanceOf(reasonOf(unknown), PluginManager.NotRegistered)
+      yield* manager.stop("nope")
+      assert.isFalse(yield* manager.isRunning("nope"))
+      assert.deepStrictEqual(yield* manager.ids, ["a"])
+    }))
+
+  it.effect("concurrent starts of one id share one spawn; lazy and eager plugins live together", () =>
+    Effect.gen(function*() {
+      const { fake, manager } = yield* fakeManager({ lazy: InMemorySpawner.echo(), eager: InMemorySpawner.echo() })
+      yield* manager.register("lazy", { name: "lazy", executable: "lazy" })
+      yield* manager.register("eager", { name: "eager", executable: "eager" }, { policy: LifetimePolicy.alwaysOn })
+      yield* Effect.all([1, 2, 3].map(() => manager.start("eager")), { concurrency: "unbounded" })
+      assert.deepStrictEqual((yield* fake.spawns).map((s) => s.command), ["eager"])
+      assert.isTrue(yield* manager.isRunning("eager"))
+      assert.isFalse(yield* manager.isRunning("lazy"))
+      assert.strictEqual(yield* manager.call("lazy", "echo", "x"), "x")
+      assert.isTrue(yield* manager.isRunning("lazy"))
+      // The lazy one is reaped when idle; the eager one never is.
+      yield* TestClock.adjust("61 seconds")
+      yield* settle
+      assert.isFalse(yield* manager.isRunning("lazy"))
+      assert.isTrue(yield* manager.isRunning("eager"))
+    }))
+
+  it.effect("caps how many plugins spawn at once", () =>
+    Effect.gen(function*() {
+      const slowInit = InMemorySpawner.slowReply("1 second")
+      const { fake, manager } = yield* fakeManager({ plugin: slowInit }, { maxConcurrentSpawns: 2 })
+      for (let i = 0; i < 5; i++) {
+        yield* manager.register(`p${i}`, { name: `p${i}`, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
+      }
+      const all = yield* manager.startAll.pipe(Effect.forkChild)
+      yield* settle
+      assert.strictEqual((yield* fake.spawns).length, 2)
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.strictEqual((yield* fake.spawns).length, 4)
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.strictEqual((yield* fake.spawns).length, 5)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(all)
+      for (let i = 0; i < 5; i++) assert.isTrue(yield* manager.isRunning(`p${i}`))
+    }))
+
+  it.effect("diagnostics report every plugin under its id; events are tagged with the id", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
+      const events = yield* Effect.gen(function*() {
+        const seen: Array<PluginManager.ManagerEvent> = []
+        yield* manager.events.pipe(Stream.runForEach((e) => Effect.sync(() => void seen.push(e))), Effect.forkScoped)
+        yield* settle
+        return seen
+      })
+      yield* manager.register("one", { name: "one", executable: "plugin", allowedEnvVars: ["HOME"] })
+      yield* manager.register("two", { name: "two", executable: "plugin" })
+      yield* manager.call("one", "echo", 1)
+      const diagnostics = yield* manager.diagnostics
+      assert.deepStrictEqual(diagnostics.map((d) => [d.id, d.health.state._tag]), [["one", "Running"], ["two", "Idle"]])
+      assert.deepStrictEqual(diagnostics[0]?.allowedEnvVars, ["HOME"])
+      yield* settle
+      assert.isTrue(events.some((e) => e._tag === "Plugin" && e.id === "one" && e.event._tag === "Ready"))
+      assert.isFalse(events.some((e) => e._tag === "Plugin" && e.id === "two"))
+    }))
+
+  it.effect("releasing the layer stops every plugin", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.echo() })
+      yield* Effect.gen(function*() {
+        const manager = yield* PluginManager.PluginManager
+        for (const id of ["a", "b", "c"]) {
+          yield* manager.register(id, { name: id, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
+        }
+        yield* manager.startAll
+        assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, 3)
+      }).pipe(Effect.provide(PluginManager.layer.pipe(Layer.provide(fake.layer))))
+      assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, 0)
+    }))
+})
+
+describe("PluginManager (real processes)", () => {
+  afterEach(async () => {
+    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 5_000))
+    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+  })
+
+  const quickBackoff = LifetimePolicy.makeUnsafe({
+    ...LifetimePolicy.alwaysOn,
+    shutdownGrace: "1 second",
+    drainTimeout: "1 second",
+    backoff: { ...LifetimePolicy.defaultBackoff, initial: "100 millis" }
+  })
+
+  it.live("a worker: started, called concurrently, calling the host, logging, streaming, crashing and restarted", () =>
+    Effect.gen(function*() {
+      const logged: Array<{ message: unknown; plugin: unknown; meta: unknown }> = []
+      const capture = Logger.make(({ fiber, message }) => {
+        const annotations = fiber.getRef(References.CurrentLogAnnotations)
+        if (annotations.source === "plugin") logged.push({ message, plugin: annotations.plugin, meta: annotations.meta })
+      })
+      yield* Effect.gen(function*() {
+        const manager = yield* PluginManager.PluginManager
+        const streamEvents: Array<PluginClient.StreamEvent> = []
+        const events: Array<PluginManager.ManagerEvent> = []
+        yield* manager.events.pipe(Stream.runForEach((e) => Effect.sync(() => void events.push(e))), Effect.forkScoped)
+        yield* manager.register("worker", { name: "worker", executable: node, args: [fixture("echo-worker.ts")] }, {
+          policy: quickBackoff,
+          hostHandlers: { "host.add": (p) => Effect.succeed(Array.isArray(p) ? p.reduce((a: number, b: number) => a + b, 0) : 0) }
+        })
+        yield* manager.register("streamer", { name: "streamer", executable: node, args: [fixture("rpc-plugin.mjs")] }, {
+          policy: quickBackoff,
+          handshake: Handshake.none,
+          onStreamNotification: (e) => Effect.sync(() => void streamEvents.push(e))
+        })
+        yield* manager.startAll
+        const firstPid = (yield* manager.get("worker").pipe(Effect.flatMap((c) => c.health))).pid
+
+        const answers = yield* Effect.all(
+          [100, 50, 0].map((ms) => manager.call("worker", "sleep", { ms })),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(answers, [100, 50, 0])
+        assert.strictEqual(yield* manager.call("worker", "askHost", [1, 2]), 3)
+        assert.strictEqual(yield* manager.call("worker", "logSomething"), "logged")
+        assert.isTrue(yield* eventually(() => logged.length > 0))
+        assert.deepInclude(logged[0], { message: ["careful"], plugin: "worker", meta: { n: 1 } })
+
+        yield* manager.call("streamer", "notify", { method: "streams.open", params: { channel: "c1" } })
+        yield* manager.call("streamer", "notify", { method: "streams.emit", params: { channel: "c1", value: 1 } })
+        const pending = yield* manager.call("streamer", "sleep", { ms: 10_000 }).pipe(Effect.flip, Effect.forkChild)
+        yield* Effect.sleep("50 millis")
+        yield* manager.call("streamer", "crash", { code: 3, stderr: "streamer died\n" }).pipe(Effect.flip)
+        const failed = yield* Fiber.join(pending)
+        const reason = reasonOf(failed)
+        assert.instanceOf(reason, PluginClientError.Exited)
+        assert.strictEqual(reason.code, 3)
+        assert.include(reason.stderrExcerpt, "streamer died")
+        assert.deepStrictEqual(
+          streamEvents.map((e) => `${e.action}:${e.channel}:${e.synthetic}`),
+          ["open:c1:false", "emit:c1:false", "close:c1:true"]
+        )
+        assert.isTrue(yield* eventually(() => events.some((e) => e._tag === "plugin.worker.restarted" && e.id === "streamer"), 3_000))
+        assert.strictEqual(yield* manager.call("streamer", "echo", "again"), "again")
+        assert.strictEqual((yield* manager.get("worker").pipe(Effect.flatMap((c) => c.health))).pid, firstPid)
+      }).pipe(
+        Effect.provide(PluginManager.layer),
+        Effect.provide(Logger.layer([capture])),
+        Effect.provideService(References.MinimumLogLevel, "All")
+      )
+    }).pipe(Effect.provide(live)))
+
+  it.live("stops through each rung: shutdown answered, SIGTERM honoured, SIGKILL needed", () =>
+    Effect.gen(function*() {
+      const exits = new Map<string, { code: number | null; signal: string | null }>()
+      yield* Effect.gen(function*() {
+        const manager = yield* PluginManager.PluginManager
+        yield* manager.events.pipe(
+          Stream.runForEach((e) =>
+            Effect.sync(() => {
+              if (e._tag === "Plugin" && e.event._tag === "Exit") exits.set(e.id, { code: e.event.code, signal: e.event.signal })
+            })
+          ),
+          Effect.forkScoped
+        )
+        const policy = LifetimePolicy.makeUnsafe({ ...quickBackoff, drainTimeout: "300 millis", shutdownGrace: "300 millis" })
+        const rung = (id: string, args: ReadonlyArray<string>) =>
+          manager.register(id, { name: id, executable: node, args: [fixture("rpc-plugin.mjs"), ...args] }, {
+            policy,
+            handshake: Handshake.none
+          })
+        yield* rung("polite", [])
+        yield* rung("term", ["--ignore-shutdown", "--ignore-eof"])
+        yield* rung("stubborn", ["--ignore-shutdown", "--ignore-eof", "--trap-term"])
+        yield* manager.startAll
+        const [took] = yield* Effect.timed(manager.stopAll)
+        assert.isBelow(Duration.toMillis(took), 300 + 300 + 1_500, "stops run in parallel within the deadlines")
+        yield* Effect.sleep("100 millis")
+      }).pipe(Effect.provide(PluginManager.layer))
+      assert.deepStrictEqual(exits.get("polite"), { code: 0, signal: null })
+      assert.deepStrictEqual(exits.get("term"), { code: null, signal: "SIGTERM" })
+      assert.deepStrictEqual(exits.get("stubborn"), { code: null, signal: "SIGKILL" })
+    }).pipe(Effect.provide(live)))
+
+  it.live("50 plugins start and stop in parallel", () =>
+    Effect.gen(function*() {
+      const pids = yield* Effect.gen(function*() {
+        const manager = yield* PluginManager.PluginManager
+        for (let i = 0; i < 50; i++) {
+          yield* manager.register(`p${i}`, { name: `p${i}`, executable: node, args: [fixture("rpc-plugin.mjs")] }, {
+            policy: LifetimePolicy.makeUnsafe({ ...LifetimePolicy.alwaysOn, shutdownGrace: "2 seconds" }),
+            handshake: Handshake.none
+          })
+        }
+        yield* manager.startAll
+        const diagnostics = yield* manager.diagnostics
+        assert.strictEqual(diagnostics.filter((d) => d.health.state._tag === "Running").length, 50)
+        const answers = yield* Effect.all(
+          diagnostics.map((d) => manager.call(d.id, "echo", d.id)),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(answers, diagnostics.map((d) => d.id))
+        return diagnostics.flatMap((d) => d.health.pid === undefined ? [] : [d.health.pid])
+      }).pipe(Effect.provide(PluginManager.layer))
+      assert.strictEqual(pids.length, 50)
+      assert.deepStrictEqual(pids.filter(isAlive), [])
+    }).pipe(Effect.provide(live)))
+})
+
