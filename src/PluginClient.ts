@@ -223,6 +223,16 @@ export interface PluginClient {
     params?: unknown,
     options?: { readonly timeout?: Duration.Input | undefined }
   ) => Effect.Effect<unknown, PluginClientError.PluginClientError>
+  /**
+   * Calls a method only if the plugin is running right now: never spawns, and does not count as
+   * activity (the idle timer, `lastUsed` and the timeout streak are untouched) — for health
+   * probes. Fails with `Unavailable` when the plugin is not running.
+   */
+  readonly requestIfRunning: (
+    method: string,
+    params?: unknown,
+    options?: { readonly timeout?: Duration.Input | undefined }
+  ) => Effect.Effect<unknown, PluginClientError.PluginClientError>
   /** Calls a typed method: params encoded and result decoded with its Schemas. */
   readonly call: <Params, Result, ParamsWire, ResultWire>(
     method: PluginMethod.PluginMethod<Params, Result, ParamsWire, ResultWire>,
@@ -337,9 +347,12 @@ const logLevelOf = (level: string | undefined): "Error" | "Warn" | "Debug" | "In
 /**
  * The check before every spawn: resolve the executable against the manifest's folder and, when
  * a checksum is declared, compare it (the source system checked only at discovery, so a binary
- * swapped later ran unchecked). Needs the `FileSystem` and `Path` services only then.
+ * swapped later ran unchecked). Needs the `FileSystem` and `Path` services only then; they are
+ * captured when the verifier is made.
+ *
+ * @category constructors
  */
-const defaultVerifier = (manifestDir: string | undefined) =>
+export const verifier = (manifestDir: string | undefined) =>
   Effect.gen(function*() {
     const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
     const path = yield* Effect.serviceOption(Path.Path)
@@ -465,7 +478,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   })
 
   // -- executable ----------------------------------------------------------------------------
-  const verifyExecutable = options?.verifyExecutable ?? (yield* defaultVerifier(options?.manifestDir))
+  const verifyExecutable = options?.verifyExecutable ?? (yield* verifier(options?.manifestDir))
 
   // -- crash accounting ----------------------------------------------------------------------
   /**
@@ -787,6 +800,15 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       Effect.withSpan("PluginClient.request", { attributes: { plugin: name, "rpc.method": method } })
     )
 
+  const requestIfRunning: PluginClient["requestIfRunning"] = (method, params, callOptions) =>
+    Effect.suspend(() => {
+      const incarnation = current
+      if (incarnation === undefined || incarnation.crashClaimed || incarnation.stopping || state._tag !== "Running") {
+        return Effect.fail(fail(new PluginClientError.Unavailable({ detail: `not running (${state._tag})` })))
+      }
+      return incarnation.peer.request(method, params, callOptions)
+    })
+
   const call: PluginClient["call"] = (method, params, callOptions) =>
     Schema.encodeEffect(method.params)(params).pipe(
       Effect.mapError((e) => fail(new PluginClientError.InvalidParams({ method: method.name, detail: e.message }))),
@@ -893,6 +915,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   return {
     name,
     request,
+    requestIfRunning,
     call,
     notify,
     health,

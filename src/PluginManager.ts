@@ -102,6 +102,10 @@ export interface Diagnostics {
   readonly id: string
   readonly manifest: PluginClient.PluginSource
   readonly allowedEnvVars: ReadonlyArray<string>
+  /** Names (never values) of every variable the plugin may receive: allow-listed and explicit. */
+  readonly envVarNames: ReadonlyArray<string>
+  /** Whether the manifest declares a checksum (then it is verified before every spawn). */
+  readonly checksumDeclared: boolean
   readonly health: PluginClient.PluginHealth
 }
 
@@ -153,7 +157,10 @@ export class PluginManager extends Context.Service<PluginManager, {
   /** Stops every plugin in parallel; errors are logged, never raised. */
   readonly stopAll: Effect.Effect<void>
   readonly diagnostics: Effect.Effect<ReadonlyArray<Diagnostics>>
+  /** Every event after the stream starts running. */
   readonly events: Stream.Stream<ManagerEvent>
+  /** Subscribes now (no event published after this returns is missed); lives in the Scope. */
+  readonly subscribe: Effect.Effect<Stream.Stream<ManagerEvent>, never, Scope.Scope>
   /**
    * Registers every valid manifest in `dir` (id = manifest name) and returns every outcome,
    * bad manifests included.
@@ -174,6 +181,7 @@ interface Entry {
   readonly client: PluginClient.PluginClient
   readonly scope: Scope.Closeable
   readonly eager: boolean
+  readonly envVarNames: ReadonlyArray<string>
 }
 
 /**
@@ -263,7 +271,8 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
           Scope.provide(clientScope),
           Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, spawner)
         )
-        entries.set(id, { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager" })
+        const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
+        entries.set(id, { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager", envVarNames })
         return client
       })
     )
@@ -315,6 +324,8 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
         id: entry.id,
         manifest: entry.source,
         allowedEnvVars: entry.source.allowedEnvVars ?? [],
+        envVarNames: entry.envVarNames,
+        checksumDeclared: entry.source.checksumSha256 !== undefined,
         health
       }))))
 
@@ -350,6 +361,7 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
     stopAll,
     diagnostics,
     events: Stream.fromPubSub(events),
+    subscribe: Effect.map(PubSub.subscribe(events), Stream.fromSubscription),
     discover
   })
 })

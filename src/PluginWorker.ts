@@ -9,6 +9,11 @@
  * `onInitialize` returns), answers `shutdown` and then exits, and exits 0 on stdin EOF once the
  * replies in flight are written.
  *
+ * `PluginWorker.serveBroker` serves the same handlers over a `Broker` (NATS for workers on
+ * other machines): `<prefix>.tick` runs `poll_tick` and `<prefix>.call` answers JSON-RPC
+ * requests. `PluginWorker.mainBroker` runs that as a process's main program, loading the NATS
+ * client only then (the stdio worker never loads it).
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -20,8 +25,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
+import * as Broker from "./Broker.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import * as RpcPeer from "./RpcPeer.ts"
@@ -281,4 +291,227 @@ export const main = (options: ServeOptions): void => {
   fiber.addObserver((exit) => {
     process.exit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
   })
+}
+
+// ---------------------------------------------------------------------------------------------
+// serving over a broker
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What a worker serves over a {@link Broker.Broker}.
+ *
+ * @category models
+ */
+export interface ServeBrokerOptions {
+  /** The subject prefix: the worker answers `<prefix>.tick` and `<prefix>.call`. */
+  readonly prefix: string
+  /** The same handlers as {@link serve}; `poll_tick` answers `<prefix>.tick`. */
+  readonly handlers: Readonly<Record<string, Handler>>
+  /**
+   * Queue group. Workers in the same group share the requests (each goes to one of them);
+   * without a group, every worker receives (and answers) every request.
+   */
+  readonly queue?: string | undefined
+  /** The worker's name, carried by logs and by errors of host calls. Default `"worker"`. */
+  readonly name?: string | undefined
+  /** Runs on an `initialize` call; its fields are merged into `{ok: true, supportedMethods}`. */
+  readonly onInitialize?: ((params: unknown) => Effect.Effect<object | void, unknown, HostConnection>) | undefined
+  /** Requests this worker handles at once; more wait their turn. Default 64. */
+  readonly maxConcurrentRequests?: number | undefined
+}
+
+/**
+ * Options of {@link mainBroker}: what to serve and which NATS servers to serve it on.
+ *
+ * @category models
+ */
+export interface BrokerMainOptions extends ServeBrokerOptions {
+  /** NATS servers, `host:port` or `nats://host:port`. */
+  readonly servers: string | ReadonlyArray<string>
+  /** Bound on connecting. Default 10 s. */
+  readonly connectTimeout?: Duration.Input | undefined
+  /** Bound on draining the connection at exit. Default 5 s. */
+  readonly drainTimeout?: Duration.Input | undefined
+}
+
+type Outcome = { readonly result: unknown } | { readonly error: JsonRpc.ErrorObject }
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+const utf8Encoder = new TextEncoder()
+
+const errorOutcome = (code: number, message: string): Outcome => ({ error: { code, message } })
+
+const logSeverity = (level: unknown): "Debug" | "Info" | "Warn" | "Error" =>
+  level === "debug" ? "Debug" : level === "warn" ? "Warn" : level === "error" ? "Error" : "Info"
+
+/**
+ * The host connection handlers get when served over a broker. There is no host on the other
+ * end of a broker subject, so `callHost` and `notifyHost` fail with a `PluginClientError`
+ * whose reason is `Closed` ("host calls are only available on stdio"), except for `log`
+ * notifications (`PluginWorker.log`), which go to the worker's own logger (stderr under
+ * {@link mainBroker}).
+ *
+ * @category serving
+ */
+export const brokerHostConnection = (name: string): HostConnection["Service"] => {
+  const unavailable = (method: string) =>
+    Effect.fail(PluginClientError.make(
+      name,
+      new PluginClientError.Closed({ detail: `cannot call \`${method}\` on the host: host calls are only available on stdio, not over a broker` })
+    ))
+  return HostConnection.of({
+    request: (method) => unavailable(method),
+    notify: (method, params) => {
+      if (method !== "log") return unavailable(method)
+      const field = (key: string): unknown =>
+        typeof params === "object" && params !== null ? Reflect.get(params, key) : undefined
+      const message = field("message")
+      const meta = field("meta")
+      const text = typeof message === "string" ? message : JSON.stringify(params) ?? "log"
+      return Effect.logWithLevel(logSeverity(field("level")))(...(meta === undefined ? [text] : [text, meta]))
+    }
+  })
+}
+
+/**
+ * Serves `options.handlers` over the {@link Broker.Broker} until the current Scope closes:
+ *
+ * - `<prefix>.tick`: the payload is the params object of a `poll_tick` call (JSON); the reply is
+ *   `{"result": …}` or `{"error": {code, message, data?}}` (JSON). Invalid JSON gets -32700,
+ *   a worker without a `poll_tick` handler -32601.
+ * - `<prefix>.call`: the payload is a JSON-RPC request object; the reply is the JSON-RPC
+ *   response object (unknown method → -32601, not a request → -32600, not JSON → -32700).
+ *   `initialize` is answered as on stdio; `shutdown` is not special (a queue group would
+ *   deliver it to an arbitrary worker): stop a broker worker by stopping its process.
+ *
+ * Errors map as in {@link serve} ({@link toJsonRpcError}; a defect is -32603). Requests are
+ * handled concurrently, at most `maxConcurrentRequests` at once. Handlers cannot call the host
+ * (see {@link brokerHostConnection}). Returns once both subjects are subscribed.
+ *
+ * @category serving
+ */
+export const serveBroker = (
+  options: ServeBrokerOptions
+): Effect.Effect<void, Broker.BrokerError, Broker.Broker | Scope.Scope> =>
+  Effect.gen(function*() {
+    const broker = yield* Broker.Broker
+    const name = options.name ?? "worker"
+    const host = brokerHostConnection(name)
+    const semaphore = yield* Semaphore.make(Math.max(1, options.maxConcurrentRequests ?? 64))
+    const supportedMethods = Object.keys(options.handlers)
+
+    const outcomeOf = (method: string, effect: Effect.Effect<unknown, unknown, HostConnection>): Effect.Effect<Outcome> =>
+      Effect.suspend(() => effect).pipe(
+        Effect.provideService(HostConnection, host),
+        Effect.exit,
+        Effect.flatMap((exit): Effect.Effect<Outcome> => {
+          if (Exit.isSuccess(exit)) return Effect.succeed({ result: exit.value === undefined ? null : exit.value })
+          if (Cause.hasInterruptsOnly(exit.cause)) return Effect.interrupt
+          const error = Cause.findErrorOption(exit.cause)
+          if (Option.isSome(error)) return Effect.succeed({ error: toJsonRpcError(error.value).toErrorObject() })
+          return Effect.logError(`handler for ${method} died`, exit.cause).pipe(
+            Effect.as(errorOutcome(
+              JsonRpc.ErrorCode.InternalError,
+              `handler for ${method} failed: ${Cause.pretty(exit.cause).split("\n")[0]}`
+            ))
+          )
+        }),
+        semaphore.withPermits(1),
+        Effect.annotateLogs({ worker: name, method })
+      )
+
+    const dispatch = (method: string, params: unknown): Effect.Effect<Outcome> => {
+      if (method === "initialize" && !Object.hasOwn(options.handlers, "initialize")) {
+        const onInitialize = options.onInitialize
+        return outcomeOf(
+          method,
+          (onInitialize === undefined ? Effect.void : onInitialize(params)).pipe(
+            Effect.map((extra) => ({ ok: true, supportedMethods, ...(extra ?? {}) }))
+          )
+        )
+      }
+      const handler = Object.hasOwn(options.handlers, method) ? options.handlers[method] : undefined
+      if (handler === undefined) {
+        return Effect.succeed(errorOutcome(JsonRpc.ErrorCode.MethodNotFound, `Method not found: ${method}`))
+      }
+      return outcomeOf(method, handler(params))
+    }
+
+    const encodeTickReply = (outcome: Outcome): Uint8Array => {
+      try {
+        return utf8Encoder.encode(JSON.stringify(outcome))
+      } catch (cause) {
+        const detail = cause instanceof Error ? cause.message : String(cause)
+        return utf8Encoder.encode(JSON.stringify(
+          errorOutcome(JsonRpc.ErrorCode.InternalError, `worker could not encode its reply: ${detail}`)
+        ))
+      }
+    }
+
+    const serveTick = (data: Uint8Array): Effect.Effect<Uint8Array> =>
+      Broker.decodeJson(data).pipe(
+        Effect.matchEffect({
+          onFailure: (detail) => Effect.succeed(errorOutcome(JsonRpc.ErrorCode.ParseError, `Parse error: ${detail}`)),
+          onSuccess: (params) => dispatch("poll_tick", params)
+        }),
+        Effect.map(encodeTickReply)
+      )
+
+    const encodeResponse = (id: JsonRpc.Id | null, outcome: Outcome): Uint8Array => {
+      const line = JsonRpc.encode("result" in outcome ? JsonRpc.success(id, outcome.result) : JsonRpc.failure(id, outcome.error))
+      return utf8Encoder.encode(
+        Result.isSuccess(line)
+          ? line.success
+          : Result.getOrThrow(JsonRpc.encode(JsonRpc.failure(id, {
+            code: JsonRpc.ErrorCode.InternalError,
+            message: `worker could not encode its reply: ${line.failure}`
+          })))
+      )
+    }
+
+    const serveCall = (data: Uint8Array): Effect.Effect<Uint8Array> =>
+      Effect.suspend(() => {
+        let text: string
+        try {
+          text = utf8.decode(data)
+        } catch {
+          return Effect.succeed(encodeResponse(null, errorOutcome(JsonRpc.ErrorCode.ParseError, "Parse error: payload is not UTF-8")))
+        }
+        const decoded = JsonRpc.decodeLine(text)
+        if (Result.isFailure(decoded)) {
+          const code = decoded.failure._tag === "NotJson" ? JsonRpc.ErrorCode.ParseError : JsonRpc.ErrorCode.InvalidRequest
+          const lead = decoded.failure._tag === "NotJson" ? "Parse error" : "Invalid Request"
+          return Effect.succeed(encodeResponse(null, errorOutcome(code, `${lead}: ${decoded.failure.detail}`)))
+        }
+        const message = decoded.success
+        if (message._tag !== "Request") {
+          return Effect.succeed(encodeResponse(
+            null,
+            errorOutcome(JsonRpc.ErrorCode.InvalidRequest, "Invalid Request: expected a request with an id")
+          ))
+        }
+        return dispatch(message.method, message.params).pipe(Effect.map((outcome) => encodeResponse(message.id, outcome)))
+      })
+
+    const subscribeOptions = { queue: options.queue }
+    yield* broker.serve(`${options.prefix}.tick`, serveTick, subscribeOptions)
+    yield* broker.serve(`${options.prefix}.call`, serveCall, subscribeOptions)
+  })
+
+/**
+ * Runs a broker worker as the process's main program (see `NatsBroker.runWorker`): connects to
+ * `options.servers`, serves {@link serveBroker} until SIGTERM/SIGINT (exit 0, after draining
+ * the connection), logs to stderr, and exits 1 if connecting or serving failed. The NATS client
+ * is loaded here, on demand, so a stdio worker never loads it.
+ *
+ * @category serving
+ */
+export const mainBroker = (options: BrokerMainOptions): void => {
+  void import("./NatsBroker.ts").then(
+    (nats) => nats.runWorker(options),
+    (error: unknown) => {
+      process.stderr.write(`cannot load the NATS broker (is @nats-io/transport-node installed?): ${String(error)}\n`)
+      process.exit(1)
+    }
+  )
 }

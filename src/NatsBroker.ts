@@ -1,0 +1,332 @@
+/**
+ * The `Broker` service on a real NATS server (subpath export `effect-plugin-host/nats`), and
+ * the main program of a plugin worker served over NATS.
+ *
+ * This module owns the NATS connection: it connects with `@nats-io/transport-node` (an optional
+ * peer dependency, loaded only by programs that import this module), lets the client's own
+ * reconnect logic ride out server restarts (logging disconnects and reconnects), and drains the
+ * connection when its Scope closes (bounded; it falls back to `close()`). Client errors become
+ * `BrokerError` reasons: a connect failure is `Connection` (naming the servers), a 503
+ * "no responders" is `NoResponders`, a request timeout is `Timeout`, a closed or draining
+ * connection is `Closed`. `serve` handles each message in its own fiber, so one slow request
+ * never holds up the others.
+ *
+ * @since 0.1.0
+ */
+import {
+  ClosedConnectionError,
+  connect,
+  DrainingConnectionError,
+  type Msg,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  NoRespondersError,
+  RequestError,
+  type Status,
+  type Subscription,
+  TimeoutError
+} from "@nats-io/transport-node"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Broker from "./Broker.ts"
+import * as PluginWorker from "./PluginWorker.ts"
+
+// ---------------------------------------------------------------------------------------------
+// models
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * How to reach the NATS server(s).
+ *
+ * @category models
+ */
+export interface Options {
+  /** `host:port` or `nats://host:port`, one or several (the client picks one, fails over to the others). */
+  readonly servers: string | ReadonlyArray<string>
+  /** The connection's name, shown by the server's monitoring. */
+  readonly name?: string | undefined
+  /** Bound on establishing the connection (per server). Default 10 s. */
+  readonly timeout?: Duration.Input | undefined
+  /** Bound on draining the connection when the Scope closes; then it is closed. Default 5 s. */
+  readonly drainTimeout?: Duration.Input | undefined
+  /** Reconnect attempts per server after a drop; `-1` (the default) retries forever. */
+  readonly maxReconnectAttempts?: number | undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------------
+
+const describe = (cause: unknown): string => {
+  if (cause instanceof Error) {
+    const inner = cause.cause instanceof Error && cause.cause.message !== cause.message ? ` (${cause.cause.message})` : ""
+    return `${cause.message}${inner}`
+  }
+  return String(cause)
+}
+
+/** A client error outside a request: closed/draining connection, or anything else. */
+const clientError = (cause: unknown): Broker.BrokerError => {
+  if (cause instanceof ClosedConnectionError || cause instanceof DrainingConnectionError) {
+    return Broker.make(new Broker.Closed({ detail: describe(cause) }))
+  }
+  if (cause instanceof RequestError && cause.message === "connection closed") {
+    return Broker.make(new Broker.Closed({ detail: describe(cause) }))
+  }
+  return Broker.make(new Broker.Connection({ detail: describe(cause) }))
+}
+
+const requestError = (subject: string, timeout: Duration.Duration, cause: unknown): Broker.BrokerError => {
+  if (cause instanceof TimeoutError) return Broker.make(new Broker.Timeout({ subject, timeout }))
+  if (cause instanceof NoRespondersError || (cause instanceof RequestError && cause.isNoResponders())) {
+    return Broker.make(new Broker.NoResponders({ subject }))
+  }
+  return clientError(cause)
+}
+
+/** setTimeout's range: a longer (or infinite) timeout would fire at once. */
+const maxTimerMillis = 2_147_483_647
+
+const toTimerMillis = (duration: Duration.Duration): number =>
+  Math.min(maxTimerMillis, Math.max(1, Math.ceil(Duration.toMillis(duration))))
+
+// ---------------------------------------------------------------------------------------------
+// constructors
+// ---------------------------------------------------------------------------------------------
+
+const toMessage = (msg: Msg): Broker.BrokerMessage => ({
+  subject: msg.subject,
+  data: msg.data,
+  reply: msg.reply === undefined || msg.reply === ""
+    ? undefined
+    : (data) =>
+      Effect.try({
+        try: () => {
+          msg.respond(data)
+        },
+        catch: clientError
+      })
+})
+
+const unsubscribeQuietly = (subscription: Subscription) => {
+  try {
+    if (!subscription.isClosed()) subscription.unsubscribe()
+  } catch {
+    // The connection is already closed: so is the subscription.
+  }
+}
+
+const logStatus = (status: Status): Effect.Effect<void> => {
+  switch (status.type) {
+    case "disconnect":
+      return Effect.logWarning(`NATS disconnected from ${status.server}; reconnecting`)
+    case "reconnect":
+      return Effect.logInfo(`NATS reconnected to ${status.server}`)
+    case "error":
+      return Effect.logWarning(`NATS server error: ${describe(status.error)}`)
+    case "slowConsumer":
+      return Effect.logWarning(`NATS slow consumer on \`${status.sub.getSubject()}\` (${status.pending} pending)`)
+    case "staleConnection":
+      return Effect.logWarning("NATS connection is stale; reconnecting")
+    default:
+      return Effect.logDebug(`NATS status: ${status.type}`)
+  }
+}
+
+/**
+ * Connects to NATS and builds the `Broker` service on the connection, which lives in the current
+ * Scope (drained, then closed, when it ends).
+ *
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(
+  options: Options
+): Effect.fn.Return<Broker.Broker["Service"], Broker.BrokerError, Scope.Scope> {
+  const servers = typeof options.servers === "string" ? [options.servers] : [...options.servers]
+  const connectTimeout = Duration.fromInputUnsafe(options.timeout ?? "10 seconds")
+  const drainTimeout = Duration.fromInputUnsafe(options.drainTimeout ?? "5 seconds")
+  const connectOptions: NodeConnectionOptions = {
+    servers,
+    timeout: toTimerMillis(connectTimeout),
+    maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
+    ...(options.name === undefined ? {} : { name: options.name })
+  }
+
+  const closeConnection = (nc: NatsConnection) =>
+    Effect.tryPromise(() => nc.drain()).pipe(
+      Effect.timeoutOption(drainTimeout),
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.fail(`drain did not finish within ${Duration.format(drainTimeout)}`),
+        onSome: () => Effect.void
+      })),
+      Effect.catch((problem) =>
+        nc.isClosed()
+          ? Effect.void
+          : Effect.logWarning(`NATS drain failed (${typeof problem === "string" ? problem : describe(problem)}); closing`).pipe(
+            Effect.andThen(Effect.tryPromise(() => nc.close()).pipe(Effect.timeoutOption("1 second"), Effect.ignore))
+          )
+      )
+    )
+
+  const nc = yield* Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () => connect(connectOptions),
+      catch: (cause) =>
+        Broker.make(new Broker.Connection({ detail: `cannot connect to NATS at ${servers.join(", ")}: ${describe(cause)}` }))
+    }),
+    closeConnection
+  )
+  yield* Stream.fromAsyncIterable(nc.status(), (cause) => cause).pipe(
+    Stream.runForEach(logStatus),
+    Effect.ignore,
+    Effect.forkScoped
+  )
+
+  const request: Broker.Broker["Service"]["request"] = (subject, data, timeout) =>
+    Effect.suspend(() => {
+      const duration = Duration.fromInputUnsafe(timeout)
+      return Effect.tryPromise({
+        try: () => nc.request(subject, data, { timeout: toTimerMillis(duration) }),
+        catch: (cause) => requestError(subject, duration, cause)
+      }).pipe(Effect.map((msg) => msg.data))
+    })
+
+  const publish: Broker.Broker["Service"]["publish"] = (subject, data) =>
+    Effect.try({
+      try: () => nc.publish(subject, data),
+      catch: clientError
+    })
+
+  const subscribe: Broker.Broker["Service"]["subscribe"] = (subject, options) =>
+    Stream.callback<Broker.BrokerMessage, Broker.BrokerError>((queue) =>
+      Effect.acquireRelease(
+        Effect.try({
+          try: () =>
+            nc.subscribe(subject, {
+              ...(options?.queue === undefined ? {} : { queue: options.queue }),
+              callback: (error, msg) => {
+                if (error !== null) Queue.failCauseUnsafe(queue, Cause.fail(clientError(error)))
+                else Queue.offerUnsafe(queue, toMessage(msg))
+              }
+            }),
+          catch: clientError
+        }),
+        (subscription) => Effect.sync(() => unsubscribeQuietly(subscription))
+      ).pipe(
+        Effect.tap((subscription) =>
+          Effect.sync(() => {
+            // Ends the stream when the connection closes under it.
+            void subscription.closed.then((error) => {
+              Queue.failCauseUnsafe(
+                queue,
+                Cause.fail(error instanceof Error ? clientError(error) : Broker.make(new Broker.Closed({ detail: "subscription closed" })))
+              )
+            })
+          })
+        )
+      )
+    )
+
+  const serve: Broker.Broker["Service"]["serve"] = (subject, handler, options) =>
+    Effect.gen(function*() {
+      const run = yield* FiberSet.makeRuntime<never, void, never>()
+      const handle = (msg: Msg) => {
+        const message = toMessage(msg)
+        return Effect.suspend(() => handler(message.data)).pipe(
+          Effect.flatMap((bytes) => message.reply === undefined ? Effect.void : message.reply(bytes)),
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause)
+              ? Effect.void
+              : Effect.logError(`broker handler for \`${msg.subject}\` failed; no reply sent`, cause)
+          )
+        )
+      }
+      const subscription = yield* Effect.try({
+        try: () =>
+          nc.subscribe(subject, {
+            ...(options?.queue === undefined ? {} : { queue: options.queue }),
+            callback: (error, msg) => {
+              if (error !== null) {
+                run(Effect.logError(`NATS subscription to \`${subject}\` failed: ${describe(error)}`))
+              } else {
+                run(handle(msg))
+              }
+            }
+          }),
+        catch: clientError
+      })
+      // Added after the FiberSet, so it runs first: stop taking work, then interrupt the rest.
+      yield* Effect.addFinalizer(() => Effect.sync(() => unsubscribeQuietly(subscription)))
+      // Once flushed, the server knows the subscription: requests sent from now on reach it.
+      yield* Effect.tryPromise({ try: () => nc.flush(), catch: clientError })
+    })
+
+  return Broker.Broker.of({ request, publish, subscribe, serve })
+})
+
+/**
+ * The `Broker` service on a NATS connection (see {@link make}). Building the layer fails with
+ * a `Connection` reason, naming the servers, when no server can be reached.
+ *
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Broker.Broker, Broker.BrokerError> =>
+  Layer.effect(Broker.Broker, make(options))
+
+// ---------------------------------------------------------------------------------------------
+// worker main
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Serves a worker over NATS (see `PluginWorker.serveBroker`) until interrupted: connects, serves
+ * `<prefix>.tick` and `<prefix>.call`, logs `serving …` once the subscriptions are registered,
+ * and drains the connection when stopped.
+ *
+ * @category worker
+ */
+export const serveWorker = (options: PluginWorker.BrokerMainOptions): Effect.Effect<never, Broker.BrokerError> =>
+  Effect.gen(function*() {
+    yield* PluginWorker.serveBroker(options)
+    yield* Effect.logInfo(
+      `serving ${options.prefix}.tick and ${options.prefix}.call${options.queue === undefined ? "" : ` in queue group ${options.queue}`}`
+    )
+    return yield* Effect.never
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(layer({
+      servers: options.servers,
+      name: options.name ?? options.prefix,
+      timeout: options.connectTimeout,
+      drainTimeout: options.drainTimeout
+    }))
+  )
+
+/**
+ * Runs {@link serveWorker} as the process's main program: logs to stderr, exits 0 on
+ * SIGTERM/SIGINT (after draining the connection) and 1 if connecting or serving failed.
+ * `PluginWorker.mainBroker` calls this through a dynamic import.
+ *
+ * @category worker
+ */
+export const runWorker = (options: PluginWorker.BrokerMainOptions): void => {
+  const program = serveWorker(options).pipe(
+    Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError("worker failed", cause)),
+    Effect.provide(Layer.succeed(Logger.LogToStderr, true))
+  )
+  const fiber = Effect.runFork(program)
+  const onSignal = () => fiber.interruptUnsafe(fiber.id)
+  process.once("SIGTERM", onSignal)
+  process.once("SIGINT", onSignal)
+  fiber.addObserver((exit) => {
+    process.exit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
+  })
+}

@@ -1,0 +1,193 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { TestClock } from "effect/testing"
+import * as Broker from "../src/Broker.ts"
+
+const text = (s: string) => new TextEncoder().encode(s)
+const str = (b: Uint8Array) => new TextDecoder().decode(b)
+const reply = (s: string) => () => Effect.succeed(text(s))
+
+/** The reason tag of a failed broker effect. */
+const reasonOf = <A>(effect: Effect.Effect<A, Broker.BrokerError, Broker.Broker>) =>
+  Effect.flip(effect).pipe(Effect.map((error) => error.reason))
+
+describe("Broker.layerMemory", () => {
+  it.effect("request/reply reaches the server and returns its bytes", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      yield* broker.serve("svc.upper", (data) => Effect.succeed(text(str(data).toUpperCase())))
+      const answer = yield* broker.request("svc.upper", text("hello"), "1 second")
+      assert.strictEqual(str(answer), "HELLO")
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("a request nobody serves fails at once with NoResponders", () =>
+    Effect.gen(function*() {
+      const before = yield* Clock.currentTimeMillis
+      const reason = yield* reasonOf(Effect.flatMap(Broker.Broker, (b) => b.request("nobody.home", text("?"), "10 seconds")))
+      assert.strictEqual(reason._tag, "NoResponders")
+      assert.deepStrictEqual(reason, new Broker.NoResponders({ subject: "nobody.home" }))
+      assert.strictEqual(yield* Clock.currentTimeMillis, before)
+      assert.strictEqual(new Broker.BrokerError({ reason }).message, "no responders for `nobody.home`")
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("a request nobody answers fails with Timeout exactly at its timeout (TestClock)", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      yield* broker.serve("svc.silent", () => Effect.never)
+      const fiber = yield* broker.request("svc.silent", text("x"), "1500 millis").pipe(
+        Effect.flip,
+        Effect.flatMap((error) => Effect.map(Clock.currentTimeMillis, (at) => ({ error, at }))),
+        Effect.forkChild
+      )
+      yield* TestClock.adjust("1499 millis")
+      assert.isUndefined(fiber.pollUnsafe(), "still waiting 1 ms before the timeout")
+      yield* TestClock.adjust("1 millis")
+      const { at, error } = yield* Fiber.join(fiber)
+      assert.strictEqual(at, 1500)
+      assert.strictEqual(error.reason._tag, "Timeout")
+      if (error.reason._tag === "Timeout") {
+        assert.isTrue(Duration.equals(error.reason.timeout, Duration.millis(1500)))
+        assert.strictEqual(error.reason.subject, "svc.silent")
+      }
+      assert.strictEqual(error.message, "request to `svc.silent` timed out after 1s 500ms")
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("`*` matches exactly one token, `>` one or more trailing tokens", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      yield* broker.serve("orders.*.created", reply("star"))
+      yield* broker.serve("metrics.>", reply("tail"))
+      const ask = (subject: string) =>
+        broker.request(subject, text(""), "1 second").pipe(
+          Effect.map(str),
+          Effect.catchTag("BrokerError", (e) => Effect.succeed(e.reason._tag))
+        )
+      assert.strictEqual(yield* ask("orders.eu.created"), "star")
+      assert.strictEqual(yield* ask("orders.eu.west.created"), "NoResponders")
+      assert.strictEqual(yield* ask("orders.created"), "NoResponders")
+      assert.strictEqual(yield* ask("metrics.cpu"), "tail")
+      assert.strictEqual(yield* ask("metrics.cpu.load.1m"), "tail")
+      assert.strictEqual(yield* ask("metrics"), "NoResponders")
+      assert.isTrue(Broker.subjectMatches("a.*.c.>", "a.b.c.d.e"))
+      assert.isFalse(Broker.subjectMatches("a.*.c.>", "a.b.c"))
+      assert.isTrue(Broker.subjectMatches("plain.subject", "plain.subject"))
+      assert.isFalse(Broker.subjectMatches("plain.subject", "plain.subject.more"))
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("a queue group spreads requests over its members, each message delivered once", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      const counts = yield* Ref.make({ a: 0, b: 0 })
+      yield* broker.serve("jobs.run", () => Ref.update(counts, (c) => ({ ...c, a: c.a + 1 })).pipe(Effect.as(text("a"))), { queue: "workers" })
+      yield* broker.serve("jobs.run", () => Ref.update(counts, (c) => ({ ...c, b: c.b + 1 })).pipe(Effect.as(text("b"))), { queue: "workers" })
+      const n = 10
+      const answers = yield* Effect.forEach(Array.from({ length: n }), () => broker.request("jobs.run", text("job"), "1 second").pipe(Effect.map(str)))
+      const { a, b } = yield* Ref.get(counts)
+      assert.strictEqual(a + b, n, "each message went to exactly one member")
+      assert.isAbove(a, 0)
+      assert.isAbove(b, 0)
+      assert.isBelow(a, n)
+      assert.isBelow(b, n)
+      assert.strictEqual(answers.filter((x) => x === "a").length, a)
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("publish reaches every plain subscriber and one member per queue group", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      const all = yield* broker.subscribe("events.>").pipe(Stream.take(3), Stream.runCollect, Effect.forkChild({ startImmediately: true }))
+      const grouped = yield* broker.subscribe("events.*", { queue: "g" }).pipe(Stream.take(2), Stream.runCollect, Effect.forkChild({ startImmediately: true }))
+      yield* Effect.yieldNow
+      yield* broker.publish("events.one", text("1"))
+      yield* broker.publish("other.one", text("ignored"))
+      yield* broker.publish("events.two", text("2"))
+      yield* broker.publish("events.two.deep", text("3"))
+      const got = yield* Fiber.join(all)
+      assert.deepStrictEqual(got.map((m) => [m.subject, str(m.data), m.reply === undefined]), [
+        ["events.one", "1", true],
+        ["events.two", "2", true],
+        ["events.two.deep", "3", true]
+      ])
+      const groupedGot = yield* Fiber.join(grouped)
+      assert.deepStrictEqual(groupedGot.map((m) => m.subject), ["events.one", "events.two"])
+      // Publishing with no subscriber is not an error.
+      yield* broker.publish("nobody.listens", text("x"))
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("a subscriber can answer a request through the message's reply", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      yield* broker.subscribe("svc.manual").pipe(
+        Stream.runForEach((message) => message.reply === undefined ? Effect.void : message.reply(text(`re:${str(message.data)}`))),
+        Effect.forkChild({ startImmediately: true })
+      )
+      yield* Effect.yieldNow
+      assert.strictEqual(str(yield* broker.request("svc.manual", text("q"), "1 second")), "re:q")
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("serve answers concurrently", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      yield* broker.serve("svc.slow", (data) => Effect.sleep("1 second").pipe(Effect.as(data)))
+      const fibers = yield* Effect.forEach(["1", "2", "3"], (s) => broker.request("svc.slow", text(s), "5 seconds").pipe(Effect.map(str), Effect.forkChild))
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* Fiber.joinAll(fibers), ["1", "2", "3"])
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("serve stops when its scope closes, interrupting requests in flight", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      const scope = yield* Scope.make()
+      const interrupted = yield* Ref.make(false)
+      yield* broker.serve("svc.scoped", (data) =>
+        str(data) === "hang"
+          ? Effect.never.pipe(Effect.onInterrupt(() => Ref.set(interrupted, true)))
+          : Effect.succeed(text("up"))).pipe(Scope.provide(scope))
+      assert.strictEqual(str(yield* broker.request("svc.scoped", text("ping"), "1 second")), "up")
+      const hanging = yield* broker.request("svc.scoped", text("hang"), "1 second").pipe(Effect.flip, Effect.forkChild)
+      yield* Effect.yieldNow
+      yield* Scope.close(scope, Exit.void)
+      assert.isTrue(yield* Ref.get(interrupted))
+      const reason = yield* reasonOf(broker.request("svc.scoped", text("ping"), "1 second"))
+      assert.strictEqual(reason._tag, "NoResponders")
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(hanging)).reason._tag, "Timeout")
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("requestJson round-trips JSON and turns a non-JSON reply into BadReply", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      yield* broker.serve("json.ok", (data) => Effect.succeed(text(JSON.stringify({ got: JSON.parse(str(data)) }))))
+      yield* broker.serve("json.bad", reply("<html>oops</html>"))
+      assert.deepStrictEqual(yield* Broker.requestJson("json.ok", { a: [1, 2] }, "1 second"), { got: { a: [1, 2] } })
+      const reason = yield* reasonOf(Broker.requestJson("json.bad", { a: 1 }, "1 second"))
+      assert.strictEqual(reason._tag, "BadReply")
+      if (reason._tag === "BadReply") {
+        assert.strictEqual(reason.subject, "json.bad")
+        assert.include(reason.detail, "<html>oops</html>")
+      }
+      assert.strictEqual((yield* reasonOf(Broker.requestJson("json.none", null, "1 second")))._tag, "NoResponders")
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("a released broker fails waiting requests and later calls with Closed", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const broker = yield* Broker.makeMemory.pipe(Scope.provide(scope))
+      yield* broker.serve("svc.silent", () => Effect.never)
+      const waiting = yield* broker.request("svc.silent", text("x"), "1 minute").pipe(Effect.flip, Effect.forkChild({ startImmediately: true }))
+      const subscription = yield* broker.subscribe("events.>").pipe(Stream.runDrain, Effect.flip, Effect.forkChild({ startImmediately: true }))
+      yield* Effect.yieldNow
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual((yield* Fiber.join(waiting)).reason._tag, "Closed")
+      assert.strictEqual((yield* Fiber.join(subscription)).reason._tag, "Closed")
+      const later = yield* Effect.flip(broker.publish("events.x", text("")))
+      assert.strictEqual(later.reason._tag, "Closed")
+      assert.strictEqual(later.message, "broker is closed: the in-memory broker was released")
+    }))
+})
