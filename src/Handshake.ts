@@ -37,6 +37,11 @@ export type Handshake =
     /** Accepts the result (returning what it tells) or rejects it with a reason. */
     readonly validate: (result: unknown) => Effect.Effect<HandshakeInfo, string>
     readonly afterwards: { readonly method: string; readonly params?: unknown } | undefined
+    /**
+     * Whether an error reply passes (without `validate`): any answer proves the plugin is alive
+     * and speaking the protocol — for liveness checks of plugins whose methods are unknown.
+     */
+    readonly acceptErrorReplies: boolean
   }
 
 /**
@@ -56,13 +61,23 @@ export const make = (options: {
   readonly params?: unknown
   readonly validate?: ((result: unknown) => Effect.Effect<HandshakeInfo, string>) | undefined
   readonly afterwards?: { readonly method: string; readonly params?: unknown } | undefined
+  readonly acceptErrorReplies?: boolean | undefined
 }): Handshake => ({
   _tag: "Request",
   method: options.method,
   params: options.params,
   validate: options.validate ?? (() => Effect.succeed({})),
-  afterwards: options.afterwards
+  afterwards: options.afterwards,
+  acceptErrorReplies: options.acceptErrorReplies ?? false
 })
+
+/**
+ * A liveness handshake: sends `method` (default `health`) and accepts any answer, an error
+ * reply included; only silence, an exit or garbage fail it.
+ *
+ * @category presets
+ */
+export const liveness = (method = "health"): Handshake => make({ method, acceptErrorReplies: true })
 
 const InitializeResult = Schema.Struct({
   ok: Schema.Boolean,

@@ -587,6 +587,9 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   const runHandshake = (peer: RpcPeer.RpcPeer) => {
     if (handshake._tag === "None") return Effect.succeed<Handshake.HandshakeInfo>({})
     return peer.request(handshake.method, handshake.params, { timeout: policy.initTimeout }).pipe(
+      Effect.catch((error) =>
+        handshake.acceptErrorReplies && error.reason._tag === "PluginError" ? Effect.succeed(undefined) : Effect.fail(error)
+      ),
       Effect.mapError((error) => error.reason._tag === "Timeout"
         ? `no answer to \`${handshake.method}\` within ${Duration.format(policy.initTimeout)}`
         : error.reason.message),
@@ -806,7 +809,14 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       if (incarnation === undefined || incarnation.crashClaimed || incarnation.stopping || state._tag !== "Running") {
         return Effect.fail(fail(new PluginClientError.Unavailable({ detail: `not running (${state._tag})` })))
       }
-      return incarnation.peer.request(method, params, callOptions)
+      // Not activity, but a dead connection is still a crash to account for.
+      return incarnation.peer.request(method, params, callOptions).pipe(
+        Effect.catch((error) =>
+          isConnectionFailure(error.reason) && !incarnation.stopping && !(error.reason._tag === "Exited" && error.reason.requested)
+            ? Effect.flatMap(crashed(incarnation, error.reason), (tripped) => Effect.fail(tripped ? capExceeded() : error))
+            : Effect.fail(error)
+        )
+      )
     })
 
   const call: PluginClient["call"] = (method, params, callOptions) =>

@@ -29,6 +29,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as JsonRpc from "./JsonRpc.ts"
 import type * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
 import * as PluginManager from "./PluginManager.ts"
@@ -841,6 +842,12 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
       // `requestIfRunning` never spawns and is not activity: probes neither keep a lazy plugin
       // from being reaped nor revive one reaped between the state check and the call.
       const outcome = yield* client.value.requestIfRunning(probeMethod, undefined, { timeout: probeTimeout }).pipe(
+        // A plugin without the probe method still proves it is alive by answering -32601.
+        Effect.catch((error) =>
+          error.reason._tag === "PluginError" && error.reason.code === JsonRpc.ErrorCode.MethodNotFound
+            ? Effect.succeed(null)
+            : Effect.fail(error)
+        ),
         Effect.mapError(errorText),
         // An outer bound in case a call is stuck before it is sent.
         Effect.timeoutOrElse({

@@ -250,8 +250,10 @@ export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): 
   // Signals the group and waits for the leader. The spawner's `kill` would also wait up to a
   // second for killed grandchildren to be reaped by init; the leader's exit is what matters here,
   // and the spawner's release cleans up the rest of the group.
+  // Only our own exit watcher decides that the process is gone: `kill` of a process that has
+  // just exited fails at once (nothing to signal) while its exit is still being recorded.
   const signal = (killSignal: "SIGTERM" | "SIGKILL") =>
-    Effect.raceFirst(handle.kill({ killSignal }).pipe(Effect.ignore), Deferred.await(exited))
+    Effect.raceFirst(handle.kill({ killSignal }).pipe(Effect.ignore, Effect.andThen(Effect.never)), Deferred.await(exited))
   const stopSequence = (graceful: Effect.Effect<unknown, unknown> | undefined) =>
     Effect.gen(function*() {
       if (graceful !== undefined && (yield* isRunning)) {

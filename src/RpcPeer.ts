@@ -98,17 +98,26 @@ export interface Transport {
  *
  * @category constructors
  */
-export const fromProcess = (process: PluginProcess.PluginProcess): Transport => ({
-  name: process.name,
-  pid: process.pid,
-  incoming: process.stdout,
-  writeLine: process.writeLine,
-  closed: Effect.raceFirst(
-    Effect.flatMap(process.exit, (exit) =>
-      Effect.map(process.stderrExcerpt, (stderrExcerpt) => new PluginClientError.Exited({ ...exit, stderrExcerpt }))),
-    Effect.map(process.inputFailure, (detail) => new PluginClientError.Io({ detail: `writing stdin failed: ${detail}` }))
-  )
-})
+export const fromProcess = (process: PluginProcess.PluginProcess): Transport => {
+  const exited = Effect.flatMap(process.exit, (exit) =>
+    Effect.map(process.stderrExcerpt, (stderrExcerpt): PluginClientError.Reason => new PluginClientError.Exited({ ...exit, stderrExcerpt })))
+  return {
+    name: process.name,
+    pid: process.pid,
+    incoming: process.stdout,
+    writeLine: process.writeLine,
+    closed: Effect.raceFirst(
+      exited,
+      // A broken pipe usually means the plugin died: its exit (code, stderr) says more than
+      // EPIPE, so wait for it briefly before settling for the I/O error.
+      Effect.flatMap(process.inputFailure, (detail) =>
+        exited.pipe(
+          Effect.timeoutOption("200 millis"),
+          Effect.map(Option.getOrElse((): PluginClientError.Reason => new PluginClientError.Io({ detail: `writing stdin failed: ${detail}` })))
+        ))
+    )
+  }
+}
 
 /**
  * Counters of one connection.

@@ -5,10 +5,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Broker from "../src/Broker.ts"
+import * as JsonRpc from "../src/JsonRpc.ts"
+import * as PluginWorker from "../src/PluginWorker.ts"
 
 const text = (s: string) => new TextEncoder().encode(s)
 const str = (b: Uint8Array) => new TextDecoder().decode(b)
@@ -135,9 +138,14 @@ describe("Broker.layerMemory", () => {
     Effect.gen(function*() {
       const broker = yield* Broker.Broker
       yield* broker.serve("svc.slow", (data) => Effect.sleep("1 second").pipe(Effect.as(data)))
-      const fibers = yield* Effect.forEach(["1", "2", "3"], (s) => broker.request("svc.slow", text(s), "5 seconds").pipe(Effect.map(str), Effect.forkChild))
-      yield* TestClock.adjust("1 second")
-      assert.deepStrictEqual(yield* Fiber.joinAll(fibers), ["1", "2", "3"])
+      const fibers = yield* Effect.forEach(["1", "2", "3"], (s) =>
+        broker.request("svc.slow", text(s), "5 seconds").pipe(
+          Effect.flatMap((data) => Effect.map(Clock.currentTimeMillis, (at) => `${str(data)}@${at}`)),
+          Effect.forkChild
+        ))
+      yield* TestClock.adjust("3 seconds")
+      // One after another, they would finish at 1000, 2000 and 3000.
+      assert.deepStrictEqual(yield* Fiber.joinAll(fibers), ["1@1000", "2@1000", "3@1000"])
     }).pipe(Effect.provide(Broker.layerMemory)))
 
   it.effect("serve stops when its scope closes, interrupting requests in flight", () =>
@@ -190,4 +198,92 @@ describe("Broker.layerMemory", () => {
       assert.strictEqual(later.reason._tag, "Closed")
       assert.strictEqual(later.message, "broker is closed: the in-memory broker was released")
     }))
+})
+
+describe("PluginWorker.serveBroker over layerMemory", () => {
+  class Revoked extends Schema.TaggedError<Revoked>()("Revoked", { what: Schema.String }) {
+    override get message() {
+      return `revoked: ${this.what}`
+    }
+  }
+  const serveWorker = (id: string, queue?: string) =>
+    PluginWorker.serveBroker({
+      prefix: "plugins.mem",
+      name: `mem-${id}`,
+      ...(queue === undefined ? {} : { queue }),
+      handlers: {
+        poll_tick: (params) =>
+          typeof params === "object" && params !== null && "config" in params && JSON.stringify(params.config) === `{"fail":"permanent"}`
+            ? Effect.fail(JsonRpc.error(JsonRpc.ErrorCode.WorkerError, "permanent"))
+            : Effect.succeed({ next_cursor: "YzE", metrics: { items_seen: 2, items_dispatched: 1 }, served_by: id }),
+        echo: (params) => Effect.succeed(params),
+        revoked: () => Effect.fail(new Revoked({ what: "token" })),
+        boom: () => Effect.die(new Error("kaboom")),
+        nothing: () => Effect.void,
+        askHost: () => PluginWorker.callHost("host.add", [1, 2]),
+        logs: () => PluginWorker.log("info", "hello from a broker worker").pipe(Effect.as("logged"))
+      }
+    })
+  const ask = (subject: string, value: unknown) => Broker.requestJson(`plugins.mem.${subject}`, value, "1 second")
+
+  it.effect("tick replies {result} or {error}; call replies JSON-RPC responses", () =>
+    Effect.gen(function*() {
+      yield* serveWorker("w1")
+      assert.deepStrictEqual(yield* ask("tick", { kind: "k", config: {} }), {
+        result: { next_cursor: "YzE", metrics: { items_seen: 2, items_dispatched: 1 }, served_by: "w1" }
+      })
+      assert.deepStrictEqual(yield* ask("tick", { kind: "k", config: { fail: "permanent" } }), {
+        error: { code: -32002, message: "permanent" }
+      })
+      assert.deepStrictEqual(yield* ask("call", { jsonrpc: "2.0", id: 1, method: "echo", params: [1, "a"] }), {
+        jsonrpc: "2.0",
+        id: 1,
+        result: [1, "a"]
+      })
+      assert.deepStrictEqual(yield* ask("call", { jsonrpc: "2.0", id: 2, method: "missing" }), {
+        jsonrpc: "2.0",
+        id: 2,
+        error: { code: -32601, message: "Method not found: missing" }
+      })
+      assert.deepStrictEqual(yield* ask("call", { jsonrpc: "2.0", id: 3, method: "revoked" }), {
+        jsonrpc: "2.0",
+        id: 3,
+        error: { code: -32002, message: "revoked: token", data: { _tag: "Revoked" } }
+      })
+      const boom = yield* ask("call", { jsonrpc: "2.0", id: 4, method: "boom" })
+      assert.deepInclude(boom, { jsonrpc: "2.0", id: 4 })
+      assert.include(JSON.stringify(boom), "-32603")
+      assert.deepStrictEqual(yield* ask("call", { jsonrpc: "2.0", id: 5, method: "nothing" }), { jsonrpc: "2.0", id: 5, result: null })
+      const host = yield* ask("call", { jsonrpc: "2.0", id: 6, method: "askHost" })
+      assert.include(JSON.stringify(host), "host calls are only available on stdio")
+      assert.deepStrictEqual(yield* ask("call", { jsonrpc: "2.0", id: 7, method: "logs" }), { jsonrpc: "2.0", id: 7, result: "logged" })
+      assert.deepStrictEqual(yield* ask("call", { jsonrpc: "2.0", method: "echo" }), {
+        jsonrpc: "2.0",
+        id: null,
+        error: { code: -32600, message: "Invalid Request: expected a request with an id" }
+      })
+      const broker = yield* Broker.Broker
+      const garbage = JSON.parse(str(yield* broker.request("plugins.mem.call", text("{oops"), "1 second")))
+      assert.strictEqual(garbage.error.code, -32700)
+      const badTick = JSON.parse(str(yield* broker.request("plugins.mem.tick", text("{oops"), "1 second")))
+      assert.strictEqual(badTick.error.code, -32700)
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("a worker without poll_tick answers ticks with -32601", () =>
+    Effect.gen(function*() {
+      yield* PluginWorker.serveBroker({ prefix: "plugins.plain", handlers: { echo: (p) => Effect.succeed(p) } })
+      assert.deepStrictEqual(yield* Broker.requestJson("plugins.plain.tick", {}, "1 second"), {
+        error: { code: -32601, message: "Method not found: poll_tick" }
+      })
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("workers in one queue group share the ticks", () =>
+    Effect.gen(function*() {
+      yield* serveWorker("w1", "pollers")
+      yield* serveWorker("w2", "pollers")
+      const servedBy = yield* Effect.forEach(Array.from({ length: 6 }), () =>
+        ask("tick", { config: {} }).pipe(Effect.map((reply) => JSON.stringify(reply).includes("\"w1\"") ? "w1" : "w2")))
+      assert.deepStrictEqual(servedBy.filter((w) => w === "w1").length, 3)
+      assert.deepStrictEqual(servedBy.filter((w) => w === "w2").length, 3)
+    }).pipe(Effect.provide(Broker.layerMemory)))
 })

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `echo` example plugin, written with the worker SDK. Run by `npm start`.
+// The `echo` example plugin, written with the worker SDK. Run by `npm start` and the examples.
 import * as Effect from "effect/Effect"
 import * as PluginWorker from "../../../src/PluginWorker.ts"
 
@@ -14,6 +14,11 @@ PluginWorker.main({
     greet: (params) =>
       PluginWorker.log("info", "greeting someone", { who: params }).pipe(Effect.as(`hello, ${String(params)}`)),
     // Crashes the process, to show what the host sees.
-    crash: () => Effect.sync(() => process.exit(7))
+    crash: () => Effect.sync(() => process.exit(7)),
+    // Answers health probes (`PluginHealth` sends `health` to running plugins).
+    health: () => Effect.sync(() => ({ ok: true, pid: process.pid, uptimeSecs: Math.round(process.uptime()) })),
+    // The tools it offers, in the MCP `{tools: [{name}]}` shape `PluginHealth.discover` reads.
+    "tools/list": () =>
+      Effect.succeed({ tools: [{ name: "echo" }, { name: "sum" }, { name: "greet" }] })
   }
 })

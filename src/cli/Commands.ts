@@ -1,0 +1,271 @@
+/**
+ * The `plugin-host` commands: `doctor`, `call`, `tick`, `run`, `checksum` and `demo`.
+ *
+ * Each command is a thin layer over the library (`PluginManifest` discovery, `PluginClient`,
+ * `PluginManager` + `PluginHealth`, `PollerRouter`), so what the command line shows is what an
+ * embedding host gets. Failures end as a {@link CliFailure}: a message for stderr and an exit
+ * code; results go to stdout.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { Argument, Command, Flag } from "effect/cli"
+import * as Broker from "../Broker.ts"
+import * as Handshake from "../Handshake.ts"
+import * as LifetimePolicy from "../LifetimePolicy.ts"
+import * as PluginClient from "../PluginClient.ts"
+import * as PluginClientError from "../PluginClientError.ts"
+import * as PluginHealth from "../PluginHealth.ts"
+import * as PluginManager from "../PluginManager.ts"
+import * as PluginManifest from "../PluginManifest.ts"
+import * as Poller from "../Poller.ts"
+import * as PollerRouter from "../PollerRouter.ts"
+import { CliFailure, ExitCode } from "./CliFailure.ts"
+import * as Demo from "./Demo.ts"
+import * as PluginDirectory from "./PluginDirectory.ts"
+import * as StatusView from "./StatusView.ts"
+
+// ---------------------------------------------------------------------------------------------
+// shared
+// ---------------------------------------------------------------------------------------------
+
+const dirFlag = Flag.String("dir").pipe(
+  Flag.withDescription("Plugin directory (default: ./plugins if it exists, else the bundled examples)"),
+  Flag.optional
+)
+
+const natsFlag = Flag.String("nats").pipe(
+  Flag.withDescription("NATS server URL for long-lived plugins that run elsewhere (e.g. nats://127.0.0.1:4222)"),
+  Flag.optional
+)
+
+/** Policy for plugins the command itself hosts: short grace so the command ends promptly. */
+const commandPolicy = LifetimePolicy.makeUnsafe({ shutdownGrace: "2 seconds", drainTimeout: "2 seconds", idleTimeout: "10 minutes" })
+
+const isEphemeral = (manifest: PluginManifest.PluginManifest) => manifest.poller?.lifecycle === "ephemeral"
+
+/** A plugin's typed error as a command failure: message and reason tag. */
+const pluginFailure = (error: PluginClientError.PluginClientError) =>
+  new CliFailure({ message: `${error.message} [${error.reason._tag}]`, exitCode: ExitCode.Failed })
+
+const parseJson = (what: string, text: string) =>
+  Effect.try({
+    try: (): unknown => JSON.parse(text),
+    catch: (cause) =>
+      new CliFailure({
+        message: `${what} is not valid JSON: ${cause instanceof Error ? cause.message : String(cause)}`,
+        exitCode: ExitCode.Usage
+      })
+  })
+
+const durationFrom = (what: string, text: string) => {
+  const parsed = Duration.fromInput(text.replace(/^(\d+(?:\.\d+)?)(ms|s|m|h)$/, (_, n: string, unit: string) =>
+    `${n} ${{ ms: "millis", s: "seconds", m: "minutes", h: "hours" }[unit] ?? unit}`) as Duration.Input)
+  return Option.isSome(parsed) && Duration.toMillis(parsed.value) > 0
+    ? Effect.succeed(parsed.value)
+    : Effect.fail(new CliFailure({ message: `${what} must be a duration like 5s, 500ms or 2m (got "${text}")`, exitCode: ExitCode.Usage }))
+}
+
+/** Spawn → stdout: the manager, with a health view over every registered plugin. */
+const hostAll = (
+  valid: ReadonlyArray<PluginManifest.DiscoveredValid>,
+  policy: LifetimePolicy.LifetimePolicy,
+  handshake: Handshake.Handshake = Handshake.none
+) =>
+  Effect.gen(function*() {
+    const manager = yield* PluginManager.make()
+    for (const found of valid) {
+      yield* manager.register(found.manifest.name, found.manifest, {
+        manifestDir: found.dir,
+        policy,
+        handshake: isEphemeral(found.manifest) ? Handshake.none : handshake
+      }).pipe(Effect.catch((error) => Console.error(`warning: ${error.message}`)))
+    }
+    const health = yield* PluginHealth.make({
+      groups: Object.fromEntries([
+        ["plugins", valid.filter((d) => !isEphemeral(d.manifest)).map((d) => d.manifest.name)] as const,
+        ["pollers", valid.filter((d) => isEphemeral(d.manifest)).map((d) => d.manifest.name)] as const
+      ].filter(([, ids]) => ids.length > 0)),
+      probe: { interval: "1 hour", timeout: "2 seconds" }
+    }).pipe(
+      Effect.provideService(PluginManager.PluginManager, manager),
+      Effect.mapError((error) => new CliFailure({ message: error.message, exitCode: ExitCode.Failed }))
+    )
+    return { manager, health }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// commands
+// ---------------------------------------------------------------------------------------------
+
+const checksum = Command.make("checksum", {
+  file: Argument.String("file").pipe(Argument.withDescription("The executable to hash"))
+}, ({ file }) =>
+  PluginManifest.checksum(file).pipe(
+    Effect.mapError((error) => new CliFailure({ message: `cannot hash ${file}: ${error.message}`, exitCode: ExitCode.Failed })),
+    Effect.flatMap((sum) => Console.log(`${sum}  ${file}`))
+  )).pipe(
+    Command.withDescription("Print the SHA-256 of a file, for a manifest's checksum_sha256")
+  )
+
+const call = Command.make("call", {
+  plugin: Argument.String("plugin").pipe(Argument.withDescription("Plugin name (from its manifest)")),
+  method: Argument.String("method").pipe(Argument.withDescription("Method to call")),
+  params: Argument.String("params").pipe(Argument.withDescription("Params as JSON"), Argument.optional),
+  timeout: Flag.String("timeout").pipe(Flag.withDescription("Call timeout"), Flag.withDefault("30s")),
+  dir: dirFlag
+}, (input) =>
+  Effect.gen(function*() {
+    const timeout = yield* durationFrom("--timeout", input.timeout)
+    const params = Option.isSome(input.params) ? yield* parseJson("PARAMS_JSON", input.params.value) : undefined
+    const dir = yield* PluginDirectory.resolve(input.dir)
+    const found = yield* PluginDirectory.find(dir, input.plugin)
+    if (isEphemeral(found.manifest)) {
+      return yield* new CliFailure({ message: `plugin \`${input.plugin}\` is an ephemeral poller; use \`plugin-host tick\``, exitCode: ExitCode.Failed })
+    }
+    const client = yield* PluginClient.make(found.manifest, { manifestDir: found.dir, policy: commandPolicy })
+    const result = yield* client.request(input.method, params, { timeout }).pipe(Effect.mapError(pluginFailure))
+    yield* Console.log(JSON.stringify(result, null, 2))
+  }).pipe(Effect.scoped)).pipe(
+    Command.withDescription("Call one method of a plugin and print the result"),
+    Command.withExamples([{ command: "plugin-host call echo echo '{\"hello\":1}'", description: "Echo a value" }])
+  )
+
+const tick = Command.make("tick", {
+  kind: Argument.String("kind").pipe(Argument.withDescription("Poller kind, e.g. rss")),
+  cursor: Flag.String("cursor").pipe(Flag.withDescription("Cursor (URL-safe base64)"), Flag.optional),
+  config: Flag.String("config").pipe(Flag.withDescription("Job config as JSON"), Flag.withDefault("{}")),
+  dir: dirFlag,
+  nats: natsFlag
+}, (input) =>
+  Effect.gen(function*() {
+    const config = yield* parseJson("--config", input.config)
+    const cursor = Option.isNone(input.cursor) ? undefined : Poller.decodeCursor(input.cursor.value)
+    if (cursor !== undefined && Result.isFailure(cursor)) {
+      return yield* new CliFailure({ message: `--cursor: ${cursor.failure}`, exitCode: ExitCode.Usage })
+    }
+    const dir = yield* PluginDirectory.resolve(input.dir)
+    const { valid } = yield* PluginDirectory.discover(dir)
+    const router = yield* PollerRouter.make
+    for (const found of valid) {
+      if (found.manifest.poller === undefined) continue
+      yield* router.register(found.manifest, { manifestDir: found.dir, policy: commandPolicy }).pipe(
+        Effect.catch((error) => Console.error(`warning: ${error.message}`))
+      )
+    }
+    const now = yield* Clock.currentTimeMillis
+    const ack = yield* router.tick(input.kind, {
+      jobId: "cli",
+      agentId: "plugin-host",
+      config,
+      cursor: cursor === undefined ? undefined : cursor.success,
+      now: new Date(now),
+      intervalHint: "60 seconds"
+    }).pipe(Effect.mapError((error) => new CliFailure({ message: `${error.message} [${error.reason._tag}]`, exitCode: ExitCode.Failed })))
+    yield* Console.log(JSON.stringify({
+      nextCursor: ack.nextCursor === undefined ? null : Poller.encodeCursor(ack.nextCursor),
+      nextIntervalSecs: ack.nextIntervalHint === undefined ? null : Duration.toSeconds(ack.nextIntervalHint),
+      metrics: ack.metrics
+    }, null, 2))
+  }).pipe(Effect.scoped, (effect) => withBroker(effect, input.nats))).pipe(
+    Command.withDescription("Run one poller tick through the router and print the TickAck")
+  )
+
+/** Provides a NATS broker when `--nats` is given (loaded only then). */
+const withBroker = <A, E, R>(effect: Effect.Effect<A, E, R>, nats: Option.Option<string>) =>
+  Option.isNone(nats)
+    ? effect
+    : Effect.flatMap(
+      Effect.promise(() => import("../NatsBroker.ts")),
+      (NatsBroker) =>
+        effect.pipe(
+          Effect.provide(NatsBroker.layer({ servers: nats.value, name: "plugin-host" })),
+          Effect.catchIf(
+            (error): error is Broker.BrokerError => error instanceof Broker.BrokerError,
+            (error) => Effect.fail(new CliFailure({ message: error.message, exitCode: ExitCode.Failed }))
+          )
+        )
+    )
+
+const doctor = Command.make("doctor", {
+  dir: dirFlag,
+  json: Flag.Boolean("json").pipe(Flag.withDescription("Print the report as JSON"), Flag.withDefault(false))
+}, (input) =>
+  Effect.gen(function*() {
+    const dir = yield* PluginDirectory.resolve(input.dir)
+    const { invalid, valid } = yield* PluginDirectory.discover(dir)
+    // A liveness handshake (any answer to `health`, even "method not found") proves each plugin
+    // starts and speaks the protocol; ephemeral pollers run per tick, so they are verified
+    // (above) but not started.
+    const { health } = yield* hostAll(valid, commandPolicy, Handshake.liveness())
+    if (valid.some((d) => !isEphemeral(d.manifest))) yield* health.startup("plugins")
+    yield* health.probeNow
+    const report = yield* health.doctor
+    if (input.json) {
+      yield* Console.log(JSON.stringify(Schema.encodeSync(PluginHealth.DoctorReport)(report), null, 2))
+    } else {
+      yield* Console.log(`plugins in ${dir}\n`)
+      yield* Console.log(PluginHealth.render(report))
+      for (const bad of invalid) yield* Console.log(`invalid manifest: ${bad.error.message}`)
+    }
+    const failed = report.plugins.filter((p) => p.status === "Failed").map((p) => p.id)
+    if (failed.length > 0 || invalid.length > 0) {
+      return yield* new CliFailure({
+        message: `doctor: ${[...failed.map((id) => `plugin \`${id}\` failed`), ...invalid.map((i) => `${i.path} is invalid`)].join("; ")}`,
+        exitCode: ExitCode.Failed
+      })
+    }
+  }).pipe(Effect.scoped)).pipe(
+    Command.withDescription("Check every plugin: manifest, checksum, start, handshake, probe; exit 1 if any failed")
+  )
+
+const run = Command.make("run", {
+  dir: dirFlag,
+  nats: natsFlag
+}, (input) =>
+  Effect.gen(function*() {
+    const dir = yield* PluginDirectory.resolve(input.dir)
+    const { valid } = yield* PluginDirectory.discover(dir)
+    const hosted = valid.filter((d) => !isEphemeral(d.manifest))
+    const policy = LifetimePolicy.makeUnsafe({ ...LifetimePolicy.alwaysOn, shutdownGrace: "5 seconds", drainTimeout: "2 seconds" })
+    const { manager } = yield* hostAll(hosted, policy)
+    const events = yield* manager.subscribe
+    const view = yield* StatusView.make(manager)
+    yield* events.pipe(Stream.runForEach(view.onEvent), Effect.forkScoped)
+    yield* Console.error(`hosting ${hosted.length} plugin(s) from ${dir}; Ctrl-C to stop`)
+    yield* manager.startAll
+    yield* view.refresh.pipe(Effect.andThen(Effect.sleep("1 second")), Effect.forever, Effect.forkScoped)
+    yield* Deferred.await(yield* StatusView.shutdownSignal)
+    yield* Console.error("stopping all plugins…")
+    yield* manager.stopAll
+    yield* view.refresh
+    yield* Console.error("stopped")
+  }).pipe(Effect.scoped, (effect) => withBroker(effect, input.nats))).pipe(
+    Command.withDescription("Host every discovered plugin until SIGINT/SIGTERM, then stop them all gracefully")
+  )
+
+const demo = Command.make("demo", {}, () => Demo.run).pipe(
+  Command.withDescription("A guided tour of the host on the bundled example plugins (what `npm start` runs)")
+)
+
+/**
+ * The root command.
+ *
+ * @category commands
+ */
+export const root = Command.make("plugin-host").pipe(
+  Command.withDescription("Host out-of-process plugins: check, call, tick and run them"),
+  Command.withSubcommands([doctor, call, tick, run, checksum, demo])
+)
+
+/** Keeps handler defects readable. */
+export const describeCause = (cause: Cause.Cause<unknown>): string => Cause.pretty(cause).split("\n")[0] ?? "failed"

@@ -1,0 +1,153 @@
+import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { spawn, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as PluginHealth from "../src/PluginHealth.ts"
+import { eventually, fixture, isAlive, liveChildren, node } from "./support/processes.ts"
+
+const root = path.resolve(import.meta.dirname, "..")
+const main = path.join(root, "src/cli/main.ts")
+
+/** Runs `plugin-host ARGS` to completion (bounded). */
+const cli = (args: ReadonlyArray<string>, timeoutMs = 20_000) => {
+  const result = spawnSync(node, [main, ...args], { cwd: root, encoding: "utf8", timeout: timeoutMs })
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+/** A plugin folder made for one test: manifests pointing at the test fixtures. */
+const pluginDir = (manifests: Record<string, string>) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plugin-host-cli-"))
+  for (const [file, text] of Object.entries(manifests)) fs.writeFileSync(path.join(dir, file), text)
+  return dir
+}
+
+const rpcManifest = (name: string, args: ReadonlyArray<string> = []) =>
+  [
+    `name = "${name}"`,
+    `version = "1.0.0"`,
+    `executable = "${node}"`,
+    `args = ${JSON.stringify([fixture("rpc-plugin.mjs"), ...args])}`
+  ].join("\n")
+
+const crashingManifest = (name: string) =>
+  [`name = "${name}"`, `version = "1.0.0"`, `executable = "${fixture("crash-on-start.sh")}"`].join("\n")
+
+const pollerManifest = [
+  `name = "rss-poller"`,
+  `version = "1.0.0"`,
+  `executable = "${node}"`,
+  `args = ${JSON.stringify([fixture("ephemeral-poller.mjs")])}`,
+  `[poller]`,
+  `kinds = ["rss"]`,
+  `lifecycle = "ephemeral"`,
+  `tick_timeout_secs = 5`
+].join("\n")
+
+describe("plugin-host command (subprocess)", () => {
+  const dirs: Array<string> = []
+  afterEach(async () => {
+    for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
+    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+  })
+  const makeDir = (manifests: Record<string, string>) => {
+    const dir = pluginDir(manifests)
+    dirs.push(dir)
+    return dir
+  }
+
+  it("call prints the result, and a typed error with its reason tag and exit code 1", () => {
+    const dir = makeDir({ "echo.toml": rpcManifest("echo") })
+    const ok = cli(["call", "echo", "echo", "{\"hello\":[1,2]}", "--dir", dir])
+    assert.strictEqual(ok.code, 0, ok.stderr)
+    assert.deepStrictEqual(JSON.parse(ok.stdout), { hello: [1, 2] })
+    const failed = cli(["call", "echo", "fail", "{\"error\":{\"kind\":\"needs-credential\",\"detail\":\"locked\"}}", "--dir", dir])
+    assert.strictEqual(failed.code, 1)
+    assert.include(failed.stderr, "plugin `echo` returned an error: needs-credential: locked [PluginError]")
+    const timeout = cli(["call", "echo", "sleep", "{\"ms\":5000}", "--timeout", "300ms", "--dir", dir])
+    assert.strictEqual(timeout.code, 1)
+    assert.include(timeout.stderr, "[Timeout]")
+  })
+
+  it("bad arguments get a usage message and exit code 2, never a stack trace", () => {
+    const missing = cli(["call"])
+    assert.strictEqual(missing.code, 2)
+    assert.include(missing.stderr + missing.stdout, "Missing required argument")
+    assert.notInclude(missing.stderr, "    at ")
+    const badJson = cli(["call", "echo", "echo", "{nope"])
+    assert.strictEqual(badJson.code, 2)
+    assert.include(badJson.stderr, "PARAMS_JSON is not valid JSON")
+    const unknown = cli(["frobnicate"])
+    assert.strictEqual(unknown.code, 2)
+  })
+
+  it("an unknown plugin names the ones there are", () => {
+    const dir = makeDir({ "echo.toml": rpcManifest("echo") })
+    const result = cli(["call", "nope", "echo", "--dir", dir])
+    assert.strictEqual(result.code, 1)
+    assert.include(result.stderr, "no plugin named `nope`")
+    assert.include(result.stderr, "echo")
+  })
+
+  it("doctor prints the table and exits 0 when every plugin is healthy; --json decodes with the report Schema", () => {
+    const dir = makeDir({ "echo.toml": rpcManifest("echo"), "rss-poller.toml": pollerManifest })
+    const table = cli(["doctor", "--dir", dir])
+    assert.strictEqual(table.code, 0, table.stderr)
+    assert.include(table.stdout, "echo")
+    assert.include(table.stdout, "rss-poller")
+    const json = cli(["doctor", "--json", "--dir", dir])
+    assert.strictEqual(json.code, 0, json.stderr)
+    const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
+    assert.deepStrictEqual(report.plugins.map((p) => p.id).sort(), ["echo", "rss-poller"])
+    assert.strictEqual(report.plugins.find((p) => p.id === "echo")?.state, "Running")
+  })
+
+  it("doctor exits 1 when a plugin fails", () => {
+    const dir = makeDir({ "echo.toml": rpcManifest("echo"), "broken.toml": crashingManifest("broken") })
+    const result = cli(["doctor", "--dir", dir])
+    assert.strictEqual(result.code, 1)
+    assert.include(result.stderr, "plugin `broken` failed")
+    assert.include(result.stdout, "broken")
+  })
+
+  it("tick runs one poller tick and prints the TickAck", () => {
+    const dir = makeDir({ "rss-poller.toml": pollerManifest })
+    const cursor = Buffer.from("page-1").toString("base64url")
+    const result = cli(["tick", "rss", "--cursor", cursor, "--config", "{}", "--dir", dir])
+    assert.strictEqual(result.code, 0, result.stderr)
+    const ack = JSON.parse(result.stdout)
+    assert.strictEqual(Buffer.from(ack.nextCursor, "base64url").toString(), "page-1+")
+    assert.deepStrictEqual(ack.metrics, { itemsSeen: 3, itemsDispatched: 2 })
+    const permanent = cli(["tick", "rss", "--config", "{\"mode\":\"permanent\"}", "--dir", dir])
+    assert.strictEqual(permanent.code, 1)
+    assert.include(permanent.stderr, "[Permanent]")
+  })
+
+  it("checksum prints the SHA-256", () => {
+    const result = cli(["checksum", fixture("env-dump.sh")])
+    assert.strictEqual(result.code, 0)
+    assert.match(result.stdout, /^[0-9a-f]{64} {2}.*env-dump\.sh\n$/)
+  })
+
+  it.live("run hosts every plugin until SIGTERM, then stops them all and exits 0 with no child left", () =>
+    Effect.gen(function*() {
+      const dir = makeDir({ "a.toml": rpcManifest("a"), "b.toml": rpcManifest("b", ["--trap-term", "--ignore-eof"]) })
+      const child = spawn(node, [main, "run", "--dir", dir], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+      let out = ""
+      child.stdout.on("data", (d: Buffer) => void (out += d.toString()))
+      child.stderr.on("data", (d: Buffer) => void (out += d.toString()))
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+      const ready = yield* eventually(() => (out.match(/ready \(pid/g) ?? []).length === 2, 10_000)
+      assert.isTrue(ready, out)
+      const pids = [...out.matchAll(/ready \(pid (\d+)\)/g)].map((m) => Number(m[1]))
+      assert.isTrue(pids.every(isAlive))
+      child.kill("SIGTERM")
+      const code = yield* Effect.promise(() => exited)
+      assert.strictEqual(code, 0, out)
+      assert.include(out, "stopped")
+      assert.deepStrictEqual(pids.filter(isAlive), [])
+    }))
+})
