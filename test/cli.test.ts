@@ -126,6 +126,23 @@ describe("plugin-host command (subprocess)", () => {
     assert.include(permanent.stderr, "[Permanent]")
   })
 
+  it("the demo (npm start) tours the bundled plugins and exits 0", () => {
+    const result = cli(["demo"], 30_000)
+    assert.strictEqual(result.code, 0, result.stderr)
+    for (const promise of ["Lazy spawn", "Calls both ways", "A crash", "restart cap", "Idle reaping", "ephemeral poller", "doctor"]) {
+      assert.include(result.stdout, promise)
+    }
+    assert.include(result.stdout, "exceeded restart cap (3 restarts in 1m)")
+    assert.include(result.stdout, "reaped: yes")
+    assert.match(result.stdout, /group bundled: Healthy/)
+  })
+
+  it("doctor on the bundled example plugins exits 0", () => {
+    const result = cli(["doctor", "--dir", path.join(root, "examples/plugins")], 30_000)
+    assert.strictEqual(result.code, 0, result.stdout + result.stderr)
+    for (const name of ["echo", "secrets", "flaky", "rss-poller", "calendar"]) assert.include(result.stdout, name)
+  })
+
   it("checksum prints the SHA-256", () => {
     const result = cli(["checksum", fixture("env-dump.sh")])
     assert.strictEqual(result.code, 0)

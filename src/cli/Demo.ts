@@ -10,6 +10,7 @@ import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as References from "effect/References"
 import * as Stream from "effect/Stream"
 import * as Handshake from "../Handshake.ts"
 import * as JsonRpc from "../JsonRpc.ts"
@@ -114,7 +115,7 @@ export const run = Effect.gen(function*() {
 
   yield* step(8, "The doctor: every plugin's state, pid, crashes, checksum and allowed variables")
   const manager = yield* PluginManager.make()
-  const hosted = valid.filter((d) => d.manifest.poller?.lifecycle !== "ephemeral" && d.manifest.poller?.brokerTopicPrefix === undefined || d.manifest.name === "echo")
+  const hosted = valid.filter((d) => d.manifest.poller?.lifecycle !== "ephemeral")
   for (const found of valid) {
     yield* manager.register(found.manifest.name, found.manifest, {
       manifestDir: found.dir,
@@ -131,4 +132,8 @@ export const run = Effect.gen(function*() {
   yield* Console.log(PluginHealth.render(yield* health.doctor))
 
   yield* Console.log(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s; closing the scope stops every plugin (SIGTERM → grace → SIGKILL).`)
-}).pipe(Effect.scoped)
+}).pipe(
+  Effect.scoped,
+  // The tour narrates what happens; the host's own warnings would only repeat it.
+  Effect.provideService(References.MinimumLogLevel, "None")
+)
