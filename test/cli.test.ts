@@ -143,6 +143,13 @@ describe("plugin-host command (subprocess)", () => {
     for (const name of ["echo", "secrets", "flaky", "rss-poller", "calendar"]) assert.include(result.stdout, name)
   })
 
+  it("examples/quickstart.ts (the connection underneath the client) runs to the end", () => {
+    const result = spawnSync(node, [path.join(root, "examples/quickstart.ts")], { cwd: root, encoding: "utf8", timeout: 20_000 })
+    assert.strictEqual(result.status, 0, result.stderr)
+    assert.include(result.stdout, "sum (computed by the host) → 10")
+    assert.include(result.stdout, "crash → plugin `echo` exited with code 7 [Exited]")
+  })
+
   it("checksum prints the SHA-256", () => {
     const result = cli(["checksum", fixture("env-dump.sh")])
     assert.strictEqual(result.code, 0)
