@@ -396,6 +396,11 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   const clientScope = yield* Effect.scope
   const fail = (reason: PluginClientError.Reason) => PluginClientError.make(name, reason)
   const attributes = { plugin: name }
+  const spawnsMetric = Metric.withAttributes(spawnsTotal, attributes)
+  const crashesMetric = Metric.withAttributes(crashesTotal, attributes)
+  const requestsMetric = Metric.withAttributes(requestsTotal, attributes)
+  const reapsMetric = Metric.withAttributes(reapsTotal, attributes)
+  const requestDurationMetric = Metric.withAttributes(requestDuration, attributes)
   const annotate = Effect.annotateLogs({ plugin: name })
 
   const window = yield* RestartWindow.make(policy.restartWindow, policy.restartCap)
@@ -521,7 +526,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       lastError = detail
       const previousCrashAt = lastCrashAt
       lastCrashAt = now
-      yield* Metric.update(Metric.withAttributes(crashesTotal, attributes), 1)
+      yield* Metric.update(crashesMetric, 1)
       const { exceeded } = yield* window.record
       yield* closeOpenStreams
       const crash = (willRestart: boolean) =>
@@ -623,7 +628,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
         drainTimeout: policy.drainTimeout
       })
       spawns++
-      yield* Metric.update(Metric.withAttributes(spawnsTotal, attributes), 1)
+      yield* Metric.update(spawnsMetric, 1)
       const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc), {
         maxConcurrentRequests: policy.maxConcurrentRequests,
         requestTimeout: policy.requestTimeout,
@@ -744,17 +749,37 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       yield* transition(PluginState.Stopping)
       yield* stopCurrent
       yield* transition(PluginState.Idle)
-      yield* Metric.update(Metric.withAttributes(reapsTotal, attributes), 1)
+      yield* Metric.update(reapsMetric, 1)
       yield* publish({ _tag: "Reaped", plugin: name, pid: incarnation.process.pid })
     })
   ).pipe(Effect.uninterruptible)
 
+  // One watcher fiber per idle period rather than a timer re-forked on every call: a call only
+  // moves the deadline (a number); the watcher sleeps until it, re-checks, and reaps once the
+  // deadline has passed with no call in flight. The reap lands exactly `idleTimeout` after the
+  // last call ended.
   const idleTimeout = policy.idleTimeout
+  const idleMillis = idleTimeout === undefined ? 0 : Duration.toMillis(idleTimeout)
+  let idleDeadline = 0
+  let idleWatching = false
+  const idleWatch: Effect.Effect<void> = Effect.gen(function*() {
+    while (current !== undefined && state._tag === "Running") {
+      const now = yield* Clock.currentTimeMillis
+      if (inFlight === 0 && now >= idleDeadline) return yield* reap
+      yield* Effect.sleep(Duration.millis(inFlight > 0 ? idleMillis : idleDeadline - now))
+    }
+  }).pipe(Effect.ensuring(Effect.sync(() => {
+    idleWatching = false
+  })))
+  /** Activity ended now: the idle period starts again. */
   const armIdleTimer = idleTimeout === undefined
     ? Effect.void
-    : Effect.suspend(() => inFlight > 0 || current === undefined
-      ? Effect.void
-      : FiberHandle.run(idleTimer, Effect.sleep(idleTimeout).pipe(Effect.andThen(reap)))).pipe(Effect.asVoid)
+    : Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      idleDeadline = now + idleMillis
+      if (idleWatching || current === undefined) return Effect.void
+      idleWatching = true
+      return Effect.asVoid(FiberHandle.run(idleTimer, idleWatch))
+    })
   const disarmIdleTimer = idleTimeout === undefined ? Effect.void : FiberHandle.clear(idleTimer)
 
   // -- calls ---------------------------------------------------------------------------------
@@ -783,16 +808,15 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     Effect.gen(function*() {
       requests++
       inFlight++
-      yield* disarmIdleTimer
       const incarnation = yield* ensureRunning
-      yield* Metric.update(Metric.withAttributes(requestsTotal, attributes), 1)
+      yield* Metric.update(requestsMetric, 1)
       const result = yield* incarnation.peer.request(method, params, callOptions).pipe(
         Effect.catch((error) => Effect.flatMap(onCallFailure(incarnation, error), Effect.fail))
       )
       consecutiveTimeouts = 0
       return result
     }).pipe(
-      Effect.trackDuration(Metric.withAttributes(requestDuration, attributes)),
+      Effect.trackDuration(requestDurationMetric),
       Effect.ensuring(Effect.suspend(() => {
         inFlight--
         return Effect.flatMap(Clock.currentTimeMillis, (now) => {
