@@ -262,8 +262,8 @@ const demo = Command.make("demo", {}, () => Demo.run).pipe(
  *
  * @category commands
  */
-export const root = Command.make("plugin-host").pipe(
-  Command.withDescription("Host out-of-process plugins: check, call, tick and run them"),
+export const root = Command.make("plugin-host", {}, () => Demo.run).pipe(
+  Command.withDescription("Host out-of-process plugins: check, call, tick and run them (no subcommand: the guided demo)"),
   Command.withSubcommands([doctor, call, tick, run, checksum, demo])
 )
 
