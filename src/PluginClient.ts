@@ -30,7 +30,8 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Path from "effect/Path"
 import * as PubSub from "effect/PubSub"
-import * as Random from "effect/Random"
+import * as Pull from "effect/Pull"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
@@ -422,6 +423,8 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   let lastStderr = ""
   let supportedMethods: ReadonlyArray<string> | undefined
   let lastCrashAt: number | undefined
+  // The always-on restart schedule's step function (made on first use, fresh after clearDisabled).
+  let backoffStep: ((now: number, input: unknown) => Pull.Pull<[number, Duration.Duration], never, number>) | undefined
   // Set by `shutdown`: the client is done for good.
   let closed = false
   // The pending restart of a plugin waiting out its backoff.
@@ -524,7 +527,6 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       const now = yield* Clock.currentTimeMillis
       totalCrashes++
       lastError = detail
-      const previousCrashAt = lastCrashAt
       lastCrashAt = now
       yield* Metric.update(crashesMetric, 1)
       const { exceeded } = yield* window.record
@@ -547,15 +549,23 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
         yield* Effect.logWarning(`crashed: ${detail}`).pipe(annotate)
         return false
       }
-      consecutiveCrashes = LifetimePolicy.nextConsecutiveCrashes(backoff, consecutiveCrashes, previousCrashAt, now)
-      if (LifetimePolicy.givesUp(backoff, consecutiveCrashes)) {
+      // The backoff is an Effect Schedule stepped once per crash: it counts consecutive crashes
+      // (reset when the previous one is `resetAfter` old), draws the jittered delay, and is done
+      // after `giveUpAfter`.
+      if (backoffStep === undefined) backoffStep = yield* Schedule.toStep(LifetimePolicy.backoffSchedule(backoff))
+      const decision = yield* backoffStep(now, undefined).pipe(
+        Effect.map(([consecutive, delay]) => ({ consecutive, delay: Option.some(delay) })),
+        Pull.catchDone((consecutive) => Effect.succeed({ consecutive, delay: Option.none<Duration.Duration>() }))
+      )
+      consecutiveCrashes = decision.consecutive
+      if (Option.isNone(decision.delay)) {
         const reason = `crashed ${consecutiveCrashes} times in a row; last: ${detail}`
         yield* crash(false)
         yield* transition(PluginState.Disabled(reason))
         yield* Effect.logError(`disabled: ${reason}`).pipe(annotate)
         return true
       }
-      const delay = LifetimePolicy.backoffDelay(backoff, consecutiveCrashes, yield* Random.next)
+      const delay = decision.delay.value
       yield* crash(true)
       yield* transition(PluginState.Backoff(now + Duration.toMillis(delay)))
       yield* Effect.logWarning(`crashed (${consecutiveCrashes} in a row): ${detail}; restarting in ${Duration.format(delay)}`).pipe(annotate)
@@ -909,6 +919,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     Effect.gen(function*() {
       yield* window.clear
       consecutiveCrashes = 0
+      backoffStep = undefined
       if (state._tag === "Disabled") yield* transition(PluginState.Idle)
     })
   )
