@@ -4,7 +4,10 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import { TestClock } from "effect/testing"
+import * as Broker from "../src/Broker.ts"
+import * as JsonRpc from "../src/JsonRpc.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
+import * as PluginWorker from "../src/PluginWorker.ts"
 import * as Poller from "../src/Poller.ts"
 import * as PollerRouter from "../src/PollerRouter.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
@@ -267,4 +270,80 @@ describe("PollerRouter long-lived lifecycle over stdio (real process)", () => {
       const config = yield* r.tick("calendar", input({ mode: "config" })).pipe(Effect.flip)
       assert.instanceOf(config.reason, Poller.Config)
     }).pipe(Effect.provide(live)))
+})
+
+describe("PollerRouter long-lived lifecycle over a broker (in-memory broker, TestClock)", () => {
+  const calendar = PluginManifest.make({
+    name: "calendar",
+    version: "1.0.0",
+    executable: "/not/spawned/over/a/broker",
+    poller: {
+      kinds: ["calendar"],
+      lifecycle: "long_lived",
+      brokerTopicPrefix: "plugins.calendar",
+      maxConcurrentTicks: 1,
+      tickTimeout: Duration.seconds(5)
+    }
+  })
+
+  const setup = Effect.gen(function*() {
+    const broker = yield* Broker.makeMemory
+    const fake = yield* InMemorySpawner.make({})
+    const router = yield* PollerRouter.make.pipe(
+      Effect.provide(fake.layer),
+      Effect.provideService(Broker.Broker, broker)
+    )
+    yield* router.register(calendar)
+    return { broker, router }
+  })
+
+  it.effect("sends <prefix>.tick and unwraps the result of a PluginWorker served over the broker", () =>
+    Effect.gen(function*() {
+      const { broker, router } = yield* setup
+      const seen: Array<unknown> = []
+      yield* PluginWorker.serveBroker({
+        prefix: "plugins.calendar",
+        queue: "calendar",
+        handlers: {
+          poll_tick: (params) =>
+            Effect.sync(() => {
+              seen.push(params)
+              return { next_cursor: Poller.encodeCursor(bytes("evt-9")), metrics: { items_seen: 4, items_dispatched: 1 } }
+            })
+        }
+      }).pipe(Effect.provideService(Broker.Broker, broker))
+      const ack = yield* router.tick("calendar", input({ calendarId: "team" }, bytes("evt-8")))
+      assert.strictEqual(text(ack.nextCursor), "evt-9")
+      assert.deepStrictEqual(ack.metrics, { itemsSeen: 4, itemsDispatched: 1 })
+      assert.deepInclude(seen[0], { kind: "calendar", job_id: "job-1", agent_id: "agent-7", config: { calendarId: "team" } })
+      assert.strictEqual((seen[0] as { cursor: string }).cursor, Poller.encodeCursor(bytes("evt-8")))
+    }))
+
+  it.effect("an error reply is classified, not taken for success (the source system's bug)", () =>
+    Effect.gen(function*() {
+      const { broker, router } = yield* setup
+      yield* PluginWorker.serveBroker({
+        prefix: "plugins.calendar",
+        handlers: { poll_tick: () => Effect.fail(JsonRpc.error(-32002, "calendar deleted")) }
+      }).pipe(Effect.provideService(Broker.Broker, broker))
+      const error = yield* router.tick("calendar", input()).pipe(Effect.flip)
+      assert.instanceOf(error.reason, Poller.Permanent)
+      assert.include(error.message, "calendar deleted")
+    }))
+
+  it.effect("no responder is Transient at once; a silent worker is Transient at the tick timeout", () =>
+    Effect.gen(function*() {
+      const { broker, router } = yield* setup
+      const nobody = yield* router.tick("calendar", input()).pipe(Effect.flip)
+      assert.instanceOf(nobody.reason, Poller.Transient)
+      yield* broker.serve("plugins.calendar.tick", () => Effect.never)
+      const silent = yield* router.tick("calendar", input()).pipe(Effect.flip, Effect.forkChild)
+      yield* settle
+      yield* TestClock.adjust("4999 millis")
+      yield* settle
+      assert.isUndefined(silent.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Fiber.join(silent)
+      assert.instanceOf(error.reason, Poller.Transient)
+    }))
 })
