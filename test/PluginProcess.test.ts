@@ -7,6 +7,9 @@ import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import * as Framing from "../src/Framing.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginProcess from "../src/PluginProcess.ts"
@@ -120,6 +123,25 @@ describe("PluginProcess (real processes)", () => {
       const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc))
       const exit = yield* proc.stop({ graceful: peer.request("shutdown") })
       assert.deepStrictEqual(exit, { code: 0, signal: null, requested: true })
+    }).pipe(Effect.provide(live)))
+
+  it.live("runs in the given working directory, with args passed as given (no shell parsing)", () =>
+    Effect.gen(function*() {
+      const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "plugin-host-cwd-")))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+      const proc = yield* PluginProcess.make({
+        name: "cwd",
+        executable: "/bin/sh",
+        args: ["-c", "pwd; printf '%s\\n' \"$1\"; cat >/dev/null", "sh", "a b; $(rm -rf /)"],
+        cwd: dir
+      })
+      const lines = yield* proc.stdout.pipe(
+        Framing.frames(),
+        Stream.filter((f): f is string => typeof f === "string"),
+        Stream.take(2),
+        Stream.runCollect
+      )
+      assert.deepStrictEqual(lines, [dir, "a b; $(rm -rf /)"])
     }).pipe(Effect.provide(live)))
 
   it.live("a missing executable is a Spawn error naming the plugin and the path", () =>
