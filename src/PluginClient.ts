@@ -735,6 +735,12 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     )
   })
 
+  /** `ensureRunning` with the common case (running, nothing to wait for) answered without a lock. */
+  const ensuringRunning: Effect.Effect<Incarnation, PluginClientError.PluginClientError> = Effect.suspend(() =>
+    current !== undefined && !current.crashClaimed && state._tag === "Running" ? Effect.succeed(current) : ensureRunning
+  )
+  const countRequest = Metric.update(requestsMetric, 1)
+
   // -- stopping ------------------------------------------------------------------------------
   /** Stops the current incarnation with the full stop sequence. Must run under the lock. */
   const stopCurrent = Effect.gen(function*() {
@@ -814,28 +820,40 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       return error
     })
 
+  /** The end of a call: the idle period starts again from now. */
+  const callEnded = Effect.suspend(() => {
+    inFlight--
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      lastUsed = now
+      return armIdleTimer
+    })
+  })
+  const onFailure = (incarnation: Incarnation) => (error: PluginClientError.PluginClientError) =>
+    Effect.flatMap(onCallFailure(incarnation, error), Effect.fail)
+  const succeeded = Effect.sync(() => {
+    consecutiveTimeouts = 0
+  })
+  // The hot path: no generator, no lock when the plugin is running, metric series built once,
+  // and spans without a captured stack trace (capturing one per call cost more than the call).
   const request: PluginClient["request"] = (method, params, callOptions) =>
-    Effect.gen(function*() {
+    Effect.suspend(() => {
       requests++
       inFlight++
-      const incarnation = yield* ensureRunning
-      yield* Metric.update(requestsMetric, 1)
-      const result = yield* incarnation.peer.request(method, params, callOptions).pipe(
-        Effect.catch((error) => Effect.flatMap(onCallFailure(incarnation, error), Effect.fail))
-      )
-      consecutiveTimeouts = 0
-      return result
-    }).pipe(
-      Effect.trackDuration(requestDurationMetric),
-      Effect.ensuring(Effect.suspend(() => {
-        inFlight--
-        return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-          lastUsed = now
-          return armIdleTimer
+      return ensuringRunning.pipe(
+        Effect.flatMap((incarnation) =>
+          countRequest.pipe(
+            Effect.andThen(incarnation.peer.request(method, params, callOptions)),
+            Effect.catch(onFailure(incarnation)),
+            Effect.tap(succeeded)
+          )
+        ),
+        Effect.trackDuration(requestDurationMetric),
+        Effect.ensuring(callEnded),
+        Effect.withSpan("PluginClient.request", { attributes: { plugin: name, "rpc.method": method } }, {
+          captureStackTrace: false
         })
-      })),
-      Effect.withSpan("PluginClient.request", { attributes: { plugin: name, "rpc.method": method } })
-    )
+      )
+    })
 
   const requestIfRunning: PluginClient["requestIfRunning"] = (method, params, callOptions) =>
     Effect.suspend(() => {

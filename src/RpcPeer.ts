@@ -17,6 +17,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -175,6 +176,9 @@ export interface RpcPeer {
 interface Pending {
   readonly method: string
   readonly deferred: Deferred.Deferred<unknown, PluginClientError.PluginClientError>
+  /** Epoch millis (from `Clock`) at which the call times out. */
+  readonly deadline: number
+  readonly timeout: Duration.Duration
 }
 
 const abandonedMemory = 256
@@ -221,8 +225,11 @@ export const make = Effect.fnUntraced(function*(
     if (broken !== undefined) return
     broken = reason
     const error = Exit.fail(fail(reason))
-    for (const entry of pending.values()) Deferred.doneUnsafe(entry.deferred, error)
+    // State first: completing a deferred can resume its waiter synchronously.
+    const entries = [...pending.values()]
     pending.clear()
+    inFlight = undefined
+    for (const entry of entries) Deferred.doneUnsafe(entry.deferred, error)
     Deferred.doneUnsafe(closedDeferred, Exit.succeed(reason))
   }
 
@@ -303,6 +310,7 @@ export const make = Effect.fnUntraced(function*(
   // -- plugin → host responses ---------------------------------------------------------------
   const settle = (id: number, entry: Pending, message: JsonRpc.Success | JsonRpc.Failure) => {
     pending.delete(id)
+    if (inFlight === id) inFlight = undefined
     stats.responsesReceived++
     if (message._tag === "Success") {
       Deferred.doneUnsafe(entry.deferred, Exit.succeed(message.result))
@@ -399,29 +407,67 @@ export const make = Effect.fnUntraced(function*(
     return undefined
   }
 
+  const abandon = (id: number) => {
+    abandoned.add(id)
+    if (abandoned.size > abandonedMemory) {
+      const oldest = abandoned.values().next()
+      if (!oldest.done) abandoned.delete(oldest.value)
+    }
+  }
   const forget = (id: number) =>
     Effect.sync(() => {
       if (inFlight === id) inFlight = undefined
-      if (pending.delete(id)) {
-        abandoned.add(id)
-        if (abandoned.size > abandonedMemory) {
-          const oldest = abandoned.values().next()
-          if (!oldest.done) abandoned.delete(oldest.value)
-        }
-      }
+      if (pending.delete(id)) abandon(id)
     })
+
+  // Timeouts: one sweeper fiber per connection instead of a timer (and a race) per call. It
+  // sleeps until the earliest deadline, fails what has expired, and is woken early only when a
+  // call arrives with a deadline before the one it sleeps towards. Deadlines come from `Clock`,
+  // so `TestClock` drives them.
+  const clock = yield* Clock.Clock
+  let sweepTarget = Number.POSITIVE_INFINITY
+  let wake = Deferred.makeUnsafe<void>()
+  const rearm = () => {
+    const signal = wake
+    wake = Deferred.makeUnsafe<void>()
+    Deferred.doneUnsafe(signal, Exit.void)
+  }
+  const expire = (id: number, entry: Pending) => {
+    pending.delete(id)
+    if (inFlight === id) inFlight = undefined
+    abandon(id)
+    stats.timeouts++
+    Deferred.doneUnsafe(entry.deferred, Exit.fail(fail(new PluginClientError.Timeout({ method: entry.method, timeout: entry.timeout }))))
+  }
+  yield* Effect.gen(function*() {
+    while (true) {
+      const now = clock.currentTimeMillisUnsafe()
+      let earliest = Number.POSITIVE_INFINITY
+      for (const [id, entry] of pending) {
+        if (entry.deadline <= now) expire(id, entry)
+        else if (entry.deadline < earliest) earliest = entry.deadline
+      }
+      sweepTarget = earliest
+      const signal = wake
+      yield* earliest === Number.POSITIVE_INFINITY
+        ? Deferred.await(signal)
+        : Effect.raceFirst(Effect.sleep(Duration.millis(earliest - now)), Deferred.await(signal))
+    }
+  }).pipe(Effect.forkScoped)
 
   const request: RpcPeer["request"] = (method, params, callOptions) => {
     const timeout = callOptions?.timeout === undefined
       ? defaultTimeout
       : Duration.min(Duration.fromInputUnsafe(callOptions.timeout), maxTimeout)
+    const timeoutMillis = Duration.toMillis(timeout)
     return semaphore.withPermits(1)(
       Effect.suspend(() => {
         if (broken !== undefined) return Effect.fail(fail(broken))
         const id = nextId++
         const deferred = Deferred.makeUnsafe<unknown, PluginClientError.PluginClientError>()
+        const deadline = clock.currentTimeMillisUnsafe() + timeoutMillis
         // Registered before the write: the reply may be read before `send` returns.
-        pending.set(id, { method, deferred })
+        pending.set(id, { method, deferred, deadline, timeout })
         if (serial) inFlight = id
         const problem = send(method, JsonRpc.request(id, method, params))
         if (problem !== undefined) {
@@ -430,22 +476,10 @@ export const make = Effect.fnUntraced(function*(
           return Effect.fail(fail(problem))
         }
         stats.requestsSent++
-        return Deferred.await(deferred).pipe(
-          Effect.timeoutOrElse({
-            duration: timeout,
-            orElse: () => {
-              stats.timeouts++
-              return Effect.fail(fail(new PluginClientError.Timeout({ method, timeout })))
-            }
-          }),
-          Effect.onExit((exit) =>
-            Exit.isSuccess(exit) || pending.get(id)?.deferred !== deferred
-              ? Effect.sync(() => {
-                if (inFlight === id) inFlight = undefined
-              })
-              : forget(id)
-          )
-        )
+        if (deadline < sweepTarget) rearm()
+        // Only an interrupted caller still owns its entry here: a reply, a timeout or the end
+        // of the connection each remove it before completing the deferred.
+        return Effect.onInterrupt(Deferred.await(deferred), () => forget(id))
       })
     )
   }
