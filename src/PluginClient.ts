@@ -402,6 +402,9 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   const requestsMetric = Metric.withAttributes(requestsTotal, attributes)
   const reapsMetric = Metric.withAttributes(reapsTotal, attributes)
   const requestDurationMetric = Metric.withAttributes(requestDuration, attributes)
+  // The hot path updates metrics in place, with the context the client was made in.
+  const metricContext = yield* Effect.context<never>()
+  const clock = yield* Clock.Clock
   const annotate = Effect.annotateLogs({ plugin: name })
 
   const window = yield* RestartWindow.make(policy.restartWindow, policy.restartCap)
@@ -739,7 +742,6 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   const ensuringRunning: Effect.Effect<Incarnation, PluginClientError.PluginClientError> = Effect.suspend(() =>
     current !== undefined && !current.crashClaimed && state._tag === "Running" ? Effect.succeed(current) : ensureRunning
   )
-  const countRequest = Metric.update(requestsMetric, 1)
 
   // -- stopping ------------------------------------------------------------------------------
   /** Stops the current incarnation with the full stop sequence. Must run under the lock. */
@@ -790,8 +792,8 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   /** Activity ended now: the idle period starts again. */
   const armIdleTimer = idleTimeout === undefined
     ? Effect.void
-    : Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      idleDeadline = now + idleMillis
+    : Effect.suspend(() => {
+      idleDeadline = clock.currentTimeMillisUnsafe() + idleMillis
       if (idleWatching || current === undefined) return Effect.void
       idleWatching = true
       return Effect.asVoid(FiberHandle.run(idleTimer, idleWatch))
@@ -820,35 +822,34 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       return error
     })
 
-  /** The end of a call: the idle period starts again from now. */
-  const callEnded = Effect.suspend(() => {
-    inFlight--
-    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      lastUsed = now
-      return armIdleTimer
-    })
-  })
+  // The hot path: no generator, no lock when the plugin is running, metrics updated in place
+  // (series built once), and spans without a captured stack trace (capturing one per call cost
+  // more than the call).
   const onFailure = (incarnation: Incarnation) => (error: PluginClientError.PluginClientError) =>
     Effect.flatMap(onCallFailure(incarnation, error), Effect.fail)
   const succeeded = Effect.sync(() => {
     consecutiveTimeouts = 0
   })
-  // The hot path: no generator, no lock when the plugin is running, metric series built once,
-  // and spans without a captured stack trace (capturing one per call cost more than the call).
   const request: PluginClient["request"] = (method, params, callOptions) =>
     Effect.suspend(() => {
       requests++
       inFlight++
+      const startedNanos = clock.currentTimeNanosUnsafe()
       return ensuringRunning.pipe(
-        Effect.flatMap((incarnation) =>
-          countRequest.pipe(
-            Effect.andThen(incarnation.peer.request(method, params, callOptions)),
+        Effect.flatMap((incarnation) => {
+          requestsMetric.updateUnsafe(1, metricContext)
+          return incarnation.peer.request(method, params, callOptions).pipe(
             Effect.catch(onFailure(incarnation)),
             Effect.tap(succeeded)
           )
-        ),
-        Effect.trackDuration(requestDurationMetric),
-        Effect.ensuring(callEnded),
+        }),
+        // The end of a call: record its duration; the idle period starts again from now.
+        Effect.ensuring(Effect.suspend(() => {
+          inFlight--
+          requestDurationMetric.updateUnsafe(Duration.nanos(clock.currentTimeNanosUnsafe() - startedNanos), metricContext)
+          lastUsed = clock.currentTimeMillisUnsafe()
+          return armIdleTimer
+        })),
         Effect.withSpan("PluginClient.request", { attributes: { plugin: name, "rpc.method": method } }, {
           captureStackTrace: false
         })
