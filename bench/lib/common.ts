@@ -1,0 +1,73 @@
+/**
+ * Shared bits of the bench: where the workers are, the environment every worker gets, the
+ * echo params, and small statistics helpers.
+ */
+import * as path from "node:path"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
+
+export const benchDir = path.resolve(import.meta.dirname, "..")
+export const rootDir = path.resolve(benchDir, "..")
+export const workersDir = path.join(benchDir, "workers")
+
+/** The workers, by name. */
+export const workers = {
+  raw: path.join(workersDir, "raw-worker.mjs"),
+  pluginWorker: path.join(workersDir, "plugin-worker.ts"),
+  vscode: path.join(workersDir, "vscode-worker.mjs"),
+  mcp: path.join(workersDir, "mcp-server.mjs"),
+  oneshot: path.join(workersDir, "oneshot-poller.mjs")
+} as const
+
+/** The Node that runs the bench (Node 24 from node_modules under `npm run bench`) runs every worker too. */
+export const node = process.execPath
+
+/**
+ * The environment of every worker: only a tag that lets the harness find any process of this
+ * run left behind (see `run.ts`).
+ */
+export const workerEnv = (): Record<string, string> => ({ BENCH_RUN_ID: process.env.BENCH_RUN_ID ?? "adhoc" })
+
+/** What `echo` is called with in the latency and throughput scenarios. */
+export const echoParams = (n: number) => ({ n, text: "hello, plugin" })
+
+export const now = () => performance.now()
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** The value at quantile `q` (0..1) of samples, nearest-rank. */
+export const quantile = (samples: ArrayLike<number>, q: number): number => {
+  const sorted = Array.from(samples).sort((a, b) => a - b)
+  if (sorted.length === 0) return Number.NaN
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))
+  return sorted[rank] as number
+}
+
+export const median = (samples: ArrayLike<number>): number => {
+  const sorted = Array.from(samples).filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  if (sorted.length === 0) return Number.NaN
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] as number : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+export const round = (x: number, digits = 1): number => {
+  const f = 10 ** digits
+  return Math.round(x * f) / f
+}
+
+/** A full garbage collection, for RSS measurements (the bench runs without `--expose-gc`). */
+export const gc: () => void = (() => {
+  v8.setFlagsFromString("--expose-gc")
+  const collect = vm.runInNewContext("gc") as () => void
+  return () => {
+    collect()
+    collect()
+  }
+})()
+
+export const rssKb = () => process.memoryUsage.rss() / 1024
+
+/** Checks a reply once, so a broken variant cannot post a fast time. */
+export const check = (condition: boolean, what: string) => {
+  if (!condition) throw new Error(`bad reply: ${what}`)
+}

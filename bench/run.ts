@@ -1,0 +1,364 @@
+/**
+ * `npm run bench [-- --quick] [--rounds N] [--only a,b] [--update-readme] [--verbose]`
+ *
+ * Runs every scenario for every variant, interleaved (round 1: A B C, round 2: B C A, …), each
+ * measurement in a fresh process (`measure.ts`); reports the median over the rounds, prints
+ * the tables, writes `bench/results/latest.json`, and checks that no process of the run is
+ * left behind. `--update-readme` also rewrites the results section of `bench/README.md`.
+ */
+import { spawn, type ChildProcess } from "node:child_process"
+import { randomUUID } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { benchDir, median, round } from "./lib/common.ts"
+import { buildJs } from "./lib/jsBuild.ts"
+import { scenarios } from "./scenarios/index.ts"
+
+// ---------------------------------------------------------------------------------------------
+// options
+// ---------------------------------------------------------------------------------------------
+
+const args = process.argv.slice(2)
+const flag = (name: string) => args.includes(name)
+const option = (name: string) => {
+  const i = args.indexOf(name)
+  return i === -1 ? undefined : args[i + 1]
+}
+const quick = flag("--quick")
+const verbose = flag("--verbose")
+const updateReadme = flag("--update-readme")
+const rounds = Math.max(3, Number(option("--rounds") ?? 3))
+const only = option("--only")?.split(",")
+const selected = scenarios.filter((s) => only === undefined || only.includes(s.name))
+/** Bound on one measurement; a hung one is stopped (SIGTERM to its process group, then SIGKILL). */
+const measureTimeoutMs = (quick ? 3 : 15) * 60_000
+
+const runId = randomUUID()
+const startedAt = performance.now()
+const log = (line: string) => process.stderr.write(line + "\n")
+
+// ---------------------------------------------------------------------------------------------
+// one measurement in a fresh process
+// ---------------------------------------------------------------------------------------------
+
+type Result = Record<string, unknown>
+let current: ChildProcess | undefined
+let interrupted = false
+
+const killGroup = (child: ChildProcess, signal: NodeJS.Signals) => {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, signal)
+  } catch {
+    // already gone
+  }
+}
+
+/** Stops a measurement: SIGTERM to its group (its Scopes close, its plugins stop), SIGKILL after 5 s. */
+const stopMeasurement = (child: ChildProcess) => {
+  killGroup(child, "SIGTERM")
+  setTimeout(() => killGroup(child, "SIGKILL"), 5_000).unref()
+}
+
+const measure = (scenario: string, variant: string): Promise<Result> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["--experimental-strip-types", "--no-warnings", path.join(benchDir, "measure.ts"), scenario, variant, ...(quick ? ["--quick"] : [])],
+      // Its own process group, so a timeout can stop it with everything it spawned.
+      { stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, BENCH_RUN_ID: runId } }
+    )
+    current = child
+    let result: Result | undefined
+    const tail: Array<string> = []
+    const keep = (line: string) => {
+      if (verbose) log(`    | ${line}`)
+      tail.push(line)
+      if (tail.length > 30) tail.shift()
+    }
+    let stdout = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk
+      let nl: number
+      while ((nl = stdout.indexOf("\n")) !== -1) {
+        const line = stdout.slice(0, nl)
+        stdout = stdout.slice(nl + 1)
+        if (line.startsWith("BENCH_RESULT ")) result = JSON.parse(line.slice("BENCH_RESULT ".length))
+        else keep(line)
+      }
+    })
+    let stderr = ""
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk
+      const lines = stderr.split("\n")
+      stderr = lines.pop() ?? ""
+      lines.forEach(keep)
+    })
+    const timer = setTimeout(() => {
+      keep(`timed out after ${measureTimeoutMs / 1000} s`)
+      stopMeasurement(child)
+    }, measureTimeoutMs)
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer)
+      current = undefined
+      if (code === 0 && result !== undefined) resolve(result)
+      else reject(new Error(`exit ${code ?? signal}\n${tail.join("\n")}`))
+    })
+  })
+
+const onSignal = (signal: NodeJS.Signals) => {
+  interrupted = true
+  log(`\n${signal}: stopping the current measurement`)
+  if (current !== undefined) stopMeasurement(current)
+}
+process.once("SIGINT", onSignal)
+process.once("SIGTERM", onSignal)
+
+// ---------------------------------------------------------------------------------------------
+// leftovers: every process of this run carries BENCH_RUN_ID in its environment
+// ---------------------------------------------------------------------------------------------
+
+const processesOfRun = (): Array<{ pid: number; command: string }> =>
+  fs.readdirSync("/proc").flatMap((entry) => {
+    const pid = Number(entry)
+    if (!Number.isInteger(pid) || pid === process.pid) return []
+    try {
+      const environ = fs.readFileSync(`/proc/${pid}/environ`, "utf8")
+      if (!environ.split("\0").includes(`BENCH_RUN_ID=${runId}`)) return []
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return [] // a zombie is already dead
+      return [{ pid, command: fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim() }]
+    } catch {
+      return []
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// aggregation
+// ---------------------------------------------------------------------------------------------
+
+/** Medians of every numeric field over the rounds (nested objects field by field). */
+const medianOf = (samples: ReadonlyArray<Result>): Result => {
+  const first = samples[0] ?? {}
+  const out: Result = {}
+  for (const [key, value] of Object.entries(first)) {
+    if (typeof value === "number") {
+      const m = median(samples.map((s) => s[key] as number))
+      out[key] = Number.isInteger(value) && Math.abs(m) >= 1000 ? Math.round(m) : round(m, 2)
+    } else if (typeof value === "object" && value !== null) {
+      out[key] = medianOf(samples.map((s) => s[key] as Result))
+    } else {
+      out[key] = value
+    }
+  }
+  return out
+}
+
+const get = (variants: Record<string, Record<string, Result>>, variant: string, field: string): number | undefined => {
+  let value: unknown = variants[variant]
+  for (const part of field.split(".")) {
+    if (typeof value !== "object" || value === null) return undefined
+    value = (value as Result)[part]
+  }
+  return typeof value === "number" && Number.isFinite(value) ? value : undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------------------------
+
+log(`effect-plugin-host bench: ${quick ? "quick" : "full"}, ${rounds} rounds, node ${process.version}, ${os.cpus().length} cpus`)
+buildJs()
+
+const samples: Record<string, Record<string, Array<Result>>> = {}
+const failures: Array<string> = []
+for (const scenario of selected) {
+  log(`\n${scenario.title}`)
+  for (let r = 0; r < rounds && !interrupted; r++) {
+    // Rotate the order each round, so no variant always runs first (or right after another).
+    const order = scenario.variants.map((_, i) => scenario.variants[(i + r) % scenario.variants.length] as string)
+    for (const variant of order) {
+      if (interrupted) break
+      const t = performance.now()
+      try {
+        const result = await measure(scenario.name, variant)
+        ;((samples[variant] ??= {})[scenario.name] ??= []).push(result)
+        log(`  round ${r + 1} ${variant.padEnd(16)} ${JSON.stringify(result)}  (${round((performance.now() - t) / 1000)} s)`)
+      } catch (error) {
+        failures.push(`${scenario.name}/${variant} round ${r + 1}: ${(error as Error).message.split("\n")[0]}`)
+        log(`  round ${r + 1} ${variant.padEnd(16)} FAILED: ${(error as Error).message}`)
+      }
+    }
+  }
+}
+
+const variants: Record<string, Record<string, Result>> = {}
+for (const [variant, byScenario] of Object.entries(samples)) {
+  for (const [scenario, list] of Object.entries(byScenario)) {
+    ;(variants[variant] ??= {})[scenario] = { ...medianOf(list), rounds: list.length }
+  }
+}
+
+const ratio = (a: number | undefined, b: number | undefined, digits = 2) =>
+  a === undefined || b === undefined || b === 0 ? null : round(a / b, digits)
+const diff = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? null : round(a - b, 1))
+const v = (variant: string, field: string) => get(variants, variant, field)
+
+const ratios = {
+  latencyP50VsRaw: ratio(v("effect", "latency.p50Us"), v("raw", "latency.p50Us")),
+  latencyP50VsVscode: ratio(v("effect", "latency.p50Us"), v("vscode", "latency.p50Us")),
+  latencyP50VsMcp: ratio(v("effect", "latency.p50Us"), v("mcp", "latency.p50Us")),
+  throughputVsRaw: ratio(v("effect", "throughput.callsPerSec"), v("raw", "throughput.callsPerSec")),
+  throughputVsVscode: ratio(v("effect", "throughput.callsPerSec"), v("vscode", "throughput.callsPerSec")),
+  throughputVsMcp: ratio(v("effect", "throughput.callsPerSec"), v("mcp", "throughput.callsPerSec")),
+  coldStartExtraMs: diff(v("effect-host", "coldStart.medianMs"), v("raw", "coldStart.medianMs")),
+  rssPerPluginKb: v("effect-host", "scale.rssPerPluginKb") ?? null,
+  stopAllVsRaw: ratio(v("effect-host", "scale.stopAllMs"), v("raw", "scale.stopAllMs")),
+  ephemeralVsRaw: ratio(v("effect-host", "ephemeral.ticksPerSec"), v("raw", "ephemeral.ticksPerSec")),
+  importMs: v("effect", "import.ms") ?? null,
+  workerColdStartExtraMs: diff(v("effect", "workerColdStart.medianMs"), v("raw", "workerColdStart.medianMs")),
+  // Not goals: the host alone (our host, raw worker), and the figures without type stripping.
+  latencyP50HostOnlyVsRaw: ratio(v("effect-host", "latency.p50Us"), v("raw", "latency.p50Us")),
+  throughputHostOnlyVsRaw: ratio(v("effect-host", "throughput.callsPerSec"), v("raw", "throughput.callsPerSec")),
+  readyAllVsRaw: ratio(v("effect-host", "scale.readyAllMs"), v("raw", "scale.readyAllMs")),
+  payload64KiBThroughputVsRaw: ratio(v("effect", "payload.64KiB.callsPerSec"), v("raw", "payload.64KiB.callsPerSec")),
+  payload1MiBThroughputVsRaw: ratio(v("effect", "payload.1MiB.callsPerSec"), v("raw", "payload.1MiB.callsPerSec")),
+  importMsJs: v("effect-js", "import.ms") ?? null,
+  workerColdStartExtraMsJs: diff(v("effect-js", "workerColdStart.medianMs"), v("raw", "workerColdStart.medianMs"))
+}
+
+const goals: ReadonlyArray<{ key: keyof typeof ratios; op: "<=" | ">="; target: number }> = [
+  { key: "latencyP50VsRaw", op: "<=", target: 1.15 },
+  { key: "throughputVsRaw", op: ">=", target: 0.7 },
+  { key: "throughputVsVscode", op: ">=", target: 3 },
+  { key: "throughputVsMcp", op: ">=", target: 3 },
+  { key: "coldStartExtraMs", op: "<=", target: 3 },
+  { key: "rssPerPluginKb", op: "<=", target: 64 },
+  { key: "stopAllVsRaw", op: "<=", target: 1.2 },
+  { key: "ephemeralVsRaw", op: ">=", target: 0.9 },
+  { key: "importMs", op: "<=", target: 250 },
+  { key: "importMsJs", op: "<=", target: 250 },
+  { key: "workerColdStartExtraMs", op: "<=", target: 150 },
+  { key: "workerColdStartExtraMsJs", op: "<=", target: 150 }
+]
+const goalResults = goals.map((g) => {
+  const value = ratios[g.key]
+  const met = value === null ? null : g.op === "<=" ? value <= g.target : value >= g.target
+  return { ...g, value, met }
+})
+
+// ---------------------------------------------------------------------------------------------
+// report
+// ---------------------------------------------------------------------------------------------
+
+const columns = ["raw", "effect", "effect-host", "effect-js", "vscode", "mcp"]
+const rows: ReadonlyArray<readonly [string, string]> = [
+  ["latency p50 (µs)", "latency.p50Us"],
+  ["latency p99 (µs)", "latency.p99Us"],
+  ["latency: host CPU per call (µs)", "latency.hostCpuUsPerCall"],
+  ["throughput, 64 in flight (calls/s)", "throughput.callsPerSec"],
+  ["throughput: host CPU per call (µs)", "throughput.hostCpuUsPerCall"],
+  ["64 KiB result: p50 (µs)", "payload.64KiB.p50Us"],
+  ["64 KiB result: 16 in flight (calls/s)", "payload.64KiB.callsPerSec"],
+  ["1 MiB result: p50 (µs)", "payload.1MiB.p50Us"],
+  ["1 MiB result: 16 in flight (calls/s)", "payload.1MiB.callsPerSec"],
+  ["cold start, median (ms)", "coldStart.medianMs"],
+  ["stop after cold start, median (ms)", "coldStart.stopMedianMs"],
+  ["worker cold start, raw host (ms)", "workerColdStart.medianMs"],
+  ["100 plugins: all ready (ms)", "scale.readyAllMs"],
+  ["100 plugins: stop all (ms)", "scale.stopAllMs"],
+  ["100 plugins: host RSS per plugin (KB)", "scale.rssPerPluginKb"],
+  ["ephemeral ticks (ticks/s)", "ephemeral.ticksPerSec"]
+]
+const fmt = (x: number | undefined) => (x === undefined ? "–" : Math.abs(x) >= 1000 ? Math.round(x).toLocaleString("en-US") : String(x))
+const table = (header: ReadonlyArray<string>, body: ReadonlyArray<ReadonlyArray<string>>) =>
+  [`| ${header.join(" | ")} |`, `|${header.map((_, i) => (i === 0 ? " --- " : " ---: ")).join("|")}|`, ...body.map((r) => `| ${r.join(" | ")} |`)].join("\n")
+
+const resultsTable = table(
+  ["scenario", ...columns],
+  rows.map(([label, field]) => [label, ...columns.map((c) => fmt(v(c, field)))]).filter((r) => r.slice(1).some((x) => x !== "–"))
+)
+const importVariants: ReadonlyArray<readonly [string, string]> = [
+  ["effect", "`src/index.ts` (type-stripped)"],
+  ["effect-js", "`src/index.ts` as JS"],
+  ["effect-worker", "`src/PluginWorker.ts` (type-stripped)"],
+  ["effect-worker-js", "`src/PluginWorker.ts` as JS"],
+  ["effect-core", "`effect/Effect` alone"]
+]
+const importTable = table(
+  ["import in a fresh process", "import (ms)", "since process start (ms)", "RSS (MB)"],
+  importVariants.filter(([variant]) => variants[variant]?.import !== undefined).map(([variant, label]) => [
+    label,
+    fmt(v(variant, "import.ms")),
+    fmt(v(variant, "import.sinceStartMs")),
+    fmt(v(variant, "import.rssMb"))
+  ])
+)
+const goalsTable = table(
+  ["goal", "target", "measured", "met"],
+  goalResults.map((g) => [g.key, `${g.op} ${g.target}`, g.value === null ? "–" : String(g.value), g.met === null ? "–" : g.met ? "yes" : "**no**"])
+)
+const wallSeconds = round((performance.now() - startedAt) / 1000)
+const machine = `Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? "cpu"}, ${os.platform()} ${os.release()}`
+const heading = `${quick ? "Quick" : "Full"} run of ${new Date().toISOString().slice(0, 10)} on ${machine}; ${rounds} rounds, medians; wall time ${wallSeconds} s.`
+const report = [heading, "", resultsTable, "", importTable, "", goalsTable].join("\n")
+
+process.stdout.write(`\n${report}\n`)
+if (failures.length > 0) log(`\n${failures.length} measurement(s) failed:\n  ${failures.join("\n  ")}`)
+
+const resultsDir = path.join(benchDir, "results")
+fs.mkdirSync(resultsDir, { recursive: true })
+const { importMsJs, workerColdStartExtraMsJs, ...required } = ratios
+fs.writeFileSync(
+  path.join(resultsDir, "latest.json"),
+  JSON.stringify(
+    {
+      node: process.version,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model.trim(),
+      date: new Date().toISOString(),
+      quick,
+      rounds,
+      wallSeconds,
+      variants,
+      ratios: { ...required, importMsJs, workerColdStartExtraMsJs },
+      goals: goalResults,
+      failures
+    },
+    null,
+    2
+  ) + "\n"
+)
+log(`\nwrote bench/results/latest.json (wall time ${wallSeconds} s)`)
+
+if (updateReadme) {
+  const readme = path.join(benchDir, "README.md")
+  const text = fs.readFileSync(readme, "utf8")
+  const start = "<!-- results:start -->"
+  const end = "<!-- results:end -->"
+  const from = text.indexOf(start)
+  const to = text.indexOf(end)
+  if (from === -1 || to === -1) log("README.md has no results markers; not updated")
+  else {
+    fs.writeFileSync(readme, `${text.slice(0, from + start.length)}\n${report}\n${text.slice(to)}`)
+    log("updated the results section of bench/README.md")
+  }
+}
+
+// Nothing of this run may survive it.
+await new Promise((resolve) => setTimeout(resolve, 300))
+const leftovers = processesOfRun()
+if (leftovers.length === 0) {
+  log("no process of this run is left behind")
+} else {
+  log(`${leftovers.length} process(es) of this run left behind; killing them:`)
+  for (const p of leftovers) {
+    log(`  ${p.pid} ${p.command}`)
+    try {
+      process.kill(p.pid, "SIGKILL")
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+process.exitCode = leftovers.length > 0 || failures.length > 0 || interrupted ? 1 : 0

@@ -1,0 +1,56 @@
+/**
+ * import: a fresh Node process imports a module; the time the `import()` takes (ms) and the
+ * process RSS afterwards (MB). The samples of one round are taken in fresh processes one after
+ * another and their median reported.
+ *
+ * - `effect`: `effect-plugin-host` from source (`src/index.ts`, through Node's type stripping),
+ *   the goal's `importMs`.
+ * - `effect-js`: the same from the plain-JS copy of the current `src/` (`lib/jsBuild.ts`): what
+ *   a build loads, without Node's type stripping. (`dist/` is not used: it may be older than `src/`.)
+ * - `effect-worker`, `effect-worker-js`: the worker SDK entry (`src/PluginWorker.ts`), from
+ *   source and as JS.
+ * - `effect-core`: `effect/Effect` alone, for scale.
+ */
+import { execFile } from "node:child_process"
+import * as path from "node:path"
+import { median, node, rootDir, round } from "../lib/common.ts"
+import { ensureJs, jsPath } from "../lib/jsBuild.ts"
+
+
+const targets: Record<string, string> = {
+  effect: path.join(rootDir, "src/index.ts"),
+  "effect-js": jsPath("src/index.ts"),
+  "effect-worker": path.join(rootDir, "src/PluginWorker.ts"),
+  "effect-worker-js": jsPath("src/PluginWorker.ts"),
+  "effect-core": "effect/Effect"
+}
+
+export const counts = (quick: boolean) => ({ samples: quick ? 3 : 5 })
+
+const script = (specifier: string) => `
+const started = performance.now()
+await import(${JSON.stringify(specifier)})
+const ms = performance.now() - started
+process.stdout.write(JSON.stringify({ ms, sinceStartMs: performance.now(), rssMb: process.memoryUsage.rss() / 2 ** 20 }))
+`
+
+const sample = (specifier: string) =>
+  new Promise<{ ms: number; sinceStartMs: number; rssMb: number }>((resolve, reject) => {
+    execFile(node, ["--input-type=module", "--no-warnings", "-e", script(specifier)], { cwd: rootDir, timeout: 60_000 }, (error, stdout) => {
+      if (error) reject(error)
+      else resolve(JSON.parse(stdout))
+    })
+  })
+
+export const run = async (variant: string, quick: boolean) => {
+  const specifier = targets[variant]
+  if (specifier === undefined) throw new Error(`unknown variant ${variant}`)
+  ensureJs()
+  const samples = []
+  for (let i = 0; i < counts(quick).samples; i++) samples.push(await sample(specifier))
+  return {
+    ms: round(median(samples.map((s) => s.ms))),
+    sinceStartMs: round(median(samples.map((s) => s.sinceStartMs))),
+    rssMb: round(median(samples.map((s) => s.rssMb)))
+  }
+}

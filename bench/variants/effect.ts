@@ -1,0 +1,63 @@
+/**
+ * Our variants, used the way an Effect user would: `PluginClient.make(…)` in a Scope, a policy
+ * from `LifetimePolicy.makeUnsafe`, the `initialize` handshake, `NodeServices.layer` for the
+ * spawner, `PluginManager.layer` and `PollerRouter.layer` for the scale and ephemeral scenarios.
+ *
+ * - `effect`: our host with a `PluginWorker` worker (both sides ours).
+ * - `effect-host`: our host with the raw Node worker (host cost alone).
+ */
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import { Handshake, LifetimePolicy, PluginClient } from "../../src/index.ts"
+import { node, workerEnv, workers } from "../lib/common.ts"
+
+export type EffectVariant = "effect" | "effect-host"
+
+export const isEffectVariant = (variant: string): variant is EffectVariant => variant === "effect" || variant === "effect-host"
+
+/** The default policy, with 64 calls in flight (the throughput scenario's concurrency). */
+export const policy = LifetimePolicy.makeUnsafe({ maxConcurrentRequests: 64 })
+
+export const handshake = Handshake.initialize()
+
+/** The plugin to run: the raw Node worker for `effect-host`, the PluginWorker one for `effect`. */
+export const source = (variant: EffectVariant, name = "bench"): PluginClient.PluginSource => ({
+  name,
+  executable: node,
+  args: [variant === "effect" ? workers.pluginWorker : workers.raw]
+})
+
+export const clientOptions: PluginClient.Options = { policy, handshake, env: workerEnv() }
+
+/** Makes a client in the current Scope (nothing spawned until the first call). */
+export const makeClient = (variant: EffectVariant) => PluginClient.make(source(variant), clientOptions)
+
+/**
+ * Runs a scoped program with `NodeServices.layer` (and any extra layer) as a Promise. SIGTERM
+ * or SIGINT interrupt it, so every Scope closes and every plugin is stopped.
+ */
+export const run = <A, E>(
+  program: Effect.Effect<A, E, any>,
+  layer?: Layer.Layer<any, never, any>
+): Promise<A> => {
+  const scoped = Effect.scoped(program)
+  const provided = Effect.provide(
+    layer === undefined ? scoped : Effect.provide(scoped, layer),
+    NodeServices.layer
+  ) as Effect.Effect<A, E, never>
+  const fiber = Effect.runFork(provided)
+  const onSignal = () => fiber.interruptUnsafe()
+  process.once("SIGTERM", onSignal)
+  process.once("SIGINT", onSignal)
+  return new Promise((resolve, reject) => {
+    fiber.addObserver((exit) => {
+      process.off("SIGTERM", onSignal)
+      process.off("SIGINT", onSignal)
+      if (Exit.isSuccess(exit)) resolve(exit.value)
+      else reject(new Error(Cause.pretty(exit.cause)))
+    })
+  })
+}
