@@ -261,6 +261,23 @@ export const decodeValue = (
       detail: Array.isArray(value) ? "batch messages are not supported" : `expected an object, got ${typeOf(value)}`
     })
   }
+  // Fast path for well-formed messages (the common case): the same checks the Schemas make,
+  // by hand; the Schemas decode the rest, for their precise messages.
+  if (Reflect.get(value, "jsonrpc") === "2.0") {
+    const id: unknown = Reflect.get(value, "id")
+    const method: unknown = Reflect.get(value, "method")
+    const validId = typeof id === "string" || (typeof id === "number" && Number.isFinite(id))
+    if (typeof method === "string") {
+      const params: unknown = Reflect.get(value, "params")
+      if (validId) return Result.succeed({ _tag: "Request", id, method, params })
+      if (id === undefined || id === null) return Result.succeed({ _tag: "Notification", method, params })
+    } else if (!("method" in value)) {
+      if (validId && "result" in value) return Result.succeed({ _tag: "Success", id, result: Reflect.get(value, "result") })
+      if ((validId || id === null) && "error" in value && !("result" in value)) {
+        return Result.succeed({ _tag: "Failure", id, error: Reflect.get(value, "error") })
+      }
+    }
+  }
   if ("method" in value) {
     if ("id" in value && value.id !== undefined && value.id !== null) {
       const r = decodeRequest(value)
