@@ -29,10 +29,8 @@ import {
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
@@ -317,16 +315,4 @@ export const serveWorker = (options: PluginWorker.BrokerMainOptions): Effect.Eff
  *
  * @category worker
  */
-export const runWorker = (options: PluginWorker.BrokerMainOptions): void => {
-  const program = serveWorker(options).pipe(
-    Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError("worker failed", cause)),
-    Effect.provide(Layer.succeed(Logger.LogToStderr, true))
-  )
-  const fiber = Effect.runFork(program)
-  const onSignal = () => fiber.interruptUnsafe(fiber.id)
-  process.once("SIGTERM", onSignal)
-  process.once("SIGINT", onSignal)
-  fiber.addObserver((exit) => {
-    process.exit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
-  })
-}
+export const runWorker = (options: PluginWorker.BrokerMainOptions): void => PluginWorker.runAsMain(serveWorker(options))

@@ -279,12 +279,20 @@ export const serve = (options: ServeOptions): Effect.Effect<void> =>
  *
  * @category serving
  */
-export const main = (options: ServeOptions): void => {
-  const program = serve(options).pipe(
+export const main = (options: ServeOptions): void => runAsMain(serve(options))
+
+/**
+ * Runs a worker program as the process's main program: logs to stderr, SIGTERM/SIGINT
+ * interrupt it, and the process exits 0 when it ends or is interrupted, 1 when it failed.
+ * Shared by the stdio and the broker entry points.
+ *
+ * @category serving
+ */
+export const runAsMain = <E>(program: Effect.Effect<unknown, E>): void => {
+  const fiber = Effect.runFork(program.pipe(
     Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError("worker failed", cause)),
     Effect.provide(Layer.succeed(Logger.LogToStderr, true))
-  )
-  const fiber = Effect.runFork(program)
+  ))
   const onSignal = () => fiber.interruptUnsafe(fiber.id)
   process.once("SIGTERM", onSignal)
   process.once("SIGINT", onSignal)
