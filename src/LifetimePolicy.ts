@@ -331,8 +331,10 @@ const MILLIS_PER_UNIT: Readonly<Record<string, number>> = {
  * Parses `"30s"`, `"1m 30s"`, `"500ms"`, `"5 minutes"`: one or more `<number><unit>` parts, the
  * space between number and unit optional (so both what `Duration.format` prints and what
  * `Duration.fromInput` accepts). A bare number has no unit and is rejected.
+ *
+ * @category config
  */
-const parseDurationText = (text: string): Duration.Duration | undefined => {
+export const parseDuration = (text: string): Duration.Duration | undefined => {
   const input = text.trim().toLowerCase()
   if (input.length === 0) return undefined
   const part = /\s*(\d+(?:\.\d+)?)\s*([a-zµ]+)\s*/y
@@ -348,7 +350,7 @@ const parseDurationText = (text: string): Duration.Duration | undefined => {
 }
 
 const toDuration = (knob: string, input: Duration.Input): Duration.Duration | PolicyError => {
-  const parsed = (typeof input === "string" ? parseDurationText(input) : undefined) ??
+  const parsed = (typeof input === "string" ? parseDuration(input) : undefined) ??
     Option.getOrUndefined(Duration.fromInput(input))
   return parsed ?? new PolicyError({
     knob,
@@ -444,7 +446,7 @@ const invalidText = (message: string, input: string) => new SchemaIssue.InvalidV
 
 const DurationText = Schema.String.pipe(Schema.decodeTo(Schema.Duration, {
   decode: SchemaGetter.transformEffect((text: string) => {
-    const d = parseDurationText(text)
+    const d = parseDuration(text)
     return d === undefined
       ? Effect.fail(invalidText(`expected a duration such as "30s", "1m 30s" or "5 minutes" (got ${JSON.stringify(text)})`, text))
       : Effect.succeed(d)
@@ -457,7 +459,7 @@ const NEVER = new Set(["never", "off", "none"])
 const IdleTimeoutText = Schema.String.pipe(Schema.decodeTo(Schema.UndefinedOr(Schema.Duration), {
   decode: SchemaGetter.transformEffect((text: string) => {
     if (NEVER.has(text.trim().toLowerCase())) return Effect.succeed(undefined)
-    const d = parseDurationText(text)
+    const d = parseDuration(text)
     return d === undefined
       ? Effect.fail(
         invalidText(`expected a duration such as "30s" or "5 minutes", or "never" (got ${JSON.stringify(text)})`, text)

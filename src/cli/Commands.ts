@@ -68,14 +68,13 @@ const parseJson = (what: string, text: string) =>
   })
 
 const durationFrom = (what: string, text: string) => {
-  const parsed = Duration.fromInput(text.replace(/^(\d+(?:\.\d+)?)(ms|s|m|h)$/, (_, n: string, unit: string) =>
-    `${n} ${{ ms: "millis", s: "seconds", m: "minutes", h: "hours" }[unit] ?? unit}`) as Duration.Input)
-  return Option.isSome(parsed) && Duration.toMillis(parsed.value) > 0
-    ? Effect.succeed(parsed.value)
+  const parsed = LifetimePolicy.parseDuration(text)
+  return parsed !== undefined && Duration.toMillis(parsed) > 0
+    ? Effect.succeed(parsed)
     : Effect.fail(new CliFailure({ message: `${what} must be a duration like 5s, 500ms or 2m (got "${text}")`, exitCode: ExitCode.Usage }))
 }
 
-/** Spawn → stdout: the manager, with a health view over every registered plugin. */
+/** The manager hosting every discovered plugin, with a health view over them. */
 const hostAll = (
   valid: ReadonlyArray<PluginManifest.DiscoveredValid>,
   policy: LifetimePolicy.LifetimePolicy,
