@@ -156,25 +156,28 @@ export const toJsonRpcError = (error: unknown): JsonRpc.JsonRpcError => {
  */
 export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Transport, options: ServeOptions) {
   const done = yield* Deferred.make<void>()
-  const hostRef: { current: HostConnection["Service"] | undefined } = { current: undefined }
-  const withHost = <A, E>(effect: Effect.Effect<A, E, HostConnection>): Effect.Effect<A, E> =>
-    Effect.suspend(() =>
-      hostRef.current === undefined
-        ? Effect.die(new Error("host connection not ready"))
-        : Effect.provideService(effect, HostConnection, hostRef.current)
-    )
-  const wrap = (handler: Handler): RpcPeer.HostHandler => (params) =>
-    withHost(Effect.suspend(() => handler(params))).pipe(Effect.mapError(toJsonRpcError))
+  // Handlers reach the host through the connection they are served on; it exists only once the
+  // peer is made, so the service forwards to it (provided once, not per request).
+  const hostRef: { current: RpcPeer.RpcPeer | undefined } = { current: undefined }
+  const notReady = Effect.die(new Error("host connection not ready"))
+  const host = HostConnection.of({
+    request: (method, params, callOptions) =>
+      Effect.suspend(() => hostRef.current === undefined ? notReady : hostRef.current.request(method, params, callOptions)),
+    notify: (method, params) =>
+      Effect.suspend(() => hostRef.current === undefined ? notReady : hostRef.current.notify(method, params))
+  })
+  const wrap = (handler: Handler): RpcPeer.HostHandler<HostConnection> => (params) =>
+    Effect.mapError(Effect.suspend(() => handler(params)), toJsonRpcError)
 
   const supportedMethods = Object.keys(options.handlers)
-  const handlers: Record<string, RpcPeer.HostHandler> = {
+  const handlers: Record<string, RpcPeer.HostHandler<HostConnection>> = {
     initialize: (params) =>
-      withHost(options.onInitialize === undefined ? Effect.void : options.onInitialize(params)).pipe(
+      (options.onInitialize === undefined ? Effect.void : options.onInitialize(params)).pipe(
         Effect.map((extra) => ({ ok: true, supportedMethods, ...(extra ?? {}) })),
         Effect.mapError(toJsonRpcError)
       ),
     shutdown: () =>
-      withHost(options.onShutdown ?? Effect.void).pipe(
+      (options.onShutdown ?? Effect.void).pipe(
         Effect.andThen(Deferred.succeed(done, undefined)),
         Effect.as(null)
       )
@@ -189,8 +192,8 @@ export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Tra
     maxConcurrentRequests: options.maxConcurrentRequests,
     requestTimeout: options.requestTimeout,
     maxLineBytes: options.maxLineBytes
-  })
-  hostRef.current = HostConnection.of({ request: peer.request, notify: peer.notify })
+  }).pipe(Effect.provideService(HostConnection, host))
+  hostRef.current = peer
   yield* Effect.raceFirst(peer.closed, Deferred.await(done))
   yield* peer.handlersIdle
 })

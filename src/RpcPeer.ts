@@ -44,21 +44,21 @@ import type * as PluginProcess from "./PluginProcess.ts"
  *
  * @category models
  */
-export type HostHandler = (params: unknown) => Effect.Effect<unknown, JsonRpc.JsonRpcError>
+export type HostHandler<R = never> = (params: unknown) => Effect.Effect<unknown, JsonRpc.JsonRpcError, R>
 
 /**
  * Host methods by name.
  *
  * @category models
  */
-export type HostHandlers = Readonly<Record<string, HostHandler>>
+export type HostHandlers<R = never> = Readonly<Record<string, HostHandler<R>>>
 
 /**
  * Options of a connection.
  *
  * @category models
  */
-export interface Options {
+export interface Options<R = never> {
   /** Calls in flight at once; more wait for a slot. `1` makes the plugin strictly serial. Default 64. */
   readonly maxConcurrentRequests?: number | undefined
   /** Default per-call timeout. Default 30 s. */
@@ -70,7 +70,8 @@ export interface Options {
   /** Accept replies without `jsonrpc`/`id` (one-shot plugins; serial mode only). */
   readonly lenient?: boolean | undefined
   /** Methods the plugin may call on the host. */
-  readonly hostHandlers?: HostHandlers | undefined
+  /** Methods the other side may call; they run with the services the connection was made with. */
+  readonly hostHandlers?: HostHandlers<R> | undefined
   /** Receives every notification from the plugin, in order. */
   readonly onNotification?: ((notification: JsonRpc.Notification) => Effect.Effect<void>) | undefined
 }
@@ -189,10 +190,10 @@ const abandonedMemory = 256
  *
  * @category constructors
  */
-export const make = Effect.fnUntraced(function*(
+export const make = Effect.fnUntraced(function*<R = never>(
   transport: Transport,
-  options?: Options
-): Effect.fn.Return<RpcPeer, never, Scope.Scope> {
+  options?: Options<R>
+): Effect.fn.Return<RpcPeer, never, Scope.Scope | R> {
   const plugin = transport.name
   const maxConcurrent = Math.max(1, options?.maxConcurrentRequests ?? 64)
   const serial = maxConcurrent === 1
@@ -234,12 +235,14 @@ export const make = Effect.fnUntraced(function*(
   }
 
   const logs = yield* FiberSet.make<unknown, never>()
-  const runLog = yield* FiberSet.runtime(logs)<never>()
-  const log = (effect: Effect.Effect<void>) => void runLog(annotate(effect))
+  // Runtimes captured once, with the plugin's log annotations (and, for handlers, the services
+  // the connection was made with), instead of annotating every forked effect.
+  const runLog = yield* annotate(FiberSet.runtime(logs)<never>())
+  const log = (effect: Effect.Effect<void>) => void runLog(effect)
 
   // -- plugin → host requests ----------------------------------------------------------------
-  const handlers = yield* FiberSet.make<unknown, never>()
-  const runHandler = yield* FiberSet.runtime(handlers)<never>()
+  const handlers = yield* FiberSet.make<unknown, JsonRpc.JsonRpcError>()
+  const runHandler = yield* annotate(FiberSet.runtime(handlers)<R>())
   const reply = (message: JsonRpc.Success | JsonRpc.Failure) => {
     const line = JsonRpc.encode(message)
     if (Result.isSuccess(line)) {
@@ -255,9 +258,17 @@ export const make = Effect.fnUntraced(function*(
   // others) before the set has recorded it, and "all replies written" must not miss it.
   let serving = 0
   let idle = Deferred.makeUnsafe<void>()
-  const served = Effect.sync(() => {
-    if (--serving === 0) Deferred.doneUnsafe(idle, Exit.void)
-  })
+  const replyWith = (request: JsonRpc.Request, exit: Exit.Exit<unknown, JsonRpc.JsonRpcError>) => {
+    if (Exit.isSuccess(exit)) return reply(JsonRpc.success(request.id, exit.value))
+    const error = Cause.findErrorOption(exit.cause)
+    if (Option.isSome(error) && error.value instanceof JsonRpc.JsonRpcError) {
+      return reply(JsonRpc.failure(request.id, error.value.toErrorObject()))
+    }
+    reply(JsonRpc.failure(request.id, {
+      code: JsonRpc.ErrorCode.InternalError,
+      message: `handler for ${request.method} failed: ${Cause.pretty(exit.cause).split("\n")[0]}`
+    }))
+  }
   const serveRequest = (request: JsonRpc.Request) => {
     stats.hostRequestsServed++
     const handler = Object.hasOwn(hostHandlers, request.method) ? hostHandlers[request.method] : undefined
@@ -270,24 +281,12 @@ export const make = Effect.fnUntraced(function*(
     }
     if (serving++ === 0) idle = Deferred.makeUnsafe<void>()
     runHandler(
-      Effect.suspend(() => handler(request.params)).pipe(
-        Effect.exit,
-        Effect.flatMap((exit) =>
-          Effect.sync(() => {
-            if (Exit.isSuccess(exit)) return reply(JsonRpc.success(request.id, exit.value))
-            const error = Cause.findErrorOption(exit.cause)
-            if (Option.isSome(error) && error.value instanceof JsonRpc.JsonRpcError) {
-              return reply(JsonRpc.failure(request.id, error.value.toErrorObject()))
-            }
-            reply(JsonRpc.failure(request.id, {
-              code: JsonRpc.ErrorCode.InternalError,
-              message: `handler for ${request.method} failed: ${Cause.pretty(exit.cause).split("\n")[0]}`
-            }))
-          })
-        ),
-        Effect.ensuring(served),
-        annotate
-      )
+      Effect.onExit(Effect.suspend(() => handler(request.params)), (exit) => {
+        replyWith(request, exit)
+        // After the reply: whoever waits for idle handlers (a worker about to exit) resumes at once.
+        if (--serving === 0) Deferred.doneUnsafe(idle, Exit.void)
+        return Effect.void
+      })
     )
   }
 
