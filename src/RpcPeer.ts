@@ -67,6 +67,17 @@ export interface Options<R = never> {
   readonly maxRequestTimeout?: Duration.Input | undefined
   /** Bound on one incoming line. Default 16 MiB. */
   readonly maxLineBytes?: number | undefined
+  /**
+   * Requests from the other side served at once; beyond it they are refused at once with
+   * WORKER_UNAVAILABLE (-32000), so a plugin flooding the host cannot grow it without bound.
+   * Default 1024.
+   */
+  readonly maxConcurrentHandlers?: number | undefined
+  /**
+   * Notifications waiting for `onNotification`; beyond it they are dropped, counted and logged
+   * (never silently). Default 10 000.
+   */
+  readonly maxQueuedNotifications?: number | undefined
   /** Accept replies without `jsonrpc`/`id` (one-shot plugins; serial mode only). */
   readonly lenient?: boolean | undefined
   /** Methods the plugin may call on the host. */
@@ -137,6 +148,10 @@ export interface Stats {
   /** Lines that were not valid JSON-RPC messages. */
   readonly invalidLines: number
   readonly notificationsReceived: number
+  /** Notifications dropped because `onNotification` could not keep up. */
+  readonly notificationsDropped: number
+  /** Requests from the other side refused because too many were being served. */
+  readonly hostRequestsRefused: number
   readonly hostRequestsServed: number
 }
 
@@ -201,6 +216,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
   const defaultTimeout = Duration.fromInputUnsafe(options?.requestTimeout ?? "30 seconds")
   const maxTimeout = Duration.fromInputUnsafe(options?.maxRequestTimeout ?? "5 minutes")
   const hostHandlers = options?.hostHandlers ?? {}
+  const maxHandlers = Math.max(1, options?.maxConcurrentHandlers ?? 1024)
   const fail = (reason: PluginClientError.Reason) => PluginClientError.make(plugin, reason)
   const annotate = Effect.annotateLogs(transport.pid === undefined ? { plugin } : { plugin, pid: transport.pid })
 
@@ -219,6 +235,8 @@ export const make = Effect.fnUntraced(function*<R = never>(
     unknownResponses: 0,
     invalidLines: 0,
     notificationsReceived: 0,
+    notificationsDropped: 0,
+    hostRequestsRefused: 0,
     hostRequestsServed: 0
   }
 
@@ -279,6 +297,14 @@ export const make = Effect.fnUntraced(function*<R = never>(
       }))
       return
     }
+    if (serving >= maxHandlers) {
+      stats.hostRequestsRefused++
+      reply(JsonRpc.failure(request.id, {
+        code: JsonRpc.ErrorCode.WorkerUnavailable,
+        message: `too many concurrent requests (${maxHandlers} being served)`
+      }))
+      return
+    }
     if (serving++ === 0) idle = Deferred.makeUnsafe<void>()
     runHandler(
       Effect.onExit(Effect.suspend(() => handler(request.params)), (exit) => {
@@ -292,7 +318,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
 
   // -- notifications, delivered in order by one fiber ----------------------------------------
   const onNotification = options?.onNotification
-  const notifications = yield* Queue.unbounded<JsonRpc.Notification>()
+  const notifications = yield* Queue.dropping<JsonRpc.Notification>(Math.max(1, options?.maxQueuedNotifications ?? 10_000))
   if (onNotification !== undefined) {
     yield* Queue.take(notifications).pipe(
       Effect.flatMap((n) =>
@@ -367,7 +393,9 @@ export const make = Effect.fnUntraced(function*<R = never>(
         return serveRequest(message)
       case "Notification":
         stats.notificationsReceived++
-        Queue.offerUnsafe(notifications, message)
+        if (!Queue.offerUnsafe(notifications, message) && stats.notificationsDropped++ % 1000 === 0) {
+          log(Effect.logWarning(`notification handler cannot keep up: ${stats.notificationsDropped} notification(s) dropped so far`))
+        }
         return
     }
   }

@@ -3,6 +3,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as JsonRpc from "../src/JsonRpc.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
@@ -361,6 +362,47 @@ describe("RpcPeer (TestClock, in-memory spawner)", () => {
         assert.strictEqual(r.code, 70)
         assert.include(r.stderrExcerpt, "segfault-ish")
       }
+    }))
+
+  it.effect("a plugin flooding the host with requests is refused beyond maxConcurrentHandlers", () =>
+    Effect.gen(function*() {
+      const answers: Array<unknown> = []
+      const flood: InMemorySpawner.Behaviour = (proc) =>
+        Effect.gen(function*() {
+          for (let i = 1; i <= 5; i++) yield* proc.write(JSON.stringify({ jsonrpc: "2.0", id: `p${i}`, method: "host.slow" }))
+          yield* proc.lines.pipe(Stream.runForEach((line) => Effect.sync(() => void answers.push(JSON.parse(line)))))
+          return 0
+        })
+      const { peer } = yield* connect(flood, {
+        maxConcurrentHandlers: 2,
+        hostHandlers: { "host.slow": () => Effect.never }
+      })
+      yield* settle
+      assert.strictEqual(answers.length, 3)
+      for (const answer of answers) assert.deepInclude(answer, { error: { code: -32000, message: "too many concurrent requests (2 being served)" } })
+      assert.strictEqual((yield* peer.stats).hostRequestsRefused, 3)
+    }))
+
+  it.effect("notifications the handler cannot keep up with are dropped and counted, not queued without bound", () =>
+    Effect.gen(function*() {
+      const chatty: InMemorySpawner.Behaviour = (proc) =>
+        Effect.gen(function*() {
+          for (let i = 1; i <= 10; i++) yield* proc.write(JSON.stringify({ jsonrpc: "2.0", method: "progress", params: { i } }))
+          yield* Stream.runDrain(proc.lines)
+          return 0
+        })
+      let handling = 0
+      const { peer } = yield* connect(chatty, {
+        maxQueuedNotifications: 3,
+        onNotification: () => Effect.sync(() => void handling++).pipe(Effect.andThen(Effect.never))
+      })
+      yield* settle
+      const stats = yield* peer.stats
+      assert.strictEqual(stats.notificationsReceived, 10)
+      assert.strictEqual(handling, 1, "the handler is stuck on the first one")
+      // Three wait behind it; the handler may have taken its one before or after the burst.
+      assert.isAtLeast(stats.notificationsDropped, 6)
+      assert.isAtMost(stats.notificationsDropped, 7)
     }))
 
   it.effect("closing the connection's scope fails pending calls with Closed", () =>
