@@ -49,6 +49,15 @@ export interface ProcessExit {
 }
 
 /**
+ * How the connection to a process ended: it exited, or its stdin broke while it kept running.
+ *
+ * @category models
+ */
+export type ProcessEnd =
+  | { readonly _tag: "Exited"; readonly exit: ProcessExit }
+  | { readonly _tag: "InputFailed"; readonly detail: string }
+
+/**
  * What to run and how.
  *
  * @category models
@@ -110,6 +119,12 @@ export interface PluginProcess {
   readonly endInput: Effect.Effect<void>
   /** Completes with a description when writing to stdin failed (for example a broken pipe). */
   readonly inputFailure: Effect.Effect<string>
+  /**
+   * Completes once the process is gone: its exit, or a broken stdin that was not followed by an
+   * exit within 200 ms (a plugin that closed its stdin but keeps running). A broken pipe usually
+   * means the plugin died, and its exit says more than EPIPE, hence the short wait.
+   */
+  readonly ended: Effect.Effect<ProcessEnd>
   /** The last stderr output, at most `stderrExcerptChars` characters. */
   readonly stderrExcerpt: Effect.Effect<string>
   /** Waits for the process to exit. */
@@ -221,10 +236,20 @@ export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): 
   // stdin: one writer fiber, one write per burst of queued lines.
   const outbound = yield* Queue.unbounded<string, Cause.Done>()
   const inputFailed = yield* Deferred.make<string>()
+  const exited = yield* Deferred.make<ProcessExit>()
+  const ended = yield* Deferred.make<ProcessEnd>()
   yield* Stream.fromQueue(outbound).pipe(
     Stream.mapArray((lines) => [Framing.encodeLines(lines)] as const),
     Stream.run(handle.stdin),
-    Effect.catchCause((cause) => Deferred.succeed(inputFailed, Cause.pretty(cause).split("\n")[0] ?? "write failed")),
+    Effect.catchCause((cause) => {
+      const detail = Cause.pretty(cause).split("\n")[0] ?? "write failed"
+      return Deferred.succeed(inputFailed, detail).pipe(
+        Effect.andThen(Deferred.await(exited).pipe(Effect.timeoutOption("200 millis"))),
+        Effect.flatMap((exit) =>
+          exit._tag === "None" ? Deferred.succeed(ended, { _tag: "InputFailed", detail }) : Effect.void
+        )
+      )
+    }),
     Effect.forkScoped
   )
   const writeLine = (line: string) => Queue.offerUnsafe(outbound, line)
@@ -232,13 +257,14 @@ export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): 
 
   // exit, observed as data.
   let stopping = false
-  const exited = yield* Deferred.make<ProcessExit>()
   yield* handle.exitCode.pipe(
     Effect.map((code): ProcessExit => ({ code, signal: null, requested: stopping })),
     Effect.catch((error) => Effect.succeed<ProcessExit>({ code: null, signal: signalOf(error), requested: stopping })),
     // Let the last stderr lines land in the excerpt (bounded: a grandchild may hold stderr open).
     Effect.tap(() => Deferred.await(stderrDone).pipe(Effect.timeoutOption("200 millis"))),
-    Effect.flatMap((exit) => Deferred.succeed(exited, exit)),
+    Effect.flatMap((exit) =>
+      Deferred.succeed(exited, exit).pipe(Effect.andThen(Deferred.succeed(ended, { _tag: "Exited", exit })))
+    ),
     Effect.forkScoped
   )
   const exitNow = Deferred.poll(exited).pipe(
@@ -302,6 +328,7 @@ export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): 
     writeLine,
     endInput,
     inputFailure: Deferred.await(inputFailed),
+    ended: Deferred.await(ended),
     stderrExcerpt,
     exit: Deferred.await(exited),
     exitNow,

@@ -111,26 +111,17 @@ export interface Transport {
  *
  * @category constructors
  */
-export const fromProcess = (process: PluginProcess.PluginProcess): Transport => {
-  const exited = Effect.flatMap(process.exit, (exit) =>
-    Effect.map(process.stderrExcerpt, (stderrExcerpt): PluginClientError.Reason => new PluginClientError.Exited({ ...exit, stderrExcerpt })))
-  return {
-    name: process.name,
-    pid: process.pid,
-    incoming: process.stdout,
-    writeLine: process.writeLine,
-    closed: Effect.raceFirst(
-      exited,
-      // A broken pipe usually means the plugin died: its exit (code, stderr) says more than
-      // EPIPE, so wait for it briefly before settling for the I/O error.
-      Effect.flatMap(process.inputFailure, (detail) =>
-        exited.pipe(
-          Effect.timeoutOption("200 millis"),
-          Effect.map(Option.getOrElse((): PluginClientError.Reason => new PluginClientError.Io({ detail: `writing stdin failed: ${detail}` })))
-        ))
-    )
-  }
-}
+export const fromProcess = (process: PluginProcess.PluginProcess): Transport => ({
+  name: process.name,
+  pid: process.pid,
+  incoming: process.stdout,
+  writeLine: process.writeLine,
+  // One wait on the process's end (no race of two waits per plugin).
+  closed: Effect.flatMap(process.ended, (end) =>
+    end._tag === "InputFailed"
+      ? Effect.succeed<PluginClientError.Reason>(new PluginClientError.Io({ detail: `writing stdin failed: ${end.detail}` }))
+      : Effect.map(process.stderrExcerpt, (stderrExcerpt): PluginClientError.Reason => new PluginClientError.Exited({ ...end.exit, stderrExcerpt })))
+})
 
 /**
  * Counters of one connection.
@@ -319,18 +310,18 @@ export const make = Effect.fnUntraced(function*<R = never>(
   // -- notifications, delivered in order by one fiber ----------------------------------------
   const onNotification = options?.onNotification
   const notifications = yield* Queue.dropping<JsonRpc.Notification>(Math.max(1, options?.maxQueuedNotifications ?? 10_000))
-  if (onNotification !== undefined) {
-    yield* Queue.take(notifications).pipe(
+  // The consumer fiber starts with the first notification: most plugins never send one.
+  let consuming = false
+  const consumeNotifications = onNotification === undefined
+    ? Effect.never
+    : Queue.take(notifications).pipe(
       Effect.flatMap((n) =>
         Effect.suspend(() => onNotification(n)).pipe(
           Effect.catchCause((cause) => Effect.logWarning(`notification handler for ${n.method} failed`, Cause.pretty(cause)))
         )
       ),
-      Effect.forever,
-      annotate,
-      Effect.forkScoped
+      Effect.forever
     )
-  }
 
   // -- plugin → host responses ---------------------------------------------------------------
   const settle = (id: number, entry: Pending, message: JsonRpc.Success | JsonRpc.Failure) => {
@@ -393,6 +384,11 @@ export const make = Effect.fnUntraced(function*<R = never>(
         return serveRequest(message)
       case "Notification":
         stats.notificationsReceived++
+        if (onNotification === undefined) return
+        if (!consuming) {
+          consuming = true
+          runLog(consumeNotifications)
+        }
         if (!Queue.offerUnsafe(notifications, message) && stats.notificationsDropped++ % 1000 === 0) {
           log(Effect.logWarning(`notification handler cannot keep up: ${stats.notificationsDropped} notification(s) dropped so far`))
         }
