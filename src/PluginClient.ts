@@ -828,9 +828,6 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   // more than the call).
   const onFailure = (incarnation: Incarnation) => (error: PluginClientError.PluginClientError) =>
     Effect.flatMap(onCallFailure(incarnation, error), Effect.fail)
-  const succeeded = Effect.sync(() => {
-    consecutiveTimeouts = 0
-  })
   const request: PluginClient["request"] = (method, params, callOptions) =>
     Effect.flatMap(Effect.tracer, (tracer) => {
       const call = requestUntraced(method, params, callOptions)
@@ -852,18 +849,17 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       return ensuringRunning.pipe(
         Effect.flatMap((incarnation) => {
           requestsMetric.updateUnsafe(1, metricContext)
-          return incarnation.peer.request(method, params, callOptions).pipe(
-            Effect.catch(onFailure(incarnation)),
-            Effect.tap(succeeded)
-          )
+          return Effect.catch(incarnation.peer.request(method, params, callOptions), onFailure(incarnation))
         }),
-        // The end of a call: record its duration; the idle period starts again from now.
-        Effect.ensuring(Effect.suspend(() => {
+        // The end of a call: a success ends a timeout streak, the duration is recorded, and the
+        // idle period starts again from now.
+        Effect.onExit((exit) => {
           inFlight--
+          if (exit._tag === "Success") consecutiveTimeouts = 0
           requestDurationMetric.updateUnsafe(Duration.nanos(clock.currentTimeNanosUnsafe() - startedNanos), metricContext)
           lastUsed = clock.currentTimeMillisUnsafe()
           return armIdleTimer
-        }))
+        })
       )
     })
 
