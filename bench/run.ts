@@ -185,8 +185,8 @@ for (const scenario of selected) {
         ;((samples[variant] ??= {})[scenario.name] ??= []).push(result)
         log(`  round ${r + 1} ${variant.padEnd(16)} ${JSON.stringify(result)}  (${round((performance.now() - t) / 1000)} s)`)
       } catch (error) {
-        failures.push(`${scenario.name}/${variant} round ${r + 1}: ${(error as Error).message.split("\n")[0]}`)
-        log(`  round ${r + 1} ${variant.padEnd(16)} FAILED: ${(error as Error).message}`)
+        failures.push(`${scenario.name}/${variant} round ${r + 1}: ${(error instanceof Error ? error.message : String(error)).split("\n")[0]}`)
+        log(`  round ${r + 1} ${variant.padEnd(16)} FAILED: ${(error instanceof Error ? error.message : String(error))}`)
       }
     }
   }

@@ -11,7 +11,7 @@ import { createInterface } from "node:readline"
 import * as Effect from "effect/Effect"
 import { check, node, now, round, workerEnv, workers } from "../lib/common.ts"
 import { PluginManifest, PollerRouter } from "../../src/index.ts"
-import { run as runEffect } from "../variants/effect.ts"
+import { runWith } from "../variants/effect.ts"
 import { waitForExit } from "../variants/raw.ts"
 
 
@@ -77,7 +77,7 @@ export const run = async (variant: string, quick: boolean) => {
     }
     elapsedMs = now() - start
   } else {
-    await runEffect(
+    await runWith(PollerRouter.layer)(
       Effect.gen(function*() {
         const router = yield* PollerRouter.PollerRouter
         yield* router.register(manifest, { env: workerEnv() })
@@ -89,8 +89,7 @@ export const run = async (variant: string, quick: boolean) => {
           check(ack.metrics.itemsSeen === 1, "tick reply")
         }
         elapsedMs = now() - start
-      }),
-      PollerRouter.layer
+      })
     )
   }
   return { ticks, ticksPerSec: round(ticks / (elapsedMs / 1000), 2), msPerTick: round(elapsedMs / ticks, 2) }

@@ -10,7 +10,7 @@
 import * as Effect from "effect/Effect"
 import { gc, now, round, rssKb } from "../lib/common.ts"
 import { PluginManager } from "../../src/index.ts"
-import { clientOptions, run as runEffect, source } from "../variants/effect.ts"
+import { clientOptions, runWith, source } from "../variants/effect.ts"
 import { open } from "../variants/raw.ts"
 
 
@@ -54,7 +54,7 @@ const runRaw = async (): Promise<Phases> => {
 }
 
 const runManager = () =>
-  runEffect(
+  runWith(PluginManager.layer)(
     Effect.gen(function*() {
       const manager = yield* PluginManager.PluginManager
       const startAll = (prefix: string, count: number) =>
@@ -76,8 +76,7 @@ const runManager = () =>
       const stopping = now()
       yield* manager.stopAll
       return { readyMs, stopMs: now() - stopping, rssGrowthKb }
-    }),
-    PluginManager.layer
+    })
   )
 
 export const run = async (variant: string, _quick: boolean) => result(variant === "raw" ? await runRaw() : await runManager())

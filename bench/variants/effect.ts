@@ -11,6 +11,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { Handshake, LifetimePolicy, PluginClient } from "../../src/index.ts"
 import { node, workerEnv, workers } from "../lib/common.ts"
 
@@ -36,19 +37,12 @@ export const clientOptions: PluginClient.Options = { policy, handshake, env: wor
 export const makeClient = (variant: EffectVariant) => PluginClient.make(source(variant), clientOptions)
 
 /**
- * Runs a scoped program with `NodeServices.layer` (and any extra layer) as a Promise. SIGTERM
- * or SIGINT interrupt it, so every Scope closes and every plugin is stopped.
+ * Runs a scoped program with `NodeServices.layer` and `layer` (e.g. `PluginManager.layer`) as a
+ * Promise. SIGTERM or SIGINT interrupt it, so every Scope closes and every plugin is stopped.
  */
-export const run = <A, E>(
-  program: Effect.Effect<A, E, any>,
-  layer?: Layer.Layer<any, never, any>
-): Promise<A> => {
-  const scoped = Effect.scoped(program)
-  const provided = Effect.provide(
-    layer === undefined ? scoped : Effect.provide(scoped, layer),
-    NodeServices.layer
-  ) as Effect.Effect<A, E, never>
-  const fiber = Effect.runFork(provided)
+export const runWith = <ROut>(layer: Layer.Layer<ROut, never, NodeServices.NodeServices>) =>
+<A, E>(program: Effect.Effect<A, E, Scope.Scope | ROut | NodeServices.NodeServices>): Promise<A> => {
+  const fiber = Effect.runFork(Effect.scoped(program).pipe(Effect.provide(Layer.provideMerge(layer, NodeServices.layer))))
   const onSignal = () => fiber.interruptUnsafe()
   process.once("SIGTERM", onSignal)
   process.once("SIGINT", onSignal)
@@ -61,3 +55,6 @@ export const run = <A, E>(
     })
   })
 }
+
+/** {@link runWith} with `NodeServices.layer` alone. */
+export const run = runWith(Layer.empty)
