@@ -7,6 +7,7 @@ import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as NodeServices from "@effect/platform-node/NodeServices"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -151,6 +152,21 @@ describe("PluginProcess (real processes)", () => {
       assert.instanceOf(error.reason, PluginClientError.Spawn)
       assert.include(error.message, "plugin `ghost` failed to spawn `/nonexistent/plugin-binary`")
     }).pipe(Effect.provide(live)))
+})
+
+describe("when the host itself is SIGKILLed", () => {
+  it.live("a worker plugin sees stdin close and exits: nothing is orphaned", () =>
+    Effect.gen(function*() {
+      const host = spawn(node, [fixture("host-that-dies.ts")], { stdio: ["ignore", "pipe", "inherit"] })
+      let out = ""
+      host.stdout.on("data", (d: Buffer) => void (out += d.toString()))
+      const started = yield* eventually(() => /plugin \d+/.test(out), 10_000)
+      assert.isTrue(started, out)
+      const pid = Number(/plugin (\d+)/.exec(out)?.[1])
+      assert.isTrue(isAlive(pid))
+      host.kill("SIGKILL")
+      assert.isTrue(yield* eventually(() => !isAlive(pid), 3_000), `plugin ${pid} outlived its SIGKILLed host`)
+    }))
 })
 
 describe("PluginProcess stderr logging", () => {
