@@ -6,6 +6,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as PluginHealth from "../src/PluginHealth.ts"
+import { skipNats, spawnNode, startNatsServer } from "./support/nats.ts"
 import { eventually, fixture, isAlive, liveChildren, node } from "./support/processes.ts"
 
 const root = path.resolve(import.meta.dirname, "..")
@@ -174,5 +175,21 @@ describe("plugin-host command (subprocess)", () => {
       assert.strictEqual(code, 0, out)
       assert.include(out, "stopped")
       assert.deepStrictEqual(pids.filter(isAlive), [])
+    }))
+})
+
+describe.skipIf(skipNats)("plugin-host tick --nats (real nats-server)", () => {
+  it.live("ticks a long-lived poller served over NATS, and names an unreachable server", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const worker = yield* spawnNode(path.join(root, "examples/plugins/calendar/calendar-nats.ts"), { NATS_URL: server.url })
+      yield* worker.waitForStderr("serving plugins.calendar.tick", 10_000)
+      const ok = cli(["tick", "calendar", "--nats", server.url, "--dir", path.join(root, "examples/plugins")])
+      assert.strictEqual(ok.code, 0, ok.stderr)
+      const ack = JSON.parse(ok.stdout)
+      assert.strictEqual(Buffer.from(ack.nextCursor, "base64url").toString(), "evt-2")
+      const down = cli(["tick", "calendar", "--nats", "nats://127.0.0.1:1", "--dir", path.join(root, "examples/plugins")])
+      assert.strictEqual(down.code, 1)
+      assert.include(down.stderr, "cannot connect to NATS at nats://127.0.0.1:1")
     }))
 })
