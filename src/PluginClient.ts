@@ -426,7 +426,6 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   let lastError: string | undefined
   let lastStderr = ""
   let supportedMethods: ReadonlyArray<string> | undefined
-  let lastCrashAt: number | undefined
   // The always-on restart schedule's step function (made on first use, fresh after clearDisabled).
   let backoffStep: ((now: number, input: unknown) => Pull.Pull<[number, Duration.Duration], never, number>) | undefined
   // Set by `shutdown`: the client is done for good.
@@ -531,7 +530,6 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       const now = yield* Clock.currentTimeMillis
       totalCrashes++
       lastError = detail
-      lastCrashAt = now
       yield* Metric.update(crashesMetric, 1)
       const { exceeded } = yield* window.record
       yield* closeOpenStreams
