@@ -289,6 +289,8 @@ interface Incarnation {
   readonly crash: Deferred.Deferred<boolean>
   crashClaimed: boolean
   stopping: boolean
+  /** What a failed call on this incarnation goes through (made once, not per call). */
+  readonly onCallFailure: (cause: Cause.Cause<PluginClientError.PluginClientError>) => Effect.Effect<never, PluginClientError.PluginClientError>
 }
 
 /** Reasons that mean the connection itself is gone (so the plugin crashed or was stopped). */
@@ -400,9 +402,12 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   const attributes = { plugin: name }
   const spawnsMetric = Metric.withAttributes(spawnsTotal, attributes)
   const crashesMetric = Metric.withAttributes(crashesTotal, attributes)
-  const requestsMetric = Metric.withAttributes(requestsTotal, attributes)
+  // Series of this plugin, made as their own metrics (same ids as the exported ones): a metric
+  // caches the key of the last attributes it saw, and a shared one would rebuild it whenever
+  // calls to two plugins interleave.
+  const requestsMetric = Metric.counter(requestsTotal.id, { description: requestsTotal.description, attributes })
   const reapsMetric = Metric.withAttributes(reapsTotal, attributes)
-  const requestDurationMetric = Metric.withAttributes(requestDuration, attributes)
+  const requestDurationMetric = Metric.timer(requestDuration.id, { description: requestDuration.description, attributes })
   // The hot path updates metrics in place, with the context the client was made in.
   const metricContext = yield* Effect.context<never>()
   const clock = yield* Clock.Clock
@@ -662,7 +667,11 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       peer: built.peer,
       crash: Deferred.makeUnsafe<boolean>(),
       crashClaimed: false,
-      stopping: false
+      stopping: false,
+      onCallFailure: (cause) => {
+        const error = Cause.findErrorOption(cause)
+        return Option.isSome(error) ? Effect.flatMap(onCallFailure(incarnation, error.value), Effect.fail) : Effect.failCause(cause)
+      }
     }
     const info = yield* runHandshake(built.peer).pipe(
       Effect.catch((detail) =>
@@ -736,11 +745,6 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       })
     )
   })
-
-  /** `ensureRunning` with the common case (running, nothing to wait for) answered without a lock. */
-  const ensuringRunning: Effect.Effect<Incarnation, PluginClientError.PluginClientError> = Effect.suspend(() =>
-    current !== undefined && !current.crashClaimed && state._tag === "Running" ? Effect.succeed(current) : ensureRunning
-  )
 
   // -- stopping ------------------------------------------------------------------------------
   /** Stops the current incarnation with the full stop sequence. Must run under the lock. */
@@ -821,44 +825,52 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       return error
     })
 
-  // The hot path: no generator, no lock when the plugin is running, metrics updated in place
-  // (series built once), and spans without a captured stack trace (capturing one per call cost
-  // more than the call).
-  const onFailure = (incarnation: Incarnation) => (error: PluginClientError.PluginClientError) =>
-    Effect.flatMap(onCallFailure(incarnation, error), Effect.fail)
+  // The hot path, when the plugin is running: no generator, no lock, no per-call fiber; the
+  // failure handler is made once per incarnation; metrics are updated in place (series built
+  // once); spans only when someone collects them, and without a captured stack trace
+  // (capturing one per call cost more than the call).
+  const callOn = (
+    incarnation: Incarnation,
+    method: string,
+    params: unknown,
+    callOptions: { readonly timeout?: Duration.Input | undefined } | undefined
+  ) => {
+    requestsMetric.updateUnsafe(1, metricContext)
+    return Effect.catchCause(incarnation.peer.request(method, params, callOptions), incarnation.onCallFailure)
+  }
   const request: PluginClient["request"] = (method, params, callOptions) =>
-    Effect.flatMap(Effect.tracer, (tracer) => {
-      const call = requestUntraced(method, params, callOptions)
-      // A span per call only when someone collects them: with Effect's built-in tracer nothing
-      // is exported, and building the span was a third of the cost of a call.
-      return tracer === Tracer.nativeTracer
-        ? call
-        : call.pipe(
+    Effect.withFiber((fiber) => {
+      requests++
+      inFlight++
+      const startedNanos = clock.monotonicTimeNanosUnsafe()
+      const incarnation = current
+      const call = incarnation !== undefined && !incarnation.crashClaimed && state._tag === "Running"
+        ? callOn(incarnation, method, params, callOptions)
+        : Effect.flatMap(ensureRunning, (running) => callOn(running, method, params, callOptions))
+      // The end of a call: a success ends a timeout streak, the duration is recorded, and the
+      // idle period starts again from now.
+      const tracked = Effect.onExit(call, (exit) => {
+        inFlight--
+        if (exit._tag === "Success") consecutiveTimeouts = 0
+        requestDurationMetric.updateUnsafe(Duration.nanos(clock.monotonicTimeNanosUnsafe() - startedNanos), metricContext)
+        const now = clock.currentTimeMillisUnsafe()
+        lastUsed = now
+        if (idleWatching) {
+          // The watcher is already sleeping towards the deadline: moving it is all there is to do.
+          idleDeadline = now + idleMillis
+          return Effect.void
+        }
+        return armIdleTimer
+      })
+      // With Effect's built-in tracer nothing is exported, and building a span was a third of
+      // the cost of a call.
+      return fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer
+        ? tracked
+        : tracked.pipe(
           Effect.withSpan("PluginClient.request", { attributes: { plugin: name, "rpc.method": method } }, {
             captureStackTrace: false
           })
         )
-    })
-  const requestUntraced: PluginClient["request"] = (method, params, callOptions) =>
-    Effect.suspend(() => {
-      requests++
-      inFlight++
-      const startedNanos = clock.currentTimeNanosUnsafe()
-      return ensuringRunning.pipe(
-        Effect.flatMap((incarnation) => {
-          requestsMetric.updateUnsafe(1, metricContext)
-          return Effect.catch(incarnation.peer.request(method, params, callOptions), onFailure(incarnation))
-        }),
-        // The end of a call: a success ends a timeout streak, the duration is recorded, and the
-        // idle period starts again from now.
-        Effect.onExit((exit) => {
-          inFlight--
-          if (exit._tag === "Success") consecutiveTimeouts = 0
-          requestDurationMetric.updateUnsafe(Duration.nanos(clock.currentTimeNanosUnsafe() - startedNanos), metricContext)
-          lastUsed = clock.currentTimeMillisUnsafe()
-          return armIdleTimer
-        })
-      )
     })
 
   const requestIfRunning: PluginClient["requestIfRunning"] = (method, params, callOptions) =>

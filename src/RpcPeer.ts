@@ -27,7 +27,6 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
-import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Framing from "./Framing.ts"
 import * as JsonRpc from "./JsonRpc.ts"
@@ -180,12 +179,22 @@ export interface RpcPeer {
 // constructors
 // ---------------------------------------------------------------------------------------------
 
-interface Pending {
+/**
+ * One host→plugin call, from the moment it is made until it is answered, times out, is
+ * interrupted or the connection ends. `resume` completes the caller's fiber.
+ */
+interface Call {
   readonly method: string
-  readonly deferred: Deferred.Deferred<unknown, PluginClientError.PluginClientError>
-  /** Epoch millis (from `Clock`) at which the call times out. */
-  readonly deadline: number
+  readonly params: unknown
   readonly timeout: Duration.Duration
+  readonly timeoutMillis: number
+  readonly resume: (exit: Exit.Exit<unknown, PluginClientError.PluginClientError>) => void
+  /** 0 while the call waits for a slot; then its request id. */
+  id: number
+  /** Epoch millis (from `Clock`) at which the call times out; set when it is sent. */
+  deadline: number
+  /** Set once the caller gave up while waiting for a slot. */
+  cancelled: boolean
 }
 
 const abandonedMemory = 256
@@ -211,7 +220,11 @@ export const make = Effect.fnUntraced(function*<R = never>(
   const fail = (reason: PluginClientError.Reason) => PluginClientError.make(plugin, reason)
   const annotate = Effect.annotateLogs(transport.pid === undefined ? { plugin } : { plugin, pid: transport.pid })
 
-  const pending = new Map<number, Pending>()
+  // Calls sent and not yet answered, by id.
+  const pending = new Map<number, Call>()
+  // Calls waiting for a slot, in arrival order (from `waitingHead` on; cancelled ones skipped).
+  let waiting: Array<Call> = []
+  let waitingHead = 0
   // Ids whose caller gave up (timeout, interruption): their replies are late, not unknown.
   const abandoned = new Set<number>()
   let nextId = 1
@@ -235,11 +248,13 @@ export const make = Effect.fnUntraced(function*<R = never>(
     if (broken !== undefined) return
     broken = reason
     const error = Exit.fail(fail(reason))
-    // State first: completing a deferred can resume its waiter synchronously.
-    const entries = [...pending.values()]
+    // State first: resuming a caller runs it synchronously, and it may call again.
+    const calls = [...pending.values(), ...waiting.slice(waitingHead)]
     pending.clear()
+    waiting = []
+    waitingHead = 0
     inFlight = undefined
-    for (const entry of entries) Deferred.doneUnsafe(entry.deferred, error)
+    for (const call of calls) if (!call.cancelled) call.resume(error)
     Deferred.doneUnsafe(closedDeferred, Exit.succeed(reason))
   }
 
@@ -324,12 +339,11 @@ export const make = Effect.fnUntraced(function*<R = never>(
     )
 
   // -- plugin → host responses ---------------------------------------------------------------
-  const settle = (id: number, entry: Pending, message: JsonRpc.Success | JsonRpc.Failure) => {
-    pending.delete(id)
-    if (inFlight === id) inFlight = undefined
+  const settle = (id: number, call: Call, message: JsonRpc.Success | JsonRpc.Failure) => {
+    release(id)
     stats.responsesReceived++
     if (message._tag === "Success") {
-      Deferred.doneUnsafe(entry.deferred, Exit.succeed(message.result))
+      call.resume(Exit.succeed(message.result))
     } else {
       const parts = JsonRpc.errorParts(message.error)
       const reason = new PluginClientError.PluginError({
@@ -337,7 +351,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
         ...(parts.code === undefined ? {} : { code: parts.code }),
         ...(parts.data === undefined ? {} : { data: parts.data })
       })
-      Deferred.doneUnsafe(entry.deferred, Exit.fail(fail(reason)))
+      call.resume(Exit.fail(fail(reason)))
     }
   }
   const onResponse = (message: JsonRpc.Success | JsonRpc.Failure) => {
@@ -421,8 +435,9 @@ export const make = Effect.fnUntraced(function*<R = never>(
   yield* Effect.addFinalizer(() => Effect.sync(() => breakConnection(new PluginClientError.Closed({ detail: "connection closed" }))))
 
   // -- host → plugin ---------------------------------------------------------------------------
-  const semaphore = yield* Semaphore.make(maxConcurrent)
-
+  // A call is one `Effect.callback`: no fiber, lock or deferred per call. At most
+  // `maxConcurrent` calls are sent at once; the rest wait in arrival order and are sent as slots
+  // free up (a reply, a timeout or an interrupted caller frees one).
   const send = (method: string, message: JsonRpc.Message): PluginClientError.Reason | undefined => {
     const line = JsonRpc.encode(message)
     if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method, detail: line.failure })
@@ -437,11 +452,6 @@ export const make = Effect.fnUntraced(function*<R = never>(
       if (!oldest.done) abandoned.delete(oldest.value)
     }
   }
-  const forget = (id: number) =>
-    Effect.sync(() => {
-      if (inFlight === id) inFlight = undefined
-      if (pending.delete(id)) abandon(id)
-    })
 
   // Timeouts: one sweeper fiber per connection instead of a timer (and a race) per call. It
   // sleeps until the earliest deadline, fails what has expired, and is woken early only when a
@@ -455,20 +465,63 @@ export const make = Effect.fnUntraced(function*<R = never>(
     wake = Deferred.makeUnsafe<void>()
     Deferred.doneUnsafe(signal, Exit.void)
   }
-  const expire = (id: number, entry: Pending) => {
+
+  /** Sends a call; the reason it could not be sent, if so. */
+  const dispatch = (call: Call): PluginClientError.Reason | undefined => {
+    const id = nextId++
+    call.id = id
+    call.deadline = clock.currentTimeMillisUnsafe() + call.timeoutMillis
+    // Registered before the write: the reply may be read before `send` returns.
+    pending.set(id, call)
+    if (serial) inFlight = id
+    const problem = send(call.method, JsonRpc.request(id, call.method, call.params))
+    if (problem !== undefined) {
+      pending.delete(id)
+      if (serial) inFlight = undefined
+      return problem
+    }
+    stats.requestsSent++
+    if (call.deadline < sweepTarget) rearm()
+    return undefined
+  }
+
+  /** Sends waiting calls while there are free slots. */
+  const admit = () => {
+    while (waitingHead < waiting.length && pending.size < maxConcurrent && broken === undefined) {
+      const call = waiting[waitingHead++]!
+      if (call.cancelled) continue
+      const problem = dispatch(call)
+      if (problem !== undefined) call.resume(Exit.fail(fail(problem)))
+    }
+    if (waitingHead === waiting.length) {
+      waiting = []
+      waitingHead = 0
+    } else if (waitingHead > 1024 && waitingHead * 2 > waiting.length) {
+      waiting = waiting.slice(waitingHead)
+      waitingHead = 0
+    }
+  }
+
+  /** A sent call is over (answered, timed out or given up): its slot goes to the next waiter. */
+  const release = (id: number) => {
     pending.delete(id)
     if (inFlight === id) inFlight = undefined
+    if (waitingHead < waiting.length) admit()
+  }
+
+  const expire = (id: number, call: Call) => {
+    release(id)
     abandon(id)
     stats.timeouts++
-    Deferred.doneUnsafe(entry.deferred, Exit.fail(fail(new PluginClientError.Timeout({ method: entry.method, timeout: entry.timeout }))))
+    call.resume(Exit.fail(fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
   }
   yield* Effect.gen(function*() {
     while (true) {
       const now = clock.currentTimeMillisUnsafe()
       let earliest = Number.POSITIVE_INFINITY
-      for (const [id, entry] of pending) {
-        if (entry.deadline <= now) expire(id, entry)
-        else if (entry.deadline < earliest) earliest = entry.deadline
+      for (const [id, call] of pending) {
+        if (call.deadline <= now) expire(id, call)
+        else if (call.deadline < earliest) earliest = call.deadline
       }
       sweepTarget = earliest
       const signal = wake
@@ -478,33 +531,33 @@ export const make = Effect.fnUntraced(function*<R = never>(
     }
   }).pipe(Effect.forkScoped)
 
+  /** The caller gave up (interruption): a waiting call leaves the line, a sent one its slot. */
+  const cancel = (call: Call) => {
+    if (call.id === 0) {
+      call.cancelled = true
+    } else if (pending.get(call.id) === call) {
+      abandon(call.id)
+      release(call.id)
+    }
+  }
+
   const request: RpcPeer["request"] = (method, params, callOptions) => {
     const timeout = callOptions?.timeout === undefined
       ? defaultTimeout
       : Duration.min(Duration.fromInputUnsafe(callOptions.timeout), maxTimeout)
     const timeoutMillis = Duration.toMillis(timeout)
-    return semaphore.withPermits(1)(
-      Effect.suspend(() => {
-        if (broken !== undefined) return Effect.fail(fail(broken))
-        const id = nextId++
-        const deferred = Deferred.makeUnsafe<unknown, PluginClientError.PluginClientError>()
-        const deadline = clock.currentTimeMillisUnsafe() + timeoutMillis
-        // Registered before the write: the reply may be read before `send` returns.
-        pending.set(id, { method, deferred, deadline, timeout })
-        if (serial) inFlight = id
-        const problem = send(method, JsonRpc.request(id, method, params))
-        if (problem !== undefined) {
-          pending.delete(id)
-          if (serial) inFlight = undefined
-          return Effect.fail(fail(problem))
-        }
-        stats.requestsSent++
-        if (deadline < sweepTarget) rearm()
-        // Only an interrupted caller still owns its entry here: a reply, a timeout or the end
-        // of the connection each remove it before completing the deferred.
-        return Effect.onInterrupt(Deferred.await(deferred), () => forget(id))
-      })
-    )
+    return Effect.callback<unknown, PluginClientError.PluginClientError>((resume) => {
+      if (broken !== undefined) return resume(Exit.fail(fail(broken)))
+      const call: Call = { method, params, timeout, timeoutMillis, resume, id: 0, deadline: 0, cancelled: false }
+      if (pending.size < maxConcurrent && waitingHead === waiting.length) {
+        const problem = dispatch(call)
+        if (problem !== undefined) return resume(Exit.fail(fail(problem)))
+      } else {
+        waiting.push(call)
+      }
+      // Runs only if the caller is interrupted before the call is over.
+      return Effect.sync(() => cancel(call))
+    })
   }
 
   const notify: RpcPeer["notify"] = (method, params) =>

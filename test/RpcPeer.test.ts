@@ -1,8 +1,10 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as JsonRpc from "../src/JsonRpc.ts"
@@ -348,6 +350,32 @@ describe("RpcPeer (TestClock, in-memory spawner)", () => {
         ["first", "third"]
       )
       yield* Fiber.interrupt(third)
+    }))
+
+  it.effect("a timeout passes the slot to the next waiting call, whose own timeout starts when it is sent; the end fails the waiting ones too", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.neverReply() })
+      const proc = yield* PluginProcess.make({ name: "fake", executable: "plugin" }).pipe(Effect.provide(fake.layer))
+      const peerScope = yield* Scope.make()
+      const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc), { maxConcurrentRequests: 1 }).pipe(Scope.provide(peerScope))
+      const methods = Effect.map(fake.spawns, (spawns) => spawns[0]?.stdinLines.map((l) => JSON.parse(l).method))
+      const first = yield* peer.request("first", null, { timeout: "1 second" }).pipe(Effect.flip, Effect.forkChild)
+      const second = yield* peer.request("second", null, { timeout: "3 seconds" }).pipe(Effect.flip, Effect.forkChild)
+      const third = yield* peer.request("third").pipe(Effect.flip, Effect.forkChild)
+      yield* settle
+      assert.deepStrictEqual(yield* methods, ["first"])
+      yield* TestClock.adjust("1 second")
+      assert.instanceOf(reasonOf(yield* Fiber.join(first)), PluginClientError.Timeout)
+      yield* settle
+      assert.deepStrictEqual(yield* methods, ["first", "second"])
+      // 2.5 s after it was made but 1.5 s after it was sent: still waiting.
+      yield* TestClock.adjust("1500 millis")
+      yield* settle
+      assert.isUndefined(second.pollUnsafe())
+      yield* Scope.close(peerScope, Exit.void)
+      for (const call of [second, third]) assert.instanceOf(reasonOf(yield* Fiber.join(call)), PluginClientError.Closed)
+      assert.deepStrictEqual(yield* methods, ["first", "second"], "the third was never sent")
+      assert.strictEqual(yield* peer.pending, 0)
     }))
 
   it.effect("a crash fails pending calls with the exit code and stderr", () =>
