@@ -206,6 +206,18 @@ describe("PluginWorker end to end (real process)", () => {
       return { proc, peer }
     })
 
+  it.live("a burst of calls larger than one write slice is answered whole, each reply to its own call", () =>
+    Effect.gen(function*() {
+      const { peer } = yield* worker({ maxConcurrentRequests: 256 })
+      // Large enough values that the 64 KiB slice bound is crossed as well as the 16-line one.
+      const values = Array.from({ length: 300 }, (_, i) => ({ i, pad: "x".repeat(i % 7 === 0 ? 20_000 : 10) }))
+      const results = yield* Effect.forEach(values, (value) => peer.request("echo", value), { concurrency: "unbounded" })
+      assert.deepStrictEqual(results, values)
+      const stats = yield* peer.stats
+      assert.strictEqual(stats.responsesReceived, 300)
+      assert.strictEqual(stats.invalidLines, 0)
+    }).pipe(Effect.scoped, Effect.provide(live)))
+
   it.live("serves handlers, maps typed errors, calls the host, logs, and exits 0 on EOF", () =>
     Effect.gen(function*() {
       const logs: Array<unknown> = []

@@ -23,10 +23,14 @@ export const workers = {
 export const node = process.execPath
 
 /**
- * The environment of every worker: only a tag that lets the harness find any process of this
- * run left behind (see `run.ts`).
+ * The environment of every worker: a tag that lets the harness find any process of this run
+ * left behind (see `run.ts`), and `NODE_OPTIONS` from `BENCH_WORKER_NODE_OPTIONS` when set (to
+ * profile a worker: `BENCH_WORKER_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=…"`).
  */
-export const workerEnv = (): Record<string, string> => ({ BENCH_RUN_ID: process.env.BENCH_RUN_ID ?? "adhoc" })
+export const workerEnv = (): Record<string, string> => ({
+  BENCH_RUN_ID: process.env.BENCH_RUN_ID ?? "adhoc",
+  ...(process.env.BENCH_WORKER_NODE_OPTIONS === undefined ? {} : { NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS })
+})
 
 /** What `echo` is called with in the latency and throughput scenarios. */
 export const echoParams = (n: number) => ({ n, text: "hello, plugin" })
