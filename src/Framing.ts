@@ -4,10 +4,11 @@
  * A plugin that never writes a newline must not make the host buffer without limit, so a
  * {@link LineDecoder} holds at most `maxLineBytes` of an unfinished line; a longer line is
  * reported once as an {@link Overflow} and skipped up to its newline (a `\r` before the
- * newline counts towards the bound). Lines are split on the
- * byte `\n` (which never occurs inside a multi-byte UTF-8 sequence), so characters split across
- * chunks decode correctly; `\r\n` endings, blank lines and a final line without `\n` are
- * handled. Invalid UTF-8 becomes U+FFFD instead of an exception.
+ * newline counts towards the bound). Lines are split on the byte `\n` (which never occurs
+ * inside a multi-byte UTF-8 sequence), so characters split across chunks decode correctly, and
+ * a run of whole lines in one chunk is decoded with one call. `\r\n` endings, blank lines (only
+ * spaces and control characters) and a final line without `\n` are handled. Invalid UTF-8
+ * becomes U+FFFD instead of an exception.
  *
  * @since 0.1.0
  */
@@ -50,6 +51,12 @@ export interface LineDecoder {
   readonly end: (onFrame: (frame: Frame) => void) => void
 }
 
+/** Empty, or only spaces and control characters (JSON's whitespace is a subset). */
+const isBlank = (line: string): boolean => {
+  for (let i = 0; i < line.length; i++) if (line.charCodeAt(i) > 32) return false
+  return true
+}
+
 const NEWLINE = 0x0a
 const CARRIAGE_RETURN = 0x0d
 
@@ -66,13 +73,14 @@ export const makeLineDecoder = (options?: { readonly maxLineBytes?: number | und
   // Set while skipping the rest of an over-long line, until its newline.
   let discarding = false
 
-  const emit = (bytes: Uint8Array, onFrame: (frame: Frame) => void) => {
-    let end = bytes.length
-    if (end > 0 && bytes[end - 1] === CARRIAGE_RETURN) end--
-    if (end === 0) return
-    const line = decoder.decode(end === bytes.length ? bytes : bytes.subarray(0, end))
-    if (line.trim().length === 0) return
+  const emitText = (text: string, onFrame: (frame: Frame) => void) => {
+    const line = text.charCodeAt(text.length - 1) === CARRIAGE_RETURN ? text.slice(0, -1) : text
+    if (isBlank(line)) return
     onFrame(line)
+  }
+
+  const emit = (bytes: Uint8Array, onFrame: (frame: Frame) => void) => {
+    if (bytes.length > 0) emitText(decoder.decode(bytes), onFrame)
   }
 
   const overflow = (bytes: number, onFrame: (frame: Frame) => void) => {
@@ -113,17 +121,36 @@ export const makeLineDecoder = (options?: { readonly maxLineBytes?: number | und
       }
       if (discarding) {
         discarding = false
-      } else {
-        const size = pendingBytes + (nl - start)
-        if (size > maxLineBytes) {
-          overflow(size, onFrame)
-        } else if (pendingBytes === 0) {
-          emit(chunk.subarray(start, nl), onFrame)
-        } else {
-          emit(takePending(chunk.subarray(start, nl)), onFrame)
-        }
+        start = nl + 1
+        continue
       }
-      start = nl + 1
+      if (pendingBytes > 0) {
+        const size = pendingBytes + (nl - start)
+        if (size > maxLineBytes) overflow(size, onFrame)
+        else emit(takePending(chunk.subarray(start, nl)), onFrame)
+        start = nl + 1
+        continue
+      }
+      if (nl - start > maxLineBytes) {
+        overflow(nl - start, onFrame)
+        start = nl + 1
+        continue
+      }
+      // The common case: a run of whole lines within the bound, decoded with one call and
+      // split on "\n" (a decoded "\n" is always a newline byte, never part of a character).
+      let end = nl
+      let next = chunk.indexOf(NEWLINE, end + 1)
+      while (next !== -1 && next - end - 1 <= maxLineBytes) {
+        end = next
+        next = chunk.indexOf(NEWLINE, end + 1)
+      }
+      if (end === nl) {
+        emit(chunk.subarray(start, nl), onFrame)
+      } else {
+        const lines = decoder.decode(chunk.subarray(start, end)).split("\n")
+        for (const line of lines) emitText(line, onFrame)
+      }
+      start = end + 1
     }
   }
 

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
+import * as fc from "fast-check"
 import * as Framing from "../src/Framing.ts"
 
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -13,7 +14,51 @@ const frame = (chunks: ReadonlyArray<Uint8Array>, maxLineBytes?: number): Array<
   return out
 }
 
+/**
+ * The reference: split the whole input on "\n", drop one trailing "\r", skip blank lines, and
+ * a line over the bound (counted in bytes, "\r" included) is an overflow, whatever the chunking.
+ */
+const model = (lines: ReadonlyArray<string>, terminated: boolean, maxLineBytes: number): Array<string> => {
+  const out: Array<string> = []
+  lines.forEach((line, i) => {
+    if (!terminated && i === lines.length - 1 && line === "") return
+    if (new TextEncoder().encode(line).length > maxLineBytes) return void out.push("<overflow>")
+    const text = line.endsWith("\r") ? line.slice(0, -1) : line
+    if ([...text].every((c) => c.charCodeAt(0) <= 32)) return
+    out.push(text)
+  })
+  return out
+}
+
 describe("Framing", () => {
+  it("matches the reference for any lines and any chunking (property)", () => {
+    const line = fc.oneof(
+      fc.string({ unit: "grapheme", maxLength: 12 }),
+      fc.constantFrom("", " \t", "\r", "{\"a\":1}\r", "é€😀", "x".repeat(20)),
+      fc.string({ unit: fc.constantFrom("a", "ü", "😀", " ", "\r"), maxLength: 30 })
+    ).filter((l) => !l.includes("\n"))
+    fc.assert(
+      fc.property(
+        fc.array(line, { maxLength: 12 }),
+        fc.boolean(),
+        fc.integer({ min: 4, max: 40 }),
+        fc.array(fc.integer({ min: 1, max: 17 }), { minLength: 1, maxLength: 8 }),
+        (lines, terminated, maxLineBytes, cuts) => {
+          const input = bytes(lines.join("\n") + (terminated && lines.length > 0 ? "\n" : ""))
+          const chunks: Array<Uint8Array> = []
+          for (let at = 0, i = 0; at < input.length; i++) {
+            const size = cuts[i % cuts.length]!
+            chunks.push(input.slice(at, at + size))
+            at += size
+          }
+          const got = frame(chunks, maxLineBytes).map((f) => typeof f === "string" ? f : "<overflow>")
+          assert.deepStrictEqual(got, model(lines, terminated || lines.length === 0, maxLineBytes))
+        }
+      ),
+      { numRuns: 2000 }
+    )
+  })
+
   it("splits lines across chunk boundaries, including inside a UTF-8 sequence", () => {
     const all = bytes("{\"a\":\"€uro\"}\n{\"b\":2}\n")
     // Cut in the middle of the three bytes of "€".

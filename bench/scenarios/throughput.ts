@@ -12,7 +12,7 @@ import type { PluginClient } from "../../src/index.ts"
 
 export const inFlight = 64
 
-export const counts = (quick: boolean) => quick ? { warmup: 5_000, calls: 40_000 } : { warmup: 10_000, calls: 200_000 }
+export const counts = (quick: boolean) => quick ? { warmup: 20_000, calls: 100_000 } : { warmup: 20_000, calls: 200_000 }
 
 /** `total` calls over `inFlight` lanes, in Effect. */
 export const lanesEffect = (client: PluginClient.PluginClient, total: number, lanes: number, method = "echo", params?: unknown) =>
