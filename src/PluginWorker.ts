@@ -226,33 +226,44 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
         }
       })
     }
-    const incoming = Stream.callback<Uint8Array>((queue) =>
+    const hostGone = () => Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Closed({ detail: "the host closed stdin" })))
+    /** Registers `data`/`end`/`error` listeners on stdin for the current Scope. */
+    const subscribe = (onChunk: (chunk: Uint8Array) => void, onEnd: (failure?: string) => void) =>
       Effect.acquireRelease(
         Effect.sync(() => {
-          const onData = (chunk: Buffer) => void Queue.offerUnsafe(queue, chunk)
-          const onEnd = () => {
-            Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Closed({ detail: "the host closed stdin" })))
-            Queue.endUnsafe(queue)
+          const onData = (chunk: Buffer) => onChunk(chunk)
+          // The last line is read before the connection is told the host is gone.
+          const onClose = () => {
+            onEnd()
+            hostGone()
+          }
+          const onError = (error: Error) => {
+            onEnd(error.message)
+            hostGone()
           }
           process.stdin.on("data", onData)
-          process.stdin.once("end", onEnd)
-          process.stdin.once("error", onEnd)
+          process.stdin.once("end", onClose)
+          process.stdin.once("error", onError)
           process.stdin.resume()
-          return { onData, onEnd }
+          return { onData, onClose, onError }
         }),
-        ({ onData, onEnd }) =>
+        ({ onData, onClose, onError }) =>
           Effect.sync(() => {
             process.stdin.off("data", onData)
-            process.stdin.off("end", onEnd)
-            process.stdin.off("error", onEnd)
+            process.stdin.off("end", onClose)
+            process.stdin.off("error", onError)
             process.stdin.pause()
           })
       )
+    const incoming = Stream.callback<Uint8Array>((queue) =>
+      subscribe((chunk) => void Queue.offerUnsafe(queue, chunk), () => void Queue.endUnsafe(queue))
     )
     return {
       name,
       pid: process.pid,
       incoming,
+      // Requests are served in the `data` callback itself, not one event-loop turn later.
+      listen: ({ onChunk, onEnd }) => Effect.asVoid(subscribe(onChunk, onEnd)),
       writeLine: (line: string) => {
         if (writeError !== undefined) return false
         if (buffer.length === 0) queueMicrotask(flushNow)
