@@ -215,16 +215,19 @@ const ratios = {
   rssPerPluginKb: v("effect-host", "scale.rssPerPluginKb") ?? null,
   stopAllVsRaw: ratio(v("effect-host", "scale.stopAllMs"), v("raw", "scale.stopAllMs")),
   ephemeralVsRaw: ratio(v("effect-host", "ephemeral.ticksPerSec"), v("raw", "ephemeral.ticksPerSec")),
-  importMs: v("effect", "import.ms") ?? null,
-  workerColdStartExtraMs: diff(v("effect", "workerColdStart.medianMs"), v("raw", "workerColdStart.medianMs")),
-  // Not goals: the host alone (our host, raw worker), and the figures without type stripping.
+  // `import "effect-plugin-host"` loads the package's JS (its exports point at `dist/*.js`), so the
+  // start-up goals are measured on the JS copy of the current `src/`; the same figures from the
+  // TypeScript source (through Node's type stripping, as `npm start` runs) are reported beside.
+  importMs: v("effect-js", "import.ms") ?? null,
+  workerColdStartExtraMs: diff(v("effect-js", "workerColdStart.medianMs"), v("raw", "workerColdStart.medianMs")),
+  // Not goals: the host alone (our host, raw worker), and the start-up figures from source.
   latencyP50HostOnlyVsRaw: ratio(v("effect-host", "latency.p50Us"), v("raw", "latency.p50Us")),
   throughputHostOnlyVsRaw: ratio(v("effect-host", "throughput.callsPerSec"), v("raw", "throughput.callsPerSec")),
   readyAllVsRaw: ratio(v("effect-host", "scale.readyAllMs"), v("raw", "scale.readyAllMs")),
   payload64KiBThroughputVsRaw: ratio(v("effect", "payload.64KiB.callsPerSec"), v("raw", "payload.64KiB.callsPerSec")),
   payload1MiBThroughputVsRaw: ratio(v("effect", "payload.1MiB.callsPerSec"), v("raw", "payload.1MiB.callsPerSec")),
-  importMsJs: v("effect-js", "import.ms") ?? null,
-  workerColdStartExtraMsJs: diff(v("effect-js", "workerColdStart.medianMs"), v("raw", "workerColdStart.medianMs"))
+  importMsSource: v("effect", "import.ms") ?? null,
+  workerColdStartExtraMsSource: diff(v("effect", "workerColdStart.medianMs"), v("raw", "workerColdStart.medianMs"))
 }
 
 const goals: ReadonlyArray<{ key: keyof typeof ratios; op: "<=" | ">="; target: number }> = [
@@ -237,9 +240,7 @@ const goals: ReadonlyArray<{ key: keyof typeof ratios; op: "<=" | ">="; target: 
   { key: "stopAllVsRaw", op: "<=", target: 1.2 },
   { key: "ephemeralVsRaw", op: ">=", target: 0.9 },
   { key: "importMs", op: "<=", target: 250 },
-  { key: "importMsJs", op: "<=", target: 250 },
-  { key: "workerColdStartExtraMs", op: "<=", target: 150 },
-  { key: "workerColdStartExtraMsJs", op: "<=", target: 150 }
+  { key: "workerColdStartExtraMs", op: "<=", target: 150 }
 ]
 const goalResults = goals.map((g) => {
   const value = ratios[g.key]
@@ -308,7 +309,6 @@ if (failures.length > 0) log(`\n${failures.length} measurement(s) failed:\n  ${f
 
 const resultsDir = path.join(benchDir, "results")
 fs.mkdirSync(resultsDir, { recursive: true })
-const { importMsJs, workerColdStartExtraMsJs, ...required } = ratios
 fs.writeFileSync(
   path.join(resultsDir, "latest.json"),
   JSON.stringify(
@@ -321,7 +321,7 @@ fs.writeFileSync(
       rounds,
       wallSeconds,
       variants,
-      ratios: { ...required, importMsJs, workerColdStartExtraMsJs },
+      ratios,
       goals: goalResults,
       failures
     },
