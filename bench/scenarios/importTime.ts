@@ -4,9 +4,10 @@
  * another and their median reported.
  *
  * - `effect`: `effect-plugin-host` from source (`src/index.ts`, through Node's type stripping),
- *   the goal's `importMs`.
+ *   reported as `importMsSource`.
  * - `effect-js`: the same from the plain-JS copy of the current `src/` (`lib/jsBuild.ts`): what
- *   a build loads, without Node's type stripping. (`dist/` is not used: it may be older than `src/`.)
+ *   `import "effect-plugin-host"` loads (the package's exports point at `dist/*.js`), the goal's
+ *   `importMs`. (`dist/` is not used: it may be older than `src/`.)
  * - `effect-worker`, `effect-worker-js`: the worker SDK entry (`src/PluginWorker.ts`), from
  *   source and as JS.
  * - `effect-core`: `effect/Effect` alone, for scale.
