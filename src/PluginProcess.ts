@@ -15,15 +15,26 @@
  * The exit is observed as data ({@link ProcessExit}): code or signal, and whether the host asked
  * for it.
  *
+ * Two launchers make the same {@link PluginProcess}: the default goes through `effect/process`
+ * (any `ChildProcessSpawner`, including the in-memory one of `effect-plugin-host/testing`);
+ * {@link layerNode} selects one on `node:child_process` directly, for hosts that run many
+ * plugins or many calls: its stdio is read and written in Node's own callbacks instead of
+ * through three Effect streams per process, which measured 2.8× less memory per plugin and
+ * fewer wake-ups per call (see `bench/README.md`).
+ *
  * @since 0.1.0
  */
+import { spawn, type ChildProcess as NodeChildProcess } from "node:child_process"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as PlatformError from "effect/PlatformError"
+import * as PlatformError from "effect/PlatformError"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -111,6 +122,14 @@ export interface PluginProcess {
    */
   readonly stdout: Stream.Stream<Uint8Array, PlatformError.PlatformError>
   /**
+   * The same bytes as `stdout`, handed to callbacks as they arrive (launchers that can: the
+   * Node one). Registered in the current Scope; use one or the other, never both.
+   */
+  readonly listenStdout?: ((handlers: {
+    readonly onChunk: (chunk: Uint8Array) => void
+    readonly onEnd: (failure?: string) => void
+  }) => Effect.Effect<void, never, Scope.Scope>) | undefined
+  /**
    * Queues one line (without newline) for stdin. Lines queued in one burst are written with
    * one write. Returns false once stdin is closed.
    */
@@ -174,22 +193,101 @@ const signalOf = (error: PlatformError.PlatformError): string => {
   return signalPattern.exec(text)?.[1] ?? "unknown"
 }
 
+/** The knobs of {@link Options} with their defaults applied. */
+interface Timings {
+  readonly shutdownGrace: Duration.Duration
+  readonly drainTimeout: Duration.Duration
+  readonly killTimeout: Duration.Duration
+  readonly excerptChars: number
+  readonly stderrLogLevel: NonNullable<Options["stderrLogLevel"]>
+}
+
+const timingsOf = (options: Options | undefined): Timings => ({
+  shutdownGrace: Duration.fromInputUnsafe(options?.shutdownGrace ?? "10 seconds"),
+  drainTimeout: Duration.fromInputUnsafe(options?.drainTimeout ?? "10 seconds"),
+  killTimeout: Duration.fromInputUnsafe(options?.killTimeout ?? "2 seconds"),
+  excerptChars: options?.stderrExcerptChars ?? 8_000,
+  stderrLogLevel: options?.stderrLogLevel ?? "Debug"
+})
+
+/** The last `excerptChars` characters of stderr, kept with amortised trimming. */
+const makeExcerpt = (excerptChars: number) => {
+  let text = ""
+  return {
+    append: (line: string) => {
+      text += line + "\n"
+      if (text.length > excerptChars * 2) text = text.slice(-excerptChars)
+    },
+    read: Effect.sync(() => text.slice(-excerptChars))
+  }
+}
+
 /**
- * Spawns a plugin process in the current Scope. Fails with a `Spawn` reason when the
- * executable cannot be started.
- *
- * @category constructors
+ * The stop sequence shared by the launchers: once, bounded at every step, on the Clock.
+ * `signal` sends a signal to the process group and waits for the exit.
  */
-export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): Effect.fn.Return<
+const makeStopper = (controls: {
+  readonly timings: Timings
+  readonly exited: Deferred.Deferred<ProcessExit>
+  readonly endInput: Effect.Effect<void>
+  readonly signal: (signal: "SIGTERM" | "SIGKILL") => Effect.Effect<unknown>
+  readonly annotate: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+}) => {
+  const { timings, exited, endInput, signal } = controls
+  const isRunning = Effect.map(Deferred.isDone(exited), (done) => !done)
+  const stopResult = Deferred.makeUnsafe<ProcessExit>()
+  let stopping = false
+  const stopSequence = (graceful: Effect.Effect<unknown, unknown> | undefined) =>
+    Effect.gen(function*() {
+      if (graceful !== undefined && (yield* isRunning)) {
+        yield* graceful.pipe(
+          Effect.ignore,
+          Effect.andThen(endInput),
+          Effect.andThen(Deferred.await(exited)),
+          Effect.timeoutOption(timings.drainTimeout)
+        )
+      }
+      yield* endInput
+      if (yield* isRunning) {
+        yield* Effect.logDebug("stopping: SIGTERM")
+        yield* signal("SIGTERM").pipe(Effect.timeoutOption(timings.shutdownGrace))
+      }
+      if (yield* isRunning) {
+        yield* Effect.logWarning(`did not exit within ${Duration.format(timings.shutdownGrace)} of SIGTERM; sending SIGKILL`)
+        yield* signal("SIGKILL").pipe(Effect.timeoutOption(timings.killTimeout))
+      }
+      const exit = yield* Deferred.await(exited).pipe(Effect.timeoutOption(timings.killTimeout))
+      if (Option.isNone(exit)) {
+        yield* Effect.logError("still running after SIGKILL; giving up on it")
+        return { code: null, signal: "SIGKILL", requested: true } satisfies ProcessExit
+      }
+      return exit.value
+    }).pipe(controls.annotate)
+  const stop = (stopOptions?: { readonly graceful?: Effect.Effect<unknown, unknown> | undefined }) =>
+    Effect.suspend(() => {
+      if (stopping) return Deferred.await(stopResult)
+      stopping = true
+      return stopSequence(stopOptions?.graceful).pipe(
+        Effect.tap((exit) => Deferred.succeed(stopResult, exit))
+      )
+    }).pipe(Effect.uninterruptible)
+  return { stop, stopping: () => stopping }
+}
+
+const exitNowOf = (exited: Deferred.Deferred<ProcessExit>) =>
+  Deferred.poll(exited).pipe(
+    Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
+  )
+
+/**
+ * Spawns through the `ChildProcessSpawner` (the default launcher).
+ */
+const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Options): Effect.fn.Return<
   PluginProcess,
   PluginClientError.PluginClientError,
   Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
 > {
-  const shutdownGrace = Duration.fromInputUnsafe(options?.shutdownGrace ?? "10 seconds")
-  const drainTimeout = Duration.fromInputUnsafe(options?.drainTimeout ?? "10 seconds")
-  const killTimeout = Duration.fromInputUnsafe(options?.killTimeout ?? "2 seconds")
-  const excerptChars = options?.stderrExcerptChars ?? 8_000
-  const stderrLogLevel = options?.stderrLogLevel ?? "Debug"
+  const timings = timingsOf(options)
   const env = restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env)
 
   const command = ChildProcess.make(spec.executable, [...(spec.args ?? [])], {
@@ -212,18 +310,14 @@ export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): 
   const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
 
   // stderr: drained for the whole life of the process.
-  let stderrText = ""
-  const appendStderr = (line: string) => {
-    stderrText += line + "\n"
-    if (stderrText.length > excerptChars * 2) stderrText = stderrText.slice(-excerptChars)
-  }
+  const excerpt = makeExcerpt(timings.excerptChars)
   const stderrDone = yield* Deferred.make<void>()
-  const logStderr = stderrLogLevel === "None" ? undefined : Effect.logWithLevel(stderrLogLevel)
+  const logStderr = timings.stderrLogLevel === "None" ? undefined : Effect.logWithLevel(timings.stderrLogLevel)
   yield* handle.stderr.pipe(
-    Framing.frames({ maxLineBytes: 64 * 1024 }),
+    Framing.frames({ maxLineBytes: stderrMaxLineBytes }),
     Stream.runForEach((frame) => {
-      const line = typeof frame === "string" ? frame : `[stderr line of ${frame.bytes}+ bytes cut]`
-      appendStderr(line)
+      const line = stderrLine(frame)
+      excerpt.append(line)
       return logStderr === undefined ? Effect.void : logStderr(line).pipe(Effect.annotateLogs({ stream: "stderr" }))
     }),
     Effect.catchCause(() => Effect.void),
@@ -231,7 +325,6 @@ export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): 
     annotate,
     Effect.forkScoped
   )
-  const stderrExcerpt = Effect.sync(() => stderrText.slice(-excerptChars))
 
   // stdin: one writer fiber, one write per burst of queued lines.
   const outbound = yield* Queue.unbounded<string, Cause.Done>()
@@ -244,7 +337,7 @@ export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): 
     Effect.catchCause((cause) => {
       const detail = Cause.pretty(cause).split("\n")[0] ?? "write failed"
       return Deferred.succeed(inputFailed, detail).pipe(
-        Effect.andThen(Deferred.await(exited).pipe(Effect.timeoutOption("200 millis"))),
+        Effect.andThen(Deferred.await(exited).pipe(Effect.timeoutOption(exitAfterBrokenInput))),
         Effect.flatMap((exit) =>
           exit._tag === "None" ? Deferred.succeed(ended, { _tag: "InputFailed", detail }) : Effect.void
         )
@@ -255,24 +348,6 @@ export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): 
   const writeLine = (line: string) => Queue.offerUnsafe(outbound, line)
   const endInput = Effect.asVoid(Queue.end(outbound))
 
-  // exit, observed as data.
-  let stopping = false
-  yield* handle.exitCode.pipe(
-    Effect.map((code): ProcessExit => ({ code, signal: null, requested: stopping })),
-    Effect.catch((error) => Effect.succeed<ProcessExit>({ code: null, signal: signalOf(error), requested: stopping })),
-    // Let the last stderr lines land in the excerpt (bounded: a grandchild may hold stderr open).
-    Effect.tap(() => Deferred.await(stderrDone).pipe(Effect.timeoutOption("200 millis"))),
-    Effect.flatMap((exit) =>
-      Deferred.succeed(exited, exit).pipe(Effect.andThen(Deferred.succeed(ended, { _tag: "Exited", exit })))
-    ),
-    Effect.forkScoped
-  )
-  const exitNow = Deferred.poll(exited).pipe(
-    Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
-  )
-
-  const isRunning = Effect.map(Deferred.isDone(exited), (done) => !done)
-  const stopResult = yield* Deferred.make<ProcessExit>()
   // Signals the group and waits for the leader. The spawner's `kill` would also wait up to a
   // second for killed grandchildren to be reaped by init; the leader's exit is what matters here,
   // and the spawner's release cleans up the rest of the group.
@@ -280,45 +355,23 @@ export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): 
   // just exited fails at once (nothing to signal) while its exit is still being recorded.
   const signal = (killSignal: "SIGTERM" | "SIGKILL") =>
     Effect.raceFirst(handle.kill({ killSignal }).pipe(Effect.ignore, Effect.andThen(Effect.never)), Deferred.await(exited))
-  const stopSequence = (graceful: Effect.Effect<unknown, unknown> | undefined) =>
-    Effect.gen(function*() {
-      if (graceful !== undefined && (yield* isRunning)) {
-        yield* graceful.pipe(
-          Effect.ignore,
-          Effect.andThen(endInput),
-          Effect.andThen(Deferred.await(exited)),
-          Effect.timeoutOption(drainTimeout)
-        )
-      }
-      yield* endInput
-      if (yield* isRunning) {
-        yield* Effect.logDebug("stopping: SIGTERM")
-        yield* signal("SIGTERM").pipe(Effect.timeoutOption(shutdownGrace))
-      }
-      if (yield* isRunning) {
-        yield* Effect.logWarning(`did not exit within ${Duration.format(shutdownGrace)} of SIGTERM; sending SIGKILL`)
-        yield* signal("SIGKILL").pipe(Effect.timeoutOption(killTimeout))
-      }
-      const exit = yield* Deferred.await(exited).pipe(Effect.timeoutOption(killTimeout))
-      if (Option.isNone(exit)) {
-        yield* Effect.logError("still running after SIGKILL; giving up on it")
-        return { code: null, signal: "SIGKILL", requested: true } satisfies ProcessExit
-      }
-      return exit.value
-    }).pipe(annotate)
+  const stopper = makeStopper({ timings, exited, endInput, signal, annotate })
 
-  const stop = (stopOptions?: { readonly graceful?: Effect.Effect<unknown, unknown> | undefined }) =>
-    Effect.suspend(() => {
-      if (stopping) return Deferred.await(stopResult)
-      stopping = true
-      return stopSequence(stopOptions?.graceful).pipe(
-        Effect.tap((exit) => Deferred.succeed(stopResult, exit))
-      )
-    }).pipe(Effect.uninterruptible)
+  // exit, observed as data.
+  yield* handle.exitCode.pipe(
+    Effect.map((code): ProcessExit => ({ code, signal: null, requested: stopper.stopping() })),
+    Effect.catch((error) => Effect.succeed<ProcessExit>({ code: null, signal: signalOf(error), requested: stopper.stopping() })),
+    // Let the last stderr lines land in the excerpt (bounded: a grandchild may hold stderr open).
+    Effect.tap(() => Deferred.await(stderrDone).pipe(Effect.timeoutOption(stderrAfterExit))),
+    Effect.flatMap((exit) =>
+      Deferred.succeed(exited, exit).pipe(Effect.andThen(Deferred.succeed(ended, { _tag: "Exited", exit })))
+    ),
+    Effect.forkScoped
+  )
 
   // Registered last, so it runs first at Scope close: before the readers are interrupted and
   // before the spawner's own release.
-  yield* Effect.addFinalizer(() => stop())
+  yield* Effect.addFinalizer(() => stopper.stop())
 
   return {
     name: spec.name,
@@ -329,9 +382,330 @@ export const make = Effect.fnUntraced(function*(spec: Spec, options?: Options): 
     endInput,
     inputFailure: Deferred.await(inputFailed),
     ended: Deferred.await(ended),
-    stderrExcerpt,
+    stderrExcerpt: excerpt.read,
     exit: Deferred.await(exited),
-    exitNow,
-    stop
+    exitNow: exitNowOf(exited),
+    stop: stopper.stop
   }
 })
+
+const stderrMaxLineBytes = 64 * 1024
+const stderrLine = (frame: Framing.Frame) => typeof frame === "string" ? frame : `[stderr line of ${frame.bytes}+ bytes cut]`
+/** How long an exit may wait for the last stderr bytes (a grandchild may hold stderr open). */
+const stderrAfterExit = Duration.millis(200)
+/** How long a broken stdin waits for the exit that usually follows and says more. */
+const exitAfterBrokenInput = Duration.millis(200)
+
+// ---------------------------------------------------------------------------------------------
+// the node:child_process launcher
+// ---------------------------------------------------------------------------------------------
+
+/** Lines queued in one turn are written together, in slices so the reader can start early. */
+const flushLines = 16
+const flushChars = 64 * 1024
+
+/** Signals the process group (the plugin and its children); the leader alone if that fails. */
+const signalGroup = (child: NodeChildProcess, pid: number, signal: "SIGTERM" | "SIGKILL"): void => {
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    try {
+      child.kill(signal)
+    } catch {
+      // Nothing left to signal.
+    }
+  }
+}
+
+/** Whether any member of the process group is still there. */
+const groupAlive = (pid: number): boolean => {
+  try {
+    process.kill(-pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: members exist that we may not signal (zombies on some systems).
+    return error instanceof Error && "code" in error && error.code === "EPERM"
+  }
+}
+
+const spawnFailure = (spec: Spec, error: unknown) =>
+  PluginClientError.make(spec.name, new PluginClientError.Spawn({
+    path: spec.executable,
+    detail: error instanceof Error ? error.message : String(error)
+  }))
+
+/**
+ * Spawns with `node:child_process`: the same contract as the default launcher, with stdio
+ * handled in Node's callbacks (no stream fibers) and the process group swept at Scope close.
+ */
+const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options): Effect.fn.Return<
+  PluginProcess,
+  PluginClientError.PluginClientError,
+  Scope.Scope
+> {
+  const timings = timingsOf(options)
+  const env = restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env)
+  const child = yield* Effect.callback<NodeChildProcess, PluginClientError.PluginClientError>((resume) => {
+    let spawned: NodeChildProcess
+    try {
+      // Own process group (detached), so signals reach grandchildren too; never a shell.
+      spawned = spawn(spec.executable, [...(spec.args ?? [])], { cwd: spec.cwd, env, stdio: "pipe", detached: true })
+    } catch (error) {
+      return resume(Effect.fail(spawnFailure(spec, error)))
+    }
+    const onSpawn = () => {
+      spawned.off("error", onError)
+      resume(Effect.succeed(spawned))
+    }
+    const onError = (error: Error) => {
+      spawned.off("spawn", onSpawn)
+      resume(Effect.fail(spawnFailure(spec, error)))
+    }
+    spawned.once("spawn", onSpawn)
+    spawned.once("error", onError)
+    return Effect.sync(() => {
+      spawned.off("spawn", onSpawn)
+      spawned.off("error", onError)
+      if (spawned.pid !== undefined) signalGroup(spawned, spawned.pid, "SIGKILL")
+    })
+  })
+  const pid = child.pid ?? 0
+  const { stdin, stdout, stderr } = child
+  // A failed kill is reported as an `error` event; the exit is what we observe.
+  child.on("error", () => {})
+  const startedAt = yield* Clock.currentTimeMillis
+  const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
+  const runFork = Effect.runForkWith(yield* Effect.context<never>())
+
+  // Runs last at Scope close (after the stop sequence): whatever is left of the process group
+  // gets SIGTERM, then SIGKILL 200 ms later, and the pipes are closed (a grandchild may hold
+  // them open, which would keep the host's event loop alive).
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      if (groupAlive(pid)) {
+        signalGroup(child, pid, "SIGTERM")
+        for (let waited = 0; waited < 200 && groupAlive(pid); waited += 20) yield* Effect.sleep("20 millis")
+        if (groupAlive(pid)) signalGroup(child, pid, "SIGKILL")
+      }
+      stdin?.destroy()
+      stdout?.destroy()
+      stderr?.destroy()
+    })
+  )
+
+  const exited = Deferred.makeUnsafe<ProcessExit>()
+  const ended = Deferred.makeUnsafe<ProcessEnd>()
+  const inputFailed = Deferred.makeUnsafe<string>()
+
+  // stderr: drained for the whole life of the process, logged a chunk at a time.
+  const excerpt = makeExcerpt(timings.excerptChars)
+  const stderrDone = Deferred.makeUnsafe<void>()
+  const logStderr = timings.stderrLogLevel === "None" ? undefined : Effect.logWithLevel(timings.stderrLogLevel)
+  const stderrLines = Framing.makeLineDecoder({ maxLineBytes: stderrMaxLineBytes })
+  let toLog: Array<string> = []
+  const onStderrFrame = (frame: Framing.Frame) => {
+    const line = stderrLine(frame)
+    excerpt.append(line)
+    if (logStderr !== undefined) toLog.push(line)
+  }
+  const logLines = () => {
+    if (toLog.length === 0 || logStderr === undefined) return
+    const lines = toLog
+    toLog = []
+    runFork(Effect.forEach(lines, (line) => logStderr(line), { discard: true }).pipe(Effect.annotateLogs({ stream: "stderr" }), annotate))
+  }
+  if (stderr === null) {
+    Deferred.doneUnsafe(stderrDone, Exit.void)
+  } else {
+    stderr.on("data", (chunk: Buffer) => {
+      stderrLines.push(chunk, onStderrFrame)
+      logLines()
+    })
+    stderr.once("close", () => {
+      stderrLines.end(onStderrFrame)
+      logLines()
+      Deferred.doneUnsafe(stderrDone, Exit.void)
+    })
+  }
+
+  // stdin: lines queued in one turn go out together, in slices of 16 lines / 64 KiB.
+  let buffer: Array<string> = []
+  let bufferedChars = 0
+  let inputOpen = stdin !== null
+  const flush = () => {
+    if (buffer.length === 0) return
+    const data = buffer.join("\n") + "\n"
+    buffer = []
+    bufferedChars = 0
+    if (inputOpen) stdin?.write(data)
+  }
+  const failInput = (detail: string) => {
+    inputOpen = false
+    buffer = []
+    if (Deferred.isDoneUnsafe(inputFailed)) return
+    Deferred.doneUnsafe(inputFailed, Exit.succeed(detail))
+    // A broken pipe usually means the plugin died: wait briefly for the exit, which says more.
+    runFork(Deferred.await(exited).pipe(
+      Effect.timeoutOption(exitAfterBrokenInput),
+      Effect.flatMap((exit) => Effect.sync(() => {
+        if (Option.isNone(exit)) Deferred.doneUnsafe(ended, Exit.succeed<ProcessEnd>({ _tag: "InputFailed", detail }))
+      }))
+    ))
+  }
+  stdin?.on("error", (error) => failInput(`writing stdin failed: ${error.message}`))
+  const writeLine = (line: string) => {
+    if (!inputOpen) return false
+    if (buffer.length === 0) queueMicrotask(flush)
+    buffer.push(line)
+    bufferedChars += line.length
+    if (buffer.length >= flushLines || bufferedChars >= flushChars) flush()
+    return true
+  }
+  const endInput = Effect.sync(() => {
+    if (!inputOpen) return
+    flush()
+    inputOpen = false
+    stdin?.end()
+  })
+
+  const signal = (killSignal: "SIGTERM" | "SIGKILL") =>
+    Effect.suspend(() => {
+      signalGroup(child, pid, killSignal)
+      return Deferred.await(exited)
+    })
+  const stopper = makeStopper({ timings, exited, endInput, signal, annotate })
+
+  // exit, observed as data, once the last stderr bytes are in the excerpt (bounded).
+  const onExit = (code: number | null, exitSignal: NodeJS.Signals | null) => {
+    const exit: ProcessExit = { code, signal: exitSignal, requested: stopper.stopping() }
+    inputOpen = false
+    runFork(Deferred.await(stderrDone).pipe(
+      Effect.timeoutOption(stderrAfterExit),
+      Effect.andThen(Effect.sync(() => {
+        Deferred.doneUnsafe(exited, Exit.succeed(exit))
+        Deferred.doneUnsafe(ended, Exit.succeed<ProcessEnd>({ _tag: "Exited", exit }))
+      }))
+    ))
+  }
+  if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode)
+  else child.once("exit", onExit)
+
+  const listenStdout: NonNullable<PluginProcess["listenStdout"]> = ({ onChunk, onEnd }) =>
+    stdout === null
+      ? Effect.sync(() => onEnd())
+      : Effect.asVoid(Effect.acquireRelease(
+        Effect.sync(() => {
+          const onData = (chunk: Buffer) => onChunk(chunk)
+          const onClose = () => onEnd()
+          const onError = (error: Error) => onEnd(error.message)
+          stdout.on("data", onData)
+          stdout.once("end", onClose)
+          stdout.once("error", onError)
+          return { onData, onClose, onError }
+        }),
+        ({ onData, onClose, onError }) =>
+          Effect.sync(() => {
+            stdout.off("data", onData)
+            stdout.off("end", onClose)
+            stdout.off("error", onError)
+          })
+      ))
+  const stdoutStream = Stream.callback<Uint8Array, PlatformError.PlatformError>((queue) =>
+    listenStdout({
+      onChunk: (chunk) => void Queue.offerUnsafe(queue, chunk),
+      onEnd: (failure) =>
+        void (failure === undefined
+          ? Queue.endUnsafe(queue)
+          : Queue.failCauseUnsafe(queue, Cause.fail(PlatformError.systemError({
+            _tag: "Unknown",
+            module: "PluginProcess",
+            method: "stdout",
+            description: failure
+          }))))
+    })
+  )
+
+  // Registered last, so it runs first at Scope close.
+  yield* Effect.addFinalizer(() => stopper.stop())
+
+  return {
+    name: spec.name,
+    pid,
+    startedAt,
+    stdout: stdoutStream,
+    listenStdout,
+    writeLine,
+    endInput,
+    inputFailure: Deferred.await(inputFailed),
+    ended: Deferred.await(ended),
+    stderrExcerpt: excerpt.read,
+    exit: Deferred.await(exited),
+    exitNow: exitNowOf(exited),
+    stop: stopper.stop
+  }
+})
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * How plugin processes are started. The default goes through `effect/process`'s
+ * `ChildProcessSpawner`; {@link layerNode} selects `node:child_process`.
+ *
+ * @category services
+ */
+export interface Launcher {
+  readonly name: "spawner" | "node"
+  readonly make: (spec: Spec, options?: Options) => Effect.Effect<
+    PluginProcess,
+    PluginClientError.PluginClientError,
+    Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
+  >
+}
+
+/**
+ * The launcher in use; `ChildProcessSpawner`-based unless a layer says otherwise.
+ *
+ * @category services
+ */
+export const Launcher: Context.Reference<Launcher> = Context.Reference<Launcher>("effect-plugin-host/PluginProcess/Launcher", {
+  defaultValue: () => spawnerLauncher
+})
+
+/**
+ * The default launcher: any `ChildProcessSpawner` (`NodeServices.layer`, or the in-memory
+ * spawner in tests).
+ *
+ * @category launchers
+ */
+export const spawnerLauncher: Launcher = { name: "spawner", make: makeWithSpawner }
+
+/**
+ * The `node:child_process` launcher.
+ *
+ * @category launchers
+ */
+export const nodeLauncher: Launcher = { name: "node", make: makeWithNode }
+
+/**
+ * Starts every plugin process with `node:child_process` directly. Same contract (restricted
+ * environment, own process group, stderr drained, bounded stop sequence on the Clock, exit as
+ * data); less memory per plugin and less work per call. The in-memory spawner of
+ * `effect-plugin-host/testing` needs the default launcher.
+ *
+ * @category launchers
+ */
+export const layerNode: Layer.Layer<never> = Layer.succeed(Launcher, nodeLauncher)
+
+/**
+ * Spawns a plugin process in the current Scope with the {@link Launcher} in use. Fails with a
+ * `Spawn` reason when the executable cannot be started.
+ *
+ * @category constructors
+ */
+export const make = (spec: Spec, options?: Options): Effect.Effect<
+  PluginProcess,
+  PluginClientError.PluginClientError,
+  Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
+> => Effect.flatMap(Effect.service(Launcher), (launcher) => launcher.make(spec, options))

@@ -124,6 +124,7 @@ export const fromProcess = (process: PluginProcess.PluginProcess): Transport => 
   name: process.name,
   pid: process.pid,
   incoming: process.stdout,
+  listen: process.listenStdout,
   writeLine: process.writeLine,
   // One wait on the process's end (no race of two waits per plugin).
   closed: Effect.flatMap(process.ended, (end) =>

@@ -18,7 +18,7 @@ import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import * as PluginMethod from "../src/PluginMethod.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
-import { eventually, fixture, isAlive, live, liveChildren, node } from "./support/processes.ts"
+import { eventually, fixture, isAlive, launchers, liveWith, liveChildren, node } from "./support/processes.ts"
 
 const reasonOf = (error: PluginClientError.PluginClientError) => error.reason
 
@@ -388,150 +388,153 @@ describe("PluginClient (TestClock, in-memory spawner)", () => {
     }))
 })
 
-describe("PluginClient (real processes)", () => {
-  afterEach(async () => {
-    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
-    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+for (const launcher of launchers) {
+  describe(`PluginClient (real processes, ${launcher.name} launcher)`, () => {
+    afterEach(async () => {
+      const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
+      assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+    })
+
+    const rpcPlugin = { name: "rpc", executable: node, args: [fixture("rpc-plugin.mjs")] }
+    const fast = (input: LifetimePolicy.Input = {}) => LifetimePolicy.makeUnsafe({ shutdownGrace: "1 second", ...input })
+    const pidOf = (client: PluginClient.PluginClient) =>
+      Effect.map(client.request("pid"), (r) => (r as { pid: number }).pid)
+
+    it.live("spawns lazily, runs the handshake, and reports the plugin's methods (TypeScript worker)", () =>
+      Effect.gen(function*() {
+        const client = yield* PluginClient.make(
+          { name: "echo-worker", executable: node, args: [fixture("echo-worker.ts")] },
+          { handshake: Handshake.initialize(), policy: fast() }
+        )
+        yield* Effect.sleep("100 millis")
+        assert.deepStrictEqual(liveChildren(), [], "spawned before the first request")
+        assert.deepStrictEqual(yield* client.request("echo", { a: 1 }), { a: 1 })
+        const health = yield* client.health
+        assert.strictEqual(health.state._tag, "Running")
+        assert.includeMembers([...(health.supportedMethods ?? [])], ["echo", "askHost"])
+        assert.deepStrictEqual(liveChildren(), [health.pid])
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("reaps an idle plugin and respawns it with a new pid on the next call", () =>
+      Effect.gen(function*() {
+        const client = yield* PluginClient.make(rpcPlugin, { policy: fast({ idleTimeout: "300 millis" }) })
+        const first = yield* pidOf(client)
+        assert.isTrue(yield* eventually(() => !isAlive(first), 3_000), "not reaped")
+        assert.isTrue(yield* eventually(() => Effect.runSync(client.state)._tag === "Idle"))
+        const second = yield* pidOf(client)
+        assert.notStrictEqual(second, first)
+        assert.isTrue(isAlive(second))
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("a crash loop disables the plugin; clearDisabled makes it work again", () =>
+      Effect.gen(function*() {
+        const client = yield* PluginClient.make(rpcPlugin, { policy: fast() })
+        for (const code of [1, 2]) {
+          assert.instanceOf(reasonOf(yield* client.request("crash", { code, stderr: `crash ${code}\n` }).pipe(Effect.flip)), PluginClientError.Exited)
+        }
+        const tripped = yield* client.request("crash", { code: 3 }).pipe(Effect.flip)
+        assert.instanceOf(reasonOf(tripped), PluginClientError.RestartCapExceeded)
+        assert.include(tripped.message, "plugin `rpc` exceeded restart cap (3 restarts in 1m); marking disabled")
+        assert.instanceOf(reasonOf(yield* client.request("echo", 1).pipe(Effect.flip)), PluginClientError.Disabled)
+        assert.deepStrictEqual(liveChildren(), [])
+        yield* client.clearDisabled
+        assert.strictEqual(yield* client.request("echo", "works"), "works")
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("passes allow-listed variables and never a secret-looking host variable", () =>
+      Effect.gen(function*() {
+        process.env.PLUGIN_HOST_TEST_ALLOWED = "visible"
+        process.env.PLUGIN_HOST_TEST_SECRET_TOKEN = "hunter2"
+        const client = yield* PluginClient.make(
+          { ...rpcPlugin, allowedEnvVars: ["PLUGIN_HOST_TEST_ALLOWED"] },
+          { policy: fast(), env: { PLUGIN_MODE: "test" } }
+        )
+        const env = yield* client.request("env")
+        assert.deepStrictEqual(env, { PLUGIN_HOST_TEST_ALLOWED: "visible", PLUGIN_MODE: "test" })
+      }).pipe(
+        Effect.provide(liveWith(launcher)),
+        Effect.ensuring(Effect.sync(() => {
+          delete process.env.PLUGIN_HOST_TEST_ALLOWED
+          delete process.env.PLUGIN_HOST_TEST_SECRET_TOKEN
+        }))
+      ))
+
+    it.live("a SIGTERM-trapping plugin is shut down within the grace period plus a small margin", () =>
+      Effect.gen(function*() {
+        const client = yield* PluginClient.make(
+          { ...rpcPlugin, args: [fixture("rpc-plugin.mjs"), "--trap-term", "--ignore-eof"] },
+          { policy: fast({ shutdownGrace: "400 millis" }) }
+        )
+        const pid = yield* pidOf(client)
+        const [took] = yield* Effect.timed(client.shutdown)
+        assert.isAtLeast(Duration.toMillis(took), 390)
+        assert.isBelow(Duration.toMillis(took), 400 + 1_000)
+        assert.isFalse(isAlive(pid))
+        assert.strictEqual((yield* client.state)._tag, "Stopped")
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("refuses a binary swapped after discovery (checksum verified before every spawn)", () =>
+      Effect.gen(function*() {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plugin-host-checksum-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+        const script = path.join(dir, "echo-plugin.sh")
+        fs.copyFileSync(fixture("env-dump.sh"), script)
+        fs.chmodSync(script, 0o755)
+        const sum = yield* PluginManifest.checksum(script)
+        fs.writeFileSync(path.join(dir, "devboy-source-shell.toml"), [
+          `name = "shell"`,
+          `version = "1.0.0"`,
+          `executable = "./echo-plugin.sh"`,
+          `checksum_sha256 = "${sum.toUpperCase()}"`
+        ].join("\n"))
+        const [found] = yield* PluginManifest.discover(dir)
+        assert.strictEqual(found?._tag, "Valid")
+        if (found?._tag !== "Valid") return
+        const client = yield* PluginClient.make(found.manifest, { manifestDir: found.dir, policy: fast() })
+        assert.isString(yield* client.request("names"))
+
+        fs.appendFileSync(script, "\n# tampered\n")
+        const error = yield* client.restart.pipe(Effect.flip)
+        const reason = reasonOf(error)
+        assert.instanceOf(reason, PluginClientError.ChecksumMismatch)
+        assert.strictEqual(reason.declared, sum)
+        assert.notStrictEqual(reason.actual, sum)
+        assert.include(error.message, "checksum mismatch")
+        assert.strictEqual((yield* client.health).totalCrashes, 1, "a refused spawn counts as a failed start")
+      }).pipe(Effect.provide(NodeServices.layer)))
+
+    it.live("a strictly serial Python secret source with {kind} error objects", () =>
+      Effect.gen(function*() {
+        const client = yield* PluginClient.make(
+          { name: "vault", executable: "python3", args: [fixture("serial_plugin.py")] },
+          { policy: fast({ maxConcurrentRequests: 1 }), handshake: Handshake.secretSource({ path: "/vault" }) }
+        )
+        const GetSecret = PluginMethod.make("secret_source.get", {
+          params: Schema.Struct({ key: Schema.String }),
+          result: Schema.Struct({ value: Schema.String })
+        })
+        const values = yield* Effect.all(
+          ["alpha", "alpha"].map((key) => client.call(GetSecret, { key })),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(values, [{ value: "a-value" }, { value: "a-value" }])
+        const missing = reasonOf(yield* client.call(GetSecret, { key: "nope" }).pipe(Effect.flip))
+        assert.instanceOf(missing, PluginClientError.PluginError)
+        assert.deepStrictEqual(missing.data, { kind: "not-found", detail: "no secret named nope" })
+        const locked = yield* client.call(GetSecret, { key: "locked" }).pipe(Effect.flip)
+        assert.include(locked.message, "plugin `vault` returned an error: needs-credential: vault is locked")
+        assert.strictEqual((yield* client.health).totalCrashes, 0)
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("a shell plugin runs with exactly its allowed environment", () =>
+      Effect.gen(function*() {
+        const client = yield* PluginClient.make(
+          { name: "shell", executable: fixture("env-dump.sh"), allowedEnvVars: ["HOME"] },
+          { policy: fast(), hostEnv: { HOME: "/home/plugin", AWS_SECRET_ACCESS_KEY: "x" } }
+        )
+        const names = String(yield* client.request("names")).trim().split(" ").sort()
+        assert.deepStrictEqual(names, ["HOME", "PWD"])
+      }).pipe(Effect.provide(liveWith(launcher))))
   })
+}
 
-  const rpcPlugin = { name: "rpc", executable: node, args: [fixture("rpc-plugin.mjs")] }
-  const fast = (input: LifetimePolicy.Input = {}) => LifetimePolicy.makeUnsafe({ shutdownGrace: "1 second", ...input })
-  const pidOf = (client: PluginClient.PluginClient) =>
-    Effect.map(client.request("pid"), (r) => (r as { pid: number }).pid)
-
-  it.live("spawns lazily, runs the handshake, and reports the plugin's methods (TypeScript worker)", () =>
-    Effect.gen(function*() {
-      const client = yield* PluginClient.make(
-        { name: "echo-worker", executable: node, args: [fixture("echo-worker.ts")] },
-        { handshake: Handshake.initialize(), policy: fast() }
-      )
-      yield* Effect.sleep("100 millis")
-      assert.deepStrictEqual(liveChildren(), [], "spawned before the first request")
-      assert.deepStrictEqual(yield* client.request("echo", { a: 1 }), { a: 1 })
-      const health = yield* client.health
-      assert.strictEqual(health.state._tag, "Running")
-      assert.includeMembers([...(health.supportedMethods ?? [])], ["echo", "askHost"])
-      assert.deepStrictEqual(liveChildren(), [health.pid])
-    }).pipe(Effect.provide(live)))
-
-  it.live("reaps an idle plugin and respawns it with a new pid on the next call", () =>
-    Effect.gen(function*() {
-      const client = yield* PluginClient.make(rpcPlugin, { policy: fast({ idleTimeout: "300 millis" }) })
-      const first = yield* pidOf(client)
-      assert.isTrue(yield* eventually(() => !isAlive(first), 3_000), "not reaped")
-      assert.isTrue(yield* eventually(() => Effect.runSync(client.state)._tag === "Idle"))
-      const second = yield* pidOf(client)
-      assert.notStrictEqual(second, first)
-      assert.isTrue(isAlive(second))
-    }).pipe(Effect.provide(live)))
-
-  it.live("a crash loop disables the plugin; clearDisabled makes it work again", () =>
-    Effect.gen(function*() {
-      const client = yield* PluginClient.make(rpcPlugin, { policy: fast() })
-      for (const code of [1, 2]) {
-        assert.instanceOf(reasonOf(yield* client.request("crash", { code, stderr: `crash ${code}\n` }).pipe(Effect.flip)), PluginClientError.Exited)
-      }
-      const tripped = yield* client.request("crash", { code: 3 }).pipe(Effect.flip)
-      assert.instanceOf(reasonOf(tripped), PluginClientError.RestartCapExceeded)
-      assert.include(tripped.message, "plugin `rpc` exceeded restart cap (3 restarts in 1m); marking disabled")
-      assert.instanceOf(reasonOf(yield* client.request("echo", 1).pipe(Effect.flip)), PluginClientError.Disabled)
-      assert.deepStrictEqual(liveChildren(), [])
-      yield* client.clearDisabled
-      assert.strictEqual(yield* client.request("echo", "works"), "works")
-    }).pipe(Effect.provide(live)))
-
-  it.live("passes allow-listed variables and never a secret-looking host variable", () =>
-    Effect.gen(function*() {
-      process.env.PLUGIN_HOST_TEST_ALLOWED = "visible"
-      process.env.PLUGIN_HOST_TEST_SECRET_TOKEN = "hunter2"
-      const client = yield* PluginClient.make(
-        { ...rpcPlugin, allowedEnvVars: ["PLUGIN_HOST_TEST_ALLOWED"] },
-        { policy: fast(), env: { PLUGIN_MODE: "test" } }
-      )
-      const env = yield* client.request("env")
-      assert.deepStrictEqual(env, { PLUGIN_HOST_TEST_ALLOWED: "visible", PLUGIN_MODE: "test" })
-    }).pipe(
-      Effect.provide(live),
-      Effect.ensuring(Effect.sync(() => {
-        delete process.env.PLUGIN_HOST_TEST_ALLOWED
-        delete process.env.PLUGIN_HOST_TEST_SECRET_TOKEN
-      }))
-    ))
-
-  it.live("a SIGTERM-trapping plugin is shut down within the grace period plus a small margin", () =>
-    Effect.gen(function*() {
-      const client = yield* PluginClient.make(
-        { ...rpcPlugin, args: [fixture("rpc-plugin.mjs"), "--trap-term", "--ignore-eof"] },
-        { policy: fast({ shutdownGrace: "400 millis" }) }
-      )
-      const pid = yield* pidOf(client)
-      const [took] = yield* Effect.timed(client.shutdown)
-      assert.isAtLeast(Duration.toMillis(took), 390)
-      assert.isBelow(Duration.toMillis(took), 400 + 1_000)
-      assert.isFalse(isAlive(pid))
-      assert.strictEqual((yield* client.state)._tag, "Stopped")
-    }).pipe(Effect.provide(live)))
-
-  it.live("refuses a binary swapped after discovery (checksum verified before every spawn)", () =>
-    Effect.gen(function*() {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plugin-host-checksum-"))
-      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
-      const script = path.join(dir, "echo-plugin.sh")
-      fs.copyFileSync(fixture("env-dump.sh"), script)
-      fs.chmodSync(script, 0o755)
-      const sum = yield* PluginManifest.checksum(script)
-      fs.writeFileSync(path.join(dir, "devboy-source-shell.toml"), [
-        `name = "shell"`,
-        `version = "1.0.0"`,
-        `executable = "./echo-plugin.sh"`,
-        `checksum_sha256 = "${sum.toUpperCase()}"`
-      ].join("\n"))
-      const [found] = yield* PluginManifest.discover(dir)
-      assert.strictEqual(found?._tag, "Valid")
-      if (found?._tag !== "Valid") return
-      const client = yield* PluginClient.make(found.manifest, { manifestDir: found.dir, policy: fast() })
-      assert.isString(yield* client.request("names"))
-
-      fs.appendFileSync(script, "\n# tampered\n")
-      const error = yield* client.restart.pipe(Effect.flip)
-      const reason = reasonOf(error)
-      assert.instanceOf(reason, PluginClientError.ChecksumMismatch)
-      assert.strictEqual(reason.declared, sum)
-      assert.notStrictEqual(reason.actual, sum)
-      assert.include(error.message, "checksum mismatch")
-      assert.strictEqual((yield* client.health).totalCrashes, 1, "a refused spawn counts as a failed start")
-    }).pipe(Effect.provide(NodeServices.layer)))
-
-  it.live("a strictly serial Python secret source with {kind} error objects", () =>
-    Effect.gen(function*() {
-      const client = yield* PluginClient.make(
-        { name: "vault", executable: "python3", args: [fixture("serial_plugin.py")] },
-        { policy: fast({ maxConcurrentRequests: 1 }), handshake: Handshake.secretSource({ path: "/vault" }) }
-      )
-      const GetSecret = PluginMethod.make("secret_source.get", {
-        params: Schema.Struct({ key: Schema.String }),
-        result: Schema.Struct({ value: Schema.String })
-      })
-      const values = yield* Effect.all(
-        ["alpha", "alpha"].map((key) => client.call(GetSecret, { key })),
-        { concurrency: "unbounded" }
-      )
-      assert.deepStrictEqual(values, [{ value: "a-value" }, { value: "a-value" }])
-      const missing = reasonOf(yield* client.call(GetSecret, { key: "nope" }).pipe(Effect.flip))
-      assert.instanceOf(missing, PluginClientError.PluginError)
-      assert.deepStrictEqual(missing.data, { kind: "not-found", detail: "no secret named nope" })
-      const locked = yield* client.call(GetSecret, { key: "locked" }).pipe(Effect.flip)
-      assert.include(locked.message, "plugin `vault` returned an error: needs-credential: vault is locked")
-      assert.strictEqual((yield* client.health).totalCrashes, 0)
-    }).pipe(Effect.provide(live)))
-
-  it.live("a shell plugin runs with exactly its allowed environment", () =>
-    Effect.gen(function*() {
-      const client = yield* PluginClient.make(
-        { name: "shell", executable: fixture("env-dump.sh"), allowedEnvVars: ["HOME"] },
-        { policy: fast(), hostEnv: { HOME: "/home/plugin", AWS_SECRET_ACCESS_KEY: "x" } }
-      )
-      const names = String(yield* client.request("names")).trim().split(" ").sort()
-      assert.deepStrictEqual(names, ["HOME", "PWD"])
-    }).pipe(Effect.provide(live)))
-})

@@ -14,7 +14,7 @@ import type * as PluginClient from "../src/PluginClient.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginManager from "../src/PluginManager.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
-import { eventually, fixture, isAlive, live, liveChildren, node } from "./support/processes.ts"
+import { eventually, fixture, isAlive, launchers, liveWith, liveChildren, node } from "./support/processes.ts"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 50; i++) yield* Effect.yieldNow
@@ -294,131 +294,133 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
     }))
 })
 
-describe("PluginManager (real processes)", () => {
-  afterEach(async () => {
-    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 5_000))
-    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
-  })
+for (const launcher of launchers) {
+  describe(`PluginManager (real processes, ${launcher.name} launcher)`, () => {
+    afterEach(async () => {
+      const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 5_000))
+      assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+    })
 
-  const quickBackoff = LifetimePolicy.makeUnsafe({
-    ...LifetimePolicy.alwaysOn,
-    shutdownGrace: "1 second",
-    drainTimeout: "1 second",
-    backoff: { ...LifetimePolicy.defaultBackoff, initial: "100 millis" }
-  })
+    const quickBackoff = LifetimePolicy.makeUnsafe({
+      ...LifetimePolicy.alwaysOn,
+      shutdownGrace: "1 second",
+      drainTimeout: "1 second",
+      backoff: { ...LifetimePolicy.defaultBackoff, initial: "100 millis" }
+    })
 
-  it.live("a worker: started, called concurrently, calling the host, logging, streaming, crashing and restarted", () =>
-    Effect.gen(function*() {
-      const logged: Array<{ message: unknown; plugin: unknown; meta: unknown }> = []
-      const capture = Logger.make(({ fiber, message }) => {
-        const annotations = fiber.getRef(References.CurrentLogAnnotations)
-        if (annotations.source === "plugin") logged.push({ message, plugin: annotations.plugin, meta: annotations.meta })
-      })
-      yield* Effect.gen(function*() {
-        const manager = yield* PluginManager.PluginManager
-        const streamEvents: Array<PluginClient.StreamEvent> = []
-        const events: Array<PluginManager.ManagerEvent> = []
-        yield* manager.events.pipe(Stream.runForEach((e) => Effect.sync(() => void events.push(e))), Effect.forkScoped)
-        yield* manager.register("worker", { name: "worker", executable: node, args: [fixture("echo-worker.ts")] }, {
-          policy: quickBackoff,
-          hostHandlers: { "host.add": (p) => Effect.succeed(Array.isArray(p) ? p.reduce((a: number, b: number) => a + b, 0) : 0) }
+    it.live("a worker: started, called concurrently, calling the host, logging, streaming, crashing and restarted", () =>
+      Effect.gen(function*() {
+        const logged: Array<{ message: unknown; plugin: unknown; meta: unknown }> = []
+        const capture = Logger.make(({ fiber, message }) => {
+          const annotations = fiber.getRef(References.CurrentLogAnnotations)
+          if (annotations.source === "plugin") logged.push({ message, plugin: annotations.plugin, meta: annotations.meta })
         })
-        yield* manager.register("streamer", { name: "streamer", executable: node, args: [fixture("rpc-plugin.mjs")] }, {
-          policy: quickBackoff,
-          handshake: Handshake.none,
-          onStreamNotification: (e) => Effect.sync(() => void streamEvents.push(e))
-        })
-        yield* manager.startAll
-        const firstPid = (yield* manager.get("worker").pipe(Effect.flatMap((c) => c.health))).pid
+        yield* Effect.gen(function*() {
+          const manager = yield* PluginManager.PluginManager
+          const streamEvents: Array<PluginClient.StreamEvent> = []
+          const events: Array<PluginManager.ManagerEvent> = []
+          yield* manager.events.pipe(Stream.runForEach((e) => Effect.sync(() => void events.push(e))), Effect.forkScoped)
+          yield* manager.register("worker", { name: "worker", executable: node, args: [fixture("echo-worker.ts")] }, {
+            policy: quickBackoff,
+            hostHandlers: { "host.add": (p) => Effect.succeed(Array.isArray(p) ? p.reduce((a: number, b: number) => a + b, 0) : 0) }
+          })
+          yield* manager.register("streamer", { name: "streamer", executable: node, args: [fixture("rpc-plugin.mjs")] }, {
+            policy: quickBackoff,
+            handshake: Handshake.none,
+            onStreamNotification: (e) => Effect.sync(() => void streamEvents.push(e))
+          })
+          yield* manager.startAll
+          const firstPid = (yield* manager.get("worker").pipe(Effect.flatMap((c) => c.health))).pid
 
-        const answers = yield* Effect.all(
-          [100, 50, 0].map((ms) => manager.call("worker", "sleep", { ms })),
-          { concurrency: "unbounded" }
+          const answers = yield* Effect.all(
+            [100, 50, 0].map((ms) => manager.call("worker", "sleep", { ms })),
+            { concurrency: "unbounded" }
+          )
+          assert.deepStrictEqual(answers, [100, 50, 0])
+          assert.strictEqual(yield* manager.call("worker", "askHost", [1, 2]), 3)
+          assert.strictEqual(yield* manager.call("worker", "logSomething"), "logged")
+          assert.isTrue(yield* eventually(() => logged.length > 0))
+          assert.deepInclude(logged[0], { message: ["careful"], plugin: "worker", meta: { n: 1 } })
+
+          yield* manager.call("streamer", "notify", { method: "streams.open", params: { channel: "c1" } })
+          yield* manager.call("streamer", "notify", { method: "streams.emit", params: { channel: "c1", value: 1 } })
+          const pending = yield* manager.call("streamer", "sleep", { ms: 10_000 }).pipe(Effect.flip, Effect.forkChild)
+          yield* Effect.sleep("50 millis")
+          yield* manager.call("streamer", "crash", { code: 3, stderr: "streamer died\n" }).pipe(Effect.flip)
+          const failed = yield* Fiber.join(pending)
+          const reason = reasonOf(failed)
+          assert.instanceOf(reason, PluginClientError.Exited)
+          assert.strictEqual(reason.code, 3)
+          assert.include(reason.stderrExcerpt, "streamer died")
+          assert.deepStrictEqual(
+            streamEvents.map((e) => `${e.action}:${e.channel}:${e.synthetic}`),
+            ["open:c1:false", "emit:c1:false", "close:c1:true"]
+          )
+          assert.isTrue(yield* eventually(() => events.some((e) => e._tag === "plugin.worker.restarted" && e.id === "streamer"), 3_000))
+          assert.strictEqual(yield* manager.call("streamer", "echo", "again"), "again")
+          assert.strictEqual((yield* manager.get("worker").pipe(Effect.flatMap((c) => c.health))).pid, firstPid)
+        }).pipe(
+          Effect.provide(PluginManager.layer),
+          Effect.provide(Logger.layer([capture])),
+          Effect.provideService(References.MinimumLogLevel, "All")
         )
-        assert.deepStrictEqual(answers, [100, 50, 0])
-        assert.strictEqual(yield* manager.call("worker", "askHost", [1, 2]), 3)
-        assert.strictEqual(yield* manager.call("worker", "logSomething"), "logged")
-        assert.isTrue(yield* eventually(() => logged.length > 0))
-        assert.deepInclude(logged[0], { message: ["careful"], plugin: "worker", meta: { n: 1 } })
+      }).pipe(Effect.provide(liveWith(launcher))))
 
-        yield* manager.call("streamer", "notify", { method: "streams.open", params: { channel: "c1" } })
-        yield* manager.call("streamer", "notify", { method: "streams.emit", params: { channel: "c1", value: 1 } })
-        const pending = yield* manager.call("streamer", "sleep", { ms: 10_000 }).pipe(Effect.flip, Effect.forkChild)
-        yield* Effect.sleep("50 millis")
-        yield* manager.call("streamer", "crash", { code: 3, stderr: "streamer died\n" }).pipe(Effect.flip)
-        const failed = yield* Fiber.join(pending)
-        const reason = reasonOf(failed)
-        assert.instanceOf(reason, PluginClientError.Exited)
-        assert.strictEqual(reason.code, 3)
-        assert.include(reason.stderrExcerpt, "streamer died")
-        assert.deepStrictEqual(
-          streamEvents.map((e) => `${e.action}:${e.channel}:${e.synthetic}`),
-          ["open:c1:false", "emit:c1:false", "close:c1:true"]
-        )
-        assert.isTrue(yield* eventually(() => events.some((e) => e._tag === "plugin.worker.restarted" && e.id === "streamer"), 3_000))
-        assert.strictEqual(yield* manager.call("streamer", "echo", "again"), "again")
-        assert.strictEqual((yield* manager.get("worker").pipe(Effect.flatMap((c) => c.health))).pid, firstPid)
-      }).pipe(
-        Effect.provide(PluginManager.layer),
-        Effect.provide(Logger.layer([capture])),
-        Effect.provideService(References.MinimumLogLevel, "All")
-      )
-    }).pipe(Effect.provide(live)))
-
-  it.live("stops through each rung: shutdown answered, SIGTERM honoured, SIGKILL needed", () =>
-    Effect.gen(function*() {
-      const exits = new Map<string, { code: number | null; signal: string | null }>()
-      yield* Effect.gen(function*() {
-        const manager = yield* PluginManager.PluginManager
-        yield* manager.events.pipe(
-          Stream.runForEach((e) =>
-            Effect.sync(() => {
-              if (e._tag === "Plugin" && e.event._tag === "Exit") exits.set(e.id, { code: e.event.code, signal: e.event.signal })
+    it.live("stops through each rung: shutdown answered, SIGTERM honoured, SIGKILL needed", () =>
+      Effect.gen(function*() {
+        const exits = new Map<string, { code: number | null; signal: string | null }>()
+        yield* Effect.gen(function*() {
+          const manager = yield* PluginManager.PluginManager
+          yield* manager.events.pipe(
+            Stream.runForEach((e) =>
+              Effect.sync(() => {
+                if (e._tag === "Plugin" && e.event._tag === "Exit") exits.set(e.id, { code: e.event.code, signal: e.event.signal })
+              })
+            ),
+            Effect.forkScoped
+          )
+          const policy = LifetimePolicy.makeUnsafe({ ...quickBackoff, drainTimeout: "300 millis", shutdownGrace: "300 millis" })
+          const rung = (id: string, args: ReadonlyArray<string>) =>
+            manager.register(id, { name: id, executable: node, args: [fixture("rpc-plugin.mjs"), ...args] }, {
+              policy,
+              handshake: Handshake.none
             })
-          ),
-          Effect.forkScoped
-        )
-        const policy = LifetimePolicy.makeUnsafe({ ...quickBackoff, drainTimeout: "300 millis", shutdownGrace: "300 millis" })
-        const rung = (id: string, args: ReadonlyArray<string>) =>
-          manager.register(id, { name: id, executable: node, args: [fixture("rpc-plugin.mjs"), ...args] }, {
-            policy,
-            handshake: Handshake.none
-          })
-        yield* rung("polite", [])
-        yield* rung("term", ["--ignore-shutdown", "--ignore-eof"])
-        yield* rung("stubborn", ["--ignore-shutdown", "--ignore-eof", "--trap-term"])
-        yield* manager.startAll
-        const [took] = yield* Effect.timed(manager.stopAll)
-        assert.isBelow(Duration.toMillis(took), 300 + 300 + 1_500, "stops run in parallel within the deadlines")
-        yield* Effect.sleep("100 millis")
-      }).pipe(Effect.provide(PluginManager.layer))
-      assert.deepStrictEqual(exits.get("polite"), { code: 0, signal: null })
-      assert.deepStrictEqual(exits.get("term"), { code: null, signal: "SIGTERM" })
-      assert.deepStrictEqual(exits.get("stubborn"), { code: null, signal: "SIGKILL" })
-    }).pipe(Effect.provide(live)))
+          yield* rung("polite", [])
+          yield* rung("term", ["--ignore-shutdown", "--ignore-eof"])
+          yield* rung("stubborn", ["--ignore-shutdown", "--ignore-eof", "--trap-term"])
+          yield* manager.startAll
+          const [took] = yield* Effect.timed(manager.stopAll)
+          assert.isBelow(Duration.toMillis(took), 300 + 300 + 1_500, "stops run in parallel within the deadlines")
+          yield* Effect.sleep("100 millis")
+        }).pipe(Effect.provide(PluginManager.layer))
+        assert.deepStrictEqual(exits.get("polite"), { code: 0, signal: null })
+        assert.deepStrictEqual(exits.get("term"), { code: null, signal: "SIGTERM" })
+        assert.deepStrictEqual(exits.get("stubborn"), { code: null, signal: "SIGKILL" })
+      }).pipe(Effect.provide(liveWith(launcher))))
 
-  it.live("50 plugins start and stop in parallel", () =>
-    Effect.gen(function*() {
-      const pids = yield* Effect.gen(function*() {
-        const manager = yield* PluginManager.PluginManager
-        for (let i = 0; i < 50; i++) {
-          yield* manager.register(`p${i}`, { name: `p${i}`, executable: node, args: [fixture("rpc-plugin.mjs")] }, {
-            policy: LifetimePolicy.makeUnsafe({ ...LifetimePolicy.alwaysOn, shutdownGrace: "2 seconds" }),
-            handshake: Handshake.none
-          })
-        }
-        yield* manager.startAll
-        const diagnostics = yield* manager.diagnostics
-        assert.strictEqual(diagnostics.filter((d) => d.health.state._tag === "Running").length, 50)
-        const answers = yield* Effect.all(
-          diagnostics.map((d) => manager.call(d.id, "echo", d.id)),
-          { concurrency: "unbounded" }
-        )
-        assert.deepStrictEqual(answers, diagnostics.map((d) => d.id))
-        return diagnostics.flatMap((d) => d.health.pid === undefined ? [] : [d.health.pid])
-      }).pipe(Effect.provide(PluginManager.layer))
-      assert.strictEqual(pids.length, 50)
-      assert.deepStrictEqual(pids.filter(isAlive), [])
-    }).pipe(Effect.provide(live)))
-})
+    it.live("50 plugins start and stop in parallel", () =>
+      Effect.gen(function*() {
+        const pids = yield* Effect.gen(function*() {
+          const manager = yield* PluginManager.PluginManager
+          for (let i = 0; i < 50; i++) {
+            yield* manager.register(`p${i}`, { name: `p${i}`, executable: node, args: [fixture("rpc-plugin.mjs")] }, {
+              policy: LifetimePolicy.makeUnsafe({ ...LifetimePolicy.alwaysOn, shutdownGrace: "2 seconds" }),
+              handshake: Handshake.none
+            })
+          }
+          yield* manager.startAll
+          const diagnostics = yield* manager.diagnostics
+          assert.strictEqual(diagnostics.filter((d) => d.health.state._tag === "Running").length, 50)
+          const answers = yield* Effect.all(
+            diagnostics.map((d) => manager.call(d.id, "echo", d.id)),
+            { concurrency: "unbounded" }
+          )
+          assert.deepStrictEqual(answers, diagnostics.map((d) => d.id))
+          return diagnostics.flatMap((d) => d.health.pid === undefined ? [] : [d.health.pid])
+        }).pipe(Effect.provide(PluginManager.layer))
+        assert.strictEqual(pids.length, 50)
+        assert.deepStrictEqual(pids.filter(isAlive), [])
+      }).pipe(Effect.provide(liveWith(launcher))))
+  })
+}
 

@@ -1,6 +1,7 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
@@ -26,133 +27,137 @@ const firstLine = (proc: PluginProcess.PluginProcess, predicate: (line: string) 
     Effect.map(Option.getOrThrow)
   )
 
-describe("PluginProcess (real processes)", () => {
-  afterEach(async () => {
-    // No test may leave a child of the test process behind.
-    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
-    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+for (const launcher of [PluginProcess.spawnerLauncher, PluginProcess.nodeLauncher]) {
+  const liveWith = Layer.merge(live, Layer.succeed(PluginProcess.Launcher, launcher))
+
+  describe(`PluginProcess (real processes, ${launcher.name} launcher)`, () => {
+    afterEach(async () => {
+      // No test may leave a child of the test process behind.
+      const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
+      assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+    })
+
+    it.live("passes only allow-listed host variables that exist, plus explicit extras", () =>
+      Effect.gen(function*() {
+        const proc = yield* PluginProcess.make({
+          name: "env",
+          executable: node,
+          args: [fixture("rpc-plugin.mjs")],
+          allowedEnvVars: ["ALLOWED_ONE", "NOT_SET_ANYWHERE"],
+          env: { EXTRA: "fixed" },
+          hostEnv: { ALLOWED_ONE: "yes", SECRET_TOKEN: "hunter2", AWS_SECRET_ACCESS_KEY: "k", PATH: "/usr/bin" }
+        })
+        const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc))
+        const env = yield* peer.request("env")
+        assert.deepStrictEqual(env, { ALLOWED_ONE: "yes", EXTRA: "fixed" })
+      }).pipe(Effect.provide(liveWith)))
+
+    it.live("does not leak the real host environment when no allow-list is given", () =>
+      Effect.gen(function*() {
+        process.env.PLUGIN_HOST_TEST_SECRET = "must-not-leak"
+        const proc = yield* PluginProcess.make({ name: "env", executable: fixture("env-dump.sh") })
+        proc.writeLine(`{"jsonrpc":"2.0","id":1,"method":"names"}`)
+        const line = yield* firstLine(proc, (l) => l.includes("\"id\":1"))
+        const names: string = JSON.parse(line).result
+        assert.notInclude(names, "PLUGIN_HOST_TEST_SECRET")
+        assert.notInclude(names, "PATH")
+        assert.notInclude(names, "HOME")
+      }).pipe(Effect.provide(liveWith), Effect.ensuring(Effect.sync(() => delete process.env.PLUGIN_HOST_TEST_SECRET))))
+
+    it.live("drains megabytes of stderr so the plugin never blocks, keeping a bounded excerpt", () =>
+      Effect.gen(function*() {
+        const proc = yield* PluginProcess.make({ name: "flood", executable: fixture("stderr-flood.sh") })
+        const done = yield* firstLine(proc, (l) => l.includes("\"done\"")).pipe(Effect.timeoutOption("10 seconds"))
+        assert.isTrue(Option.isSome(done), "the plugin blocked on a full stderr pipe")
+        const excerpt = yield* proc.stderrExcerpt
+        assert.isAtMost(excerpt.length, 8_000)
+        assert.isAtLeast(excerpt.length, 7_000)
+        assert.match(excerpt, /^e+$/m)
+      }).pipe(Effect.provide(liveWith)))
+
+    it.live("stops a SIGTERM-ignoring plugin with SIGKILL after the grace period", () =>
+      Effect.gen(function*() {
+        const proc = yield* PluginProcess.make({ name: "trap", executable: fixture("trap-term.sh") }, { shutdownGrace: "300 millis" })
+        yield* firstLine(proc, (l) => l === "ready")
+        const started = performance.now()
+        const exit = yield* proc.stop()
+        const took = performance.now() - started
+        assert.deepStrictEqual(exit, { code: null, signal: "SIGKILL", requested: true })
+        assert.isAtLeast(took, 290)
+        assert.isBelow(took, 300 + 1_000)
+        assert.isFalse(isAlive(proc.pid))
+        assert.deepStrictEqual(liveGroupMembers(proc.pid), [])
+      }).pipe(Effect.provide(liveWith)))
+
+    it.live("closing the Scope kills the plugin and its grandchild", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const proc = yield* PluginProcess.make({ name: "gc", executable: fixture("grandchild.sh") }, { shutdownGrace: "500 millis" }).pipe(
+          Scope.provide(scope)
+        )
+        const line = yield* firstLine(proc, (l) => l.includes("grandchild"))
+        const grandchild: number = JSON.parse(line).params.pid
+        assert.isTrue(isAlive(grandchild))
+        yield* Scope.close(scope, Exit.void)
+        assert.isFalse(isAlive(proc.pid))
+        assert.isTrue(yield* eventually(() => !isAlive(grandchild), 2_000), "grandchild survived")
+      }).pipe(Effect.provide(liveWith)))
+
+    it.live("reports the exit as data: code, signal, and whether the host asked for it", () =>
+      Effect.gen(function*() {
+        const crashing = yield* PluginProcess.make({ name: "crash", executable: node, args: [fixture("rpc-plugin.mjs")] })
+        crashing.writeLine(`{"jsonrpc":"2.0","id":1,"method":"crash","params":{"code":3,"stderr":"fatal: out of cheese\\n"}}`)
+        assert.deepStrictEqual(yield* crashing.exit, { code: 3, signal: null, requested: false })
+        assert.include(yield* crashing.stderrExcerpt, "out of cheese")
+
+        const killed = yield* PluginProcess.make({ name: "kill", executable: node, args: [fixture("rpc-plugin.mjs")] })
+        killed.writeLine(`{"jsonrpc":"2.0","id":1,"method":"kill-self","params":{"signal":"SIGKILL"}}`)
+        assert.deepStrictEqual(yield* killed.exit, { code: null, signal: "SIGKILL", requested: false })
+
+        const stopped = yield* PluginProcess.make({ name: "stop", executable: node, args: [fixture("rpc-plugin.mjs")] })
+        const exit = yield* stopped.stop()
+        assert.isTrue(exit.requested)
+        assert.deepStrictEqual(yield* stopped.exit, exit)
+        // A second stop waits for the first and returns the same exit.
+        assert.deepStrictEqual(yield* stopped.stop(), exit)
+      }).pipe(Effect.provide(liveWith)))
+
+    it.live("runs the graceful hook first: a plugin that honours shutdown exits 0", () =>
+      Effect.gen(function*() {
+        const proc = yield* PluginProcess.make({ name: "graceful", executable: node, args: [fixture("rpc-plugin.mjs"), "--ignore-eof"] })
+        const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc))
+        const exit = yield* proc.stop({ graceful: peer.request("shutdown") })
+        assert.deepStrictEqual(exit, { code: 0, signal: null, requested: true })
+      }).pipe(Effect.provide(liveWith)))
+
+    it.live("runs in the given working directory, with args passed as given (no shell parsing)", () =>
+      Effect.gen(function*() {
+        const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "plugin-host-cwd-")))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+        const proc = yield* PluginProcess.make({
+          name: "cwd",
+          executable: "/bin/sh",
+          args: ["-c", "pwd; printf '%s\\n' \"$1\"; cat >/dev/null", "sh", "a b; $(echo injected)"],
+          cwd: dir
+        })
+        const lines = yield* proc.stdout.pipe(
+          Framing.frames(),
+          Stream.filter((f): f is string => typeof f === "string"),
+          Stream.take(2),
+          Stream.runCollect
+        )
+        assert.deepStrictEqual(lines, [dir, "a b; $(echo injected)"])
+      }).pipe(Effect.provide(liveWith)))
+
+    it.live("a missing executable is a Spawn error naming the plugin and the path", () =>
+      Effect.gen(function*() {
+        const error = yield* PluginProcess.make({ name: "ghost", executable: "/nonexistent/plugin-binary" }).pipe(Effect.flip)
+        assert.strictEqual(error.plugin, "ghost")
+        assert.instanceOf(error.reason, PluginClientError.Spawn)
+        assert.include(error.message, "plugin `ghost` failed to spawn `/nonexistent/plugin-binary`")
+      }).pipe(Effect.provide(liveWith)))
   })
-
-  it.live("passes only allow-listed host variables that exist, plus explicit extras", () =>
-    Effect.gen(function*() {
-      const proc = yield* PluginProcess.make({
-        name: "env",
-        executable: node,
-        args: [fixture("rpc-plugin.mjs")],
-        allowedEnvVars: ["ALLOWED_ONE", "NOT_SET_ANYWHERE"],
-        env: { EXTRA: "fixed" },
-        hostEnv: { ALLOWED_ONE: "yes", SECRET_TOKEN: "hunter2", AWS_SECRET_ACCESS_KEY: "k", PATH: "/usr/bin" }
-      })
-      const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc))
-      const env = yield* peer.request("env")
-      assert.deepStrictEqual(env, { ALLOWED_ONE: "yes", EXTRA: "fixed" })
-    }).pipe(Effect.provide(live)))
-
-  it.live("does not leak the real host environment when no allow-list is given", () =>
-    Effect.gen(function*() {
-      process.env.PLUGIN_HOST_TEST_SECRET = "must-not-leak"
-      const proc = yield* PluginProcess.make({ name: "env", executable: fixture("env-dump.sh") })
-      proc.writeLine(`{"jsonrpc":"2.0","id":1,"method":"names"}`)
-      const line = yield* firstLine(proc, (l) => l.includes("\"id\":1"))
-      const names: string = JSON.parse(line).result
-      assert.notInclude(names, "PLUGIN_HOST_TEST_SECRET")
-      assert.notInclude(names, "PATH")
-      assert.notInclude(names, "HOME")
-    }).pipe(Effect.provide(live), Effect.ensuring(Effect.sync(() => delete process.env.PLUGIN_HOST_TEST_SECRET))))
-
-  it.live("drains megabytes of stderr so the plugin never blocks, keeping a bounded excerpt", () =>
-    Effect.gen(function*() {
-      const proc = yield* PluginProcess.make({ name: "flood", executable: fixture("stderr-flood.sh") })
-      const done = yield* firstLine(proc, (l) => l.includes("\"done\"")).pipe(Effect.timeoutOption("10 seconds"))
-      assert.isTrue(Option.isSome(done), "the plugin blocked on a full stderr pipe")
-      const excerpt = yield* proc.stderrExcerpt
-      assert.isAtMost(excerpt.length, 8_000)
-      assert.isAtLeast(excerpt.length, 7_000)
-      assert.match(excerpt, /^e+$/m)
-    }).pipe(Effect.provide(live)))
-
-  it.live("stops a SIGTERM-ignoring plugin with SIGKILL after the grace period", () =>
-    Effect.gen(function*() {
-      const proc = yield* PluginProcess.make({ name: "trap", executable: fixture("trap-term.sh") }, { shutdownGrace: "300 millis" })
-      yield* firstLine(proc, (l) => l === "ready")
-      const started = performance.now()
-      const exit = yield* proc.stop()
-      const took = performance.now() - started
-      assert.deepStrictEqual(exit, { code: null, signal: "SIGKILL", requested: true })
-      assert.isAtLeast(took, 290)
-      assert.isBelow(took, 300 + 1_000)
-      assert.isFalse(isAlive(proc.pid))
-      assert.deepStrictEqual(liveGroupMembers(proc.pid), [])
-    }).pipe(Effect.provide(live)))
-
-  it.live("closing the Scope kills the plugin and its grandchild", () =>
-    Effect.gen(function*() {
-      const scope = yield* Scope.make()
-      const proc = yield* PluginProcess.make({ name: "gc", executable: fixture("grandchild.sh") }, { shutdownGrace: "500 millis" }).pipe(
-        Scope.provide(scope)
-      )
-      const line = yield* firstLine(proc, (l) => l.includes("grandchild"))
-      const grandchild: number = JSON.parse(line).params.pid
-      assert.isTrue(isAlive(grandchild))
-      yield* Scope.close(scope, Exit.void)
-      assert.isFalse(isAlive(proc.pid))
-      assert.isTrue(yield* eventually(() => !isAlive(grandchild), 2_000), "grandchild survived")
-    }).pipe(Effect.provide(live)))
-
-  it.live("reports the exit as data: code, signal, and whether the host asked for it", () =>
-    Effect.gen(function*() {
-      const crashing = yield* PluginProcess.make({ name: "crash", executable: node, args: [fixture("rpc-plugin.mjs")] })
-      crashing.writeLine(`{"jsonrpc":"2.0","id":1,"method":"crash","params":{"code":3,"stderr":"fatal: out of cheese\\n"}}`)
-      assert.deepStrictEqual(yield* crashing.exit, { code: 3, signal: null, requested: false })
-      assert.include(yield* crashing.stderrExcerpt, "out of cheese")
-
-      const killed = yield* PluginProcess.make({ name: "kill", executable: node, args: [fixture("rpc-plugin.mjs")] })
-      killed.writeLine(`{"jsonrpc":"2.0","id":1,"method":"kill-self","params":{"signal":"SIGKILL"}}`)
-      assert.deepStrictEqual(yield* killed.exit, { code: null, signal: "SIGKILL", requested: false })
-
-      const stopped = yield* PluginProcess.make({ name: "stop", executable: node, args: [fixture("rpc-plugin.mjs")] })
-      const exit = yield* stopped.stop()
-      assert.isTrue(exit.requested)
-      assert.deepStrictEqual(yield* stopped.exit, exit)
-      // A second stop waits for the first and returns the same exit.
-      assert.deepStrictEqual(yield* stopped.stop(), exit)
-    }).pipe(Effect.provide(live)))
-
-  it.live("runs the graceful hook first: a plugin that honours shutdown exits 0", () =>
-    Effect.gen(function*() {
-      const proc = yield* PluginProcess.make({ name: "graceful", executable: node, args: [fixture("rpc-plugin.mjs"), "--ignore-eof"] })
-      const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc))
-      const exit = yield* proc.stop({ graceful: peer.request("shutdown") })
-      assert.deepStrictEqual(exit, { code: 0, signal: null, requested: true })
-    }).pipe(Effect.provide(live)))
-
-  it.live("runs in the given working directory, with args passed as given (no shell parsing)", () =>
-    Effect.gen(function*() {
-      const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "plugin-host-cwd-")))
-      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
-      const proc = yield* PluginProcess.make({
-        name: "cwd",
-        executable: "/bin/sh",
-        args: ["-c", "pwd; printf '%s\\n' \"$1\"; cat >/dev/null", "sh", "a b; $(echo injected)"],
-        cwd: dir
-      })
-      const lines = yield* proc.stdout.pipe(
-        Framing.frames(),
-        Stream.filter((f): f is string => typeof f === "string"),
-        Stream.take(2),
-        Stream.runCollect
-      )
-      assert.deepStrictEqual(lines, [dir, "a b; $(echo injected)"])
-    }).pipe(Effect.provide(live)))
-
-  it.live("a missing executable is a Spawn error naming the plugin and the path", () =>
-    Effect.gen(function*() {
-      const error = yield* PluginProcess.make({ name: "ghost", executable: "/nonexistent/plugin-binary" }).pipe(Effect.flip)
-      assert.strictEqual(error.plugin, "ghost")
-      assert.instanceOf(error.reason, PluginClientError.Spawn)
-      assert.include(error.message, "plugin `ghost` failed to spawn `/nonexistent/plugin-binary`")
-    }).pipe(Effect.provide(live)))
-})
+}
 
 describe("when the host itself is SIGKILLed", () => {
   it.live("a worker plugin sees stdin close and exits: nothing is orphaned", () =>
@@ -169,23 +174,25 @@ describe("when the host itself is SIGKILLed", () => {
     }))
 })
 
-describe("PluginProcess stderr logging", () => {
-  it.live("logs every stderr line annotated with the plugin's name", () =>
-    Effect.gen(function*() {
-      const lines: Array<{ message: unknown; plugin: unknown; stream: unknown }> = []
-      const capture = Logger.make(({ fiber, message }) => {
-        const annotations = fiber.getRef(References.CurrentLogAnnotations)
-        lines.push({ message, plugin: annotations.plugin, stream: annotations.stream })
-      })
-      yield* Effect.gen(function*() {
-        const proc = yield* PluginProcess.make(
-          { name: "chatty", executable: node, args: [fixture("rpc-plugin.mjs"), "--banner"] },
-          { stderrLogLevel: "Info" }
-        )
-        assert.isTrue(yield* eventually(() => lines.some((l) => String(l.message).includes("plugin ready"))))
-        yield* proc.stop()
-      }).pipe(Effect.scoped, Effect.provide(Logger.layer([capture])))
-      const banner = lines.find((l) => String(l.message).includes("plugin ready"))
-      assert.deepInclude(banner, { plugin: "chatty", stream: "stderr" })
-    }).pipe(Effect.provide(NodeServices.layer)))
-})
+for (const launcher of [PluginProcess.spawnerLauncher, PluginProcess.nodeLauncher]) {
+  describe(`PluginProcess stderr logging (${launcher.name} launcher)`, () => {
+    it.live("logs every stderr line annotated with the plugin's name", () =>
+      Effect.gen(function*() {
+        const lines: Array<{ message: unknown; plugin: unknown; stream: unknown }> = []
+        const capture = Logger.make(({ fiber, message }) => {
+          const annotations = fiber.getRef(References.CurrentLogAnnotations)
+          lines.push({ message, plugin: annotations.plugin, stream: annotations.stream })
+        })
+        yield* Effect.gen(function*() {
+          const proc = yield* PluginProcess.make(
+            { name: "chatty", executable: node, args: [fixture("rpc-plugin.mjs"), "--banner"] },
+            { stderrLogLevel: "Info" }
+          )
+          assert.isTrue(yield* eventually(() => lines.some((l) => String(l.message).includes("plugin ready"))))
+          yield* proc.stop()
+        }).pipe(Effect.scoped, Effect.provide(Logger.layer([capture])))
+        const banner = lines.find((l) => String(l.message).includes("plugin ready"))
+        assert.deepInclude(banner, { plugin: "chatty", stream: "stderr" })
+      }).pipe(Effect.provide(Layer.merge(NodeServices.layer, Layer.succeed(PluginProcess.Launcher, launcher)))))
+  })
+}

@@ -11,7 +11,7 @@ import * as PluginWorker from "../src/PluginWorker.ts"
 import * as Poller from "../src/Poller.ts"
 import * as PollerRouter from "../src/PollerRouter.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
-import { eventually, fixture, isAlive, live, liveChildren, node } from "./support/processes.ts"
+import { eventually, fixture, isAlive, launchers, live, liveWith, liveChildren, node } from "./support/processes.ts"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 50; i++) yield* Effect.yieldNow
@@ -120,128 +120,130 @@ describe("PollerRouter registration", () => {
     }))
 })
 
-describe("PollerRouter ephemeral lifecycle (real processes)", () => {
-  afterEach(async () => {
-    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
-    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+for (const launcher of launchers) {
+  describe(`PollerRouter ephemeral lifecycle (real processes, ${launcher.name} launcher)`, () => {
+    afterEach(async () => {
+      const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
+      assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+    })
+
+    const manifest = (options: { tickTimeout?: Duration.Input; maxConcurrentTicks?: number; executable?: string; allowedEnvVars?: ReadonlyArray<string> } = {}) =>
+      PluginManifest.make({
+        name: "rss-poller",
+        version: "1.0.0",
+        executable: options.executable ?? node,
+        args: [fixture("ephemeral-poller.mjs")],
+        allowedEnvVars: options.allowedEnvVars ?? [],
+        poller: {
+          kinds: ["rss"],
+          lifecycle: "ephemeral",
+          maxConcurrentTicks: options.maxConcurrentTicks ?? 1,
+          tickTimeout: Duration.fromInputUnsafe(options.tickTimeout ?? "5 seconds")
+        }
+      })
+
+    const router = (m: PluginManifest.PluginManifest, hostEnv?: Record<string, string>) =>
+      Effect.gen(function*() {
+        const r = yield* PollerRouter.make
+        yield* r.register(m, { hostEnv: hostEnv ?? {} })
+        return r
+      })
+
+    it.live("round-trips the cursor and metrics; the first run has no cursor", () =>
+      Effect.gen(function*() {
+        const r = yield* router(manifest())
+        const first = yield* r.tick("rss", input({ mode: "echo" }))
+        assert.strictEqual(first.nextCursor, undefined, "first run sends cursor: null")
+        const ack = yield* r.tick("rss", input({}, bytes("page-2")))
+        assert.strictEqual(text(ack.nextCursor), "page-2+")
+        assert.strictEqual(Duration.toSeconds(ack.nextIntervalHint ?? Duration.zero), 30)
+        assert.deepStrictEqual(ack.metrics, { itemsSeen: 3, itemsDispatched: 2 })
+        const echoed = yield* r.tick("rss", input({ mode: "echo" }, bytes("abc")))
+        assert.strictEqual(text(echoed.nextCursor), "abc")
+        const full = yield* r.tick("rss", input({ mode: "jsonrpc" }))
+        assert.strictEqual(Duration.toSeconds(full.nextIntervalHint ?? Duration.zero), 5)
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("classifies plugin errors and bad replies", () =>
+      Effect.gen(function*() {
+        const r = yield* router(manifest())
+        const reasonFor = (mode: string) => Effect.map(r.tick("rss", input({ mode })).pipe(Effect.flip), (e) => e.reason)
+        const permanent = yield* reasonFor("permanent")
+        assert.instanceOf(permanent, Poller.Permanent)
+        assert.include(permanent.detail, "feed is gone")
+        assert.instanceOf(yield* reasonFor("config"), Poller.Config)
+        assert.instanceOf(yield* reasonFor("transient"), Poller.Transient)
+        const malformed = yield* reasonFor("malformed")
+        assert.instanceOf(malformed, Poller.Transient)
+        assert.include(malformed.detail, "not JSON")
+        const silent = yield* reasonFor("silent")
+        assert.instanceOf(silent, Poller.Transient)
+        assert.include(silent.detail, "empty reply")
+        const crash = yield* reasonFor("crash")
+        assert.instanceOf(crash, Poller.Transient)
+        assert.include(crash.detail, "exited with code 4")
+        assert.include(crash.detail, "feed parser exploded")
+        const error = yield* r.tick("rss", input({ mode: "permanent" })).pipe(Effect.flip)
+        assert.strictEqual(error.plugin, "rss-poller")
+        assert.strictEqual(error.kind, "rss")
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("a slow plugin is killed at the tick timeout, well under a second later", () =>
+      Effect.gen(function*() {
+        const r = yield* router(manifest({ tickTimeout: "1 second" }))
+        const [took, error] = yield* r.tick("rss", input({ mode: "sleep", ms: 30_000 })).pipe(Effect.flip, Effect.timed)
+        assert.instanceOf(error.reason, Poller.Transient)
+        assert.include(error.message, "timed out after 1s")
+        assert.isAtLeast(Duration.toMillis(took), 990)
+        assert.isBelow(Duration.toMillis(took), 1_000 + 700)
+        assert.isTrue(yield* eventually(() => liveChildren().length === 0, 1_000))
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("interrupting a tick kills its process", () =>
+      Effect.gen(function*() {
+        const r = yield* router(manifest())
+        const fiber = yield* r.tick("rss", input({ mode: "sleep", ms: 30_000 })).pipe(Effect.forkChild)
+        assert.isTrue(yield* eventually(() => liveChildren().length === 1, 2_000))
+        const [pid] = liveChildren()
+        const [took] = yield* Effect.timed(Fiber.interrupt(fiber))
+        assert.isBelow(Duration.toMillis(took), 700)
+        assert.isFalse(pid !== undefined && isAlive(pid))
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("a missing executable is Transient", () =>
+      Effect.gen(function*() {
+        const r = yield* router(manifest({ executable: "/nonexistent/poller" }))
+        const error = yield* r.tick("rss", input()).pipe(Effect.flip)
+        assert.instanceOf(error.reason, Poller.Transient)
+        assert.include(error.message, "/nonexistent/poller")
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("the plugin sees only its allowed variables plus POLLER_EPHEMERAL and POLLER_PLUGIN_ID", () =>
+      Effect.gen(function*() {
+        const r = yield* router(manifest({ allowedEnvVars: ["FEED_TOKEN"] }), { FEED_TOKEN: "t", DATABASE_PASSWORD: "secret", HOME: "/root" })
+        const ack = yield* r.tick("rss", input({ mode: "env" }))
+        assert.strictEqual(ack.metrics.itemsSeen, 3, "expected exactly FEED_TOKEN, POLLER_EPHEMERAL, POLLER_PLUGIN_ID")
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("maxConcurrentTicks = 2 really caps concurrent processes at 2", () =>
+      Effect.gen(function*() {
+        const r = yield* router(manifest({ maxConcurrentTicks: 2 }))
+        let peak = 0
+        const sampler = yield* Effect.sync(() => void (peak = Math.max(peak, liveChildren().length))).pipe(
+          Effect.andThen(Effect.sleep("10 millis")),
+          Effect.forever,
+          Effect.forkChild
+        )
+        const acks = yield* Effect.all(
+          [1, 2, 3, 4, 5].map(() => r.tick("rss", input({ mode: "sleep", ms: 300 }))),
+          { concurrency: "unbounded" }
+        )
+        yield* Fiber.interrupt(sampler)
+        assert.strictEqual(acks.length, 5)
+        assert.strictEqual(peak, 2)
+      }).pipe(Effect.provide(liveWith(launcher))))
   })
-
-  const manifest = (options: { tickTimeout?: Duration.Input; maxConcurrentTicks?: number; executable?: string; allowedEnvVars?: ReadonlyArray<string> } = {}) =>
-    PluginManifest.make({
-      name: "rss-poller",
-      version: "1.0.0",
-      executable: options.executable ?? node,
-      args: [fixture("ephemeral-poller.mjs")],
-      allowedEnvVars: options.allowedEnvVars ?? [],
-      poller: {
-        kinds: ["rss"],
-        lifecycle: "ephemeral",
-        maxConcurrentTicks: options.maxConcurrentTicks ?? 1,
-        tickTimeout: Duration.fromInputUnsafe(options.tickTimeout ?? "5 seconds")
-      }
-    })
-
-  const router = (m: PluginManifest.PluginManifest, hostEnv?: Record<string, string>) =>
-    Effect.gen(function*() {
-      const r = yield* PollerRouter.make
-      yield* r.register(m, { hostEnv: hostEnv ?? {} })
-      return r
-    })
-
-  it.live("round-trips the cursor and metrics; the first run has no cursor", () =>
-    Effect.gen(function*() {
-      const r = yield* router(manifest())
-      const first = yield* r.tick("rss", input({ mode: "echo" }))
-      assert.strictEqual(first.nextCursor, undefined, "first run sends cursor: null")
-      const ack = yield* r.tick("rss", input({}, bytes("page-2")))
-      assert.strictEqual(text(ack.nextCursor), "page-2+")
-      assert.strictEqual(Duration.toSeconds(ack.nextIntervalHint ?? Duration.zero), 30)
-      assert.deepStrictEqual(ack.metrics, { itemsSeen: 3, itemsDispatched: 2 })
-      const echoed = yield* r.tick("rss", input({ mode: "echo" }, bytes("abc")))
-      assert.strictEqual(text(echoed.nextCursor), "abc")
-      const full = yield* r.tick("rss", input({ mode: "jsonrpc" }))
-      assert.strictEqual(Duration.toSeconds(full.nextIntervalHint ?? Duration.zero), 5)
-    }).pipe(Effect.provide(live)))
-
-  it.live("classifies plugin errors and bad replies", () =>
-    Effect.gen(function*() {
-      const r = yield* router(manifest())
-      const reasonFor = (mode: string) => Effect.map(r.tick("rss", input({ mode })).pipe(Effect.flip), (e) => e.reason)
-      const permanent = yield* reasonFor("permanent")
-      assert.instanceOf(permanent, Poller.Permanent)
-      assert.include(permanent.detail, "feed is gone")
-      assert.instanceOf(yield* reasonFor("config"), Poller.Config)
-      assert.instanceOf(yield* reasonFor("transient"), Poller.Transient)
-      const malformed = yield* reasonFor("malformed")
-      assert.instanceOf(malformed, Poller.Transient)
-      assert.include(malformed.detail, "not JSON")
-      const silent = yield* reasonFor("silent")
-      assert.instanceOf(silent, Poller.Transient)
-      assert.include(silent.detail, "empty reply")
-      const crash = yield* reasonFor("crash")
-      assert.instanceOf(crash, Poller.Transient)
-      assert.include(crash.detail, "exited with code 4")
-      assert.include(crash.detail, "feed parser exploded")
-      const error = yield* r.tick("rss", input({ mode: "permanent" })).pipe(Effect.flip)
-      assert.strictEqual(error.plugin, "rss-poller")
-      assert.strictEqual(error.kind, "rss")
-    }).pipe(Effect.provide(live)))
-
-  it.live("a slow plugin is killed at the tick timeout, well under a second later", () =>
-    Effect.gen(function*() {
-      const r = yield* router(manifest({ tickTimeout: "1 second" }))
-      const [took, error] = yield* r.tick("rss", input({ mode: "sleep", ms: 30_000 })).pipe(Effect.flip, Effect.timed)
-      assert.instanceOf(error.reason, Poller.Transient)
-      assert.include(error.message, "timed out after 1s")
-      assert.isAtLeast(Duration.toMillis(took), 990)
-      assert.isBelow(Duration.toMillis(took), 1_000 + 700)
-      assert.isTrue(yield* eventually(() => liveChildren().length === 0, 1_000))
-    }).pipe(Effect.provide(live)))
-
-  it.live("interrupting a tick kills its process", () =>
-    Effect.gen(function*() {
-      const r = yield* router(manifest())
-      const fiber = yield* r.tick("rss", input({ mode: "sleep", ms: 30_000 })).pipe(Effect.forkChild)
-      assert.isTrue(yield* eventually(() => liveChildren().length === 1, 2_000))
-      const [pid] = liveChildren()
-      const [took] = yield* Effect.timed(Fiber.interrupt(fiber))
-      assert.isBelow(Duration.toMillis(took), 700)
-      assert.isFalse(pid !== undefined && isAlive(pid))
-    }).pipe(Effect.provide(live)))
-
-  it.live("a missing executable is Transient", () =>
-    Effect.gen(function*() {
-      const r = yield* router(manifest({ executable: "/nonexistent/poller" }))
-      const error = yield* r.tick("rss", input()).pipe(Effect.flip)
-      assert.instanceOf(error.reason, Poller.Transient)
-      assert.include(error.message, "/nonexistent/poller")
-    }).pipe(Effect.provide(live)))
-
-  it.live("the plugin sees only its allowed variables plus POLLER_EPHEMERAL and POLLER_PLUGIN_ID", () =>
-    Effect.gen(function*() {
-      const r = yield* router(manifest({ allowedEnvVars: ["FEED_TOKEN"] }), { FEED_TOKEN: "t", DATABASE_PASSWORD: "secret", HOME: "/root" })
-      const ack = yield* r.tick("rss", input({ mode: "env" }))
-      assert.strictEqual(ack.metrics.itemsSeen, 3, "expected exactly FEED_TOKEN, POLLER_EPHEMERAL, POLLER_PLUGIN_ID")
-    }).pipe(Effect.provide(live)))
-
-  it.live("maxConcurrentTicks = 2 really caps concurrent processes at 2", () =>
-    Effect.gen(function*() {
-      const r = yield* router(manifest({ maxConcurrentTicks: 2 }))
-      let peak = 0
-      const sampler = yield* Effect.sync(() => void (peak = Math.max(peak, liveChildren().length))).pipe(
-        Effect.andThen(Effect.sleep("10 millis")),
-        Effect.forever,
-        Effect.forkChild
-      )
-      const acks = yield* Effect.all(
-        [1, 2, 3, 4, 5].map(() => r.tick("rss", input({ mode: "sleep", ms: 300 }))),
-        { concurrency: "unbounded" }
-      )
-      yield* Fiber.interrupt(sampler)
-      assert.strictEqual(acks.length, 5)
-      assert.strictEqual(peak, 2)
-    }).pipe(Effect.provide(live)))
-})
+}
 
 describe("PollerRouter long-lived lifecycle over stdio (real process)", () => {
   afterEach(async () => {

@@ -12,7 +12,7 @@ import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginProcess from "../src/PluginProcess.ts"
 import * as RpcPeer from "../src/RpcPeer.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
-import { eventually, fixture, isAlive, live, liveChildren, node } from "./support/processes.ts"
+import { eventually, fixture, isAlive, launchers, liveWith, liveChildren, node } from "./support/processes.ts"
 
 const reasonOf = (error: PluginClientError.PluginClientError) => error.reason
 
@@ -24,252 +24,256 @@ const rpcPlugin = (args: ReadonlyArray<string> = [], options?: RpcPeer.Options) 
     return { proc, peer }
   })
 
-describe("RpcPeer (real processes)", () => {
-  afterEach(async () => {
-    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
-    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
-  })
-
-  it.live("answers concurrent calls out of order, matched by id", () =>
-    Effect.gen(function*() {
-      const { peer } = yield* rpcPlugin()
-      const finished: Array<string> = []
-      const call = (name: string, method: string, params: unknown) =>
-        peer.request(method, params).pipe(Effect.tap(() => Effect.sync(() => finished.push(name))))
-      const [slow, fast, echo] = yield* Effect.all([
-        call("slow", "sleep", { ms: 300, value: "slow" }),
-        call("fast", "sleep", { ms: 50, value: "fast" }),
-        call("echo", "echo", { n: 1 })
-      ], { concurrency: "unbounded" })
-      assert.deepStrictEqual([slow, fast, echo], ["slow", "fast", { n: 1 }])
-      assert.deepStrictEqual(finished, ["echo", "fast", "slow"])
-    }).pipe(Effect.provide(live)))
-
-  it.live("a crash mid-call fails every pending call at once with the exit status and stderr", () =>
-    Effect.gen(function*() {
-      const { peer } = yield* rpcPlugin()
-      const pending = yield* Effect.all(
-        [1, 2, 3].map(() => peer.request("sleep", { ms: 20_000 }).pipe(Effect.flip)),
-        { concurrency: "unbounded" }
-      ).pipe(Effect.forkChild)
-      yield* Effect.sleep("100 millis")
-      assert.strictEqual(yield* peer.pending, 3)
-      const started = performance.now()
-      const crash = yield* peer.request("crash", { code: 9, stderr: "panic: disk on fire\n" }).pipe(Effect.flip)
-      const errors = yield* Fiber.join(pending)
-      assert.isBelow(performance.now() - started, 2_000)
-      for (const error of [crash, ...errors]) {
-        const reason = reasonOf(error)
-        assert.instanceOf(reason, PluginClientError.Exited)
-        assert.strictEqual(reason.code, 9)
-        assert.isFalse(reason.requested)
-        assert.include(reason.stderrExcerpt, "panic: disk on fire")
-        assert.include(error.message, "plugin `rpc` exited with code 9")
-      }
-      // Later calls fail at once with the same reason.
-      const later = yield* peer.request("echo", 1).pipe(Effect.flip)
-      assert.instanceOf(reasonOf(later), PluginClientError.Exited)
-      assert.strictEqual(yield* peer.pending, 0)
-    }).pipe(Effect.provide(live)))
-
-  it.live("serves plugin→host requests, including unknown methods and failing handlers", () =>
-    Effect.gen(function*() {
-      const { peer } = yield* rpcPlugin([], {
-        hostHandlers: {
-          "host.add": (params) =>
-            Effect.succeed(Array.isArray(params) ? params.reduce((a: number, b: number) => a + b, 0) : 0),
-          "host.refuse": () => Effect.fail(JsonRpc.error(-32010, "refused", { why: "policy" })),
-          "host.explode": () => Effect.die(new Error("host bug"))
-        }
-      })
-      assert.deepStrictEqual(yield* peer.request("callHost", { method: "host.add", params: [2, 3] }), { result: 5 })
-      const unknown = yield* peer.request("callHost", { method: "host.nope" })
-      assert.deepStrictEqual(unknown, { error: { code: -32601, message: "Method not found: host.nope" } })
-      // Method names that exist on Object.prototype are not handlers.
-      const proto = yield* peer.request("callHost", { method: "toString" })
-      assert.deepStrictEqual(proto, { error: { code: -32601, message: "Method not found: toString" } })
-      assert.deepStrictEqual(
-        yield* peer.request("callHost", { method: "host.refuse" }),
-        { error: { code: -32010, message: "refused", data: { why: "policy" } } }
-      )
-      const exploded = yield* peer.request("callHost", { method: "host.explode" })
-      assert.strictEqual((exploded as { error: { code: number } }).error.code, -32603)
-      assert.strictEqual((yield* peer.stats).hostRequestsServed, 5)
-    }).pipe(Effect.provide(live)))
-
-  it.live("a plugin's error object fails the call with PluginError, kept whole, and the plugin stays up", () =>
-    Effect.gen(function*() {
-      const { peer, proc } = yield* rpcPlugin()
-      const custom = reasonOf(yield* peer.request("fail", { error: { kind: "needs-credential", detail: "vault is locked" } }).pipe(Effect.flip))
-      assert.instanceOf(custom, PluginClientError.PluginError)
-      assert.strictEqual(custom.code, undefined)
-      assert.deepStrictEqual(custom.data, { kind: "needs-credential", detail: "vault is locked" })
-      const standard = reasonOf(yield* peer.request("nope").pipe(Effect.flip))
-      assert.instanceOf(standard, PluginClientError.PluginError)
-      assert.strictEqual(standard.code, -32601)
-      assert.strictEqual(yield* peer.request("echo", "still up"), "still up")
-      assert.isTrue(isAlive(proc.pid))
-    }).pipe(Effect.provide(live)))
-
-  it.live("garbage lines interleaved with replies are counted, never fatal", () =>
-    Effect.gen(function*() {
-      const { peer } = yield* rpcPlugin()
-      const result = yield* peer.request("garbage", {
-        lines: ["not json", "[1,2]", "{\"jsonrpc\":\"2.0\"}", "{\"jsonrpc\":\"2.0\",\"id\":999999,\"result\":1}"],
-        value: 42
-      })
-      assert.strictEqual(result, 42)
-      const stats = yield* peer.stats
-      assert.strictEqual(stats.invalidLines, 3)
-      assert.strictEqual(stats.unknownResponses, 1)
-      assert.strictEqual(yield* peer.request("echo", "after"), "after")
-    }).pipe(Effect.provide(live)))
-
-  it.live("a line over maxLineBytes is a typed protocol violation, with bounded memory", () =>
-    Effect.gen(function*() {
-      const { peer } = yield* rpcPlugin([], { maxLineBytes: 1024 * 1024 })
-      const rssBefore = process.memoryUsage().rss
-      const error = yield* peer.request("giant", { bytes: 8 * 1024 * 1024 }).pipe(Effect.flip)
-      const reason = reasonOf(error)
-      assert.instanceOf(reason, PluginClientError.MalformedResponse)
-      assert.include(reason.detail, "maxLineBytes")
-      assert.isBelow(process.memoryUsage().rss - rssBefore, 64 * 1024 * 1024)
-      assert.isTrue(Option.isSome(yield* peer.closeReason))
-    }).pipe(Effect.provide(live)))
-
-  it.live("delivers notifications in order", () =>
-    Effect.gen(function*() {
-      const seen: Array<string> = []
-      const { peer } = yield* rpcPlugin([], {
-        onNotification: (n) => Effect.sync(() => void seen.push(`${n.method}:${JSON.stringify(n.params)}`))
-      })
-      for (const i of [1, 2, 3]) yield* peer.request("notify", { method: "progress", params: { i } })
-      assert.isTrue(yield* eventually(() => seen.length === 3))
-      assert.deepStrictEqual(seen, ["progress:{\"i\":1}", "progress:{\"i\":2}", "progress:{\"i\":3}"])
-      // Host → plugin notifications arrive too.
-      yield* peer.notify("configChanged", { level: 2 })
-      assert.deepStrictEqual(
-        yield* peer.request("notifications"),
-        [{ jsonrpc: "2.0", method: "configChanged", params: { level: 2 } }]
-      )
-    }).pipe(Effect.provide(live)))
-
-  it.live("a strictly serial plugin answering with the wrong id breaks the connection with IdMismatch", () =>
-    Effect.gen(function*() {
-      const { peer } = yield* rpcPlugin(["--wrong-id"], { maxConcurrentRequests: 1 })
-      const reason = reasonOf(yield* peer.request("echo", 1).pipe(Effect.flip))
-      assert.instanceOf(reason, PluginClientError.IdMismatch)
-      assert.strictEqual(reason.expected, 1)
-      assert.strictEqual(reason.got, 1001)
-    }).pipe(Effect.provide(live)))
-
-  it.live("a strictly serial Python plugin with {kind} error objects", () =>
-    Effect.gen(function*() {
-      const proc = yield* PluginProcess.make({
-        name: "vault",
-        executable: "python3",
-        args: [fixture("serial_plugin.py")],
-        env: { SERIAL_SECRETS: JSON.stringify({ alpha: "a-value", beta: "b-value" }) }
-      })
-      const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc), { maxConcurrentRequests: 1 })
-      assert.deepStrictEqual(yield* peer.request("secret_source.init", {}), { ok: true })
-      const values = yield* Effect.all(
-        ["alpha", "beta"].map((key) => peer.request("secret_source.get", { key })),
-        { concurrency: "unbounded" }
-      )
-      assert.deepStrictEqual(values, [{ value: "a-value" }, { value: "b-value" }])
-      const locked = reasonOf(yield* peer.request("secret_source.get", { key: "locked" }).pipe(Effect.flip))
-      assert.instanceOf(locked, PluginClientError.PluginError)
-      assert.deepStrictEqual(locked.data, { kind: "needs-credential", detail: "vault is locked" })
-      assert.strictEqual(locked.message, "needs-credential: vault is locked")
-    }).pipe(Effect.provide(live)))
-
-  it.live("parameters JSON cannot hold fail with InvalidParams and send nothing", () =>
-    Effect.gen(function*() {
-      const { peer } = yield* rpcPlugin()
-      const reason = reasonOf(yield* peer.request("echo", { n: 1n }).pipe(Effect.flip))
-      assert.instanceOf(reason, PluginClientError.InvalidParams)
-      assert.strictEqual((yield* peer.stats).requestsSent, 0)
-    }).pipe(Effect.provide(live)))
-})
-
-describe("PluginWorker end to end (real process)", () => {
-  afterEach(async () => {
-    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
-    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
-  })
-
-  const worker = (options?: RpcPeer.Options) =>
-    Effect.gen(function*() {
-      const proc = yield* PluginProcess.make({ name: "echo-worker", executable: node, args: [fixture("echo-worker.ts")] }, { shutdownGrace: "2 seconds" })
-      const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc), options)
-      return { proc, peer }
+for (const launcher of launchers) {
+  describe(`RpcPeer (real processes, ${launcher.name} launcher)`, () => {
+    afterEach(async () => {
+      const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
+      assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
     })
 
-  it.live("a burst of calls larger than one write slice is answered whole, each reply to its own call", () =>
-    Effect.gen(function*() {
-      const { peer } = yield* worker({ maxConcurrentRequests: 256 })
-      // Large enough values that the 64 KiB slice bound is crossed as well as the 16-line one.
-      const values = Array.from({ length: 300 }, (_, i) => ({ i, pad: "x".repeat(i % 7 === 0 ? 20_000 : 10) }))
-      const results = yield* Effect.forEach(values, (value) => peer.request("echo", value), { concurrency: "unbounded" })
-      assert.deepStrictEqual(results, values)
-      const stats = yield* peer.stats
-      assert.strictEqual(stats.responsesReceived, 300)
-      assert.strictEqual(stats.invalidLines, 0)
-    }).pipe(Effect.scoped, Effect.provide(live)))
+    it.live("answers concurrent calls out of order, matched by id", () =>
+      Effect.gen(function*() {
+        const { peer } = yield* rpcPlugin()
+        const finished: Array<string> = []
+        const call = (name: string, method: string, params: unknown) =>
+          peer.request(method, params).pipe(Effect.tap(() => Effect.sync(() => finished.push(name))))
+        const [slow, fast, echo] = yield* Effect.all([
+          call("slow", "sleep", { ms: 300, value: "slow" }),
+          call("fast", "sleep", { ms: 50, value: "fast" }),
+          call("echo", "echo", { n: 1 })
+        ], { concurrency: "unbounded" })
+        assert.deepStrictEqual([slow, fast, echo], ["slow", "fast", { n: 1 }])
+        assert.deepStrictEqual(finished, ["echo", "fast", "slow"])
+      }).pipe(Effect.provide(liveWith(launcher))))
 
-  it.live("serves handlers, maps typed errors, calls the host, logs, and exits 0 on EOF", () =>
-    Effect.gen(function*() {
-      const logs: Array<unknown> = []
-      const { proc, peer } = yield* worker({
-        hostHandlers: { "host.add": (p) => Effect.succeed(Array.isArray(p) ? p.reduce((a: number, b: number) => a + b, 0) : 0) },
-        onNotification: (n) => Effect.sync(() => void logs.push(n))
+    it.live("a crash mid-call fails every pending call at once with the exit status and stderr", () =>
+      Effect.gen(function*() {
+        const { peer } = yield* rpcPlugin()
+        const pending = yield* Effect.all(
+          [1, 2, 3].map(() => peer.request("sleep", { ms: 20_000 }).pipe(Effect.flip)),
+          { concurrency: "unbounded" }
+        ).pipe(Effect.forkChild)
+        yield* Effect.sleep("100 millis")
+        assert.strictEqual(yield* peer.pending, 3)
+        const started = performance.now()
+        const crash = yield* peer.request("crash", { code: 9, stderr: "panic: disk on fire\n" }).pipe(Effect.flip)
+        const errors = yield* Fiber.join(pending)
+        assert.isBelow(performance.now() - started, 2_000)
+        for (const error of [crash, ...errors]) {
+          const reason = reasonOf(error)
+          assert.instanceOf(reason, PluginClientError.Exited)
+          assert.strictEqual(reason.code, 9)
+          assert.isFalse(reason.requested)
+          assert.include(reason.stderrExcerpt, "panic: disk on fire")
+          assert.include(error.message, "plugin `rpc` exited with code 9")
+        }
+        // Later calls fail at once with the same reason.
+        const later = yield* peer.request("echo", 1).pipe(Effect.flip)
+        assert.instanceOf(reasonOf(later), PluginClientError.Exited)
+        assert.strictEqual(yield* peer.pending, 0)
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("serves plugin→host requests, including unknown methods and failing handlers", () =>
+      Effect.gen(function*() {
+        const { peer } = yield* rpcPlugin([], {
+          hostHandlers: {
+            "host.add": (params) =>
+              Effect.succeed(Array.isArray(params) ? params.reduce((a: number, b: number) => a + b, 0) : 0),
+            "host.refuse": () => Effect.fail(JsonRpc.error(-32010, "refused", { why: "policy" })),
+            "host.explode": () => Effect.die(new Error("host bug"))
+          }
+        })
+        assert.deepStrictEqual(yield* peer.request("callHost", { method: "host.add", params: [2, 3] }), { result: 5 })
+        const unknown = yield* peer.request("callHost", { method: "host.nope" })
+        assert.deepStrictEqual(unknown, { error: { code: -32601, message: "Method not found: host.nope" } })
+        // Method names that exist on Object.prototype are not handlers.
+        const proto = yield* peer.request("callHost", { method: "toString" })
+        assert.deepStrictEqual(proto, { error: { code: -32601, message: "Method not found: toString" } })
+        assert.deepStrictEqual(
+          yield* peer.request("callHost", { method: "host.refuse" }),
+          { error: { code: -32010, message: "refused", data: { why: "policy" } } }
+        )
+        const exploded = yield* peer.request("callHost", { method: "host.explode" })
+        assert.strictEqual((exploded as { error: { code: number } }).error.code, -32603)
+        assert.strictEqual((yield* peer.stats).hostRequestsServed, 5)
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("a plugin's error object fails the call with PluginError, kept whole, and the plugin stays up", () =>
+      Effect.gen(function*() {
+        const { peer, proc } = yield* rpcPlugin()
+        const custom = reasonOf(yield* peer.request("fail", { error: { kind: "needs-credential", detail: "vault is locked" } }).pipe(Effect.flip))
+        assert.instanceOf(custom, PluginClientError.PluginError)
+        assert.strictEqual(custom.code, undefined)
+        assert.deepStrictEqual(custom.data, { kind: "needs-credential", detail: "vault is locked" })
+        const standard = reasonOf(yield* peer.request("nope").pipe(Effect.flip))
+        assert.instanceOf(standard, PluginClientError.PluginError)
+        assert.strictEqual(standard.code, -32601)
+        assert.strictEqual(yield* peer.request("echo", "still up"), "still up")
+        assert.isTrue(isAlive(proc.pid))
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("garbage lines interleaved with replies are counted, never fatal", () =>
+      Effect.gen(function*() {
+        const { peer } = yield* rpcPlugin()
+        const result = yield* peer.request("garbage", {
+          lines: ["not json", "[1,2]", "{\"jsonrpc\":\"2.0\"}", "{\"jsonrpc\":\"2.0\",\"id\":999999,\"result\":1}"],
+          value: 42
+        })
+        assert.strictEqual(result, 42)
+        const stats = yield* peer.stats
+        assert.strictEqual(stats.invalidLines, 3)
+        assert.strictEqual(stats.unknownResponses, 1)
+        assert.strictEqual(yield* peer.request("echo", "after"), "after")
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("a line over maxLineBytes is a typed protocol violation, with bounded memory", () =>
+      Effect.gen(function*() {
+        const { peer } = yield* rpcPlugin([], { maxLineBytes: 1024 * 1024 })
+        const rssBefore = process.memoryUsage().rss
+        const error = yield* peer.request("giant", { bytes: 8 * 1024 * 1024 }).pipe(Effect.flip)
+        const reason = reasonOf(error)
+        assert.instanceOf(reason, PluginClientError.MalformedResponse)
+        assert.include(reason.detail, "maxLineBytes")
+        assert.isBelow(process.memoryUsage().rss - rssBefore, 64 * 1024 * 1024)
+        assert.isTrue(Option.isSome(yield* peer.closeReason))
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("delivers notifications in order", () =>
+      Effect.gen(function*() {
+        const seen: Array<string> = []
+        const { peer } = yield* rpcPlugin([], {
+          onNotification: (n) => Effect.sync(() => void seen.push(`${n.method}:${JSON.stringify(n.params)}`))
+        })
+        for (const i of [1, 2, 3]) yield* peer.request("notify", { method: "progress", params: { i } })
+        assert.isTrue(yield* eventually(() => seen.length === 3))
+        assert.deepStrictEqual(seen, ["progress:{\"i\":1}", "progress:{\"i\":2}", "progress:{\"i\":3}"])
+        // Host → plugin notifications arrive too.
+        yield* peer.notify("configChanged", { level: 2 })
+        assert.deepStrictEqual(
+          yield* peer.request("notifications"),
+          [{ jsonrpc: "2.0", method: "configChanged", params: { level: 2 } }]
+        )
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("a strictly serial plugin answering with the wrong id breaks the connection with IdMismatch", () =>
+      Effect.gen(function*() {
+        const { peer } = yield* rpcPlugin(["--wrong-id"], { maxConcurrentRequests: 1 })
+        const reason = reasonOf(yield* peer.request("echo", 1).pipe(Effect.flip))
+        assert.instanceOf(reason, PluginClientError.IdMismatch)
+        assert.strictEqual(reason.expected, 1)
+        assert.strictEqual(reason.got, 1001)
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("a strictly serial Python plugin with {kind} error objects", () =>
+      Effect.gen(function*() {
+        const proc = yield* PluginProcess.make({
+          name: "vault",
+          executable: "python3",
+          args: [fixture("serial_plugin.py")],
+          env: { SERIAL_SECRETS: JSON.stringify({ alpha: "a-value", beta: "b-value" }) }
+        })
+        const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc), { maxConcurrentRequests: 1 })
+        assert.deepStrictEqual(yield* peer.request("secret_source.init", {}), { ok: true })
+        const values = yield* Effect.all(
+          ["alpha", "beta"].map((key) => peer.request("secret_source.get", { key })),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(values, [{ value: "a-value" }, { value: "b-value" }])
+        const locked = reasonOf(yield* peer.request("secret_source.get", { key: "locked" }).pipe(Effect.flip))
+        assert.instanceOf(locked, PluginClientError.PluginError)
+        assert.deepStrictEqual(locked.data, { kind: "needs-credential", detail: "vault is locked" })
+        assert.strictEqual(locked.message, "needs-credential: vault is locked")
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("parameters JSON cannot hold fail with InvalidParams and send nothing", () =>
+      Effect.gen(function*() {
+        const { peer } = yield* rpcPlugin()
+        const reason = reasonOf(yield* peer.request("echo", { n: 1n }).pipe(Effect.flip))
+        assert.instanceOf(reason, PluginClientError.InvalidParams)
+        assert.strictEqual((yield* peer.stats).requestsSent, 0)
+      }).pipe(Effect.provide(liveWith(launcher))))
+  })
+}
+
+for (const launcher of launchers) {
+  describe(`PluginWorker end to end (real process, ${launcher.name} launcher)`, () => {
+    afterEach(async () => {
+      const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
+      assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+    })
+
+    const worker = (options?: RpcPeer.Options) =>
+      Effect.gen(function*() {
+        const proc = yield* PluginProcess.make({ name: "echo-worker", executable: node, args: [fixture("echo-worker.ts")] }, { shutdownGrace: "2 seconds" })
+        const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc), options)
+        return { proc, peer }
       })
-      const init = yield* peer.request("initialize")
-      assert.deepInclude(init, { ok: true, version: "1.0.0" })
-      assert.includeMembers((init as { supportedMethods: Array<string> }).supportedMethods, ["echo", "askHost"])
-      assert.deepStrictEqual(yield* peer.request("echo", { é: [1, "ü"] }), { é: [1, "ü"] })
 
-      const forbidden = reasonOf(yield* peer.request("forbidden").pipe(Effect.flip))
-      assert.instanceOf(forbidden, PluginClientError.PluginError)
-      assert.strictEqual(forbidden.code, JsonRpc.ErrorCode.WorkerError)
-      assert.strictEqual(forbidden.message, "not allowed: secrets")
-      assert.deepStrictEqual(forbidden.data, { _tag: "NotAllowed" })
-      const invalid = reasonOf(yield* peer.request("invalid").pipe(Effect.flip))
-      assert.instanceOf(invalid, PluginClientError.PluginError)
-      assert.strictEqual(invalid.code, JsonRpc.ErrorCode.InvalidParams)
-      const boom = reasonOf(yield* peer.request("boom").pipe(Effect.flip))
-      assert.instanceOf(boom, PluginClientError.PluginError)
-      assert.strictEqual(boom.code, JsonRpc.ErrorCode.InternalError)
+    it.live("a burst of calls larger than one write slice is answered whole, each reply to its own call", () =>
+      Effect.gen(function*() {
+        const { peer } = yield* worker({ maxConcurrentRequests: 256 })
+        // Large enough values that the 64 KiB slice bound is crossed as well as the 16-line one.
+        const values = Array.from({ length: 300 }, (_, i) => ({ i, pad: "x".repeat(i % 7 === 0 ? 20_000 : 10) }))
+        const results = yield* Effect.forEach(values, (value) => peer.request("echo", value), { concurrency: "unbounded" })
+        assert.deepStrictEqual(results, values)
+        const stats = yield* peer.stats
+        assert.strictEqual(stats.responsesReceived, 300)
+        assert.strictEqual(stats.invalidLines, 0)
+      }).pipe(Effect.scoped, Effect.provide(liveWith(launcher))))
 
-      assert.strictEqual(yield* peer.request("askHost", [20, 22]), 42)
-      assert.strictEqual(yield* peer.request("logSomething"), "logged")
-      assert.isTrue(yield* eventually(() => logs.length === 1))
-      assert.deepInclude(logs[0], { method: "log" })
-      assert.deepInclude((logs[0] as { params: object }).params, { level: "warn", message: "careful", meta: { n: 1 } })
+    it.live("serves handlers, maps typed errors, calls the host, logs, and exits 0 on EOF", () =>
+      Effect.gen(function*() {
+        const logs: Array<unknown> = []
+        const { proc, peer } = yield* worker({
+          hostHandlers: { "host.add": (p) => Effect.succeed(Array.isArray(p) ? p.reduce((a: number, b: number) => a + b, 0) : 0) },
+          onNotification: (n) => Effect.sync(() => void logs.push(n))
+        })
+        const init = yield* peer.request("initialize")
+        assert.deepInclude(init, { ok: true, version: "1.0.0" })
+        assert.includeMembers((init as { supportedMethods: Array<string> }).supportedMethods, ["echo", "askHost"])
+        assert.deepStrictEqual(yield* peer.request("echo", { é: [1, "ü"] }), { é: [1, "ü"] })
 
-      assert.strictEqual(yield* peer.request("logToStderr"), "ok")
-      assert.isTrue(yield* eventually(() => Effect.runSync(proc.stderrExcerpt).includes("to stderr, never stdout")))
-      assert.strictEqual((yield* peer.stats).invalidLines, 0)
+        const forbidden = reasonOf(yield* peer.request("forbidden").pipe(Effect.flip))
+        assert.instanceOf(forbidden, PluginClientError.PluginError)
+        assert.strictEqual(forbidden.code, JsonRpc.ErrorCode.WorkerError)
+        assert.strictEqual(forbidden.message, "not allowed: secrets")
+        assert.deepStrictEqual(forbidden.data, { _tag: "NotAllowed" })
+        const invalid = reasonOf(yield* peer.request("invalid").pipe(Effect.flip))
+        assert.instanceOf(invalid, PluginClientError.PluginError)
+        assert.strictEqual(invalid.code, JsonRpc.ErrorCode.InvalidParams)
+        const boom = reasonOf(yield* peer.request("boom").pipe(Effect.flip))
+        assert.instanceOf(boom, PluginClientError.PluginError)
+        assert.strictEqual(boom.code, JsonRpc.ErrorCode.InternalError)
 
-      const concurrent = yield* Effect.all(
-        [200, 100, 0].map((ms) => peer.request("sleep", { ms })),
-        { concurrency: "unbounded" }
-      ).pipe(Effect.timed)
-      assert.deepStrictEqual(concurrent[1], [200, 100, 0])
-      assert.isBelow(Duration.toMillis(concurrent[0]), 290, "handlers ran one after another")
+        assert.strictEqual(yield* peer.request("askHost", [20, 22]), 42)
+        assert.strictEqual(yield* peer.request("logSomething"), "logged")
+        assert.isTrue(yield* eventually(() => logs.length === 1))
+        assert.deepInclude(logs[0], { method: "log" })
+        assert.deepInclude((logs[0] as { params: object }).params, { level: "warn", message: "careful", meta: { n: 1 } })
 
-      yield* proc.endInput
-      assert.deepStrictEqual(yield* proc.exit, { code: 0, signal: null, requested: false })
-    }).pipe(Effect.provide(live)))
+        assert.strictEqual(yield* peer.request("logToStderr"), "ok")
+        assert.isTrue(yield* eventually(() => Effect.runSync(proc.stderrExcerpt).includes("to stderr, never stdout")))
+        assert.strictEqual((yield* peer.stats).invalidLines, 0)
 
-  it.live("exits 0 after shutdown", () =>
-    Effect.gen(function*() {
-      const { proc, peer } = yield* worker()
-      assert.strictEqual(yield* peer.request("shutdown"), null)
-      assert.deepStrictEqual(yield* proc.exit, { code: 0, signal: null, requested: false })
-    }).pipe(Effect.provide(live)))
-})
+        const concurrent = yield* Effect.all(
+          [200, 100, 0].map((ms) => peer.request("sleep", { ms })),
+          { concurrency: "unbounded" }
+        ).pipe(Effect.timed)
+        assert.deepStrictEqual(concurrent[1], [200, 100, 0])
+        assert.isBelow(Duration.toMillis(concurrent[0]), 290, "handlers ran one after another")
+
+        yield* proc.endInput
+        assert.deepStrictEqual(yield* proc.exit, { code: 0, signal: null, requested: false })
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("exits 0 after shutdown", () =>
+      Effect.gen(function*() {
+        const { proc, peer } = yield* worker()
+        assert.strictEqual(yield* peer.request("shutdown"), null)
+        assert.deepStrictEqual(yield* proc.exit, { code: 0, signal: null, requested: false })
+      }).pipe(Effect.provide(liveWith(launcher))))
+  })
+}
 
 describe("RpcPeer (TestClock, in-memory spawner)", () => {
   /** Lets forked fibers reach their next suspension without real time passing. */

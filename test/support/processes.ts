@@ -9,6 +9,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as References from "effect/References"
 import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as PluginProcess from "../../src/PluginProcess.ts"
 
 export const fixtures = path.resolve(import.meta.dirname, "../fixtures")
 export const fixture = (name: string) => path.join(fixtures, name)
@@ -70,3 +71,9 @@ export const live = Layer.mergeAll(
   Logger.layer([]),
   Layer.succeed(References.MinimumLogLevel, "Error")
 )
+
+/** Both process launchers: every real-process suite runs once with each. */
+export const launchers: ReadonlyArray<PluginProcess.Launcher> = [PluginProcess.spawnerLauncher, PluginProcess.nodeLauncher]
+
+/** {@link live} with the given launcher. */
+export const liveWith = (launcher: PluginProcess.Launcher) => Layer.merge(live, Layer.succeed(PluginProcess.Launcher, launcher))
