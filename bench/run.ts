@@ -224,6 +224,10 @@ const ratios = {
   latencyP50HostOnlyVsRaw: ratio(v("effect-host", "latency.p50Us"), v("raw", "latency.p50Us")),
   throughputHostOnlyVsRaw: ratio(v("effect-host", "throughput.callsPerSec"), v("raw", "throughput.callsPerSec")),
   readyAllVsRaw: ratio(v("effect-host", "scale.readyAllMs"), v("raw", "scale.readyAllMs")),
+  // The same host with the default launcher (`effect/process`) instead of `PluginProcess.layerNode`.
+  throughputSpawnerLauncherVsRaw: ratio(v("effect-spawner", "throughput.callsPerSec"), v("raw", "throughput.callsPerSec")),
+  rssPerPluginKbSpawnerLauncher: v("effect-spawner", "scale.rssPerPluginKb") ?? null,
+  stopAllSpawnerLauncherVsRaw: ratio(v("effect-spawner", "scale.stopAllMs"), v("raw", "scale.stopAllMs")),
   payload64KiBThroughputVsRaw: ratio(v("effect", "payload.64KiB.callsPerSec"), v("raw", "payload.64KiB.callsPerSec")),
   payload1MiBThroughputVsRaw: ratio(v("effect", "payload.1MiB.callsPerSec"), v("raw", "payload.1MiB.callsPerSec")),
   importMsSource: v("effect", "import.ms") ?? null,
@@ -252,7 +256,7 @@ const goalResults = goals.map((g) => {
 // report
 // ---------------------------------------------------------------------------------------------
 
-const columns = ["raw", "effect", "effect-host", "effect-js", "vscode", "mcp"]
+const columns = ["raw", "effect", "effect-host", "effect-spawner", "effect-js", "vscode", "mcp"]
 const rows: ReadonlyArray<readonly [string, string]> = [
   ["latency p50 (µs)", "latency.p50Us"],
   ["latency p99 (µs)", "latency.p99Us"],

@@ -26,7 +26,7 @@ export const run = async (variant: string, quick: boolean) => {
   if (isEffectVariant(variant)) {
     // One runtime for all samples (as in an application); each sample is its own Scope, whose
     // closing stops the plugin.
-    await runEffect(Effect.gen(function*() {
+    await runEffect(variant)(Effect.gen(function*() {
       for (let i = 0; i < warmup + samples; i++) {
         const started = now()
         const replied = yield* Effect.scoped(Effect.gen(function*() {

@@ -77,7 +77,7 @@ export const run = async (variant: string, quick: boolean) => {
     }
     elapsedMs = now() - start
   } else {
-    await runWith(PollerRouter.layer)(
+    await runWith(PollerRouter.layer, "effect-host")(
       Effect.gen(function*() {
         const router = yield* PollerRouter.PollerRouter
         yield* router.register(manifest, { env: workerEnv() })

@@ -3,8 +3,9 @@
  * exports `run(variant, quick)`, which `measure.ts` calls in a fresh process.
  *
  * Variants: `raw` (the baseline), `effect` (our host + PluginWorker worker), `effect-host` (our
- * host + the raw worker), `vscode` (vscode-jsonrpc), `mcp` (MCP SDK); the import scenario
- * compares entry points instead (see `importTime.ts`).
+ * host + the raw worker), `effect-spawner` (`effect-host` with the default `effect/process`
+ * launcher instead of `PluginProcess.layerNode`), `vscode` (vscode-jsonrpc), `mcp` (MCP SDK);
+ * the import scenario compares entry points instead (see `importTime.ts`).
  */
 export interface Scenario {
   readonly name: string
@@ -17,11 +18,11 @@ const all = ["raw", "effect", "effect-host", "vscode", "mcp"]
 
 export const scenarios: ReadonlyArray<Scenario> = [
   { name: "latency", title: "latency (sequential echo)", variants: all, load: () => import("./latency.ts") },
-  { name: "throughput", title: "throughput (64 in flight)", variants: all, load: () => import("./throughput.ts") },
+  { name: "throughput", title: "throughput (64 in flight)", variants: [...all, "effect-spawner"], load: () => import("./throughput.ts") },
   { name: "payload", title: "payload (64 KiB and 1 MiB results)", variants: all, load: () => import("./payload.ts") },
-  { name: "coldStart", title: "cold start (spawn → handshake → first reply)", variants: ["raw", "effect-host", "effect", "vscode", "mcp"], load: () => import("./coldStart.ts") },
+  { name: "coldStart", title: "cold start (spawn → handshake → first reply)", variants: ["raw", "effect-host", "effect-spawner", "effect", "vscode", "mcp"], load: () => import("./coldStart.ts") },
   { name: "workerColdStart", title: "worker cold start (raw host)", variants: ["raw", "effect", "effect-js"], load: () => import("./workerColdStart.ts") },
-  { name: "scale", title: "scale (100 plugins)", variants: ["raw", "effect-host"], load: () => import("./scale.ts") },
+  { name: "scale", title: "scale (100 plugins)", variants: ["raw", "effect-host", "effect-spawner"], load: () => import("./scale.ts") },
   { name: "ephemeral", title: "ephemeral ticks (spawn per tick)", variants: ["raw", "effect-host"], load: () => import("./ephemeral.ts") },
   { name: "import", title: "import in a fresh process", variants: ["effect", "effect-js", "effect-worker", "effect-worker-js", "effect-core"], load: () => import("./importTime.ts") }
 ]

@@ -26,7 +26,7 @@ export const run = async (variant: string, quick: boolean) => {
   const samples = new Float64Array(calls)
   let cpu = { user: 0, system: 0 }
   if (isEffectVariant(variant)) {
-    await runEffect(Effect.gen(function*() {
+    await runEffect(variant)(Effect.gen(function*() {
       const client = yield* makeClient(variant)
       check(isEcho(yield* client.request("echo", echoParams(-1)), -1), "echo")
       for (let i = 0; i < warmup; i++) yield* client.request("echo", echoParams(i))

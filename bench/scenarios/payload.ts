@@ -77,7 +77,7 @@ const promiseSize = async (driver: Driver, bytes: number, quick: boolean) => {
 export const run = async (variant: string, quick: boolean) => {
   const result: Record<string, object> = {}
   if (isEffectVariant(variant)) {
-    await runEffect(Effect.gen(function*() {
+    await runEffect(variant)(Effect.gen(function*() {
       const client = yield* makeClient(variant)
       for (const size of sizes) result[size.name] = yield* effectSize(client, size.bytes, quick)
     }))

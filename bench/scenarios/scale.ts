@@ -3,14 +3,14 @@
  * every one has answered its `initialize`, host RSS growth per plugin (KB, after a full GC, with
  * everything running), and time to stop them all.
  *
- * `raw` spawns them with `node:child_process`; `effect-host` registers them with a
- * `PluginManager` (`PluginManager.layer`, default options) and starts them all in parallel
- * (`manager.start`), then `manager.stopAll`.
+ * `raw` spawns them with `node:child_process`; `effect-host` (and `effect-spawner`, with the
+ * default launcher) registers them with a `PluginManager` (`PluginManager.layer`, default
+ * options) and starts them all in parallel (`manager.start`), then `manager.stopAll`.
  */
 import * as Effect from "effect/Effect"
 import { gc, now, round, rssKb } from "../lib/common.ts"
 import { PluginManager } from "../../src/index.ts"
-import { clientOptions, runWith, source } from "../variants/effect.ts"
+import { clientOptions, isEffectVariant, runWith, source, type EffectVariant } from "../variants/effect.ts"
 import { open } from "../variants/raw.ts"
 
 
@@ -53,8 +53,8 @@ const runRaw = async (): Promise<Phases> => {
   }
 }
 
-const runManager = () =>
-  runWith(PluginManager.layer)(
+const runManager = (variant: EffectVariant) =>
+  runWith(PluginManager.layer, variant)(
     Effect.gen(function*() {
       const manager = yield* PluginManager.PluginManager
       const startAll = (prefix: string, count: number) =>
@@ -79,4 +79,5 @@ const runManager = () =>
     })
   )
 
-export const run = async (variant: string, _quick: boolean) => result(variant === "raw" ? await runRaw() : await runManager())
+export const run = async (variant: string, _quick: boolean) =>
+  result(isEffectVariant(variant) ? await runManager(variant) : await runRaw())

@@ -44,7 +44,7 @@ export const run = async (variant: string, quick: boolean) => {
   let elapsedMs = 0
   let cpu = { user: 0, system: 0 }
   if (isEffectVariant(variant)) {
-    await runEffect(Effect.gen(function*() {
+    await runEffect(variant)(Effect.gen(function*() {
       const client = yield* makeClient(variant)
       yield* lanesEffect(client, warmup, inFlight)
       const start = now()

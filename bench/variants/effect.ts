@@ -5,6 +5,11 @@
  *
  * - `effect`: our host with a `PluginWorker` worker (both sides ours).
  * - `effect-host`: our host with the raw Node worker (host cost alone).
+ * - `effect-spawner`: the same as `effect-host` with the default launcher (`effect/process`'s
+ *   `ChildProcessSpawner`) instead of `PluginProcess.layerNode`.
+ *
+ * `effect` and `effect-host` run with `PluginProcess.layerNode`, the launcher recommended for
+ * hosts on Node (see the README).
  */
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Cause from "effect/Cause"
@@ -12,12 +17,16 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import { Handshake, LifetimePolicy, PluginClient } from "../../src/index.ts"
+import { Handshake, LifetimePolicy, PluginClient, PluginProcess } from "../../src/index.ts"
 import { node, workerEnv, workers } from "../lib/common.ts"
 
-export type EffectVariant = "effect" | "effect-host"
+export type EffectVariant = "effect" | "effect-host" | "effect-spawner"
 
-export const isEffectVariant = (variant: string): variant is EffectVariant => variant === "effect" || variant === "effect-host"
+export const isEffectVariant = (variant: string): variant is EffectVariant =>
+  variant === "effect" || variant === "effect-host" || variant === "effect-spawner"
+
+/** The process launcher of a variant. */
+export const launcherLayer = (variant: EffectVariant) => variant === "effect-spawner" ? Layer.empty : PluginProcess.layerNode
 
 /** The default policy, with 64 calls in flight (the throughput scenario's concurrency). */
 export const policy = LifetimePolicy.makeUnsafe({ maxConcurrentRequests: 64 })
@@ -37,12 +46,14 @@ export const clientOptions: PluginClient.Options = { policy, handshake, env: wor
 export const makeClient = (variant: EffectVariant) => PluginClient.make(source(variant), clientOptions)
 
 /**
- * Runs a scoped program with `NodeServices.layer` and `layer` (e.g. `PluginManager.layer`) as a
- * Promise. SIGTERM or SIGINT interrupt it, so every Scope closes and every plugin is stopped.
+ * Runs a scoped program with `NodeServices.layer`, the variant's launcher and `layer` (e.g.
+ * `PluginManager.layer`) as a Promise. SIGTERM or SIGINT interrupt it, so every Scope closes and
+ * every plugin is stopped.
  */
-export const runWith = <ROut>(layer: Layer.Layer<ROut, never, NodeServices.NodeServices>) =>
+export const runWith = <ROut>(layer: Layer.Layer<ROut, never, NodeServices.NodeServices>, variant: EffectVariant) =>
 <A, E>(program: Effect.Effect<A, E, Scope.Scope | ROut | NodeServices.NodeServices>): Promise<A> => {
-  const fiber = Effect.runFork(Effect.scoped(program).pipe(Effect.provide(Layer.provideMerge(layer, NodeServices.layer))))
+  const services = Layer.merge(NodeServices.layer, launcherLayer(variant))
+  const fiber = Effect.runFork(Effect.scoped(program).pipe(Effect.provide(Layer.provideMerge(layer, services))))
   const onSignal = () => fiber.interruptUnsafe()
   process.once("SIGTERM", onSignal)
   process.once("SIGINT", onSignal)
@@ -56,5 +67,5 @@ export const runWith = <ROut>(layer: Layer.Layer<ROut, never, NodeServices.NodeS
   })
 }
 
-/** {@link runWith} with `NodeServices.layer` alone. */
-export const run = runWith(Layer.empty)
+/** {@link runWith} with no extra layer. */
+export const run = (variant: EffectVariant) => runWith(Layer.empty, variant)
