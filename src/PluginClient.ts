@@ -400,13 +400,13 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   const clientScope = yield* Effect.scope
   const fail = (reason: PluginClientError.Reason) => PluginClientError.make(name, reason)
   const attributes = { plugin: name }
-  const spawnsMetric = Metric.withAttributes(spawnsTotal, attributes)
-  const crashesMetric = Metric.withAttributes(crashesTotal, attributes)
   // Series of this plugin, made as their own metrics (same ids as the exported ones): a metric
   // caches the key of the last attributes it saw, and a shared one would rebuild it whenever
   // calls to two plugins interleave.
+  const spawnsMetric = Metric.counter(spawnsTotal.id, { description: spawnsTotal.description, attributes })
+  const crashesMetric = Metric.counter(crashesTotal.id, { description: crashesTotal.description, attributes })
   const requestsMetric = Metric.counter(requestsTotal.id, { description: requestsTotal.description, attributes })
-  const reapsMetric = Metric.withAttributes(reapsTotal, attributes)
+  const reapsMetric = Metric.counter(reapsTotal.id, { description: reapsTotal.description, attributes })
   const requestDurationMetric = Metric.timer(requestDuration.id, { description: requestDuration.description, attributes })
   // The hot path updates metrics in place, with the context the client was made in.
   const metricContext = yield* Effect.context<never>()

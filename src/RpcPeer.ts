@@ -269,15 +269,15 @@ export const make = Effect.fnUntraced(function*<R = never>(
     Deferred.doneUnsafe(closedDeferred, Exit.succeed(reason))
   }
 
-  const logs = yield* FiberSet.make<unknown, never>()
-  // Runtimes captured once, with the plugin's log annotations (and, for handlers, the services
-  // the connection was made with), instead of annotating every forked effect.
-  const runLog = yield* annotate(FiberSet.runtime(logs)<never>())
-  const log = (effect: Effect.Effect<void>) => void runLog(effect)
+  // Logs, host handlers and the notification consumer run in one set, interrupted with the
+  // connection; the runtime is captured once, with the plugin's log annotations and the services
+  // the connection was made with, instead of annotating every forked effect.
+  const tasks = yield* FiberSet.make<unknown, unknown>()
+  const runTask = yield* annotate(FiberSet.runtime(tasks)<R>())
+  const log = (effect: Effect.Effect<void>) => void runTask(effect)
 
   // -- plugin → host requests ----------------------------------------------------------------
-  const handlers = yield* FiberSet.make<unknown, JsonRpc.JsonRpcError>()
-  const runHandler = yield* annotate(FiberSet.runtime(handlers)<R>())
+  const runHandler = runTask
   const reply = (message: JsonRpc.Success | JsonRpc.Failure) => {
     const line = JsonRpc.encode(message)
     if (Result.isSuccess(line)) {
@@ -335,14 +335,14 @@ export const make = Effect.fnUntraced(function*<R = never>(
 
   // -- notifications, delivered in order by one fiber ----------------------------------------
   const onNotification = options?.onNotification
-  const notifications = yield* Queue.dropping<JsonRpc.Notification>(Math.max(1, options?.maxQueuedNotifications ?? 10_000))
-  // The consumer fiber starts with the first notification: most plugins never send one.
-  let consuming = false
-  const consumeNotifications = onNotification === undefined
-    ? Effect.never
-    : Queue.take(notifications).pipe(
+  const maxQueuedNotifications = Math.max(1, options?.maxQueuedNotifications ?? 10_000)
+  // The queue and its consumer fiber are made with the first notification: most plugins never
+  // send one.
+  let notifications: Queue.Queue<JsonRpc.Notification> | undefined
+  const deliver = (handler: NonNullable<typeof onNotification>, queue: Queue.Queue<JsonRpc.Notification>) =>
+    Queue.take(queue).pipe(
       Effect.flatMap((n) =>
-        Effect.suspend(() => onNotification(n)).pipe(
+        Effect.suspend(() => handler(n)).pipe(
           Effect.catchCause((cause) => Effect.logWarning(`notification handler for ${n.method} failed`, Cause.pretty(cause)))
         )
       ),
@@ -410,9 +410,9 @@ export const make = Effect.fnUntraced(function*<R = never>(
       case "Notification":
         stats.notificationsReceived++
         if (onNotification === undefined) return
-        if (!consuming) {
-          consuming = true
-          runLog(consumeNotifications)
+        if (notifications === undefined) {
+          notifications = Effect.runSync(Queue.dropping<JsonRpc.Notification>(maxQueuedNotifications))
+          runTask(deliver(onNotification, notifications))
         }
         if (!Queue.offerUnsafe(notifications, message) && stats.notificationsDropped++ % 1000 === 0) {
           log(Effect.logWarning(`notification handler cannot keep up: ${stats.notificationsDropped} notification(s) dropped so far`))
