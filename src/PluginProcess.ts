@@ -336,6 +336,8 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
     Stream.run(handle.stdin),
     Effect.catchCause((cause) => {
       const detail = Cause.pretty(cause).split("\n")[0] ?? "write failed"
+      // Refuse further lines rather than queue them for a pipe nobody reads.
+      Queue.endUnsafe(outbound)
       return Deferred.succeed(inputFailed, detail).pipe(
         Effect.andThen(Deferred.await(exited).pipe(Effect.timeoutOption(exitAfterBrokenInput))),
         Effect.flatMap((exit) =>

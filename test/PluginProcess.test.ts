@@ -149,6 +149,53 @@ for (const launcher of [PluginProcess.spawnerLauncher, PluginProcess.nodeLaunche
         assert.deepStrictEqual(lines, [dir, "a b; $(echo injected)"])
       }).pipe(Effect.provide(liveWith)))
 
+    it.live("a plugin that closes its stdin but keeps running ends the connection with the write failure", () =>
+      Effect.gen(function*() {
+        const proc = yield* PluginProcess.make(
+          { name: "deaf", executable: "/bin/sh", args: ["-c", "exec 0<&-; echo closed; exec sleep 30"] },
+          { shutdownGrace: "500 millis" }
+        )
+        yield* firstLine(proc, (l) => l === "closed")
+        // Writes fail (EPIPE) once the pipe has no reader; keep writing until the failure lands.
+        const detail = yield* Effect.raceFirst(
+          proc.inputFailure,
+          Effect.forever(Effect.andThen(Effect.sync(() => proc.writeLine(`{"jsonrpc":"2.0","id":1,"method":"x"}`)), Effect.sleep("10 millis")))
+        ).pipe(Effect.timeoutOption("3 seconds"))
+        assert.isTrue(Option.isSome(detail), "no write failure reported")
+        const end = yield* proc.ended.pipe(Effect.timeoutOption("2 seconds"))
+        assert.isTrue(Option.isSome(end))
+        if (Option.isSome(end)) assert.strictEqual(end.value._tag, "InputFailed")
+        assert.isTrue(Option.isNone(yield* proc.exitNow), "the plugin is still running")
+        assert.isFalse(proc.writeLine("{}"), "writes are refused once stdin is broken")
+      }).pipe(Effect.provide(liveWith)))
+
+    it.live("an exit while a grandchild holds the pipes is reported at once; the grandchild goes with the Scope", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const proc = yield* PluginProcess.make(
+          { name: "leaver", executable: "/bin/sh", args: ["-c", "sleep 30 & echo $!; exit 0"] },
+          { shutdownGrace: "500 millis" }
+        ).pipe(Scope.provide(scope))
+        const grandchild = Number(yield* firstLine(proc, (l) => /^\d+$/.test(l)))
+        const exit = yield* proc.exit.pipe(Effect.timeoutOption("2 seconds"))
+        assert.deepStrictEqual(Option.getOrUndefined(exit), { code: 0, signal: null, requested: false })
+        assert.isTrue(isAlive(grandchild))
+        yield* Scope.close(scope, Exit.void)
+        assert.isTrue(yield* eventually(() => !isAlive(grandchild), 2_000), "grandchild survived its Scope")
+      }).pipe(Effect.provide(liveWith)))
+
+    it.live("an executable without the execute bit is a Spawn error", () =>
+      Effect.gen(function*() {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plugin-host-noexec-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+        const file = path.join(dir, "plugin.sh")
+        fs.writeFileSync(file, "#!/bin/sh\necho hi\n", { mode: 0o644 })
+        const error = yield* PluginProcess.make({ name: "noexec", executable: file }).pipe(Effect.flip)
+        assert.instanceOf(error.reason, PluginClientError.Spawn)
+        assert.include(error.message, "plugin `noexec` failed to spawn")
+        assert.match(error.message, /EACCES|PermissionDenied/)
+      }).pipe(Effect.provide(liveWith)))
+
     it.live("a missing executable is a Spawn error naming the plugin and the path", () =>
       Effect.gen(function*() {
         const error = yield* PluginProcess.make({ name: "ghost", executable: "/nonexistent/plugin-binary" }).pipe(Effect.flip)
