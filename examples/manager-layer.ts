@@ -23,6 +23,7 @@ import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import * as PluginHealth from "../src/PluginHealth.ts"
 import * as PluginManager from "../src/PluginManager.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
+import * as PluginProcess from "../src/PluginProcess.ts"
 import type * as RpcPeer from "../src/RpcPeer.ts"
 
 const pluginDir = path.resolve(import.meta.dirname, "plugins")
@@ -92,7 +93,8 @@ const AppLayer = Layer.mergeAll(
   PluginHealth.layer({ groups: { core: ["echo", "secrets", "flaky"] } })
 ).pipe(
   Layer.provideMerge(PluginManager.layer),
-  Layer.provide(NodeServices.layer)
+  // Plugins started with node:child_process directly (the production launcher on Node).
+  Layer.provide(Layer.merge(NodeServices.layer, PluginProcess.layerNode))
 )
 
 const show = (value: unknown) => JSON.stringify(value)

@@ -23,6 +23,7 @@ import * as Layer from "effect/Layer"
 import * as path from "node:path"
 import * as NatsBroker from "../src/NatsBroker.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
+import * as PluginProcess from "../src/PluginProcess.ts"
 import type * as Poller from "../src/Poller.ts"
 import * as PollerRouter from "../src/PollerRouter.ts"
 
@@ -82,7 +83,7 @@ const program = Effect.gen(function*() {
 // declare a `broker_topic_prefix`.
 const RouterLayer = PollerRouter.layer.pipe(
   Layer.provide(natsUrl === undefined ? Layer.empty : NatsBroker.layer({ servers: natsUrl })),
-  Layer.provideMerge(NodeServices.layer)
+  Layer.provideMerge(Layer.merge(NodeServices.layer, PluginProcess.layerNode))
 )
 
 NodeRuntime.runMain(program.pipe(Effect.provide(RouterLayer)))

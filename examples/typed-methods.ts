@@ -14,6 +14,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -24,6 +25,7 @@ import * as PluginClient from "../src/PluginClient.ts"
 import type * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import * as PluginMethod from "../src/PluginMethod.ts"
+import * as PluginProcess from "../src/PluginProcess.ts"
 
 // ---------------------------------------------------------------------------------------------
 // the plugin's API, as Schemas
@@ -135,4 +137,4 @@ const program = Effect.gen(function*() {
   yield* Console.log(`plugin errors are not crashes: state ${health.state._tag}, crashes ${health.totalCrashes}, spawns ${health.spawns}`)
 })
 
-NodeRuntime.runMain(program.pipe(Effect.scoped, Effect.provide(NodeServices.layer)))
+NodeRuntime.runMain(program.pipe(Effect.scoped, Effect.provide(Layer.merge(NodeServices.layer, PluginProcess.layerNode))))

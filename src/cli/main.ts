@@ -16,6 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as References from "effect/References"
 import { Command } from "effect/cli"
+import * as PluginProcess from "../PluginProcess.ts"
 import { CliFailure, ExitCode } from "./CliFailure.ts"
 import { root } from "./Commands.ts"
 import * as StatusView from "./StatusView.ts"
@@ -31,6 +32,8 @@ const logLevel = (): "Debug" | "Info" | "Warn" | "Error" => {
 const program = Command.run(root, { version }).pipe(
   Effect.provide(Layer.mergeAll(
     NodeServices.layer,
+    // Plugins are started with node:child_process directly (see PluginProcess.layerNode).
+    PluginProcess.layerNode,
     Layer.succeed(Logger.LogToStderr, true),
     Layer.succeed(References.MinimumLogLevel, logLevel())
   ))
