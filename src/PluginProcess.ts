@@ -581,13 +581,12 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const onExit = (code: number | null, exitSignal: NodeJS.Signals | null) => {
     const exit: ProcessExit = { code, signal: exitSignal, requested: stopper.stopping() }
     inputOpen = false
-    runFork(Deferred.await(stderrDone).pipe(
-      Effect.timeoutOption(stderrAfterExit),
-      Effect.andThen(Effect.sync(() => {
-        Deferred.doneUnsafe(exited, Exit.succeed(exit))
-        Deferred.doneUnsafe(ended, Exit.succeed<ProcessEnd>({ _tag: "Exited", exit }))
-      }))
-    ))
+    const record = () => {
+      Deferred.doneUnsafe(exited, Exit.succeed(exit))
+      Deferred.doneUnsafe(ended, Exit.succeed<ProcessEnd>({ _tag: "Exited", exit }))
+    }
+    if (Deferred.isDoneUnsafe(stderrDone)) return record()
+    runFork(Deferred.await(stderrDone).pipe(Effect.timeoutOption(stderrAfterExit), Effect.andThen(Effect.sync(record))))
   }
   if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode)
   else child.once("exit", onExit)

@@ -258,14 +258,16 @@ export const make = Effect.fnUntraced(function*<R = never>(
   const breakConnection = (reason: PluginClientError.Reason) => {
     if (broken !== undefined) return
     broken = reason
-    const error = Exit.fail(fail(reason))
     // State first: resuming a caller runs it synchronously, and it may call again.
     const calls = [...pending.values(), ...waiting.slice(waitingHead)]
     pending.clear()
     waiting = []
     waitingHead = 0
     inFlight = undefined
-    for (const call of calls) if (!call.cancelled) call.resume(error)
+    if (calls.length > 0) {
+      const error = Exit.fail(fail(reason))
+      for (const call of calls) if (!call.cancelled) call.resume(error)
+    }
     Deferred.doneUnsafe(closedDeferred, Exit.succeed(reason))
   }
 
