@@ -272,11 +272,17 @@ export const make = Effect.fnUntraced(function*<R = never>(
   }
 
   // Logs, host handlers and the notification consumer run in one set, interrupted with the
-  // connection; the runtime is captured once, with the plugin's log annotations and the services
+  // connection; the context is captured once, with the plugin's log annotations and the services
   // the connection was made with, instead of annotating every forked effect.
   const tasks = yield* FiberSet.make<unknown, unknown>()
-  const runTask = yield* annotate(FiberSet.runtime(tasks)<R>())
-  const log = (effect: Effect.Effect<void>) => void runTask(effect)
+  const runFork = Effect.runForkWith(yield* annotate(Effect.context<R>()))
+  // Most tasks (a synchronous handler, a log line) are over when `runFork` returns: only the
+  // others join the set, which saves its bookkeeping on every request.
+  const runTask = (effect: Effect.Effect<unknown, unknown, R>): void => {
+    const fiber = runFork(effect)
+    if (fiber.pollUnsafe() === undefined) FiberSet.addUnsafe(tasks, fiber)
+  }
+  const log = (effect: Effect.Effect<void>) => runTask(effect)
 
   // -- plugin → host requests ----------------------------------------------------------------
   const runHandler = runTask
