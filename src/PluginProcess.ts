@@ -274,10 +274,37 @@ const makeStopper = (controls: {
   return { stop, stopping: () => stopping }
 }
 
-const exitNowOf = (exited: Deferred.Deferred<ProcessExit>) =>
-  Deferred.poll(exited).pipe(
+/** The process as its users see it, from what a launcher built. */
+const assemble = (parts: {
+  readonly spec: Spec
+  readonly pid: number
+  readonly startedAt: number
+  readonly stdout: PluginProcess["stdout"]
+  readonly listenStdout: PluginProcess["listenStdout"]
+  readonly writeLine: PluginProcess["writeLine"]
+  readonly endInput: PluginProcess["endInput"]
+  readonly inputFailed: Deferred.Deferred<string>
+  readonly ended: Deferred.Deferred<ProcessEnd>
+  readonly exited: Deferred.Deferred<ProcessExit>
+  readonly excerpt: { readonly read: Effect.Effect<string> }
+  readonly stop: PluginProcess["stop"]
+}): PluginProcess => ({
+  name: parts.spec.name,
+  pid: parts.pid,
+  startedAt: parts.startedAt,
+  stdout: parts.stdout,
+  listenStdout: parts.listenStdout,
+  writeLine: parts.writeLine,
+  endInput: parts.endInput,
+  inputFailure: Deferred.await(parts.inputFailed),
+  ended: Deferred.await(parts.ended),
+  stderrExcerpt: parts.excerpt.read,
+  exit: Deferred.await(parts.exited),
+  exitNow: Deferred.poll(parts.exited).pipe(
     Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
-  )
+  ),
+  stop: parts.stop
+})
 
 /**
  * Spawns through the `ChildProcessSpawner` (the default launcher).
@@ -375,20 +402,7 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   // before the spawner's own release.
   yield* Effect.addFinalizer(() => stopper.stop())
 
-  return {
-    name: spec.name,
-    pid,
-    startedAt,
-    stdout: handle.stdout,
-    writeLine,
-    endInput,
-    inputFailure: Deferred.await(inputFailed),
-    ended: Deferred.await(ended),
-    stderrExcerpt: excerpt.read,
-    exit: Deferred.await(exited),
-    exitNow: exitNowOf(exited),
-    stop: stopper.stop
-  }
+  return assemble({ spec, pid, startedAt, stdout: handle.stdout, listenStdout: undefined, writeLine, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
 })
 
 const stderrMaxLineBytes = 64 * 1024
@@ -629,21 +643,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   // Registered last, so it runs first at Scope close.
   yield* Effect.addFinalizer(() => stopper.stop())
 
-  return {
-    name: spec.name,
-    pid,
-    startedAt,
-    stdout: stdoutStream,
-    listenStdout,
-    writeLine,
-    endInput,
-    inputFailure: Deferred.await(inputFailed),
-    ended: Deferred.await(ended),
-    stderrExcerpt: excerpt.read,
-    exit: Deferred.await(exited),
-    exitNow: exitNowOf(exited),
-    stop: stopper.stop
-  }
+  return assemble({ spec, pid, startedAt, stdout: stdoutStream, listenStdout, writeLine, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
 })
 
 // ---------------------------------------------------------------------------------------------
