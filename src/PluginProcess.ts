@@ -19,8 +19,8 @@
  * (any `ChildProcessSpawner`, including the in-memory one of `effect-plugin-host/testing`);
  * {@link layerNode} selects one on `node:child_process` directly, for hosts that run many
  * plugins or many calls: its stdio is read and written in Node's own callbacks instead of
- * through three Effect streams per process, which measured 2.8× less memory per plugin and
- * fewer wake-ups per call (see `bench/README.md`).
+ * through three Effect streams per process, which measured 2.3× less memory per running plugin
+ * and less CPU per call (see `bench/README.md`).
  *
  * @since 0.1.0
  */
@@ -130,8 +130,9 @@ export interface PluginProcess {
     readonly onEnd: (failure?: string) => void
   }) => Effect.Effect<void, never, Scope.Scope>) | undefined
   /**
-   * Queues one line (without newline) for stdin. Lines queued in one burst are written with
-   * one write. Returns false once stdin is closed.
+   * Queues one line (without newline) for stdin. Lines queued in one burst are written
+   * together (one write, or slices of 16 lines with the Node launcher). Returns false once stdin
+   * is closed or broken.
    */
   readonly writeLine: (line: string) => boolean
   /** Closes stdin after the queued lines are written (the plugin sees EOF). */
@@ -485,7 +486,9 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
       if (spawned.pid !== undefined) signalGroup(spawned, spawned.pid, "SIGKILL")
     })
   })
-  const pid = child.pid ?? 0
+  // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
+  if (child.pid === undefined || child.pid <= 0) return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
+  const pid = child.pid
   const { stdin, stdout, stderr } = child
   // A failed kill is reported as an `error` event; the exit is what we observe.
   child.on("error", () => {})
