@@ -15,7 +15,7 @@ import { runWith } from "../variants/effect.ts"
 import { waitForExit } from "../variants/raw.ts"
 
 
-export const counts = (quick: boolean) => quick ? { warmup: 2, ticks: 20 } : { warmup: 3, ticks: 60 }
+export const counts = (quick: boolean) => quick ? { warmup: 3, ticks: 40 } : { warmup: 5, ticks: 150 }
 
 const tickLine = () =>
   JSON.stringify({
