@@ -257,7 +257,9 @@ const makeStopper = (controls: {
         yield* Effect.logWarning(`did not exit within ${Duration.format(timings.shutdownGrace)} of SIGTERM; sending SIGKILL`)
         yield* signal("SIGKILL").pipe(Effect.timeoutOption(timings.killTimeout))
       }
-      const exit = yield* Deferred.await(exited).pipe(Effect.timeoutOption(timings.killTimeout))
+      const exit = Deferred.isDoneUnsafe(exited)
+        ? Option.some(yield* Deferred.await(exited))
+        : yield* Deferred.await(exited).pipe(Effect.timeoutOption(timings.killTimeout))
       if (Option.isNone(exit)) {
         yield* Effect.logError("still running after SIGKILL; giving up on it")
         return { code: null, signal: "SIGKILL", requested: true } satisfies ProcessExit
@@ -519,6 +521,9 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   // stderr: drained for the whole life of the process, logged a chunk at a time.
   const excerpt = makeExcerpt(timings.excerptChars)
   const stderrDone = Deferred.makeUnsafe<void>()
+  // Set while an exit waits for stderr to close (see `onExit`).
+  let onStderrDone: (() => void) | undefined
+  let cancelFallback = () => {}
   const logStderr = timings.stderrLogLevel === "None" ? undefined : Effect.logWithLevel(timings.stderrLogLevel)
   const stderrLines = Framing.makeLineDecoder({ maxLineBytes: stderrMaxLineBytes })
   let toLog: Array<string> = []
@@ -544,6 +549,12 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
       stderrLines.end(onStderrFrame)
       logLines()
       Deferred.doneUnsafe(stderrDone, Exit.void)
+      const pending = onStderrDone
+      if (pending !== undefined) {
+        onStderrDone = undefined
+        cancelFallback()
+        pending()
+      }
     })
   }
 
@@ -603,7 +614,16 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
       Deferred.doneUnsafe(ended, Exit.succeed<ProcessEnd>({ _tag: "Exited", exit }))
     }
     if (Deferred.isDoneUnsafe(stderrDone)) return record()
-    runFork(Deferred.await(stderrDone).pipe(Effect.timeoutOption(stderrAfterExit), Effect.andThen(Effect.sync(record))))
+    // Recorded when stderr closes, or after `stderrAfterExit` at the latest.
+    onStderrDone = record
+    const fallback = runFork(Effect.sleep(stderrAfterExit))
+    fallback.addObserver(() => {
+      if (onStderrDone === record) {
+        onStderrDone = undefined
+        record()
+      }
+    })
+    cancelFallback = () => fallback.interruptUnsafe()
   }
   if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode)
   else child.once("exit", onExit)
