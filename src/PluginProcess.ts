@@ -19,8 +19,8 @@
  * (any `ChildProcessSpawner`, including the in-memory one of `effect-plugin-host/testing`);
  * {@link layerNode} selects one on `node:child_process` directly, for hosts that run many
  * plugins or many calls: its stdio is read and written in Node's own callbacks instead of
- * through three Effect streams per process, which measured 2.3× less memory per running plugin
- * and less CPU per call (see `bench/README.md`).
+ * through three Effect streams per process, which measured about half the memory per running
+ * plugin and less CPU per call (see `bench/README.md`).
  *
  * @since 0.1.0
  */
