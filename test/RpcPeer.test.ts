@@ -464,3 +464,57 @@ describe("RpcPeer (TestClock, in-memory spawner)", () => {
       assert.instanceOf(reasonOf(yield* Fiber.join(result)), PluginClientError.Closed)
     }))
 })
+
+describe("RpcPeer over a pushing transport (Transport.listen)", () => {
+  /** A transport whose bytes are pushed by the test; `incoming` must never be read. */
+  const pushing = () => {
+    let handlers: { readonly onChunk: (chunk: Uint8Array) => void; readonly onEnd: (failure?: string) => void } | undefined
+    const written: Array<unknown> = []
+    let listening = 0
+    const transport: RpcPeer.Transport = {
+      name: "pushed",
+      incoming: Stream.die("incoming must not be read when listen is given"),
+      listen: (h) =>
+        Effect.acquireRelease(Effect.sync(() => {
+          handlers = h
+          listening++
+        }), () => Effect.sync(() => void listening--)),
+      writeLine: (line) => {
+        written.push(JSON.parse(line))
+        return true
+      },
+      closed: Effect.never
+    }
+    const push = (text: string) => handlers?.onChunk(new TextEncoder().encode(text))
+    return { transport, written, push, end: (failure?: string) => handlers?.onEnd(failure), listening: () => listening }
+  }
+
+  it.effect("replies are matched as soon as their bytes are pushed, split anywhere", () =>
+    Effect.gen(function*() {
+      const t = pushing()
+      const peer = yield* RpcPeer.make(t.transport)
+      const calls = yield* Effect.all([peer.request("a"), peer.request("b")], { concurrency: "unbounded" }).pipe(Effect.forkChild)
+      yield* Effect.yieldNow
+      assert.deepStrictEqual(t.written.map((m) => (m as { method: string }).method), ["a", "b"])
+      t.push(`{"jsonrpc":"2.0","id":2,"result":"B"}\n{"jsonrpc":"2.0","id":1,"re`)
+      t.push(`sult":"A"}\n`)
+      assert.deepStrictEqual(yield* Fiber.join(calls), ["A", "B"])
+      assert.strictEqual(t.listening(), 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("a read failure ends the connection with an Io reason naming it; the listeners go with the Scope", () =>
+    Effect.gen(function*() {
+      const t = pushing()
+      const scope = yield* Scope.make()
+      const peer = yield* RpcPeer.make(t.transport).pipe(Scope.provide(scope))
+      const call = yield* peer.request("x").pipe(Effect.flip, Effect.forkChild)
+      yield* Effect.yieldNow
+      t.end("EIO: the pipe broke")
+      const reason = reasonOf(yield* Fiber.join(call))
+      assert.instanceOf(reason, PluginClientError.Io)
+      assert.include(reason.message, "reading failed: EIO: the pipe broke")
+      assert.instanceOf(reasonOf(yield* peer.request("y").pipe(Effect.flip)), PluginClientError.Io)
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(t.listening(), 0)
+    }))
+})
