@@ -33,6 +33,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as PlatformError from "effect/PlatformError"
 import * as Queue from "effect/Queue"
@@ -250,22 +251,22 @@ const makeStopper = (controls: {
       }
       yield* endInput
       if (yield* isRunning) {
-        yield* Effect.logDebug("stopping: SIGTERM")
+        if (yield* LogLevel.isEnabled("Debug")) yield* controls.annotate(Effect.logDebug("stopping: SIGTERM"))
         yield* signal("SIGTERM").pipe(Effect.timeoutOption(timings.shutdownGrace))
       }
       if (yield* isRunning) {
-        yield* Effect.logWarning(`did not exit within ${Duration.format(timings.shutdownGrace)} of SIGTERM; sending SIGKILL`)
+        yield* controls.annotate(Effect.logWarning(`did not exit within ${Duration.format(timings.shutdownGrace)} of SIGTERM; sending SIGKILL`))
         yield* signal("SIGKILL").pipe(Effect.timeoutOption(timings.killTimeout))
       }
       const exit = Deferred.isDoneUnsafe(exited)
         ? Option.some(yield* Deferred.await(exited))
         : yield* Deferred.await(exited).pipe(Effect.timeoutOption(timings.killTimeout))
       if (Option.isNone(exit)) {
-        yield* Effect.logError("still running after SIGKILL; giving up on it")
+        yield* controls.annotate(Effect.logError("still running after SIGKILL; giving up on it"))
         return { code: null, signal: "SIGKILL", requested: true } satisfies ProcessExit
       }
       return exit.value
-    }).pipe(controls.annotate)
+    })
   const stop = (stopOptions?: { readonly graceful?: Effect.Effect<unknown, unknown> | undefined }) =>
     Effect.suspend(() => {
       if (stopping) return Deferred.await(stopResult)
