@@ -285,7 +285,6 @@ export const make = Effect.fnUntraced(function*<R = never>(
   const log = (effect: Effect.Effect<void>) => runTask(effect)
 
   // -- plugin → host requests ----------------------------------------------------------------
-  const runHandler = runTask
   const reply = (message: JsonRpc.Success | JsonRpc.Failure) => {
     const line = JsonRpc.encode(message)
     if (Result.isSuccess(line)) {
@@ -331,7 +330,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
       return
     }
     if (serving++ === 0) idle = Deferred.makeUnsafe<void>()
-    runHandler(
+    runTask(
       Effect.onExit(Effect.suspend(() => handler(request.params)), (exit) => {
         replyWith(request, exit)
         // After the reply: whoever waits for idle handlers (a worker about to exit) resumes at once.
