@@ -241,5 +241,25 @@ for (const launcher of [PluginProcess.spawnerLauncher, PluginProcess.nodeLaunche
         const banner = lines.find((l) => String(l.message).includes("plugin ready"))
         assert.deepInclude(banner, { plugin: "chatty", stream: "stderr" })
       }).pipe(Effect.provide(Layer.merge(NodeServices.layer, Layer.succeed(PluginProcess.Launcher, launcher)))))
+
+    it.live("lines a plugin writes to stderr as it stops are still logged", () =>
+      Effect.gen(function*() {
+        const lines: Array<string> = []
+        const capture = Logger.make(({ message }) => void lines.push(String(message)))
+        yield* Effect.gen(function*() {
+          const proc = yield* PluginProcess.make(
+            {
+              name: "polite",
+              executable: "/bin/sh",
+              args: ["-c", "trap 'echo goodbye from the plugin >&2; exit 0' TERM; echo ready; while :; do sleep 0.02; done"]
+            },
+            { stderrLogLevel: "Info", shutdownGrace: "2 seconds" }
+          )
+          yield* firstLine(proc, (l) => l === "ready")
+          assert.deepStrictEqual(yield* proc.stop(), { code: 0, signal: null, requested: true })
+        }).pipe(Effect.scoped, Effect.provide(Logger.layer([capture])))
+        const logged = yield* eventually(() => lines.some((l) => l.includes("goodbye from the plugin")), 1_000)
+        assert.isTrue(logged, `logged: ${lines.join(" | ")}`)
+      }).pipe(Effect.provide(Layer.merge(NodeServices.layer, Layer.succeed(PluginProcess.Launcher, launcher)))))
   })
 }
