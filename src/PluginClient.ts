@@ -796,15 +796,15 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   }).pipe(Effect.ensuring(Effect.sync(() => {
     idleWatching = false
   })))
-  /** Activity ended now: the idle period starts again. */
-  const armIdleTimer = idleTimeout === undefined
-    ? Effect.void
-    : Effect.suspend(() => {
-      idleDeadline = clock.currentTimeMillisUnsafe() + idleMillis
-      if (idleWatching || current === undefined) return Effect.void
-      idleWatching = true
-      return Effect.asVoid(FiberHandle.run(idleTimer, idleWatch))
-    })
+  /** Activity ended at `now`: the idle period starts again (a sleeping watcher just gets the new deadline). */
+  const armIdleAt = (now: number): Effect.Effect<void> => {
+    if (idleTimeout === undefined) return Effect.void
+    idleDeadline = now + idleMillis
+    if (idleWatching || current === undefined) return Effect.void
+    idleWatching = true
+    return Effect.asVoid(FiberHandle.run(idleTimer, idleWatch))
+  }
+  const armIdleTimer = Effect.suspend(() => armIdleAt(clock.currentTimeMillisUnsafe()))
   const disarmIdleTimer = idleTimeout === undefined ? Effect.void : FiberHandle.clear(idleTimer)
 
   // -- calls ---------------------------------------------------------------------------------
@@ -859,12 +859,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
         requestDurationMetric.updateUnsafe(Duration.nanos(clock.monotonicTimeNanosUnsafe() - startedNanos), metricContext)
         const now = clock.currentTimeMillisUnsafe()
         lastUsed = now
-        if (idleWatching) {
-          // The watcher is already sleeping towards the deadline: moving it is all there is to do.
-          idleDeadline = now + idleMillis
-          return Effect.void
-        }
-        return armIdleTimer
+        return armIdleAt(now)
       })
       // With Effect's built-in tracer nothing is exported, and building a span was a third of
       // the cost of a call.
