@@ -37,7 +37,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as PlatformError from "effect/PlatformError"
 import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "effect/process/ChildProcess"
 import type * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
@@ -397,14 +397,14 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
     // Let the last stderr lines land in the excerpt (bounded: a grandchild may hold stderr open).
     Effect.tap(() => Deferred.await(stderrDone).pipe(Effect.timeoutOption(stderrAfterExit))),
     Effect.flatMap((exit) =>
-      Deferred.succeed(exited, exit).pipe(Effect.andThen(Deferred.succeed(ended, { _tag: "Exited", exit })))
+      Deferred.succeed(ended, { _tag: "Exited", exit }).pipe(Effect.andThen(Deferred.succeed(exited, exit)))
     ),
     Effect.forkScoped
   )
 
   // Registered last, so it runs first at Scope close: before the readers are interrupted and
   // before the spawner's own release.
-  yield* Effect.addFinalizer(() => stopper.stop())
+  yield* Scope.addFinalizer(yield* Effect.scope, stopper.stop())
 
   return assemble({ spec, pid, startedAt, stdout: handle.stdout, listenStdout: undefined, writeLine, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
 })
@@ -500,27 +500,25 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const runFork = Effect.runForkWith(yield* Effect.context<never>())
 
   const stderrDone = Deferred.makeUnsafe<void>()
-  // Runs last at Scope close (after the stop sequence): whatever is left of the process group
-  // gets SIGTERM, then SIGKILL 200 ms later, and the pipes are closed (a grandchild may hold
-  // them open, which would keep the host's event loop alive). stderr gets up to 200 ms more,
-  // without holding up the close, so the plugin's last lines are still logged.
-  yield* Effect.addFinalizer(() =>
-    Effect.gen(function*() {
-      if (groupAlive(pid)) {
-        signalGroup(child, pid, "SIGTERM")
-        for (let waited = 0; waited < 200 && groupAlive(pid); waited += 20) yield* Effect.sleep("20 millis")
-        if (groupAlive(pid)) signalGroup(child, pid, "SIGKILL")
-      }
-      stdin?.destroy()
-      stdout?.destroy()
-      if (stderr !== null && !Deferred.isDoneUnsafe(stderrDone)) {
-        runFork(Deferred.await(stderrDone).pipe(
-          Effect.timeoutOption(stderrAfterExit),
-          Effect.ensuring(Effect.sync(() => stderr.destroy()))
-        ))
-      }
-    })
-  )
+  // After the stop sequence, at Scope close: whatever is left of the process group gets
+  // SIGTERM, then SIGKILL 200 ms later, and the pipes are closed (a grandchild may hold them
+  // open, which would keep the host's event loop alive). stderr gets up to 200 ms more, without
+  // holding up the close, so the plugin's last lines are still logged.
+  const sweep = Effect.gen(function*() {
+    if (groupAlive(pid)) {
+      signalGroup(child, pid, "SIGTERM")
+      for (let waited = 0; waited < 200 && groupAlive(pid); waited += 20) yield* Effect.sleep("20 millis")
+      if (groupAlive(pid)) signalGroup(child, pid, "SIGKILL")
+    }
+    stdin?.destroy()
+    stdout?.destroy()
+    if (stderr !== null && !Deferred.isDoneUnsafe(stderrDone)) {
+      runFork(Deferred.await(stderrDone).pipe(
+        Effect.timeoutOption(stderrAfterExit),
+        Effect.ensuring(Effect.sync(() => stderr.destroy()))
+      ))
+    }
+  })
 
   const exited = Deferred.makeUnsafe<ProcessExit>()
   const ended = Deferred.makeUnsafe<ProcessEnd>()
@@ -616,9 +614,11 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const onExit = (code: number | null, exitSignal: NodeJS.Signals | null) => {
     const exit: ProcessExit = { code, signal: exitSignal, requested: stopper.stopping() }
     inputOpen = false
+    // The end first: the connection over the pipes winds down on it, so a stop resumed by the
+    // exit finds it closed instead of interrupting what waits for it.
     const record = () => {
-      Deferred.doneUnsafe(exited, Exit.succeed(exit))
       Deferred.doneUnsafe(ended, Exit.succeed<ProcessEnd>({ _tag: "Exited", exit }))
+      Deferred.doneUnsafe(exited, Exit.succeed(exit))
     }
     // A stop the host asked for is over at the exit: waiting for the last stderr bytes (for a
     // crash's message) made stopping 100 plugins at once 10 % slower. They are still logged:
@@ -641,23 +641,22 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const listenStdout: NonNullable<PluginProcess["listenStdout"]> = ({ onChunk, onEnd }) =>
     stdout === null
       ? Effect.sync(() => onEnd())
-      : Effect.asVoid(Effect.acquireRelease(
-        Effect.sync(() => {
-          const onData = (chunk: Buffer) => onChunk(chunk)
-          const onClose = () => onEnd()
-          const onError = (error: Error) => onEnd(error.message)
-          stdout.on("data", onData)
-          stdout.once("end", onClose)
-          stdout.once("error", onError)
-          return { onData, onClose, onError }
-        }),
-        ({ onData, onClose, onError }) =>
+      : Effect.flatMap(Effect.scope, (listenScope) => {
+        const onData = (chunk: Buffer) => onChunk(chunk)
+        const onClose = () => onEnd()
+        const onError = (error: Error) => onEnd(error.message)
+        stdout.on("data", onData)
+        stdout.once("end", onClose)
+        stdout.once("error", onError)
+        return Scope.addFinalizer(
+          listenScope,
           Effect.sync(() => {
             stdout.off("data", onData)
             stdout.off("end", onClose)
             stdout.off("error", onError)
           })
-      ))
+        )
+      })
   const stdoutStream = Stream.callback<Uint8Array, PlatformError.PlatformError>((queue) =>
     listenStdout({
       onChunk: (chunk) => void Queue.offerUnsafe(queue, chunk),
@@ -673,8 +672,10 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     })
   )
 
-  // Registered last, so it runs first at Scope close.
-  yield* Effect.addFinalizer(() => stopper.stop())
+  // One plain Scope finalizer (no copy of the fiber's context, which `Effect.addFinalizer`
+  // makes for every finalizer of every plugin a stop-all takes down): the stop sequence, then
+  // the sweep of the group.
+  yield* Scope.addFinalizer(yield* Effect.scope, Effect.andThen(stopper.stop(), sweep))
 
   return assemble({ spec, pid, startedAt, stdout: stdoutStream, listenStdout, writeLine, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
 })

@@ -26,7 +26,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Framing from "./Framing.ts"
 import * as JsonRpc from "./JsonRpc.ts"
@@ -255,9 +255,19 @@ export const make = Effect.fnUntraced(function*<R = never>(
     hostRequestsServed: 0
   }
 
+  // Wakes the timeout sweeper (below) early: a call with an earlier deadline, or the end.
+  let wake = Deferred.makeUnsafe<void>()
+  const rearm = () => {
+    const signal = wake
+    wake = Deferred.makeUnsafe<void>()
+    Deferred.doneUnsafe(signal, Exit.void)
+  }
+
   const breakConnection = (reason: PluginClientError.Reason) => {
     if (broken !== undefined) return
     broken = reason
+    // The sweeper ends by itself rather than being interrupted at Scope close.
+    rearm()
     // State first: resuming a caller runs it synchronously, and it may call again.
     const calls = [...pending.values(), ...waiting.slice(waitingHead)]
     pending.clear()
@@ -460,12 +470,25 @@ export const make = Effect.fnUntraced(function*<R = never>(
 
   // The other side's end closes the connection once its output is drained (bounded: a
   // grandchild may hold a dead plugin's stdout open).
+  // Known once the other side is gone: closing the connection then reuses it rather than
+  // building a `Closed` error (and its stack) for every plugin a stop takes down.
+  let endReason: PluginClientError.Reason | undefined
   yield* transport.closed.pipe(
-    Effect.tap(() => Deferred.await(stdoutEnded).pipe(Effect.timeoutOption("200 millis"))),
+    Effect.flatMap((reason) => {
+      endReason = reason
+      return Deferred.isDoneUnsafe(stdoutEnded)
+        ? Effect.succeed(reason)
+        : Effect.as(Deferred.await(stdoutEnded).pipe(Effect.timeoutOption("200 millis")), reason)
+    }),
     Effect.flatMap((reason) => Effect.sync(() => breakConnection(reason))),
     Effect.forkScoped
   )
-  yield* Effect.addFinalizer(() => Effect.sync(() => breakConnection(new PluginClientError.Closed({ detail: "connection closed" }))))
+  // A plain Scope finalizer: it needs no services, so it skips `Effect.addFinalizer`'s copy of
+  // the fiber's context (paid by every plugin a stop-all takes down).
+  yield* Scope.addFinalizer(
+    yield* Effect.scope,
+    Effect.sync(() => breakConnection(endReason ?? new PluginClientError.Closed({ detail: "connection closed" })))
+  )
 
   // -- host → plugin ---------------------------------------------------------------------------
   // A call is one `Effect.callback`: no fiber, lock or deferred per call. At most
@@ -492,12 +515,6 @@ export const make = Effect.fnUntraced(function*<R = never>(
   // so `TestClock` drives them.
   const clock = yield* Clock.Clock
   let sweepTarget = Number.POSITIVE_INFINITY
-  let wake = Deferred.makeUnsafe<void>()
-  const rearm = () => {
-    const signal = wake
-    wake = Deferred.makeUnsafe<void>()
-    Deferred.doneUnsafe(signal, Exit.void)
-  }
 
   /** Sends a call; the reason it could not be sent, if so. */
   const dispatch = (call: Call): PluginClientError.Reason | undefined => {
@@ -549,7 +566,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     call.resume(Exit.fail(fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
   }
   yield* Effect.gen(function*() {
-    while (true) {
+    while (broken === undefined) {
       const now = clock.currentTimeMillisUnsafe()
       let earliest = Number.POSITIVE_INFINITY
       for (const [id, call] of pending) {

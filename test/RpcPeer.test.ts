@@ -1,4 +1,5 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -467,7 +468,7 @@ describe("RpcPeer (TestClock, in-memory spawner)", () => {
 
 describe("RpcPeer over a pushing transport (Transport.listen)", () => {
   /** A transport whose bytes are pushed by the test; `incoming` must never be read. */
-  const pushing = () => {
+  const pushing = (closed: Effect.Effect<PluginClientError.Reason> = Effect.never) => {
     let handlers: { readonly onChunk: (chunk: Uint8Array) => void; readonly onEnd: (failure?: string) => void } | undefined
     const written: Array<unknown> = []
     let listening = 0
@@ -483,7 +484,7 @@ describe("RpcPeer over a pushing transport (Transport.listen)", () => {
         written.push(JSON.parse(line))
         return true
       },
-      closed: Effect.never
+      closed
     }
     const push = (text: string) => handlers?.onChunk(new TextEncoder().encode(text))
     return { transport, written, push, end: (failure?: string) => handlers?.onEnd(failure), listening: () => listening }
@@ -516,5 +517,21 @@ describe("RpcPeer over a pushing transport (Transport.listen)", () => {
       assert.instanceOf(reasonOf(yield* peer.request("y").pipe(Effect.flip)), PluginClientError.Io)
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual(t.listening(), 0)
+    }))
+
+  it.effect("closing the Scope after the other side is gone, before its output ends, ends the connection with the other side's reason", () =>
+    Effect.gen(function*() {
+      const gone = Deferred.makeUnsafe<PluginClientError.Reason>()
+      const t = pushing(Deferred.await(gone))
+      const scope = yield* Scope.make()
+      const peer = yield* RpcPeer.make(t.transport).pipe(Scope.provide(scope))
+      const call = yield* peer.request("x").pipe(Effect.flip, Effect.forkChild)
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gone, new PluginClientError.Exited({ code: null, signal: "SIGTERM", requested: true, stderrExcerpt: "" }))
+      // Its output has not ended: the connection still waits for the last replies.
+      assert.isTrue(Option.isNone(yield* peer.closeReason))
+      yield* Scope.close(scope, Exit.void)
+      assert.instanceOf(reasonOf(yield* Fiber.join(call)), PluginClientError.Exited)
+      assert.instanceOf(Option.getOrThrow(yield* peer.closeReason), PluginClientError.Exited)
     }))
 })
