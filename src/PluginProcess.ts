@@ -499,7 +499,16 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
   const runFork = Effect.runForkWith(yield* Effect.context<never>())
 
-  const stderrDone = Deferred.makeUnsafe<void>()
+  // stderr closes after the exit, or never while a grandchild holds it: what waits for it waits
+  // `stderrAfterExit` at most, with one timer fiber that the close interrupts.
+  let stderrClosed = stderr === null
+  let onStderrClosed: Array<() => void> = []
+  const whenStderrClosed = (then: () => void) => {
+    if (stderrClosed) return then()
+    const fallback = runFork(Effect.sleep(stderrAfterExit))
+    fallback.addObserver(then)
+    onStderrClosed.push(() => fallback.interruptUnsafe())
+  }
   // After the stop sequence, at Scope close: whatever is left of the process group gets
   // SIGTERM, then SIGKILL 200 ms later, and the pipes are closed (a grandchild may hold them
   // open, which would keep the host's event loop alive). stderr gets up to 200 ms more, without
@@ -512,12 +521,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     }
     stdin?.destroy()
     stdout?.destroy()
-    if (stderr !== null && !Deferred.isDoneUnsafe(stderrDone)) {
-      runFork(Deferred.await(stderrDone).pipe(
-        Effect.timeoutOption(stderrAfterExit),
-        Effect.ensuring(Effect.sync(() => stderr.destroy()))
-      ))
-    }
+    if (stderr !== null) whenStderrClosed(() => stderr.destroy())
   })
 
   const exited = Deferred.makeUnsafe<ProcessExit>()
@@ -526,9 +530,6 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
 
   // stderr: drained for the whole life of the process, logged a chunk at a time.
   const excerpt = makeExcerpt(timings.excerptChars)
-  // Set while an exit waits for stderr to close (see `onExit`).
-  let onStderrDone: (() => void) | undefined
-  let cancelFallback = () => {}
   const logStderr = timings.stderrLogLevel === "None" ? undefined : Effect.logWithLevel(timings.stderrLogLevel)
   const stderrLines = Framing.makeLineDecoder({ maxLineBytes: stderrMaxLineBytes })
   let toLog: Array<string> = []
@@ -543,9 +544,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     toLog = []
     runFork(Effect.forEach(lines, (line) => logStderr(line), { discard: true }).pipe(Effect.annotateLogs({ stream: "stderr" }), annotate))
   }
-  if (stderr === null) {
-    Deferred.doneUnsafe(stderrDone, Exit.void)
-  } else {
+  if (stderr !== null) {
     stderr.on("data", (chunk: Buffer) => {
       stderrLines.push(chunk, onStderrFrame)
       logLines()
@@ -553,13 +552,10 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     stderr.once("close", () => {
       stderrLines.end(onStderrFrame)
       logLines()
-      Deferred.doneUnsafe(stderrDone, Exit.void)
-      const pending = onStderrDone
-      if (pending !== undefined) {
-        onStderrDone = undefined
-        cancelFallback()
-        pending()
-      }
+      stderrClosed = true
+      const waiting = onStderrClosed
+      onStderrClosed = []
+      for (const wake of waiting) wake()
     })
   }
 
@@ -623,17 +619,8 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     // A stop the host asked for is over at the exit: waiting for the last stderr bytes (for a
     // crash's message) made stopping 100 plugins at once 10 % slower. They are still logged:
     // stderr stays open until it ends (see the finalizer).
-    if (Deferred.isDoneUnsafe(stderrDone) || exit.requested) return record()
-    // Recorded when stderr closes, or after `stderrAfterExit` at the latest.
-    onStderrDone = record
-    const fallback = runFork(Effect.sleep(stderrAfterExit))
-    fallback.addObserver(() => {
-      if (onStderrDone === record) {
-        onStderrDone = undefined
-        record()
-      }
-    })
-    cancelFallback = () => fallback.interruptUnsafe()
+    if (exit.requested) record()
+    else whenStderrClosed(record)
   }
   if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode)
   else child.once("exit", onExit)
