@@ -694,12 +694,14 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     consecutiveTimeouts = 0
     // The watcher lives in the client scope: it must outlive the incarnation's scope, which it
     // closes itself when the plugin dies.
-    yield* built.peer.closed.pipe(
-      Effect.flatMap((reason) =>
-        incarnation.stopping || (reason._tag === "Exited" && reason.requested)
+    // A stop's end is not a crash: its reason is not even built.
+    yield* built.peer.ended.pipe(
+      Effect.andThen(Effect.suspend(() =>
+        incarnation.stopping
           ? Effect.void
-          : crashed(incarnation, reason)
-      ),
+          : Effect.flatMap(built.peer.closed, (reason) =>
+            reason._tag === "Exited" && reason.requested ? Effect.void : crashed(incarnation, reason))
+      )),
       Effect.andThen(built.proc.exit),
       Effect.flatMap((exit) => publish({ _tag: "Exit", plugin: name, pid: built.proc.pid, ...exit })),
       Effect.forkIn(clientScope)

@@ -110,9 +110,20 @@ export interface Transport {
   }) => Effect.Effect<void, never, Scope.Scope>) | undefined
   /** Queues one line; false once the output is closed. */
   readonly writeLine: (line: string) => boolean
-  /** Completes when the other side is gone or the output broke. */
-  readonly closed: Effect.Effect<PluginClientError.Reason>
+  /**
+   * Completes when the other side is gone or the output broke, with why: the reason itself or a
+   * function that builds it (only called if someone needs it: most stops never do, and a
+   * reason is a Schema error with a stack).
+   */
+  readonly closed: Effect.Effect<EndReason>
 }
+
+/**
+ * Why a transport ended: the reason, or a function that builds it on demand.
+ *
+ * @category models
+ */
+export type EndReason = PluginClientError.Reason | (() => PluginClientError.Reason)
 
 /**
  * A transport over a plugin process: its end is the process's exit (code or signal and the
@@ -126,11 +137,12 @@ export const fromProcess = (process: PluginProcess.PluginProcess): Transport => 
   incoming: process.stdout,
   listen: process.listenStdout,
   writeLine: process.writeLine,
-  // One wait on the process's end (no race of two waits per plugin).
+  // One wait on the process's end (no race of two waits per plugin). The stderr excerpt is read
+  // at the end; the reason is built from it only if asked for.
   closed: Effect.flatMap(process.ended, (end) =>
     end._tag === "InputFailed"
-      ? Effect.succeed<PluginClientError.Reason>(new PluginClientError.Io({ detail: `writing stdin failed: ${end.detail}` }))
-      : Effect.map(process.stderrExcerpt, (stderrExcerpt): PluginClientError.Reason => new PluginClientError.Exited({ ...end.exit, stderrExcerpt })))
+      ? Effect.succeed<EndReason>(() => new PluginClientError.Io({ detail: `writing stdin failed: ${end.detail}` }))
+      : Effect.map(process.stderrExcerpt, (stderrExcerpt): EndReason => () => new PluginClientError.Exited({ ...end.exit, stderrExcerpt })))
 })
 
 /**
@@ -182,6 +194,8 @@ export interface RpcPeer {
   readonly closeReason: Effect.Effect<Option.Option<PluginClientError.Reason>>
   /** Waits for the connection to end and returns why. */
   readonly closed: Effect.Effect<PluginClientError.Reason>
+  /** Waits for the connection to end (without building the reason `closed` returns). */
+  readonly ended: Effect.Effect<void>
   /** Waits until no request from the other side is being served. */
   readonly handlersIdle: Effect.Effect<void>
 }
@@ -240,8 +254,13 @@ export const make = Effect.fnUntraced(function*<R = never>(
   const abandoned = new Set<number>()
   let nextId = 1
   let inFlight: number | undefined
-  let broken: PluginClientError.Reason | undefined
-  const closedDeferred = yield* Deferred.make<PluginClientError.Reason>()
+  // Set once the connection is broken; the reason is built from it the first time it is needed.
+  let broken: EndReason | undefined
+  const brokenReason = (): PluginClientError.Reason => {
+    if (typeof broken === "function") broken = broken()
+    return broken ?? new PluginClientError.Closed({ detail: "connection closed" })
+  }
+  const closedDeferred = yield* Deferred.make<void>()
   const stats = {
     requestsSent: 0,
     responsesReceived: 0,
@@ -263,7 +282,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     Deferred.doneUnsafe(signal, Exit.void)
   }
 
-  const breakConnection = (reason: PluginClientError.Reason) => {
+  const breakConnection = (reason: EndReason) => {
     if (broken !== undefined) return
     broken = reason
     // The sweeper ends by itself rather than being interrupted at Scope close.
@@ -275,10 +294,10 @@ export const make = Effect.fnUntraced(function*<R = never>(
     waitingHead = 0
     inFlight = undefined
     if (calls.length > 0) {
-      const error = Exit.fail(fail(reason))
+      const error = Exit.fail(fail(brokenReason()))
       for (const call of calls) if (!call.cancelled) call.resume(error)
     }
-    Deferred.doneUnsafe(closedDeferred, Exit.succeed(reason))
+    Deferred.doneUnsafe(closedDeferred, Exit.void)
   }
 
   // Logs, host handlers and the notification consumer run in one set, interrupted with the
@@ -470,9 +489,9 @@ export const make = Effect.fnUntraced(function*<R = never>(
 
   // The other side's end closes the connection once its output is drained (bounded: a
   // grandchild may hold a dead plugin's stdout open).
-  // Known once the other side is gone: closing the connection then reuses it rather than
-  // building a `Closed` error (and its stack) for every plugin a stop takes down.
-  let endReason: PluginClientError.Reason | undefined
+  // Known once the other side is gone: closing the connection then reuses it (a stop's end
+  // says the process exited, not that the connection was closed under it).
+  let endReason: EndReason | undefined
   yield* transport.closed.pipe(
     Effect.flatMap((reason) => {
       endReason = reason
@@ -487,7 +506,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
   // the fiber's context (paid by every plugin a stop-all takes down).
   yield* Scope.addFinalizer(
     yield* Effect.scope,
-    Effect.sync(() => breakConnection(endReason ?? new PluginClientError.Closed({ detail: "connection closed" })))
+    Effect.sync(() => breakConnection(endReason ?? (() => new PluginClientError.Closed({ detail: "connection closed" }))))
   )
 
   // -- host → plugin ---------------------------------------------------------------------------
@@ -597,7 +616,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
       : Duration.min(Duration.fromInputUnsafe(callOptions.timeout), maxTimeout)
     const timeoutMillis = Duration.toMillis(timeout)
     return Effect.callback<unknown, PluginClientError.PluginClientError>((resume) => {
-      if (broken !== undefined) return resume(Exit.fail(fail(broken)))
+      if (broken !== undefined) return resume(Exit.fail(fail(brokenReason())))
       const call: Call = { method, params, timeout, timeoutMillis, resume, id: 0, deadline: 0, cancelled: false }
       if (pending.size < maxConcurrent && waitingHead === waiting.length) {
         const problem = dispatch(call)
@@ -612,7 +631,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
 
   const notify: RpcPeer["notify"] = (method, params) =>
     Effect.suspend(() => {
-      if (broken !== undefined) return Effect.fail(fail(broken))
+      if (broken !== undefined) return Effect.fail(fail(brokenReason()))
       const problem = send(method, JsonRpc.notification(method, params))
       return problem === undefined ? Effect.void : Effect.fail(fail(problem))
     })
@@ -623,8 +642,9 @@ export const make = Effect.fnUntraced(function*<R = never>(
     notify,
     pending: Effect.sync(() => pending.size),
     stats: Effect.sync((): Stats => ({ ...stats })),
-    closeReason: Effect.sync(() => Option.fromUndefinedOr(broken)),
-    closed: Deferred.await(closedDeferred),
+    closeReason: Effect.sync(() => broken === undefined ? Option.none() : Option.some(brokenReason())),
+    closed: Effect.map(Deferred.await(closedDeferred), brokenReason),
+    ended: Deferred.await(closedDeferred),
     handlersIdle: Effect.suspend(() => serving === 0 ? Effect.void : Deferred.await(idle))
   }
 })

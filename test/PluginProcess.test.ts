@@ -86,7 +86,8 @@ for (const launcher of [PluginProcess.spawnerLauncher, PluginProcess.nodeLaunche
         assert.isAtLeast(took, 290)
         assert.isBelow(took, 300 + 1_000)
         assert.isFalse(isAlive(proc.pid))
-        assert.deepStrictEqual(liveGroupMembers(proc.pid), [])
+        // The group's SIGKILL reaches the `sleep` child too; its death is not the leader's exit.
+        assert.isTrue(yield* eventually(() => liveGroupMembers(proc.pid).length === 0, 2_000), "a group member survived SIGKILL")
       }).pipe(Effect.provide(liveWith)))
 
     it.live("closing the Scope kills the plugin and its grandchild", () =>

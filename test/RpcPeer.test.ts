@@ -468,7 +468,7 @@ describe("RpcPeer (TestClock, in-memory spawner)", () => {
 
 describe("RpcPeer over a pushing transport (Transport.listen)", () => {
   /** A transport whose bytes are pushed by the test; `incoming` must never be read. */
-  const pushing = (closed: Effect.Effect<PluginClientError.Reason> = Effect.never) => {
+  const pushing = (closed: Effect.Effect<RpcPeer.EndReason> = Effect.never) => {
     let handlers: { readonly onChunk: (chunk: Uint8Array) => void; readonly onEnd: (failure?: string) => void } | undefined
     const written: Array<unknown> = []
     let listening = 0
@@ -534,4 +534,25 @@ describe("RpcPeer over a pushing transport (Transport.listen)", () => {
       assert.instanceOf(reasonOf(yield* Fiber.join(call)), PluginClientError.Exited)
       assert.instanceOf(Option.getOrThrow(yield* peer.closeReason), PluginClientError.Exited)
     }))
+
+  it.effect("an end reason given as a function is built once, and only when asked for", () =>
+    Effect.gen(function*() {
+      let built = 0
+      const gone = Deferred.makeUnsafe<RpcPeer.EndReason>()
+      const t = pushing(Deferred.await(gone))
+      const peer = yield* RpcPeer.make(t.transport)
+      t.end()
+      yield* Deferred.succeed(gone, () => {
+        built++
+        return new PluginClientError.Exited({ code: 3, signal: null, requested: false, stderrExcerpt: "boom" })
+      })
+      yield* peer.ended
+      assert.strictEqual(built, 0)
+      const first = yield* peer.closed
+      assert.strictEqual(yield* peer.closed, first)
+      assert.strictEqual(Option.getOrThrow(yield* peer.closeReason), first)
+      assert.strictEqual(built, 1)
+      assert.include(first.message, "exited with code 3")
+      assert.instanceOf(reasonOf(yield* peer.request("late").pipe(Effect.flip)), PluginClientError.Exited)
+    }).pipe(Effect.scoped))
 })
