@@ -174,7 +174,8 @@ const samples: Record<string, Record<string, Array<Result>>> = {}
 const failures: Array<string> = []
 for (const scenario of selected) {
   log(`\n${scenario.title}`)
-  for (let r = 0; r < rounds && !interrupted; r++) {
+  const scenarioRounds = rounds * (scenario.roundsFactor ?? 1)
+  for (let r = 0; r < scenarioRounds && !interrupted; r++) {
     // Rotate the order each round, so no variant always runs first (or right after another).
     const order = scenario.variants.map((_, i) => scenario.variants[(i + r) % scenario.variants.length] as string)
     for (const variant of order) {
@@ -305,7 +306,8 @@ const goalsTable = table(
 )
 const wallSeconds = round((performance.now() - startedAt) / 1000)
 const machine = `Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? "cpu"}, ${os.platform()} ${os.release()}`
-const heading = `${quick ? "Quick" : "Full"} run of ${new Date().toISOString().slice(0, 10)} on ${machine}; ${rounds} rounds, medians; wall time ${wallSeconds} s.`
+const moreRounds = selected.flatMap((s) => s.roundsFactor === undefined ? [] : [`${s.name}: ${rounds * s.roundsFactor}`])
+const heading = `${quick ? "Quick" : "Full"} run of ${new Date().toISOString().slice(0, 10)} on ${machine}; ${rounds} rounds${moreRounds.length === 0 ? "" : ` (${moreRounds.join(", ")})`}, medians; wall time ${wallSeconds} s.`
 const report = [heading, "", resultsTable, "", importTable, "", goalsTable].join("\n")
 
 process.stdout.write(`\n${report}\n`)
