@@ -618,7 +618,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     }
     // A stop the host asked for is over at the exit: waiting for the last stderr bytes (for a
     // crash's message) made stopping 100 plugins at once 10 % slower. They are still logged:
-    // stderr stays open until it ends (see the finalizer).
+    // stderr stays open until it ends (see `sweep`).
     if (exit.requested) record()
     else whenStderrClosed(record)
   }
