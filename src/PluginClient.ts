@@ -491,6 +491,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     publish(event).pipe(Effect.andThen(options?.onStreamNotification === undefined ? Effect.void : options.onStreamNotification(event)))
   /** A dead plugin cannot close its channels: close them for it. */
   const closeOpenStreams = Effect.suspend(() => {
+    if (openChannels.size === 0) return Effect.void
     const channels = [...openChannels]
     openChannels.clear()
     return Effect.forEach(channels, (channel) =>

@@ -226,22 +226,51 @@ const makeExcerpt = (excerptChars: number) => {
 
 /**
  * The stop sequence shared by the launchers: once, bounded at every step, on the Clock.
- * `signal` sends a signal to the process group and waits for the exit.
+ * `signal` sends a signal to the process group (it does not wait); the launcher reports the exit
+ * with `recordExit`, which completes `exited`.
  */
 const makeStopper = (controls: {
   readonly timings: Timings
   readonly exited: Deferred.Deferred<ProcessExit>
   readonly endInput: Effect.Effect<void>
-  readonly signal: (signal: "SIGTERM" | "SIGKILL") => Effect.Effect<unknown>
+  readonly signal: (signal: "SIGTERM" | "SIGKILL") => Effect.Effect<void>
   readonly annotate: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }) => {
   const { timings, exited, endInput, signal } = controls
-  const isRunning = Effect.map(Deferred.isDone(exited), (done) => !done)
   const stopResult = Deferred.makeUnsafe<ProcessExit>()
   let stopping = false
+
+  // What `awaitExit` waits on, while it waits: completed by the exit or by its timer.
+  let exitWaiter: Deferred.Deferred<Option.Option<ProcessExit>> | undefined
+  const recordExit = (exit: ProcessExit) => {
+    Deferred.doneUnsafe(exited, Exit.succeed(exit))
+    const waiter = exitWaiter
+    exitWaiter = undefined
+    if (waiter !== undefined) Deferred.doneUnsafe(waiter, Exit.succeed(Option.some(exit)))
+  }
+  /**
+   * The exit, if it comes within `within`. One timer fiber that the exit interrupts, rather than
+   * `timeoutOption`'s race of two fibers (a stop-all pays it for every plugin).
+   */
+  const awaitExit = (within: Duration.Duration): Effect.Effect<Option.Option<ProcessExit>> =>
+    Effect.withFiber((fiber) => {
+      if (Deferred.isDoneUnsafe(exited)) return Effect.asSome(Deferred.await(exited))
+      const waiter = Deferred.makeUnsafe<Option.Option<ProcessExit>>()
+      exitWaiter = waiter
+      const timer = Effect.runForkWith(fiber.context)(Effect.sleep(within))
+      timer.addObserver(() => Deferred.doneUnsafe(waiter, Exit.succeed(Option.none())))
+      return Effect.ensuring(
+        Deferred.await(waiter),
+        Effect.sync(() => {
+          if (exitWaiter === waiter) exitWaiter = undefined
+          timer.interruptUnsafe()
+        })
+      )
+    })
+
   const stopSequence = (graceful: Effect.Effect<unknown, unknown> | undefined) =>
     Effect.gen(function*() {
-      if (graceful !== undefined && (yield* isRunning)) {
+      if (graceful !== undefined && !Deferred.isDoneUnsafe(exited)) {
         yield* graceful.pipe(
           Effect.ignore,
           Effect.andThen(endInput),
@@ -250,22 +279,17 @@ const makeStopper = (controls: {
         )
       }
       yield* endInput
-      if (yield* isRunning) {
-        if (yield* LogLevel.isEnabled("Debug")) yield* controls.annotate(Effect.logDebug("stopping: SIGTERM"))
-        yield* signal("SIGTERM").pipe(Effect.timeoutOption(timings.shutdownGrace))
-      }
-      if (yield* isRunning) {
-        yield* controls.annotate(Effect.logWarning(`did not exit within ${Duration.format(timings.shutdownGrace)} of SIGTERM; sending SIGKILL`))
-        yield* signal("SIGKILL").pipe(Effect.timeoutOption(timings.killTimeout))
-      }
-      const exit = Deferred.isDoneUnsafe(exited)
-        ? Option.some(yield* Deferred.await(exited))
-        : yield* Deferred.await(exited).pipe(Effect.timeoutOption(timings.killTimeout))
-      if (Option.isNone(exit)) {
-        yield* controls.annotate(Effect.logError("still running after SIGKILL; giving up on it"))
-        return { code: null, signal: "SIGKILL", requested: true } satisfies ProcessExit
-      }
-      return exit.value
+      if (Deferred.isDoneUnsafe(exited)) return yield* Deferred.await(exited)
+      if (yield* LogLevel.isEnabled("Debug")) yield* controls.annotate(Effect.logDebug("stopping: SIGTERM"))
+      yield* signal("SIGTERM")
+      const exit = yield* awaitExit(timings.shutdownGrace)
+      if (Option.isSome(exit)) return exit.value
+      yield* controls.annotate(Effect.logWarning(`did not exit within ${Duration.format(timings.shutdownGrace)} of SIGTERM; sending SIGKILL`))
+      yield* signal("SIGKILL")
+      const killed = yield* awaitExit(timings.killTimeout)
+      if (Option.isSome(killed)) return killed.value
+      yield* controls.annotate(Effect.logError(`still running ${Duration.format(timings.killTimeout)} after SIGKILL; giving up on it`))
+      return { code: null, signal: "SIGKILL", requested: true } satisfies ProcessExit
     })
   const stop = (stopOptions?: { readonly graceful?: Effect.Effect<unknown, unknown> | undefined }) =>
     Effect.suspend(() => {
@@ -275,7 +299,7 @@ const makeStopper = (controls: {
         Effect.tap((exit) => Deferred.succeed(stopResult, exit))
       )
     }).pipe(Effect.uninterruptible)
-  return { stop, stopping: () => stopping }
+  return { stop, stopping: () => stopping, recordExit }
 }
 
 /** The process as its users see it, from what a launcher built. */
@@ -381,13 +405,15 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   const writeLine = (line: string) => Queue.offerUnsafe(outbound, line)
   const endInput = Effect.asVoid(Queue.end(outbound))
 
-  // Signals the group and waits for the leader. The spawner's `kill` would also wait up to a
-  // second for killed grandchildren to be reaped by init; the leader's exit is what matters here,
-  // and the spawner's release cleans up the rest of the group.
+  // Signals the group in the background, until the leader exits. The spawner's `kill` would also
+  // wait up to a second for killed grandchildren to be reaped by init; the leader's exit is what
+  // matters here, and the spawner's release cleans up the rest of the group.
   // Only our own exit watcher decides that the process is gone: `kill` of a process that has
   // just exited fails at once (nothing to signal) while its exit is still being recorded.
   const signal = (killSignal: "SIGTERM" | "SIGKILL") =>
-    Effect.raceFirst(handle.kill({ killSignal }).pipe(Effect.ignore, Effect.andThen(Effect.never)), Deferred.await(exited))
+    Effect.asVoid(Effect.forkDetach(
+      Effect.raceFirst(handle.kill({ killSignal }).pipe(Effect.ignore, Effect.andThen(Effect.never)), Deferred.await(exited))
+    ))
   const stopper = makeStopper({ timings, exited, endInput, signal, annotate })
 
   // exit, observed as data.
@@ -397,7 +423,7 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
     // Let the last stderr lines land in the excerpt (bounded: a grandchild may hold stderr open).
     Effect.tap(() => Deferred.await(stderrDone).pipe(Effect.timeoutOption(stderrAfterExit))),
     Effect.flatMap((exit) =>
-      Deferred.succeed(ended, { _tag: "Exited", exit }).pipe(Effect.andThen(Deferred.succeed(exited, exit)))
+      Deferred.succeed(ended, { _tag: "Exited", exit }).pipe(Effect.andThen(Effect.sync(() => stopper.recordExit(exit))))
     ),
     Effect.forkScoped
   )
@@ -424,28 +450,47 @@ const exitAfterBrokenInput = Duration.millis(200)
 const flushLines = 16
 const flushChars = 64 * 1024
 
-/** Signals the process group (the plugin and its children); the leader alone if that fails. */
-const signalGroup = (child: NodeChildProcess, pid: number, signal: "SIGTERM" | "SIGKILL"): void => {
+/**
+ * `process.kill` of a group, without the stack trace of the error it throws when nothing is
+ * left to signal (the usual outcome after a stop: capturing that stack was a tenth of the work a
+ * stop does after a plugin's exit). Returns the error code, or undefined when the signal went.
+ */
+const killGroup = (pid: number, signal: "SIGTERM" | "SIGKILL" | 0): string | undefined => {
+  const limit = Error.stackTraceLimit
+  if (stackTraceLimitWritable) Error.stackTraceLimit = 0
   try {
     process.kill(-pid, signal)
-  } catch {
-    try {
-      child.kill(signal)
-    } catch {
-      // Nothing left to signal.
-    }
+    return undefined
+  } catch (error) {
+    return error instanceof Error && "code" in error && typeof error.code === "string" ? error.code : "EINVAL"
+  } finally {
+    if (stackTraceLimitWritable) Error.stackTraceLimit = limit
   }
 }
 
-/** Whether any member of the process group is still there. */
-const groupAlive = (pid: number): boolean => {
+// A frozen `Error` (a hardened realm) keeps its stack traces.
+const stackTraceLimitWritable = (() => {
+  const descriptor = Object.getOwnPropertyDescriptor(Error, "stackTraceLimit")
+  return descriptor === undefined ? Object.isExtensible(Error) : descriptor.writable === true || descriptor.set !== undefined
+})()
+
+/** Signals the process group (the plugin and its children); the leader alone if that fails. */
+const signalGroup = (child: NodeChildProcess, pid: number, signal: "SIGTERM" | "SIGKILL"): void => {
+  if (killGroup(pid, signal) === undefined) return
   try {
-    process.kill(-pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: members exist that we may not signal (zombies on some systems).
-    return error instanceof Error && "code" in error && error.code === "EPERM"
+    child.kill(signal)
+  } catch {
+    // Nothing left to signal.
   }
+}
+
+/**
+ * Whether any member of the process group is still there. EPERM means members exist that we
+ * may not signal (zombies on some systems).
+ */
+const groupAlive = (pid: number): boolean => {
+  const failure = killGroup(pid, 0)
+  return failure === undefined || failure === "EPERM"
 }
 
 const spawnFailure = (spec: Spec, error: unknown) =>
@@ -599,11 +644,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     stdin?.end()
   })
 
-  const signal = (killSignal: "SIGTERM" | "SIGKILL") =>
-    Effect.suspend(() => {
-      signalGroup(child, pid, killSignal)
-      return Deferred.await(exited)
-    })
+  const signal = (killSignal: "SIGTERM" | "SIGKILL") => Effect.sync(() => signalGroup(child, pid, killSignal))
   const stopper = makeStopper({ timings, exited, endInput, signal, annotate })
 
   // exit, observed as data, once the last stderr bytes are in the excerpt (bounded).
@@ -614,7 +655,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     // exit finds it closed instead of interrupting what waits for it.
     const record = () => {
       Deferred.doneUnsafe(ended, Exit.succeed<ProcessEnd>({ _tag: "Exited", exit }))
-      Deferred.doneUnsafe(exited, Exit.succeed(exit))
+      stopper.recordExit(exit)
     }
     // A stop the host asked for is over at the exit: waiting for the last stderr bytes (for a
     // crash's message) made stopping 100 plugins at once 10 % slower. They are still logged:

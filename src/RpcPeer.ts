@@ -22,6 +22,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -274,19 +275,20 @@ export const make = Effect.fnUntraced(function*<R = never>(
     hostRequestsServed: 0
   }
 
-  // Wakes the timeout sweeper (below) early: a call with an earlier deadline, or the end.
-  let wake = Deferred.makeUnsafe<void>()
-  const rearm = () => {
-    const signal = wake
-    wake = Deferred.makeUnsafe<void>()
-    Deferred.doneUnsafe(signal, Exit.void)
+  // The timeout sweeper (below), while one runs, and the deadline it sleeps towards.
+  let sweeper: Fiber.Fiber<void> | undefined
+  let sweepTarget = Number.POSITIVE_INFINITY
+  const stopSweeper = () => {
+    const fiber = sweeper
+    sweeper = undefined
+    sweepTarget = Number.POSITIVE_INFINITY
+    fiber?.interruptUnsafe()
   }
 
   const breakConnection = (reason: EndReason) => {
     if (broken !== undefined) return
     broken = reason
-    // The sweeper ends by itself rather than being interrupted at Scope close.
-    rearm()
+    stopSweeper()
     // State first: resuming a caller runs it synchronously, and it may call again.
     const calls = [...pending.values(), ...waiting.slice(waitingHead)]
     pending.clear()
@@ -303,13 +305,17 @@ export const make = Effect.fnUntraced(function*<R = never>(
   // Logs, host handlers and the notification consumer run in one set, interrupted with the
   // connection; the context is captured once, with the plugin's log annotations and the services
   // the connection was made with, instead of annotating every forked effect.
-  const tasks = yield* FiberSet.make<unknown, unknown>()
+  const connectionScope = yield* Effect.scope
   const runFork = Effect.runForkWith(yield* annotate(Effect.context<R>()))
   // Most tasks (a synchronous handler, a log line) are over when `runFork` returns: only the
-  // others join the set, which saves its bookkeeping on every request.
+  // others join the set, which saves its bookkeeping on every request, and the set is made when
+  // the first of them comes (a connection that never had one closes without its finalizer).
+  let tasks: FiberSet.FiberSet<unknown, unknown> | undefined
   const runTask = (effect: Effect.Effect<unknown, unknown, R>): void => {
     const fiber = runFork(effect)
-    if (fiber.pollUnsafe() === undefined) FiberSet.addUnsafe(tasks, fiber)
+    if (fiber.pollUnsafe() !== undefined) return
+    tasks ??= Effect.runSync(Scope.provide(FiberSet.make<unknown, unknown>(), connectionScope))
+    FiberSet.addUnsafe(tasks, fiber)
   }
   const log = (effect: Effect.Effect<void>) => runTask(effect)
 
@@ -528,12 +534,14 @@ export const make = Effect.fnUntraced(function*<R = never>(
     }
   }
 
-  // Timeouts: one sweeper fiber per connection instead of a timer (and a race) per call. It
-  // sleeps until the earliest deadline, fails what has expired, and is woken early only when a
-  // call arrives with a deadline before the one it sleeps towards. Deadlines come from `Clock`,
-  // so `TestClock` drives them.
+  // Timeouts: at most one sweeper fiber per connection instead of a timer (and a race) per call.
+  // It sleeps until the earliest deadline, fails what has expired, sleeps again until the next
+  // one, and ends when nothing is pending. A call starts one when none runs; a call whose deadline
+  // comes before the one the sweeper sleeps towards (a shorter timeout than the calls before it)
+  // replaces it. Calls with the usual timeout never do, so a busy connection keeps one sleeping
+  // fiber, and the end of the connection interrupts it: no race, no wake-up signal. Deadlines come
+  // from `Clock`, so `TestClock` drives them.
   const clock = yield* Clock.Clock
-  let sweepTarget = Number.POSITIVE_INFINITY
 
   /** Sends a call; the reason it could not be sent, if so. */
   const dispatch = (call: Call): PluginClientError.Reason | undefined => {
@@ -550,7 +558,11 @@ export const make = Effect.fnUntraced(function*<R = never>(
       return problem
     }
     stats.requestsSent++
-    if (call.deadline < sweepTarget) rearm()
+    if (call.deadline < sweepTarget) {
+      sweeper?.interruptUnsafe()
+      sweepTarget = call.deadline
+      sweeper = runFork(Effect.andThen(Effect.sleep(Duration.millis(call.timeoutMillis)), sweep))
+    }
     return undefined
   }
 
@@ -584,21 +596,23 @@ export const make = Effect.fnUntraced(function*<R = never>(
     stats.timeouts++
     call.resume(Exit.fail(fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
   }
-  yield* Effect.gen(function*() {
-    while (broken === undefined) {
-      const now = clock.currentTimeMillisUnsafe()
-      let earliest = Number.POSITIVE_INFINITY
-      for (const [id, call] of pending) {
-        if (call.deadline <= now) expire(id, call)
-        else if (call.deadline < earliest) earliest = call.deadline
-      }
-      sweepTarget = earliest
-      const signal = wake
-      yield* earliest === Number.POSITIVE_INFINITY
-        ? Deferred.await(signal)
-        : Effect.raceFirst(Effect.sleep(Duration.millis(earliest - now)), Deferred.await(signal))
+  // One pass of the sweeper: a call resumed by `expire` may call again at once (its deadline is
+  // later than `sweepTarget`, so it starts no sweeper of its own) and is seen by this same pass.
+  const sweep: Effect.Effect<void> = Effect.suspend(() => {
+    if (broken !== undefined) return Effect.void
+    const now = clock.currentTimeMillisUnsafe()
+    let earliest = Number.POSITIVE_INFINITY
+    for (const [id, call] of pending) {
+      if (call.deadline <= now) expire(id, call)
+      else if (call.deadline < earliest) earliest = call.deadline
     }
-  }).pipe(Effect.forkScoped)
+    sweepTarget = earliest
+    if (earliest === Number.POSITIVE_INFINITY) {
+      sweeper = undefined
+      return Effect.void
+    }
+    return Effect.andThen(Effect.sleep(Duration.millis(earliest - now)), sweep)
+  })
 
   /** The caller gave up (interruption): a waiting call leaves the line, a sent one its slot. */
   const cancel = (call: Call) => {

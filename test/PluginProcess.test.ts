@@ -1,12 +1,14 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/testing/TestClock"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -16,6 +18,7 @@ import * as Framing from "../src/Framing.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginProcess from "../src/PluginProcess.ts"
 import * as RpcPeer from "../src/RpcPeer.ts"
+import * as InMemorySpawner from "../src/testing/InMemorySpawner.ts"
 import { eventually, fixture, isAlive, live, liveChildren, liveGroupMembers, node } from "./support/processes.ts"
 
 /** The first stdout line of a process that satisfies `predicate`. */
@@ -264,3 +267,52 @@ for (const launcher of [PluginProcess.spawnerLauncher, PluginProcess.nodeLaunche
       }).pipe(Effect.provide(Layer.merge(NodeServices.layer, Layer.succeed(PluginProcess.Launcher, launcher)))))
   })
 }
+
+describe("PluginProcess stop sequence (TestClock, in-memory spawner)", () => {
+  const settle = Effect.gen(function*() {
+    for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+  })
+
+  it.effect("SIGTERM, SIGKILL after shutdownGrace, then gives up killTimeout later on a process no signal ends", () =>
+    Effect.gen(function*() {
+      const errors: Array<string> = []
+      const capture = Logger.make(({ logLevel, message }) => {
+        if (logLevel === "Error") errors.push(String(message))
+      })
+      const fake = yield* InMemorySpawner.make({
+        plugin: (proc) => Effect.andThen(proc.ignoreEverySignal, Effect.as(Effect.sleep("1 hour"), 0))
+      })
+      const proc = yield* PluginProcess.make({ name: "stuck", executable: "plugin" }, { shutdownGrace: "3 seconds", killTimeout: "2 seconds" }).pipe(
+        Effect.provide(fake.layer)
+      )
+      const stopping = yield* proc.stop().pipe(Effect.provide(Logger.layer([capture])), Effect.forkChild)
+      yield* settle
+      assert.deepStrictEqual((yield* fake.spawns)[0]?.signals, ["SIGTERM"])
+      yield* TestClock.adjust("3 seconds")
+      yield* settle
+      assert.deepStrictEqual((yield* fake.spawns)[0]?.signals, ["SIGTERM", "SIGKILL"])
+      yield* TestClock.adjust("1999 millis")
+      yield* settle
+      assert.isUndefined(stopping.pollUnsafe(), "still waiting within killTimeout of the SIGKILL")
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(yield* Fiber.join(stopping), { code: null, signal: "SIGKILL", requested: true })
+      assert.deepStrictEqual(errors, ["still running 2s after SIGKILL; giving up on it"])
+      assert.isTrue((yield* fake.spawns)[0]?.running, "it is given up on, not gone")
+      // Its behaviour ends on its own; the Scope then closes without waiting on anything.
+      yield* TestClock.adjust("1 hour")
+    }))
+
+  it.effect("a process that exits on SIGTERM is stopped at its exit, and a second stop gets the same exit", () =>
+    Effect.gen(function*() {
+      // Deaf to stdin's end: only the signal ends it.
+      const fake = yield* InMemorySpawner.make({ plugin: () => Effect.as(Effect.never, 0) })
+      const proc = yield* PluginProcess.make({ name: "polite", executable: "plugin" }, { shutdownGrace: "3 seconds" }).pipe(
+        Effect.provide(fake.layer)
+      )
+      const exit = yield* proc.stop()
+      assert.deepStrictEqual(exit, { code: null, signal: "SIGTERM", requested: true })
+      assert.deepStrictEqual((yield* fake.spawns)[0]?.signals, ["SIGTERM"])
+      assert.deepStrictEqual(yield* proc.stop(), exit)
+      assert.deepStrictEqual(yield* proc.exit, exit)
+    }))
+})

@@ -332,6 +332,39 @@ describe("RpcPeer (TestClock, in-memory spawner)", () => {
       assert.instanceOf(reasonOf(yield* Fiber.join(call)), PluginClientError.Timeout)
     }))
 
+  it.effect("a call with a shorter timeout than those in flight times out on time, the others on theirs, and a call after a quiet spell on its own", () =>
+    Effect.gen(function*() {
+      const { peer } = yield* connect(InMemorySpawner.neverReply())
+      const long = yield* peer.request("long").pipe(Effect.flip, Effect.forkChild)
+      yield* settle
+      yield* TestClock.adjust("10 seconds")
+      const short = yield* peer.request("short", null, { timeout: "2 seconds" }).pipe(Effect.flip, Effect.forkChild)
+      yield* settle
+      yield* TestClock.adjust("1999 millis")
+      yield* settle
+      assert.isUndefined(short.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      assert.instanceOf(reasonOf(yield* Fiber.join(short)), PluginClientError.Timeout)
+      assert.isUndefined(long.pollUnsafe(), "the default timeout is not cut short")
+      // 30 s after the long call was sent: 12 s have passed so far.
+      yield* TestClock.adjust("17999 millis")
+      yield* settle
+      assert.isUndefined(long.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      assert.instanceOf(reasonOf(yield* Fiber.join(long)), PluginClientError.Timeout)
+      assert.strictEqual(yield* peer.pending, 0)
+      // Nothing pending for a while, then a call: its timeout still holds.
+      yield* TestClock.adjust("1 hour")
+      const later = yield* peer.request("later", null, { timeout: "5 seconds" }).pipe(Effect.flip, Effect.forkChild)
+      yield* settle
+      yield* TestClock.adjust("4999 millis")
+      yield* settle
+      assert.isUndefined(later.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      assert.instanceOf(reasonOf(yield* Fiber.join(later)), PluginClientError.Timeout)
+      assert.strictEqual((yield* peer.stats).timeouts, 3)
+    }))
+
   it.effect("callers beyond maxConcurrentRequests wait for a slot", () =>
     Effect.gen(function*() {
       const { fake, peer } = yield* connect(InMemorySpawner.echo(), { maxConcurrentRequests: 2 })

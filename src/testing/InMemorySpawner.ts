@@ -85,6 +85,11 @@ export interface FakeProcess {
   readonly ignoreSignal: (signal: ChildProcess.Signal) => Effect.Effect<void>
   /** Shorthand for `ignoreSignal("SIGTERM")`: only SIGKILL will end the process. */
   readonly ignoreSigterm: Effect.Effect<void>
+  /**
+   * Makes the process survive every signal, SIGKILL included, like one stuck in the kernel
+   * (uninterruptible sleep on a dead NFS mount): only its behaviour ending ends it.
+   */
+  readonly ignoreEverySignal: Effect.Effect<void>
   /** Exits the process immediately with `code`, interrupting every fiber of the behaviour. */
   readonly exit: (code: number) => Effect.Effect<never>
 }
@@ -465,6 +470,7 @@ export const make = (behaviours: Behaviours, options: Options = {}): Effect.Effe
       const exited = yield* Deferred.make<ExitInfo>()
       const inputFailure = yield* Deferred.make<never, PlatformError.PlatformError>()
       const ignored = new Set<ChildProcess.Signal>()
+      let unkillable = false
       let fiber: Fiber.Fiber<void> | undefined
       let referenced = true
 
@@ -506,7 +512,7 @@ export const make = (behaviours: Behaviours, options: Options = {}): Effect.Effe
         if (record.exit !== undefined) return
         record.signals.push(signal)
         if (nonTerminating.has(signal)) return
-        if (signal !== "SIGKILL" && ignored.has(signal)) return
+        if (unkillable || (signal !== "SIGKILL" && ignored.has(signal))) return
         terminate({ code: null, signal }, true)
       }
 
@@ -527,6 +533,9 @@ export const make = (behaviours: Behaviours, options: Options = {}): Effect.Effe
           }),
         ignoreSigterm: Effect.sync(() => {
           ignored.add("SIGTERM")
+        }),
+        ignoreEverySignal: Effect.sync(() => {
+          unkillable = true
         }),
         exit: (code) =>
           Effect.suspend(() => {
