@@ -32,6 +32,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
@@ -545,14 +546,31 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const runFork = Effect.runForkWith(yield* Effect.context<never>())
 
   // stderr closes after the exit, or never while a grandchild holds it: what waits for it waits
-  // `stderrAfterExit` at most, with one timer fiber that the close interrupts.
+  // `stderrAfterExit` at most. A process's pipes are closed before its exit is reported, so their
+  // end is almost always read in the same turn of the event loop as the exit: the timer fiber
+  // (that the close interrupts) is only started if stderr is still open one turn later. A
+  // stop-all saved a fiber and an interrupt per plugin.
   let stderrClosed = stderr === null
-  let onStderrClosed: Array<() => void> = []
+  let stderrWaitOver = false
+  let stderrWaiters: Array<() => void> = []
+  let stderrTimer: Fiber.Fiber<void> | undefined
+  const releaseStderrWaiters = () => {
+    const waiting = stderrWaiters
+    stderrWaiters = []
+    for (const then of waiting) then()
+  }
+  const startStderrTimer = () => {
+    if (stderrClosed || stderrWaitOver || stderrTimer !== undefined) return
+    stderrTimer = runFork(Effect.sleep(stderrAfterExit))
+    stderrTimer.addObserver(() => {
+      stderrWaitOver = true
+      releaseStderrWaiters()
+    })
+  }
   const whenStderrClosed = (then: () => void) => {
-    if (stderrClosed) return then()
-    const fallback = runFork(Effect.sleep(stderrAfterExit))
-    fallback.addObserver(then)
-    onStderrClosed.push(() => fallback.interruptUnsafe())
+    if (stderrClosed || stderrWaitOver) return then()
+    stderrWaiters.push(then)
+    if (stderrWaiters.length === 1) setImmediate(startStderrTimer)
   }
   // After the stop sequence, at Scope close: whatever is left of the process group gets
   // SIGTERM, then SIGKILL 200 ms later, and the pipes are closed (a grandchild may hold them
@@ -598,9 +616,8 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
       stderrLines.end(onStderrFrame)
       logLines()
       stderrClosed = true
-      const waiting = onStderrClosed
-      onStderrClosed = []
-      for (const wake of waiting) wake()
+      stderrTimer?.interruptUnsafe()
+      releaseStderrWaiters()
     })
   }
 
