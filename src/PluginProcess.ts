@@ -413,7 +413,8 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   // just exited fails at once (nothing to signal) while its exit is still being recorded.
   const signal = (killSignal: "SIGTERM" | "SIGKILL") =>
     Effect.asVoid(Effect.forkDetach(
-      Effect.raceFirst(handle.kill({ killSignal }).pipe(Effect.ignore, Effect.andThen(Effect.never)), Deferred.await(exited))
+      Effect.raceFirst(handle.kill({ killSignal }).pipe(Effect.ignore, Effect.andThen(Effect.never)), Deferred.await(exited)),
+      { startImmediately: true }
     ))
   const stopper = makeStopper({ timings, exited, endInput, signal, annotate })
 
