@@ -219,30 +219,34 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
       return entry === undefined ? Effect.fail(notRegistered(id)) : Effect.succeed(entry)
     })
 
-  /** Forwards a client's events, adding the crashed/restarted pair of the worker dialect. */
+  /**
+   * Forwards a client's events, adding the crashed/restarted pair of the worker dialect. The
+   * PubSub is unbounded, so the synchronous publish is the same as `PubSub.publish`.
+   */
   const forwarder = (id: string) => {
     let crashedSinceReady = false
-    return (event: PluginClient.PluginEvent): Effect.Effect<void> => {
-      const tagged = PubSub.publish(events, { _tag: "Plugin", id, event })
-      switch (event._tag) {
-        case "Crash":
-          crashedSinceReady = true
-          return tagged.pipe(Effect.andThen(PubSub.publish(events, {
-            _tag: "plugin.worker.crashed",
-            id,
-            code: event.code,
-            signal: event.signal,
-            reason: event.reason,
-            willRestart: event.willRestart
-          })), Effect.asVoid)
-        case "Ready":
-          if (!crashedSinceReady) return Effect.asVoid(tagged)
-          crashedSinceReady = false
-          return tagged.pipe(Effect.andThen(PubSub.publish(events, { _tag: "plugin.worker.restarted", id, pid: event.pid })), Effect.asVoid)
-        default:
-          return Effect.asVoid(tagged)
-      }
-    }
+    return (event: PluginClient.PluginEvent): Effect.Effect<void> =>
+      Effect.sync(() => {
+        PubSub.publishUnsafe(events, { _tag: "Plugin", id, event })
+        switch (event._tag) {
+          case "Crash":
+            crashedSinceReady = true
+            PubSub.publishUnsafe(events, {
+              _tag: "plugin.worker.crashed",
+              id,
+              code: event.code,
+              signal: event.signal,
+              reason: event.reason,
+              willRestart: event.willRestart
+            })
+            return
+          case "Ready":
+            if (!crashedSinceReady) return
+            crashedSinceReady = false
+            PubSub.publishUnsafe(events, { _tag: "plugin.worker.restarted", id, pid: event.pid })
+            return
+        }
+      })
   }
 
   const closeEntry = (entry: Entry) =>
