@@ -441,6 +441,8 @@ const stderrMaxLineBytes = 64 * 1024
 const stderrLine = (frame: Framing.Frame) => typeof frame === "string" ? frame : `[stderr line of ${frame.bytes}+ bytes cut]`
 /** How long an exit may wait for the last stderr bytes (a grandchild may hold stderr open). */
 const stderrAfterExit = Duration.millis(200)
+/** How often the sweep looks for group members left after SIGTERM. */
+const sweepPoll = Duration.millis(20)
 /** How long a broken stdin waits for the exit that usually follows and says more. */
 const exitAfterBrokenInput = Duration.millis(200)
 
@@ -580,7 +582,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const sweep = Effect.gen(function*() {
     if (groupAlive(pid)) {
       signalGroup(child, pid, "SIGTERM")
-      for (let waited = 0; waited < 200 && groupAlive(pid); waited += 20) yield* Effect.sleep("20 millis")
+      for (let waited = 0; waited < 200 && groupAlive(pid); waited += 20) yield* Effect.sleep(sweepPoll)
       if (groupAlive(pid)) signalGroup(child, pid, "SIGKILL")
     }
     stdin?.destroy()

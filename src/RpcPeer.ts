@@ -225,6 +225,9 @@ interface Call {
 
 const abandonedMemory = 256
 
+/** How long a connection whose other side is gone waits for the rest of its output. */
+const outputDrainTimeout = Duration.millis(200)
+
 /**
  * Opens a connection over a transport (see {@link fromProcess}). The connection lives in the
  * current Scope; closing it fails calls still pending with a `Closed` reason.
@@ -463,7 +466,17 @@ export const make = Effect.fnUntraced(function*<R = never>(
     }
   }
   const decoder = Framing.makeLineDecoder({ maxLineBytes: options?.maxLineBytes })
-  const stdoutEnded = yield* Deferred.make<void>()
+  // Whether the other side's output has ended, and what to do when it does (set while the other
+  // side is gone but its output is still being drained).
+  let outputEnded = false
+  let onOutputEnd: (() => void) | undefined
+  const outputDone = () => {
+    decoder.end(onFrame)
+    outputEnded = true
+    const then = onOutputEnd
+    onOutputEnd = undefined
+    then?.()
+  }
   const readingFailed = (detail: string) => breakConnection(new PluginClientError.Io({ detail: `reading failed: ${detail}` }))
   if (transport.listen !== undefined) {
     let ended = false
@@ -475,8 +488,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
         if (ended) return
         ended = true
         if (failure !== undefined) readingFailed(failure)
-        decoder.end(onFrame)
-        Deferred.doneUnsafe(stdoutEnded, Exit.void)
+        outputDone()
       }
     }).pipe(annotate)
   } else {
@@ -487,32 +499,40 @@ export const make = Effect.fnUntraced(function*<R = never>(
         })
       ),
       Effect.catchCause((cause) => Effect.sync(() => readingFailed(Cause.pretty(cause).split("\n")[0] ?? "unknown error"))),
-      Effect.ensuring(Effect.sync(() => decoder.end(onFrame)).pipe(Effect.andThen(Deferred.succeed(stdoutEnded, undefined)))),
+      Effect.ensuring(Effect.sync(outputDone)),
       annotate,
       Effect.forkScoped
     )
   }
 
-  // The other side's end closes the connection once its output is drained (bounded: a
-  // grandchild may hold a dead plugin's stdout open).
+  // The other side's end closes the connection once its output is drained, bounded (a
+  // grandchild may hold a dead plugin's stdout open) by one timer fiber that the output's end
+  // interrupts: no race of two fibers.
   // Known once the other side is gone: closing the connection then reuses it (a stop's end
   // says the process exited, not that the connection was closed under it).
   let endReason: EndReason | undefined
   yield* transport.closed.pipe(
-    Effect.flatMap((reason) => {
-      endReason = reason
-      return Deferred.isDoneUnsafe(stdoutEnded)
-        ? Effect.succeed(reason)
-        : Effect.as(Deferred.await(stdoutEnded).pipe(Effect.timeoutOption("200 millis")), reason)
-    }),
-    Effect.flatMap((reason) => Effect.sync(() => breakConnection(reason))),
+    Effect.flatMap((reason) =>
+      Effect.sync(() => {
+        endReason = reason
+        if (outputEnded) return breakConnection(reason)
+        const timer = runFork(Effect.sleep(outputDrainTimeout))
+        timer.addObserver(() => breakConnection(reason))
+        onOutputEnd = () => timer.interruptUnsafe()
+      })
+    ),
     Effect.forkScoped
   )
   // A plain Scope finalizer: it needs no services, so it skips `Effect.addFinalizer`'s copy of
   // the fiber's context (paid by every plugin a stop-all takes down).
   yield* Scope.addFinalizer(
     yield* Effect.scope,
-    Effect.sync(() => breakConnection(endReason ?? (() => new PluginClientError.Closed({ detail: "connection closed" }))))
+    Effect.sync(() => {
+      const drained = onOutputEnd
+      onOutputEnd = undefined
+      drained?.()
+      breakConnection(endReason ?? (() => new PluginClientError.Closed({ detail: "connection closed" })))
+    })
   )
 
   // -- host → plugin ---------------------------------------------------------------------------

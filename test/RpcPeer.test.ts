@@ -568,6 +568,40 @@ describe("RpcPeer over a pushing transport (Transport.listen)", () => {
       assert.instanceOf(Option.getOrThrow(yield* peer.closeReason), PluginClientError.Exited)
     }))
 
+  it.effect("after the other side is gone, replies still in its output are delivered; its output's end closes the connection", () =>
+    Effect.gen(function*() {
+      const gone = Deferred.makeUnsafe<PluginClientError.Reason>()
+      const t = pushing(Deferred.await(gone))
+      const peer = yield* RpcPeer.make(t.transport)
+      const answered = yield* peer.request("answered").pipe(Effect.forkChild)
+      const unanswered = yield* peer.request("unanswered").pipe(Effect.flip, Effect.forkChild)
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gone, new PluginClientError.Exited({ code: 0, signal: null, requested: false, stderrExcerpt: "" }))
+      yield* Effect.yieldNow
+      assert.isTrue(Option.isNone(yield* peer.closeReason), "still draining its output")
+      t.push(`{"jsonrpc":"2.0","id":1,"result":"last words"}\n`)
+      assert.strictEqual(yield* Fiber.join(answered), "last words")
+      t.end()
+      assert.instanceOf(reasonOf(yield* Fiber.join(unanswered)), PluginClientError.Exited)
+      assert.instanceOf(Option.getOrThrow(yield* peer.closeReason), PluginClientError.Exited)
+    }).pipe(Effect.scoped))
+
+  it.effect("after the other side is gone, an output that never ends closes the connection 200 ms later", () =>
+    Effect.gen(function*() {
+      const gone = Deferred.makeUnsafe<PluginClientError.Reason>()
+      const t = pushing(Deferred.await(gone))
+      const peer = yield* RpcPeer.make(t.transport)
+      const call = yield* peer.request("x").pipe(Effect.flip, Effect.forkChild)
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gone, new PluginClientError.Exited({ code: 0, signal: null, requested: false, stderrExcerpt: "" }))
+      yield* TestClock.adjust("199 millis")
+      assert.isTrue(Option.isNone(yield* peer.closeReason))
+      assert.isUndefined(call.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      assert.instanceOf(reasonOf(yield* Fiber.join(call)), PluginClientError.Exited)
+      assert.instanceOf(Option.getOrThrow(yield* peer.closeReason), PluginClientError.Exited)
+    }).pipe(Effect.scoped))
+
   it.effect("an end reason given as a function is built once, and only when asked for", () =>
     Effect.gen(function*() {
       let built = 0
