@@ -1,5 +1,6 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -100,6 +101,39 @@ describe("PluginClient (TestClock, in-memory spawner)", () => {
       yield* TestClock.adjust("1 second")
       yield* settle
       assert.strictEqual(yield* stateOf(client), "Idle")
+    }))
+
+  it.effect("a stop leaves no timer behind (idle watch, call timeouts, the wait for the exit), and an idle plugin is reaped with none either", () =>
+    Effect.gen(function*() {
+      const base = yield* Clock.Clock
+      let sleeping = 0
+      const counting: Clock.Clock = {
+        currentTimeMillisUnsafe: () => base.currentTimeMillisUnsafe(),
+        currentTimeMillis: base.currentTimeMillis,
+        currentTimeNanosUnsafe: () => base.currentTimeNanosUnsafe(),
+        currentTimeNanos: base.currentTimeNanos,
+        monotonicTimeNanosUnsafe: () => base.monotonicTimeNanosUnsafe(),
+        monotonicTimeNanos: base.monotonicTimeNanos,
+        sleep: (duration) =>
+          Effect.suspend(() => {
+            sleeping++
+            return Effect.ensuring(base.sleep(duration), Effect.sync(() => void sleeping--))
+          })
+      }
+      // Everything the client does runs on the counting clock; the test moves the TestClock under it.
+      const counted = Effect.provideService(Clock.Clock, counting)
+      const { client } = yield* counted(fakeClient(InMemorySpawner.echo()))
+      yield* counted(client.request("echo", 1))
+      assert.isAbove(sleeping, 0, "the idle watch and the call timeouts sleep")
+      yield* counted(client.stop)
+      yield* settle
+      assert.strictEqual(sleeping, 0, "timers left after the stop")
+      yield* counted(client.start)
+      yield* counted(client.request("echo", 2))
+      yield* TestClock.adjust("60 seconds")
+      yield* settle
+      assert.strictEqual(yield* stateOf(client), "Idle")
+      assert.strictEqual(sleeping, 0, "timers left after the reap")
     }))
 
   it.effect("3 crashes within 60 s disable the plugin: the third call fails with RestartCapExceeded, later calls fast with Disabled", () =>
