@@ -456,8 +456,8 @@ const flushChars = 64 * 1024
 
 /**
  * `process.kill` of a group, without the stack trace of the error it throws when nothing is
- * left to signal (the usual outcome after a stop: capturing that stack was a tenth of the work a
- * stop does after a plugin's exit). Returns the error code, or undefined when the signal went.
+ * left to signal (the usual outcome of the probe after a stop, where capturing that stack was
+ * most of its cost). Returns the error code, or undefined when the signal went.
  */
 const killGroup = (pid: number, signal: "SIGTERM" | "SIGKILL" | 0): string | undefined => {
   const limit = Error.stackTraceLimit
