@@ -20,9 +20,9 @@ const all = ["raw", "effect", "effect-host", "vscode", "mcp"]
 
 export const scenarios: ReadonlyArray<Scenario> = [
   { name: "latency", title: "latency (sequential echo)", variants: all, load: () => import("./latency.ts") },
-  // A measurement process lands in a "fast" or a "slow" mode (host CPU per call 3.3 vs 4.8 µs for
-  // `effect`, the same code, also before the stop-path changes): with 3 rounds, two slow ones in
-  // a row set the median, so it is taken over twice the rounds.
+  // A measurement process lands in a "fast" or a "slow" mode (host CPU per call ~3.8 vs ~5.3 µs,
+  // the same code: it is where the scheduler places host and worker on the two cores, see
+  // bench/README.md): with 3 rounds, two slow ones set the median, so it takes twice the rounds.
   { name: "throughput", title: "throughput (64 in flight)", variants: [...all, "effect-spawner"], roundsFactor: 2, load: () => import("./throughput.ts") },
   { name: "payload", title: "payload (64 KiB and 1 MiB results)", variants: all, load: () => import("./payload.ts") },
   { name: "coldStart", title: "cold start (spawn → handshake → first reply)", variants: ["raw", "effect-host", "effect-spawner", "effect", "vscode", "mcp"], load: () => import("./coldStart.ts") },
