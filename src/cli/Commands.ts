@@ -252,6 +252,10 @@ const run = Command.make("run", {
     Command.withDescription("Host every discovered plugin until SIGINT/SIGTERM, then stop them all gracefully")
   )
 
+const examples = Command.make("examples", {}, () => Console.log(PluginDirectory.bundled)).pipe(
+  Command.withDescription("Print the folder of the bundled example plugins (e.g. plugin-host doctor --dir \"$(plugin-host examples)\")")
+)
+
 const demo = Command.make("demo", {}, () => Demo.run).pipe(
   Command.withDescription("A guided tour of the host on the bundled example plugins (what `npm start` runs)")
 )
@@ -263,7 +267,7 @@ const demo = Command.make("demo", {}, () => Demo.run).pipe(
  */
 export const root = Command.make("plugin-host", {}, () => Demo.run).pipe(
   Command.withDescription("Host out-of-process plugins: check, call, tick and run them (no subcommand: the guided demo)"),
-  Command.withSubcommands([doctor, call, tick, run, checksum, demo])
+  Command.withSubcommands([doctor, call, tick, run, checksum, examples, demo])
 )
 
 /** Keeps handler defects readable. */

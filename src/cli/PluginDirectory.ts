@@ -14,12 +14,17 @@ import * as PluginManifest from "../PluginManifest.ts"
 import { CliFailure } from "./CliFailure.ts"
 
 /**
- * The bundled example plugins (`examples/plugins` at the package root, two levels above this
- * module in `src/cli` and in `dist/cli` alike).
+ * The bundled example plugins. Run from the TypeScript sources (a clone of the repository, where
+ * Node strips the types), they are the sources in `examples/plugins`; run from the built package
+ * (an install, where Node refuses to strip types under `node_modules`), they are their JavaScript
+ * build in `dist/examples/plugins`, which `npm run build` makes. The package exports that folder
+ * as `effect-plugin-host/examples/*`, and `plugin-host examples` prints it.
  *
  * @category constants
  */
-export const bundled = fileURLToPath(new URL("../../examples/plugins", import.meta.url))
+export const bundled = fileURLToPath(
+  new URL(import.meta.url.endsWith(".ts") ? "../../examples/plugins" : "../examples/plugins", import.meta.url)
+)
 
 /**
  * The directory to use.
