@@ -30,8 +30,11 @@ import * as PluginManifest from "../PluginManifest.ts"
 import * as Poller from "../Poller.ts"
 import * as PollerRouter from "../PollerRouter.ts"
 import { CliFailure, ExitCode } from "./CliFailure.ts"
+import * as ChecksumCommand from "./ChecksumCommand.ts"
 import * as Demo from "./Demo.ts"
+import * as Init from "./Init.ts"
 import * as PluginDirectory from "./PluginDirectory.ts"
+import * as SchemaCommand from "./SchemaCommand.ts"
 import * as StatusView from "./StatusView.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -105,16 +108,6 @@ const hostAll = (
 // ---------------------------------------------------------------------------------------------
 // commands
 // ---------------------------------------------------------------------------------------------
-
-const checksum = Command.make("checksum", {
-  file: Argument.String("file").pipe(Argument.withDescription("The executable to hash"))
-}, ({ file }) =>
-  PluginManifest.checksum(file).pipe(
-    Effect.mapError((error) => new CliFailure({ message: `cannot hash ${file}: ${error.message}`, exitCode: ExitCode.Failed })),
-    Effect.flatMap((sum) => Console.log(`${sum}  ${file}`))
-  )).pipe(
-    Command.withDescription("Print the SHA-256 of a file, for a manifest's checksum_sha256")
-  )
 
 const call = Command.make("call", {
   plugin: Argument.String("plugin").pipe(Argument.withDescription("Plugin name (from its manifest)")),
@@ -263,7 +256,7 @@ const demo = Command.make("demo", {}, () => Demo.run).pipe(
  */
 export const root = Command.make("plugin-host", {}, () => Demo.run).pipe(
   Command.withDescription("Host out-of-process plugins: check, call, tick and run them (no subcommand: the guided demo)"),
-  Command.withSubcommands([doctor, call, tick, run, checksum, demo])
+  Command.withSubcommands([doctor, call, tick, run, Init.command, ChecksumCommand.command, SchemaCommand.command, demo])
 )
 
 /** Keeps handler defects readable. */
