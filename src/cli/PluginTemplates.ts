@@ -133,8 +133,9 @@ def log(text):
 
 
 def send(message):
-    message["jsonrpc"] = "2.0"
-    sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\\n")
+    reply = {"jsonrpc": "2.0"}
+    reply.update(message)
+    sys.stdout.write(json.dumps(reply, separators=(",", ":")) + "\\n")
     sys.stdout.flush()  # stdout is a pipe, so Python buffers it: flush every reply line
 
 
