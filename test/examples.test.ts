@@ -195,13 +195,17 @@ describe("example programs (node examples/<file>.ts)", () => {
     ])
   })
 
-  it("update-checksums.ts --check: every bundled checksum is up to date", async () => {
-    const run = await runNode(["examples/plugins/update-checksums.ts", "--check"])
-    assertSucceeded(run, "update-checksums.ts --check")
-    assertLines(run.stdout, ["ok       echo/echo.toml", "ok       secrets/devboy-source-secrets.toml", "every checksum is up to date"])
+  it("plugin-host checksum --check: every bundled checksum is up to date", async () => {
+    const run = await runNode(["src/cli/main.ts", "checksum", "--check", "examples/plugins"])
+    assertSucceeded(run, "plugin-host checksum --check examples/plugins")
+    assertLines(run.stdout, [
+      "ok       examples/plugins/echo/echo.toml",
+      "ok       examples/plugins/secrets/devboy-source-secrets.toml",
+      "every checksum is up to date"
+    ])
   })
 
-  it("update-checksums.ts rewrites a stale checksum, keeping the manifest's comments, and the result verifies", async () => {
+  it("plugin-host checksum --write rewrites a stale checksum, keeping the manifest's comments, and the result verifies", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plugin-host-checksums-"))
     try {
       fs.cpSync(path.join(pluginDir, "flaky"), path.join(dir, "flaky"), { recursive: true })
@@ -209,13 +213,13 @@ describe("example programs (node examples/<file>.ts)", () => {
       const before = await Effect.runPromise(PluginManifest.discover(dir).pipe(Effect.provide(live)))
       assert.deepStrictEqual(before.map((d) => d._tag === "Invalid" ? d.error.reason._tag : d._tag), ["ChecksumMismatch"])
 
-      const check = await runNode(["examples/plugins/update-checksums.ts", "--check", dir])
+      const check = await runNode(["src/cli/main.ts", "checksum", "--check", dir])
       assert.strictEqual(check.code, 1, check.stdout + check.stderr)
       assert.include(check.stderr, "flaky/flaky.toml: checksum is")
 
-      const update = await runNode(["examples/plugins/update-checksums.ts", dir])
-      assertSucceeded(update, "update-checksums.ts DIR")
-      assert.include(update.stdout, "updated  flaky/flaky.toml")
+      const update = await runNode(["src/cli/main.ts", "checksum", "--write", dir])
+      assertSucceeded(update, "plugin-host checksum --write DIR")
+      assert.match(update.stdout, /^updated {2}\S*flaky\/flaky\.toml {2}[0-9a-f]{64}$/m)
       const manifest = fs.readFileSync(path.join(dir, "flaky", "flaky.toml"), "utf8")
       assert.include(manifest, "# The `flaky` example plugin")
       const after = await Effect.runPromise(PluginManifest.discover(dir).pipe(Effect.provide(live)))
@@ -249,7 +253,7 @@ describe("example plugins (real processes)", () => {
     Effect.gen(function*() {
       const found = yield* PluginManifest.discover(pluginDir)
       const invalid = found.flatMap((d) => d._tag === "Invalid" ? [d.error.message] : [])
-      assert.deepStrictEqual(invalid, [], "every manifest must verify; run `node examples/plugins/update-checksums.ts`")
+      assert.deepStrictEqual(invalid, [], "every manifest must verify; run `npm start -- checksum --write examples/plugins`")
       const valid = found.filter((d): d is PluginManifest.DiscoveredValid => d._tag === "Valid")
       assert.deepStrictEqual(valid.map((d) => d.manifest.name), ["calendar", "echo", "flaky", "rss-poller", "secrets"])
       for (const d of valid) {

@@ -1,5 +1,6 @@
 /**
- * The `plugin-host` commands: `doctor`, `call`, `tick`, `run`, `checksum` and `demo`.
+ * The `plugin-host` commands: `doctor`, `call`, `tick`, `run`, `init`, `checksum`, `schema`,
+ * `examples` and `demo`.
  *
  * Each command is a thin layer over the library (`PluginManifest` discovery, `PluginClient`,
  * `PluginManager` + `PluginHealth`, `PollerRouter`), so what the command line shows is what an
@@ -30,8 +31,11 @@ import * as PluginManifest from "../PluginManifest.ts"
 import * as Poller from "../Poller.ts"
 import * as PollerRouter from "../PollerRouter.ts"
 import { CliFailure, ExitCode } from "./CliFailure.ts"
+import * as ChecksumCommand from "./ChecksumCommand.ts"
 import * as Demo from "./Demo.ts"
+import * as Init from "./Init.ts"
 import * as PluginDirectory from "./PluginDirectory.ts"
+import * as SchemaCommand from "./SchemaCommand.ts"
 import * as StatusView from "./StatusView.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -105,16 +109,6 @@ const hostAll = (
 // ---------------------------------------------------------------------------------------------
 // commands
 // ---------------------------------------------------------------------------------------------
-
-const checksum = Command.make("checksum", {
-  file: Argument.String("file").pipe(Argument.withDescription("The executable to hash"))
-}, ({ file }) =>
-  PluginManifest.checksum(file).pipe(
-    Effect.mapError((error) => new CliFailure({ message: `cannot hash ${file}: ${error.message}`, exitCode: ExitCode.Failed })),
-    Effect.flatMap((sum) => Console.log(`${sum}  ${file}`))
-  )).pipe(
-    Command.withDescription("Print the SHA-256 of a file, for a manifest's checksum_sha256")
-  )
 
 const call = Command.make("call", {
   plugin: Argument.String("plugin").pipe(Argument.withDescription("Plugin name (from its manifest)")),
@@ -267,7 +261,7 @@ const demo = Command.make("demo", {}, () => Demo.run).pipe(
  */
 export const root = Command.make("plugin-host", {}, () => Demo.run).pipe(
   Command.withDescription("Host out-of-process plugins: check, call, tick and run them (no subcommand: the guided demo)"),
-  Command.withSubcommands([doctor, call, tick, run, checksum, examples, demo])
+  Command.withSubcommands([doctor, call, tick, run, Init.command, ChecksumCommand.command, SchemaCommand.command, examples, demo])
 )
 
 /** Keeps handler defects readable. */
