@@ -524,7 +524,7 @@ for (const launcher of launchers) {
         const [found] = yield* PluginManifest.discover(dir)
         assert.strictEqual(found?._tag, "Valid")
         if (found?._tag !== "Valid") return
-        const client = yield* PluginClient.make(found.manifest, { manifestDir: found.dir, policy: fast() })
+        const client = yield* PluginClient.make(found.manifest, { policy: fast() })
         assert.isString(yield* client.request("names"))
 
         fs.appendFileSync(script, "\n# tampered\n")

@@ -47,7 +47,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
   it.effect("backoff delays stay within 1 s ×2 ±25 % and never exceed 5 min (cap applied after jitter), crash 1..12", () =>
     Effect.gen(function*() {
       const { manager } = yield* fakeManager({ plugin: InMemorySpawner.crashOnStart({ code: 1, stderr: "no\n" }) })
-      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, {
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, {
         policy: alwaysOn({ backoff: { ...LifetimePolicy.defaultBackoff, giveUpAfter: 20 } })
       })
       const error = yield* manager.start("w").pipe(Effect.flip)
@@ -73,7 +73,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
     Effect.gen(function*() {
       const { manager } = yield* fakeManager({ plugin: InMemorySpawner.crashOnStart({ code: 3 }) })
       const events = yield* recordEvents(manager)
-      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
       yield* manager.start("w").pipe(Effect.flip)
       for (let n = 1; n < 10; n++) {
         const state = yield* client.state
@@ -95,7 +95,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
   it.effect("the consecutive-crash count resets when the last crash is 10 min old", () =>
     Effect.gen(function*() {
       const { manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
-      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
       yield* manager.start("w")
       yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
       let state = yield* client.state
@@ -125,7 +125,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
         )
       })
       const events = yield* recordEvents(manager)
-      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
       yield* manager.start("w")
       yield* manager.call("w", "crash", { code: 9 }).pipe(Effect.flip)
       yield* TestClock.adjust(Duration.millis(untilOf(yield* client.state) - (yield* Clock.currentTimeMillis)))
@@ -148,7 +148,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
   it.effect("calls during backoff fail fast with Unavailable; stop cancels the pending restart", () =>
     Effect.gen(function*() {
       const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
-      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
       yield* manager.start("w")
       yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
       const unavailable = yield* manager.call("w", "echo", 1).pipe(Effect.flip)
@@ -169,8 +169,8 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
         good: InMemorySpawner.echo({ supportedMethods: ["echo", "tools/list"] }),
         bad: InMemorySpawner.echo({ initializeResult: { ok: false } })
       })
-      yield* manager.register("good", { name: "good", executable: "good" }, { policy: alwaysOn() })
-      yield* manager.register("bad", { name: "bad", executable: "bad" }, { policy: alwaysOn() })
+      yield* manager.register({ name: "good", executable: "good" }, { policy: alwaysOn() })
+      yield* manager.register({ name: "bad", executable: "bad" }, { policy: alwaysOn() })
       yield* manager.start("good")
       const [diag] = (yield* manager.diagnostics).filter((d) => d.id === "good")
       assert.deepStrictEqual(diag?.health.supportedMethods, ["echo", "tools/list"])
@@ -182,7 +182,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
   it.effect("the stop sequence asks for shutdown first, then SIGTERM after the drain timeout", () =>
     Effect.gen(function*() {
       const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.ignoreSigterm(InMemorySpawner.neverReply()) })
-      yield* manager.register("w", { name: "w", executable: "plugin" }, {
+      yield* manager.register({ name: "w", executable: "plugin" }, {
         policy: alwaysOn({ drainTimeout: "10 seconds", shutdownGrace: "5 seconds" }),
         handshake: Handshake.none
       })
@@ -207,12 +207,12 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
   it.effect("registers ids once, replaces a stopped one, and names unknown ids", () =>
     Effect.gen(function*() {
       const { manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
-      yield* manager.register("a", { name: "a", executable: "plugin" })
-      const again = yield* manager.register("a", { name: "a", executable: "plugin" }).pipe(Effect.flip)
+      yield* manager.register({ name: "a", executable: "plugin" })
+      const again = yield* manager.register({ name: "a", executable: "plugin" }).pipe(Effect.flip)
       assert.instanceOf(again.reason, PluginManager.AlreadyRegistered)
       assert.strictEqual(again.message, "plugin id `a` is already registered")
       yield* manager.stop("a")
-      yield* manager.register("a", { name: "a", executable: "plugin" })
+      yield* manager.register({ name: "a", executable: "plugin" })
       const unknown = yield* manager.call("nope", "echo").pipe(Effect.flip)
       assert.instanceOf(reasonOf(unknown), PluginManager.NotRegistered)
       yield* manager.stop("nope")
@@ -223,8 +223,8 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
   it.effect("concurrent starts of one id share one spawn; lazy and eager plugins live together", () =>
     Effect.gen(function*() {
       const { fake, manager } = yield* fakeManager({ lazy: InMemorySpawner.echo(), eager: InMemorySpawner.echo() })
-      yield* manager.register("lazy", { name: "lazy", executable: "lazy" })
-      yield* manager.register("eager", { name: "eager", executable: "eager" }, { policy: LifetimePolicy.alwaysOn })
+      yield* manager.register({ name: "lazy", executable: "lazy" })
+      yield* manager.register({ name: "eager", executable: "eager" }, { policy: LifetimePolicy.alwaysOn })
       yield* Effect.all([1, 2, 3].map(() => manager.start("eager")), { concurrency: "unbounded" })
       assert.deepStrictEqual((yield* fake.spawns).map((s) => s.command), ["eager"])
       assert.isTrue(yield* manager.isRunning("eager"))
@@ -243,7 +243,7 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
       const slowInit = InMemorySpawner.slowReply("1 second")
       const { fake, manager } = yield* fakeManager({ plugin: slowInit }, { maxConcurrentSpawns: 2 })
       for (let i = 0; i < 5; i++) {
-        yield* manager.register(`p${i}`, { name: `p${i}`, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
+        yield* manager.register({ name: `p${i}`, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
       }
       const all = yield* manager.startAll.pipe(Effect.forkChild)
       yield* settle
@@ -268,8 +268,8 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
         yield* settle
         return seen
       })
-      yield* manager.register("one", { name: "one", executable: "plugin", allowedEnvVars: ["HOME"] })
-      yield* manager.register("two", { name: "two", executable: "plugin" })
+      yield* manager.register({ name: "one", executable: "plugin", allowedEnvVars: ["HOME"] })
+      yield* manager.register({ name: "two", executable: "plugin" })
       yield* manager.call("one", "echo", 1)
       const diagnostics = yield* manager.diagnostics
       assert.deepStrictEqual(diagnostics.map((d) => [d.id, d.health.state._tag]), [["one", "Running"], ["two", "Idle"]])
@@ -285,11 +285,11 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
       yield* Effect.gen(function*() {
         const manager = yield* PluginManager.PluginManager
         for (const id of ["a", "b", "c"]) {
-          yield* manager.register(id, { name: id, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
+          yield* manager.register({ name: id, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
         }
         yield* manager.startAll
         assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, 3)
-      }).pipe(Effect.provide(PluginManager.layer.pipe(Layer.provide(fake.layer))))
+      }).pipe(Effect.provide(PluginManager.layer().pipe(Layer.provide(fake.layer))))
       assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, 0)
     }))
 })
@@ -320,11 +320,11 @@ for (const launcher of launchers) {
           const streamEvents: Array<PluginClient.StreamEvent> = []
           const events: Array<PluginManager.ManagerEvent> = []
           yield* manager.events.pipe(Stream.runForEach((e) => Effect.sync(() => void events.push(e))), Effect.forkScoped)
-          yield* manager.register("worker", { name: "worker", executable: node, args: [fixture("echo-worker.ts")] }, {
+          yield* manager.register({ name: "worker", executable: node, args: [fixture("echo-worker.ts")] }, {
             policy: quickBackoff,
             hostHandlers: { "host.add": (p) => Effect.succeed(Array.isArray(p) ? p.reduce((a: number, b: number) => a + b, 0) : 0) }
           })
-          yield* manager.register("streamer", { name: "streamer", executable: node, args: [fixture("rpc-plugin.mjs")] }, {
+          yield* manager.register({ name: "streamer", executable: node, args: [fixture("rpc-plugin.mjs")] }, {
             policy: quickBackoff,
             handshake: Handshake.none,
             onStreamNotification: (e) => Effect.sync(() => void streamEvents.push(e))
@@ -360,7 +360,7 @@ for (const launcher of launchers) {
           assert.strictEqual(yield* manager.call("streamer", "echo", "again"), "again")
           assert.strictEqual((yield* manager.get("worker").pipe(Effect.flatMap((c) => c.health))).pid, firstPid)
         }).pipe(
-          Effect.provide(PluginManager.layer),
+          Effect.provide(PluginManager.layer()),
           Effect.provide(Logger.layer([capture])),
           Effect.provideService(References.MinimumLogLevel, "All")
         )
@@ -381,7 +381,7 @@ for (const launcher of launchers) {
           )
           const policy = LifetimePolicy.makeUnsafe({ ...quickBackoff, drainTimeout: "300 millis", shutdownGrace: "300 millis" })
           const rung = (id: string, args: ReadonlyArray<string>) =>
-            manager.register(id, { name: id, executable: node, args: [fixture("rpc-plugin.mjs"), ...args] }, {
+            manager.register({ name: id, executable: node, args: [fixture("rpc-plugin.mjs"), ...args] }, {
               policy,
               handshake: Handshake.none
             })
@@ -392,7 +392,7 @@ for (const launcher of launchers) {
           const [took] = yield* Effect.timed(manager.stopAll)
           assert.isBelow(Duration.toMillis(took), 300 + 300 + 1_500, "stops run in parallel within the deadlines")
           yield* Effect.sleep("100 millis")
-        }).pipe(Effect.provide(PluginManager.layer))
+        }).pipe(Effect.provide(PluginManager.layer()))
         assert.deepStrictEqual(exits.get("polite"), { code: 0, signal: null })
         assert.deepStrictEqual(exits.get("term"), { code: null, signal: "SIGTERM" })
         assert.deepStrictEqual(exits.get("stubborn"), { code: null, signal: "SIGKILL" })
@@ -403,7 +403,7 @@ for (const launcher of launchers) {
         const pids = yield* Effect.gen(function*() {
           const manager = yield* PluginManager.PluginManager
           for (let i = 0; i < 50; i++) {
-            yield* manager.register(`p${i}`, { name: `p${i}`, executable: node, args: [fixture("rpc-plugin.mjs")] }, {
+            yield* manager.register({ name: `p${i}`, executable: node, args: [fixture("rpc-plugin.mjs")] }, {
               policy: LifetimePolicy.makeUnsafe({ ...LifetimePolicy.alwaysOn, shutdownGrace: "2 seconds" }),
               handshake: Handshake.none
             })
@@ -417,7 +417,7 @@ for (const launcher of launchers) {
           )
           assert.deepStrictEqual(answers, diagnostics.map((d) => d.id))
           return diagnostics.flatMap((d) => d.health.pid === undefined ? [] : [d.health.pid])
-        }).pipe(Effect.provide(PluginManager.layer))
+        }).pipe(Effect.provide(PluginManager.layer()))
         assert.strictEqual(pids.length, 50)
         assert.deepStrictEqual(pids.filter(isAlive), [])
       }).pipe(Effect.provide(liveWith(launcher))))
