@@ -1,4 +1,5 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as path from "node:path"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -13,8 +14,10 @@ import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginManager from "../src/PluginManager.ts"
+import * as PluginManifest from "../src/PluginManifest.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
-import { eventually, fixture, isAlive, launchers, liveWith, liveChildren, node } from "./support/processes.ts"
+import { inWorkingDirectory, namesPlugin, tempFolder } from "./support/pluginFolder.ts"
+import { eventually, fixture, isAlive, launchers, live, liveWith, liveChildren, node } from "./support/processes.ts"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 50; i++) yield* Effect.yieldNow
@@ -220,6 +223,36 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
       assert.deepStrictEqual(yield* manager.ids, ["a"])
     }))
 
+  it.effect("registers under the manifest's name by default, or under options.id: one manifest, two ids", () =>
+    Effect.gen(function*() {
+      const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
+      const manifest = PluginManifest.make({ name: "echo", version: "1", executable: "plugin" })
+      yield* manager.register(manifest)
+      yield* manager.register(manifest, { id: "echo-2", env: { SECOND: "1" } })
+      assert.deepStrictEqual(yield* manager.ids, ["echo", "echo-2"])
+      assert.strictEqual(yield* manager.call("echo-2", "echo", "x"), "x")
+      assert.deepStrictEqual((yield* fake.spawns).map((s) => s.env), [{ SECOND: "1" }])
+      const again = yield* manager.register(manifest, { id: "echo-2" }).pipe(Effect.flip)
+      assert.strictEqual(again.message, "plugin id `echo-2` is already registered")
+    }))
+
+  it.effect("PluginManager.layer(options) takes the manager's options: a spawn cap of 1", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.slowReply("1 second") })
+      yield* Effect.gen(function*() {
+        const manager = yield* PluginManager.PluginManager
+        for (const name of ["a", "b"]) yield* manager.register({ name, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
+        const all = yield* manager.startAll.pipe(Effect.forkChild)
+        yield* settle
+        assert.strictEqual((yield* fake.spawns).length, 1)
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        assert.strictEqual((yield* fake.spawns).length, 2)
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(all)
+      }).pipe(Effect.provide(PluginManager.layer({ maxConcurrentSpawns: 1 }).pipe(Layer.provide(fake.layer))))
+    }))
+
   it.effect("concurrent starts of one id share one spawn; lazy and eager plugins live together", () =>
     Effect.gen(function*() {
       const { fake, manager } = yield* fakeManager({ lazy: InMemorySpawner.echo(), eager: InMemorySpawner.echo() })
@@ -292,6 +325,27 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
       }).pipe(Effect.provide(PluginManager.layer().pipe(Layer.provide(fake.layer))))
       assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, 0)
     }))
+})
+
+describe("PluginManager where the executable is found (real processes)", () => {
+  afterEach(async () => {
+    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 5_000))
+    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+  })
+
+  it.live("a loaded or discovered manifest needs no manifestDir, whatever the working directory", () =>
+    Effect.gen(function*() {
+      const plugin = yield* namesPlugin
+      const elsewhere = yield* tempFolder("plugin-host-cwd-")
+      yield* inWorkingDirectory(elsewhere)
+      const manager = yield* PluginManager.make()
+      const policy = LifetimePolicy.makeUnsafe({ shutdownGrace: "1 second" })
+      yield* manager.register(yield* PluginManifest.load(plugin.file), { id: "loaded", policy })
+      assert.isString(yield* manager.call("loaded", "names"))
+      const outcomes = yield* manager.discover(path.relative(elsewhere, plugin.dir), { policy })
+      assert.deepStrictEqual(outcomes.map((outcome) => outcome._tag), ["Valid"])
+      assert.isString(yield* manager.call("names", "names"))
+    }).pipe(Effect.provide(live)))
 })
 
 for (const launcher of launchers) {
