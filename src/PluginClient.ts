@@ -15,6 +15,13 @@
  * crashes. Every state change goes through one `transition` function and is published as an
  * event.
  *
+ * A client is made in a Scope with {@link make}, or provided as a service: {@link layer} gives
+ * the {@link PluginClient} service, {@link layerAs} the same client under a tag of the user's
+ * own, one per plugin. Its options are grouped by concern: what to run ({@link RunOptions}),
+ * how to talk ({@link ProtocolOptions}), who watches ({@link ObserverOptions}), and per call
+ * ({@link CallOptions}). A manifest loaded from disk knows its folder, so a relative executable
+ * needs no `manifestDir`.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
