@@ -1,7 +1,7 @@
 /**
  * Embedding the plugin host in an application's own Layer.
  *
- * The app composes `PluginManager.layer` (every plugin process, by id) and `PluginHealth.layer`
+ * The app composes `PluginManager.layer()` (every plugin process, by id) and `PluginHealth.layer`
  * (groups, probes, the doctor) with `NodeServices.layer` (processes, files), adds a layer of its
  * own that discovers the bundled plugins and registers each with the options it needs, and
  * then: starts a group, calls plugins (including a plugin→host call), watches a crash and the
@@ -80,7 +80,7 @@ const AppPluginsLive = Layer.effect(
       }
       const options = optionsFor(found.manifest.name)
       if (options === undefined) continue
-      yield* manager.register(found.manifest.name, found.manifest, { ...options, manifestDir: found.dir })
+      yield* manager.register(found.manifest, options)
       ids.push(found.manifest.name)
     }
     return { ids }
@@ -92,7 +92,7 @@ const AppLayer = Layer.mergeAll(
   AppPluginsLive,
   PluginHealth.layer({ groups: { core: ["echo", "secrets", "flaky"] } })
 ).pipe(
-  Layer.provideMerge(PluginManager.layer),
+  Layer.provideMerge(PluginManager.layer()),
   // Plugins started with node:child_process directly (the production launcher on Node).
   Layer.provide(Layer.merge(NodeServices.layer, PluginProcess.layerNode))
 )

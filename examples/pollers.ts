@@ -58,7 +58,7 @@ const program = Effect.gen(function*() {
   for (const found of yield* PluginManifest.discover(pluginDir)) {
     const section = found._tag === "Valid" ? found.manifest.poller : undefined
     if (found._tag !== "Valid" || section === undefined) continue
-    yield* router.register(found.manifest, { manifestDir: found.dir, hostEnv })
+    yield* router.register(found.manifest, { hostEnv })
     const how = section.lifecycle === "ephemeral"
       ? "one process per tick"
       : natsUrl !== undefined && section.brokerTopicPrefix !== undefined

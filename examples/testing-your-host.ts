@@ -90,7 +90,7 @@ export const policy = LifetimePolicy.makeUnsafe({
 
 /**
  * Builds the store over one secret-source plugin (a manifest, or any `{name, executable}`).
- * `options` go to the plugin client (`manifestDir`, `hostEnv`…).
+ * `options` go to the plugin client (`hostEnv`, `policy`…).
  */
 export const make = (source: PluginClient.PluginSource, options?: PluginClient.Options) =>
   Effect.gen(function*() {
@@ -133,7 +133,7 @@ const main = Effect.gen(function*() {
     const locked = yield* store.get("locked").pipe(Effect.flip)
     yield* Console.log(`locked: ${locked.message}`)
   })
-  yield* program.pipe(Effect.provide(layer(manifest, { manifestDir: path.dirname(manifestPath), hostEnv })))
+  yield* program.pipe(Effect.provide(layer(manifest, { hostEnv })))
 })
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

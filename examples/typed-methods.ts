@@ -78,7 +78,6 @@ const describe = (error: PluginClientError.PluginClientError) => `${error.reason
 const program = Effect.gen(function*() {
   const manifest = yield* PluginManifest.load(manifestPath)
   const client = yield* PluginClient.make(manifest, {
-    manifestDir: path.dirname(manifestPath),
     hostEnv,
     // Strictly serial: the plugin reads one request, answers it, then reads the next.
     policy: LifetimePolicy.makeUnsafe({ maxConcurrentRequests: 1, shutdownGrace: "2 seconds" }),

@@ -15,16 +15,25 @@
  * crashes. Every state change goes through one `transition` function and is published as an
  * event.
  *
+ * A client is made in a Scope with {@link make}, or provided as a service: {@link layer} gives
+ * the {@link PluginClient} service, {@link layerAs} the same client under a tag of the user's
+ * own, one per plugin. Its options are grouped by concern: what to run ({@link RunOptions}),
+ * how to talk ({@link ProtocolOptions}), who watches ({@link ObserverOptions}), and per call
+ * ({@link CallOptions}). A manifest loaded from disk knows its folder, so a relative executable
+ * needs no `manifestDir`.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FileSystem from "effect/FileSystem"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -40,6 +49,7 @@ import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Handshake from "./Handshake.ts"
+import * as ManagedClient from "./internal/managedClient.ts"
 import type * as JsonRpc from "./JsonRpc.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
@@ -156,8 +166,9 @@ export interface PluginHealth {
 }
 
 /**
- * What to run: a `PluginManifest`, or any record with the same fields. `executable` should be
- * resolved already (see `PluginManifest.verify`), unless `options.manifestDir` is given.
+ * What to run: a `PluginManifest`, or any record with the same fields. A relative `executable`
+ * is resolved against `options.manifestDir`, else the manifest's own folder (`location`, set
+ * when it was loaded or discovered); a record with neither runs `executable` as given.
  *
  * @category models
  */
@@ -167,50 +178,77 @@ export interface PluginSource {
   readonly args?: ReadonlyArray<string> | undefined
   readonly allowedEnvVars?: ReadonlyArray<string> | undefined
   readonly checksumSha256?: string | undefined
+  readonly location?: PluginManifest.Location | undefined
 }
 
 /**
- * How to run it.
+ * What to run besides the manifest: the process's environment and folders.
  *
- * @category models
+ * @category options
  */
-export interface Options {
+export interface RunOptions {
+  /** Extra fixed environment variables. */
+  readonly env?: Readonly<Record<string, string>> | undefined
+  /** The plugin's working directory. Default the host's. */
+  readonly cwd?: string | undefined
+  /** The host environment allow-listed variables come from. Default `process.env`. */
+  readonly hostEnv?: Readonly<Record<string, string | undefined>> | undefined
+  /**
+   * Folder a relative `executable` is resolved against (and its checksum verified in). Default
+   * the manifest's `location.dir`; needed only for a manifest built in code.
+   */
+  readonly manifestDir?: string | undefined
+}
+
+/**
+ * How the host and the plugin talk: the lifetime policy, the handshake, what the host answers
+ * and hears, and how a stop begins.
+ *
+ * @category options
+ */
+export interface ProtocolOptions {
+  /** Default `LifetimePolicy.defaultPolicy`. */
   readonly policy?: LifetimePolicy.LifetimePolicy | undefined
+  /** Default `Handshake.none`. */
   readonly handshake?: Handshake.Handshake | undefined
+  /** Requests the plugin may send the host (unknown methods are answered with -32601). */
   readonly hostHandlers?: RpcPeer.HostHandlers | undefined
   /** Every notification except `log` and `streams.*` (which go to the logger and the events). */
   readonly onNotification?: ((notification: JsonRpc.Notification) => Effect.Effect<void>) | undefined
   /** `streams.open/emit/close` notifications, and the synthetic `close` of channels left open at a crash. */
   readonly onStreamNotification?: ((event: StreamEvent) => Effect.Effect<void>) | undefined
-  /**
-   * Shared permits for spawning (a manager's cap on plugins starting at once), held from spawn
-   * to the end of the handshake.
-   */
-  readonly spawnPermits?: Semaphore.Semaphore | undefined
+  /** A request sent as the graceful first step of stopping (e.g. `shutdown`). Default none. */
+  readonly shutdownRequest?: string | undefined
+}
+
+/**
+ * Who watches the plugin's life.
+ *
+ * @category options
+ */
+export interface ObserverOptions {
   /**
    * Called with every event, in order, as it is published (no subscription race, unlike
    * `events`, which only sees events after the stream starts).
    */
   readonly onEvent?: ((event: PluginEvent) => Effect.Effect<void>) | undefined
-  /**
-   * Whether an eager policy starts the plugin as soon as the client is made. Default true; a
-   * manager that starts plugins itself turns it off.
-   */
-  readonly autoStart?: boolean | undefined
-  /** Extra fixed environment variables. */
-  readonly env?: Readonly<Record<string, string>> | undefined
-  readonly cwd?: string | undefined
-  /** Folder a relative `executable` is resolved against. */
-  readonly manifestDir?: string | undefined
-  /** The host environment allow-listed variables come from. Default `process.env`. */
-  readonly hostEnv?: Readonly<Record<string, string | undefined>> | undefined
-  /** A request sent as the graceful first step of stopping (e.g. `shutdown`). Default none. */
-  readonly shutdownRequest?: string | undefined
-  /**
-   * Checks the executable before every spawn and returns the path to run. Defaults to
-   * resolving against `manifestDir` and comparing `checksumSha256` when declared.
-   */
-  readonly verifyExecutable?: ((source: PluginSource) => Effect.Effect<string, PluginClientError.Reason>) | undefined
+}
+
+/**
+ * Everything a client can be told when it is made: what to run, how to talk, who watches.
+ *
+ * @category options
+ */
+export interface Options extends RunOptions, ProtocolOptions, ObserverOptions {}
+
+/**
+ * Options of one call.
+ *
+ * @category options
+ */
+export interface CallOptions {
+  /** How long to wait for the reply. Default the policy's `requestTimeout`, capped by `maxRequestTimeout`. */
+  readonly timeout?: Duration.Input | undefined
 }
 
 /**
@@ -224,7 +262,7 @@ export interface PluginClient {
   readonly request: (
     method: string,
     params?: unknown,
-    options?: { readonly timeout?: Duration.Input | undefined }
+    options?: CallOptions
   ) => Effect.Effect<unknown, PluginClientError.PluginClientError>
   /**
    * Calls a method only if the plugin is running right now: never spawns, and does not count as
@@ -234,13 +272,13 @@ export interface PluginClient {
   readonly requestIfRunning: (
     method: string,
     params?: unknown,
-    options?: { readonly timeout?: Duration.Input | undefined }
+    options?: CallOptions
   ) => Effect.Effect<unknown, PluginClientError.PluginClientError>
   /** Calls a typed method: params encoded and result decoded with its Schemas. */
   readonly call: <Params, Result, ParamsWire, ResultWire>(
     method: PluginMethod.PluginMethod<Params, Result, ParamsWire, ResultWire>,
     params: Params,
-    options?: { readonly timeout?: Duration.Input | undefined }
+    options?: CallOptions
   ) => Effect.Effect<Result, PluginClientError.PluginClientError>
   /** Sends a notification, spawning the plugin first if needed. */
   readonly notify: (method: string, params?: unknown) => Effect.Effect<void, PluginClientError.PluginClientError>
@@ -261,6 +299,19 @@ export interface PluginClient {
   readonly clearDisabled: Effect.Effect<void>
   readonly events: Stream.Stream<PluginEvent>
 }
+
+/**
+ * The plugin client as a service: `yield* PluginClient.PluginClient` in a program that is
+ * provided {@link layer}. The tag and the interface share one name (as Effect's own `McpClient`
+ * and `FileSystem` do), so `PluginClient.PluginClient` stays the type of every client, however
+ * it was made. To host several plugins as services at once, give each its own tag and build it
+ * with {@link layerAs}.
+ *
+ * @category services
+ */
+export const PluginClient: Context.Service<PluginClient, PluginClient> = Context.Service<PluginClient>(
+  "effect-plugin-host/PluginClient"
+)
 
 // ---------------------------------------------------------------------------------------------
 // metrics
@@ -350,10 +401,11 @@ const logLevelOf = (level: string | undefined): "Error" | "Warn" | "Debug" | "In
 }
 
 /**
- * The check before every spawn: resolve the executable against the manifest's folder and, when
- * a checksum is declared, compare it (the source system checked only at discovery, so a binary
- * swapped later ran unchecked). Needs the `FileSystem` and `Path` services only then; they are
- * captured when the verifier is made.
+ * The check before every spawn: resolve the executable against the manifest's folder
+ * (`manifestDir` when given, else the source's own `location.dir`) and, when a checksum is
+ * declared, compare it (the source system checked only at discovery, so a binary swapped later
+ * ran unchecked). Needs the `FileSystem` and `Path` services only then; they are captured when
+ * the verifier is made.
  *
  * @category constructors
  */
@@ -362,14 +414,15 @@ export const verifier = (manifestDir: string | undefined) =>
     const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
     const path = yield* Effect.serviceOption(Path.Path)
     return (source: PluginSource): Effect.Effect<string, PluginClientError.Reason> => {
-      if (manifestDir === undefined && source.checksumSha256 === undefined) return Effect.succeed(source.executable)
+      const dir = manifestDir ?? source.location?.dir
+      if (dir === undefined && source.checksumSha256 === undefined) return Effect.succeed(source.executable)
       if (Option.isNone(fs) || Option.isNone(path)) {
         return Effect.fail(new PluginClientError.Spawn({
           path: source.executable,
           detail: "verifying the executable needs the FileSystem and Path services (provide NodeServices.layer)"
         }))
       }
-      return PluginManifest.verify(source, manifestDir ?? path.value.resolve(".")).pipe(
+      return PluginManifest.verify(source, dir ?? path.value.resolve(".")).pipe(
         Effect.provideService(FileSystem.FileSystem, fs.value),
         Effect.provideService(Path.Path, path.value),
         Effect.mapError((error): PluginClientError.Reason => {
@@ -389,11 +442,19 @@ export const verifier = (manifestDir: string | undefined) =>
  *
  * @category constructors
  */
-export const make = Effect.fnUntraced(function*(source: PluginSource, options?: Options): Effect.fn.Return<
-  PluginClient,
-  never,
-  Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
-> {
+export const make = (
+  source: PluginSource,
+  options?: Options
+): Effect.Effect<PluginClient, never, Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> =>
+  Effect.flatMap(ManagedClient.ManagedClient, (managed) =>
+    // Read once: nothing the client runs later (handlers, callbacks) inherits a manager's knobs.
+    makeClient(source, options, managed).pipe(Effect.provideService(ManagedClient.ManagedClient, ManagedClient.standalone)))
+
+const makeClient = Effect.fnUntraced(function*(
+  source: PluginSource,
+  options: Options | undefined,
+  managed: ManagedClient.ManagedClientOptions
+): Effect.fn.Return<PluginClient, never, Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> {
   const name = source.name
   const policy = options?.policy ?? LifetimePolicy.defaultPolicy
   const handshake = options?.handshake ?? Handshake.none
@@ -503,7 +564,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   })
 
   // -- executable ----------------------------------------------------------------------------
-  const verifyExecutable = options?.verifyExecutable ?? (yield* verifier(options?.manifestDir))
+  const verifyExecutable = yield* verifier(options?.manifestDir)
 
   // -- crash accounting ----------------------------------------------------------------------
   /**
@@ -715,7 +776,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     yield* publish({ _tag: "Ready", plugin: name, pid: built.proc.pid })
     return incarnation
   }).pipe(
-    (effect) => options?.spawnPermits === undefined ? effect : options.spawnPermits.withPermits(1)(effect),
+    (effect) => managed.spawnPermits === undefined ? effect : managed.spawnPermits.withPermits(1)(effect),
     Effect.catch((error: PluginClientError.PluginClientError) =>
       // A failed spawn or handshake is a crash too (the source system never counted them).
       recordCrash(error.reason.message).pipe(
@@ -858,7 +919,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     incarnation: Incarnation,
     method: string,
     params: unknown,
-    callOptions: { readonly timeout?: Duration.Input | undefined } | undefined
+    callOptions: CallOptions | undefined
   ) => {
     requestsMetric.updateUnsafe(1, metricContext)
     return Effect.catchCause(incarnation.peer.request(method, params, callOptions), incarnation.onCallFailure)
@@ -1005,7 +1066,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
 
   yield* Effect.addFinalizer(() => shutdown)
 
-  if (policy.start === "eager" && options?.autoStart !== false) {
+  if (policy.start === "eager" && managed.autoStart) {
     yield* start.pipe(
       Effect.catchCause((cause) => Effect.logWarning("eager start failed", Cause.pretty(cause))),
       annotate,
@@ -1029,3 +1090,33 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     events: Stream.fromPubSub(events)
   }
 })
+
+// ---------------------------------------------------------------------------------------------
+// layers
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * One plugin as the service `tag`, for hosting several plugins side by side: each gets a tag
+ * of its own (`class Echo extends Context.Service<Echo, PluginClient.PluginClient>()("app/Echo") {}`),
+ * so the type of a program says which plugins it needs and a test can replace one of them with
+ * `Layer.succeed(Echo, fake)`. The client lives as long as the layer; releasing it shuts the
+ * plugin down with the full stop sequence. Needs a `ChildProcessSpawner` (e.g.
+ * `NodeServices.layer`, which also brings the `FileSystem` and `Path` that checksum checks use).
+ *
+ * @category layers
+ */
+export const layerAs = <Identifier>(
+  tag: Context.Key<Identifier, PluginClient>,
+  source: PluginSource,
+  options?: Options
+): Layer.Layer<Identifier, never, ChildProcessSpawner.ChildProcessSpawner> => Layer.effect(tag, make(source, options))
+
+/**
+ * One plugin as the {@link PluginClient} service (see {@link layerAs} for several).
+ *
+ * @category layers
+ */
+export const layer = (
+  source: PluginSource,
+  options?: Options
+): Layer.Layer<PluginClient, never, ChildProcessSpawner.ChildProcessSpawner> => layerAs(PluginClient, source, options)

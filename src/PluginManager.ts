@@ -14,7 +14,6 @@
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as FileSystem from "effect/FileSystem"
@@ -27,6 +26,7 @@ import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Handshake from "./Handshake.ts"
+import * as ManagedClient from "./internal/managedClient.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
@@ -110,13 +110,24 @@ export interface Diagnostics {
 }
 
 /**
- * How to run a registered plugin: the client's options. For an eager policy without a
- * handshake the default is `initialize` (`{ok: true, supportedMethods}`) and the graceful stop
- * request is `shutdown`.
+ * How to register a plugin: its id (default the manifest's `name`) and the client's options.
+ * For an eager policy without a handshake the default is `initialize`
+ * (`{ok: true, supportedMethods}`) and the graceful stop request is `shutdown`.
  *
  * @category models
  */
-export type RegisterOptions = PluginClient.Options
+export interface RegisterOptions extends PluginClient.Options {
+  /** The id the plugin is registered (and called, stopped, reported) under. Default the manifest's `name`. */
+  readonly id?: string | undefined
+}
+
+/**
+ * How {@link PluginManager} `discover` runs what it finds: the client's options, for every
+ * plugin. Each registers under its manifest's name, with the manifest's folder.
+ *
+ * @category models
+ */
+export type DiscoverOptions = Omit<PluginClient.Options, "manifestDir">
 
 /**
  * Options of the manager itself.
@@ -134,8 +145,11 @@ export interface ManagerOptions {
  * @category models
  */
 export class PluginManager extends Context.Service<PluginManager, {
-  /** Registers a plugin (nothing is spawned). Fails with `AlreadyRegistered` unless the existing one is stopped. */
-  readonly register: (id: string, source: PluginClient.PluginSource, options?: RegisterOptions) => Effect.Effect<PluginClient.PluginClient, ManagerError>
+  /**
+   * Registers a plugin under `options.id` (default the manifest's `name`); nothing is spawned.
+   * Fails with `AlreadyRegistered` unless the existing one is stopped.
+   */
+  readonly register: (source: PluginClient.PluginSource, options?: RegisterOptions) => Effect.Effect<PluginClient.PluginClient, ManagerError>
   /** Stops and forgets a plugin. Unknown ids are a no-op. */
   readonly unregister: (id: string) => Effect.Effect<void>
   /** Spawns a plugin now and waits for its handshake. */
@@ -149,7 +163,7 @@ export class PluginManager extends Context.Service<PluginManager, {
     id: string,
     method: string,
     params?: unknown,
-    options?: { readonly timeout?: Duration.Input | undefined }
+    options?: PluginClient.CallOptions
   ) => Effect.Effect<unknown, ManagerError | PluginClientError.PluginClientError>
   readonly notify: (id: string, method: string, params?: unknown) => Effect.Effect<void, ManagerError | PluginClientError.PluginClientError>
   /** Starts every registered plugin whose policy is eager, in parallel (failures are logged). */
@@ -167,7 +181,7 @@ export class PluginManager extends Context.Service<PluginManager, {
    */
   readonly discover: (
     dir: string,
-    options?: RegisterOptions
+    options?: DiscoverOptions
   ) => Effect.Effect<ReadonlyArray<PluginManifest.Discovered>, never, FileSystem.FileSystem | Path.Path>
 }>()("effect-plugin-host/PluginManager") {}
 
@@ -188,7 +202,7 @@ interface Entry {
  * Fills in the always-on defaults: an eager plugin speaks the worker dialect unless told
  * otherwise.
  */
-const withDefaults = (options: RegisterOptions | undefined): RegisterOptions => {
+const withDefaults = (options: PluginClient.Options | undefined): PluginClient.Options => {
   const policy = options?.policy ?? LifetimePolicy.defaultPolicy
   if (policy.start !== "eager") return { ...options, policy }
   return {
@@ -252,9 +266,10 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
   const closeEntry = (entry: Entry) =>
     entry.client.shutdown.pipe(Effect.andThen(Scope.close(entry.scope, Exit.void)))
 
-  const register: PluginManager["Service"]["register"] = (id, source, options) =>
+  const register: PluginManager["Service"]["register"] = (source, registerOptions) =>
     registry.withPermits(1)(
       Effect.gen(function*() {
+        const { id = source.name, ...options } = registerOptions ?? {}
         const existing = entries.get(id)
         if (existing !== undefined) {
           const state = yield* existing.client.state
@@ -268,12 +283,12 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
         const clientScope = yield* Scope.fork(scope, "sequential")
         const client = yield* PluginClient.make(source, {
           ...resolved,
-          spawnPermits,
-          autoStart: false,
           onEvent: (event) => userOnEvent === undefined ? forward(event) : Effect.andThen(forward(event), userOnEvent(event))
         }).pipe(
           Scope.provide(clientScope),
-          Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, spawner)
+          Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, spawner),
+          // The manager starts eager plugins itself (`startAll`), a few at a time.
+          Effect.provideService(ManagedClient.ManagedClient, { spawnPermits, autoStart: false })
         )
         const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
         entries.set(id, { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager", envVarNames })
@@ -338,7 +353,7 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
       Effect.tap((outcomes) =>
         Effect.forEach(outcomes, (outcome) =>
           outcome._tag === "Valid"
-            ? register(outcome.manifest.name, outcome.manifest, { ...options, manifestDir: outcome.dir }).pipe(
+            ? register(outcome.manifest, options).pipe(
               Effect.catch((error) => Effect.logWarning(error.message))
             )
             : Effect.logWarning(outcome.error.message), { discard: true })
@@ -371,16 +386,10 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
 })
 
 /**
- * The manager as a layer (needs a `ChildProcessSpawner`, e.g. `NodeServices.layer`).
+ * The manager as a layer, with its options (all optional). Needs a `ChildProcessSpawner`
+ * (e.g. `NodeServices.layer`). Releasing the layer stops every plugin.
  *
  * @category layers
  */
-export const layer: Layer.Layer<PluginManager, never, ChildProcessSpawner.ChildProcessSpawner> = Layer.effect(PluginManager, make())
-
-/**
- * The manager as a layer, with options.
- *
- * @category layers
- */
-export const layerWith = (options: ManagerOptions): Layer.Layer<PluginManager, never, ChildProcessSpawner.ChildProcessSpawner> =>
+export const layer = (options?: ManagerOptions): Layer.Layer<PluginManager, never, ChildProcessSpawner.ChildProcessSpawner> =>
   Layer.effect(PluginManager, make(options))

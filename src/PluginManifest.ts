@@ -184,7 +184,31 @@ export class PluginManifest extends Schema.Class<PluginManifest>("PluginManifest
   allowedEnvVars: Schema.Array(Schema.String).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   poller: Schema.optionalKey(PollerSection)
-}) {}
+}) {
+  /**
+   * Where the manifest was read from, set by {@link load} and {@link discover} (and by
+   * {@link withLocation}); `undefined` for a manifest built in code. A relative `executable` is
+   * resolved against `location.dir`, so a loaded manifest can be run from any working
+   * directory without repeating its folder.
+   *
+   * It is not a schema field: encoding a manifest (to JSON or TOML) never writes it, and the
+   * files decode exactly as before. It is an own, non-enumerable property, so it travels with
+   * the value wherever it is passed, stays out of `JSON.stringify` and spreads, and takes part
+   * in `Equal.equals` (the same fields in two folders run two different executables).
+   */
+  declare readonly location: Location | undefined
+}
+
+/**
+ * The file a manifest was read from (absolute) and its folder, which a relative `executable`
+ * is resolved against.
+ *
+ * @category models
+ */
+export interface Location {
+  readonly file: string
+  readonly dir: string
+}
 
 /**
  * The fields of a {@link PollerSection}, as accepted by its constructor.
@@ -213,6 +237,24 @@ export const make = (input: MakeInput): PluginManifest => {
   const { poller, ...fields } = input
   if (poller === undefined) return new PluginManifest(fields)
   return new PluginManifest({ ...fields, poller: poller instanceof PollerSection ? poller : new PollerSection(poller) })
+}
+
+/**
+ * The same manifest, read from `location`: a copy whose relative `executable` resolves against
+ * `location.dir`. {@link load} and {@link discover} call it; use it for a manifest parsed from
+ * text ({@link parse}) or built in code that belongs to a folder.
+ *
+ * @category constructors
+ */
+export const withLocation = (manifest: PluginManifest, location: Location): PluginManifest => {
+  const { poller, checksumSha256, ...fields } = manifest
+  const copy = new PluginManifest({
+    ...fields,
+    ...(checksumSha256 === undefined ? {} : { checksumSha256 }),
+    ...(poller === undefined ? {} : { poller })
+  })
+  Object.defineProperty(copy, "location", { value: { file: location.file, dir: location.dir }, enumerable: false })
+  return copy
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -520,8 +562,10 @@ export const parse = (text: string, path: string): Effect.Effect<PluginManifest,
   })
 
 /**
- * Reads and parses a manifest file. A missing file fails with `NotFound`; a file that cannot
- * be read (a directory, no permission) with `Invalid`.
+ * Reads and parses a manifest file. The manifest knows where it came from: its `location` is
+ * the absolute file and folder, so a relative `executable` resolves against the manifest's
+ * folder whatever the working directory. A missing file fails with `NotFound`; a file that
+ * cannot be read (a directory, no permission) with `Invalid`.
  *
  * @category parsing
  */
@@ -529,12 +573,15 @@ export const load = Effect.fn("PluginManifest.load")(function*(
   path: string
 ): Effect.fn.Return<PluginManifest, ManifestError, FileSystem.FileSystem | Path.Path> {
   const fs = yield* FileSystem.FileSystem
+  const paths = yield* Path.Path
   const text = yield* fs.readFileString(path).pipe(
     Effect.catch((error) =>
       fail(path, isNotFound(error) ? new NotFound() : new Invalid({ detail: `cannot be read: ${error.message}` }))
     )
   )
-  return yield* parse(text, path)
+  const manifest = yield* parse(text, path)
+  const file = paths.resolve(path)
+  return withLocation(manifest, { file, dir: paths.dirname(file) })
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -560,7 +607,10 @@ export const checksum = (filePath: string): Effect.Effect<string, PlatformError.
  * @category integrity
  */
 export interface VerifyOptions {
-  /** The manifest file, used as the `path` of errors (default: the resolved `dir`). */
+  /**
+   * The manifest file, used as the `path` of errors (default: the manifest's
+   * `location.file`, else the resolved `dir`).
+   */
   readonly manifestPath?: string | undefined
 }
 
@@ -573,14 +623,18 @@ export interface VerifyOptions {
  * @category integrity
  */
 export const verify = Effect.fn("PluginManifest.verify")(function*(
-  manifest: { readonly executable: string; readonly checksumSha256?: string | undefined },
+  manifest: {
+    readonly executable: string
+    readonly checksumSha256?: string | undefined
+    readonly location?: Location | undefined
+  },
   dir: string,
   options?: VerifyOptions
 ): Effect.fn.Return<string, ManifestError, FileSystem.FileSystem | Path.Path> {
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
   const executable = path.resolve(dir, manifest.executable)
-  const errorPath = options?.manifestPath ?? path.resolve(dir)
+  const errorPath = options?.manifestPath ?? manifest.location?.file ?? path.resolve(dir)
   const info = yield* fs.stat(executable).pipe(
     Effect.catch((error) =>
       fail(
@@ -615,7 +669,8 @@ export const verify = Effect.fn("PluginManifest.verify")(function*(
 
 /**
  * A usable manifest found by {@link discover}: `dir` is its folder and `executablePath` the
- * verified absolute executable.
+ * verified absolute executable. The `manifest` carries its `location` too, so it can be handed
+ * to a client, the manager or the router as it is.
  *
  * @category discovery
  */

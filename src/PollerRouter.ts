@@ -61,19 +61,16 @@ export interface PollerHandle {
 }
 
 /**
- * How to run a manifest's plugin.
+ * How to register a manifest's plugin: its id (default the manifest's `name`; the owner named
+ * in `DuplicateKind` and the key of `unregister`), what to run (`env`, `cwd`, `hostEnv`,
+ * `manifestDir` — the client's {@link PluginClient.RunOptions}) and, for a long-lived plugin
+ * served over stdio, its lifetime `policy` (default `LifetimePolicy.defaultPolicy`). A
+ * prebuilt {@link PollerHandle} ignores them.
  *
  * @category models
  */
-export interface RegisterOptions {
-  /** Folder a relative executable is resolved against (and the checksum verified in). */
-  readonly manifestDir?: string | undefined
-  /** Extra fixed environment variables. */
-  readonly env?: Readonly<Record<string, string>> | undefined
-  /** The host environment allow-listed variables come from. Default `process.env`. */
-  readonly hostEnv?: Readonly<Record<string, string | undefined>> | undefined
-  /** Policy of a long-lived plugin served over stdio. Default `LifetimePolicy.defaultPolicy`. */
-  readonly policy?: LifetimePolicy.LifetimePolicy | undefined
+export interface RegisterOptions extends PluginClient.RunOptions, Pick<PluginClient.ProtocolOptions, "policy"> {
+  readonly id?: string | undefined
 }
 
 /**
@@ -96,7 +93,10 @@ export interface TickInput {
  * @category models
  */
 export class PollerRouter extends Context.Service<PollerRouter, {
-  /** Registers a manifest with a `poller` section, or a prebuilt handle. */
+  /**
+   * Registers a manifest with a `poller` section (under `options.id`, default its `name`), or a
+   * prebuilt handle (under its `plugin`). Registering an id again replaces its entry.
+   */
   readonly register: (
     plugin: PluginManifest.PluginManifest | PollerHandle,
     options?: RegisterOptions
@@ -129,6 +129,7 @@ const withStderr = (detail: string, stderr: string) => {
  * The ephemeral lifecycle: one process per tick.
  */
 const ephemeralTick = (
+  id: string,
   manifest: PluginManifest.PluginManifest,
   section: PluginManifest.PollerSection,
   options: RegisterOptions | undefined,
@@ -140,11 +141,12 @@ const ephemeralTick = (
     Effect.gen(function*() {
       const executable = yield* verify(manifest).pipe(Effect.mapError((reason) => transient(reason.message)))
       const proc = yield* PluginProcess.make({
-        name: manifest.name,
+        name: id,
         executable,
         args: manifest.args,
         allowedEnvVars: manifest.allowedEnvVars,
-        env: { ...options?.env, POLLER_EPHEMERAL: "1", POLLER_PLUGIN_ID: manifest.name },
+        env: { ...options?.env, POLLER_EPHEMERAL: "1", POLLER_PLUGIN_ID: id },
+        cwd: options?.cwd,
         hostEnv: options?.hostEnv
       }, { shutdownGrace: cutShortGrace, drainTimeout: cutShortGrace }).pipe(
         Effect.mapError((error) => transient(error.reason.message))
@@ -243,25 +245,30 @@ export const make = Effect.gen(function*() {
   const invalid = (plugin: string, detail: string) =>
     new Poller.PollerRouteError({ reason: new Poller.InvalidRegistration({ plugin, detail }) })
 
-  const handleFor = (manifest: PluginManifest.PluginManifest, options: RegisterOptions | undefined, scope: Scope.Closeable) =>
+  const handleFor = (
+    id: string,
+    manifest: PluginManifest.PluginManifest,
+    options: RegisterOptions | undefined,
+    scope: Scope.Closeable
+  ) =>
     Effect.gen(function*() {
       const section = manifest.poller
-      if (section === undefined) return yield* Effect.fail(invalid(manifest.name, "the manifest has no [poller] section"))
-      const verify = yield* PluginClient.verifier(options?.manifestDir)
+      if (section === undefined) return yield* Effect.fail(invalid(id, "the manifest has no [poller] section"))
       const common = {
-        plugin: manifest.name,
+        plugin: id,
         kinds: section.kinds,
         lifecycle: section.lifecycle,
         maxConcurrentTicks: section.maxConcurrentTicks,
         tickTimeout: section.tickTimeout,
         brokerTopicPrefix: section.brokerTopicPrefix
       }
-      const context = { plugin: manifest.name }
+      const context = { plugin: id }
       const tagged = (tick: (request: Poller.TickRequest) => Effect.Effect<Poller.TickAck, Poller.PollerErrorReason>) =>
       (request: Poller.TickRequest) =>
         tick(request).pipe(Effect.mapError((reason) => Poller.PollerError.with(reason, { ...context, kind: request.kind })))
       if (section.lifecycle === "ephemeral") {
-        return { ...common, tick: tagged(ephemeralTick(manifest, section, options, spawner, verify)) } satisfies PollerHandle
+        const verify = yield* PluginClient.verifier(options?.manifestDir)
+        return { ...common, tick: tagged(ephemeralTick(id, manifest, section, options, spawner, verify)) } satisfies PollerHandle
       }
       if (section.brokerTopicPrefix !== undefined && Option.isSome(broker)) {
         return { ...common, tick: tagged(brokerTick(section.brokerTopicPrefix, section, broker.value)) } satisfies PollerHandle
@@ -269,9 +276,9 @@ export const make = Effect.gen(function*() {
       const client = yield* PluginClient.make(manifest, {
         policy: options?.policy ?? LifetimePolicy.defaultPolicy,
         env: options?.env,
+        cwd: options?.cwd,
         hostEnv: options?.hostEnv,
-        manifestDir: options?.manifestDir,
-        verifyExecutable: verify
+        manifestDir: options?.manifestDir
       }).pipe(Scope.provide(scope), Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, spawner))
       return { ...common, tick: tagged(clientTick(client, section)) } satisfies PollerHandle
     })
@@ -279,7 +286,7 @@ export const make = Effect.gen(function*() {
   const register: PollerRouter["Service"]["register"] = (plugin, options) =>
     registry.withPermits(1)(
       Effect.gen(function*() {
-        const name = isHandle(plugin) ? plugin.plugin : plugin.name
+        const name = isHandle(plugin) ? plugin.plugin : options?.id ?? plugin.name
         const kinds = isHandle(plugin) ? plugin.kinds : plugin.poller?.kinds ?? []
         for (const kind of kinds) {
           const owner = byKind.get(kind)
@@ -292,7 +299,7 @@ export const make = Effect.gen(function*() {
         const scope = yield* Scope.fork(routerScope, "sequential")
         const handle = isHandle(plugin)
           ? plugin
-          : yield* handleFor(plugin, options, scope).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+          : yield* handleFor(name, plugin, options, scope).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
         const previous = byPlugin.get(name)
         if (previous !== undefined) yield* remove(name, previous)
         const permits = yield* Semaphore.make(Math.max(1, handle.maxConcurrentTicks))
@@ -358,7 +365,9 @@ export const make = Effect.gen(function*() {
 })
 
 /**
- * The router as a layer. Needs a `ChildProcessSpawner`; uses a `Broker` when one is provided.
+ * The router as a layer. It has no options, so it is a value (a layer with options is a
+ * function, like `PluginManager.layer(options?)`). Needs a `ChildProcessSpawner`; uses a
+ * `Broker` when one is provided.
  *
  * @category layers
  */

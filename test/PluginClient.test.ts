@@ -1,9 +1,11 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -19,7 +21,8 @@ import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import * as PluginMethod from "../src/PluginMethod.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
-import { eventually, fixture, isAlive, launchers, liveWith, liveChildren, node } from "./support/processes.ts"
+import { inWorkingDirectory, namesPlugin, tempFolder } from "./support/pluginFolder.ts"
+import { eventually, fixture, isAlive, launchers, live, liveWith, liveChildren, node } from "./support/processes.ts"
 
 const reasonOf = (error: PluginClientError.PluginClientError) => error.reason
 
@@ -524,7 +527,7 @@ for (const launcher of launchers) {
         const [found] = yield* PluginManifest.discover(dir)
         assert.strictEqual(found?._tag, "Valid")
         if (found?._tag !== "Valid") return
-        const client = yield* PluginClient.make(found.manifest, { manifestDir: found.dir, policy: fast() })
+        const client = yield* PluginClient.make(found.manifest, { policy: fast() })
         assert.isString(yield* client.request("names"))
 
         fs.appendFileSync(script, "\n# tampered\n")
@@ -572,3 +575,94 @@ for (const launcher of launchers) {
   })
 }
 
+
+describe("PluginClient where the executable is found (real processes)", () => {
+  afterEach(async () => {
+    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
+    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+  })
+
+  const policy = LifetimePolicy.makeUnsafe({ shutdownGrace: "1 second" })
+  /** The command line of a running process, arguments space-separated. */
+  const commandLine = (pid: number | undefined) =>
+    fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((part) => part !== "").join(" ")
+
+  it.live("a loaded manifest runs its relative executable from another working directory, with no manifestDir", () =>
+    Effect.gen(function*() {
+      const plugin = yield* namesPlugin
+      const elsewhere = yield* tempFolder("plugin-host-cwd-")
+      yield* inWorkingDirectory(elsewhere)
+      const manifest = yield* PluginManifest.load(path.relative(elsewhere, plugin.file))
+      const client = yield* PluginClient.make(manifest, { policy })
+      assert.isString(yield* client.request("names"))
+      assert.include(commandLine((yield* client.health).pid), path.join(plugin.dir, "bin/names.sh"))
+    }).pipe(Effect.provide(live)))
+
+  it.live("an explicit manifestDir wins over the manifest's own folder; a plain record needs it", () =>
+    Effect.gen(function*() {
+      const plugin = yield* namesPlugin
+      const empty = yield* tempFolder("plugin-host-empty-")
+      const manifest = yield* PluginManifest.load(plugin.file)
+      const redirected = yield* PluginClient.make(manifest, { policy, manifestDir: empty })
+      const error = yield* redirected.request("names").pipe(Effect.flip)
+      assert.instanceOf(error.reason, PluginClientError.Spawn)
+      assert.include(error.message, path.join(empty, "bin/names.sh"))
+
+      const record = yield* PluginClient.make({ name: "names", executable: "bin/names.sh" }, { policy, manifestDir: plugin.dir })
+      assert.isString(yield* record.request("names"))
+    }).pipe(Effect.provide(live)))
+
+  it.live("PluginClient.layer runs a real plugin as the PluginClient service and stops it with the layer", () =>
+    Effect.gen(function*() {
+      const plugin = yield* namesPlugin
+      const manifest = yield* PluginManifest.load(plugin.file)
+      const pid = yield* Effect.gen(function*() {
+        const client = yield* PluginClient.PluginClient
+        assert.isString(yield* client.request("names"))
+        return (yield* client.health).pid
+      }).pipe(Effect.provide(PluginClient.layer(manifest, { policy })))
+      assert.isNumber(pid)
+      assert.isTrue(yield* eventually(() => pid !== undefined && !isAlive(pid)), "the layer's release left the plugin running")
+    }).pipe(Effect.provide(live)))
+})
+
+class Echo extends Context.Service<Echo, PluginClient.PluginClient>()("test/Echo") {}
+class Reverser extends Context.Service<Reverser, PluginClient.PluginClient>()("test/Reverser") {}
+
+describe("PluginClient layers (TestClock, in-memory spawner)", () => {
+  it.effect("layer provides the PluginClient service; layerAs hosts several plugins as services of their own", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ echo: InMemorySpawner.echo(), reverser: InMemorySpawner.echo() })
+      const plugins = Layer.mergeAll(
+        PluginClient.layer({ name: "main", executable: "echo" }),
+        PluginClient.layerAs(Echo, { name: "echo", executable: "echo" }),
+        PluginClient.layerAs(Reverser, { name: "reverser", executable: "reverser" })
+      ).pipe(Layer.provide(fake.layer))
+      const names = yield* Effect.gen(function*() {
+        const main = yield* PluginClient.PluginClient
+        const echo = yield* Echo
+        const reverser = yield* Reverser
+        assert.strictEqual(yield* echo.request("echo", 1), 1)
+        assert.strictEqual(yield* reverser.request("echo", 2), 2)
+        assert.strictEqual((yield* main.state)._tag, "Idle", "each service is its own client: calling one spawns no other")
+        const spawns = yield* fake.spawns
+        assert.deepStrictEqual(spawns.map((spawn) => spawn.command), ["echo", "reverser"])
+        assert.isTrue(spawns.every((spawn) => spawn.running))
+        return [main.name, echo.name, reverser.name]
+      }).pipe(Effect.provide(plugins))
+      assert.deepStrictEqual(names, ["main", "echo", "reverser"])
+      const spawns = yield* fake.spawns
+      assert.isTrue(spawns.every((spawn) => !spawn.running), "releasing the layer stops every plugin")
+    }))
+
+  it.effect("a program needing a plugin service runs against the real client or a stand-in", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ echo: InMemorySpawner.echo() })
+      const program = Echo.use((echo) => echo.request("echo", "hello"))
+      const real = yield* program.pipe(Effect.provide(PluginClient.layerAs(Echo, { name: "echo", executable: "echo" }).pipe(Layer.provide(fake.layer))))
+      const standIn = yield* PluginClient.make({ name: "stand-in", executable: "echo" }).pipe(Effect.provide(fake.layer))
+      const stubbed = yield* program.pipe(Effect.provideService(Echo, { ...standIn, request: () => Effect.succeed("stubbed") }))
+      assert.deepStrictEqual([real, stubbed], ["hello", "stubbed"])
+      assert.lengthOf(yield* fake.spawns, 1, "the stand-in spawned nothing")
+    }))
+})

@@ -69,7 +69,7 @@ const setup = (behaviours: InMemorySpawner.Behaviours, plugins: ReadonlyArray<Pl
       Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, fake.spawner)
     )
     for (const plugin of plugins) {
-      yield* manager.register(plugin.id, { name: plugin.id, executable: plugin.command ?? plugin.id }, plugin.options)
+      yield* manager.register({ name: plugin.id, executable: plugin.command ?? plugin.id }, plugin.options)
     }
     const health = yield* PluginHealth.make(config).pipe(Effect.provideService(PluginManager.PluginManager, manager))
     return { fake, manager, health }
@@ -256,7 +256,7 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
     Effect.gen(function*() {
       const fake = yield* InMemorySpawner.make({})
       const build = (config: PluginHealth.HealthConfig) =>
-        Layer.build(PluginHealth.layer(config).pipe(Layer.provide(PluginManager.layer), Layer.provide(fake.layer))).pipe(
+        Layer.build(PluginHealth.layer(config).pipe(Layer.provide(PluginManager.layer()), Layer.provide(fake.layer))).pipe(
           Effect.scoped,
           Effect.flip
         )
@@ -350,15 +350,15 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
         broken: InMemorySpawner.crashOnStart({ code: 1, stderr: "cannot open config.toml\n" })
       })
       const layer = PluginHealth.layer({ groups: { ready: ["one", "two"], partial: ["one", "broken"], down: ["broken", "ghost"] } }).pipe(
-        Layer.provideMerge(PluginManager.layer),
+        Layer.provideMerge(PluginManager.layer()),
         Layer.provide(fake.layer)
       )
       yield* Effect.gen(function*() {
         const manager = yield* PluginManager.PluginManager
         const health = yield* PluginHealth.PluginHealth
-        yield* manager.register("one", { name: "one", executable: "slow" }, initialize)
-        yield* manager.register("two", { name: "two", executable: "slow" }, initialize)
-        yield* manager.register("broken", { name: "broken", executable: "broken" }, initialize)
+        yield* manager.register({ name: "one", executable: "slow" }, initialize)
+        yield* manager.register({ name: "two", executable: "slow" }, initialize)
+        yield* manager.register({ name: "broken", executable: "broken" }, initialize)
         const events = yield* health.subscribe
 
         // Each handshake takes 5 s: in parallel the group is up after 5 s, not 10 s.
@@ -646,13 +646,13 @@ describe("PluginHealth (real processes)", () => {
   it.live("doctor on a healthy group: every plugin running, env var names without their values, checksum verified", () =>
     withSecret(Effect.gen(function*() {
       const manager = yield* PluginManager.make()
-      yield* manager.register("alpha", rpcPlugin("alpha", [], [secretName]), { policy: fast })
-      yield* manager.register("worker", { name: "worker", executable: node, args: [fixture("echo-worker.ts")] }, {
+      yield* manager.register(rpcPlugin("alpha", [], [secretName]), { policy: fast })
+      yield* manager.register({ name: "worker", executable: node, args: [fixture("echo-worker.ts")] }, {
         policy: fast,
         handshake: Handshake.initialize()
       })
       const checksum = yield* PluginManifest.checksum(fixture("env-dump.sh"))
-      yield* manager.register("shell", { name: "shell", executable: fixture("env-dump.sh"), checksumSha256: checksum }, { policy: fast })
+      yield* manager.register({ name: "shell", executable: fixture("env-dump.sh"), checksumSha256: checksum }, { policy: fast })
       const health = yield* PluginHealth.make({ groups: { core: ["alpha", "worker", "shell"] } }).pipe(Effect.provideService(PluginManager.PluginManager, manager))
 
       const check = yield* health.startup("core")
@@ -675,8 +675,8 @@ describe("PluginHealth (real processes)", () => {
   it.live("doctor on a degraded group: the crashed plugin is Recovering with its exit code and stderr tail", () =>
     withSecret(Effect.gen(function*() {
       const manager = yield* PluginManager.make()
-      yield* manager.register("steady", rpcPlugin("steady"), { policy: fast })
-      yield* manager.register("crasher", rpcPlugin("crasher", [], [secretName]), { policy: fast })
+      yield* manager.register(rpcPlugin("steady"), { policy: fast })
+      yield* manager.register(rpcPlugin("crasher", [], [secretName]), { policy: fast })
       const health = yield* PluginHealth.make({ groups: { mixed: ["steady", "crasher"] } }).pipe(Effect.provideService(PluginManager.PluginManager, manager))
       assert.strictEqual((yield* health.startup("mixed")).state, "Healthy")
       yield* manager.call("crasher", "crash", { code: 7, stderr: "fatal: disk on fire\n" }).pipe(Effect.flip)
@@ -696,8 +696,8 @@ describe("PluginHealth (real processes)", () => {
   it.live("doctor on a failed group: a missing executable and a plugin dying in its handshake", () =>
     Effect.gen(function*() {
       const manager = yield* PluginManager.make()
-      yield* manager.register("ghost", { name: "ghost", executable: "/nonexistent/plugin-host-ghost" }, { policy: fast })
-      yield* manager.register("broken", rpcPlugin("broken", ["--exit-after=0"]), { policy: fast, handshake: Handshake.initialize() })
+      yield* manager.register({ name: "ghost", executable: "/nonexistent/plugin-host-ghost" }, { policy: fast })
+      yield* manager.register(rpcPlugin("broken", ["--exit-after=0"]), { policy: fast, handshake: Handshake.initialize() })
       const health = yield* PluginHealth.make({ groups: { down: ["ghost", "broken"] } }).pipe(Effect.provideService(PluginManager.PluginManager, manager))
       const events = yield* health.subscribe
       const check = yield* health.startup("down")

@@ -1,4 +1,5 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as path from "node:path"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -13,8 +14,10 @@ import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginManager from "../src/PluginManager.ts"
+import * as PluginManifest from "../src/PluginManifest.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
-import { eventually, fixture, isAlive, launchers, liveWith, liveChildren, node } from "./support/processes.ts"
+import { inWorkingDirectory, namesPlugin, tempFolder } from "./support/pluginFolder.ts"
+import { eventually, fixture, isAlive, launchers, live, liveWith, liveChildren, node } from "./support/processes.ts"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 50; i++) yield* Effect.yieldNow
@@ -47,7 +50,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
   it.effect("backoff delays stay within 1 s ×2 ±25 % and never exceed 5 min (cap applied after jitter), crash 1..12", () =>
     Effect.gen(function*() {
       const { manager } = yield* fakeManager({ plugin: InMemorySpawner.crashOnStart({ code: 1, stderr: "no\n" }) })
-      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, {
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, {
         policy: alwaysOn({ backoff: { ...LifetimePolicy.defaultBackoff, giveUpAfter: 20 } })
       })
       const error = yield* manager.start("w").pipe(Effect.flip)
@@ -73,7 +76,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
     Effect.gen(function*() {
       const { manager } = yield* fakeManager({ plugin: InMemorySpawner.crashOnStart({ code: 3 }) })
       const events = yield* recordEvents(manager)
-      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
       yield* manager.start("w").pipe(Effect.flip)
       for (let n = 1; n < 10; n++) {
         const state = yield* client.state
@@ -95,7 +98,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
   it.effect("the consecutive-crash count resets when the last crash is 10 min old", () =>
     Effect.gen(function*() {
       const { manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
-      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
       yield* manager.start("w")
       yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
       let state = yield* client.state
@@ -125,7 +128,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
         )
       })
       const events = yield* recordEvents(manager)
-      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
       yield* manager.start("w")
       yield* manager.call("w", "crash", { code: 9 }).pipe(Effect.flip)
       yield* TestClock.adjust(Duration.millis(untilOf(yield* client.state) - (yield* Clock.currentTimeMillis)))
@@ -148,7 +151,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
   it.effect("calls during backoff fail fast with Unavailable; stop cancels the pending restart", () =>
     Effect.gen(function*() {
       const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
-      const client = yield* manager.register("w", { name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
       yield* manager.start("w")
       yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
       const unavailable = yield* manager.call("w", "echo", 1).pipe(Effect.flip)
@@ -169,8 +172,8 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
         good: InMemorySpawner.echo({ supportedMethods: ["echo", "tools/list"] }),
         bad: InMemorySpawner.echo({ initializeResult: { ok: false } })
       })
-      yield* manager.register("good", { name: "good", executable: "good" }, { policy: alwaysOn() })
-      yield* manager.register("bad", { name: "bad", executable: "bad" }, { policy: alwaysOn() })
+      yield* manager.register({ name: "good", executable: "good" }, { policy: alwaysOn() })
+      yield* manager.register({ name: "bad", executable: "bad" }, { policy: alwaysOn() })
       yield* manager.start("good")
       const [diag] = (yield* manager.diagnostics).filter((d) => d.id === "good")
       assert.deepStrictEqual(diag?.health.supportedMethods, ["echo", "tools/list"])
@@ -182,7 +185,7 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
   it.effect("the stop sequence asks for shutdown first, then SIGTERM after the drain timeout", () =>
     Effect.gen(function*() {
       const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.ignoreSigterm(InMemorySpawner.neverReply()) })
-      yield* manager.register("w", { name: "w", executable: "plugin" }, {
+      yield* manager.register({ name: "w", executable: "plugin" }, {
         policy: alwaysOn({ drainTimeout: "10 seconds", shutdownGrace: "5 seconds" }),
         handshake: Handshake.none
       })
@@ -207,12 +210,12 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
   it.effect("registers ids once, replaces a stopped one, and names unknown ids", () =>
     Effect.gen(function*() {
       const { manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
-      yield* manager.register("a", { name: "a", executable: "plugin" })
-      const again = yield* manager.register("a", { name: "a", executable: "plugin" }).pipe(Effect.flip)
+      yield* manager.register({ name: "a", executable: "plugin" })
+      const again = yield* manager.register({ name: "a", executable: "plugin" }).pipe(Effect.flip)
       assert.instanceOf(again.reason, PluginManager.AlreadyRegistered)
       assert.strictEqual(again.message, "plugin id `a` is already registered")
       yield* manager.stop("a")
-      yield* manager.register("a", { name: "a", executable: "plugin" })
+      yield* manager.register({ name: "a", executable: "plugin" })
       const unknown = yield* manager.call("nope", "echo").pipe(Effect.flip)
       assert.instanceOf(reasonOf(unknown), PluginManager.NotRegistered)
       yield* manager.stop("nope")
@@ -220,11 +223,41 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
       assert.deepStrictEqual(yield* manager.ids, ["a"])
     }))
 
+  it.effect("registers under the manifest's name by default, or under options.id: one manifest, two ids", () =>
+    Effect.gen(function*() {
+      const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
+      const manifest = PluginManifest.make({ name: "echo", version: "1", executable: "plugin" })
+      yield* manager.register(manifest)
+      yield* manager.register(manifest, { id: "echo-2", env: { SECOND: "1" } })
+      assert.deepStrictEqual(yield* manager.ids, ["echo", "echo-2"])
+      assert.strictEqual(yield* manager.call("echo-2", "echo", "x"), "x")
+      assert.deepStrictEqual((yield* fake.spawns).map((s) => s.env), [{ SECOND: "1" }])
+      const again = yield* manager.register(manifest, { id: "echo-2" }).pipe(Effect.flip)
+      assert.strictEqual(again.message, "plugin id `echo-2` is already registered")
+    }))
+
+  it.effect("PluginManager.layer(options) takes the manager's options: a spawn cap of 1", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.slowReply("1 second") })
+      yield* Effect.gen(function*() {
+        const manager = yield* PluginManager.PluginManager
+        for (const name of ["a", "b"]) yield* manager.register({ name, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
+        const all = yield* manager.startAll.pipe(Effect.forkChild)
+        yield* settle
+        assert.strictEqual((yield* fake.spawns).length, 1)
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        assert.strictEqual((yield* fake.spawns).length, 2)
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(all)
+      }).pipe(Effect.provide(PluginManager.layer({ maxConcurrentSpawns: 1 }).pipe(Layer.provide(fake.layer))))
+    }))
+
   it.effect("concurrent starts of one id share one spawn; lazy and eager plugins live together", () =>
     Effect.gen(function*() {
       const { fake, manager } = yield* fakeManager({ lazy: InMemorySpawner.echo(), eager: InMemorySpawner.echo() })
-      yield* manager.register("lazy", { name: "lazy", executable: "lazy" })
-      yield* manager.register("eager", { name: "eager", executable: "eager" }, { policy: LifetimePolicy.alwaysOn })
+      yield* manager.register({ name: "lazy", executable: "lazy" })
+      yield* manager.register({ name: "eager", executable: "eager" }, { policy: LifetimePolicy.alwaysOn })
       yield* Effect.all([1, 2, 3].map(() => manager.start("eager")), { concurrency: "unbounded" })
       assert.deepStrictEqual((yield* fake.spawns).map((s) => s.command), ["eager"])
       assert.isTrue(yield* manager.isRunning("eager"))
@@ -243,7 +276,7 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
       const slowInit = InMemorySpawner.slowReply("1 second")
       const { fake, manager } = yield* fakeManager({ plugin: slowInit }, { maxConcurrentSpawns: 2 })
       for (let i = 0; i < 5; i++) {
-        yield* manager.register(`p${i}`, { name: `p${i}`, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
+        yield* manager.register({ name: `p${i}`, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
       }
       const all = yield* manager.startAll.pipe(Effect.forkChild)
       yield* settle
@@ -268,8 +301,8 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
         yield* settle
         return seen
       })
-      yield* manager.register("one", { name: "one", executable: "plugin", allowedEnvVars: ["HOME"] })
-      yield* manager.register("two", { name: "two", executable: "plugin" })
+      yield* manager.register({ name: "one", executable: "plugin", allowedEnvVars: ["HOME"] })
+      yield* manager.register({ name: "two", executable: "plugin" })
       yield* manager.call("one", "echo", 1)
       const diagnostics = yield* manager.diagnostics
       assert.deepStrictEqual(diagnostics.map((d) => [d.id, d.health.state._tag]), [["one", "Running"], ["two", "Idle"]])
@@ -285,13 +318,34 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
       yield* Effect.gen(function*() {
         const manager = yield* PluginManager.PluginManager
         for (const id of ["a", "b", "c"]) {
-          yield* manager.register(id, { name: id, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
+          yield* manager.register({ name: id, executable: "plugin" }, { policy: LifetimePolicy.alwaysOn })
         }
         yield* manager.startAll
         assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, 3)
-      }).pipe(Effect.provide(PluginManager.layer.pipe(Layer.provide(fake.layer))))
+      }).pipe(Effect.provide(PluginManager.layer().pipe(Layer.provide(fake.layer))))
       assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, 0)
     }))
+})
+
+describe("PluginManager where the executable is found (real processes)", () => {
+  afterEach(async () => {
+    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 5_000))
+    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+  })
+
+  it.live("a loaded or discovered manifest needs no manifestDir, whatever the working directory", () =>
+    Effect.gen(function*() {
+      const plugin = yield* namesPlugin
+      const elsewhere = yield* tempFolder("plugin-host-cwd-")
+      yield* inWorkingDirectory(elsewhere)
+      const manager = yield* PluginManager.make()
+      const policy = LifetimePolicy.makeUnsafe({ shutdownGrace: "1 second" })
+      yield* manager.register(yield* PluginManifest.load(plugin.file), { id: "loaded", policy })
+      assert.isString(yield* manager.call("loaded", "names"))
+      const outcomes = yield* manager.discover(path.relative(elsewhere, plugin.dir), { policy })
+      assert.deepStrictEqual(outcomes.map((outcome) => outcome._tag), ["Valid"])
+      assert.isString(yield* manager.call("names", "names"))
+    }).pipe(Effect.provide(live)))
 })
 
 for (const launcher of launchers) {
@@ -320,11 +374,11 @@ for (const launcher of launchers) {
           const streamEvents: Array<PluginClient.StreamEvent> = []
           const events: Array<PluginManager.ManagerEvent> = []
           yield* manager.events.pipe(Stream.runForEach((e) => Effect.sync(() => void events.push(e))), Effect.forkScoped)
-          yield* manager.register("worker", { name: "worker", executable: node, args: [fixture("echo-worker.ts")] }, {
+          yield* manager.register({ name: "worker", executable: node, args: [fixture("echo-worker.ts")] }, {
             policy: quickBackoff,
             hostHandlers: { "host.add": (p) => Effect.succeed(Array.isArray(p) ? p.reduce((a: number, b: number) => a + b, 0) : 0) }
           })
-          yield* manager.register("streamer", { name: "streamer", executable: node, args: [fixture("rpc-plugin.mjs")] }, {
+          yield* manager.register({ name: "streamer", executable: node, args: [fixture("rpc-plugin.mjs")] }, {
             policy: quickBackoff,
             handshake: Handshake.none,
             onStreamNotification: (e) => Effect.sync(() => void streamEvents.push(e))
@@ -360,7 +414,7 @@ for (const launcher of launchers) {
           assert.strictEqual(yield* manager.call("streamer", "echo", "again"), "again")
           assert.strictEqual((yield* manager.get("worker").pipe(Effect.flatMap((c) => c.health))).pid, firstPid)
         }).pipe(
-          Effect.provide(PluginManager.layer),
+          Effect.provide(PluginManager.layer()),
           Effect.provide(Logger.layer([capture])),
           Effect.provideService(References.MinimumLogLevel, "All")
         )
@@ -381,7 +435,7 @@ for (const launcher of launchers) {
           )
           const policy = LifetimePolicy.makeUnsafe({ ...quickBackoff, drainTimeout: "300 millis", shutdownGrace: "300 millis" })
           const rung = (id: string, args: ReadonlyArray<string>) =>
-            manager.register(id, { name: id, executable: node, args: [fixture("rpc-plugin.mjs"), ...args] }, {
+            manager.register({ name: id, executable: node, args: [fixture("rpc-plugin.mjs"), ...args] }, {
               policy,
               handshake: Handshake.none
             })
@@ -392,7 +446,7 @@ for (const launcher of launchers) {
           const [took] = yield* Effect.timed(manager.stopAll)
           assert.isBelow(Duration.toMillis(took), 300 + 300 + 1_500, "stops run in parallel within the deadlines")
           yield* Effect.sleep("100 millis")
-        }).pipe(Effect.provide(PluginManager.layer))
+        }).pipe(Effect.provide(PluginManager.layer()))
         assert.deepStrictEqual(exits.get("polite"), { code: 0, signal: null })
         assert.deepStrictEqual(exits.get("term"), { code: null, signal: "SIGTERM" })
         assert.deepStrictEqual(exits.get("stubborn"), { code: null, signal: "SIGKILL" })
@@ -403,7 +457,7 @@ for (const launcher of launchers) {
         const pids = yield* Effect.gen(function*() {
           const manager = yield* PluginManager.PluginManager
           for (let i = 0; i < 50; i++) {
-            yield* manager.register(`p${i}`, { name: `p${i}`, executable: node, args: [fixture("rpc-plugin.mjs")] }, {
+            yield* manager.register({ name: `p${i}`, executable: node, args: [fixture("rpc-plugin.mjs")] }, {
               policy: LifetimePolicy.makeUnsafe({ ...LifetimePolicy.alwaysOn, shutdownGrace: "2 seconds" }),
               handshake: Handshake.none
             })
@@ -417,7 +471,7 @@ for (const launcher of launchers) {
           )
           assert.deepStrictEqual(answers, diagnostics.map((d) => d.id))
           return diagnostics.flatMap((d) => d.health.pid === undefined ? [] : [d.health.pid])
-        }).pipe(Effect.provide(PluginManager.layer))
+        }).pipe(Effect.provide(PluginManager.layer()))
         assert.strictEqual(pids.length, 50)
         assert.deepStrictEqual(pids.filter(isAlive), [])
       }).pipe(Effect.provide(liveWith(launcher))))

@@ -5,6 +5,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
+import * as Schema from "effect/Schema"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as PluginManifest from "../src/PluginManifest.ts"
 
@@ -356,6 +358,26 @@ describe("PluginManifest", () => {
       assert.deepStrictEqual(direct.args, [])
     })
 
+    it("has no location unless one is given; withLocation copies the manifest with it", () => {
+      const manifest = PluginManifest.make({
+        name: "echo",
+        version: "1",
+        executable: "bin/echo",
+        checksumSha256: "ab".repeat(32),
+        poller: { kinds: ["echo_ticks"], lifecycle: "ephemeral" }
+      })
+      assert.strictEqual(manifest.location, undefined)
+      const located = PluginManifest.withLocation(manifest, { file: "/plugins/echo.toml", dir: "/plugins" })
+      assert.deepStrictEqual(located.location, { file: "/plugins/echo.toml", dir: "/plugins" })
+      assert.strictEqual(manifest.location, undefined)
+      assert.instanceOf(located, PluginManifest.PluginManifest)
+      assert.strictEqual(located.checksumSha256, manifest.checksumSha256)
+      assert.strictEqual(located.poller, manifest.poller)
+      // The same fields in another folder run another executable.
+      assert.isFalse(Equal.equals(located, manifest))
+      assert.isTrue(Equal.equals(located, PluginManifest.withLocation(manifest, { file: "/plugins/echo.toml", dir: "/plugins" })))
+    })
+
     it("enforces the rules in code too", () => {
       assert.throws(() => PluginManifest.make({ name: "Echo", version: "1", executable: "/bin/echo" }))
       assert.throws(() =>
@@ -378,6 +400,28 @@ describe("PluginManifest", () => {
         const manifest = yield* PluginManifest.load(file)
         assert.strictEqual(manifest.name, "vault")
         assert.strictEqual(manifest.executable, "bin/vault")
+      }).pipe(Effect.provide(NodeServices.layer)))
+
+    it.effect("knows its absolute file and folder, even when loaded by a relative path", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = write(dir, "devboy-source-vault.toml", minimalToml)
+        const manifest = yield* PluginManifest.load(path.relative(process.cwd(), file))
+        assert.deepStrictEqual(manifest.location, { file, dir })
+      }).pipe(Effect.provide(NodeServices.layer)))
+
+    it.effect("keeps the location out of every encoding, and files decode as before", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const file = write(dir, "vault.toml", minimalToml)
+        const manifest = yield* PluginManifest.load(file)
+        const encoded = Schema.encodeUnknownSync(PluginManifest.PluginManifest)(manifest, { onExcessProperty: "error" })
+        assert.deepStrictEqual(encoded, { name: "vault", version: "1.0.0", executable: "bin/vault", args: [], allowedEnvVars: [] })
+        assert.notInclude(JSON.stringify(manifest), dir)
+        assert.notProperty({ ...manifest }, "location")
+        const decoded = Schema.decodeUnknownSync(PluginManifest.PluginManifest)(encoded)
+        assert.strictEqual(decoded.location, undefined)
+        assert.strictEqual(decoded.executable, manifest.executable)
       }).pipe(Effect.provide(NodeServices.layer)))
 
     it.effect("a missing file is NotFound", () =>
@@ -577,6 +621,7 @@ describe("PluginManifest", () => {
         assert.isTrue(vault?._tag === "Valid")
         if (vault?._tag === "Valid") {
           assert.strictEqual(vault.dir, path.join(dir, "vault"))
+          assert.deepStrictEqual(vault.manifest.location, { file: vault.path, dir: vault.dir })
           assert.strictEqual(vault.executablePath, path.join(dir, "vault/bin/vault"))
         }
         const broken = outcomes[0]

@@ -11,6 +11,7 @@ import * as PluginWorker from "../src/PluginWorker.ts"
 import * as Poller from "../src/Poller.ts"
 import * as PollerRouter from "../src/PollerRouter.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
+import { ephemeralPoller, inWorkingDirectory, tempFolder } from "./support/pluginFolder.ts"
 import { eventually, fixture, isAlive, launchers, live, liveWith, liveChildren, node } from "./support/processes.ts"
 
 const settle = Effect.gen(function*() {
@@ -79,6 +80,24 @@ describe("PollerRouter registration", () => {
       assert.deepStrictEqual(yield* router.handlesForPlugin("a"), [])
     }))
 
+  it.effect("a manifest registers under options.id (default its name): the owner in DuplicateKind and the key of unregister", () =>
+    Effect.gen(function*() {
+      const router = yield* routerWith()
+      const manifest = PluginManifest.make({
+        name: "rss-poller",
+        version: "1",
+        executable: "/not/spawned",
+        poller: { kinds: ["rss"], lifecycle: "ephemeral" }
+      })
+      yield* router.register(manifest, { id: "feeds" })
+      assert.strictEqual(Option.getOrThrow(yield* router.handleForKind("rss")).plugin, "feeds")
+      const error = yield* router.register(manifest).pipe(Effect.flip)
+      assert.deepInclude(error.reason, { kind: "rss", existingPlugin: "feeds", newPlugin: "rss-poller" })
+      yield* router.unregister("feeds")
+      yield* router.register(manifest)
+      assert.strictEqual(Option.getOrThrow(yield* router.handleForKind("rss")).plugin, "rss-poller")
+    }))
+
   it.effect("a manifest without a poller section is refused", () =>
     Effect.gen(function*() {
       const router = yield* routerWith()
@@ -118,6 +137,24 @@ describe("PollerRouter registration", () => {
       const error = yield* router.tick("k", { ...input(), now: new Date(Number.NaN) }).pipe(Effect.flip)
       assert.instanceOf(error.reason, Poller.Config)
     }))
+})
+
+describe("PollerRouter where the executable is found (real processes)", () => {
+  afterEach(async () => {
+    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
+    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+  })
+
+  it.live("a loaded poller manifest runs its relative executable from another working directory, with no manifestDir", () =>
+    Effect.gen(function*() {
+      const poller = yield* ephemeralPoller
+      const elsewhere = yield* tempFolder("plugin-host-cwd-")
+      yield* inWorkingDirectory(elsewhere)
+      const router = yield* PollerRouter.make
+      yield* router.register(yield* PluginManifest.load(poller.file), { hostEnv: {} })
+      const ack = yield* router.tick("rss", input({}, bytes("page-2")))
+      assert.strictEqual(text(ack.nextCursor), "page-2+")
+    }).pipe(Effect.provide(live)))
 })
 
 for (const launcher of launchers) {

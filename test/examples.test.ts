@@ -324,7 +324,6 @@ describe("example plugins (real processes)", () => {
     Effect.gen(function*() {
       const found = yield* bundled("secrets")
       const client = yield* PluginClient.make(found.manifest, {
-        manifestDir: found.dir,
         hostEnv: { ...hostEnv, SECRETS_PLUGIN_OVERRIDES: JSON.stringify({ db_password: "from-the-env", extra: "added" }) },
         policy: fast({ maxConcurrentRequests: 1 }),
         handshake: Handshake.secretSource({ vault: "example" }),
@@ -381,7 +380,6 @@ describe("example plugins (real processes)", () => {
     Effect.gen(function*() {
       const found = yield* bundled("flaky")
       const client = yield* PluginClient.make(found.manifest, {
-        manifestDir: found.dir,
         hostEnv,
         policy: fast(),
         handshake: Handshake.initialize()
@@ -424,8 +422,7 @@ describe("example plugins (real processes)", () => {
       const found = yield* bundled("flaky")
       const manager = yield* PluginManager.make()
       const events = yield* manager.subscribe
-      yield* manager.register("flaky", found.manifest, {
-        manifestDir: found.dir,
+      yield* manager.register(found.manifest, {
         hostEnv: { ...hostEnv, FLAKY_CRASH_ON_START: "2", FLAKY_STATE_FILE: stateFile },
         policy: fast(),
         handshake: Handshake.initialize()
@@ -455,7 +452,7 @@ describe("example plugins (real processes)", () => {
     Effect.gen(function*() {
       const found = yield* bundled("rss-poller")
       const router = yield* PollerRouter.make
-      yield* router.register(found.manifest, { manifestDir: found.dir, hostEnv })
+      yield* router.register(found.manifest, { hostEnv })
       const handle = Option.getOrThrow(yield* router.handleForKind("rss"))
       assert.strictEqual(handle.lifecycle, "ephemeral")
 
@@ -488,7 +485,7 @@ describe("example plugins (real processes)", () => {
     Effect.gen(function*() {
       const found = yield* bundled("calendar")
       const router = yield* PollerRouter.make
-      yield* router.register(found.manifest, { manifestDir: found.dir, hostEnv, policy: fast() })
+      yield* router.register(found.manifest, { hostEnv, policy: fast() })
       const first = yield* router.tick("calendar", tickInput({}))
       assert.strictEqual(text(first.nextCursor), "evt-2")
       assert.deepStrictEqual(first.metrics, { itemsSeen: 2, itemsDispatched: 2 }, "two events start within 24 h of now")
@@ -519,7 +516,7 @@ describe.skipIf(skipNats)("calendar over NATS (real nats-server)", () => {
 
       yield* Effect.gen(function*() {
         const router = yield* PollerRouter.PollerRouter
-        yield* router.register(found.manifest, { manifestDir: found.dir, hostEnv })
+        yield* router.register(found.manifest, { hostEnv })
         const first = yield* router.tick("calendar", tickInput({}))
         const second = yield* router.tick("calendar", tickInput({}, first.nextCursor))
         assert.deepStrictEqual([text(first.nextCursor), text(second.nextCursor)], ["evt-2", "evt-4"])

@@ -4,7 +4,7 @@
  * everything running), and time to stop them all.
  *
  * `raw` spawns them with `node:child_process`; `effect-host` (and `effect-spawner`, with the
- * default launcher) registers them with a `PluginManager` (`PluginManager.layer`, default
+ * default launcher) registers them with a `PluginManager` (`PluginManager.layer()`, default
  * options) and starts them all in parallel (`manager.start`), then `manager.stopAll`.
  */
 import * as Effect from "effect/Effect"
@@ -54,13 +54,13 @@ const runRaw = async (): Promise<Phases> => {
 }
 
 const runManager = (variant: EffectVariant) =>
-  runWith(PluginManager.layer, variant)(
+  runWith(PluginManager.layer(), variant)(
     Effect.gen(function*() {
       const manager = yield* PluginManager.PluginManager
       const startAll = (prefix: string, count: number) =>
         Effect.gen(function*() {
           const ids = Array.from({ length: count }, (_, i) => `${prefix}${i}`)
-          for (const id of ids) yield* manager.register(id, source("effect-host", id), clientOptions)
+          for (const id of ids) yield* manager.register(source("effect-host", id), clientOptions)
           yield* Effect.forEach(ids, manager.start, { concurrency: "unbounded", discard: true })
           return ids
         })

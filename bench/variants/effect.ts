@@ -1,7 +1,7 @@
 /**
  * Our variants, used the way an Effect user would: `PluginClient.make(…)` in a Scope, a policy
  * from `LifetimePolicy.makeUnsafe`, the `initialize` handshake, `NodeServices.layer` for the
- * spawner, `PluginManager.layer` and `PollerRouter.layer` for the scale and ephemeral scenarios.
+ * spawner, `PluginManager.layer()` and `PollerRouter.layer` for the scale and ephemeral scenarios.
  *
  * - `effect`: our host with a `PluginWorker` worker (both sides ours).
  * - `effect-host`: our host with the raw Node worker (host cost alone).
@@ -47,7 +47,7 @@ export const makeClient = (variant: EffectVariant) => PluginClient.make(source(v
 
 /**
  * Runs a scoped program with `NodeServices.layer`, the variant's launcher and `layer` (e.g.
- * `PluginManager.layer`) as a Promise. SIGTERM or SIGINT interrupt it, so every Scope closes and
+ * `PluginManager.layer()`) as a Promise. SIGTERM or SIGINT interrupt it, so every Scope closes and
  * every plugin is stopped.
  */
 export const runWith = <ROut>(layer: Layer.Layer<ROut, never, NodeServices.NodeServices>, variant: EffectVariant) =>

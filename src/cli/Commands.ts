@@ -87,8 +87,7 @@ const hostAll = (
   Effect.gen(function*() {
     const manager = yield* PluginManager.make()
     for (const found of valid) {
-      yield* manager.register(found.manifest.name, found.manifest, {
-        manifestDir: found.dir,
+      yield* manager.register(found.manifest, {
         policy,
         handshake: isEphemeral(found.manifest) ? Handshake.none : handshake
       }).pipe(Effect.catch((error) => Console.error(`warning: ${error.message}`)))
@@ -125,7 +124,7 @@ const call = Command.make("call", {
     if (isEphemeral(found.manifest)) {
       return yield* new CliFailure({ message: `plugin \`${input.plugin}\` is an ephemeral poller; use \`plugin-host tick\``, exitCode: ExitCode.Failed })
     }
-    const client = yield* PluginClient.make(found.manifest, { manifestDir: found.dir, policy: commandPolicy })
+    const client = yield* PluginClient.make(found.manifest, { policy: commandPolicy })
     const result = yield* client.request(input.method, params, { timeout }).pipe(Effect.mapError(pluginFailure))
     yield* Console.log(JSON.stringify(result, null, 2))
   }).pipe(Effect.scoped)).pipe(
@@ -151,7 +150,7 @@ const tick = Command.make("tick", {
     const router = yield* PollerRouter.make
     for (const found of valid) {
       if (found.manifest.poller === undefined) continue
-      yield* router.register(found.manifest, { manifestDir: found.dir, policy: commandPolicy }).pipe(
+      yield* router.register(found.manifest, { policy: commandPolicy }).pipe(
         Effect.catch((error) => Console.error(`warning: ${error.message}`))
       )
     }

@@ -52,7 +52,6 @@ export const run = Effect.gen(function*() {
   if (echo === undefined) return yield* new CliFailure({ message: "the bundled echo plugin is missing", exitCode: ExitCode.Failed })
 
   const client = yield* PluginClient.make(echo.manifest, {
-    manifestDir: echo.dir,
     hostHandlers: sumHandler,
     policy: LifetimePolicy.makeUnsafe({ idleTimeout: "1500 millis", shutdownGrace: "2 seconds" })
   })
@@ -96,7 +95,7 @@ export const run = Effect.gen(function*() {
   const router = yield* PollerRouter.make
   for (const found of valid) {
     if (found.manifest.poller !== undefined && found.manifest.poller.lifecycle === "ephemeral") {
-      yield* router.register(found.manifest, { manifestDir: found.dir })
+      yield* router.register(found.manifest)
     }
   }
   const rssKind = valid.flatMap((d) => d.manifest.poller?.lifecycle === "ephemeral" ? d.manifest.poller.kinds : [])[0]
@@ -117,8 +116,7 @@ export const run = Effect.gen(function*() {
   const manager = yield* PluginManager.make()
   const hosted = valid.filter((d) => d.manifest.poller?.lifecycle !== "ephemeral")
   for (const found of valid) {
-    yield* manager.register(found.manifest.name, found.manifest, {
-      manifestDir: found.dir,
+    yield* manager.register(found.manifest, {
       policy: LifetimePolicy.makeUnsafe({ shutdownGrace: "2 seconds" }),
       handshake: Handshake.none,
       hostHandlers: sumHandler
