@@ -81,7 +81,6 @@ describe("plugin-host init", () => {
 
         const pid = yield* Effect.gen(function*() {
           const client = yield* PluginClient.make(valid.manifest, {
-            manifestDir: valid.dir,
             hostEnv,
             handshake: Handshake.initialize(),
             policy: LifetimePolicy.makeUnsafe({ shutdownGrace: "2 seconds", drainTimeout: "2 seconds" })
