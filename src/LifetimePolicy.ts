@@ -23,6 +23,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
 import * as SchemaIssue from "effect/SchemaIssue"
+import { formatDuration } from "./internal/formatDuration.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -227,7 +228,8 @@ export const alwaysOn: LifetimePolicy = {
 // validation
 // ---------------------------------------------------------------------------------------------
 
-const formatDuration = (d: Duration.Duration): string => Duration.format(d)
+/** Exact, so an encoded config value reads back as the same duration. */
+const encodeDuration = (d: Duration.Duration): string => Duration.format(d)
 
 const checkDuration = (knob: string, d: Duration.Duration): PolicyError | undefined =>
   Duration.isFinite(d) && Duration.isPositive(d)
@@ -451,7 +453,7 @@ const DurationText = Schema.String.pipe(Schema.decodeTo(Schema.Duration, {
       ? Effect.fail(invalidText(`expected a duration such as "30s", "1m 30s" or "5 minutes" (got ${JSON.stringify(text)})`, text))
       : Effect.succeed(d)
   }),
-  encode: SchemaGetter.transform(formatDuration)
+  encode: SchemaGetter.transform(encodeDuration)
 }))
 
 const NEVER = new Set(["never", "off", "none"])
@@ -466,7 +468,7 @@ const IdleTimeoutText = Schema.String.pipe(Schema.decodeTo(Schema.UndefinedOr(Sc
       )
       : Effect.succeed(d)
   }),
-  encode: SchemaGetter.transform((d: Duration.Duration | undefined) => d === undefined ? "never" : formatDuration(d))
+  encode: SchemaGetter.transform((d: Duration.Duration | undefined) => d === undefined ? "never" : encodeDuration(d))
 }))
 
 const ByteCountText = Schema.String.pipe(Schema.decodeTo(Schema.Number, {

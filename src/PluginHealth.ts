@@ -29,6 +29,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { formatDuration } from "./internal/formatDuration.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import type * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
@@ -744,7 +745,7 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
   )
 
   // -- discovery -----------------------------------------------------------------------------
-  const timeoutText = Duration.format(resolved.discovery.timeout)
+  const timeoutText = formatDuration(resolved.discovery.timeout)
 
   /** One discovery call, bounded (spawn included) by the discovery timeout. */
   const list = (id: string, method: string, parse: (result: unknown) => Result.Result<ReadonlyArray<string>, string>) =>
@@ -852,7 +853,7 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
         // An outer bound in case a call is stuck before it is sent.
         Effect.timeoutOrElse({
           duration: Duration.times(probeTimeout, 2),
-          orElse: () => Effect.fail(`no answer to \`${probeMethod}\` within ${Duration.format(probeTimeout)}`)
+          orElse: () => Effect.fail(`no answer to \`${probeMethod}\` within ${formatDuration(probeTimeout)}`)
         }),
         Effect.result
       )

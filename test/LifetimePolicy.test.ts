@@ -182,7 +182,7 @@ describe("LifetimePolicy.make", () => {
       "requestTimeout > maxRequestTimeout",
       { requestTimeout: "10 minutes" },
       "requestTimeout",
-      "(10m) must not exceed maxRequestTimeout (5m)"
+      "(10 min) must not exceed maxRequestTimeout (5 min)"
     ],
     ["jitter 1", { backoff: { jitter: 1 } }, "backoff.jitter", "must be in [0, 1) (got 1)"],
     ["jitter -0.1", { backoff: { jitter: -0.1 } }, "backoff.jitter", "must be in [0, 1) (got -0.1)"],
@@ -193,7 +193,7 @@ describe("LifetimePolicy.make", () => {
       "backoff.initial > max",
       { backoff: { initial: "10 minutes", max: "1 minute" } },
       "backoff.initial",
-      "(10m) must not exceed backoff.max (1m)"
+      "(10 min) must not exceed backoff.max (1 min)"
     ],
     ["resetAfter 0", { backoff: { resetAfter: 0 } }, "backoff.resetAfter", "must be a positive, finite duration"]
   ]
@@ -336,7 +336,7 @@ describe("LifetimePolicy.config", () => {
       `["PLUGIN_HOST"]["SHUTDOWN_GRACE"]`
     ]],
     ["requestTimeout above maxRequestTimeout", { PLUGIN_HOST_REQUEST_TIMEOUT: "6m" }, [
-      "requestTimeout (6m) must not exceed maxRequestTimeout (5m)",
+      "requestTimeout (6 min) must not exceed maxRequestTimeout (5 min)",
       `["PLUGIN_HOST"]["REQUEST_TIMEOUT"]`
     ]],
     ["jitter 1", { PLUGIN_HOST_BACKOFF_JITTER: "1" }, [

@@ -459,7 +459,7 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       assert.isTrue(result.partial)
       assert.deepStrictEqual(result.tools, ["search", "read", "write"])
       const slow = result.servers?.find((s) => s.serverName === "slow")
-      assert.strictEqual(slow?.error, "no answer to `tools/list` within 2s")
+      assert.strictEqual(slow?.error, "no answer to `tools/list` within 2 s")
       assert.deepStrictEqual(slow?.tools, [])
 
       const odd = yield* health.discover("odd")
@@ -526,7 +526,7 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       yield* settle
       const slow = yield* health.check("svc")
       assert.strictEqual(slow.message, "2 servers healthy, 0 servers failed, 1 degraded")
-      assert.include(serverOf(slow, "probed").lastError, "timed out after 1s waiting for `health`")
+      assert.include(serverOf(slow, "probed").lastError, "timed out after 1 s waiting for `health`")
       assert.strictEqual(serverOf(slow, "lazy").status, "Healthy")
 
       yield* TestClock.adjust("10 seconds") // probe 2 (at 21 s): an error answer

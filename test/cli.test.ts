@@ -134,7 +134,7 @@ describe("plugin-host command (subprocess)", () => {
     for (const promise of ["Lazy spawn", "Calls both ways", "A crash", "restart cap", "Idle reaping", "ephemeral poller", "doctor"]) {
       assert.include(result.stdout, promise)
     }
-    assert.include(result.stdout, "exceeded restart cap (3 restarts in 1m)")
+    assert.include(result.stdout, "exceeded restart cap (3 restarts in 1 min)")
     assert.include(result.stdout, "reaped: yes")
     assert.match(result.stdout, /group bundled: Healthy/)
   })

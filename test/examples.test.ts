@@ -397,7 +397,7 @@ describe("example plugins (real processes)", () => {
       yield* client.request("crash").pipe(Effect.flip)
       const tripped = yield* client.request("crash").pipe(Effect.flip)
       assert.instanceOf(tripped.reason, PluginClientError.RestartCapExceeded)
-      assert.strictEqual(tripped.message, "plugin `flaky` exceeded restart cap (3 restarts in 1m); marking disabled")
+      assert.strictEqual(tripped.message, "plugin `flaky` exceeded restart cap (3 restarts in 1 min); marking disabled")
       assert.strictEqual((yield* client.state)._tag, "Disabled")
       const disabled = yield* client.request("echo", 1).pipe(Effect.flip)
       assert.instanceOf(disabled.reason, PluginClientError.Disabled)
@@ -641,7 +641,7 @@ describe("testing your own host (TestClock, in-memory spawner)", () => {
       const error = yield* Fiber.join(read)
       assert.instanceOf(error, SecretStore.SecretStoreError)
       assert.strictEqual(error.reason, "RestartCapExceeded")
-      assert.include(error.message, "exceeded restart cap (3 restarts in 1m)")
+      assert.include(error.message, "exceeded restart cap (3 restarts in 1 min)")
       yield* TestClock.adjust("1 hour")
       yield* settle
       assert.strictEqual((yield* InMemorySpawner.spawns).length, 3, "no attempt after the cap")
