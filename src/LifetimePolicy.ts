@@ -486,9 +486,7 @@ const ByteCountText = Schema.String.pipe(Schema.decodeTo(Schema.Number, {
 
 const duration = (name: string) => Config.schema(DurationText, name)
 
-const presetConfig = Config.Literals(["default", "alwaysOn", "always-on"], "PRESET").pipe(
-  Config.withDefault("default")
-)
+const presetConfig = Config.Literals(["default", "alwaysOn", "always-on"], "PRESET").pipe(Config.option)
 
 const knobsConfig = (base: LifetimePolicy) =>
   Config.all({
@@ -577,24 +575,38 @@ const knobsConfig = (base: LifetimePolicy) =>
  *
  * @category config
  */
-export const config: Config.Config<LifetimePolicy> = presetConfig.pipe(
-  Config.flatMap((preset) => knobsConfig(preset === "default" ? defaultPolicy : alwaysOn)),
-  Config.nested(PREFIX),
-  Config.mapEffect((result) =>
-    result instanceof PolicyError
-      ? Effect.fail(
-        new Config.ConfigError(
-          new Schema.SchemaError(
-            new SchemaIssue.Pointer(
-              [PREFIX, envName(result.knob)],
-              new SchemaIssue.InvalidValue({ message: `${result.knob} ${result.detail}` })
+export const config: Config.Config<LifetimePolicy> = configWithDefaults(defaultPolicy)
+
+/**
+ * {@link config} for an application with its own defaults: when `PLUGIN_HOST_PRESET` is unset
+ * the keys start from `defaults` instead of {@link defaultPolicy} (a set `PRESET` still picks
+ * `default` or `alwaysOn`). The `plugin-host` command reads its policies this way, so it honours
+ * the same variables as an embedding host while keeping its shorter shutdown deadlines.
+ *
+ * @category config
+ */
+export function configWithDefaults(defaults: LifetimePolicy): Config.Config<LifetimePolicy> {
+  return presetConfig.pipe(
+    Config.flatMap((preset) =>
+      knobsConfig(Option.match(preset, { onNone: () => defaults, onSome: (p) => p === "default" ? defaultPolicy : alwaysOn }))
+    ),
+    Config.nested(PREFIX),
+    Config.mapEffect((result) =>
+      result instanceof PolicyError
+        ? Effect.fail(
+          new Config.ConfigError(
+            new Schema.SchemaError(
+              new SchemaIssue.Pointer(
+                [PREFIX, envName(result.knob)],
+                new SchemaIssue.InvalidValue({ message: `${result.knob} ${result.detail}` })
+              )
             )
           )
         )
-      )
-      : Effect.succeed(result)
+        : Effect.succeed(result)
+    )
   )
-)
+}
 
 // ---------------------------------------------------------------------------------------------
 // backoff
