@@ -64,9 +64,9 @@ const ESC = "\x1b["
 /**
  * The bytes of one redraw: back to the start of the previous frame (`previousHeight` lines up;
  * the cursor sits on the line below a frame), erase to the end of the screen, the pending log
- * lines, then the rows, each cut to `columns - 1` characters so that no row wraps (a wrapped
- * row would make the next redraw move up too few lines). The new frame's height is
- * `rows.length`.
+ * lines, then the rows, each cut to `columns - 1` characters (default 80 columns) so that no
+ * row wraps (a wrapped row would make the next redraw move up too few lines). The new frame's
+ * height is `rows.length`.
  *
  * @category frames
  */
@@ -76,7 +76,9 @@ export const renderFrame = (input: {
   readonly logs: ReadonlyArray<string>
   readonly columns?: number | undefined
 }): string => {
-  const width = Math.max(10, (input.columns ?? 80) - 1)
+  // A terminal that reports no size (0 columns) is taken as the classic 80.
+  const columns = input.columns === undefined || input.columns <= 0 ? 80 : input.columns
+  const width = Math.max(10, columns - 1)
   const fit = (row: string) => row.length <= width ? row : `${row.slice(0, width - 1)}…`
   const erase = input.previousHeight > 0 ? `\r${ESC}${input.previousHeight}A${ESC}0J` : ""
   return erase + [...input.logs, ...input.rows.map(fit)].map((line) => `${line}\n`).join("")
@@ -134,7 +136,8 @@ const pad = (text: string, width: number) => text.length >= width ? text.slice(0
 const rowOf = (d: PluginManager.Diagnostics): string => {
   const h = d.health
   // Whole seconds: a redraw every second should not flicker through milliseconds.
-  const uptime = h.uptime === undefined ? "-" : formatDuration(Math.floor(Duration.toMillis(h.uptime) / 1000) * 1000)
+  const seconds = h.uptime === undefined ? undefined : Math.floor(Duration.toMillis(h.uptime) / 1000)
+  const uptime = seconds === undefined ? "-" : seconds === 0 ? "0 s" : formatDuration(seconds * 1000)
   const error = h.lastError === undefined ? "" : `  last error: ${h.lastError.split("\n")[0]}`
   return `${pad(d.id, 18)} ${pad(h.state._tag, 11)} pid ${pad(String(h.pid ?? "-"), 8)} up ${pad(uptime, 10)} crashes ${h.totalCrashes}${error}`
 }
