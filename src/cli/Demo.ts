@@ -2,7 +2,9 @@
  * The guided tour `npm start` runs: the host's promises shown one after another on the bundled
  * example plugins — lazy spawn, a call, a plugin→host call, a crash and its restart, the
  * restart cap tripping and being cleared, an idle reap, an ephemeral poller tick, and the
- * doctor table — each narrated in a line or two, in well under 20 seconds.
+ * doctor table — each narrated in a line or two, in well under 20 seconds. The tour sets its
+ * own lifetime policies and ignores the `PLUGIN_HOST_*` policy variables: its narration ("3
+ * crashes within 60 s", "a 1.5 s idle timeout") is only true for those values.
  *
  * @since 0.1.0
  */

@@ -74,16 +74,15 @@ const program = Effect.gen(function*() {
 )
 
 /**
- * The exit code of a parse outcome from effect/cli: help asked for is 0; help shown because of
- * parse errors, and every other parse error, is 2 (they were rendered with the usage text by
- * `Command.run`); a handler's `UserError` is 1.
+ * The exit code of an effect/cli error, all of them already rendered by `Command.run`: help
+ * asked for is 0; help shown because of parse errors, and every other parse error, is 2; a
+ * handler's `UserError` is 1.
  */
 const cliExitCode = (error: CliError.CliError): number => {
   switch (error._tag) {
     case "ShowHelp":
       return error.errors.length > 0 ? ExitCode.Usage : ExitCode.Ok
     case "UserError":
-      process.stderr.write(`error: ${error.message}\n`)
       return ExitCode.Failed
     default:
       return ExitCode.Usage
