@@ -137,7 +137,7 @@ describe("example programs (node examples/<file>.ts)", () => {
       "flaky crashed: exit code 3",
       "group core after the crash: Degraded",
       "group core now: Healthy - all 3 servers healthy",
-      "group core: Healthy - all 3 servers healthy [echo Healthy, secrets Healthy, flaky Healthy]",
+      "group core: Healthy - all 3 plugins healthy (echo Healthy, secrets Healthy, flaky Healthy)",
       "all plugins stopped; bye"
     ])
     const restart = run.stdout.match(/flaky restarted on the next call \(pid (\d+) → (\d+)\); crashes in window: 1/)
