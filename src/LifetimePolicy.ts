@@ -23,6 +23,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
 import * as SchemaIssue from "effect/SchemaIssue"
+import { formatDuration } from "./internal/formatDuration.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -227,7 +228,8 @@ export const alwaysOn: LifetimePolicy = {
 // validation
 // ---------------------------------------------------------------------------------------------
 
-const formatDuration = (d: Duration.Duration): string => Duration.format(d)
+/** Exact, so an encoded config value reads back as the same duration. */
+const encodeDuration = (d: Duration.Duration): string => Duration.format(d)
 
 const checkDuration = (knob: string, d: Duration.Duration): PolicyError | undefined =>
   Duration.isFinite(d) && Duration.isPositive(d)
@@ -451,7 +453,7 @@ const DurationText = Schema.String.pipe(Schema.decodeTo(Schema.Duration, {
       ? Effect.fail(invalidText(`expected a duration such as "30s", "1m 30s" or "5 minutes" (got ${JSON.stringify(text)})`, text))
       : Effect.succeed(d)
   }),
-  encode: SchemaGetter.transform(formatDuration)
+  encode: SchemaGetter.transform(encodeDuration)
 }))
 
 const NEVER = new Set(["never", "off", "none"])
@@ -466,7 +468,7 @@ const IdleTimeoutText = Schema.String.pipe(Schema.decodeTo(Schema.UndefinedOr(Sc
       )
       : Effect.succeed(d)
   }),
-  encode: SchemaGetter.transform((d: Duration.Duration | undefined) => d === undefined ? "never" : formatDuration(d))
+  encode: SchemaGetter.transform((d: Duration.Duration | undefined) => d === undefined ? "never" : encodeDuration(d))
 }))
 
 const ByteCountText = Schema.String.pipe(Schema.decodeTo(Schema.Number, {
@@ -484,9 +486,7 @@ const ByteCountText = Schema.String.pipe(Schema.decodeTo(Schema.Number, {
 
 const duration = (name: string) => Config.schema(DurationText, name)
 
-const presetConfig = Config.Literals(["default", "alwaysOn", "always-on"], "PRESET").pipe(
-  Config.withDefault("default")
-)
+const presetConfig = Config.Literals(["default", "alwaysOn", "always-on"], "PRESET").pipe(Config.option)
 
 const knobsConfig = (base: LifetimePolicy) =>
   Config.all({
@@ -575,24 +575,38 @@ const knobsConfig = (base: LifetimePolicy) =>
  *
  * @category config
  */
-export const config: Config.Config<LifetimePolicy> = presetConfig.pipe(
-  Config.flatMap((preset) => knobsConfig(preset === "default" ? defaultPolicy : alwaysOn)),
-  Config.nested(PREFIX),
-  Config.mapEffect((result) =>
-    result instanceof PolicyError
-      ? Effect.fail(
-        new Config.ConfigError(
-          new Schema.SchemaError(
-            new SchemaIssue.Pointer(
-              [PREFIX, envName(result.knob)],
-              new SchemaIssue.InvalidValue({ message: `${result.knob} ${result.detail}` })
+export const config: Config.Config<LifetimePolicy> = configWithDefaults(defaultPolicy)
+
+/**
+ * {@link config} for an application with its own defaults: when `PLUGIN_HOST_PRESET` is unset
+ * the keys start from `defaults` instead of {@link defaultPolicy} (a set `PRESET` still picks
+ * `default` or `alwaysOn`). The `plugin-host` command reads its policies this way, so it honours
+ * the same variables as an embedding host while keeping its shorter shutdown deadlines.
+ *
+ * @category config
+ */
+export function configWithDefaults(defaults: LifetimePolicy): Config.Config<LifetimePolicy> {
+  return presetConfig.pipe(
+    Config.flatMap((preset) =>
+      knobsConfig(Option.match(preset, { onNone: () => defaults, onSome: (p) => p === "default" ? defaultPolicy : alwaysOn }))
+    ),
+    Config.nested(PREFIX),
+    Config.mapEffect((result) =>
+      result instanceof PolicyError
+        ? Effect.fail(
+          new Config.ConfigError(
+            new Schema.SchemaError(
+              new SchemaIssue.Pointer(
+                [PREFIX, envName(result.knob)],
+                new SchemaIssue.InvalidValue({ message: `${result.knob} ${result.detail}` })
+              )
             )
           )
         )
-      )
-      : Effect.succeed(result)
+        : Effect.succeed(result)
+    )
   )
-)
+}
 
 // ---------------------------------------------------------------------------------------------
 // backoff

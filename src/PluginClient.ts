@@ -50,6 +50,7 @@ import * as Tracer from "effect/Tracer"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
+import { formatDuration } from "./internal/formatDuration.ts"
 import type * as JsonRpc from "./JsonRpc.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
@@ -615,7 +616,7 @@ const makeClient = Effect.fnUntraced(function*(
       if (backoff === undefined) {
         consecutiveCrashes++
         if (exceeded) {
-          const reason = `crashed ${policy.restartCap} times within ${Duration.format(policy.restartWindow)}; last: ${detail}`
+          const reason = `crashed ${policy.restartCap} times within ${formatDuration(policy.restartWindow)}; last: ${detail}`
           yield* crash(false)
           yield* transition(PluginState.Disabled(reason))
           yield* Effect.logError(`disabled: ${reason}`).pipe(annotate)
@@ -645,7 +646,7 @@ const makeClient = Effect.fnUntraced(function*(
       const delay = decision.delay.value
       yield* crash(true)
       yield* transition(PluginState.Backoff(now + Duration.toMillis(delay)))
-      yield* Effect.logWarning(`crashed (${consecutiveCrashes} in a row): ${detail}; restarting in ${Duration.format(delay)}`).pipe(annotate)
+      yield* Effect.logWarning(`crashed (${consecutiveCrashes} in a row): ${detail}; restarting in ${formatDuration(delay)}`).pipe(annotate)
       restartFiber = yield* Effect.sleep(delay).pipe(
         Effect.andThen(restartAfterBackoff),
         Effect.forkIn(clientScope)
@@ -683,7 +684,7 @@ const makeClient = Effect.fnUntraced(function*(
         handshake.acceptErrorReplies && error.reason._tag === "PluginError" ? Effect.succeed(undefined) : Effect.fail(error)
       ),
       Effect.mapError((error) => error.reason._tag === "Timeout"
-        ? `no answer to \`${handshake.method}\` within ${Duration.format(policy.initTimeout)}`
+        ? `no answer to \`${handshake.method}\` within ${formatDuration(policy.initTimeout)}`
         : error.reason.message),
       Effect.flatMap(handshake.validate),
       Effect.tap(() =>
@@ -838,7 +839,7 @@ const makeClient = Effect.fnUntraced(function*(
     Effect.gen(function*() {
       const incarnation = current
       if (incarnation === undefined || inFlight > 0 || state._tag !== "Running") return
-      yield* Effect.logInfo(`idle for ${policy.idleTimeout === undefined ? "ever" : Duration.format(policy.idleTimeout)}; stopping`).pipe(annotate)
+      yield* Effect.logInfo(`idle for ${policy.idleTimeout === undefined ? "ever" : formatDuration(policy.idleTimeout)}; stopping`).pipe(annotate)
       yield* transition(PluginState.Stopping)
       yield* stopCurrent
       yield* transition(PluginState.Idle)

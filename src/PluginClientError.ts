@@ -10,8 +10,8 @@
  *
  * @since 0.1.0
  */
-import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
+import { formatDuration } from "./internal/formatDuration.ts"
 
 // ---------------------------------------------------------------------------------------------
 // reasons
@@ -76,7 +76,7 @@ export class RestartCapExceeded extends Schema.TaggedError<RestartCapExceeded>()
   window: Schema.Duration
 }) {
   override get message() {
-    return `exceeded restart cap (${this.cap} restarts in ${Duration.format(this.window)}); marking disabled`
+    return `exceeded restart cap (${this.cap} restarts in ${formatDuration(this.window)}); marking disabled`
   }
 }
 
@@ -205,7 +205,7 @@ export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", {
   timeout: Schema.Duration
 }) {
   override get message() {
-    return `timed out after ${Duration.format(this.timeout)} waiting for \`${this.method}\``
+    return `timed out after ${formatDuration(this.timeout)} waiting for \`${this.method}\``
   }
 }
 

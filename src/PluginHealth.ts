@@ -29,6 +29,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { formatDuration } from "./internal/formatDuration.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import type * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
@@ -533,14 +534,6 @@ const resourceNames = (result: unknown): Result.Result<ReadonlyArray<string>, st
 // doctor report
 // ---------------------------------------------------------------------------------------------
 
-const compactDuration = (millis: number): string => {
-  const ms = Math.max(0, Math.round(millis))
-  if (ms < 1_000) return `${ms}ms`
-  if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)}m${Math.floor((ms % 60_000) / 1_000)}s`
-  return `${Math.floor(ms / 3_600_000)}h${Math.floor((ms % 3_600_000) / 60_000)}m`
-}
-
 /** One table cell: a single line, at most `max` characters. */
 const cell = (text: string | undefined, max: number): string => {
   const flat = (text ?? "").replace(/\s+/g, " ").trim()
@@ -548,22 +541,46 @@ const cell = (text: string | undefined, max: number): string => {
   return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`
 }
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
+
+/**
+ * A group's line in words a reader of the table knows (plugins, not the claw-code "servers"):
+ * how many of its plugins are healthy, degraded and failed, then each plugin's status.
+ */
+const groupLine = (group: PluginHealthcheck): string => {
+  const total = group.servers.length
+  const count = (status: Status) => group.servers.filter((s) => s.status === status).length
+  const [healthy, degraded, failed] = [count("Healthy"), count("Degraded"), count("Failed")]
+  const summary = total === 0
+    ? "no plugins in this group"
+    : healthy === total
+    ? total === 1 ? "its plugin is healthy" : `all ${total} plugins healthy`
+    : failed === total
+    ? total === 1 ? "its plugin failed" : `all ${total} plugins failed`
+    : [`${healthy} of ${plural(total, "plugin")} healthy`, ...(degraded > 0 ? [`${degraded} degraded`] : []), ...(failed > 0 ? [`${failed} failed`] : [])].join(", ")
+  const members = group.servers.map((s) => `${s.serverName} ${s.status}`).join(", ")
+  return `group ${group.pluginName}: ${group.state} - ${summary}${members === "" ? "" : ` (${members})`}`
+}
+
 /**
  * Renders a report as a plain-text table for a terminal: a header, one row per plugin with
  * aligned columns, then one line per group with its aggregate status, then the stderr tails.
+ * `STATE` is the process lifecycle (`Running`, `Recovering`…), `HEALTH` the verdict; the crash
+ * counts are those in the restart window (`recent`, what the cap counts), in a row (what the
+ * backoff counts) and since the host started. Durations are humanised (`1 min 5 s`).
  *
  * @category doctor
  */
 export const render = (report: DoctorReport): string => {
-  const header = ["PLUGIN", "STATE", "STATUS", "PID", "UPTIME", "CRASHES w/c/t", "NEXT RESTART", "CHECKSUM", "ENV VARS", "METHODS", "LAST ERROR"]
+  const header = ["PLUGIN", "STATE", "HEALTH", "PID", "UPTIME", "CRASHES recent/in a row/total", "NEXT RESTART", "CHECKSUM", "ENV VARS", "METHODS", "LAST ERROR"]
   const rows = report.plugins.map((p) => [
     cell(p.id, 32),
     p.state,
     p.status,
     p.pid === undefined ? "-" : String(p.pid),
-    p.uptimeMillis === undefined ? "-" : compactDuration(p.uptimeMillis),
+    p.uptimeMillis === undefined ? "-" : formatDuration(p.uptimeMillis),
     `${p.crashesInWindow}/${p.consecutiveCrashes}/${p.totalCrashes}`,
-    p.nextRestartAt === undefined ? "-" : `in ${compactDuration(p.nextRestartAt - report.generatedAt)}`,
+    p.nextRestartAt === undefined ? "-" : `in ${formatDuration(Math.max(0, p.nextRestartAt - report.generatedAt))}`,
     p.checksum,
     cell(p.envVars.join(","), 40),
     cell(p.supportedMethods.join(","), 40),
@@ -573,10 +590,7 @@ export const render = (report: DoctorReport): string => {
   const line = (cells: ReadonlyArray<string>) => cells.map((c, column) => c.padEnd(widths[column] ?? 0)).join("  ").trimEnd()
   const out = [line(header), ...rows.map(line)]
   if (report.groups.length > 0) out.push("")
-  for (const group of report.groups) {
-    const servers = group.servers.map((s) => `${s.serverName} ${s.status}`).join(", ")
-    out.push(`group ${group.pluginName}: ${group.state} - ${group.message}${servers === "" ? "" : ` [${servers}]`}`)
-  }
+  for (const group of report.groups) out.push(groupLine(group))
   for (const p of report.plugins) {
     if (p.stderrTail.length === 0) continue
     const count = p.stderrTail.length
@@ -744,7 +758,7 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
   )
 
   // -- discovery -----------------------------------------------------------------------------
-  const timeoutText = Duration.format(resolved.discovery.timeout)
+  const timeoutText = formatDuration(resolved.discovery.timeout)
 
   /** One discovery call, bounded (spawn included) by the discovery timeout. */
   const list = (id: string, method: string, parse: (result: unknown) => Result.Result<ReadonlyArray<string>, string>) =>
@@ -852,7 +866,7 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
         // An outer bound in case a call is stuck before it is sent.
         Effect.timeoutOrElse({
           duration: Duration.times(probeTimeout, 2),
-          orElse: () => Effect.fail(`no answer to \`${probeMethod}\` within ${Duration.format(probeTimeout)}`)
+          orElse: () => Effect.fail(`no answer to \`${probeMethod}\` within ${formatDuration(probeTimeout)}`)
         }),
         Effect.result
       )

@@ -48,13 +48,19 @@ export class AlreadyRegistered extends Schema.TaggedError<AlreadyRegistered>()("
 }
 
 /**
- * No plugin has this id.
+ * No plugin has this id. When a `discover` rejected a manifest whose file name implies this id
+ * (see `PluginManifest.stemMatches`), `rejected` is that manifest's error, so the caller learns
+ * why the plugin is missing instead of only that it is.
  *
  * @category errors
  */
-export class NotRegistered extends Schema.TaggedError<NotRegistered>()("NotRegistered", {}) {
+export class NotRegistered extends Schema.TaggedError<NotRegistered>()("NotRegistered", {
+  rejected: Schema.optionalKey(PluginManifest.ManifestError)
+}) {
   override get message() {
-    return "is not registered"
+    return this.rejected === undefined
+      ? "is not registered"
+      : `is not registered: its manifest ${this.rejected.path} was rejected: ${this.rejected.reason.message}`
   }
 }
 
@@ -177,12 +183,14 @@ export class PluginManager extends Context.Service<PluginManager, {
   readonly subscribe: Effect.Effect<Stream.Stream<ManagerEvent>, never, Scope.Scope>
   /**
    * Registers every valid manifest in `dir` (id = manifest name) and returns every outcome,
-   * bad manifests included.
+   * bad manifests included. The rejected ones are remembered (until the next `discover` of the
+   * same `dir`): using an id their file name implies fails with `NotRegistered` carrying the
+   * rejection. A missing `dir` fails with the `ManifestError` of `PluginManifest.discover`.
    */
   readonly discover: (
     dir: string,
     options?: DiscoverOptions
-  ) => Effect.Effect<ReadonlyArray<PluginManifest.Discovered>, never, FileSystem.FileSystem | Path.Path>
+  ) => Effect.Effect<ReadonlyArray<PluginManifest.Discovered>, PluginManifest.ManifestError, FileSystem.FileSystem | Path.Path>
 }>()("effect-plugin-host/PluginManager") {}
 
 // ---------------------------------------------------------------------------------------------
@@ -226,7 +234,19 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
   const entries = new Map<string, Entry>()
   const registry = yield* Semaphore.make(1)
 
-  const notRegistered = (id: string) => new ManagerError({ id, reason: new NotRegistered() })
+  /** The manifests each `discover(dir)` rejected, by `dir`. */
+  const rejections = new Map<string, ReadonlyArray<PluginManifest.DiscoveredInvalid>>()
+  const rejectionOf = (id: string): PluginManifest.ManifestError | undefined => {
+    for (const rejected of rejections.values()) {
+      const found = rejected.find((r) => PluginManifest.stemMatches(PluginManifest.stemOf(r.path), id))
+      if (found !== undefined) return found.error
+    }
+    return undefined
+  }
+  const notRegistered = (id: string) => {
+    const rejected = rejectionOf(id)
+    return new ManagerError({ id, reason: rejected === undefined ? new NotRegistered() : new NotRegistered({ rejected }) })
+  }
   const lookup = (id: string) =>
     Effect.suspend(() => {
       const entry = entries.get(id)
@@ -350,6 +370,7 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
 
   const discover: PluginManager["Service"]["discover"] = (dir, options) =>
     PluginManifest.discover(dir).pipe(
+      Effect.tap((outcomes) => Effect.sync(() => rejections.set(dir, outcomes.flatMap((o) => o._tag === "Valid" ? [] : [o])))),
       Effect.tap((outcomes) =>
         Effect.forEach(outcomes, (outcome) =>
           outcome._tag === "Valid"

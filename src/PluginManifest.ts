@@ -262,13 +262,16 @@ export const withLocation = (manifest: PluginManifest, location: Location): Plug
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The manifest file does not exist.
+ * The manifest file does not exist, or (with `directory: true`, from {@link discover}) the
+ * plugin folder does not.
  *
  * @category reasons
  */
-export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {}) {
+export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {
+  directory: Schema.optionalKey(Schema.Boolean)
+}) {
   override get message() {
-    return "file not found"
+    return this.directory === true ? "directory does not exist" : "file not found"
   }
 }
 
@@ -340,7 +343,8 @@ export type Reason = typeof Reason.Type
 
 /**
  * A manifest that cannot be used. `path` is the manifest file (or, for {@link verify} of a
- * manifest built in code without `manifestPath`, the folder it was resolved against).
+ * manifest built in code without `manifestPath`, the folder it was resolved against; for a
+ * {@link discover} of a missing folder, that folder).
  *
  * @category errors
  */
@@ -349,7 +353,9 @@ export class ManifestError extends Schema.TaggedError<ManifestError>()("Manifest
   reason: Reason
 }) {
   override get message() {
-    return `manifest ${this.path}: ${this.reason.message}`
+    return this.reason._tag === "NotFound" && this.reason.directory === true
+      ? `plugin directory ${this.path} does not exist`
+      : `manifest ${this.path}: ${this.reason.message}`
   }
 }
 
@@ -719,16 +725,22 @@ export const isManifestFileName = (fileName: string): boolean =>
  * Finds every manifest file directly in `dir` and in its immediate subdirectories (for
  * example `plugins/echo/echo.toml`), loads and {@link verify}s each, and returns one outcome
  * per file, sorted by path (paths are absolute). A bad manifest is an `Invalid` outcome next to
- * the good ones; a missing or unreadable `dir` gives an empty list; hidden entries are skipped.
+ * the good ones; hidden entries are skipped. An existing folder without manifests gives an
+ * empty list; a missing `dir` fails with a `ManifestError` whose reason is
+ * `NotFound { directory: true }` and whose `path` is the folder (a typo in a folder name is
+ * then an error, not a host with no plugins). A folder that exists but cannot be listed is
+ * logged and gives an empty list.
  *
  * @category discovery
  */
 export const discover = Effect.fn("PluginManifest.discover")(function*(
   dir: string
-): Effect.fn.Return<ReadonlyArray<Discovered>, never, FileSystem.FileSystem | Path.Path> {
+): Effect.fn.Return<ReadonlyArray<Discovered>, ManifestError, FileSystem.FileSystem | Path.Path> {
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
   const root = path.resolve(dir)
+  const rootExists = yield* fs.exists(root).pipe(Effect.orElseSucceed(() => true))
+  if (!rootExists) return yield* fail(root, new NotFound({ directory: true }))
 
   const list = (folder: string) =>
     fs.readDirectory(folder).pipe(

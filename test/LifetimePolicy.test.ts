@@ -182,7 +182,7 @@ describe("LifetimePolicy.make", () => {
       "requestTimeout > maxRequestTimeout",
       { requestTimeout: "10 minutes" },
       "requestTimeout",
-      "(10m) must not exceed maxRequestTimeout (5m)"
+      "(10 min) must not exceed maxRequestTimeout (5 min)"
     ],
     ["jitter 1", { backoff: { jitter: 1 } }, "backoff.jitter", "must be in [0, 1) (got 1)"],
     ["jitter -0.1", { backoff: { jitter: -0.1 } }, "backoff.jitter", "must be in [0, 1) (got -0.1)"],
@@ -193,7 +193,7 @@ describe("LifetimePolicy.make", () => {
       "backoff.initial > max",
       { backoff: { initial: "10 minutes", max: "1 minute" } },
       "backoff.initial",
-      "(10m) must not exceed backoff.max (1m)"
+      "(10 min) must not exceed backoff.max (1 min)"
     ],
     ["resetAfter 0", { backoff: { resetAfter: 0 } }, "backoff.resetAfter", "must be a positive, finite duration"]
   ]
@@ -234,6 +234,24 @@ describe("LifetimePolicy.make", () => {
 // ---------------------------------------------------------------------------------------------
 
 describe("LifetimePolicy.config", () => {
+  it.effect("configWithDefaults: unset keys take the application's defaults, set keys override them, PRESET still picks a preset", () =>
+    Effect.gen(function*() {
+      const appDefaults = LifetimePolicy.makeUnsafe({ shutdownGrace: "2 seconds", idleTimeout: "10 minutes" })
+      const read = (env: Record<string, string>) =>
+        Effect.provideService(LifetimePolicy.configWithDefaults(appDefaults), ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
+      const unset = yield* read({})
+      assert.strictEqual(Duration.toMillis(unset.shutdownGrace), 2 * S)
+      assert.strictEqual(Duration.toMillis(unset.idleTimeout ?? Duration.zero), 600 * S)
+      const overridden = yield* read({ PLUGIN_HOST_SHUTDOWN_GRACE: "7s", PLUGIN_HOST_RESTART_CAP: "1" })
+      assert.strictEqual(Duration.toMillis(overridden.shutdownGrace), 7 * S)
+      assert.strictEqual(Duration.toMillis(overridden.idleTimeout ?? Duration.zero), 600 * S)
+      assert.strictEqual(overridden.restartCap, 1)
+      const preset = yield* read({ PLUGIN_HOST_PRESET: "default" })
+      assert.strictEqual(Duration.toMillis(preset.shutdownGrace), 10 * S)
+      const bad = yield* Effect.flip(read({ PLUGIN_HOST_RESTART_CAP: "0" }))
+      assert.include(bad.message, "restartCap must be an integer >= 1")
+    }))
+
   it.effect("an empty environment is the default", () =>
     Effect.gen(function*() {
       assert.deepStrictEqual(plain(yield* fromEnv({})), DEFAULT_PLAIN)
@@ -336,7 +354,7 @@ describe("LifetimePolicy.config", () => {
       `["PLUGIN_HOST"]["SHUTDOWN_GRACE"]`
     ]],
     ["requestTimeout above maxRequestTimeout", { PLUGIN_HOST_REQUEST_TIMEOUT: "6m" }, [
-      "requestTimeout (6m) must not exceed maxRequestTimeout (5m)",
+      "requestTimeout (6 min) must not exceed maxRequestTimeout (5 min)",
       `["PLUGIN_HOST"]["REQUEST_TIMEOUT"]`
     ]],
     ["jitter 1", { PLUGIN_HOST_BACKOFF_JITTER: "1" }, [

@@ -219,7 +219,7 @@ describe("PluginClient (TestClock, in-memory spawner)", () => {
       yield* TestClock.adjust("1 millis")
       const reason = reasonOf(yield* Fiber.join(call))
       assert.instanceOf(reason, PluginClientError.InitFailed)
-      assert.include(reason.detail, "no answer to `initialize` within 15s")
+      assert.include(reason.detail, "no answer to `initialize` within 15 s")
       assert.isFalse((yield* fake.spawns)[0]?.running)
       assert.strictEqual((yield* client.health).totalCrashes, 1)
     }))
@@ -471,7 +471,7 @@ for (const launcher of launchers) {
         }
         const tripped = yield* client.request("crash", { code: 3 }).pipe(Effect.flip)
         assert.instanceOf(reasonOf(tripped), PluginClientError.RestartCapExceeded)
-        assert.include(tripped.message, "plugin `rpc` exceeded restart cap (3 restarts in 1m); marking disabled")
+        assert.include(tripped.message, "plugin `rpc` exceeded restart cap (3 restarts in 1 min); marking disabled")
         assert.instanceOf(reasonOf(yield* client.request("echo", 1).pipe(Effect.flip)), PluginClientError.Disabled)
         assert.deepStrictEqual(liveChildren(), [])
         yield* client.clearDisabled

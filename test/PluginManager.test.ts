@@ -1,3 +1,4 @@
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as path from "node:path"
 import * as Clock from "effect/Clock"
@@ -16,6 +17,8 @@ import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginManager from "../src/PluginManager.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
+import * as fs from "node:fs"
+import * as os from "node:os"
 import { inWorkingDirectory, namesPlugin, tempFolder } from "./support/pluginFolder.ts"
 import { eventually, fixture, isAlive, launchers, live, liveWith, liveChildren, node } from "./support/processes.ts"
 
@@ -252,6 +255,45 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
         yield* Fiber.join(all)
       }).pipe(Effect.provide(PluginManager.layer({ maxConcurrentSpawns: 1 }).pipe(Layer.provide(fake.layer))))
     }))
+
+  it.effect("an id whose manifest discover rejected fails with NotRegistered naming the rejection, in start, call, get and notify", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "plugin-manager-"))),
+        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      // A small executable, so hashing it for the checksum is quick.
+      const executable = fixture("env-dump.sh")
+      const manifest = (name: string, checksum?: string) =>
+        [`name = "${name}"`, `version = "1"`, `executable = "${executable}"`, ...(checksum === undefined ? [] : [`checksum_sha256 = "${checksum}"`])].join("\n")
+      fs.writeFileSync(path.join(dir, "good.toml"), manifest("good"))
+      fs.writeFileSync(path.join(dir, "devboy-echo.toml"), manifest("echo", "ab".repeat(32)))
+      const { manager } = yield* fakeManager({})
+      const outcomes = yield* manager.discover(dir)
+      assert.deepStrictEqual(outcomes.map((o) => o._tag), ["Invalid", "Valid"])
+      assert.deepStrictEqual(yield* manager.ids, ["good"])
+      const failures = [
+        yield* manager.start("echo").pipe(Effect.flip),
+        yield* manager.call("echo", "echo").pipe(Effect.flip),
+        yield* manager.get("echo").pipe(Effect.flip),
+        yield* manager.notify("echo", "ping").pipe(Effect.flip)
+      ]
+      for (const failure of failures) {
+        const reason = reasonOf(failure)
+        assert.instanceOf(reason, PluginManager.NotRegistered)
+        assert.strictEqual(reason instanceof PluginManager.NotRegistered ? reason.rejected?.reason._tag : undefined, "ChecksumMismatch")
+        assert.include(
+          failure.message,
+          `plugin id \`echo\` is not registered: its manifest ${path.join(dir, "devboy-echo.toml")} was rejected: checksum mismatch for ${executable}`
+        )
+      }
+      // An id no rejected file name implies keeps the plain message.
+      const unknown = yield* manager.call("nope", "echo").pipe(Effect.flip)
+      assert.strictEqual(unknown.message, "plugin id `nope` is not registered")
+      // A missing folder is an error, not an empty host.
+      const missing = yield* manager.discover(path.join(dir, "missing")).pipe(Effect.flip)
+      assert.strictEqual(missing.message, `plugin directory ${path.join(dir, "missing")} does not exist`)
+    }).pipe(Effect.provide(NodeServices.layer)))
 
   it.effect("concurrent starts of one id share one spawn; lazy and eager plugins live together", () =>
     Effect.gen(function*() {

@@ -649,11 +649,15 @@ describe("PluginManifest", () => {
         assert.isTrue(path.isAbsolute(outcomes[0]?.path ?? ""))
       }).pipe(Effect.provide(NodeServices.layer)))
 
-    it.effect("a missing folder gives an empty list", () =>
+    it.effect("a missing folder fails with NotFound naming the folder; an existing empty folder gives an empty list", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
-        const outcomes = yield* PluginManifest.discover(path.join(dir, "does-not-exist"))
-        assert.deepStrictEqual(outcomes, [])
+        const missing = path.join(dir, "does-not-exist")
+        const error = yield* PluginManifest.discover(missing).pipe(Effect.flip)
+        assert.strictEqual(error.reason._tag, "NotFound")
+        assert.strictEqual(error.path, missing)
+        assert.strictEqual(error.message, `plugin directory ${missing} does not exist`)
+        assert.deepStrictEqual(yield* PluginManifest.discover(dir), [])
       }).pipe(Effect.provide(NodeServices.layer)))
 
     it("recognises manifest file names", () => {

@@ -5,6 +5,7 @@ import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { renderFrame } from "../src/cli/StatusView.ts"
 import * as PluginHealth from "../src/PluginHealth.ts"
 import { skipNats, spawnNode, startNatsServer } from "./support/nats.ts"
 import { eventually, fixture, isAlive, liveChildren, node } from "./support/processes.ts"
@@ -12,9 +13,15 @@ import { eventually, fixture, isAlive, liveChildren, node } from "./support/proc
 const root = path.resolve(import.meta.dirname, "..")
 const main = path.join(root, "src/cli/main.ts")
 
+/** The environment of a command run: this process's, without any PLUGIN_HOST_* setting, plus `env`. */
+const envWith = (env: Record<string, string>) => ({
+  ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("PLUGIN_HOST_"))),
+  ...env
+})
+
 /** Runs `plugin-host ARGS` to completion (bounded). */
-const cli = (args: ReadonlyArray<string>, timeoutMs = 20_000) => {
-  const result = spawnSync(node, [main, ...args], { cwd: root, encoding: "utf8", timeout: timeoutMs })
+const cli = (args: ReadonlyArray<string>, timeoutMs = 20_000, env: Record<string, string> = {}) => {
+  const result = spawnSync(node, [main, ...args], { cwd: root, encoding: "utf8", timeout: timeoutMs, env: envWith(env) })
   return { code: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
@@ -85,6 +92,62 @@ describe("plugin-host command (subprocess)", () => {
     assert.strictEqual(unknown.code, 2)
   })
 
+  it("--help exits 0; an unknown flag exits 2 with the usage text", () => {
+    const help = cli(["doctor", "--help"])
+    assert.strictEqual(help.code, 0, help.stderr)
+    assert.include(help.stdout, "USAGE")
+    const unknown = cli(["doctor", "--bogus"])
+    assert.strictEqual(unknown.code, 2)
+    assert.include(unknown.stdout + unknown.stderr, "Unrecognized flag: --bogus")
+  })
+
+  it("a missing --dir exits 2 naming the folder, for doctor, run, call and tick", () => {
+    const missing = path.join(os.tmpdir(), "plugin-host-cli-does-not-exist")
+    for (const args of [["doctor"], ["run"], ["call", "echo", "echo"], ["tick", "rss"]]) {
+      const result = cli([...args, "--dir", missing])
+      assert.strictEqual(result.code, 2, `${args[0]}: ${result.stdout}${result.stderr}`)
+      assert.include(result.stderr, `error: plugin directory ${missing} does not exist`, args[0])
+    }
+  })
+
+  it("an invalid PLUGIN_HOST_* variable exits 2 naming the variable", () => {
+    const level = cli(["checksum", fixture("env-dump.sh")], 20_000, { PLUGIN_HOST_LOG_LEVEL: "loud" })
+    assert.strictEqual(level.code, 2)
+    assert.include(level.stderr, "error: invalid environment: PLUGIN_HOST_LOG_LEVEL: expected one of")
+    const dir = makeDir({ "echo.toml": rpcManifest("echo") })
+    const cap = cli(["call", "echo", "echo", "1", "--dir", dir], 20_000, { PLUGIN_HOST_RESTART_CAP: "0" })
+    assert.strictEqual(cap.code, 2)
+    assert.include(cap.stderr, "error: invalid environment: PLUGIN_HOST_RESTART_CAP: restartCap must be an integer >= 1")
+    // Case does not matter, as for --log-level.
+    assert.strictEqual(cli(["checksum", fixture("env-dump.sh")], 20_000, { PLUGIN_HOST_LOG_LEVEL: "DEBUG" }).code, 0)
+  })
+
+  it("call takes its timeout from PLUGIN_HOST_REQUEST_TIMEOUT, and --timeout overrides it", () => {
+    const dir = makeDir({ "echo.toml": rpcManifest("echo") })
+    const env = { PLUGIN_HOST_REQUEST_TIMEOUT: "300ms" }
+    const configured = cli(["call", "echo", "sleep", "{\"ms\":5000}", "--dir", dir], 20_000, env)
+    assert.strictEqual(configured.code, 1)
+    assert.include(configured.stderr, "timed out after 300 ms waiting for `sleep` [Timeout]")
+    const flagged = cli(["call", "echo", "sleep", "{\"ms\":1000}", "--timeout", "10s", "--dir", dir], 20_000, env)
+    assert.strictEqual(flagged.code, 0, flagged.stderr)
+  })
+
+  it("a plugin whose manifest was rejected is named with the rejection, by the file-name rule", () => {
+    const checksum = "ab".repeat(32)
+    const dir = makeDir({
+      "devboy-echo.toml": `${rpcManifest("echo")}\nchecksum_sha256 = "${checksum}"`,
+      // Contains "ech" but its stem does not imply `ech`: never blamed for it.
+      "echoes.toml": "name = ",
+      "good.toml": rpcManifest("good")
+    })
+    const rejected = cli(["call", "echo", "echo", "--dir", dir])
+    assert.strictEqual(rejected.code, 1)
+    assert.include(rejected.stderr, `error: plugin \`echo\` cannot be used: its manifest ${path.join(dir, "devboy-echo.toml")} was rejected: checksum mismatch`)
+    const other = cli(["call", "ech", "echo", "--dir", dir])
+    assert.strictEqual(other.code, 1)
+    assert.include(other.stderr, "no plugin named `ech`")
+  })
+
   it("an unknown plugin names the ones there are", () => {
     const dir = makeDir({ "echo.toml": rpcManifest("echo") })
     const result = cli(["call", "nope", "echo", "--dir", dir])
@@ -104,6 +167,15 @@ describe("plugin-host command (subprocess)", () => {
     const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
     assert.deepStrictEqual(report.plugins.map((p) => p.id).sort(), ["echo", "rss-poller"])
     assert.strictEqual(report.plugins.find((p) => p.id === "echo")?.state, "Running")
+  })
+
+  it("doctor exits 1 when a plugin is disabled, naming it (PLUGIN_HOST_RESTART_CAP=1 disables at the first crash)", () => {
+    const dir = makeDir({ "echo.toml": rpcManifest("echo"), "broken.toml": crashingManifest("broken") })
+    const result = cli(["doctor", "--dir", dir], 20_000, { PLUGIN_HOST_RESTART_CAP: "1" })
+    assert.strictEqual(result.code, 1, result.stdout + result.stderr)
+    assert.include(result.stderr, "plugin `broken` is disabled")
+    assert.notInclude(result.stderr, "plugin `echo`")
+    assert.match(result.stdout, /broken\s+Disabled/)
   })
 
   it("doctor exits 1 when a plugin fails", () => {
@@ -134,7 +206,7 @@ describe("plugin-host command (subprocess)", () => {
     for (const promise of ["Lazy spawn", "Calls both ways", "A crash", "restart cap", "Idle reaping", "ephemeral poller", "doctor"]) {
       assert.include(result.stdout, promise)
     }
-    assert.include(result.stdout, "exceeded restart cap (3 restarts in 1m)")
+    assert.include(result.stdout, "exceeded restart cap (3 restarts in 1 min)")
     assert.include(result.stdout, "reaped: yes")
     assert.match(result.stdout, /group bundled: Healthy/)
   })
@@ -192,4 +264,26 @@ describe.skipIf(skipNats)("plugin-host tick --nats (real nats-server)", () => {
       assert.strictEqual(down.code, 1)
       assert.include(down.stderr, "cannot connect to NATS at nats://127.0.0.1:1")
     }))
+})
+
+describe("plugin-host run, live view on a terminal (frames as a pure function)", () => {
+  it("a redraw moves back over the previous frame, erases to the end of the screen, prints the log lines, then the rows", () => {
+    const out = renderFrame({ previousHeight: 3, rows: ["a Running", "b Running"], logs: ["WARN plugin=a: slow"], columns: 80 })
+    assert.strictEqual(out, "\r\x1b[3A\x1b[0J" + "WARN plugin=a: slow\n" + "a Running\n" + "b Running\n")
+  })
+
+  it("the first frame erases nothing; a frame with fewer rows leaves no stale row (erase to end of screen)", () => {
+    assert.strictEqual(renderFrame({ previousHeight: 0, rows: ["a"], logs: [] }), "a\n")
+    const shrunk = renderFrame({ previousHeight: 2, rows: ["a"], logs: [] })
+    assert.strictEqual(shrunk, "\r\x1b[2A\x1b[0Ja\n")
+  })
+
+  it("rows are cut to the terminal width so that none wraps; log lines are kept whole", () => {
+    const long = "x".repeat(50)
+    const out = renderFrame({ previousHeight: 0, rows: [long], logs: [long], columns: 20 })
+    const [log, row] = out.split("\n")
+    assert.strictEqual(log, long)
+    assert.strictEqual(row?.length, 19)
+    assert.isTrue(row?.endsWith("…"))
+  })
 })

@@ -137,7 +137,7 @@ describe("example programs (node examples/<file>.ts)", () => {
       "flaky crashed: exit code 3",
       "group core after the crash: Degraded",
       "group core now: Healthy - all 3 servers healthy",
-      "group core: Healthy - all 3 servers healthy [echo Healthy, secrets Healthy, flaky Healthy]",
+      "group core: Healthy - all 3 plugins healthy (echo Healthy, secrets Healthy, flaky Healthy)",
       "all plugins stopped; bye"
     ])
     const restart = run.stdout.match(/flaky restarted on the next call \(pid (\d+) → (\d+)\); crashes in window: 1/)
@@ -399,7 +399,7 @@ describe("example plugins (real processes)", () => {
       yield* client.request("crash").pipe(Effect.flip)
       const tripped = yield* client.request("crash").pipe(Effect.flip)
       assert.instanceOf(tripped.reason, PluginClientError.RestartCapExceeded)
-      assert.strictEqual(tripped.message, "plugin `flaky` exceeded restart cap (3 restarts in 1m); marking disabled")
+      assert.strictEqual(tripped.message, "plugin `flaky` exceeded restart cap (3 restarts in 1 min); marking disabled")
       assert.strictEqual((yield* client.state)._tag, "Disabled")
       const disabled = yield* client.request("echo", 1).pipe(Effect.flip)
       assert.instanceOf(disabled.reason, PluginClientError.Disabled)
@@ -642,7 +642,7 @@ describe("testing your own host (TestClock, in-memory spawner)", () => {
       const error = yield* Fiber.join(read)
       assert.instanceOf(error, SecretStore.SecretStoreError)
       assert.strictEqual(error.reason, "RestartCapExceeded")
-      assert.include(error.message, "exceeded restart cap (3 restarts in 1m)")
+      assert.include(error.message, "exceeded restart cap (3 restarts in 1 min)")
       yield* TestClock.adjust("1 hour")
       yield* settle
       assert.strictEqual((yield* InMemorySpawner.spawns).length, 3, "no attempt after the cap")

@@ -4,8 +4,11 @@
  *
  * Each command is a thin layer over the library (`PluginManifest` discovery, `PluginClient`,
  * `PluginManager` + `PluginHealth`, `PollerRouter`), so what the command line shows is what an
- * embedding host gets. Failures end as a {@link CliFailure}: a message for stderr and an exit
- * code; results go to stdout.
+ * embedding host gets. The lifetime policy of the plugins a command hosts is read like an
+ * embedding host reads it, through `LifetimePolicy.configWithDefaults` (every `PLUGIN_HOST_*`
+ * variable), over the command's own defaults (shorter shutdown deadlines, so a command ends
+ * promptly); a flag (`call --timeout`) overrides both. Failures end as a {@link CliFailure}: a
+ * message for stderr and an exit code; results go to stdout.
  *
  * @since 0.1.0
  */
@@ -30,7 +33,7 @@ import * as PluginManager from "../PluginManager.ts"
 import * as PluginManifest from "../PluginManifest.ts"
 import * as Poller from "../Poller.ts"
 import * as PollerRouter from "../PollerRouter.ts"
-import { CliFailure, ExitCode } from "./CliFailure.ts"
+import { CliFailure, ExitCode, fromConfigError } from "./CliFailure.ts"
 import * as ChecksumCommand from "./ChecksumCommand.ts"
 import * as Demo from "./Demo.ts"
 import * as Init from "./Init.ts"
@@ -52,8 +55,15 @@ const natsFlag = Flag.String("nats").pipe(
   Flag.optional
 )
 
-/** Policy for plugins the command itself hosts: short grace so the command ends promptly. */
-const commandPolicy = LifetimePolicy.makeUnsafe({ shutdownGrace: "2 seconds", drainTimeout: "2 seconds", idleTimeout: "10 minutes" })
+/** Defaults of `doctor`, `call` and `tick` where no variable is set: short grace so the command ends promptly. */
+const commandDefaults = LifetimePolicy.makeUnsafe({ shutdownGrace: "2 seconds", drainTimeout: "2 seconds", idleTimeout: "10 minutes" })
+
+/** Defaults of `run` where no variable is set: always on, restarted with backoff. */
+const runDefaults = LifetimePolicy.makeUnsafe({ ...LifetimePolicy.alwaysOn, shutdownGrace: "5 seconds", drainTimeout: "2 seconds" })
+
+/** The `PLUGIN_HOST_*` policy over a command's defaults; an invalid variable is a usage failure. */
+const policyOver = (defaults: LifetimePolicy.LifetimePolicy) =>
+  LifetimePolicy.configWithDefaults(defaults).pipe(Effect.mapError(fromConfigError))
 
 const isEphemeral = (manifest: PluginManifest.PluginManifest) => manifest.poller?.lifecycle === "ephemeral"
 
@@ -113,18 +123,27 @@ const call = Command.make("call", {
   plugin: Argument.String("plugin").pipe(Argument.withDescription("Plugin name (from its manifest)")),
   method: Argument.String("method").pipe(Argument.withDescription("Method to call")),
   params: Argument.String("params").pipe(Argument.withDescription("Params as JSON"), Argument.optional),
-  timeout: Flag.String("timeout").pipe(Flag.withDescription("Call timeout"), Flag.withDefault("30s")),
+  timeout: Flag.String("timeout").pipe(
+    Flag.withDescription("Call timeout (default: PLUGIN_HOST_REQUEST_TIMEOUT, else 30s)"),
+    Flag.optional
+  ),
   dir: dirFlag
 }, (input) =>
   Effect.gen(function*() {
-    const timeout = yield* durationFrom("--timeout", input.timeout)
+    const configured = yield* policyOver(commandDefaults)
+    const flagged = Option.isSome(input.timeout) ? yield* durationFrom("--timeout", input.timeout.value) : undefined
+    const timeout = flagged ?? configured.requestTimeout
+    // The flag wins over the configured ceiling too, or a long --timeout would be cut silently.
+    const policy = flagged === undefined || Duration.isLessThanOrEqualTo(flagged, configured.maxRequestTimeout)
+      ? configured
+      : { ...configured, maxRequestTimeout: flagged }
     const params = Option.isSome(input.params) ? yield* parseJson("PARAMS_JSON", input.params.value) : undefined
     const dir = yield* PluginDirectory.resolve(input.dir)
     const found = yield* PluginDirectory.find(dir, input.plugin)
     if (isEphemeral(found.manifest)) {
       return yield* new CliFailure({ message: `plugin \`${input.plugin}\` is an ephemeral poller; use \`plugin-host tick\``, exitCode: ExitCode.Failed })
     }
-    const client = yield* PluginClient.make(found.manifest, { policy: commandPolicy })
+    const client = yield* PluginClient.make(found.manifest, { policy })
     const result = yield* client.request(input.method, params, { timeout }).pipe(Effect.mapError(pluginFailure))
     yield* Console.log(JSON.stringify(result, null, 2))
   }).pipe(Effect.scoped)).pipe(
@@ -145,12 +164,13 @@ const tick = Command.make("tick", {
     if (cursor !== undefined && Result.isFailure(cursor)) {
       return yield* new CliFailure({ message: `--cursor: ${cursor.failure}`, exitCode: ExitCode.Usage })
     }
+    const policy = yield* policyOver(commandDefaults)
     const dir = yield* PluginDirectory.resolve(input.dir)
     const { valid } = yield* PluginDirectory.discover(dir)
     const router = yield* PollerRouter.make
     for (const found of valid) {
       if (found.manifest.poller === undefined) continue
-      yield* router.register(found.manifest, { policy: commandPolicy }).pipe(
+      yield* router.register(found.manifest, { policy }).pipe(
         Effect.catch((error) => Console.error(`warning: ${error.message}`))
       )
     }
@@ -188,17 +208,27 @@ const withBroker = <A, E, R>(effect: Effect.Effect<A, E, R>, nats: Option.Option
         )
     )
 
+/** Why doctor fails on a plugin (a disabled plugin counts, whatever its group status), if it does. */
+const problemOf = (plugin: PluginHealth.PluginDiagnosis): ReadonlyArray<string> => {
+  const why = plugin.lastError ?? plugin.stateDetail
+  const detail = why === undefined ? "" : `: ${why.split("\n")[0]}`
+  if (plugin.state === "Disabled") return [`plugin \`${plugin.id}\` is disabled${detail}`]
+  if (plugin.status === "Failed") return [`plugin \`${plugin.id}\` failed${detail}`]
+  return []
+}
+
 const doctor = Command.make("doctor", {
   dir: dirFlag,
   json: Flag.Boolean("json").pipe(Flag.withDescription("Print the report as JSON"), Flag.withDefault(false))
 }, (input) =>
   Effect.gen(function*() {
+    const policy = yield* policyOver(commandDefaults)
     const dir = yield* PluginDirectory.resolve(input.dir)
     const { invalid, valid } = yield* PluginDirectory.discover(dir)
     // A liveness handshake (any answer to `health`, even "method not found") proves each plugin
     // starts and speaks the protocol; ephemeral pollers run per tick, so they are verified
     // (above) but not started.
-    const { health } = yield* hostAll(valid, commandPolicy, Handshake.liveness())
+    const { health } = yield* hostAll(valid, policy, Handshake.liveness())
     if (valid.some((d) => !isEphemeral(d.manifest))) yield* health.startup("plugins")
     yield* health.probeNow
     const report = yield* health.doctor
@@ -209,15 +239,12 @@ const doctor = Command.make("doctor", {
       yield* Console.log(PluginHealth.render(report))
       for (const bad of invalid) yield* Console.log(`invalid manifest: ${bad.error.message}`)
     }
-    const failed = report.plugins.filter((p) => p.status === "Failed").map((p) => p.id)
-    if (failed.length > 0 || invalid.length > 0) {
-      return yield* new CliFailure({
-        message: `doctor: ${[...failed.map((id) => `plugin \`${id}\` failed`), ...invalid.map((i) => `${i.path} is invalid`)].join("; ")}`,
-        exitCode: ExitCode.Failed
-      })
+    const problems = [...report.plugins.flatMap(problemOf), ...invalid.map((i) => `${i.path} is invalid`)]
+    if (problems.length > 0) {
+      return yield* new CliFailure({ message: `doctor: ${problems.join("; ")}`, exitCode: ExitCode.Failed })
     }
   }).pipe(Effect.scoped)).pipe(
-    Command.withDescription("Check every plugin: manifest, checksum, start, handshake, probe; exit 1 if any failed")
+    Command.withDescription("Check every plugin: manifest, checksum, start, handshake, probe; exit 1 if any failed or is disabled")
   )
 
 const run = Command.make("run", {
@@ -225,22 +252,22 @@ const run = Command.make("run", {
   nats: natsFlag
 }, (input) =>
   Effect.gen(function*() {
+    const policy = yield* policyOver(runDefaults)
     const dir = yield* PluginDirectory.resolve(input.dir)
     const { valid } = yield* PluginDirectory.discover(dir)
     const hosted = valid.filter((d) => !isEphemeral(d.manifest))
-    const policy = LifetimePolicy.makeUnsafe({ ...LifetimePolicy.alwaysOn, shutdownGrace: "5 seconds", drainTimeout: "2 seconds" })
     const { manager } = yield* hostAll(hosted, policy)
     const events = yield* manager.subscribe
     const view = yield* StatusView.make(manager)
     yield* events.pipe(Stream.runForEach(view.onEvent), Effect.forkScoped)
-    yield* Console.error(`hosting ${hosted.length} plugin(s) from ${dir}; Ctrl-C to stop`)
+    yield* view.say(`hosting ${hosted.length} plugin(s) from ${dir}; Ctrl-C to stop`)
     yield* manager.startAll
     yield* view.refresh.pipe(Effect.andThen(Effect.sleep("1 second")), Effect.forever, Effect.forkScoped)
     yield* Deferred.await(yield* StatusView.shutdownSignal)
-    yield* Console.error("stopping all plugins…")
+    yield* view.say("stopping all plugins…")
     yield* manager.stopAll
     yield* view.refresh
-    yield* Console.error("stopped")
+    yield* view.say("stopped")
   }).pipe(Effect.scoped, (effect) => withBroker(effect, input.nats))).pipe(
     Command.withDescription("Host every discovered plugin until SIGINT/SIGTERM, then stop them all gracefully")
   )

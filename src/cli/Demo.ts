@@ -2,17 +2,19 @@
  * The guided tour `npm start` runs: the host's promises shown one after another on the bundled
  * example plugins — lazy spawn, a call, a plugin→host call, a crash and its restart, the
  * restart cap tripping and being cleared, an idle reap, an ephemeral poller tick, and the
- * doctor table — each narrated in a line or two, in well under 20 seconds.
+ * doctor table — each narrated in a line or two, in well under 20 seconds. The tour sets its
+ * own lifetime policies and ignores the `PLUGIN_HOST_*` policy variables: its narration ("3
+ * crashes within 60 s", "a 1.5 s idle timeout") is only true for those values.
  *
  * @since 0.1.0
  */
 import * as Console from "effect/Console"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as References from "effect/References"
 import * as Stream from "effect/Stream"
 import * as Handshake from "../Handshake.ts"
+import { formatDuration } from "../internal/formatDuration.ts"
 import * as JsonRpc from "../JsonRpc.ts"
 import * as LifetimePolicy from "../LifetimePolicy.ts"
 import * as PluginClient from "../PluginClient.ts"
@@ -109,7 +111,7 @@ export const run = Effect.gen(function*() {
       now: new Date(2026, 10, 23),
       intervalHint: "5 minutes"
     }).pipe(Effect.mapError((e) => new CliFailure({ message: e.message, exitCode: ExitCode.Failed })))
-    yield* say(`tick ${rssKind} → cursor ${ack.nextCursor === undefined ? "none" : Poller.encodeCursor(ack.nextCursor)}, next in ${ack.nextIntervalHint === undefined ? "-" : Duration.format(ack.nextIntervalHint)}, items seen ${ack.metrics.itemsSeen}, dispatched ${ack.metrics.itemsDispatched}`)
+    yield* say(`tick ${rssKind} → cursor ${ack.nextCursor === undefined ? "none" : Poller.encodeCursor(ack.nextCursor)}, next in ${ack.nextIntervalHint === undefined ? "-" : formatDuration(ack.nextIntervalHint)}, items seen ${ack.metrics.itemsSeen}, dispatched ${ack.metrics.itemsDispatched}`)
   }
 
   yield* step(8, "The doctor: every plugin's state, pid, crashes, checksum and allowed variables")
@@ -129,7 +131,7 @@ export const run = Effect.gen(function*() {
   )
   yield* Console.log(PluginHealth.render(yield* health.doctor))
 
-  yield* Console.log(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s; closing the scope stops every plugin (SIGTERM → grace → SIGKILL).`)
+  yield* Console.log(`\nDone in ${formatDuration(performance.now() - started)}; closing the scope stops every plugin (SIGTERM → grace → SIGKILL).`)
 }).pipe(
   Effect.scoped,
   // The tour narrates what happens; the host's own warnings would only repeat it.

@@ -11,7 +11,7 @@ import * as Option from "effect/Option"
 import * as Path from "effect/Path"
 import { fileURLToPath } from "node:url"
 import * as PluginManifest from "../PluginManifest.ts"
-import { CliFailure } from "./CliFailure.ts"
+import { CliFailure, ExitCode } from "./CliFailure.ts"
 
 /**
  * The bundled example plugins. Run from the TypeScript sources (a clone of the repository, where
@@ -42,21 +42,27 @@ export const resolve = (dir: Option.Option<string>) =>
   })
 
 /**
- * The valid manifests of a directory; invalid ones are reported on stderr (and returned).
+ * The valid manifests of a directory; invalid ones are reported on stderr (and returned). A
+ * directory that does not exist is a usage failure (exit 2), not an empty list: a typo in
+ * `--dir` must not look like a host without plugins.
  *
  * @category constructors
  */
 export const discover = (dir: string) =>
   Effect.gen(function*() {
-    const outcomes = yield* PluginManifest.discover(dir)
+    const outcomes = yield* PluginManifest.discover(dir).pipe(
+      Effect.mapError((error) => new CliFailure({ message: error.message, exitCode: ExitCode.Usage }))
+    )
     const valid = outcomes.flatMap((o) => o._tag === "Valid" ? [o] : [])
-    const invalid = outcomes.flatMap((o) => o._tag === "Invalid" ? [o] : [])
+    const invalid = outcomes.flatMap((o) => o._tag === "Valid" ? [] : [o])
     for (const bad of invalid) yield* Effect.sync(() => process.stderr.write(`warning: ${bad.error.message}\n`))
     return { valid, invalid }
   })
 
 /**
- * The manifest of one plugin by name, or a failure listing the ones there are.
+ * The manifest of one plugin by name, or a failure saying why there is none: the rejection of
+ * a manifest whose file name implies the name (the stem rule of `PluginManifest.stemMatches`,
+ * as `PluginManager` applies it), else the names there are.
  *
  * @category constructors
  */
@@ -65,11 +71,11 @@ export const find = (dir: string, name: string) =>
     const { invalid, valid } = yield* discover(dir)
     const found = valid.find((d) => d.manifest.name === name)
     if (found !== undefined) return found
-    const broken = invalid.find((d) => d.path.includes(name))
+    const rejected = invalid.find((d) => PluginManifest.stemMatches(PluginManifest.stemOf(d.path), name))
     return yield* new CliFailure({
-      message: broken !== undefined
-        ? `plugin \`${name}\` cannot be used: ${broken.error.message}`
+      message: rejected !== undefined
+        ? `plugin \`${name}\` cannot be used: its manifest ${rejected.path} was rejected: ${rejected.error.reason.message}`
         : `no plugin named \`${name}\` in ${dir} (found: ${valid.map((d) => d.manifest.name).join(", ") || "none"})`,
-      exitCode: 1
+      exitCode: ExitCode.Failed
     })
   })
