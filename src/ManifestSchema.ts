@@ -190,6 +190,12 @@ const summaries: Readonly<Record<Format, string>> = {
     "A plugin manifest in TOML (snake_case keys, the poller settings in a [poller] table), as read by PluginManifest.load: what the plugin is, where its executable lives and how it may be run. Unknown keys are rejected. Editors such as Taplo pick this schema up from a `#:schema <url>` comment on the first line."
 }
 
+/** JSON manifests may name their schema for editors; the loader ignores the key. */
+const schemaReference = {
+  type: "string",
+  description: "Where editors find this schema, e.g. `./node_modules/effect-plugin-host/plugin-manifest.schema.json`; ignored by the loader."
+}
+
 /**
  * The JSON Schema (draft 2020-12) of a manifest file in `format`: `additionalProperties: false`
  * at every level, a description on every property, `$id` and `title`.
@@ -212,6 +218,7 @@ export const document = (format: Format): JsonSchema.JsonSchema => {
     description: summaries[format],
     ...root,
     properties: {
+      ...(format === "json" ? { $schema: schemaReference } : {}),
       ...properties,
       ...(isObject(pollerSchema) ? { [pollerKey]: describeProperties(pollerSchema, pollerDescriptions) } : {})
     },

@@ -379,6 +379,8 @@ const JsonPoller = Schema.Struct({
 })
 
 const JsonFile = Schema.Struct({
+  // Where an editor finds the manifest's JSON Schema (`plugin-manifest.schema.json`); ignored.
+  $schema: Schema.optionalKey(Schema.String),
   name: Name,
   version: NonEmptyText,
   executable: NonEmptyText,

@@ -75,6 +75,7 @@ const problemsOf = (schema: Json, value: unknown, at = "$"): Array<string> => {
 const fullManifest = (format: ManifestSchema.Format) => {
   const key = (name: string) => ManifestSchema.keyOf(name, format)
   return {
+    ...(format === "json" ? { $schema: `./node_modules/effect-plugin-host/${ManifestSchema.fileNames.json}` } : {}),
     name: "full",
     version: "1.2.3",
     executable: "plugin.mjs",
@@ -138,7 +139,10 @@ describe("ManifestSchema", () => {
         assert.sameMembers(Object.keys(pollerProperties), Object.keys(manifest.poller))
         // The model's fields, in the file's spelling (the file states the tick timeout in seconds).
         const fileKey = (field: string) => ManifestSchema.keyOf(field === "tickTimeout" ? "tickTimeoutSecs" : field, format)
-        assert.sameMembers(Object.keys(properties), Object.keys(PluginManifest.PluginManifest.fields).map(fileKey))
+        // JSON manifests may also name their schema (`$schema`), which is no manifest field.
+        const fieldKeys = Object.keys(properties).filter((key) => key !== "$schema")
+        assert.sameMembers(fieldKeys, Object.keys(PluginManifest.PluginManifest.fields).map(fileKey))
+        assert.strictEqual(Object.keys(properties).includes("$schema"), format === "json")
         assert.sameMembers(Object.keys(pollerProperties), Object.keys(PluginManifest.PollerSection.fields).map(fileKey))
         const parsed = yield* parseFull(format)
         assert.deepStrictEqual(parsed.allowedEnvVars, ["PATH"])

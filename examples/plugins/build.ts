@@ -15,8 +15,8 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writ
 import { stripTypeScriptTypes } from "node:module"
 import * as path from "node:path"
 
-const root = path.resolve(import.meta.dirname, "..")
-const from = path.join(root, "examples", "plugins")
+const root = path.resolve(import.meta.dirname, "..", "..")
+const from = import.meta.dirname
 const to = path.join(root, "dist", "examples", "plugins")
 const sources = path.join(root, "src")
 const built = path.join(root, "dist")
