@@ -215,7 +215,7 @@ export type Shutdown = typeof Shutdown.Type
  *
  * @category events
  */
-export const HealthDegraded = Schema.TaggedStruct("plugin.health.degraded", {
+export const HealthDegraded = Schema.TaggedStruct("HealthDegraded", {
   plugin: Schema.String,
   groups: Schema.Array(Schema.String),
   error: Schema.String
@@ -228,7 +228,7 @@ export type HealthDegraded = typeof HealthDegraded.Type
  *
  * @category events
  */
-export const HealthRecovered = Schema.TaggedStruct("plugin.health.recovered", {
+export const HealthRecovered = Schema.TaggedStruct("HealthRecovered", {
   plugin: Schema.String,
   groups: Schema.Array(Schema.String)
 })

@@ -539,9 +539,9 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       yield* settle
       assert.strictEqual((yield* health.check("svc")).state, "Healthy")
 
-      assert.deepStrictEqual(seen.map((e) => e._tag), ["plugin.health.degraded", "plugin.health.recovered"])
+      assert.deepStrictEqual(seen.map((e) => e._tag), ["HealthDegraded", "HealthRecovered"])
       const degraded = seen[0]
-      assert.deepStrictEqual(degraded?._tag === "plugin.health.degraded" ? degraded.groups : undefined, ["svc"])
+      assert.deepStrictEqual(degraded?._tag === "HealthDegraded" ? degraded.groups : undefined, ["svc"])
       const spawns = yield* fake.spawns
       assert.deepStrictEqual(spawns.map((s) => s.command), ["probed"], "the idle plugin was never spawned by a probe")
       const probes = (spawns[0]?.stdinLines ?? []).filter((l) => l.includes(`"method":"health"`))

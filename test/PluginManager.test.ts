@@ -84,9 +84,9 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
       const state = yield* client.state
       assert.strictEqual(state._tag, "Disabled")
       assert.include(state._tag === "Disabled" ? state.reason : "", "crashed 10 times in a row")
-      const crashes = events.filter((e) => e._tag === "plugin.worker.crashed")
+      const crashes = events.filter((e) => e._tag === "WorkerCrashed")
       assert.strictEqual(crashes.length, 10)
-      assert.deepStrictEqual(crashes.map((e) => e._tag === "plugin.worker.crashed" && e.willRestart), [...Array(9).fill(true), false])
+      assert.deepStrictEqual(crashes.map((e) => e._tag === "WorkerCrashed" && e.willRestart), [...Array(9).fill(true), false])
       yield* TestClock.adjust("1 hour")
       yield* settle
       assert.strictEqual((yield* client.state)._tag, "Disabled")
@@ -140,8 +140,8 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
       assert.strictEqual((yield* fake.spawns).length, 3)
       assert.strictEqual(yield* manager.call("w", "echo", "back"), "back")
       const tags = events.filter((e) => e._tag !== "Plugin").map((e) => e._tag)
-      assert.deepStrictEqual(tags, ["plugin.worker.crashed", "plugin.worker.crashed", "plugin.worker.restarted"])
-      const crash = events.find((e) => e._tag === "plugin.worker.crashed")
+      assert.deepStrictEqual(tags, ["WorkerCrashed", "WorkerCrashed", "WorkerRestarted"])
+      const crash = events.find((e) => e._tag === "WorkerCrashed")
       assert.deepInclude(crash, { code: 9, signal: null, willRestart: true })
     }))
 
@@ -356,7 +356,7 @@ for (const launcher of launchers) {
             streamEvents.map((e) => `${e.action}:${e.channel}:${e.synthetic}`),
             ["open:c1:false", "emit:c1:false", "close:c1:true"]
           )
-          assert.isTrue(yield* eventually(() => events.some((e) => e._tag === "plugin.worker.restarted" && e.id === "streamer"), 3_000))
+          assert.isTrue(yield* eventually(() => events.some((e) => e._tag === "WorkerRestarted" && e.id === "streamer"), 3_000))
           assert.strictEqual(yield* manager.call("streamer", "echo", "again"), "again")
           assert.strictEqual((yield* manager.get("worker").pipe(Effect.flatMap((c) => c.health))).pid, firstPid)
         }).pipe(

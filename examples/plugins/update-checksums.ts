@@ -62,7 +62,7 @@ const program = Effect.gen(function*() {
   for (const outcome of outcomes) {
     const file = outcome.path
     const name = path.relative(dir, file)
-    // `discover` verified it already; a manifest whose checksum is stale is `Invalid` there, so
+    // `discover` verified it already; a manifest whose checksum is stale is `Rejected` there, so
     // every manifest is loaded again here, which checks everything but the checksum.
     const loaded = yield* Effect.result(PluginManifest.load(file))
     if (Result.isFailure(loaded)) {

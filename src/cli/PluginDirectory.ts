@@ -45,7 +45,7 @@ export const discover = (dir: string) =>
   Effect.gen(function*() {
     const outcomes = yield* PluginManifest.discover(dir)
     const valid = outcomes.flatMap((o) => o._tag === "Valid" ? [o] : [])
-    const invalid = outcomes.flatMap((o) => o._tag === "Invalid" ? [o] : [])
+    const invalid = outcomes.flatMap((o) => o._tag === "Rejected" ? [o] : [])
     for (const bad of invalid) yield* Effect.sync(() => process.stderr.write(`warning: ${bad.error.message}\n`))
     return { valid, invalid }
   })

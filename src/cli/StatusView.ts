@@ -68,9 +68,9 @@ export const make = (manager: PluginManager.PluginManager["Service"]) =>
     const onEvent = (event: PluginManager.ManagerEvent): Effect.Effect<void> => {
       if (tty) return Effect.void
       switch (event._tag) {
-        case "plugin.worker.crashed":
+        case "WorkerCrashed":
           return Console.log(`${event.id}: crashed (${event.reason})${event.willRestart ? ", restarting" : ", giving up"}`)
-        case "plugin.worker.restarted":
+        case "WorkerRestarted":
           return Console.log(`${event.id}: restarted (pid ${event.pid})`)
         case "Plugin":
           return event.event._tag === "StateChanged"
