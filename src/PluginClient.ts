@@ -143,6 +143,11 @@ export interface PluginHealth {
   readonly lastUsed: number | undefined
   readonly lastCrash: number | undefined
   readonly lastError: string | undefined
+  /**
+   * The `PluginClientError` reason tag of the last failure (`Exited`, `InitFailed`,
+   * `ChecksumMismatch`…), so callers decide on what failed without reading `lastError`'s text.
+   */
+  readonly lastErrorReason: PluginClientError.Reason["_tag"] | undefined
   readonly pid: number | undefined
   readonly uptime: Duration.Duration | undefined
   readonly consecutiveCrashes: number
@@ -307,7 +312,20 @@ const isConnectionFailure = (reason: PluginClientError.Reason): boolean => {
   }
 }
 
-const describe = (reason: PluginClientError.Reason): string => reason.message
+/**
+ * Why a handshake failed, as the `detail` of `InitFailed`. The stderr excerpt is left out: the
+ * `InitFailed` carries it (read after the process is stopped), and its message appends it.
+ */
+const handshakeFailure = (method: string, initTimeout: Duration.Duration, reason: PluginClientError.Reason): string => {
+  switch (reason._tag) {
+    case "Timeout":
+      return `no answer to \`${method}\` within ${Duration.format(initTimeout)}`
+    case "Exited":
+      return reason.summary
+    default:
+      return reason.message
+  }
+}
 
 const streamActions: Readonly<Record<string, "open" | "emit" | "close">> = {
   "streams.open": "open",
@@ -435,6 +453,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   let requests = 0
   let lastUsed: number | undefined
   let lastError: string | undefined
+  let lastErrorReason: PluginClientError.Reason["_tag"] | undefined
   let lastStderr = ""
   let supportedMethods: ReadonlyArray<string> | undefined
   // The always-on restart schedule's step function (made on first use, fresh after clearDisabled).
@@ -520,11 +539,10 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
           yield* incarnation.process.stop()
           yield* Scope.close(incarnation.scope, Exit.void)
           lastStderr = yield* incarnation.process.stderrExcerpt
-          const tripped = yield* recordCrash(
-            describe(reason),
+          return yield* recordCrash(
+            reason,
             reason._tag === "Exited" ? { code: reason.code, signal: reason.signal } : undefined
           )
-          return tripped
         })
       ).pipe(
         Effect.tap((tripped) => Deferred.succeed(incarnation.crash, tripped)),
@@ -539,11 +557,13 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
    * crashes, else `Backoff` and a restart scheduled after the backoff delay. Runs under the
    * lifecycle lock. Returns whether the plugin was disabled by this crash.
    */
-  const recordCrash = (detail: string, exit?: { readonly code: number | null; readonly signal: string | null }) =>
+  const recordCrash = (failure: PluginClientError.Reason, exit?: { readonly code: number | null; readonly signal: string | null }) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      const detail = failure.message
       totalCrashes++
       lastError = detail
+      lastErrorReason = failure._tag
       yield* Metric.update(crashesMetric, 1)
       const { exceeded } = yield* window.record
       yield* closeOpenStreams
@@ -621,9 +641,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       Effect.catch((error) =>
         handshake.acceptErrorReplies && error.reason._tag === "PluginError" ? Effect.succeed(undefined) : Effect.fail(error)
       ),
-      Effect.mapError((error) => error.reason._tag === "Timeout"
-        ? `no answer to \`${handshake.method}\` within ${Duration.format(policy.initTimeout)}`
-        : error.reason.message),
+      Effect.mapError((error) => handshakeFailure(handshake.method, policy.initTimeout, error.reason)),
       Effect.flatMap(handshake.validate),
       Effect.tap(() =>
         handshake.afterwards === undefined
@@ -718,7 +736,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
     (effect) => options?.spawnPermits === undefined ? effect : options.spawnPermits.withPermits(1)(effect),
     Effect.catch((error: PluginClientError.PluginClientError) =>
       // A failed spawn or handshake is a crash too (the source system never counted them).
-      recordCrash(error.reason.message).pipe(
+      recordCrash(error.reason).pipe(
         Effect.flatMap((tripped) => Effect.fail(tripped ? capExceeded() : error))
       )
     ),
@@ -990,6 +1008,7 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
       lastUsed,
       lastCrash: yield* window.last,
       lastError,
+      lastErrorReason,
       pid: incarnation?.process.pid,
       uptime: incarnation === undefined ? undefined : Duration.millis(now - incarnation.process.startedAt),
       consecutiveCrashes,

@@ -11,6 +11,7 @@ import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
 import * as PluginHealth from "../src/PluginHealth.ts"
 import * as PluginManager from "../src/PluginManager.ts"
+import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
 import { eventually, fixture, live, liveChildren, node } from "./support/processes.ts"
@@ -97,6 +98,7 @@ const snapshot = (state: PluginClient.PluginState, overrides: Partial<PluginClie
   lastUsed: undefined,
   lastCrash: undefined,
   lastError: undefined,
+  lastErrorReason: undefined,
   pid: undefined,
   uptime: undefined,
   consecutiveCrashes: 0,
@@ -564,6 +566,34 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       assert.strictEqual((yield* fake.spawns).length, 1, "probeNow does not respawn a reaped plugin")
     }))
 
+  it.effect("the doctor's checksum column decides on the failure's reason: a refused spawn is a mismatch, a crash whose stderr says \"checksum mismatch\" is not", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({
+        plugin: InMemorySpawner.echo(),
+        liar: InMemorySpawner.crashOnStart({ code: 3, stderr: "checksum mismatch in my own config\n" })
+      })
+      const manager = yield* PluginManager.make().pipe(Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, fake.spawner))
+      const declared = "a".repeat(64)
+      const refuse = () =>
+        Effect.fail(new PluginClientError.ChecksumMismatch({ executable: "plugin", declared, actual: "b".repeat(64) }))
+      yield* manager.register("tampered", { name: "tampered", executable: "plugin", checksumSha256: declared }, { verifyExecutable: refuse })
+      yield* manager.register("liar", { name: "liar", executable: "liar", checksumSha256: declared }, {
+        verifyExecutable: (source) => Effect.succeed(source.executable),
+        handshake: Handshake.initialize()
+      })
+      const health = yield* PluginHealth.make({ groups: { g: ["tampered", "liar"] } }).pipe(Effect.provideService(PluginManager.PluginManager, manager))
+      yield* manager.start("tampered").pipe(Effect.exit)
+      yield* manager.start("liar").pipe(Effect.exit)
+
+      const report = yield* health.doctor
+      const [tampered, liar] = report.plugins
+      assert.strictEqual(tampered?.lastErrorReason, "ChecksumMismatch")
+      assert.strictEqual(tampered?.checksum, "mismatch")
+      assert.strictEqual(liar?.lastErrorReason, "InitFailed")
+      assert.include(liar?.lastError, "checksum mismatch")
+      assert.strictEqual(liar?.checksum, "verified")
+    }))
+
   it.effect("doctor reports every plugin's diagnostics and every group, and the report survives a Schema round trip", () =>
     Effect.gen(function*() {
       const { manager, health } = yield* setup(
@@ -587,6 +617,8 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       assert.strictEqual(b?.state, "Recovering")
       assert.strictEqual(b?.totalCrashes, 1)
       assert.deepStrictEqual(b?.stderrTail, ["line 2", "missing libfoo.so"])
+      assert.strictEqual(b?.lastError?.split("missing libfoo.so").length, 2, `the stderr excerpt once in ${b?.lastError}`)
+      assert.strictEqual(b?.lastErrorReason, "InitFailed")
       assert.strictEqual(loner?.state, "Idle")
       assert.deepStrictEqual(loner?.groups, [])
       assert.strictEqual(report.groups[0]?.message, "2 servers healthy, 0 servers failed, 1 degraded")
