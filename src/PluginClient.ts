@@ -40,6 +40,7 @@ import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Handshake from "./Handshake.ts"
+import * as Protocol from "./internal/Protocol.ts"
 import type * as JsonRpc from "./JsonRpc.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
@@ -343,30 +344,6 @@ const channelOf = (params: unknown): string => {
   return "default"
 }
 
-const LogParams = Schema.Struct({
-  level: Schema.optionalKey(Schema.String),
-  message: Schema.optionalKey(Schema.String),
-  meta: Schema.optionalKey(Schema.Unknown),
-  timestamp: Schema.optionalKey(Schema.String)
-})
-const decodeLogParams = Schema.decodeUnknownOption(LogParams)
-
-const logLevelOf = (level: string | undefined): "Error" | "Warn" | "Debug" | "Info" => {
-  switch (level?.toLowerCase()) {
-    case "error":
-    case "fatal":
-      return "Error"
-    case "warn":
-    case "warning":
-      return "Warn"
-    case "debug":
-    case "trace":
-      return "Debug"
-    default:
-      return "Info"
-  }
-}
-
 /**
  * The check before every spawn: resolve the executable against the manifest's folder and, when
  * a checksum is declared, compare it (the source system checked only at discovery, so a binary
@@ -488,8 +465,8 @@ export const make = Effect.fnUntraced(function*(source: PluginSource, options?: 
   // -- notifications -------------------------------------------------------------------------
   const onNotification = (notification: JsonRpc.Notification): Effect.Effect<void> => {
     if (notification.method === "log") {
-      const params = Option.getOrUndefined(decodeLogParams(notification.params))
-      const level = logLevelOf(params?.level)
+      const params = Option.getOrUndefined(Protocol.decodeLogParams(notification.params))
+      const level = Protocol.logLevelOf(params?.level)
       const message = params?.message ?? JSON.stringify(notification.params)
       const annotations: Record<string, unknown> = { plugin: name, source: "plugin" }
       if (params?.timestamp !== undefined) annotations.pluginTimestamp = params.timestamp

@@ -119,12 +119,7 @@ export const log = (
   meta?: Readonly<Record<string, unknown>>
 ): Effect.Effect<void, never, HostConnection> =>
   Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    notifyHost("log", {
-      level,
-      message,
-      timestamp: new Date(now).toISOString(),
-      ...(meta === undefined ? {} : { meta })
-    })).pipe(Effect.ignore)
+    notifyHost("log", Protocol.logParams(level, message, new Date(now).toISOString(), meta))).pipe(Effect.ignore)
 
 /**
  * Turns a handler's failure into the error object sent to the host.
@@ -371,9 +366,6 @@ export interface BrokerMainOptions extends ServeBrokerOptions {
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 const utf8Encoder = new TextEncoder()
 
-const logSeverity = (level: unknown): "Debug" | "Info" | "Warn" | "Error" =>
-  level === "debug" ? "Debug" : level === "warn" ? "Warn" : level === "error" ? "Error" : "Info"
-
 /**
  * The host connection handlers get when served over a broker. There is no host on the other
  * end of a broker subject, so `callHost` and `notifyHost` fail with a `PluginClientError`
@@ -393,12 +385,10 @@ export const brokerHostConnection = (name: string): HostConnection["Service"] =>
     request: (method) => unavailable(method),
     notify: (method, params) => {
       if (method !== "log") return unavailable(method)
-      const field = (key: string): unknown =>
-        typeof params === "object" && params !== null ? Reflect.get(params, key) : undefined
-      const message = field("message")
-      const meta = field("meta")
-      const text = typeof message === "string" ? message : JSON.stringify(params) ?? "log"
-      return Effect.logWithLevel(logSeverity(field("level")))(...(meta === undefined ? [text] : [text, meta]))
+      const log = Option.getOrUndefined(Protocol.decodeLogParams(params))
+      const text = log?.message ?? JSON.stringify(params) ?? "log"
+      const level = Protocol.logLevelOf(log?.level)
+      return Effect.logWithLevel(level)(...(log?.meta === undefined ? [text] : [text, log.meta]))
     }
   })
 }

@@ -106,10 +106,7 @@ export interface Transport {
    * before the callback returns. When present it is used instead of `incoming`, which saves a
    * hop through a queue and a turn of the event loop per chunk.
    */
-  readonly listen?: ((handlers: {
-    readonly onChunk: (chunk: Uint8Array) => void
-    readonly onEnd: (failure?: string) => void
-  }) => Effect.Effect<void, never, Scope.Scope>) | undefined
+  readonly listen?: PluginProcess.PluginProcess["listenStdout"]
   /** Queues one line; false once the output is closed. */
   readonly writeLine: (line: string) => boolean
   /**

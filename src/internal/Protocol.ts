@@ -1,6 +1,7 @@
 /**
  * What the host and the worker agree on above the JSON-RPC codec: the `initialize` result of
- * the worker dialect (built by `PluginWorker`, checked by `Handshake.initialize`), the error
+ * the worker dialect (built by `PluginWorker`, checked by `Handshake.initialize`), the params
+ * of `log` notifications (sent by `PluginWorker.log`, read by `PluginClient`), the error
  * object for a method nobody serves, and the reply a served request gets from its handler's
  * exit. `RpcPeer` answers with these whichever side it runs on, and `PluginWorker.serveBroker`
  * answers with the same over a broker, so a request gets the same answer on every transport.
@@ -36,6 +37,53 @@ export const initializeResult = (supportedMethods: ReadonlyArray<string>, extra:
   supportedMethods,
   ...(extra ?? {})
 })
+
+// ---------------------------------------------------------------------------------------------
+// log
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The params of a `log` notification: sent by `PluginWorker.log`, read by the host (and by a
+ * worker served over a broker, which logs them itself). Every field is optional on the way in:
+ * plugins in other languages send what they send.
+ */
+export const LogParams = Schema.Struct({
+  level: Schema.optionalKey(Schema.String),
+  message: Schema.optionalKey(Schema.String),
+  meta: Schema.optionalKey(Schema.Unknown),
+  timestamp: Schema.optionalKey(Schema.String)
+})
+
+/** Reads `log` params; anything that is not a `LogParams` object is none. */
+export const decodeLogParams = Schema.decodeUnknownOption(LogParams)
+
+/** The params `PluginWorker.log` sends (`meta` only when given). */
+export const logParams = (
+  level: string,
+  message: string,
+  timestamp: string,
+  meta: unknown
+): typeof LogParams.Type => meta === undefined ? { level, message, timestamp } : { level, message, timestamp, meta }
+
+/**
+ * The Effect log level of a `log` notification's `level`, whatever the plugin's vocabulary
+ * (`fatal`, `warning`, `trace`…); unknown or missing levels are `Info`.
+ */
+export const logLevelOf = (level: string | undefined): "Error" | "Warn" | "Debug" | "Info" => {
+  switch (level?.toLowerCase()) {
+    case "error":
+    case "fatal":
+      return "Error"
+    case "warn":
+    case "warning":
+      return "Warn"
+    case "debug":
+    case "trace":
+      return "Debug"
+    default:
+      return "Info"
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // replies
