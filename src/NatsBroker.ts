@@ -79,6 +79,9 @@ const clientError = (cause: unknown): Broker.BrokerError => {
   if (cause instanceof ClosedConnectionError || cause instanceof DrainingConnectionError) {
     return Broker.make(new Broker.Closed({ detail: describe(cause) }))
   }
+  // A request cut short by the connection's close is a bare `RequestError` (no cause, no code):
+  // the client's message is all that tells it apart, and the connection's own state is set
+  // only after the request has been failed.
   if (cause instanceof RequestError && cause.message === "connection closed") {
     return Broker.make(new Broker.Closed({ detail: describe(cause) }))
   }

@@ -11,8 +11,10 @@
  *
  * `PluginWorker.serveBroker` serves the same handlers over a `Broker` (NATS for workers on
  * other machines): `<prefix>.tick` runs `poll_tick` and `<prefix>.call` answers JSON-RPC
- * requests. `PluginWorker.mainBroker` runs that as a process's main program, loading the NATS
- * client only then (the stdio worker never loads it).
+ * requests, both answered as on stdio (one handler table, the same replies). `runBroker`
+ * serves until interrupted on any `Broker` layer; `PluginWorker.mainBroker` runs it on NATS as a
+ * process's main program, loading `NatsBroker` and its client only then (the stdio worker never
+ * loads them, and `NatsBroker` imports nothing from here).
  *
  * @since 0.1.0
  */
