@@ -74,7 +74,7 @@ const AppPluginsLive = Layer.effect(
     const ids: Array<string> = []
     for (const found of yield* PluginManifest.discover(pluginDir)) {
       // A bad manifest (or a checksum that does not match) never hides the good ones.
-      if (found._tag === "Invalid") {
+      if (found._tag === "Rejected") {
         yield* Console.log(`skipping ${found.path}: ${found.error.message}`)
         continue
       }

@@ -13,6 +13,7 @@
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import * as Protocol from "./internal/Protocol.ts"
 
 /**
  * What a successful handshake tells the host.
@@ -79,12 +80,7 @@ export const make = (options: {
  */
 export const liveness = (method = "health"): Handshake => make({ method, acceptErrorReplies: true })
 
-const InitializeResult = Schema.Struct({
-  ok: Schema.Boolean,
-  supportedMethods: Schema.optionalKey(Schema.Array(Schema.String)),
-  error: Schema.optionalKey(Schema.Unknown)
-})
-const decodeInitialize = Schema.decodeUnknownResult(InitializeResult)
+const decodeInitialize = Schema.decodeUnknownResult(Protocol.InitializeResult)
 
 /**
  * The Paperclip worker dialect: `initialize` must answer `{ok: true, supportedMethods?}`;

@@ -382,6 +382,42 @@ export const encode = (message: Message): Result.Result<string, string> => {
       wire = { jsonrpc: "2.0", id: message.id, error: message.error }
       break
   }
+  return stringify(wire)
+}
+
+/**
+ * Options of {@link encodeResponse}.
+ *
+ * @category encoding
+ */
+export interface EncodeResponseOptions {
+  /**
+   * The one-shot form: `{"result":…}` or `{"error":…}`, without `jsonrpc` and `id` (the reply
+   * to a tick over a broker, whose subject already says which request it answers).
+   */
+  readonly bare?: boolean | undefined
+}
+
+/**
+ * Encodes a response as one line, and never fails: a result or error that JSON cannot hold
+ * (a `BigInt`, a cycle) is replaced by an INTERNAL_ERROR (-32603) error object saying so, with
+ * the same id, so the caller gets an answer instead of waiting for its timeout. Both sides send
+ * their replies through it: the host answering a plugin's request, a worker answering the host.
+ *
+ * @category encoding
+ */
+export const encodeResponse = (message: Success | Failure, options?: EncodeResponseOptions): string => {
+  const bare = options?.bare === true
+  const line = bare ? stringify(bareResponse(message)) : encode(message)
+  if (Result.isSuccess(line)) return line.success
+  const fallback = failure(message.id, { code: ErrorCode.InternalError, message: `the reply could not be encoded as JSON: ${line.failure}` })
+  return Result.getOrThrow(bare ? stringify(bareResponse(fallback)) : encode(fallback))
+}
+
+const bareResponse = (message: Success | Failure): object =>
+  message._tag === "Success" ? { result: message.result === undefined ? null : message.result } : { error: message.error }
+
+const stringify = (wire: object): Result.Result<string, string> => {
   try {
     return Result.succeed(JSON.stringify(wire))
   } catch (cause) {

@@ -1,6 +1,5 @@
 /**
- * The `Broker` service on a real NATS server (subpath export `effect-plugin-host/nats`), and
- * the main program of a plugin worker served over NATS.
+ * The `Broker` service on a real NATS server (subpath export `effect-plugin-host/nats`).
  *
  * This module owns the NATS connection: it connects with `@nats-io/transport-node` (an optional
  * peer dependency, loaded only by programs that import this module), lets the client's own
@@ -10,6 +9,10 @@
  * "no responders" is `NoResponders`, a request timeout is `Timeout`, a closed or draining
  * connection is `Closed`. `serve` handles each message in its own fiber, so one slow request
  * never holds up the others.
+ *
+ * It is a transport and nothing more: serving a plugin worker over NATS is `PluginWorker`'s
+ * business (`PluginWorker.mainBroker` loads this module when it runs; this one imports no
+ * worker code).
  *
  * @since 0.1.0
  */
@@ -36,7 +39,6 @@ import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
-import * as PluginWorker from "./PluginWorker.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -77,6 +79,9 @@ const clientError = (cause: unknown): Broker.BrokerError => {
   if (cause instanceof ClosedConnectionError || cause instanceof DrainingConnectionError) {
     return Broker.make(new Broker.Closed({ detail: describe(cause) }))
   }
+  // A request cut short by the connection's close is a bare `RequestError` (no cause, no code):
+  // the client's message is all that tells it apart, and the connection's own state is set
+  // only after the request has been failed.
   if (cause instanceof RequestError && cause.message === "connection closed") {
     return Broker.make(new Broker.Closed({ detail: describe(cause) }))
   }
@@ -279,40 +284,3 @@ export const make = Effect.fnUntraced(function*(
  */
 export const layer = (options: Options): Layer.Layer<Broker.Broker, Broker.BrokerError> =>
   Layer.effect(Broker.Broker, make(options))
-
-// ---------------------------------------------------------------------------------------------
-// worker main
-// ---------------------------------------------------------------------------------------------
-
-/**
- * Serves a worker over NATS (see `PluginWorker.serveBroker`) until interrupted: connects, serves
- * `<prefix>.tick` and `<prefix>.call`, logs `serving …` once the subscriptions are registered,
- * and drains the connection when stopped.
- *
- * @category worker
- */
-export const serveWorker = (options: PluginWorker.BrokerMainOptions): Effect.Effect<never, Broker.BrokerError> =>
-  Effect.gen(function*() {
-    yield* PluginWorker.serveBroker(options)
-    yield* Effect.logInfo(
-      `serving ${options.prefix}.tick and ${options.prefix}.call${options.queue === undefined ? "" : ` in queue group ${options.queue}`}`
-    )
-    return yield* Effect.never
-  }).pipe(
-    Effect.scoped,
-    Effect.provide(layer({
-      servers: options.servers,
-      name: options.name ?? options.prefix,
-      timeout: options.connectTimeout,
-      drainTimeout: options.drainTimeout
-    }))
-  )
-
-/**
- * Runs {@link serveWorker} as the process's main program: logs to stderr, exits 0 on
- * SIGTERM/SIGINT (after draining the connection) and 1 if connecting or serving failed.
- * `PluginWorker.mainBroker` calls this through a dynamic import.
- *
- * @category worker
- */
-export const runWorker = (options: PluginWorker.BrokerMainOptions): void => PluginWorker.runAsMain(serveWorker(options))

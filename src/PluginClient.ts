@@ -51,6 +51,7 @@ import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as Protocol from "./internal/Protocol.ts"
 import type * as JsonRpc from "./JsonRpc.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
@@ -154,6 +155,11 @@ export interface PluginHealth {
   readonly lastUsed: number | undefined
   readonly lastCrash: number | undefined
   readonly lastError: string | undefined
+  /**
+   * The `PluginClientError` reason tag of the last failure (`Exited`, `InitFailed`,
+   * `ChecksumMismatch`…), so callers decide on what failed without reading `lastError`'s text.
+   */
+  readonly lastErrorReason: PluginClientError.Reason["_tag"] | undefined
   readonly pid: number | undefined
   readonly uptime: Duration.Duration | undefined
   readonly consecutiveCrashes: number
@@ -359,7 +365,20 @@ const isConnectionFailure = (reason: PluginClientError.Reason): boolean => {
   }
 }
 
-const describe = (reason: PluginClientError.Reason): string => reason.message
+/**
+ * Why a handshake failed, as the `detail` of `InitFailed`. The stderr excerpt is left out: the
+ * `InitFailed` carries it (read after the process is stopped), and its message appends it.
+ */
+const handshakeFailure = (method: string, initTimeout: Duration.Duration, reason: PluginClientError.Reason): string => {
+  switch (reason._tag) {
+    case "Timeout":
+      return `no answer to \`${method}\` within ${formatDuration(initTimeout)}`
+    case "Exited":
+      return reason.summary
+    default:
+      return reason.message
+  }
+}
 
 const streamActions: Readonly<Record<string, "open" | "emit" | "close">> = {
   "streams.open": "open",
@@ -375,30 +394,6 @@ const channelOf = (params: unknown): string => {
     }
   }
   return "default"
-}
-
-const LogParams = Schema.Struct({
-  level: Schema.optionalKey(Schema.String),
-  message: Schema.optionalKey(Schema.String),
-  meta: Schema.optionalKey(Schema.Unknown),
-  timestamp: Schema.optionalKey(Schema.String)
-})
-const decodeLogParams = Schema.decodeUnknownOption(LogParams)
-
-const logLevelOf = (level: string | undefined): "Error" | "Warn" | "Debug" | "Info" => {
-  switch (level?.toLowerCase()) {
-    case "error":
-    case "fatal":
-      return "Error"
-    case "warn":
-    case "warning":
-      return "Warn"
-    case "debug":
-    case "trace":
-      return "Debug"
-    default:
-      return "Info"
-  }
 }
 
 /**
@@ -497,6 +492,7 @@ const makeClient = Effect.fnUntraced(function*(
   let requests = 0
   let lastUsed: number | undefined
   let lastError: string | undefined
+  let lastErrorReason: PluginClientError.Reason["_tag"] | undefined
   let lastStderr = ""
   let supportedMethods: ReadonlyArray<string> | undefined
   // The always-on restart schedule's step function (made on first use, fresh after clearDisabled).
@@ -531,8 +527,8 @@ const makeClient = Effect.fnUntraced(function*(
   // -- notifications -------------------------------------------------------------------------
   const onNotification = (notification: JsonRpc.Notification): Effect.Effect<void> => {
     if (notification.method === "log") {
-      const params = Option.getOrUndefined(decodeLogParams(notification.params))
-      const level = logLevelOf(params?.level)
+      const params = Option.getOrUndefined(Protocol.decodeLogParams(notification.params))
+      const level = Protocol.logLevelOf(params?.level)
       const message = params?.message ?? JSON.stringify(notification.params)
       const annotations: Record<string, unknown> = { plugin: name, source: "plugin" }
       if (params?.timestamp !== undefined) annotations.pluginTimestamp = params.timestamp
@@ -582,11 +578,10 @@ const makeClient = Effect.fnUntraced(function*(
           yield* incarnation.process.stop()
           yield* Scope.close(incarnation.scope, Exit.void)
           lastStderr = yield* incarnation.process.stderrExcerpt
-          const tripped = yield* recordCrash(
-            describe(reason),
+          return yield* recordCrash(
+            reason,
             reason._tag === "Exited" ? { code: reason.code, signal: reason.signal } : undefined
           )
-          return tripped
         })
       ).pipe(
         Effect.tap((tripped) => Deferred.succeed(incarnation.crash, tripped)),
@@ -601,11 +596,13 @@ const makeClient = Effect.fnUntraced(function*(
    * crashes, else `Backoff` and a restart scheduled after the backoff delay. Runs under the
    * lifecycle lock. Returns whether the plugin was disabled by this crash.
    */
-  const recordCrash = (detail: string, exit?: { readonly code: number | null; readonly signal: string | null }) =>
+  const recordCrash = (failure: PluginClientError.Reason, exit?: { readonly code: number | null; readonly signal: string | null }) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      const detail = failure.message
       totalCrashes++
       lastError = detail
+      lastErrorReason = failure._tag
       yield* Metric.update(crashesMetric, 1)
       const { exceeded } = yield* window.record
       yield* closeOpenStreams
@@ -683,9 +680,7 @@ const makeClient = Effect.fnUntraced(function*(
       Effect.catch((error) =>
         handshake.acceptErrorReplies && error.reason._tag === "PluginError" ? Effect.succeed(undefined) : Effect.fail(error)
       ),
-      Effect.mapError((error) => error.reason._tag === "Timeout"
-        ? `no answer to \`${handshake.method}\` within ${formatDuration(policy.initTimeout)}`
-        : error.reason.message),
+      Effect.mapError((error) => handshakeFailure(handshake.method, policy.initTimeout, error.reason)),
       Effect.flatMap(handshake.validate),
       Effect.tap(() =>
         handshake.afterwards === undefined
@@ -780,7 +775,7 @@ const makeClient = Effect.fnUntraced(function*(
     (effect) => managed.spawnPermits === undefined ? effect : managed.spawnPermits.withPermits(1)(effect),
     Effect.catch((error: PluginClientError.PluginClientError) =>
       // A failed spawn or handshake is a crash too (the source system never counted them).
-      recordCrash(error.reason.message).pipe(
+      recordCrash(error.reason).pipe(
         Effect.flatMap((tripped) => Effect.fail(tripped ? capExceeded() : error))
       )
     ),
@@ -1052,6 +1047,7 @@ const makeClient = Effect.fnUntraced(function*(
       lastUsed,
       lastCrash: yield* window.last,
       lastError,
+      lastErrorReason,
       pid: incarnation?.process.pid,
       uptime: incarnation === undefined ? undefined : Duration.millis(now - incarnation.process.startedAt),
       consecutiveCrashes,

@@ -118,9 +118,17 @@ export class Exited extends Schema.TaggedError<Exited>()("Exited", {
   requested: Schema.Boolean,
   stderrExcerpt: Schema.String
 }) {
-  override get message() {
+  /**
+   * How the process ended, without the stderr excerpt: for messages that carry the excerpt
+   * themselves (a failed handshake's `InitFailed`), so it is not repeated.
+   */
+  get summary(): string {
     const how = this.signal !== null ? `was killed by ${this.signal}` : `exited with code ${this.code ?? "unknown"}`
-    return withStderr(`${how}${this.requested ? " (stopped by the host)" : ""}`, this.stderrExcerpt)
+    return `${how}${this.requested ? " (stopped by the host)" : ""}`
+  }
+
+  override get message() {
+    return withStderr(this.summary, this.stderrExcerpt)
   }
 }
 

@@ -153,6 +153,8 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
   pendingRequests: Schema.Int,
   nextRestartAt: Schema.optionalKey(Schema.Number),
   lastError: Schema.optionalKey(Schema.String),
+  /** The `PluginClientError` reason tag of the plugin's last failure (see `PluginClient.PluginHealth`). */
+  lastErrorReason: Schema.optionalKey(Schema.String),
   stderrTail: Schema.Array(Schema.String),
   checksum: ChecksumStatus,
   envVars: Schema.Array(Schema.String),
@@ -216,7 +218,7 @@ export type Shutdown = typeof Shutdown.Type
  *
  * @category events
  */
-export const HealthDegraded = Schema.TaggedStruct("plugin.health.degraded", {
+export const HealthDegraded = Schema.TaggedStruct("HealthDegraded", {
   plugin: Schema.String,
   groups: Schema.Array(Schema.String),
   error: Schema.String
@@ -229,7 +231,7 @@ export type HealthDegraded = typeof HealthDegraded.Type
  *
  * @category events
  */
-export const HealthRecovered = Schema.TaggedStruct("plugin.health.recovered", {
+export const HealthRecovered = Schema.TaggedStruct("HealthRecovered", {
   plugin: Schema.String,
   groups: Schema.Array(Schema.String)
 })
@@ -631,13 +633,11 @@ const stateDetail = (state: PluginClient.PluginState): string | undefined => {
 const stderrTail = (excerpt: string, lines: number): Array<string> =>
   lines === 0 ? [] : excerpt.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "").slice(-lines)
 
-/** The checksum message of `PluginClientError.ChecksumMismatch`, which is what a refused spawn leaves. */
-const isChecksumMismatch = (lastError: string | undefined): boolean => lastError?.includes("checksum mismatch") === true
-
 const checksumStatus = (diagnostics: PluginManager.Diagnostics): ChecksumStatus => {
   const health = diagnostics.health
   if (!diagnostics.checksumDeclared) return "not declared"
-  if (health.state._tag !== "Running" && isChecksumMismatch(health.lastError)) return "mismatch"
+  // A refused spawn leaves the `ChecksumMismatch` reason as the last failure.
+  if (health.state._tag !== "Running" && health.lastErrorReason === "ChecksumMismatch") return "mismatch"
   return health.spawns > 0 ? "verified" : "pending"
 }
 
@@ -916,6 +916,7 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
       pendingRequests: health.pendingRequests,
       ...(health.nextRestartAt === undefined ? {} : { nextRestartAt: health.nextRestartAt }),
       ...(lastError === undefined ? {} : { lastError }),
+      ...(health.lastErrorReason === undefined ? {} : { lastErrorReason: health.lastErrorReason }),
       stderrTail: stderrTail(health.stderrExcerpt, resolved.stderrTailLines),
       checksum: checksumStatus(diagnostics),
       envVars: [...diagnostics.envVarNames],

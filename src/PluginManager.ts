@@ -7,7 +7,7 @@
  * manager. Concurrent `start`s of one id share the in-flight start; a global cap on spawns in
  * progress (default 8) keeps a host restart with hundreds of plugins from stampeding the
  * machine. Every client's events reach one stream, tagged with the plugin id, together with
- * `plugin.worker.crashed` and `plugin.worker.restarted` (a ready that follows a crash).
+ * `WorkerCrashed` and `WorkerRestarted` (a ready that follows a crash).
  * Releasing the layer stops every plugin in parallel, each bounded by its policy's deadlines.
  *
  * @since 0.1.0
@@ -90,14 +90,14 @@ export class ManagerError extends Schema.TaggedError<ManagerError>()("ManagerErr
 export type ManagerEvent =
   | { readonly _tag: "Plugin"; readonly id: string; readonly event: PluginClient.PluginEvent }
   | {
-    readonly _tag: "plugin.worker.crashed"
+    readonly _tag: "WorkerCrashed"
     readonly id: string
     readonly code: number | null
     readonly signal: string | null
     readonly reason: string
     readonly willRestart: boolean
   }
-  | { readonly _tag: "plugin.worker.restarted"; readonly id: string; readonly pid: number }
+  | { readonly _tag: "WorkerRestarted"; readonly id: string; readonly pid: number }
 
 /**
  * One plugin's health, under its id.
@@ -235,7 +235,7 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
   const registry = yield* Semaphore.make(1)
 
   /** The manifests each `discover(dir)` rejected, by `dir`. */
-  const rejections = new Map<string, ReadonlyArray<PluginManifest.DiscoveredInvalid>>()
+  const rejections = new Map<string, ReadonlyArray<PluginManifest.DiscoveredRejected>>()
   const rejectionOf = (id: string): PluginManifest.ManifestError | undefined => {
     for (const rejected of rejections.values()) {
       const found = rejected.find((r) => PluginManifest.stemMatches(PluginManifest.stemOf(r.path), id))
@@ -266,7 +266,7 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
           case "Crash":
             crashedSinceReady = true
             PubSub.publishUnsafe(events, {
-              _tag: "plugin.worker.crashed",
+              _tag: "WorkerCrashed",
               id,
               code: event.code,
               signal: event.signal,
@@ -277,7 +277,7 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
           case "Ready":
             if (!crashedSinceReady) return
             crashedSinceReady = false
-            PubSub.publishUnsafe(events, { _tag: "plugin.worker.restarted", id, pid: event.pid })
+            PubSub.publishUnsafe(events, { _tag: "WorkerRestarted", id, pid: event.pid })
             return
         }
       })

@@ -694,18 +694,18 @@ export class DiscoveredValid extends Schema.TaggedClass<DiscoveredValid>("Discov
  *
  * @category discovery
  */
-export class DiscoveredInvalid extends Schema.TaggedClass<DiscoveredInvalid>("DiscoveredInvalid")("Invalid", {
+export class DiscoveredRejected extends Schema.TaggedClass<DiscoveredRejected>("DiscoveredRejected")("Rejected", {
   path: Schema.String,
   error: ManifestError
 }) {}
 
 /**
- * The outcome for one manifest file: `Valid` or `Invalid`.
+ * The outcome for one manifest file: `Valid` or `Rejected`.
  *
  * @category discovery
  */
-export const Discovered = Schema.Union([DiscoveredValid, DiscoveredInvalid])
-export type Discovered = DiscoveredValid | DiscoveredInvalid
+export const Discovered = Schema.Union([DiscoveredValid, DiscoveredRejected])
+export type Discovered = DiscoveredValid | DiscoveredRejected
 
 /** Project files that share the manifest extensions but are never manifests. */
 const notManifests = new Set(["package.json", "package-lock.json", "Cargo.toml", "pyproject.toml"])
@@ -726,7 +726,7 @@ export const isManifestFileName = (fileName: string): boolean =>
 /**
  * Finds every manifest file directly in `dir` and in its immediate subdirectories (for
  * example `plugins/echo/echo.toml`), loads and {@link verify}s each, and returns one outcome
- * per file, sorted by path (paths are absolute). A bad manifest is an `Invalid` outcome next to
+ * per file, sorted by path (paths are absolute). A bad manifest is a `Rejected` outcome next to
  * the good ones; hidden entries are skipped. An existing folder without manifests gives an
  * empty list; a missing `dir` fails with a `ManifestError` whose reason is
  * `NotFound { directory: true }` and whose `path` is the folder (a typo in a folder name is
@@ -781,7 +781,7 @@ export const discover = Effect.fn("PluginManifest.discover")(function*(
           Effect.map((executablePath) => new DiscoveredValid({ path: file, dir: folder, manifest, executablePath }))
         )
       ),
-      Effect.catch((error): Effect.Effect<Discovered> => Effect.succeed(new DiscoveredInvalid({ path: file, error })))
+      Effect.catch((error): Effect.Effect<Discovered> => Effect.succeed(new DiscoveredRejected({ path: file, error })))
     )
   }, { concurrency: 4 })
 })

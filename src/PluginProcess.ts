@@ -43,6 +43,7 @@ import * as Stream from "effect/Stream"
 import * as ChildProcess from "effect/process/ChildProcess"
 import type * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Framing from "./Framing.ts"
+import * as LineBatcher from "./internal/LineBatcher.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -450,10 +451,6 @@ const exitAfterBrokenInput = Duration.millis(200)
 // the node:child_process launcher
 // ---------------------------------------------------------------------------------------------
 
-/** Lines queued in one turn are written together, in slices so the reader can start early. */
-const flushLines = 16
-const flushChars = 64 * 1024
-
 /**
  * `process.kill` of a group, without the stack trace of the error it throws when nothing is
  * left to signal (the usual outcome of the probe after a stop, where capturing that stack was
@@ -624,20 +621,14 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     })
   }
 
-  // stdin: lines queued in one turn go out together, in slices of 16 lines / 64 KiB.
-  let buffer: Array<string> = []
-  let bufferedChars = 0
+  // stdin: lines queued in one turn go out together (see LineBatcher).
   let inputOpen = stdin !== null
-  const flush = () => {
-    if (buffer.length === 0) return
-    const data = buffer.join("\n") + "\n"
-    buffer = []
-    bufferedChars = 0
+  const input = LineBatcher.make((data) => {
     if (inputOpen) stdin?.write(data)
-  }
+  })
   const failInput = (detail: string) => {
     inputOpen = false
-    buffer = []
+    input.clear()
     if (Deferred.isDoneUnsafe(inputFailed)) return
     Deferred.doneUnsafe(inputFailed, Exit.succeed(detail))
     // A broken pipe usually means the plugin died: wait briefly for the exit, which says more.
@@ -651,15 +642,12 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   stdin?.on("error", (error) => failInput(`writing stdin failed: ${error.message}`))
   const writeLine = (line: string) => {
     if (!inputOpen) return false
-    if (buffer.length === 0) queueMicrotask(flush)
-    buffer.push(line)
-    bufferedChars += line.length
-    if (buffer.length >= flushLines || bufferedChars >= flushChars) flush()
+    input.push(line)
     return true
   }
   const endInput = Effect.sync(() => {
     if (!inputOpen) return
-    flush()
+    input.flush()
     inputOpen = false
     stdin?.end()
   })

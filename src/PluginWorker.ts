@@ -11,8 +11,10 @@
  *
  * `PluginWorker.serveBroker` serves the same handlers over a `Broker` (NATS for workers on
  * other machines): `<prefix>.tick` runs `poll_tick` and `<prefix>.call` answers JSON-RPC
- * requests. `PluginWorker.mainBroker` runs that as a process's main program, loading the NATS
- * client only then (the stdio worker never loads it).
+ * requests, both answered as on stdio (one handler table, the same replies). `runBroker`
+ * serves until interrupted on any `Broker` layer; `PluginWorker.mainBroker` runs it on NATS as a
+ * process's main program, loading `NatsBroker` and its client only then (the stdio worker never
+ * loads them, and `NatsBroker` imports nothing from here).
  *
  * @since 0.1.0
  */
@@ -32,6 +34,8 @@ import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
+import * as LineBatcher from "./internal/LineBatcher.ts"
+import * as Protocol from "./internal/Protocol.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import * as RpcPeer from "./RpcPeer.ts"
@@ -117,12 +121,7 @@ export const log = (
   meta?: Readonly<Record<string, unknown>>
 ): Effect.Effect<void, never, HostConnection> =>
   Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    notifyHost("log", {
-      level,
-      message,
-      timestamp: new Date(now).toISOString(),
-      ...(meta === undefined ? {} : { meta })
-    })).pipe(Effect.ignore)
+    notifyHost("log", Protocol.logParams(level, message, new Date(now).toISOString(), meta))).pipe(Effect.ignore)
 
 /**
  * Turns a handler's failure into the error object sent to the host.
@@ -166,26 +165,13 @@ export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Tra
     notify: (method, params) =>
       Effect.suspend(() => hostRef.current === undefined ? notReady : hostRef.current.notify(method, params))
   })
-  const wrap = (handler: Handler): RpcPeer.HostHandler<HostConnection> => (params) =>
-    Effect.mapError(Effect.suspend(() => handler(params)), toJsonRpcError)
-
-  const supportedMethods = Object.keys(options.handlers)
-  const handlers: Record<string, RpcPeer.HostHandler<HostConnection>> = {
-    initialize: (params) =>
-      (options.onInitialize === undefined ? Effect.void : options.onInitialize(params)).pipe(
-        Effect.map((extra) => ({ ok: true, supportedMethods, ...(extra ?? {}) })),
-        Effect.mapError(toJsonRpcError)
-      ),
+  const handlers = handlerTable(options, {
     shutdown: () =>
       (options.onShutdown ?? Effect.void).pipe(
         Effect.andThen(Deferred.succeed(done, undefined)),
         Effect.as(null)
       )
-  }
-  for (const method of supportedMethods) {
-    const handler = options.handlers[method]
-    if (handler !== undefined) handlers[method] = wrap(handler)
-  }
+  })
 
   const peer = yield* RpcPeer.make(transport, {
     hostHandlers: handlers,
@@ -198,34 +184,52 @@ export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Tra
   yield* peer.handlersIdle
 })
 
-const flushLines = 16
-const flushChars = 64 * 1024
+/**
+ * The methods a worker answers, on any transport: `initialize` (`{ok: true, supportedMethods}`
+ * plus what `onInitialize` returns), the transport's own `builtins`, and the user's handlers,
+ * which take precedence; a handler's failure becomes its JSON-RPC error ({@link toJsonRpcError}).
+ */
+const handlerTable = (
+  options: Pick<ServeOptions, "handlers" | "onInitialize">,
+  builtins: Readonly<Record<string, RpcPeer.HostHandler<HostConnection>>>
+): Record<string, RpcPeer.HostHandler<HostConnection>> => {
+  const supportedMethods = Object.keys(options.handlers)
+  const onInitialize = options.onInitialize
+  const table: Record<string, RpcPeer.HostHandler<HostConnection>> = {
+    initialize: (params) =>
+      (onInitialize === undefined ? Effect.void : onInitialize(params)).pipe(
+        Effect.map((extra) => Protocol.initializeResult(supportedMethods, extra)),
+        Effect.mapError(toJsonRpcError)
+      ),
+    ...builtins
+  }
+  for (const method of supportedMethods) {
+    const handler = options.handlers[method]
+    if (handler !== undefined) table[method] = (params) => Effect.mapError(Effect.suspend(() => handler(params)), toJsonRpcError)
+  }
+  return table
+}
 
 /**
  * A transport over this process's stdin and stdout. Lines written in one turn of the event
- * loop go out together: in one write at the end of the turn, or in slices of 16 lines (or
- * 64 KiB) when the turn produces more.
+ * loop go out together, as the host writes to a plugin's stdin: in one write at the end of the
+ * turn, or in slices when the turn produces more.
  *
  * @category serving
  */
 export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & { readonly flush: Effect.Effect<void> }> =>
   Effect.gen(function*() {
     const ended = yield* Deferred.make<PluginClientError.Reason>()
-    let buffer: Array<string> = []
-    let bufferedChars = 0
     let writeError: string | undefined
-    const flushNow = () => {
-      if (buffer.length === 0) return
-      const data = buffer.join("\n") + "\n"
-      buffer = []
-      bufferedChars = 0
+    const output = LineBatcher.make((data) => {
       process.stdout.write(data, (error) => {
         if (error && writeError === undefined) {
           writeError = error.message
+          output.clear()
           Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Io({ detail: `writing stdout failed: ${error.message}` })))
         }
       })
-    }
+    })
     const hostGone = () => Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Closed({ detail: "the host closed stdin" })))
     /** Registers `data`/`end`/`error` listeners on stdin for the current Scope. */
     const subscribe = (onChunk: (chunk: Uint8Array) => void, onEnd: (failure?: string) => void) =>
@@ -266,18 +270,12 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
       listen: ({ onChunk, onEnd }) => Effect.asVoid(subscribe(onChunk, onEnd)),
       writeLine: (line: string) => {
         if (writeError !== undefined) return false
-        if (buffer.length === 0) queueMicrotask(flushNow)
-        buffer.push(line)
-        bufferedChars += line.length
-        // A burst is written in slices rather than at the end of the turn: the host starts on
-        // the first replies while later ones are still being produced (throughput 1.6× with
-        // 64 calls in flight, against one write per burst).
-        if (buffer.length >= flushLines || bufferedChars >= flushChars) flushNow()
+        output.push(line)
         return true
       },
       closed: Deferred.await(ended),
       flush: Effect.callback<void>((resume) => {
-        flushNow()
+        output.flush()
         // An empty write's callback runs once everything queued before it is written.
         process.stdout.write("", () => resume(Effect.void))
       })
@@ -367,15 +365,8 @@ export interface BrokerMainOptions extends ServeBrokerOptions {
   readonly drainTimeout?: Duration.Input | undefined
 }
 
-type Outcome = { readonly result: unknown } | { readonly error: JsonRpc.ErrorObject }
-
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 const utf8Encoder = new TextEncoder()
-
-const errorOutcome = (code: number, message: string): Outcome => ({ error: { code, message } })
-
-const logSeverity = (level: unknown): "Debug" | "Info" | "Warn" | "Error" =>
-  level === "debug" ? "Debug" : level === "warn" ? "Warn" : level === "error" ? "Error" : "Info"
 
 /**
  * The host connection handlers get when served over a broker. There is no host on the other
@@ -396,12 +387,10 @@ export const brokerHostConnection = (name: string): HostConnection["Service"] =>
     request: (method) => unavailable(method),
     notify: (method, params) => {
       if (method !== "log") return unavailable(method)
-      const field = (key: string): unknown =>
-        typeof params === "object" && params !== null ? Reflect.get(params, key) : undefined
-      const message = field("message")
-      const meta = field("meta")
-      const text = typeof message === "string" ? message : JSON.stringify(params) ?? "log"
-      return Effect.logWithLevel(logSeverity(field("level")))(...(meta === undefined ? [text] : [text, meta]))
+      const log = Option.getOrUndefined(Protocol.decodeLogParams(params))
+      const text = log?.message ?? JSON.stringify(params) ?? "log"
+      const level = Protocol.logLevelOf(log?.level)
+      return Effect.logWithLevel(level)(...(log?.meta === undefined ? [text] : [text, log.meta]))
     }
   })
 }
@@ -431,76 +420,35 @@ export const serveBroker = (
     const name = options.name ?? "worker"
     const host = brokerHostConnection(name)
     const semaphore = yield* Semaphore.make(Math.max(1, options.maxConcurrentRequests ?? 64))
-    const supportedMethods = Object.keys(options.handlers)
+    const handlers = handlerTable(options, {})
 
-    const outcomeOf = (method: string, effect: Effect.Effect<unknown, unknown, HostConnection>): Effect.Effect<Outcome> =>
-      Effect.suspend(() => effect).pipe(
+    /** The reply to one request; an interrupted handler (the worker is stopping) gets none. */
+    const dispatch = (id: JsonRpc.Id | null, method: string, params: unknown): Effect.Effect<JsonRpc.Success | JsonRpc.Failure> => {
+      const handler = Object.hasOwn(handlers, method) ? handlers[method] : undefined
+      if (handler === undefined) return Effect.succeed(JsonRpc.failure(id, Protocol.methodNotFound(method)))
+      return Effect.suspend(() => handler(params)).pipe(
         Effect.provideService(HostConnection, host),
+        Effect.tapDefect((defect) => Effect.logError(`handler for ${method} died`, defect)),
         Effect.exit,
-        Effect.flatMap((exit): Effect.Effect<Outcome> => {
-          if (Exit.isSuccess(exit)) return Effect.succeed({ result: exit.value === undefined ? null : exit.value })
-          if (Cause.hasInterruptsOnly(exit.cause)) return Effect.interrupt
-          const error = Cause.findErrorOption(exit.cause)
-          if (Option.isSome(error)) return Effect.succeed({ error: toJsonRpcError(error.value).toErrorObject() })
-          return Effect.logError(`handler for ${method} died`, exit.cause).pipe(
-            Effect.as(errorOutcome(
-              JsonRpc.ErrorCode.InternalError,
-              `handler for ${method} failed: ${Cause.pretty(exit.cause).split("\n")[0]}`
-            ))
-          )
-        }),
+        Effect.flatMap((exit) =>
+          Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? Effect.interrupt : Effect.succeed(Protocol.replyTo(id, method, exit))
+        ),
         semaphore.withPermits(1),
         Effect.annotateLogs({ worker: name, method })
       )
-
-    const dispatch = (method: string, params: unknown): Effect.Effect<Outcome> => {
-      if (method === "initialize" && !Object.hasOwn(options.handlers, "initialize")) {
-        const onInitialize = options.onInitialize
-        return outcomeOf(
-          method,
-          (onInitialize === undefined ? Effect.void : onInitialize(params)).pipe(
-            Effect.map((extra) => ({ ok: true, supportedMethods, ...(extra ?? {}) }))
-          )
-        )
-      }
-      const handler = Object.hasOwn(options.handlers, method) ? options.handlers[method] : undefined
-      if (handler === undefined) {
-        return Effect.succeed(errorOutcome(JsonRpc.ErrorCode.MethodNotFound, `Method not found: ${method}`))
-      }
-      return outcomeOf(method, handler(params))
     }
-
-    const encodeTickReply = (outcome: Outcome): Uint8Array => {
-      try {
-        return utf8Encoder.encode(JSON.stringify(outcome))
-      } catch (cause) {
-        const detail = cause instanceof Error ? cause.message : String(cause)
-        return utf8Encoder.encode(JSON.stringify(
-          errorOutcome(JsonRpc.ErrorCode.InternalError, `worker could not encode its reply: ${detail}`)
-        ))
-      }
-    }
+    const refuse = (code: number, message: string) => JsonRpc.failure(null, { code, message })
+    const encode = (bare: boolean) => (message: JsonRpc.Success | JsonRpc.Failure): Uint8Array =>
+      utf8Encoder.encode(JsonRpc.encodeResponse(message, { bare }))
 
     const serveTick = (data: Uint8Array): Effect.Effect<Uint8Array> =>
       Broker.decodeJson(data).pipe(
         Effect.matchEffect({
-          onFailure: (detail) => Effect.succeed(errorOutcome(JsonRpc.ErrorCode.ParseError, `Parse error: ${detail}`)),
-          onSuccess: (params) => dispatch("poll_tick", params)
+          onFailure: (detail) => Effect.succeed(refuse(JsonRpc.ErrorCode.ParseError, `Parse error: ${detail}`)),
+          onSuccess: (params) => dispatch(null, "poll_tick", params)
         }),
-        Effect.map(encodeTickReply)
+        Effect.map(encode(true))
       )
-
-    const encodeResponse = (id: JsonRpc.Id | null, outcome: Outcome): Uint8Array => {
-      const line = JsonRpc.encode("result" in outcome ? JsonRpc.success(id, outcome.result) : JsonRpc.failure(id, outcome.error))
-      return utf8Encoder.encode(
-        Result.isSuccess(line)
-          ? line.success
-          : Result.getOrThrow(JsonRpc.encode(JsonRpc.failure(id, {
-            code: JsonRpc.ErrorCode.InternalError,
-            message: `worker could not encode its reply: ${line.failure}`
-          })))
-      )
-    }
 
     const serveCall = (data: Uint8Array): Effect.Effect<Uint8Array> =>
       Effect.suspend(() => {
@@ -508,23 +456,22 @@ export const serveBroker = (
         try {
           text = utf8.decode(data)
         } catch {
-          return Effect.succeed(encodeResponse(null, errorOutcome(JsonRpc.ErrorCode.ParseError, "Parse error: payload is not UTF-8")))
+          return Effect.succeed(refuse(JsonRpc.ErrorCode.ParseError, "Parse error: payload is not UTF-8"))
         }
         const decoded = JsonRpc.decodeLine(text)
         if (Result.isFailure(decoded)) {
-          const code = decoded.failure._tag === "NotJson" ? JsonRpc.ErrorCode.ParseError : JsonRpc.ErrorCode.InvalidRequest
-          const lead = decoded.failure._tag === "NotJson" ? "Parse error" : "Invalid Request"
-          return Effect.succeed(encodeResponse(null, errorOutcome(code, `${lead}: ${decoded.failure.detail}`)))
+          const notJson = decoded.failure._tag === "NotJson"
+          return Effect.succeed(refuse(
+            notJson ? JsonRpc.ErrorCode.ParseError : JsonRpc.ErrorCode.InvalidRequest,
+            `${notJson ? "Parse error" : "Invalid Request"}: ${decoded.failure.detail}`
+          ))
         }
         const message = decoded.success
         if (message._tag !== "Request") {
-          return Effect.succeed(encodeResponse(
-            null,
-            errorOutcome(JsonRpc.ErrorCode.InvalidRequest, "Invalid Request: expected a request with an id")
-          ))
+          return Effect.succeed(refuse(JsonRpc.ErrorCode.InvalidRequest, "Invalid Request: expected a request with an id"))
         }
-        return dispatch(message.method, message.params).pipe(Effect.map((outcome) => encodeResponse(message.id, outcome)))
-      })
+        return dispatch(message.id, message.method, message.params)
+      }).pipe(Effect.map(encode(false)))
 
     const subscribeOptions = { queue: options.queue }
     yield* broker.serve(`${options.prefix}.tick`, serveTick, subscribeOptions)
@@ -532,16 +479,44 @@ export const serveBroker = (
   })
 
 /**
- * Runs a broker worker as the process's main program (see `NatsBroker.runWorker`): connects to
- * `options.servers`, serves {@link serveBroker} until SIGTERM/SIGINT (exit 0, after draining
- * the connection), logs to stderr, and exits 1 if connecting or serving failed. The NATS client
- * is loaded here, on demand, so a stdio worker never loads it.
+ * Serves a worker over a broker until interrupted (see {@link serveBroker}): builds the broker
+ * from `layer`, serves `<prefix>.tick` and `<prefix>.call`, logs `serving …` once the
+ * subscriptions are registered, and releases the broker (a NATS connection is drained) when
+ * stopped. {@link mainBroker} runs it on NATS as a process's main program; any other
+ * `Broker` layer (`Broker.layerMemory` in tests) works the same.
+ *
+ * @category serving
+ */
+export const runBroker = <E>(
+  options: ServeBrokerOptions,
+  layer: Layer.Layer<Broker.Broker, E>
+): Effect.Effect<never, E | Broker.BrokerError> =>
+  Effect.gen(function*() {
+    yield* serveBroker(options)
+    yield* Effect.logInfo(
+      `serving ${options.prefix}.tick and ${options.prefix}.call${options.queue === undefined ? "" : ` in queue group ${options.queue}`}`
+    )
+    return yield* Effect.never
+  }).pipe(Effect.scoped, Effect.provide(layer))
+
+/**
+ * Runs a broker worker on NATS as the process's main program: connects to `options.servers`,
+ * serves {@link runBroker} until SIGTERM/SIGINT (exit 0, after draining the connection), logs
+ * to stderr, and exits 1 if connecting or serving failed. The NATS client (`NatsBroker`, with
+ * its optional peer dependency) is loaded here, on demand, so a stdio worker never loads it;
+ * `NatsBroker` itself knows nothing of workers.
  *
  * @category serving
  */
 export const mainBroker = (options: BrokerMainOptions): void => {
   void import("./NatsBroker.ts").then(
-    (nats) => nats.runWorker(options),
+    (nats) =>
+      runAsMain(runBroker(options, nats.layer({
+        servers: options.servers,
+        name: options.name ?? options.prefix,
+        timeout: options.connectTimeout,
+        drainTimeout: options.drainTimeout
+      }))),
     (error: unknown) => {
       process.stderr.write(`cannot load the NATS broker (is @nats-io/transport-node installed?): ${String(error)}\n`)
       process.exit(1)

@@ -30,6 +30,7 @@ import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Framing from "./Framing.ts"
+import * as Protocol from "./internal/Protocol.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import type * as PluginProcess from "./PluginProcess.ts"
@@ -105,10 +106,7 @@ export interface Transport {
    * before the callback returns. When present it is used instead of `incoming`, which saves a
    * hop through a queue and a turn of the event loop per chunk.
    */
-  readonly listen?: ((handlers: {
-    readonly onChunk: (chunk: Uint8Array) => void
-    readonly onEnd: (failure?: string) => void
-  }) => Effect.Effect<void, never, Scope.Scope>) | undefined
+  readonly listen?: PluginProcess.PluginProcess["listenStdout"]
   /** Queues one line; false once the output is closed. */
   readonly writeLine: (line: string) => boolean
   /**
@@ -324,39 +322,17 @@ export const make = Effect.fnUntraced(function*<R = never>(
 
   // -- plugin → host requests ----------------------------------------------------------------
   const reply = (message: JsonRpc.Success | JsonRpc.Failure) => {
-    const line = JsonRpc.encode(message)
-    if (Result.isSuccess(line)) {
-      transport.writeLine(line.success)
-    } else {
-      transport.writeLine(Result.getOrThrow(JsonRpc.encode(JsonRpc.failure(message.id, {
-        code: JsonRpc.ErrorCode.InternalError,
-        message: `host could not encode its reply: ${line.failure}`
-      }))))
-    }
+    transport.writeLine(JsonRpc.encodeResponse(message))
   }
   // Counted by hand rather than through the FiberSet: a forked fiber can run (and wake
   // others) before the set has recorded it, and "all replies written" must not miss it.
   let serving = 0
   let idle = Deferred.makeUnsafe<void>()
-  const replyWith = (request: JsonRpc.Request, exit: Exit.Exit<unknown, JsonRpc.JsonRpcError>) => {
-    if (Exit.isSuccess(exit)) return reply(JsonRpc.success(request.id, exit.value))
-    const error = Cause.findErrorOption(exit.cause)
-    if (Option.isSome(error) && error.value instanceof JsonRpc.JsonRpcError) {
-      return reply(JsonRpc.failure(request.id, error.value.toErrorObject()))
-    }
-    reply(JsonRpc.failure(request.id, {
-      code: JsonRpc.ErrorCode.InternalError,
-      message: `handler for ${request.method} failed: ${Cause.pretty(exit.cause).split("\n")[0]}`
-    }))
-  }
   const serveRequest = (request: JsonRpc.Request) => {
     stats.hostRequestsServed++
     const handler = Object.hasOwn(hostHandlers, request.method) ? hostHandlers[request.method] : undefined
     if (handler === undefined) {
-      reply(JsonRpc.failure(request.id, {
-        code: JsonRpc.ErrorCode.MethodNotFound,
-        message: `Method not found: ${request.method}`
-      }))
+      reply(JsonRpc.failure(request.id, Protocol.methodNotFound(request.method)))
       return
     }
     if (serving >= maxHandlers) {
@@ -370,7 +346,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     if (serving++ === 0) idle = Deferred.makeUnsafe<void>()
     runTask(
       Effect.onExit(Effect.suspend(() => handler(request.params)), (exit) => {
-        replyWith(request, exit)
+        reply(Protocol.replyTo(request.id, request.method, exit))
         // After the reply: whoever waits for idle handlers (a worker about to exit) resumes at once.
         if (--serving === 0) Deferred.doneUnsafe(idle, Exit.void)
         return Effect.void

@@ -4,6 +4,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -220,6 +221,7 @@ describe("PluginWorker.serveBroker over layerMemory", () => {
         revoked: () => Effect.fail(new Revoked({ what: "token" })),
         boom: () => Effect.die(new Error("kaboom")),
         nothing: () => Effect.void,
+        bigint: () => Effect.succeed({ n: 1n }),
         askHost: () => PluginWorker.callHost("host.add", [1, 2]),
         logs: () => PluginWorker.log("info", "hello from a broker worker").pipe(Effect.as("logged"))
       }
@@ -267,6 +269,41 @@ describe("PluginWorker.serveBroker over layerMemory", () => {
       assert.strictEqual(garbage.error.code, -32700)
       const badTick = JSON.parse(str(yield* broker.request("plugins.mem.tick", text("{oops"), "1 second")))
       assert.strictEqual(badTick.error.code, -32700)
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("initialize is answered as on stdio; a result JSON cannot hold gets -32603 on call and tick", () =>
+    Effect.gen(function*() {
+      yield* PluginWorker.serveBroker({
+        prefix: "plugins.odd",
+        handlers: { poll_tick: () => Effect.succeed({ n: 1n }), echo: (p) => Effect.succeed(p) },
+        onInitialize: () => Effect.succeed({ version: "2" })
+      })
+      assert.deepStrictEqual(yield* Broker.requestJson("plugins.odd.call", { jsonrpc: "2.0", id: 1, method: "initialize" }, "1 second"), {
+        jsonrpc: "2.0",
+        id: 1,
+        result: { ok: true, supportedMethods: ["poll_tick", "echo"], version: "2" }
+      })
+      const tick = yield* Broker.requestJson("plugins.odd.tick", {}, "1 second")
+      assert.deepStrictEqual(Object.keys(tick as object), ["error"])
+      assert.include(JSON.stringify(tick), "-32603")
+      yield* serveWorker("w1")
+      const call = yield* ask("call", { jsonrpc: "2.0", id: 9, method: "bigint" })
+      assert.deepInclude(call, { jsonrpc: "2.0", id: 9 })
+      assert.include(JSON.stringify(call), "-32603")
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("runBroker serves on any Broker layer until interrupted", () =>
+    Effect.gen(function*() {
+      const shared = Layer.succeed(Broker.Broker, yield* Broker.Broker)
+      const fiber = yield* PluginWorker.runBroker({ prefix: "plugins.run", handlers: { echo: (p) => Effect.succeed(p) } }, shared).pipe(
+        Effect.forkChild
+      )
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+      const answer = yield* Broker.requestJson("plugins.run.call", { jsonrpc: "2.0", id: 1, method: "echo", params: "hi" }, "1 second")
+      assert.deepStrictEqual(answer, { jsonrpc: "2.0", id: 1, result: "hi" })
+      yield* Fiber.interrupt(fiber)
+      const after = yield* Effect.flip(Broker.requestJson("plugins.run.call", { jsonrpc: "2.0", id: 2, method: "echo" }, "1 second"))
+      assert.strictEqual(after.reason._tag, "NoResponders")
     }).pipe(Effect.provide(Broker.layerMemory)))
 
   it.effect("a worker without poll_tick answers ticks with -32601", () =>

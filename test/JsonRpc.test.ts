@@ -85,6 +85,30 @@ describe("JsonRpc", () => {
     assert.isTrue(Result.isFailure(JsonRpc.encode(JsonRpc.request(1, "x", { n: 1n }))))
   })
 
+  it("encodeResponse answers a result JSON cannot hold with -32603 under the same id, in both forms", () => {
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    const full = JSON.parse(JsonRpc.encodeResponse(JsonRpc.success(7, { n: 1n })))
+    assert.strictEqual(full.jsonrpc, "2.0")
+    assert.strictEqual(full.id, 7)
+    assert.strictEqual(full.error.code, JsonRpc.ErrorCode.InternalError)
+    assert.include(full.error.message, "the reply could not be encoded as JSON")
+    const bare = JSON.parse(JsonRpc.encodeResponse(JsonRpc.success(null, cyclic), { bare: true }))
+    assert.deepStrictEqual(Object.keys(bare), ["error"])
+    assert.strictEqual(bare.error.code, JsonRpc.ErrorCode.InternalError)
+    const failure = JSON.parse(JsonRpc.encodeResponse(JsonRpc.failure("a", { code: 1, message: "m", data: cyclic })))
+    assert.deepStrictEqual([failure.id, failure.error.code], ["a", JsonRpc.ErrorCode.InternalError])
+  })
+
+  it("encodeResponse writes what it can as is: undefined results as null, the bare form without jsonrpc and id", () => {
+    assert.strictEqual(JsonRpc.encodeResponse(JsonRpc.success(1, undefined)), `{"jsonrpc":"2.0","id":1,"result":null}`)
+    assert.strictEqual(JsonRpc.encodeResponse(JsonRpc.success(1, [1]), { bare: true }), `{"result":[1]}`)
+    assert.strictEqual(
+      JsonRpc.encodeResponse(JsonRpc.failure(null, { code: -32601, message: "x" }), { bare: true }),
+      `{"error":{"code":-32601,"message":"x"}}`
+    )
+  })
+
   it("JsonRpcError carries its wire form", () => {
     const e = JsonRpc.error(-32602, "bad", { field: "x" })
     assert.deepStrictEqual(e.toErrorObject(), { code: -32602, message: "bad", data: { field: "x" } })

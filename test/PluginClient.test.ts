@@ -208,6 +208,20 @@ describe("PluginClient (TestClock, in-memory spawner)", () => {
       assert.strictEqual(yield* stateOf(client), "Recovering")
     }))
 
+  it.effect("a plugin that writes to stderr and exits 1 during its handshake: the error and lastError hold the stderr excerpt once", () =>
+    Effect.gen(function*() {
+      const { client } = yield* fakeClient(InMemorySpawner.crashOnStart({ code: 1, stderr: "cannot open config.toml\n" }), {
+        handshake: Handshake.initialize()
+      })
+      const error = yield* client.request("echo", 1).pipe(Effect.flip)
+      const occurrences = (text: string | undefined) => (text ?? "").split("cannot open config.toml").length - 1
+      assert.strictEqual(occurrences(error.message), 1, error.message)
+      const health = yield* client.health
+      assert.strictEqual(occurrences(health.lastError), 1, health.lastError)
+      assert.include(health.lastError, "exited with code 1")
+      assert.strictEqual(health.lastErrorReason, "InitFailed")
+    }))
+
   it.effect("a handshake with no answer fails with InitFailed at initTimeout (15 s), kills the process and counts as a crash", () =>
     Effect.gen(function*() {
       const { fake, client } = yield* fakeClient(InMemorySpawner.neverReply(), { handshake: Handshake.initialize() })

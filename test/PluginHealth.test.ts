@@ -1,4 +1,8 @@
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -11,6 +15,7 @@ import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
 import * as PluginHealth from "../src/PluginHealth.ts"
 import * as PluginManager from "../src/PluginManager.ts"
+import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
 import { eventually, fixture, live, liveChildren, node } from "./support/processes.ts"
@@ -97,6 +102,7 @@ const snapshot = (state: PluginClient.PluginState, overrides: Partial<PluginClie
   lastUsed: undefined,
   lastCrash: undefined,
   lastError: undefined,
+  lastErrorReason: undefined,
   pid: undefined,
   uptime: undefined,
   consecutiveCrashes: 0,
@@ -540,9 +546,9 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       yield* settle
       assert.strictEqual((yield* health.check("svc")).state, "Healthy")
 
-      assert.deepStrictEqual(seen.map((e) => e._tag), ["plugin.health.degraded", "plugin.health.recovered"])
+      assert.deepStrictEqual(seen.map((e) => e._tag), ["HealthDegraded", "HealthRecovered"])
       const degraded = seen[0]
-      assert.deepStrictEqual(degraded?._tag === "plugin.health.degraded" ? degraded.groups : undefined, ["svc"])
+      assert.deepStrictEqual(degraded?._tag === "HealthDegraded" ? degraded.groups : undefined, ["svc"])
       const spawns = yield* fake.spawns
       assert.deepStrictEqual(spawns.map((s) => s.command), ["probed"], "the idle plugin was never spawned by a probe")
       const probes = (spawns[0]?.stdinLines ?? []).filter((l) => l.includes(`"method":"health"`))
@@ -564,6 +570,39 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       yield* health.probeNow
       assert.strictEqual((yield* fake.spawns).length, 1, "probeNow does not respawn a reaped plugin")
     }))
+
+  it.effect("the doctor's checksum column decides on the failure's reason: a refused spawn is a mismatch, a crash whose stderr says \"checksum mismatch\" is not", () =>
+    Effect.gen(function*() {
+      // Two real files to verify (the in-memory spawner runs them by their absolute paths).
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "plugin-health-"))),
+        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      const tamperedPath = path.join(dir, "tampered")
+      const liarPath = path.join(dir, "liar")
+      fs.writeFileSync(tamperedPath, "swapped after the checksum was taken")
+      fs.writeFileSync(liarPath, "the executable the manifest declares")
+      const fake = yield* InMemorySpawner.make({
+        [tamperedPath]: InMemorySpawner.echo(),
+        [liarPath]: InMemorySpawner.crashOnStart({ code: 3, stderr: "checksum mismatch in my own config\n" })
+      })
+      const manager = yield* PluginManager.make().pipe(Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, fake.spawner))
+      yield* manager.register({ name: "tampered", executable: tamperedPath, checksumSha256: "a".repeat(64) })
+      yield* manager.register({ name: "liar", executable: liarPath, checksumSha256: yield* PluginManifest.checksum(liarPath) }, {
+        handshake: Handshake.initialize()
+      })
+      const health = yield* PluginHealth.make({ groups: { g: ["tampered", "liar"] } }).pipe(Effect.provideService(PluginManager.PluginManager, manager))
+      yield* manager.start("tampered").pipe(Effect.exit)
+      yield* manager.start("liar").pipe(Effect.exit)
+
+      const report = yield* health.doctor
+      const [tampered, liar] = report.plugins
+      assert.strictEqual(tampered?.lastErrorReason, "ChecksumMismatch")
+      assert.strictEqual(tampered?.checksum, "mismatch")
+      assert.strictEqual(liar?.lastErrorReason, "InitFailed")
+      assert.include(liar?.lastError, "checksum mismatch")
+      assert.strictEqual(liar?.checksum, "verified")
+    }).pipe(Effect.provide(NodeServices.layer)))
 
   it.effect("doctor reports every plugin's diagnostics and every group, and the report survives a Schema round trip", () =>
     Effect.gen(function*() {
@@ -588,6 +627,8 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       assert.strictEqual(b?.state, "Recovering")
       assert.strictEqual(b?.totalCrashes, 1)
       assert.deepStrictEqual(b?.stderrTail, ["line 2", "missing libfoo.so"])
+      assert.strictEqual(b?.lastError?.split("missing libfoo.so").length, 2, `the stderr excerpt once in ${b?.lastError}`)
+      assert.strictEqual(b?.lastErrorReason, "InitFailed")
       assert.strictEqual(loner?.state, "Idle")
       assert.deepStrictEqual(loner?.groups, [])
       assert.strictEqual(report.groups[0]?.message, "2 servers healthy, 0 servers failed, 1 degraded")
@@ -716,6 +757,10 @@ describe("PluginHealth (real processes)", () => {
       assert.include(broken, "initialization failed")
       assert.include(table, "group down: Failed - all 2 plugins failed (ghost Failed, broken Failed)")
       assert.include(table, "stderr of broken (last 1 line):\n  | rpc-plugin: bad --exit-after=0")
+      const diagnosed = report.plugins.find((p) => p.id === "broken")
+      assert.strictEqual(diagnosed?.lastError?.split("rpc-plugin: bad --exit-after=0").length, 2, `the stderr excerpt once in ${diagnosed?.lastError}`)
+      assert.strictEqual(diagnosed?.lastErrorReason, "InitFailed")
+      assert.strictEqual(report.plugins.find((p) => p.id === "ghost")?.lastErrorReason, "Spawn")
       assert.deepStrictEqual(liveChildren(), [])
       assertRoundTrip(report)
     }).pipe(Effect.provide(live)))

@@ -90,9 +90,9 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
       const state = yield* client.state
       assert.strictEqual(state._tag, "Disabled")
       assert.include(state._tag === "Disabled" ? state.reason : "", "crashed 10 times in a row")
-      const crashes = events.filter((e) => e._tag === "plugin.worker.crashed")
+      const crashes = events.filter((e) => e._tag === "WorkerCrashed")
       assert.strictEqual(crashes.length, 10)
-      assert.deepStrictEqual(crashes.map((e) => e._tag === "plugin.worker.crashed" && e.willRestart), [...Array(9).fill(true), false])
+      assert.deepStrictEqual(crashes.map((e) => e._tag === "WorkerCrashed" && e.willRestart), [...Array(9).fill(true), false])
       yield* TestClock.adjust("1 hour")
       yield* settle
       assert.strictEqual((yield* client.state)._tag, "Disabled")
@@ -146,8 +146,8 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
       assert.strictEqual((yield* fake.spawns).length, 3)
       assert.strictEqual(yield* manager.call("w", "echo", "back"), "back")
       const tags = events.filter((e) => e._tag !== "Plugin").map((e) => e._tag)
-      assert.deepStrictEqual(tags, ["plugin.worker.crashed", "plugin.worker.crashed", "plugin.worker.restarted"])
-      const crash = events.find((e) => e._tag === "plugin.worker.crashed")
+      assert.deepStrictEqual(tags, ["WorkerCrashed", "WorkerCrashed", "WorkerRestarted"])
+      const crash = events.find((e) => e._tag === "WorkerCrashed")
       assert.deepInclude(crash, { code: 9, signal: null, willRestart: true })
     }))
 
@@ -270,7 +270,7 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
       fs.writeFileSync(path.join(dir, "devboy-echo.toml"), manifest("echo", "ab".repeat(32)))
       const { manager } = yield* fakeManager({})
       const outcomes = yield* manager.discover(dir)
-      assert.deepStrictEqual(outcomes.map((o) => o._tag), ["Invalid", "Valid"])
+      assert.deepStrictEqual(outcomes.map((o) => o._tag), ["Rejected", "Valid"])
       assert.deepStrictEqual(yield* manager.ids, ["good"])
       const failures = [
         yield* manager.start("echo").pipe(Effect.flip),
@@ -452,7 +452,7 @@ for (const launcher of launchers) {
             streamEvents.map((e) => `${e.action}:${e.channel}:${e.synthetic}`),
             ["open:c1:false", "emit:c1:false", "close:c1:true"]
           )
-          assert.isTrue(yield* eventually(() => events.some((e) => e._tag === "plugin.worker.restarted" && e.id === "streamer"), 3_000))
+          assert.isTrue(yield* eventually(() => events.some((e) => e._tag === "WorkerRestarted" && e.id === "streamer"), 3_000))
           assert.strictEqual(yield* manager.call("streamer", "echo", "again"), "again")
           assert.strictEqual((yield* manager.get("worker").pipe(Effect.flatMap((c) => c.health))).pid, firstPid)
         }).pipe(

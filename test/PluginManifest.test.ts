@@ -605,15 +605,15 @@ describe("PluginManifest", () => {
         const outcomes = yield* PluginManifest.discover(dir)
         const summary = outcomes.map((outcome) =>
           outcome._tag === "Valid"
-            ? `${path.relative(dir, outcome.path)} Valid ${outcome.manifest.name}`
-            : `${path.relative(dir, outcome.path)} Invalid ${outcome.error.reason._tag}`
+            ? `${path.relative(dir, outcome.path)} ${outcome._tag} ${outcome.manifest.name}`
+            : `${path.relative(dir, outcome.path)} ${outcome._tag} ${outcome.error.reason._tag}`
         )
         assert.deepStrictEqual(summary, [
-          "broken.toml Invalid Invalid",
+          "broken.toml Rejected Invalid",
           "echo.toml Valid echo",
-          "misc/ghost.toml Invalid ExecutableMissing",
-          "misc/other.toml Invalid NameMismatch",
-          "pinned/pinned.toml Invalid ChecksumMismatch",
+          "misc/ghost.toml Rejected ExecutableMissing",
+          "misc/other.toml Rejected NameMismatch",
+          "pinned/pinned.toml Rejected ChecksumMismatch",
           "vault/devboy-source-vault.json Valid vault"
         ])
 
@@ -625,12 +625,14 @@ describe("PluginManifest", () => {
           assert.strictEqual(vault.executablePath, path.join(dir, "vault/bin/vault"))
         }
         const broken = outcomes[0]
-        if (broken?._tag === "Invalid") {
+        assert.strictEqual(broken?._tag, "Rejected")
+        if (broken?._tag === "Rejected") {
           assert.strictEqual(broken.error.path, path.join(dir, "broken.toml"))
           assert.strictEqual(broken.error.message, `manifest ${path.join(dir, "broken.toml")}: unknown key \`allowed_env\``)
         }
         const ghost = outcomes[2]
-        if (ghost?._tag === "Invalid") {
+        assert.strictEqual(ghost?._tag, "Rejected")
+        if (ghost?._tag === "Rejected") {
           assert.strictEqual(
             ghost.error.message,
             `manifest ${path.join(dir, "misc/ghost.toml")}: executable ${path.join(dir, "misc/bin/ghost")} does not exist`

@@ -81,7 +81,8 @@ for (const launcher of launchers) {
             "host.add": (params) =>
               Effect.succeed(Array.isArray(params) ? params.reduce((a: number, b: number) => a + b, 0) : 0),
             "host.refuse": () => Effect.fail(JsonRpc.error(-32010, "refused", { why: "policy" })),
-            "host.explode": () => Effect.die(new Error("host bug"))
+            "host.explode": () => Effect.die(new Error("host bug")),
+            "host.bigint": () => Effect.succeed({ n: 1n })
           }
         })
         assert.deepStrictEqual(yield* peer.request("callHost", { method: "host.add", params: [2, 3] }), { result: 5 })
@@ -96,7 +97,10 @@ for (const launcher of launchers) {
         )
         const exploded = yield* peer.request("callHost", { method: "host.explode" })
         assert.strictEqual((exploded as { error: { code: number } }).error.code, -32603)
-        assert.strictEqual((yield* peer.stats).hostRequestsServed, 5)
+        // A result JSON cannot hold still gets an answer, not the plugin's timeout.
+        const unencodable = yield* peer.request("callHost", { method: "host.bigint" })
+        assert.strictEqual((unencodable as { error: { code: number } }).error.code, -32603)
+        assert.strictEqual((yield* peer.stats).hostRequestsServed, 6)
       }).pipe(Effect.provide(liveWith(launcher))))
 
     it.live("a plugin's error object fails the call with PluginError, kept whole, and the plugin stays up", () =>

@@ -72,7 +72,7 @@ describe("plugin-host init", () => {
         assert.include(manifestText, "# The SHA-256 of the executable")
 
         const found = yield* PluginManifest.discover(plugins)
-        assert.deepStrictEqual(found.map((d) => d._tag), ["Valid"], found.map((d) => d._tag === "Invalid" ? d.error.message : "").join())
+        assert.deepStrictEqual(found.map((d) => d._tag), ["Valid"], found.map((d) => d._tag === "Rejected" ? d.error.message : "").join())
         const valid = found[0]
         if (valid?._tag !== "Valid") return
         assert.strictEqual(valid.manifest.name, name)

@@ -211,7 +211,7 @@ describe("example programs (node examples/<file>.ts)", () => {
       fs.cpSync(path.join(pluginDir, "flaky"), path.join(dir, "flaky"), { recursive: true })
       fs.appendFileSync(path.join(dir, "flaky", "flaky.mjs"), "\n// changed\n")
       const before = await Effect.runPromise(PluginManifest.discover(dir).pipe(Effect.provide(live)))
-      assert.deepStrictEqual(before.map((d) => d._tag === "Invalid" ? d.error.reason._tag : d._tag), ["ChecksumMismatch"])
+      assert.deepStrictEqual(before.map((d) => d._tag === "Rejected" ? d.error.reason._tag : d._tag), ["ChecksumMismatch"])
 
       const check = await runNode(["src/cli/main.ts", "checksum", "--check", dir])
       assert.strictEqual(check.code, 1, check.stdout + check.stderr)
@@ -252,7 +252,7 @@ describe("example plugins (real processes)", () => {
   it.live("every bundled manifest is valid and declares the checksum of its executable", () =>
     Effect.gen(function*() {
       const found = yield* PluginManifest.discover(pluginDir)
-      const invalid = found.flatMap((d) => d._tag === "Invalid" ? [d.error.message] : [])
+      const invalid = found.flatMap((d) => d._tag === "Rejected" ? [d.error.message] : [])
       assert.deepStrictEqual(invalid, [], "every manifest must verify; run `npm start -- checksum --write examples/plugins`")
       const valid = found.filter((d): d is PluginManifest.DiscoveredValid => d._tag === "Valid")
       assert.deepStrictEqual(valid.map((d) => d.manifest.name), ["calendar", "echo", "flaky", "rss-poller", "secrets"])
@@ -445,7 +445,7 @@ describe("example plugins (real processes)", () => {
         Stream.runCollect,
         Effect.timeout("2 seconds")
       )
-      assert.deepStrictEqual(tags.map((e) => e._tag), ["plugin.worker.crashed", "plugin.worker.crashed", "plugin.worker.restarted"])
+      assert.deepStrictEqual(tags.map((e) => e._tag), ["WorkerCrashed", "WorkerCrashed", "WorkerRestarted"])
     }).pipe(Effect.provide(live)))
 
   it.live("rss-poller: ephemeral ticks through PollerRouter, one process per tick, cursor carried, errors classified", () =>

@@ -54,7 +54,7 @@ export const discover = (dir: string) =>
       Effect.mapError((error) => new CliFailure({ message: error.message, exitCode: ExitCode.Usage }))
     )
     const valid = outcomes.flatMap((o) => o._tag === "Valid" ? [o] : [])
-    const invalid = outcomes.flatMap((o) => o._tag === "Valid" ? [] : [o])
+    const invalid = outcomes.flatMap((o) => o._tag === "Rejected" ? [o] : [])
     for (const bad of invalid) yield* Effect.sync(() => process.stderr.write(`warning: ${bad.error.message}\n`))
     return { valid, invalid }
   })

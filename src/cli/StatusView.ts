@@ -145,9 +145,9 @@ const rowOf = (d: PluginManager.Diagnostics): string => {
 /** A state change, crash or restart as a plain line (the view without a terminal). */
 const eventLine = (event: PluginManager.ManagerEvent): string | undefined => {
   switch (event._tag) {
-    case "plugin.worker.crashed":
+    case "WorkerCrashed":
       return `${event.id}: crashed (${event.reason})${event.willRestart ? ", restarting" : ", giving up"}`
-    case "plugin.worker.restarted":
+    case "WorkerRestarted":
       return `${event.id}: restarted (pid ${event.pid})`
     case "Plugin":
       return event.event._tag === "StateChanged"
