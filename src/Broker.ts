@@ -26,6 +26,7 @@ import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { formatDuration } from "./internal/formatDuration.ts"
 
 // ---------------------------------------------------------------------------------------------
 // errors
@@ -54,7 +55,7 @@ export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", {
   timeout: Schema.Duration
 }) {
   override get message() {
-    return `request to \`${this.subject}\` timed out after ${Duration.format(this.timeout)}`
+    return `request to \`${this.subject}\` timed out after ${formatDuration(this.timeout)}`
   }
 }
 

@@ -39,6 +39,7 @@ import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
+import { formatDuration } from "./internal/formatDuration.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -168,7 +169,7 @@ export const make = Effect.fnUntraced(function*(
     Effect.tryPromise(() => nc.drain()).pipe(
       Effect.timeoutOption(drainTimeout),
       Effect.flatMap(Option.match({
-        onNone: () => Effect.fail(`drain did not finish within ${Duration.format(drainTimeout)}`),
+        onNone: () => Effect.fail(`drain did not finish within ${formatDuration(drainTimeout)}`),
         onSome: () => Effect.void
       })),
       Effect.catch((problem) =>

@@ -27,6 +27,7 @@ import * as Schema from "effect/Schema"
 import type * as SchemaAST from "effect/SchemaAST"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as Stream from "effect/Stream"
+import { formatDuration } from "./internal/formatDuration.ts"
 
 // ---------------------------------------------------------------------------------------------
 // field schemas
@@ -144,7 +145,7 @@ const maxTickTimeout = Duration.hours(1)
 export const TickTimeout = Schema.Duration.check(
   Schema.makeFilter<Duration.Duration>((timeout) =>
     Duration.between(timeout, { minimum: minTickTimeout, maximum: maxTickTimeout }) ||
-    `expected a duration from 1s to 1h, got ${Duration.format(timeout)}`
+    `expected a duration from 1s to 1h, got ${formatDuration(timeout)}`
   )
 )
 

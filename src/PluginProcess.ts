@@ -45,6 +45,7 @@ import type * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Framing from "./Framing.ts"
 import * as LineBatcher from "./internal/LineBatcher.ts"
 import * as PluginClientError from "./PluginClientError.ts"
+import { formatDuration } from "./internal/formatDuration.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -286,11 +287,11 @@ const makeStopper = (controls: {
       yield* signal("SIGTERM")
       const exit = yield* awaitExit(timings.shutdownGrace)
       if (Option.isSome(exit)) return exit.value
-      yield* controls.annotate(Effect.logWarning(`did not exit within ${Duration.format(timings.shutdownGrace)} of SIGTERM; sending SIGKILL`))
+      yield* controls.annotate(Effect.logWarning(`did not exit within ${formatDuration(timings.shutdownGrace)} of SIGTERM; sending SIGKILL`))
       yield* signal("SIGKILL")
       const killed = yield* awaitExit(timings.killTimeout)
       if (Option.isSome(killed)) return killed.value
-      yield* controls.annotate(Effect.logError(`still running ${Duration.format(timings.killTimeout)} after SIGKILL; giving up on it`))
+      yield* controls.annotate(Effect.logError(`still running ${formatDuration(timings.killTimeout)} after SIGKILL; giving up on it`))
       return { code: null, signal: "SIGKILL", requested: true } satisfies ProcessExit
     })
   const stop = (stopOptions?: { readonly graceful?: Effect.Effect<unknown, unknown> | undefined }) =>

@@ -26,6 +26,7 @@ import * as Base64Url from "effect/encoding/Base64Url"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as JsonRpc from "./JsonRpc.ts"
+import { formatDuration } from "./internal/formatDuration.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -366,7 +367,7 @@ export const formatNow = (date: Date): string => {
 const intervalSecs = (interval: Duration.Duration): number => {
   if (!Duration.isFinite(interval)) throw new RangeError("the interval hint must be finite")
   const seconds = Duration.toSeconds(interval)
-  if (seconds < 0) throw new RangeError(`the interval hint must not be negative, got ${Duration.format(interval)}`)
+  if (seconds < 0) throw new RangeError(`the interval hint must not be negative, got ${formatDuration(interval)}`)
   return Math.floor(seconds)
 }
 

@@ -39,6 +39,7 @@ import type * as PluginClientError from "./PluginClientError.ts"
 import type * as PluginManifest from "./PluginManifest.ts"
 import * as PluginProcess from "./PluginProcess.ts"
 import * as Poller from "./Poller.ts"
+import { formatDuration } from "./internal/formatDuration.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -162,7 +163,7 @@ const ephemeralTick = (
       )
       if (Option.isNone(line)) {
         yield* proc.stop()
-        return yield* Effect.fail(transient(`tick timed out after ${Duration.format(section.tickTimeout)}`))
+        return yield* Effect.fail(transient(`tick timed out after ${formatDuration(section.tickTimeout)}`))
       }
       if (Option.isNone(line.value)) {
         const exit = yield* proc.exit.pipe(Effect.timeoutOption(reapAfterReply))

@@ -60,7 +60,7 @@ describe("Broker.layerMemory", () => {
         assert.isTrue(Duration.equals(error.reason.timeout, Duration.millis(1500)))
         assert.strictEqual(error.reason.subject, "svc.silent")
       }
-      assert.strictEqual(error.message, "request to `svc.silent` timed out after 1s 500ms")
+      assert.strictEqual(error.message, "request to `svc.silent` timed out after 1.5 s")
     }).pipe(Effect.provide(Broker.layerMemory)))
 
   it.effect("`*` matches exactly one token, `>` one or more trailing tokens", () =>

@@ -71,7 +71,7 @@ describe.skipIf(skipNats)("NatsBroker (real nats-server)", () => {
       yield* served.serve("svc.silent", () => Effect.never)
       const { ms, value: error } = yield* timed(Effect.flip(client.request("svc.silent", text("x"), "300 millis")))
       assert.strictEqual(error.reason._tag, "Timeout")
-      assert.strictEqual(error.message, "request to `svc.silent` timed out after 300ms")
+      assert.strictEqual(error.message, "request to `svc.silent` timed out after 300 ms")
       assert.isAtLeast(ms, 290)
       assert.isBelow(ms, 1_500)
     }).pipe(Effect.provide(quiet)))

@@ -296,7 +296,7 @@ describe("PluginProcess stop sequence (TestClock, in-memory spawner)", () => {
       assert.isUndefined(stopping.pollUnsafe(), "still waiting within killTimeout of the SIGKILL")
       yield* TestClock.adjust("1 millis")
       assert.deepStrictEqual(yield* Fiber.join(stopping), { code: null, signal: "SIGKILL", requested: true })
-      assert.deepStrictEqual(errors, ["still running 2s after SIGKILL; giving up on it"])
+      assert.deepStrictEqual(errors, ["still running 2 s after SIGKILL; giving up on it"])
       assert.isTrue((yield* fake.spawns)[0]?.running, "it is given up on, not gone")
       // Its behaviour ends on its own; the Scope then closes without waiting on anything.
       yield* TestClock.adjust("1 hour")

@@ -230,7 +230,7 @@ for (const launcher of launchers) {
         const r = yield* router(manifest({ tickTimeout: "1 second" }))
         const [took, error] = yield* r.tick("rss", input({ mode: "sleep", ms: 30_000 })).pipe(Effect.flip, Effect.timed)
         assert.instanceOf(error.reason, Poller.Transient)
-        assert.include(error.message, "timed out after 1s")
+        assert.include(error.message, "timed out after 1 s")
         assert.isAtLeast(Duration.toMillis(took), 990)
         assert.isBelow(Duration.toMillis(took), 1_000 + 700)
         assert.isTrue(yield* eventually(() => liveChildren().length === 0, 1_000))
