@@ -140,6 +140,19 @@ describe("the installed package", () => {
     assert.deepStrictEqual(processesUnder(app), [], "doctor stops every plugin it started")
   }, minutes(3))
 
+  it("the installed guided demo runs every step on the bundled JavaScript plugins, and --version is the package's", async () => {
+    const demo = expectOk("plugin-host demo", await sh("npx plugin-host demo", app, minutes(2)))
+    for (const step of ["2. Lazy spawn", "3. Calls both ways", "4. A crash", "6. Idle reaping", "7. An ephemeral poller", "8. The doctor"]) {
+      assert.include(demo.stdout, step)
+    }
+    assert.include(demo.stdout, "sum [1, 2, 3, 4] → 10")
+    assert.include(demo.stdout, "Done in")
+    const version = expectOk("plugin-host --version", await sh("npx plugin-host --version", app))
+    const own = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"))
+    assert.strictEqual(version.stdout.trim(), `plugin-host v${own.version}`)
+    assert.deepStrictEqual(processesUnder(app), [], "the demo stops every plugin it started")
+  }, minutes(3))
+
   it("in the repository, npm exec plugin-host runs the built command", async () => {
     const examples = expectOk("npm exec plugin-host", await run("npm", ["exec", "--", "plugin-host", "examples"], { cwd: root, timeoutMs: minutes(1) }))
     assert.strictEqual(examples.stdout.trim(), path.join(root, "dist", "examples", "plugins"))

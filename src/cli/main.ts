@@ -27,12 +27,16 @@ import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
 import * as SchemaIssue from "effect/SchemaIssue"
 import { CliError, Command } from "effect/cli"
+import { readFileSync } from "node:fs"
 import * as PluginProcess from "../PluginProcess.ts"
 import { CliFailure, ExitCode, fromConfigError } from "./CliFailure.ts"
 import { root } from "./Commands.ts"
 import * as StatusView from "./StatusView.ts"
 
-const version = "0.1.0"
+/** The package's own version: `package.json` is two folders up from `src/cli` and `dist/cli` alike. */
+const { version } = Schema.decodeUnknownSync(Schema.fromJsonString(Schema.Struct({ version: Schema.String })))(
+  readFileSync(new URL("../../package.json", import.meta.url), "utf8")
+)
 
 /** The words `--log-level` accepts, so the variable and the flag take the same values. */
 const levelWords: Readonly<Record<string, LogLevel.LogLevel>> = {
