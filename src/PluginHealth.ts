@@ -545,23 +545,47 @@ const cell = (text: string | undefined, max: number): string => {
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
 
-/**
- * A group's line in words a reader of the table knows (plugins, not the claw-code "servers"):
- * how many of its plugins are healthy, degraded and failed, then each plugin's status.
- */
-const groupLine = (group: PluginHealthcheck): string => {
-  const total = group.servers.length
-  const count = (status: Status) => group.servers.filter((s) => s.status === status).length
+/** How many of a group's plugins are healthy, degraded and failed, in words. */
+const groupSummary = (plugins: ReadonlyArray<{ readonly status: Status }>): string => {
+  const total = plugins.length
+  const count = (status: Status) => plugins.filter((p) => p.status === status).length
   const [healthy, degraded, failed] = [count("Healthy"), count("Degraded"), count("Failed")]
-  const summary = total === 0
+  return total === 0
     ? "no plugins in this group"
     : healthy === total
     ? total === 1 ? "its plugin is healthy" : `all ${total} plugins healthy`
     : failed === total
     ? total === 1 ? "its plugin failed" : `all ${total} plugins failed`
     : [`${healthy} of ${plural(total, "plugin")} healthy`, ...(degraded > 0 ? [`${degraded} degraded`] : []), ...(failed > 0 ? [`${failed} failed`] : [])].join(", ")
-  const members = group.servers.map((s) => `${s.serverName} ${s.status}`).join(", ")
-  return `group ${group.pluginName}: ${group.state} - ${summary}${members === "" ? "" : ` (${members})`}`
+}
+
+/**
+ * One group in the doctor's report, in the words of its reader (a group and its plugins; the
+ * claw-code vocabulary of {@link PluginHealthcheck}, where a group is a `pluginName` and its
+ * plugins are `servers`, stays in the service API it mirrors): the group's verdict, a summary
+ * (`all 3 plugins healthy`, `1 of 2 plugins healthy, 1 failed`), each plugin's status and
+ * when it was checked (epoch millis).
+ *
+ * @category doctor
+ */
+export class GroupReport extends Schema.Class<GroupReport>("GroupReport")({
+  group: Schema.String,
+  status: Status,
+  summary: Schema.String,
+  plugins: Schema.Array(Schema.Struct({ id: Schema.String, status: Status, lastError: Schema.optionalKey(Schema.String) })),
+  checkedAt: Schema.Number
+}) {
+  /** The report of a group from its healthcheck. */
+  static fromHealthcheck(check: PluginHealthcheck): GroupReport {
+    const plugins = check.servers.map((s) => ({ id: s.serverName, status: s.status, ...(s.lastError === undefined ? {} : { lastError: s.lastError }) }))
+    return new GroupReport({ group: check.pluginName, status: check.state, summary: groupSummary(plugins), plugins, checkedAt: check.lastCheck })
+  }
+}
+
+/** A group's line in the table: its verdict and summary, then each plugin's status. */
+const groupLine = (group: GroupReport): string => {
+  const members = group.plugins.map((p) => `${p.id} ${p.status}`).join(", ")
+  return `group ${group.group}: ${group.status} - ${group.summary}${members === "" ? "" : ` (${members})`}`
 }
 
 /**
@@ -603,7 +627,7 @@ export const render = (report: DoctorReport): string => {
 
 /**
  * The doctor's findings: one {@link PluginDiagnosis} per registered plugin and one
- * {@link PluginHealthcheck} per group, at `generatedAt` (epoch millis). A Schema class, so it
+ * {@link GroupReport} per group, at `generatedAt` (epoch millis). A Schema class, so it
  * encodes to JSON (`Schema.encodeSync(DoctorReport)`); `DoctorReport.render` draws the table.
  *
  * @category doctor
@@ -611,7 +635,7 @@ export const render = (report: DoctorReport): string => {
 export class DoctorReport extends Schema.Class<DoctorReport>("DoctorReport")({
   generatedAt: Schema.Number,
   plugins: Schema.Array(PluginDiagnosis),
-  groups: Schema.Array(PluginHealthcheck)
+  groups: Schema.Array(GroupReport)
 }) {
   /** The terminal table of a report (see {@link render}). */
   static render(report: DoctorReport): string {
@@ -928,7 +952,7 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
     const diagnostics = yield* manager.diagnostics
     const plugins = diagnostics.map(diagnose)
     const checks = yield* checkAll
-    return new DoctorReport({ generatedAt: yield* Clock.currentTimeMillis, plugins, groups: [...checks] })
+    return new DoctorReport({ generatedAt: yield* Clock.currentTimeMillis, plugins, groups: checks.map(GroupReport.fromHealthcheck) })
   }).pipe(Effect.withSpan("PluginHealth.doctor"))
 
   return PluginHealth.of({

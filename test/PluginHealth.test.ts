@@ -232,7 +232,7 @@ describe("PluginHealth (aggregation rules)", () => {
           stderrTail: ["boom"]
         })
       ],
-      groups: [PluginHealth.aggregate("feature", [server("a-very-long-plugin-name", "Healthy"), server("b", "Degraded")], 10_000)]
+      groups: [PluginHealth.GroupReport.fromHealthcheck(PluginHealth.aggregate("feature", [server("a-very-long-plugin-name", "Healthy"), server("b", "Degraded")], 10_000))]
     })
     const lines = PluginHealth.DoctorReport.render(report).split("\n")
     const [header, rowA, rowB] = lines
@@ -631,7 +631,12 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       assert.strictEqual(b?.lastErrorReason, "InitFailed")
       assert.strictEqual(loner?.state, "Idle")
       assert.deepStrictEqual(loner?.groups, [])
-      assert.strictEqual(report.groups[0]?.message, "2 servers healthy, 0 servers failed, 1 degraded")
+      // The doctor speaks of groups and plugins, not claw-code's `pluginName` and `servers`.
+      assert.deepStrictEqual(
+        { group: report.groups[0]?.group, status: report.groups[0]?.status, summary: report.groups[0]?.summary },
+        { group: "g", status: "Degraded", summary: "1 of 2 plugins healthy, 1 degraded" }
+      )
+      assert.deepStrictEqual(report.groups[0]?.plugins.map((p) => [p.id, p.status]), [["a", "Healthy"], ["b", "Degraded"]])
       const encoded = Schema.encodeSync(PluginHealth.DoctorReport)(report)
       const decoded = Schema.decodeSync(PluginHealth.DoctorReport)(encoded)
       assert.deepStrictEqual(decoded, report)
