@@ -13,7 +13,7 @@
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import * as Protocol from "./internal/Protocol.ts"
+import * as Protocol from "./internal/protocol.ts"
 
 /**
  * What a successful handshake tells the host.

@@ -43,7 +43,7 @@ import * as Stream from "effect/Stream"
 import * as ChildProcess from "effect/process/ChildProcess"
 import type * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Framing from "./Framing.ts"
-import * as LineBatcher from "./internal/LineBatcher.ts"
+import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 

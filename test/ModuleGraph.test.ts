@@ -47,7 +47,7 @@ describe("module graph", () => {
   it("reads the imports it checks (the scan is not vacuous)", () => {
     assert.include(depsOf("PluginWorker.ts"), "NatsBroker.ts", "mainBroker loads NatsBroker on demand")
     assert.include(depsOf("RpcPeer.ts"), "JsonRpc.ts")
-    assert.include(depsOf(path.join("internal", "Protocol.ts")), "JsonRpc.ts")
+    assert.include(depsOf(path.join("internal", "protocol.ts")), "JsonRpc.ts")
   })
 
   it("dependencies point one way: no module imports, even dynamically, one that imports it back", () => {
@@ -60,7 +60,7 @@ describe("module graph", () => {
   })
 
   it("the pure codecs import no other module of the project", () => {
-    for (const module of ["JsonRpc.ts", "Framing.ts", path.join("internal", "LineBatcher.ts")]) {
+    for (const module of ["JsonRpc.ts", "Framing.ts", path.join("internal", "lineBatcher.ts")]) {
       assert.deepStrictEqual(depsOf(module), [], module)
     }
   })

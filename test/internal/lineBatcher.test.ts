@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as LineBatcher from "../../src/internal/LineBatcher.ts"
+import * as LineBatcher from "../../src/internal/lineBatcher.ts"
 
 /** A batcher recording every write. */
 const recording = () => {

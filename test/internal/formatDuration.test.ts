@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
-import { formatDuration } from "../src/internal/formatDuration.ts"
+import { formatDuration } from "../../src/internal/formatDuration.ts"
 
 describe("formatDuration (durations a person reads)", () => {
   it("a measured, non-round duration prints in at most two rounded units, never in nanoseconds", () => {
