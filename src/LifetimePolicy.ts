@@ -42,9 +42,10 @@ export type Start = "lazy" | "eager"
  *
  * The delay before restart number `n` (`n` = consecutive crashes so far, 1-based) is
  * `initial * factor^(n-1)`, times a random factor in `[1 - jitter, 1 + jitter]`, then capped at
- * `max` (the cap is applied after the jitter, so `max` is a hard limit). After `giveUpAfter`
- * consecutive crashes the plugin is not restarted any more. The consecutive-crash counter starts
- * again from 1 when the previous crash is `resetAfter` old or older.
+ * `max` (the cap is applied after the jitter, so `max` is a hard limit). Each crash of a run is
+ * followed by a restart until `giveUpAfter` restarts have been made: the next crash (number
+ * `giveUpAfter + 1`) disables the plugin. A run ends with a successful (re)initialize, or when a
+ * crash comes `resetAfter` or more after the previous one; the next crash is number 1 again.
  *
  * @category models
  */
@@ -57,7 +58,7 @@ export interface Backoff {
   readonly jitter: number
   /** Hard upper bound of any delay, applied after the jitter. */
   readonly max: Duration.Duration
-  /** Consecutive crashes after which no more restarts are attempted. */
+  /** Restarts in a row after which the next crash is not restarted any more. */
   readonly giveUpAfter: number
   /** A crash this old (or older) no longer counts as "consecutive" with the next one. */
   readonly resetAfter: Duration.Duration
@@ -162,8 +163,9 @@ export class PolicyError extends Schema.TaggedError<PolicyError>()("PolicyError"
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The Paperclip restart backoff: 1 s ×2 ±25 %, at most 5 min, give up after 10 consecutive
- * crashes, the counter resets after 10 min without a crash. Used by {@link alwaysOn} and as the
+ * The Paperclip restart backoff: 1 s ×2 ±25 %, at most 5 min, give up after 10 restarts in a
+ * row (the 11th consecutive crash disables), the count resets after a successful initialize or
+ * 10 min without a crash. Used by {@link alwaysOn} and as the
  * base of a partial `backoff` given to {@link make}.
  *
  * @category presets
@@ -646,20 +648,20 @@ export const nextConsecutiveCrashes = (
     : previous + 1
 
 /**
- * Whether to stop restarting after `consecutiveCrashes` consecutive crashes
- * (`consecutiveCrashes >= giveUpAfter`): with `giveUpAfter: 10`, crashes 1–9 are followed by a
- * restart and the 10th is not.
+ * Whether to stop restarting after `consecutiveCrashes` consecutive crashes, that is once
+ * `giveUpAfter` restarts have been made (`consecutiveCrashes > giveUpAfter`): with
+ * `giveUpAfter: 10`, crashes 1–10 are each followed by a restart and the 11th is not.
  *
  * @category backoff
  */
 export const givesUp = (backoff: Backoff, consecutiveCrashes: number): boolean =>
-  consecutiveCrashes >= backoff.giveUpAfter
+  consecutiveCrashes > backoff.giveUpAfter
 
 /**
  * The backoff as a `Schedule` for `Effect.retry` (each failure is a crash) or `Effect.repeat`
  * (each repetition follows a crash). Each step counts a crash with
  * {@link nextConsecutiveCrashes} (the schedule's `now` is the crash instant, so a long healthy run
- * resets the count), stops once {@link givesUp} says so, and otherwise waits
+ * resets the count), stops once {@link givesUp} says so (after `giveUpAfter` retries), and otherwise waits
  * {@link backoffDelay} with a jitter drawn from Effect's `Random`. Outputs the consecutive-crash
  * count. Driven by `Clock`, so `TestClock` controls it.
  *

@@ -8,10 +8,12 @@
  * flight); the next call respawns it.
  *
  * A crash — an unexpected exit, a broken pipe, a protocol violation, a failed spawn or
- * handshake, or too many timeouts in a row — is recorded in a sliding {@link RestartWindow}.
- * When the window holds `restartCap` crashes the plugin is `Disabled`: the call that tripped it
- * fails with `RestartCapExceeded`, later calls fail fast with `Disabled` until `clearDisabled`.
- * A plugin that crashes less often stays usable for ever. A plugin's own error objects are not
+ * handshake, or too many timeouts in a row — is recorded in the plugin's restart history, and
+ * one pure decision (`internal/restartDecision.ts`) says what follows. Without a backoff, when
+ * the sliding window holds `restartCap` crashes the plugin is `Disabled`: the call that tripped
+ * it fails with `RestartCapExceeded`, later calls fail fast with `Disabled` until
+ * `clearDisabled`; a plugin that crashes less often stays usable for ever. With a backoff, each
+ * crash is followed by a restart after a growing delay, until `giveUpAfter` restarts in a row. A plugin's own error objects are not
  * crashes. Every state change goes through one `transition` function and is published as an
  * event.
  *
@@ -39,9 +41,9 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Path from "effect/Path"
 import * as PubSub from "effect/PubSub"
-import * as Pull from "effect/Pull"
+import * as Random from "effect/Random"
+import * as Ref from "effect/Ref"
 import * as References from "effect/References"
-import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
@@ -52,13 +54,13 @@ import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 import * as Protocol from "./internal/protocol.ts"
+import * as RestartDecision from "./internal/restartDecision.ts"
 import type * as JsonRpc from "./JsonRpc.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import * as PluginManifest from "./PluginManifest.ts"
 import type * as PluginMethod from "./PluginMethod.ts"
 import * as PluginProcess from "./PluginProcess.ts"
-import * as RestartWindow from "./RestartWindow.ts"
 import * as RpcPeer from "./RpcPeer.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -477,7 +479,8 @@ const makeClient = Effect.fnUntraced(function*(
       LogLevel.isGreaterThan(fiber.getRef(References.MinimumLogLevel), "Debug") ? Effect.void : annotate(Effect.logDebug(message))
     )
 
-  const window = yield* RestartWindow.make(policy.restartWindow, policy.restartCap)
+  // Crashes in the window, the consecutive run, the last crash: what restart decisions read.
+  const restarts = yield* Ref.make(RestartDecision.empty)
   const events = yield* PubSub.unbounded<PluginEvent>()
   const lifecycle = yield* Semaphore.make(1)
 
@@ -486,7 +489,6 @@ const makeClient = Effect.fnUntraced(function*(
   let generation = 0
   let inFlight = 0
   let consecutiveTimeouts = 0
-  let consecutiveCrashes = 0
   let totalCrashes = 0
   let spawns = 0
   let requests = 0
@@ -495,8 +497,6 @@ const makeClient = Effect.fnUntraced(function*(
   let lastErrorReason: PluginClientError.Reason["_tag"] | undefined
   let lastStderr = ""
   let supportedMethods: ReadonlyArray<string> | undefined
-  // The always-on restart schedule's step function (made on first use, fresh after clearDisabled).
-  let backoffStep: ((now: number, input: unknown) => Pull.Pull<[number, Duration.Duration], never, number>) | undefined
   // Set by `shutdown`: the client is done for good.
   let closed = false
   // The pending restart of a plugin waiting out its backoff.
@@ -590,65 +590,54 @@ const makeClient = Effect.fnUntraced(function*(
     })
 
   /**
-   * Counts a crash (of a running plugin or of a start) and decides what follows: without a
-   * backoff, `Disabled` once the restart window holds `restartCap` crashes, else `Recovering`
-   * (the next call respawns); with a backoff, `Disabled` after `giveUpAfter` consecutive
-   * crashes, else `Backoff` and a restart scheduled after the backoff delay. Runs under the
+   * Counts a crash (of a running plugin or of a start) and does what `RestartDecision.decide`
+   * says: `Recover` → `Recovering` (the next call respawns), `Backoff` → `Backoff` and a restart
+   * scheduled after the delay, `Disable` → `Disabled` until `clearDisabled`. Runs under the
    * lifecycle lock. Returns whether the plugin was disabled by this crash.
    */
   const recordCrash = (failure: PluginClientError.Reason, exit?: { readonly code: number | null; readonly signal: string | null }) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      const random = yield* Random.next
       const detail = failure.message
       totalCrashes++
       lastError = detail
       lastErrorReason = failure._tag
       yield* Metric.update(crashesMetric, 1)
-      const { exceeded } = yield* window.record
+      const decision = yield* Ref.modify(restarts, (history) => {
+        const [next, decided] = RestartDecision.afterCrash(policy, history, now, random)
+        return [decided, next]
+      })
       yield* closeOpenStreams
       const crash = (willRestart: boolean) =>
         publish({ _tag: "Crash", plugin: name, reason: detail, code: exit?.code ?? null, signal: exit?.signal ?? null, willRestart })
       if (closed || state._tag === "Stopped" || state._tag === "Stopping") return false
-      const backoff = policy.backoff
-      if (backoff === undefined) {
-        consecutiveCrashes++
-        if (exceeded) {
-          const reason = `crashed ${policy.restartCap} times within ${formatDuration(policy.restartWindow)}; last: ${detail}`
+      switch (decision._tag) {
+        case "Disable": {
+          const reason = `${RestartDecision.describeDisableReason(decision.reason)}; last: ${detail}`
           yield* crash(false)
           yield* transition(PluginState.Disabled(reason))
           yield* Effect.logError(`disabled: ${reason}`).pipe(annotate)
           return true
         }
-        yield* crash(true)
-        yield* transition(PluginState.Recovering)
-        yield* Effect.logWarning(`crashed: ${detail}`).pipe(annotate)
-        return false
+        case "Recover": {
+          yield* crash(true)
+          yield* transition(PluginState.Recovering)
+          yield* Effect.logWarning(`crashed: ${detail}`).pipe(annotate)
+          return false
+        }
+        case "Backoff": {
+          const delay = decision.delay
+          yield* crash(true)
+          yield* transition(PluginState.Backoff(now + Duration.toMillis(delay)))
+          yield* Effect.logWarning(`crashed (${decision.restart} in a row): ${detail}; restarting in ${formatDuration(delay)}`).pipe(annotate)
+          restartFiber = yield* Effect.sleep(delay).pipe(
+            Effect.andThen(restartAfterBackoff),
+            Effect.forkIn(clientScope)
+          )
+          return false
+        }
       }
-      // The backoff is an Effect Schedule stepped once per crash: it counts consecutive crashes
-      // (reset when the previous one is `resetAfter` old), draws the jittered delay, and is done
-      // after `giveUpAfter`.
-      if (backoffStep === undefined) backoffStep = yield* Schedule.toStep(LifetimePolicy.backoffSchedule(backoff))
-      const decision = yield* backoffStep(now, undefined).pipe(
-        Effect.map(([consecutive, delay]) => ({ consecutive, delay: Option.some(delay) })),
-        Pull.catchDone((consecutive) => Effect.succeed({ consecutive, delay: Option.none<Duration.Duration>() }))
-      )
-      consecutiveCrashes = decision.consecutive
-      if (Option.isNone(decision.delay)) {
-        const reason = `crashed ${consecutiveCrashes} times in a row; last: ${detail}`
-        yield* crash(false)
-        yield* transition(PluginState.Disabled(reason))
-        yield* Effect.logError(`disabled: ${reason}`).pipe(annotate)
-        return true
-      }
-      const delay = decision.delay.value
-      yield* crash(true)
-      yield* transition(PluginState.Backoff(now + Duration.toMillis(delay)))
-      yield* Effect.logWarning(`crashed (${consecutiveCrashes} in a row): ${detail}; restarting in ${formatDuration(delay)}`).pipe(annotate)
-      restartFiber = yield* Effect.sleep(delay).pipe(
-        Effect.andThen(restartAfterBackoff),
-        Effect.forkIn(clientScope)
-      )
-      return false
     })
 
   /** The scheduled restart: a failed spawn or handshake records another crash and reschedules. */
@@ -752,7 +741,8 @@ const makeClient = Effect.fnUntraced(function*(
     )
     supportedMethods = info.supportedMethods
     current = incarnation
-    if (policy.backoff === undefined) consecutiveCrashes = 0
+    // A successful (re)initialize ends the run of consecutive crashes (the Paperclip rule).
+    yield* Ref.update(restarts, RestartDecision.started)
     consecutiveTimeouts = 0
     // The watcher lives in the client scope: it must outlive the incarnation's scope, which it
     // closes itself when the plugin dies.
@@ -1030,9 +1020,7 @@ const makeClient = Effect.fnUntraced(function*(
 
   const clearDisabled: PluginClient["clearDisabled"] = lifecycle.withPermits(1)(
     Effect.gen(function*() {
-      yield* window.clear
-      consecutiveCrashes = 0
-      backoffStep = undefined
+      yield* Ref.update(restarts, RestartDecision.cleared)
       if (state._tag === "Disabled") yield* transition(PluginState.Idle)
     })
   )
@@ -1040,17 +1028,18 @@ const makeClient = Effect.fnUntraced(function*(
   const health: PluginClient["health"] = Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     const incarnation = current
+    const history = yield* Ref.get(restarts)
     return {
       pluginName: name,
       state,
-      crashesInWindow: yield* window.count,
+      crashesInWindow: RestartDecision.crashesInWindow(policy, history, now),
       lastUsed,
-      lastCrash: yield* window.last,
+      lastCrash: history.lastCrashAt,
       lastError,
       lastErrorReason,
       pid: incarnation?.process.pid,
       uptime: incarnation === undefined ? undefined : Duration.millis(now - incarnation.process.startedAt),
-      consecutiveCrashes,
+      consecutiveCrashes: history.consecutive,
       totalCrashes,
       spawns,
       requests,

@@ -429,36 +429,38 @@ describe("LifetimePolicy.backoffDelay", () => {
     assert.strictEqual(ms(LifetimePolicy.backoffDelay(b, -3, 0.5)), 1000)
   })
 
-  it("nextConsecutiveCrashes resets once the previous crash is resetAfter old; givesUp at giveUpAfter", () => {
+  it("nextConsecutiveCrashes resets once the previous crash is resetAfter old; givesUp after giveUpAfter restarts", () => {
     assert.strictEqual(LifetimePolicy.nextConsecutiveCrashes(b, 0, undefined, 0), 1)
     assert.strictEqual(LifetimePolicy.nextConsecutiveCrashes(b, 4, 0, 10 * MIN - 1), 5)
     assert.strictEqual(LifetimePolicy.nextConsecutiveCrashes(b, 4, 0, 10 * MIN), 1)
-    assert.isFalse(LifetimePolicy.givesUp(b, 9))
-    assert.isTrue(LifetimePolicy.givesUp(b, 10))
+    // Crashes 1–10 are each followed by a restart; the 11th comes after 10 restarts and is not.
+    assert.isFalse(LifetimePolicy.givesUp(b, 10))
+    assert.isTrue(LifetimePolicy.givesUp(b, 11))
   })
 })
 
 describe("LifetimePolicy.backoffSchedule", () => {
-  it.effect("step by step: the delays of backoffDelay, jitter from Random, done at giveUpAfter", () =>
+  it.effect("step by step: the delays of backoffDelay, jitter from Random, done after giveUpAfter restarts", () =>
     Effect.gen(function*() {
       const step = yield* Schedule.toStep(LifetimePolicy.backoffSchedule(b))
       const outputs: Array<number> = []
       const delays: Array<number> = []
       let now = 0
-      for (let n = 1; n <= 9; n++) {
+      for (let n = 1; n <= 10; n++) {
         const [output, delay] = yield* step(now, undefined)
         outputs.push(output)
         delays.push(ms(delay))
         now += ms(delay)
       }
-      assert.deepStrictEqual(outputs, [1, 2, 3, 4, 5, 6, 7, 8, 9])
+      assert.deepStrictEqual(outputs, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
       assert.deepStrictEqual(
         delays,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9].map((n) => ms(LifetimePolicy.backoffDelay(b, n, 0.999)))
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((n) => ms(LifetimePolicy.backoffDelay(b, n, 0.999)))
       )
       assert.strictEqual(delays[8], 300_000) // 256 s · 1.2495 capped
-      const tenth = yield* Effect.exit(step(now, undefined))
-      assert.isTrue(Exit.isFailure(tenth), "the 10th consecutive crash gives up")
+      assert.strictEqual(delays[9], 300_000)
+      const eleventh = yield* Effect.exit(step(now, undefined))
+      assert.isTrue(Exit.isFailure(eleventh), "the 11th consecutive crash, after 10 restarts, gives up")
     }).pipe(Effect.provideService(Random.Random, fixedRandom(0.999))))
 
   it.effect("a crash resetAfter after the previous one starts the count again", () =>
@@ -471,7 +473,7 @@ describe("LifetimePolicy.backoffSchedule", () => {
       assert.strictEqual(ms(delay), 1000)
     }).pipe(Effect.provideService(Random.Random, fixedRandom(0.5))))
 
-  it.effect("drives Effect.retry under TestClock: 10 attempts, gaps within the jitter bounds", () =>
+  it.effect("drives Effect.retry under TestClock: 10 retries (11 attempts), gaps within the jitter bounds", () =>
     Effect.gen(function*() {
       const attempts: Array<number> = []
       const crash = Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -481,8 +483,8 @@ describe("LifetimePolicy.backoffSchedule", () => {
       const fiber = yield* Effect.retry(crash, LifetimePolicy.backoffSchedule(b)).pipe(Effect.forkChild)
       yield* TestClock.adjust("1 hour")
       const exit = yield* Fiber.await(fiber)
-      assert.deepStrictEqual(exit, Exit.fail("crash 10"))
-      assert.strictEqual(attempts.length, 10)
+      assert.deepStrictEqual(exit, Exit.fail("crash 11"))
+      assert.strictEqual(attempts.length, 11)
       const gaps = attempts.slice(1).map((t, i) => t - (attempts[i] ?? 0))
       gaps.forEach((gap, i) => {
         const n = i + 1

@@ -75,49 +75,76 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
       assert.strictEqual((yield* client.health).consecutiveCrashes, 13)
     }))
 
-  it.effect("gives up after 10 consecutive crashes: Disabled, with a crash event that will not restart", () =>
+  /** Advances the clock to the pending restart of a plugin in `Backoff`, and lets it run. */
+  const untilRestart = (client: PluginClient.PluginClient) =>
     Effect.gen(function*() {
-      const { manager } = yield* fakeManager({ plugin: InMemorySpawner.crashOnStart({ code: 3 }) })
+      const state = yield* client.state
+      assert.strictEqual(state._tag, "Backoff")
+      yield* TestClock.adjust(Duration.millis(untilOf(state) - (yield* Clock.currentTimeMillis)))
+      yield* settle
+    })
+
+  it.effect("gives up after exactly 10 restarts (11th crash): Disabled, with a crash event that will not restart", () =>
+    Effect.gen(function*() {
+      const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.crashOnStart({ code: 3 }) })
       const events = yield* recordEvents(manager)
       const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
       yield* manager.start("w").pipe(Effect.flip)
-      for (let n = 1; n < 10; n++) {
-        const state = yield* client.state
-        assert.strictEqual(state._tag, "Backoff")
-        yield* TestClock.adjust(Duration.millis(untilOf(state) - (yield* Clock.currentTimeMillis)))
-        yield* settle
+      for (let restart = 1; restart <= 10; restart++) {
+        assert.strictEqual((yield* client.health).consecutiveCrashes, restart)
+        yield* untilRestart(client)
       }
       const state = yield* client.state
       assert.strictEqual(state._tag, "Disabled")
-      assert.include(state._tag === "Disabled" ? state.reason : "", "crashed 10 times in a row")
+      assert.include(state._tag === "Disabled" ? state.reason : "", "crashed 11 times in a row (gave up after 10 restarts)")
+      assert.strictEqual((yield* fake.spawns).length, 11, "the first start and 10 restarts")
       const crashes = events.filter((e) => e._tag === "WorkerCrashed")
-      assert.strictEqual(crashes.length, 10)
-      assert.deepStrictEqual(crashes.map((e) => e._tag === "WorkerCrashed" && e.willRestart), [...Array(9).fill(true), false])
+      assert.strictEqual(crashes.length, 11)
+      assert.deepStrictEqual(crashes.map((e) => e._tag === "WorkerCrashed" && e.willRestart), [...Array(10).fill(true), false])
       yield* TestClock.adjust("1 hour")
       yield* settle
       assert.strictEqual((yield* client.state)._tag, "Disabled")
+      assert.strictEqual((yield* fake.spawns).length, 11)
+    }))
+
+  it.effect("a successful initialize resets the consecutive count: crashes after each good restart never give up", () =>
+    Effect.gen(function*() {
+      const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
+      const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      yield* manager.start("w")
+      // 15 crashes, each of a plugin that had initialized: more than giveUpAfter, all within
+      // resetAfter of each other, so only the successful initialize can end each run.
+      for (let n = 1; n <= 15; n++) {
+        yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
+        assert.strictEqual((yield* client.health).consecutiveCrashes, 1, `crash ${n}`)
+        const state = yield* client.state
+        const delay = untilOf(state) - (yield* Clock.currentTimeMillis)
+        assert.isAtMost(delay, 1_250, `crash ${n} is the first of its run`)
+        yield* untilRestart(client)
+        assert.strictEqual((yield* client.state)._tag, "Running", `restart ${n}`)
+        assert.strictEqual((yield* client.health).consecutiveCrashes, 0, `after restart ${n}`)
+      }
+      assert.strictEqual((yield* fake.spawns).length, 16)
+      assert.strictEqual(yield* manager.call("w", "echo", "alive"), "alive")
     }))
 
   it.effect("the consecutive-crash count resets when the last crash is 10 min old", () =>
     Effect.gen(function*() {
-      const { manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
+      // Every start fails, so no successful initialize ends the run: only time does.
+      const { manager } = yield* fakeManager({ plugin: InMemorySpawner.crashOnStart({ code: 1 }) })
       const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
-      yield* manager.start("w")
-      yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
-      let state = yield* client.state
-      yield* TestClock.adjust(Duration.millis(untilOf(state) - (yield* Clock.currentTimeMillis)))
-      yield* settle
-      yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
+      yield* manager.start("w").pipe(Effect.flip)
+      yield* untilRestart(client)
       assert.strictEqual((yield* client.health).consecutiveCrashes, 2)
-      state = yield* client.state
-      yield* TestClock.adjust(Duration.millis(untilOf(state) - (yield* Clock.currentTimeMillis)))
-      yield* settle
-      assert.strictEqual((yield* client.state)._tag, "Running")
+      yield* manager.stop("w")
+      yield* TestClock.adjust(Duration.minutes(10).pipe(Duration.subtract(Duration.millis(1))))
+      yield* manager.start("w").pipe(Effect.flip)
+      assert.strictEqual((yield* client.health).consecutiveCrashes, 3, "a crash 1 ms short of 10 min continues the run")
+      yield* manager.stop("w")
       yield* TestClock.adjust("10 minutes")
-      yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
+      yield* manager.start("w").pipe(Effect.flip)
       assert.strictEqual((yield* client.health).consecutiveCrashes, 1)
-      state = yield* client.state
-      const delay = untilOf(state) - (yield* Clock.currentTimeMillis)
+      const delay = untilOf(yield* client.state) - (yield* Clock.currentTimeMillis)
       assert.isAtMost(delay, 1_250)
     }))
 
