@@ -13,9 +13,9 @@
  * the sliding window holds `restartCap` crashes the plugin is `Disabled`: the call that tripped
  * it fails with `RestartCapExceeded`, later calls fail fast with `Disabled` until
  * `clearDisabled`; a plugin that crashes less often stays usable for ever. With a backoff, each
- * crash is followed by a restart after a growing delay, until `giveUpAfter` restarts in a row. A plugin's own error objects are not
- * crashes. Every state change goes through one `transition` function and is published as an
- * event.
+ * crash is followed by a restart after a growing delay, until `giveUpAfter` restarts in a row.
+ * A plugin's own error objects are not crashes. Every state change goes through one
+ * `transition` function and is published as an event.
  *
  * A client is made in a Scope with {@link make}, or provided as a service: {@link layer} gives
  * the {@link PluginClient} service, {@link layerAs} the same client under a tag of the user's

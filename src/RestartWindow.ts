@@ -6,7 +6,8 @@
  * it) and their pruning. Unlike the source system, which only pruned on spawn (so old crashes
  * could disable a healthy plugin), crashes older than the window are dropped on **every**
  * `record` and every read. A crash exactly `window` old is outside the window: a crash at `t`
- * counts while `now - t < window`. It is pure policy: no process code.
+ * counts while `now - t < window`. It is pure policy: no process code. A `PluginClient` keeps
+ * the same window inside its restart history, where one decision weighs it against the backoff.
  *
  * @since 0.1.0
  */
@@ -14,6 +15,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Ref from "effect/Ref"
+import * as RestartDecision from "./internal/restartDecision.ts"
 import type * as LifetimePolicy from "./LifetimePolicy.ts"
 
 /**
@@ -72,7 +74,7 @@ export const make = (window: Duration.Input, cap: number): Effect.Effect<Restart
     const state = yield* Ref.make<State>({ crashes: [], last: undefined })
 
     const prune = (crashes: ReadonlyArray<number>, now: number): ReadonlyArray<number> =>
-      crashes.filter((t) => now - t < windowMillis)
+      RestartDecision.pruneWindow(windowMillis, crashes, now)
 
     const pruned = Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Ref.modify(state, (s): [ReadonlyArray<number>, State] => {

@@ -175,6 +175,36 @@ describe("PluginClient (TestClock, in-memory spawner)", () => {
       assert.strictEqual((yield* client.health).totalCrashes, 6)
     }))
 
+  it.effect("the window's edge: crashes at 0, 30 s and 59.999 s disable; at 0, 30 s and 60 s they do not", () =>
+    Effect.gen(function*() {
+      for (const [last, expected] of [[59_999, "Disabled"], [60_000, "Recovering"]] as const) {
+        const { client } = yield* fakeClient(InMemorySpawner.echo())
+        const start = yield* Clock.currentTimeMillis
+        for (const at of [0, 30_000, last]) {
+          yield* TestClock.adjust(Duration.millis(start + at - (yield* Clock.currentTimeMillis)))
+          yield* client.request("crash", { code: 1 }).pipe(Effect.flip)
+        }
+        assert.strictEqual(yield* stateOf(client), expected, `third crash at ${last} ms`)
+      }
+    }))
+
+  it.effect("a successful respawn ends the run of consecutive crashes, not the window: the third crash within 60 s still disables", () =>
+    Effect.gen(function*() {
+      const { client } = yield* fakeClient(InMemorySpawner.echo())
+      for (const n of [1, 2]) {
+        yield* client.request("crash", { code: n }).pipe(Effect.flip)
+        assert.strictEqual((yield* client.health).consecutiveCrashes, 1, `crash ${n}`)
+        assert.strictEqual(yield* client.request("echo", n), n)
+        const health = yield* client.health
+        assert.strictEqual(health.consecutiveCrashes, 0, `respawn after crash ${n}`)
+        assert.strictEqual(health.crashesInWindow, n)
+        yield* TestClock.adjust("10 seconds")
+      }
+      assert.instanceOf(reasonOf(yield* client.request("crash", { code: 3 }).pipe(Effect.flip)), PluginClientError.RestartCapExceeded)
+      const state = yield* client.state
+      assert.include(state._tag === "Disabled" ? state.reason : "", "crashed 3 times within 1 min")
+    }))
+
   it.effect("clearDisabled forgets the crashes and the plugin works again", () =>
     Effect.gen(function*() {
       const behaviour = InMemorySpawner.sequence(

@@ -66,17 +66,19 @@ export type RestartDecision =
 export const empty: RestartHistory = { crashes: [], consecutive: 0, lastCrashAt: undefined }
 
 /**
- * The crashes still within the policy's window at `now`: a crash at `t` counts while
- * `now - t < restartWindow`, so one exactly a window old is out.
+ * The crash instants still within a window of `windowMillis` at `now`: a crash at `t` counts
+ * while `now - t < windowMillis`, so one exactly a window old is out. The one window rule, shared
+ * with the public `RestartWindow`.
  */
+export const pruneWindow = (windowMillis: number, crashes: ReadonlyArray<number>, now: number): ReadonlyArray<number> =>
+  crashes.filter((t) => now - t < windowMillis)
+
+/** The crashes still within the policy's `restartWindow` at `now` (see {@link pruneWindow}). */
 export const crashesWithin = (
   policy: LifetimePolicy.LifetimePolicy,
   crashes: ReadonlyArray<number>,
   now: number
-): ReadonlyArray<number> => {
-  const windowMillis = Duration.toMillis(policy.restartWindow)
-  return crashes.filter((t) => now - t < windowMillis)
-}
+): ReadonlyArray<number> => pruneWindow(Duration.toMillis(policy.restartWindow), crashes, now)
 
 /** The number of crashes within the window at `now` (what the cap counts, what health reports). */
 export const crashesInWindow = (policy: LifetimePolicy.LifetimePolicy, history: RestartHistory, now: number): number =>
