@@ -405,20 +405,22 @@ describe("PluginManager shutdown (TestClock, in-memory spawner)", () => {
       assert.strictEqual(spawns.filter((s) => s.running).length, 0)
     }))
 
-  it.effect("unregister of one id does not wait for another's stop, nor blocks register", () =>
+  it.effect("unregister or stop of one id does not wait for another's stop, nor blocks register", () =>
     Effect.gen(function*() {
-      const { fake, manager } = yield* stubbornManager(2)
+      const { fake, manager } = yield* stubbornManager(3)
       const first = yield* manager.unregister("p0").pipe(Effect.forkChild)
       yield* settle
       const second = yield* manager.unregister("p1").pipe(Effect.forkChild)
+      const third = yield* manager.stop("p2").pipe(Effect.forkChild)
       yield* settle
       yield* manager.register({ name: "late", executable: "plugin" }, { policy: graceful, handshake: Handshake.none })
-      assert.deepStrictEqual(yield* manager.ids, ["late"])
-      assert.deepStrictEqual((yield* fake.spawns).map((s) => s.signals.join()), ["SIGTERM", "SIGTERM"])
+      assert.deepStrictEqual(yield* manager.ids, ["p2", "late"])
+      assert.deepStrictEqual((yield* fake.spawns).map((s) => s.signals.join()), ["SIGTERM", "SIGTERM", "SIGTERM"])
       yield* TestClock.adjust("5 seconds")
       yield* Fiber.join(first)
       yield* settle
-      assert.isDefined(second.pollUnsafe(), "both stops ended one grace after they began")
+      assert.isDefined(second.pollUnsafe(), "every stop ended one grace after it began")
+      assert.isDefined(third.pollUnsafe(), "every stop ended one grace after it began")
       assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, 0)
     }))
 })
