@@ -8,7 +8,9 @@
  * progress (default 8) keeps a host restart with hundreds of plugins from stampeding the
  * machine. Every client's events reach one stream, tagged with the plugin id, together with
  * `WorkerCrashed` and `WorkerRestarted` (a ready that follows a crash).
- * Releasing the layer stops every plugin in parallel, each bounded by its policy's deadlines.
+ * Releasing the layer (or closing the Scope of {@link make}) stops every plugin concurrently,
+ * each bounded by its own policy's deadlines, so the whole release takes as long as the slowest
+ * stop, not their sum. Unregistering one id never waits for another's stop.
  *
  * @since 0.1.0
  */
@@ -233,6 +235,11 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
   const events = yield* PubSub.unbounded<ManagerEvent>()
   const entries = new Map<string, Entry>()
   const registry = yield* Semaphore.make(1)
+  // Every client lives in its own Scope, a child of this one. The manager's own Scope (a layer's,
+  // or the caller's) closes its children one after another, so releasing would take the sum of
+  // the plugins' stops (each up to drain + grace + kill); this one closes them all at once, so
+  // releasing takes only the slowest stop.
+  const clientScopes = yield* Scope.fork(scope, "parallel")
 
   /** The manifests each `discover(dir)` rejected, by `dir`. */
   const rejections = new Map<string, ReadonlyArray<PluginManifest.DiscoveredRejected>>()
@@ -286,6 +293,7 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
   const closeEntry = (entry: Entry) =>
     entry.client.shutdown.pipe(Effect.andThen(Scope.close(entry.scope, Exit.void)))
 
+  /** Registers under the registry's lock; a replaced (stopped) entry is closed after it. */
   const register: PluginManager["Service"]["register"] = (source, registerOptions) =>
     registry.withPermits(1)(
       Effect.gen(function*() {
@@ -295,12 +303,11 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
           const state = yield* existing.client.state
           if (state._tag !== "Stopped") return yield* new ManagerError({ id, reason: new AlreadyRegistered() })
           entries.delete(id)
-          yield* closeEntry(existing)
         }
         const resolved = withDefaults(options)
         const userOnEvent = resolved.onEvent
         const forward = forwarder(id)
-        const clientScope = yield* Scope.fork(scope, "sequential")
+        const clientScope = yield* Scope.fork(clientScopes, "sequential")
         const client = yield* PluginClient.make(source, {
           ...resolved,
           onEvent: (event) => userOnEvent === undefined ? forward(event) : Effect.andThen(forward(event), userOnEvent(event))
@@ -312,19 +319,22 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
         )
         const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
         entries.set(id, { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager", envVarNames })
-        return client
+        return { client, replaced: existing }
       })
+    ).pipe(
+      Effect.tap(({ replaced }) => replaced === undefined ? Effect.void : closeEntry(replaced)),
+      Effect.map(({ client }) => client)
     )
 
+  /** Forgets the id under the registry's lock, then stops its plugin outside it. */
   const unregister: PluginManager["Service"]["unregister"] = (id) =>
     registry.withPermits(1)(
-      Effect.suspend(() => {
+      Effect.sync(() => {
         const entry = entries.get(id)
-        if (entry === undefined) return Effect.void
         entries.delete(id)
-        return closeEntry(entry)
+        return entry
       })
-    )
+    ).pipe(Effect.flatMap((entry) => entry === undefined ? Effect.void : closeEntry(entry)))
 
   const start: PluginManager["Service"]["start"] = (id) =>
     Effect.flatMap(lookup(id), (entry) => entry.client.start).pipe(Effect.withSpan("PluginManager.start", { attributes: { plugin: id } }))
@@ -380,8 +390,6 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
             : Effect.logWarning(outcome.error.message), { discard: true })
       )
     )
-
-  yield* Effect.addFinalizer(() => stopAll)
 
   return PluginManager.of({
     register,

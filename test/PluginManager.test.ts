@@ -4,10 +4,12 @@ import * as path from "node:path"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as References from "effect/References"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Handshake from "../src/Handshake.ts"
@@ -397,6 +399,60 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
     }))
 })
 
+describe("PluginManager shutdown (TestClock, in-memory spawner)", () => {
+  const stubborn = { plugin: InMemorySpawner.ignoreSigterm(InMemorySpawner.neverReply()) }
+  const graceful = LifetimePolicy.makeUnsafe({ shutdownGrace: "5 seconds" })
+
+  /** A manager in its own Scope with `n` started plugins that only SIGKILL ends. */
+  const stubbornManager = (n: number) =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { fake, manager } = yield* fakeManager(stubborn).pipe(Scope.provide(scope))
+      const ids = Array.from({ length: n }, (_, i) => `p${i}`)
+      for (const id of ids) yield* manager.register({ name: id, executable: "plugin" }, { policy: graceful, handshake: Handshake.none })
+      yield* Effect.forEach(ids, (id) => manager.start(id), { concurrency: "unbounded", discard: true })
+      assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, n)
+      return { scope, fake, manager }
+    })
+
+  it.effect("closing the manager's Scope stops 10 plugins that ignore SIGTERM at once: one grace, not ten", () =>
+    Effect.gen(function*() {
+      const { fake, scope } = yield* stubbornManager(10)
+      const began = yield* Clock.currentTimeMillis
+      const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild)
+      yield* settle
+      assert.deepStrictEqual((yield* fake.spawns).map((s) => s.signals.join()), Array.from({ length: 10 }, () => "SIGTERM"))
+      yield* TestClock.adjust("4999 millis")
+      yield* settle
+      assert.isUndefined(closing.pollUnsafe(), "every plugin still has 1 ms of grace")
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(closing)
+      assert.strictEqual((yield* Clock.currentTimeMillis) - began, 5_000, "released exactly one grace after the close began")
+      const spawns = yield* fake.spawns
+      assert.deepStrictEqual(spawns.map((s) => s.signals.join()), Array.from({ length: 10 }, () => "SIGTERM,SIGKILL"))
+      assert.strictEqual(spawns.filter((s) => s.running).length, 0)
+    }))
+
+  it.effect("unregister or stop of one id does not wait for another's stop, nor blocks register", () =>
+    Effect.gen(function*() {
+      const { fake, manager } = yield* stubbornManager(3)
+      const first = yield* manager.unregister("p0").pipe(Effect.forkChild)
+      yield* settle
+      const second = yield* manager.unregister("p1").pipe(Effect.forkChild)
+      const third = yield* manager.stop("p2").pipe(Effect.forkChild)
+      yield* settle
+      yield* manager.register({ name: "late", executable: "plugin" }, { policy: graceful, handshake: Handshake.none })
+      assert.deepStrictEqual(yield* manager.ids, ["p2", "late"])
+      assert.deepStrictEqual((yield* fake.spawns).map((s) => s.signals.join()), ["SIGTERM", "SIGTERM", "SIGTERM"])
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(first)
+      yield* settle
+      assert.isDefined(second.pollUnsafe(), "every stop ended one grace after it began")
+      assert.isDefined(third.pollUnsafe(), "every stop ended one grace after it began")
+      assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, 0)
+    }))
+})
+
 describe("PluginManager where the executable is found (real processes)", () => {
   afterEach(async () => {
     const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 5_000))
@@ -522,6 +578,33 @@ for (const launcher of launchers) {
         assert.deepStrictEqual(exits.get("polite"), { code: 0, signal: null })
         assert.deepStrictEqual(exits.get("term"), { code: null, signal: "SIGTERM" })
         assert.deepStrictEqual(exits.get("stubborn"), { code: null, signal: "SIGKILL" })
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("releasing the layer stops 50 plugins, 10 trapping SIGTERM, within one grace plus a margin", () =>
+      Effect.gen(function*() {
+        const policy = LifetimePolicy.makeUnsafe({ shutdownGrace: "2 seconds" })
+        const { pids, releaseBegan } = yield* Effect.gen(function*() {
+          const manager = yield* PluginManager.PluginManager
+          for (let i = 0; i < 50; i++) {
+            const stubborn = i < 10 ? ["--ignore-shutdown", "--ignore-eof", "--trap-term"] : []
+            yield* manager.register({ name: `p${i}`, executable: node, args: [fixture("rpc-plugin.mjs"), ...stubborn] }, {
+              policy,
+              handshake: Handshake.none
+            })
+          }
+          yield* Effect.forEach(yield* manager.ids, (id) => manager.start(id), { concurrency: "unbounded", discard: true })
+          const diagnostics = yield* manager.diagnostics
+          assert.strictEqual(diagnostics.filter((d) => d.health.state._tag === "Running").length, 50)
+          return {
+            pids: diagnostics.flatMap((d) => d.health.pid === undefined ? [] : [d.health.pid]),
+            releaseBegan: performance.now()
+          }
+        }).pipe(Effect.provide(PluginManager.layer()))
+        const took = performance.now() - releaseBegan
+        assert.strictEqual(pids.length, 50)
+        // A stubborn stop is SIGTERM, the 2 s grace, SIGKILL: one after another, ten would take over 20 s.
+        assert.isBelow(took, 2_000 + 4_000, "every plugin stopped at once")
+        assert.deepStrictEqual(pids.filter(isAlive), [])
       }).pipe(Effect.provide(liveWith(launcher))))
 
     it.live("50 plugins start and stop in parallel", () =>
