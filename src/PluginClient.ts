@@ -170,6 +170,14 @@ export interface PluginHealth {
   readonly nextRestartAt: number | undefined
   readonly stderrExcerpt: string
   readonly supportedMethods: ReadonlyArray<string> | undefined
+  /**
+   * Notifications from the running process dropped because the handlers could not keep up (the
+   * policy's `maxQueuedBytes` of them were waiting); 0 when no process runs. Also counted, across
+   * processes, by the `plugin_notifications_dropped_total` metric.
+   */
+  readonly notificationsDropped: number
+  /** Bytes written for the running process and not yet read by it (capped by `maxQueuedBytes`). */
+  readonly queuedBytes: number
 }
 
 /**
@@ -717,6 +725,8 @@ const makeClient = Effect.fnUntraced(function*(
         requestTimeout: policy.requestTimeout,
         maxRequestTimeout: policy.maxRequestTimeout,
         maxLineBytes: policy.maxLineBytes,
+        maxQueuedBytes: policy.maxQueuedBytes,
+        maxQueuedNotificationBytes: policy.maxQueuedBytes,
         hostHandlers: options?.hostHandlers,
         onNotification
       })
@@ -1040,6 +1050,7 @@ const makeClient = Effect.fnUntraced(function*(
   const health: PluginClient["health"] = Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     const incarnation = current
+    const peerStats = incarnation === undefined ? undefined : yield* incarnation.peer.stats
     return {
       pluginName: name,
       state,
@@ -1057,7 +1068,9 @@ const makeClient = Effect.fnUntraced(function*(
       pendingRequests: incarnation === undefined ? 0 : yield* incarnation.peer.pending,
       nextRestartAt: state._tag === "Backoff" ? state.until : undefined,
       stderrExcerpt: incarnation === undefined ? lastStderr : yield* incarnation.process.stderrExcerpt,
-      supportedMethods
+      supportedMethods,
+      notificationsDropped: peerStats?.notificationsDropped ?? 0,
+      queuedBytes: peerStats?.queuedBytes ?? 0
     }
   })
 
