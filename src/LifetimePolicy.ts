@@ -96,7 +96,8 @@ export interface LifetimePolicy {
    * Bytes queued in each direction of one plugin's connection: lines written for the plugin and
    * not yet taken by it (a request then waits for room within its timeout, a notification fails
    * with `Backpressure`, and replies the plugin leaves unread end the connection at twice this),
-   * and notifications received and not yet handled (beyond it they are dropped and counted).
+   * and notifications received and not yet handled, up to a quarter of it (a parsed notification
+   * takes several times the bytes of its line; beyond it they are dropped and counted).
    */
   readonly maxQueuedBytes: number
   /** A plugin that times out this many calls in a row is recycled as a crash. */

@@ -171,8 +171,8 @@ export interface PluginHealth {
   readonly stderrExcerpt: string
   readonly supportedMethods: ReadonlyArray<string> | undefined
   /**
-   * Notifications from the running process dropped because the handlers could not keep up (the
-   * policy's `maxQueuedBytes` of them were waiting); 0 when no process runs. Also counted, across
+   * Notifications from the running process dropped because the handlers could not keep up (a
+   * quarter of the policy's `maxQueuedBytes` of them were waiting); 0 when no process runs. Also counted, across
    * processes, by the `plugin_notifications_dropped_total` metric.
    */
   readonly notificationsDropped: number
@@ -726,7 +726,8 @@ const makeClient = Effect.fnUntraced(function*(
         maxRequestTimeout: policy.maxRequestTimeout,
         maxLineBytes: policy.maxLineBytes,
         maxQueuedBytes: policy.maxQueuedBytes,
-        maxQueuedNotificationBytes: policy.maxQueuedBytes,
+        // Parsed notifications take several times the bytes of their lines.
+        maxQueuedNotificationBytes: Math.floor(policy.maxQueuedBytes / 4),
         hostHandlers: options?.hostHandlers,
         onNotification
       })

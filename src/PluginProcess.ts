@@ -429,15 +429,24 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   const inputFailed = yield* Deferred.make<string>()
   const exited = yield* Deferred.make<ProcessExit>()
   const ended = yield* Deferred.make<ProcessEnd>()
-  // Bytes offered and not yet taken by the writer (which then waits for the pipe to drain).
+  // Bytes offered and not yet written: the burst being written counts until the writer asks for
+  // the next one, which it does once the pipe took it (or Node's buffer is under its mark).
   let queuedBytes = 0
+  let burstBytes = 0
   const input = makeInputMeter(() => queuedBytes)
-  yield* Stream.fromQueue(outbound).pipe(
-    Stream.mapArray((lines) => {
-      for (const line of lines) queuedBytes -= line.length + 1
+  const nextBurst = Effect.suspend(() => {
+    if (burstBytes > 0) {
+      queuedBytes -= burstBytes
+      burstBytes = 0
       input.written()
-      return [Framing.encodeLines(lines)] as const
-    }),
+    }
+    // Bounded bursts: what the pipe does not take waits here as lines, not also as an encoded copy.
+    return Queue.takeBetween(outbound, 1, linesPerBurst)
+  }).pipe(Effect.map((lines) => {
+    for (const line of lines) burstBytes += line.length + 1
+    return [Framing.encodeLines(lines)] as const
+  }))
+  yield* Stream.fromPull(Effect.succeed(nextBurst)).pipe(
     Stream.run(handle.stdin),
     Effect.catchCause((cause) => {
       const detail = Cause.pretty(cause).split("\n")[0] ?? "write failed"
@@ -490,6 +499,8 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   return assemble({ spec, pid, startedAt, stdout: handle.stdout, listenStdout: undefined, writeLine, input, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
 })
 
+/** Lines the default launcher writes at once at most (as many as calls in flight by default). */
+const linesPerBurst = 64
 const stderrMaxLineBytes = 64 * 1024
 const stderrLine = (frame: Framing.Frame) => typeof frame === "string" ? frame : `[stderr line of ${frame.bytes}+ bytes cut]`
 /** How long an exit may wait for the last stderr bytes (a grandchild may hold stderr open). */

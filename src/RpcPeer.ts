@@ -803,17 +803,20 @@ export const make = Effect.fnUntraced(function*<R = never>(
     })
   }
 
+  const refuseNotification = () => {
+    stats.notificationsRefused++
+    return Effect.fail(fail(new PluginClientError.Backpressure({ queuedBytes: queuedBytes(), limit: maxQueuedBytes })))
+  }
   // A notification cannot wait (the caller expects it sent or refused now): with the queue full,
   // or calls waiting for room ahead of it, it is refused.
   const notify: RpcPeer["notify"] = (method, params) =>
     Effect.suspend(() => {
       if (broken !== undefined) return Effect.fail(fail(brokenReason()))
+      // A full queue refuses before encoding: a caller retrying in a loop makes no garbage.
+      if (isBlocked() || queuedBytes() >= maxQueuedBytes) return refuseNotification()
       const line = JsonRpc.encode(JsonRpc.notification(method, params))
       if (Result.isFailure(line)) return Effect.fail(fail(new PluginClientError.InvalidParams({ method, detail: line.failure })))
-      if (isBlocked() || !fits(line.success.length + 1, maxQueuedBytes)) {
-        stats.notificationsRefused++
-        return Effect.fail(fail(new PluginClientError.Backpressure({ queuedBytes: queuedBytes(), limit: maxQueuedBytes })))
-      }
+      if (!fits(line.success.length + 1, maxQueuedBytes)) return refuseNotification()
       return transport.writeLine(line.success) ? Effect.void : Effect.fail(fail(stdinClosed()))
     })
 
