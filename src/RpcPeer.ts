@@ -16,11 +16,12 @@
  * that returns at once is run as the notification is read, so it never drops one.
  *
  * The connection ends when the process exits, stdin breaks, or the plugin breaks the protocol
- * (a line over `maxLineBytes`, a wrong id in serial mode, replies it does not read). Then every pending call fails at once
- * with the reason (for an exit: code or signal and the stderr excerpt), and later calls fail
- * immediately. Unparseable lines and responses to unknown ids are logged and counted, never
- * fatal. Requests from the plugin are served by `hostHandlers` (an unknown method gets -32601,
- * a failing handler an error reply), so nothing a plugin sends can crash the host.
+ * (a line over `maxLineBytes`, a wrong id in serial mode, replies it leaves unread). Then every
+ * pending call fails at once with the reason (for an exit: code or signal and the stderr
+ * excerpt), and later calls fail immediately. Unparseable lines and responses to unknown ids are
+ * logged and counted, never fatal. Requests from the plugin are served by `hostHandlers` (an
+ * unknown method gets -32601, a failing handler an error reply), so nothing a plugin sends can
+ * crash the host.
  *
  * @since 0.1.0
  */
