@@ -13,7 +13,8 @@
  * the connection once they would take the queue past twice the cap. Notifications waiting for a
  * slow `onNotification` stay under `maxQueuedNotificationBytes` (and a count); beyond it they are
  * dropped, counted in `stats` and in the `plugin_notifications_dropped_total` metric. A handler
- * that returns at once is run as the notification is read, so it never drops one.
+ * that returns at once is run as the notification is read, so it never drops one (see
+ * `internal/notificationInbox.ts`).
  *
  * The connection ends when the process exits, stdin breaks, or the plugin breaks the protocol
  * (a line over `maxLineBytes`, a wrong id in serial mode, replies it leaves unread). Then every
@@ -39,6 +40,7 @@ import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Framing from "./Framing.ts"
+import * as NotificationInbox from "./internal/notificationInbox.ts"
 import * as Protocol from "./internal/protocol.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as PluginClientError from "./PluginClientError.ts"
@@ -259,12 +261,6 @@ interface Call {
   line: string | undefined
 }
 
-/** A notification waiting for `onNotification`, with the length of its line. */
-interface QueuedNotification {
-  readonly message: JsonRpc.Notification
-  readonly bytes: number
-}
-
 /**
  * Notifications dropped because a connection's `onNotification` could not keep up, by plugin.
  *
@@ -440,38 +436,8 @@ export const make = Effect.fnUntraced(function*<R = never>(
     )
   }
 
-  // -- notifications, delivered in order ---------------------------------------------------------
-  // A notification read while no handler runs is handed over at once, in the read callback: a
-  // handler that returns at once is over before the next line is read and nothing is queued. One
-  // that suspends makes later notifications queue behind it (bounded by count and bytes), and the
-  // fiber that runs it delivers them in order. A consumer fiber woken once per turn of the event
-  // loop instead (as before) saw a few hundred notifications per turn while a read burst brought
-  // tens of thousands, and dropped 95 % of a flood even with a handler that returned at once.
+  // -- notifications, delivered in order, bounded by count and bytes -------------------------
   const onNotification = options?.onNotification
-  const maxQueuedNotifications = Math.max(1, options?.maxQueuedNotifications ?? 10_000)
-  const maxQueuedNotificationBytes = Math.max(1, options?.maxQueuedNotificationBytes ?? defaultMaxQueuedBytes)
-  let backlog: Array<QueuedNotification | undefined> = []
-  let backlogHead = 0
-  let backlogBytes = 0
-  // Whether a handler is running (or its fiber is delivering the backlog).
-  let delivering = false
-  const handle = (handler: NonNullable<typeof onNotification>, n: JsonRpc.Notification) =>
-    Effect.suspend(() => handler(n)).pipe(
-      Effect.catchCause((cause) => Effect.logWarning(`notification handler for ${n.method} failed`, Cause.pretty(cause)))
-    )
-  const deliverBacklog = (handler: NonNullable<typeof onNotification>): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      const next = backlog[backlogHead]
-      if (next === undefined) {
-        backlog = []
-        backlogHead = 0
-        delivering = false
-        return Effect.void
-      }
-      backlog[backlogHead++] = undefined
-      backlogBytes -= next.bytes
-      return Effect.andThen(handle(handler, next.message), deliverBacklog(handler))
-    })
   // The metric series of this plugin, made at the first drop.
   let droppedMetric: Metric.Counter<number> | undefined
   const dropNotification = () => {
@@ -484,18 +450,13 @@ export const make = Effect.fnUntraced(function*<R = never>(
       log(Effect.logWarning(`notification handler cannot keep up: ${stats.notificationsDropped} notification(s) dropped so far`))
     }
   }
-  const deliver = (handler: NonNullable<typeof onNotification>, message: JsonRpc.Notification, bytes: number) => {
-    if (!delivering) {
-      delivering = true
-      return runTask(Effect.andThen(handle(handler, message), deliverBacklog(handler)))
-    }
-    const queued = backlog.length - backlogHead
-    if (queued >= maxQueuedNotifications || (queued > 0 && backlogBytes + bytes > maxQueuedNotificationBytes)) {
-      return dropNotification()
-    }
-    backlog.push({ message, bytes })
-    backlogBytes += bytes
-  }
+  const inbox = onNotification === undefined ? undefined : NotificationInbox.make({
+    handler: onNotification,
+    maxCount: Math.max(1, options?.maxQueuedNotifications ?? 10_000),
+    maxBytes: Math.max(1, options?.maxQueuedNotificationBytes ?? defaultMaxQueuedBytes),
+    run: runTask,
+    onDrop: dropNotification
+  })
 
   // -- plugin → host responses ---------------------------------------------------------------
   const settle = (id: number, call: Call, message: JsonRpc.Success | JsonRpc.Failure) => {
@@ -557,7 +518,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
         return serveRequest(message)
       case "Notification":
         stats.notificationsReceived++
-        if (onNotification !== undefined) deliver(onNotification, message, frame.length)
+        inbox?.offer(message, frame.length)
         return
     }
   }
@@ -826,7 +787,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     request,
     notify,
     pending: Effect.sync(() => pending.size),
-    stats: Effect.sync((): Stats => ({ ...stats, queuedBytes: queuedBytes(), queuedNotificationBytes: backlogBytes })),
+    stats: Effect.sync((): Stats => ({ ...stats, queuedBytes: queuedBytes(), queuedNotificationBytes: inbox?.queuedBytes() ?? 0 })),
     closeReason: Effect.sync(() => broken === undefined ? Option.none() : Option.some(brokenReason())),
     closed: Effect.map(Deferred.await(closedDeferred), brokenReason),
     ended: Deferred.await(closedDeferred),
