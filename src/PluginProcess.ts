@@ -1,7 +1,8 @@
 /**
  * One plugin process, owned by a `Scope`: spawned without a shell, with a restricted
- * environment, its stderr always drained, its stdin fed from a queue, and a stop sequence that
- * always ends.
+ * environment, its stderr always drained, its stdin fed from a queue whose size it reports
+ * (`queuedInputBytes`, so the connection above can cap what a plugin that stops reading costs),
+ * and a stop sequence that always ends.
  *
  * The environment is exactly the allow-listed variables that exist in the host environment
  * plus explicit extra variables — nothing else leaks. stderr is read for the whole life of the
