@@ -93,6 +93,14 @@ export interface LifetimePolicy {
   readonly maxConcurrentRequests: number
   /** Longest line (in bytes) accepted from the plugin. */
   readonly maxLineBytes: number
+  /**
+   * Bytes queued in each direction of one plugin's connection: lines written for the plugin and
+   * not yet taken by it (a request then waits for room within its timeout, a notification fails
+   * with `Backpressure`, and replies the plugin leaves unread end the connection at twice this),
+   * and notifications received and not yet handled, up to a quarter of it (a parsed notification
+   * takes several times the bytes of its line; beyond it they are dropped and counted).
+   */
+  readonly maxQueuedBytes: number
   /** A plugin that times out this many calls in a row is recycled as a crash. */
   readonly consecutiveTimeoutsBeforeRecycle: number
   /** Automatic restart after a crash; `undefined` = none (a lazy plugin respawns on the next request). */
@@ -135,6 +143,7 @@ export interface Input {
   readonly initTimeout?: Duration.Input
   readonly maxConcurrentRequests?: number
   readonly maxLineBytes?: number
+  readonly maxQueuedBytes?: number
   readonly consecutiveTimeoutsBeforeRecycle?: number
   readonly backoff?: BackoffInput | undefined
 }
@@ -182,7 +191,7 @@ export const defaultBackoff: Backoff = {
 /**
  * The devboy semantics: lazy spawn, idle reap after 60 s, SIGTERM → 10 s → SIGKILL, 3 crashes
  * in 60 s disable the plugin, 30 s call timeout (5 min hard cap), 15 s handshake, 10 s drain,
- * 64 concurrent calls, 16 MiB lines, 3 timeouts in a row recycle the process, no automatic
+ * 64 concurrent calls, 16 MiB lines, 32 MiB queued each way, 3 timeouts in a row recycle the process, no automatic
  * restart. Exported as `default` too (`LifetimePolicy.default`).
  *
  * @category presets
@@ -199,6 +208,7 @@ export const defaultPolicy: LifetimePolicy = {
   initTimeout: Duration.seconds(15),
   maxConcurrentRequests: 64,
   maxLineBytes: 16 * 1024 * 1024,
+  maxQueuedBytes: 32 * 1024 * 1024,
   consecutiveTimeoutsBeforeRecycle: 3,
   backoff: undefined
 }
@@ -276,6 +286,7 @@ const check = (p: LifetimePolicy): PolicyError | undefined =>
     checkDuration("initTimeout", p.initTimeout) ??
     checkInt("maxConcurrentRequests", p.maxConcurrentRequests, 1) ??
     checkInt("maxLineBytes", p.maxLineBytes, 1024) ??
+    checkInt("maxQueuedBytes", p.maxQueuedBytes, 64 * 1024) ??
     checkInt("consecutiveTimeoutsBeforeRecycle", p.consecutiveTimeoutsBeforeRecycle, 1) ??
     (Duration.isGreaterThan(p.requestTimeout, p.maxRequestTimeout)
       ? new PolicyError({
@@ -402,6 +413,7 @@ const build = (input: Input): LifetimePolicy | PolicyError => {
     initTimeout: duration("initTimeout", input.initTimeout, base.initTimeout),
     maxConcurrentRequests: input.maxConcurrentRequests ?? base.maxConcurrentRequests,
     maxLineBytes: input.maxLineBytes ?? base.maxLineBytes,
+    maxQueuedBytes: input.maxQueuedBytes ?? base.maxQueuedBytes,
     consecutiveTimeoutsBeforeRecycle: input.consecutiveTimeoutsBeforeRecycle ??
       base.consecutiveTimeoutsBeforeRecycle,
     backoff: Object.hasOwn(input, "backoff")
@@ -414,7 +426,7 @@ const build = (input: Input): LifetimePolicy | PolicyError => {
 /**
  * Merges `input` over {@link defaultPolicy} and validates the result: durations positive and
  * finite, `restartCap`, `maxConcurrentRequests`, `consecutiveTimeoutsBeforeRecycle` and
- * `backoff.giveUpAfter` integers `>= 1`, `maxLineBytes >= 1024`,
+ * `backoff.giveUpAfter` integers `>= 1`, `maxLineBytes >= 1024`, `maxQueuedBytes >= 65536`,
  * `requestTimeout <= maxRequestTimeout`, `backoff.factor >= 1`, `backoff.jitter` in `[0, 1)`,
  * `backoff.initial <= backoff.max`. Fails with the first broken rule.
  *
@@ -503,6 +515,7 @@ const knobsConfig = (base: LifetimePolicy) =>
     initTimeout: duration("INIT_TIMEOUT").pipe(Config.withDefault(base.initTimeout)),
     maxConcurrentRequests: Config.Int("MAX_CONCURRENT_REQUESTS").pipe(Config.withDefault(base.maxConcurrentRequests)),
     maxLineBytes: Config.schema(ByteCountText, "MAX_LINE_BYTES").pipe(Config.withDefault(base.maxLineBytes)),
+    maxQueuedBytes: Config.schema(ByteCountText, "MAX_QUEUED_BYTES").pipe(Config.withDefault(base.maxQueuedBytes)),
     consecutiveTimeoutsBeforeRecycle: Config.Int("CONSECUTIVE_TIMEOUTS_BEFORE_RECYCLE").pipe(
       Config.withDefault(base.consecutiveTimeoutsBeforeRecycle)
     ),
@@ -563,7 +576,7 @@ const knobsConfig = (base: LifetimePolicy) =>
  * | `IDLE_TIMEOUT` | a duration, or `never` (also `off`, `none`) for no reaping |
  * | `SHUTDOWN_GRACE`, `DRAIN_TIMEOUT`, `RESTART_WINDOW`, `REQUEST_TIMEOUT`, `MAX_REQUEST_TIMEOUT`, `INIT_TIMEOUT` | durations |
  * | `RESTART_CAP`, `MAX_CONCURRENT_REQUESTS`, `CONSECUTIVE_TIMEOUTS_BEFORE_RECYCLE` | integers |
- * | `MAX_LINE_BYTES` | an integer, or a byte size such as `16 MiB` |
+ * | `MAX_LINE_BYTES`, `MAX_QUEUED_BYTES` | an integer, or a byte size such as `16 MiB` |
  * | `BACKOFF` | `on` \| `off` |
  * | `BACKOFF_INITIAL`, `BACKOFF_MAX`, `BACKOFF_RESET_AFTER` | durations |
  * | `BACKOFF_FACTOR`, `BACKOFF_JITTER` | numbers |

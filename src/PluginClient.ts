@@ -172,6 +172,14 @@ export interface PluginHealth {
   readonly nextRestartAt: number | undefined
   readonly stderrExcerpt: string
   readonly supportedMethods: ReadonlyArray<string> | undefined
+  /**
+   * Notifications from the running process dropped because the handlers could not keep up (a
+   * quarter of the policy's `maxQueuedBytes` of them were waiting); 0 when no process runs. Also counted, across
+   * processes, by the `plugin_notifications_dropped_total` metric.
+   */
+  readonly notificationsDropped: number
+  /** Bytes written for the running process and not yet read by it (capped by `maxQueuedBytes`). */
+  readonly queuedBytes: number
 }
 
 /**
@@ -706,6 +714,9 @@ const makeClient = Effect.fnUntraced(function*(
         requestTimeout: policy.requestTimeout,
         maxRequestTimeout: policy.maxRequestTimeout,
         maxLineBytes: policy.maxLineBytes,
+        maxQueuedBytes: policy.maxQueuedBytes,
+        // Parsed notifications take several times the bytes of their lines.
+        maxQueuedNotificationBytes: Math.floor(policy.maxQueuedBytes / 4),
         hostHandlers: options?.hostHandlers,
         onNotification
       })
@@ -1029,6 +1040,7 @@ const makeClient = Effect.fnUntraced(function*(
     const now = yield* Clock.currentTimeMillis
     const incarnation = current
     const history = yield* Ref.get(restarts)
+    const peerStats = incarnation === undefined ? undefined : yield* incarnation.peer.stats
     return {
       pluginName: name,
       state,
@@ -1046,7 +1058,9 @@ const makeClient = Effect.fnUntraced(function*(
       pendingRequests: incarnation === undefined ? 0 : yield* incarnation.peer.pending,
       nextRestartAt: state._tag === "Backoff" ? state.until : undefined,
       stderrExcerpt: incarnation === undefined ? lastStderr : yield* incarnation.process.stderrExcerpt,
-      supportedMethods
+      supportedMethods,
+      notificationsDropped: peerStats?.notificationsDropped ?? 0,
+      queuedBytes: peerStats?.queuedBytes ?? 0
     }
   })
 

@@ -246,6 +246,22 @@ export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable"
 }
 
 /**
+ * The bytes queued for the plugin and not yet taken by it reached `limit` (the policy's
+ * `maxQueuedBytes`): a notification is refused at once, a reply the plugin does not read ends
+ * the connection. The plugin is not reading its input fast enough, or not at all.
+ *
+ * @category reasons
+ */
+export class Backpressure extends Schema.TaggedError<Backpressure>()("Backpressure", {
+  queuedBytes: Schema.Int,
+  limit: Schema.Int
+}) {
+  override get message() {
+    return `is not reading its input: ${this.queuedBytes} bytes queued for it (limit ${this.limit})`
+  }
+}
+
+/**
  * Every reason a plugin call can fail.
  *
  * @category models
@@ -265,7 +281,8 @@ export const Reason = Schema.Union([
   IdMismatch,
   Timeout,
   Closed,
-  Unavailable
+  Unavailable,
+  Backpressure
 ])
 export type Reason = typeof Reason.Type
 

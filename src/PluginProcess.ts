@@ -1,7 +1,8 @@
 /**
  * One plugin process, owned by a `Scope`: spawned without a shell, with a restricted
- * environment, its stderr always drained, its stdin fed from a queue, and a stop sequence that
- * always ends.
+ * environment, its stderr always drained, its stdin fed from a queue whose size it reports
+ * (`queuedInputBytes`, so the connection above can cap what a plugin that stops reading costs),
+ * and a stop sequence that always ends.
  *
  * The environment is exactly the allow-listed variables that exist in the host environment
  * plus explicit extra variables — nothing else leaks. stderr is read for the whole life of the
@@ -139,6 +140,18 @@ export interface PluginProcess {
    * is closed or broken.
    */
   readonly writeLine: (line: string) => boolean
+  /**
+   * Bytes of stdin lines queued and not yet taken by the pipe (counted as string length, which is
+   * the byte count of ASCII JSON). A plugin that stops reading makes it grow: what writes decides
+   * when to stop (the connection caps it at `maxQueuedBytes`). The default launcher stops counting
+   * a burst when its writer takes it, so at most one more burst is buffered beyond this.
+   */
+  readonly queuedInputBytes: () => number
+  /**
+   * Calls `listener` each time queued stdin bytes went out (`queuedInputBytes` fell), for as long
+   * as the current Scope is open. One listener at a time: the connection built on top.
+   */
+  readonly listenInputWritten: (listener: () => void) => Effect.Effect<void, never, Scope.Scope>
   /** Closes stdin after the queued lines are written (the plugin sees EOF). */
   readonly endInput: Effect.Effect<void>
   /** Completes with a description when writing to stdin failed (for example a broken pipe). */
@@ -305,6 +318,31 @@ const makeStopper = (controls: {
   return { stop, stopping: () => stopping, recordExit }
 }
 
+/**
+ * How much stdin is queued and who hears when it goes out: the launcher says what is queued and
+ * calls `written` when some of it left.
+ */
+interface InputMeter {
+  readonly queuedBytes: () => number
+  readonly written: () => void
+  readonly listen: PluginProcess["listenInputWritten"]
+}
+
+const makeInputMeter = (queuedBytes: () => number): InputMeter => {
+  let listener: (() => void) | undefined
+  return {
+    queuedBytes,
+    written: () => listener?.(),
+    listen: (onWritten) =>
+      Effect.flatMap(Effect.scope, (scope) => {
+        listener = onWritten
+        return Scope.addFinalizer(scope, Effect.sync(() => {
+          if (listener === onWritten) listener = undefined
+        }))
+      })
+  }
+}
+
 /** The process as its users see it, from what a launcher built. */
 const assemble = (parts: {
   readonly spec: Spec
@@ -313,6 +351,7 @@ const assemble = (parts: {
   readonly stdout: PluginProcess["stdout"]
   readonly listenStdout: PluginProcess["listenStdout"]
   readonly writeLine: PluginProcess["writeLine"]
+  readonly input: InputMeter
   readonly endInput: PluginProcess["endInput"]
   readonly inputFailed: Deferred.Deferred<string>
   readonly ended: Deferred.Deferred<ProcessEnd>
@@ -326,6 +365,8 @@ const assemble = (parts: {
   stdout: parts.stdout,
   listenStdout: parts.listenStdout,
   writeLine: parts.writeLine,
+  queuedInputBytes: parts.input.queuedBytes,
+  listenInputWritten: parts.input.listen,
   endInput: parts.endInput,
   inputFailure: Deferred.await(parts.inputFailed),
   ended: Deferred.await(parts.ended),
@@ -389,8 +430,24 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   const inputFailed = yield* Deferred.make<string>()
   const exited = yield* Deferred.make<ProcessExit>()
   const ended = yield* Deferred.make<ProcessEnd>()
-  yield* Stream.fromQueue(outbound).pipe(
-    Stream.mapArray((lines) => [Framing.encodeLines(lines)] as const),
+  // Bytes offered and not yet written: the burst being written counts until the writer asks for
+  // the next one, which it does once the pipe took it (or Node's buffer is under its mark).
+  let queuedBytes = 0
+  let burstBytes = 0
+  const input = makeInputMeter(() => queuedBytes)
+  const nextBurst = Effect.suspend(() => {
+    if (burstBytes > 0) {
+      queuedBytes -= burstBytes
+      burstBytes = 0
+      input.written()
+    }
+    // Bounded bursts: what the pipe does not take waits here as lines, not also as an encoded copy.
+    return Queue.takeBetween(outbound, 1, linesPerBurst)
+  }).pipe(Effect.map((lines) => {
+    for (const line of lines) burstBytes += line.length + 1
+    return [Framing.encodeLines(lines)] as const
+  }))
+  yield* Stream.fromPull(Effect.succeed(nextBurst)).pipe(
     Stream.run(handle.stdin),
     Effect.catchCause((cause) => {
       const detail = Cause.pretty(cause).split("\n")[0] ?? "write failed"
@@ -405,7 +462,11 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
     }),
     Effect.forkScoped
   )
-  const writeLine = (line: string) => Queue.offerUnsafe(outbound, line)
+  const writeLine = (line: string) => {
+    if (!Queue.offerUnsafe(outbound, line)) return false
+    queuedBytes += line.length + 1
+    return true
+  }
   const endInput = Effect.asVoid(Queue.end(outbound))
 
   // Signals the group in the background, until the leader exits. The spawner's `kill` would also
@@ -436,9 +497,11 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   // before the spawner's own release.
   yield* Scope.addFinalizer(yield* Effect.scope, stopper.stop())
 
-  return assemble({ spec, pid, startedAt, stdout: handle.stdout, listenStdout: undefined, writeLine, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
+  return assemble({ spec, pid, startedAt, stdout: handle.stdout, listenStdout: undefined, writeLine, input, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
 })
 
+/** Lines the default launcher writes at once at most (as many as calls in flight by default). */
+const linesPerBurst = 64
 const stderrMaxLineBytes = 64 * 1024
 const stderrLine = (frame: Framing.Frame) => typeof frame === "string" ? frame : `[stderr line of ${frame.bytes}+ bytes cut]`
 /** How long an exit may wait for the last stderr bytes (a grandchild may hold stderr open). */
@@ -624,8 +687,11 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
 
   // stdin: lines queued in one turn go out together (see LineBatcher).
   let inputOpen = stdin !== null
+  // What Node buffers for the pipe counts too: a plugin that stops reading makes it grow.
+  const meter = makeInputMeter(() => input.queuedChars() + (stdin?.writableLength ?? 0))
+  const afterWrite = meter.written
   const input = LineBatcher.make((data) => {
-    if (inputOpen) stdin?.write(data)
+    if (inputOpen) stdin?.write(data, afterWrite)
   })
   const failInput = (detail: string) => {
     inputOpen = false
@@ -714,7 +780,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   // the sweep of the group.
   yield* Scope.addFinalizer(yield* Effect.scope, Effect.andThen(stopper.stop(), sweep))
 
-  return assemble({ spec, pid, startedAt, stdout: stdoutStream, listenStdout, writeLine, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
+  return assemble({ spec, pid, startedAt, stdout: stdoutStream, listenStdout, writeLine, input: meter, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
 })
 
 // ---------------------------------------------------------------------------------------------

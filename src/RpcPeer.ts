@@ -7,12 +7,22 @@
  * may come back in any order. At most `maxConcurrentRequests` calls are in flight; with `1` the
  * plugin is strictly serial and a reply carrying another id is a protocol violation.
  *
+ * Memory is bounded by bytes in both directions. Lines queued for the other side and not yet
+ * taken by it stay under `maxQueuedBytes`: a call waits for room (within its timeout), a
+ * notification fails at once with `Backpressure`, and replies the other side leaves unread end
+ * the connection once they would take the queue past twice the cap. Notifications waiting for a
+ * slow `onNotification` stay under `maxQueuedNotificationBytes` (and a count); beyond it they are
+ * dropped, counted in `stats` and in the `plugin_notifications_dropped_total` metric. A handler
+ * that returns at once is run as the notification is read, so it never drops one (see
+ * `internal/notificationInbox.ts`).
+ *
  * The connection ends when the process exits, stdin breaks, or the plugin breaks the protocol
- * (a line over `maxLineBytes`, a wrong id in serial mode). Then every pending call fails at once
- * with the reason (for an exit: code or signal and the stderr excerpt), and later calls fail
- * immediately. Unparseable lines and responses to unknown ids are logged and counted, never
- * fatal. Requests from the plugin are served by `hostHandlers` (an unknown method gets -32601,
- * a failing handler an error reply), so nothing a plugin sends can crash the host.
+ * (a line over `maxLineBytes`, a wrong id in serial mode, replies it leaves unread). Then every
+ * pending call fails at once with the reason (for an exit: code or signal and the stderr
+ * excerpt), and later calls fail immediately. Unparseable lines and responses to unknown ids are
+ * logged and counted, never fatal. Requests from the plugin are served by `hostHandlers` (an
+ * unknown method gets -32601, a failing handler an error reply), so nothing a plugin sends can
+ * crash the host.
  *
  * @since 0.1.0
  */
@@ -24,12 +34,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Framing from "./Framing.ts"
+import * as NotificationInbox from "./internal/notificationInbox.ts"
 import * as Protocol from "./internal/protocol.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as PluginClientError from "./PluginClientError.ts"
@@ -79,6 +90,18 @@ export interface Options<R = never> {
    * (never silently). Default 10 000.
    */
   readonly maxQueuedNotifications?: number | undefined
+  /**
+   * Bytes (line length) of the notifications waiting for `onNotification`; beyond it they are
+   * dropped like those over `maxQueuedNotifications`. Default 32 MiB.
+   */
+  readonly maxQueuedNotificationBytes?: number | undefined
+  /**
+   * Bytes of outgoing lines queued for the other side and not yet taken by it, when the transport
+   * can tell (`queuedBytes`). A call waits for room within its timeout; a notification fails with
+   * `Backpressure`; a reply may fill the queue to twice this, and one beyond ends the connection
+   * with `Backpressure`. A line bigger than the cap still goes out alone. Default 32 MiB.
+   */
+  readonly maxQueuedBytes?: number | undefined
   /** Accept replies without `jsonrpc`/`id` (one-shot plugins; serial mode only). */
   readonly lenient?: boolean | undefined
   /** Methods the plugin may call on the host. */
@@ -110,6 +133,13 @@ export interface Transport {
   /** Queues one line; false once the output is closed. */
   readonly writeLine: (line: string) => boolean
   /**
+   * Bytes queued by `writeLine` and not yet taken by the other side. A transport without it is
+   * never capped (the plugin side: its stdout is the host's to read).
+   */
+  readonly queuedBytes?: (() => number) | undefined
+  /** Calls the listener, for as long as the current Scope is open, each time queued bytes went out. */
+  readonly listenWritten?: PluginProcess.PluginProcess["listenInputWritten"] | undefined
+  /**
    * Completes when the other side is gone or the output broke, with why: the reason itself or a
    * function that builds it (only called if someone needs it: most stops never do, and a
    * reason is a Schema error with a stack).
@@ -136,6 +166,8 @@ export const fromProcess = (process: PluginProcess.PluginProcess): Transport => 
   incoming: process.stdout,
   listen: process.listenStdout,
   writeLine: process.writeLine,
+  queuedBytes: process.queuedInputBytes,
+  listenWritten: process.listenInputWritten,
   // One wait on the process's end (no race of two waits per plugin). The stderr excerpt is read
   // at the end; the reason is built from it only if asked for.
   closed: Effect.flatMap(process.ended, (end) =>
@@ -162,6 +194,12 @@ export interface Stats {
   readonly notificationsReceived: number
   /** Notifications dropped because `onNotification` could not keep up. */
   readonly notificationsDropped: number
+  /** Notifications refused with `Backpressure` because the other side was not reading. */
+  readonly notificationsRefused: number
+  /** Bytes queued for the other side right now (see `maxQueuedBytes`). */
+  readonly queuedBytes: number
+  /** Bytes of notifications waiting for `onNotification` right now. */
+  readonly queuedNotificationBytes: number
   /** Requests from the other side refused because too many were being served. */
   readonly hostRequestsRefused: number
   readonly hostRequestsServed: number
@@ -219,7 +257,21 @@ interface Call {
   deadline: number
   /** Set once the caller gave up while waiting for a slot. */
   cancelled: boolean
+  /** The request line, while it waits for room in the outgoing queue. */
+  line: string | undefined
 }
+
+/**
+ * Notifications dropped because a connection's `onNotification` could not keep up, by plugin.
+ *
+ * @category metrics
+ */
+export const notificationsDroppedTotal = Metric.counter("plugin_notifications_dropped_total", {
+  description: "Notifications from plugins dropped because their handler could not keep up"
+})
+
+/** Default of `maxQueuedBytes` and `maxQueuedNotificationBytes`. */
+const defaultMaxQueuedBytes = 32 * 1024 * 1024
 
 const abandonedMemory = 256
 
@@ -272,6 +324,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     invalidLines: 0,
     notificationsReceived: 0,
     notificationsDropped: 0,
+    notificationsRefused: 0,
     hostRequestsRefused: 0,
     hostRequestsServed: 0
   }
@@ -295,6 +348,8 @@ export const make = Effect.fnUntraced(function*<R = never>(
     pending.clear()
     waiting = []
     waitingHead = 0
+    blocked = []
+    blockedHead = 0
     inFlight = undefined
     if (calls.length > 0) {
       const error = Exit.fail(fail(brokenReason()))
@@ -307,7 +362,8 @@ export const make = Effect.fnUntraced(function*<R = never>(
   // connection; the context is captured once, with the plugin's log annotations and the services
   // the connection was made with, instead of annotating every forked effect.
   const connectionScope = yield* Effect.scope
-  const runFork = Effect.runForkWith(yield* annotate(Effect.context<R>()))
+  const connectionContext = yield* annotate(Effect.context<R>())
+  const runFork = Effect.runForkWith(connectionContext)
   // Most tasks (a synchronous handler, a log line) are over when `runFork` returns: only the
   // others join the set, which saves its bookkeeping on every request, and the set is made when
   // the first of them comes (a connection that never had one closes without its finalizer).
@@ -320,9 +376,35 @@ export const make = Effect.fnUntraced(function*<R = never>(
   }
   const log = (effect: Effect.Effect<void>) => runTask(effect)
 
+  // -- the outgoing queue --------------------------------------------------------------------
+  const maxQueuedBytes = Math.max(1, options?.maxQueuedBytes ?? defaultMaxQueuedBytes)
+  const queuedBytes = transport.queuedBytes ?? (() => 0)
+  /** Whether a line of `size` characters fits under `limit`; alone in the queue, any line does. */
+  const fits = (size: number, limit: number) => {
+    const queued = queuedBytes()
+    return queued === 0 || queued + size <= limit
+  }
+  // Calls sent (they hold a slot and their timeout runs) whose line waits for room, in order,
+  // from `blockedHead` on; those that timed out or were given up meanwhile are skipped.
+  let blocked: Array<Call> = []
+  let blockedHead = 0
+  const isBlocked = () => blockedHead < blocked.length
+
   // -- plugin → host requests ----------------------------------------------------------------
+  // A reply cannot wait (the other side's call hangs on it) nor be dropped: it may fill the
+  // queue to twice the cap, so calls from this side can never crowd replies out, and one beyond
+  // that ends the connection (the other side sends requests and leaves the replies unread).
+  const replyLimit = 2 * maxQueuedBytes
   const reply = (message: JsonRpc.Success | JsonRpc.Failure) => {
-    transport.writeLine(JsonRpc.encodeResponse(message))
+    // Nothing more for a side that stopped reading; after any other end, replies of handlers
+    // still running go out (a worker drains them after the host closed its stdin).
+    if (broken instanceof PluginClientError.Backpressure) return
+    const line = JsonRpc.encodeResponse(message)
+    if (!fits(line.length + 1, replyLimit)) {
+      breakConnection(new PluginClientError.Backpressure({ queuedBytes: queuedBytes(), limit: replyLimit }))
+      return
+    }
+    transport.writeLine(line)
   }
   // Counted by hand rather than through the FiberSet: a forked fiber can run (and wake
   // others) before the set has recorded it, and "all replies written" must not miss it.
@@ -354,21 +436,27 @@ export const make = Effect.fnUntraced(function*<R = never>(
     )
   }
 
-  // -- notifications, delivered in order by one fiber ----------------------------------------
+  // -- notifications, delivered in order, bounded by count and bytes -------------------------
   const onNotification = options?.onNotification
-  const maxQueuedNotifications = Math.max(1, options?.maxQueuedNotifications ?? 10_000)
-  // The queue and its consumer fiber are made with the first notification: most plugins never
-  // send one.
-  let notifications: Queue.Queue<JsonRpc.Notification> | undefined
-  const deliver = (handler: NonNullable<typeof onNotification>, queue: Queue.Queue<JsonRpc.Notification>) =>
-    Queue.take(queue).pipe(
-      Effect.flatMap((n) =>
-        Effect.suspend(() => handler(n)).pipe(
-          Effect.catchCause((cause) => Effect.logWarning(`notification handler for ${n.method} failed`, Cause.pretty(cause)))
-        )
-      ),
-      Effect.forever
-    )
+  // The metric series of this plugin, made at the first drop.
+  let droppedMetric: Metric.Counter<number> | undefined
+  const dropNotification = () => {
+    droppedMetric ??= Metric.counter(notificationsDroppedTotal.id, {
+      description: notificationsDroppedTotal.description,
+      attributes: { plugin }
+    })
+    droppedMetric.updateUnsafe(1, connectionContext)
+    if (stats.notificationsDropped++ % 1000 === 0) {
+      log(Effect.logWarning(`notification handler cannot keep up: ${stats.notificationsDropped} notification(s) dropped so far`))
+    }
+  }
+  const inbox = onNotification === undefined ? undefined : NotificationInbox.make({
+    handler: onNotification,
+    maxCount: Math.max(1, options?.maxQueuedNotifications ?? 10_000),
+    maxBytes: Math.max(1, options?.maxQueuedNotificationBytes ?? defaultMaxQueuedBytes),
+    run: runTask,
+    onDrop: dropNotification
+  })
 
   // -- plugin → host responses ---------------------------------------------------------------
   const settle = (id: number, call: Call, message: JsonRpc.Success | JsonRpc.Failure) => {
@@ -430,14 +518,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
         return serveRequest(message)
       case "Notification":
         stats.notificationsReceived++
-        if (onNotification === undefined) return
-        if (notifications === undefined) {
-          notifications = Effect.runSync(Queue.dropping<JsonRpc.Notification>(maxQueuedNotifications))
-          runTask(deliver(onNotification, notifications))
-        }
-        if (!Queue.offerUnsafe(notifications, message) && stats.notificationsDropped++ % 1000 === 0) {
-          log(Effect.logWarning(`notification handler cannot keep up: ${stats.notificationsDropped} notification(s) dropped so far`))
-        }
+        inbox?.offer(message, frame.length)
         return
     }
   }
@@ -515,12 +596,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
   // A call is one `Effect.callback`: no fiber, lock or deferred per call. At most
   // `maxConcurrent` calls are sent at once; the rest wait in arrival order and are sent as slots
   // free up (a reply, a timeout or an interrupted caller frees one).
-  const send = (method: string, message: JsonRpc.Message): PluginClientError.Reason | undefined => {
-    const line = JsonRpc.encode(message)
-    if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method, detail: line.failure })
-    if (!transport.writeLine(line.success)) return new PluginClientError.Closed({ detail: "stdin is closed" })
-    return undefined
-  }
+  const stdinClosed = () => new PluginClientError.Closed({ detail: "stdin is closed" })
 
   const abandon = (id: number) => {
     abandoned.add(id)
@@ -539,27 +615,75 @@ export const make = Effect.fnUntraced(function*<R = never>(
   // from `Clock`, so `TestClock` drives them.
   const clock = yield* Clock.Clock
 
-  /** Sends a call; the reason it could not be sent, if so. */
+  /**
+   * Sends a call (its line waits for room if the outgoing queue is full: its timeout runs from
+   * now all the same); the reason it could not be sent, if so.
+   */
   const dispatch = (call: Call): PluginClientError.Reason | undefined => {
     const id = nextId++
+    const line = JsonRpc.encode(JsonRpc.request(id, call.method, call.params))
+    if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method: call.method, detail: line.failure })
     call.id = id
     call.deadline = clock.currentTimeMillisUnsafe() + call.timeoutMillis
-    // Registered before the write: the reply may be read before `send` returns.
+    // Registered before the write: the reply may be read before `writeLine` returns.
     pending.set(id, call)
     if (serial) inFlight = id
-    const problem = send(call.method, JsonRpc.request(id, call.method, call.params))
-    if (problem !== undefined) {
+    if (isBlocked() || !fits(line.success.length + 1, maxQueuedBytes)) {
+      block(call, line.success)
+    } else if (transport.writeLine(line.success)) {
+      stats.requestsSent++
+    } else {
       pending.delete(id)
       if (serial) inFlight = undefined
-      return problem
+      return stdinClosed()
     }
-    stats.requestsSent++
     if (call.deadline < sweepTarget) {
       sweeper?.interruptUnsafe()
       sweepTarget = call.deadline
       sweeper = runFork(Effect.andThen(Effect.sleep(Duration.millis(call.timeoutMillis)), sweep))
     }
     return undefined
+  }
+
+  const block = (call: Call, line: string) => {
+    call.line = line
+    // Calls given up while blocked leave an entry behind until the queue moves: a plugin that
+    // never reads would make them pile up, so they are swept out now and then.
+    if (blocked.length - blockedHead > 2 * maxConcurrent + 16) {
+      blocked = blocked.slice(blockedHead).filter((c) => c.line !== undefined && pending.get(c.id) === c)
+      blockedHead = 0
+    }
+    blocked.push(call)
+  }
+
+  /** Writes blocked calls, in order, while there is room (called when queued bytes went out). */
+  const unblock = () => {
+    while (isBlocked() && broken === undefined) {
+      const call = blocked[blockedHead]!
+      const line = call.line
+      if (line === undefined || pending.get(call.id) !== call) {
+        blockedHead++
+        continue
+      }
+      if (!fits(line.length + 1, maxQueuedBytes)) break
+      blockedHead++
+      call.line = undefined
+      if (transport.writeLine(line)) {
+        stats.requestsSent++
+      } else {
+        release(call.id)
+        call.resume(Exit.fail(fail(stdinClosed())))
+      }
+    }
+    if (!isBlocked()) {
+      blocked = []
+      blockedHead = 0
+    }
+  }
+  if (transport.listenWritten !== undefined) {
+    yield* transport.listenWritten(() => {
+      if (isBlocked()) unblock()
+    })
   }
 
   /** Sends waiting calls while there are free slots. */
@@ -587,6 +711,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
   }
 
   const expire = (id: number, call: Call) => {
+    call.line = undefined
     release(id)
     abandon(id)
     stats.timeouts++
@@ -615,6 +740,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     if (call.id === 0) {
       call.cancelled = true
     } else if (pending.get(call.id) === call) {
+      call.line = undefined
       abandon(call.id)
       release(call.id)
     }
@@ -627,7 +753,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     const timeoutMillis = Duration.toMillis(timeout)
     return Effect.callback<unknown, PluginClientError.PluginClientError>((resume) => {
       if (broken !== undefined) return resume(Exit.fail(fail(brokenReason())))
-      const call: Call = { method, params, timeout, timeoutMillis, resume, id: 0, deadline: 0, cancelled: false }
+      const call: Call = { method, params, timeout, timeoutMillis, resume, id: 0, deadline: 0, cancelled: false, line: undefined }
       if (pending.size < maxConcurrent && waitingHead === waiting.length) {
         const problem = dispatch(call)
         if (problem !== undefined) return resume(Exit.fail(fail(problem)))
@@ -639,11 +765,21 @@ export const make = Effect.fnUntraced(function*<R = never>(
     })
   }
 
+  const refuseNotification = () => {
+    stats.notificationsRefused++
+    return Effect.fail(fail(new PluginClientError.Backpressure({ queuedBytes: queuedBytes(), limit: maxQueuedBytes })))
+  }
+  // A notification cannot wait (the caller expects it sent or refused now): with the queue full,
+  // or calls waiting for room ahead of it, it is refused.
   const notify: RpcPeer["notify"] = (method, params) =>
     Effect.suspend(() => {
       if (broken !== undefined) return Effect.fail(fail(brokenReason()))
-      const problem = send(method, JsonRpc.notification(method, params))
-      return problem === undefined ? Effect.void : Effect.fail(fail(problem))
+      // A full queue refuses before encoding: a caller retrying in a loop makes no garbage.
+      if (isBlocked() || queuedBytes() >= maxQueuedBytes) return refuseNotification()
+      const line = JsonRpc.encode(JsonRpc.notification(method, params))
+      if (Result.isFailure(line)) return Effect.fail(fail(new PluginClientError.InvalidParams({ method, detail: line.failure })))
+      if (!fits(line.success.length + 1, maxQueuedBytes)) return refuseNotification()
+      return transport.writeLine(line.success) ? Effect.void : Effect.fail(fail(stdinClosed()))
     })
 
   return {
@@ -651,7 +787,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     request,
     notify,
     pending: Effect.sync(() => pending.size),
-    stats: Effect.sync((): Stats => ({ ...stats })),
+    stats: Effect.sync((): Stats => ({ ...stats, queuedBytes: queuedBytes(), queuedNotificationBytes: inbox?.queuedBytes() ?? 0 })),
     closeReason: Effect.sync(() => broken === undefined ? Option.none() : Option.some(brokenReason())),
     closed: Effect.map(Deferred.await(closedDeferred), brokenReason),
     ended: Deferred.await(closedDeferred),

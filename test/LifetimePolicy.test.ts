@@ -38,6 +38,7 @@ const plain = (p: LifetimePolicy.LifetimePolicy) => ({
   initTimeout: ms(p.initTimeout),
   maxConcurrentRequests: p.maxConcurrentRequests,
   maxLineBytes: p.maxLineBytes,
+  maxQueuedBytes: p.maxQueuedBytes,
   consecutiveTimeoutsBeforeRecycle: p.consecutiveTimeoutsBeforeRecycle,
   backoff: p.backoff === undefined ? undefined : plainBackoff(p.backoff)
 })
@@ -59,6 +60,7 @@ const DEFAULT_PLAIN: Plain = {
   initTimeout: 15 * S,
   maxConcurrentRequests: 64,
   maxLineBytes: 16 * 1024 * 1024,
+  maxQueuedBytes: 32 * 1024 * 1024,
   consecutiveTimeoutsBeforeRecycle: 3,
   backoff: undefined
 }
@@ -172,6 +174,7 @@ describe("LifetimePolicy.make", () => {
     ["restartCap 1.5", { restartCap: 1.5 }, "restartCap", "must be an integer >= 1 (got 1.5)"],
     ["maxConcurrentRequests 0", { maxConcurrentRequests: 0 }, "maxConcurrentRequests", "must be an integer >= 1"],
     ["maxLineBytes 1023", { maxLineBytes: 1023 }, "maxLineBytes", "must be an integer >= 1024 (got 1023)"],
+    ["maxQueuedBytes 1000", { maxQueuedBytes: 1000 }, "maxQueuedBytes", "must be an integer >= 65536 (got 1000)"],
     [
       "consecutiveTimeoutsBeforeRecycle 0",
       { consecutiveTimeoutsBeforeRecycle: 0 },
@@ -271,6 +274,7 @@ describe("LifetimePolicy.config", () => {
         PLUGIN_HOST_INIT_TIMEOUT: "20s",
         PLUGIN_HOST_MAX_CONCURRENT_REQUESTS: "1",
         PLUGIN_HOST_MAX_LINE_BYTES: "1 MiB",
+        PLUGIN_HOST_MAX_QUEUED_BYTES: "8 MiB",
         PLUGIN_HOST_CONSECUTIVE_TIMEOUTS_BEFORE_RECYCLE: "7",
         PLUGIN_HOST_BACKOFF_INITIAL: "500ms",
         PLUGIN_HOST_BACKOFF_FACTOR: "3",
@@ -291,6 +295,7 @@ describe("LifetimePolicy.config", () => {
         initTimeout: 20 * S,
         maxConcurrentRequests: 1,
         maxLineBytes: 1024 * 1024,
+        maxQueuedBytes: 8 * 1024 * 1024,
         consecutiveTimeoutsBeforeRecycle: 7,
         backoff: { initial: 500, factor: 3, jitter: 0.1, max: 1 * MIN, giveUpAfter: 4, resetAfter: 60 * MIN }
       })

@@ -113,6 +113,8 @@ const snapshot = (state: PluginClient.PluginState, overrides: Partial<PluginClie
   nextRestartAt: undefined,
   stderrExcerpt: "",
   supportedMethods: undefined,
+  notificationsDropped: 0,
+  queuedBytes: 0,
   ...overrides
 })
 

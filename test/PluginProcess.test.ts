@@ -173,6 +173,26 @@ for (const launcher of [PluginProcess.spawnerLauncher, PluginProcess.nodeLaunche
         assert.isFalse(proc.writeLine("{}"), "writes are refused once stdin is broken")
       }).pipe(Effect.provide(liveWith)))
 
+    it.live("queued stdin bytes grow while the plugin does not read, and fall, with a call to the listener, as it reads", () =>
+      Effect.gen(function*() {
+        // `sleep 3` does not read its stdin for 3 s; `cat` then reads everything.
+        const proc = yield* PluginProcess.make(
+          { name: "late-reader", executable: "/bin/sh", args: ["-c", "sleep 3; exec cat >/dev/null"] },
+          { shutdownGrace: "500 millis" }
+        )
+        let written = 0
+        yield* proc.listenInputWritten(() => void written++)
+        const line = "x".repeat(64 * 1024 - 1)
+        for (let i = 0; i < 32; i++) assert.isTrue(proc.writeLine(line))
+        yield* Effect.sleep("200 millis")
+        // 2 MiB written; the pipe took 64 KiB of it (Linux), a few more lines may be on their way.
+        const stuck = proc.queuedInputBytes()
+        assert.isAtLeast(stuck, 32 * 64 * 1024 - 256 * 1024)
+        assert.isAtMost(stuck, 32 * 64 * 1024)
+        assert.isTrue(yield* eventually(() => proc.queuedInputBytes() === 0, 15_000), `still queued: ${proc.queuedInputBytes()}`)
+        assert.isAbove(written, 0)
+      }).pipe(Effect.scoped, Effect.provide(liveWith)), 30_000)
+
     it.live("an exit while a grandchild holds the pipes is reported at once; the grandchild goes with the Scope", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()

@@ -28,6 +28,8 @@ export interface LineBatcher {
   readonly flush: () => void
   /** Drops what is queued: the stream it was for is gone. */
   readonly clear: () => void
+  /** Characters queued and not yet handed to `write` (newlines included). */
+  readonly queuedChars: () => number
 }
 
 /**
@@ -53,5 +55,5 @@ export const make = (write: (data: string) => void): LineBatcher => {
     bufferedChars += line.length
     if (buffer.length >= sliceLines || bufferedChars >= sliceChars) flush()
   }
-  return { push, flush, clear }
+  return { push, flush, clear, queuedChars: () => bufferedChars + buffer.length }
 }
