@@ -33,6 +33,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FileSystem from "effect/FileSystem"
 import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
@@ -40,6 +41,7 @@ import * as Option from "effect/Option"
 import * as Path from "effect/Path"
 import * as PubSub from "effect/PubSub"
 import * as Pull from "effect/Pull"
+import * as Queue from "effect/Queue"
 import * as References from "effect/References"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -480,6 +482,9 @@ const makeClient = Effect.fnUntraced(function*(
   const window = yield* RestartWindow.make(policy.restartWindow, policy.restartCap)
   const events = yield* PubSub.unbounded<PluginEvent>()
   const lifecycle = yield* Semaphore.make(1)
+  // The timers the lifecycle starts outside an Effect (the idle watch and the reap it runs):
+  // owned by the client's scope, so closing it leaves none running.
+  const background = yield* FiberSet.make<void>()
 
   let state: PluginState = PluginState.Idle
   let current: Incarnation | undefined
@@ -504,14 +509,30 @@ const makeClient = Effect.fnUntraced(function*(
   // Stream channels the running plugin has opened and not closed.
   const openChannels = new Set<string>()
 
+  // Listeners never run in the lifecycle's critical section: a publish only enqueues (the
+  // PubSub and the listener's queue are unbounded, so it never waits), and the `onEvent`
+  // listener is called, in order, by a fiber of its own that the client's scope owns. A slow or
+  // failing listener delays only its own later events, never a transition, a call or a stop.
   const onEvent = options?.onEvent
-  // The PubSub is unbounded, so a publish never meets a full buffer: the synchronous publish is
-  // the same as `PubSub.publish`, in one step instead of three (a stop publishes three events).
+  const listenerQueue = onEvent === undefined ? undefined : yield* Queue.unbounded<PluginEvent, Cause.Done>()
+  const listener = onEvent === undefined || listenerQueue === undefined ? undefined : yield* Stream.fromQueue(listenerQueue).pipe(
+    Stream.runForEach((event) =>
+      onEvent(event).pipe(Effect.catchCause((cause) => Effect.logWarning("the onEvent listener failed", Cause.pretty(cause)).pipe(annotate)))
+    ),
+    Effect.forkIn(clientScope)
+  )
   const publish = (event: PluginEvent): Effect.Effect<void> =>
-    Effect.suspend(() => {
+    Effect.sync(() => {
       PubSub.publishUnsafe(events, event)
-      return onEvent === undefined ? Effect.void : onEvent(event)
+      if (listenerQueue !== undefined) Queue.offerUnsafe(listenerQueue, event)
     })
+  /**
+   * When the client closes: the listener gets the events already published (the last is
+   * `Stopped`), for at most the stop's grace, then the scope interrupts it.
+   */
+  const drainListener = listenerQueue === undefined || listener === undefined
+    ? Effect.void
+    : Queue.end(listenerQueue).pipe(Effect.andThen(Fiber.await(listener)), Effect.timeoutOption(policy.shutdownGrace), Effect.asVoid)
 
   /** The one place state changes. */
   const transition = (to: PluginState) =>
@@ -574,9 +595,18 @@ const makeClient = Effect.fnUntraced(function*(
       incarnation.crashClaimed = true
       return lifecycle.withPermits(1)(
         Effect.gen(function*() {
-          if (current === incarnation) current = undefined
+          // The generation rule: a stop, restart or reap may have replaced this incarnation
+          // while its crash waited for the lock. Its process is still torn down, but it no
+          // longer owns the state: recording its crash would put a newer, healthy incarnation
+          // in `Recovering` or `Backoff` (whose restart would then spawn a second process).
+          const isCurrent = current?.generation === incarnation.generation
+          if (isCurrent) current = undefined
           yield* incarnation.process.stop()
           yield* Scope.close(incarnation.scope, Exit.void)
+          if (!isCurrent) {
+            yield* logDebug(`generation ${incarnation.generation} ended after it was replaced; not a crash of the current one`)
+            return false
+          }
           lastStderr = yield* incarnation.process.stderrExcerpt
           return yield* recordCrash(
             reason,
@@ -692,6 +722,9 @@ const makeClient = Effect.fnUntraced(function*(
 
   /** Spawns and handshakes a new incarnation. Must run under the lifecycle lock. */
   const spawn = Effect.gen(function*() {
+    // One live process per client: an older generation still held is torn down first (its
+    // pending crash, if any, then finds it replaced and changes nothing).
+    if (current !== undefined) yield* stopCurrent
     yield* transition(PluginState.Starting)
     const executable = yield* verifyExecutable(source).pipe(Effect.mapError(fail))
     const scope = yield* Scope.fork(clientScope, "sequential")
@@ -799,18 +832,27 @@ const makeClient = Effect.fnUntraced(function*(
     }
   }
 
-  /** The running incarnation, spawning one if needed (concurrent callers share the spawn). */
+  /**
+   * The running incarnation, spawning one if needed (concurrent callers share the spawn). While
+   * the crash of the current one is being recorded, the caller waits for that decision
+   * (respawn, backoff, disable) outside the lock, then asks again: a spawn never replaces an
+   * incarnation whose crash is still pending.
+   */
   const ensureRunning: Effect.Effect<Incarnation, PluginClientError.PluginClientError> = Effect.suspend(() => {
     const blocked = unavailable()
     if (blocked !== undefined) return Effect.fail(blocked)
-    if (current !== undefined && !current.crashClaimed) return Effect.succeed(current)
+    const incarnation = current
+    if (incarnation !== undefined) {
+      return incarnation.crashClaimed ? Effect.andThen(Deferred.await(incarnation.crash), ensureRunning) : Effect.succeed(incarnation)
+    }
     return lifecycle.withPermits(1)(
       Effect.suspend(() => {
         const blockedNow = unavailable()
         if (blockedNow !== undefined) return Effect.fail(blockedNow)
-        if (current !== undefined && !current.crashClaimed) return Effect.succeed(current)
-        return spawn
+        return current === undefined ? spawn : Effect.succeed(current)
       })
+    ).pipe(
+      Effect.flatMap((running) => running.crashClaimed ? Effect.andThen(Deferred.await(running.crash), ensureRunning) : Effect.succeed(running))
     )
   })
 
@@ -858,6 +900,7 @@ const makeClient = Effect.fnUntraced(function*(
   let idleSleeper: Fiber.Fiber<void> | undefined
   const sleepUntilIdle = (millis: number) => {
     const sleeper = runInClient(Effect.sleep(Duration.millis(millis)))
+    FiberSet.addUnsafe(background, sleeper)
     idleSleeper = sleeper
     sleeper.addObserver((exit) => {
       if (idleSleeper !== sleeper) return
@@ -868,7 +911,7 @@ const makeClient = Effect.fnUntraced(function*(
   const checkIdle = () => {
     if (current === undefined || state._tag !== "Running") return
     const now = clock.currentTimeMillisUnsafe()
-    if (inFlight === 0 && now >= idleDeadline) runInClient(reap)
+    if (inFlight === 0 && now >= idleDeadline) FiberSet.addUnsafe(background, runInClient(reap))
     else sleepUntilIdle(inFlight > 0 ? idleMillis : idleDeadline - now)
   }
   /** Activity ended at `now`: the idle period starts again (a sleeping watcher just gets the new deadline). */
@@ -1061,7 +1104,7 @@ const makeClient = Effect.fnUntraced(function*(
     }
   })
 
-  yield* Effect.addFinalizer(() => shutdown)
+  yield* Effect.addFinalizer(() => Effect.andThen(shutdown, drainListener))
 
   if (policy.start === "eager" && managed.autoStart) {
     yield* start.pipe(
