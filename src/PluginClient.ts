@@ -527,12 +527,11 @@ const makeClient = Effect.fnUntraced(function*(
       if (listenerQueue !== undefined) Queue.offerUnsafe(listenerQueue, event)
     })
   /**
-   * When the client closes: the listener gets the events already published (the last is
-   * `Stopped`), for at most the stop's grace, then the scope interrupts it.
+   * When the client closes, the listener is given one turn to take the events already published
+   * (the last is `Stopped`): one that keeps up sees them all. One still busy is interrupted with
+   * the scope rather than waited for, so a slow listener never holds up a shutdown.
    */
-  const drainListener = listenerQueue === undefined || listener === undefined
-    ? Effect.void
-    : Queue.end(listenerQueue).pipe(Effect.andThen(Fiber.await(listener)), Effect.timeoutOption(policy.shutdownGrace), Effect.asVoid)
+  const drainListener = listenerQueue === undefined ? Effect.void : Queue.end(listenerQueue).pipe(Effect.andThen(Effect.yieldNow))
 
   /** The one place state changes. */
   const transition = (to: PluginState) =>
