@@ -108,13 +108,24 @@ export const PluginState: {
 }
 
 /**
- * What happened to a plugin, in order.
+ * What happened to a plugin, in order. The events of one process (`Ready`, `Exit`, `Reaped`)
+ * carry its `generation`: 1 for the client's first process, one more for each spawn. An `Exit`
+ * can arrive after the `Ready` of the next generation (a restart does not wait for it to be
+ * published); it says nothing about the newer process.
  *
  * @category models
  */
 export type PluginEvent =
-  | { readonly _tag: "Ready"; readonly plugin: string; readonly pid: number }
-  | { readonly _tag: "Exit"; readonly plugin: string; readonly pid: number; readonly code: number | null; readonly signal: string | null; readonly requested: boolean }
+  | { readonly _tag: "Ready"; readonly plugin: string; readonly pid: number; readonly generation: number }
+  | {
+    readonly _tag: "Exit"
+    readonly plugin: string
+    readonly pid: number
+    readonly generation: number
+    readonly code: number | null
+    readonly signal: string | null
+    readonly requested: boolean
+  }
   | {
     readonly _tag: "Crash"
     readonly plugin: string
@@ -126,7 +137,7 @@ export type PluginEvent =
   | { readonly _tag: "StateChanged"; readonly plugin: string; readonly from: PluginState; readonly to: PluginState }
   | { readonly _tag: "Log"; readonly plugin: string; readonly level: string; readonly message: string; readonly meta: unknown }
   | { readonly _tag: "Notification"; readonly plugin: string; readonly method: string; readonly params: unknown }
-  | { readonly _tag: "Reaped"; readonly plugin: string; readonly pid: number }
+  | { readonly _tag: "Reaped"; readonly plugin: string; readonly pid: number; readonly generation: number }
   | StreamEvent
 
 /**
@@ -797,11 +808,11 @@ const makeClient = Effect.fnUntraced(function*(
             reason._tag === "Exited" && reason.requested ? Effect.void : crashed(incarnation, reason))
       )),
       Effect.andThen(built.proc.exit),
-      Effect.flatMap((exit) => publish({ _tag: "Exit", plugin: name, pid: built.proc.pid, ...exit })),
+      Effect.flatMap((exit) => publish({ _tag: "Exit", plugin: name, pid: built.proc.pid, generation: gen, ...exit })),
       Effect.forkIn(clientScope)
     )
     yield* transition(PluginState.Running)
-    yield* publish({ _tag: "Ready", plugin: name, pid: built.proc.pid })
+    yield* publish({ _tag: "Ready", plugin: name, pid: built.proc.pid, generation: gen })
     return incarnation
   }).pipe(
     (effect) => managed.spawnPermits === undefined ? effect : managed.spawnPermits.withPermits(1)(effect),
@@ -880,7 +891,7 @@ const makeClient = Effect.fnUntraced(function*(
       yield* stopCurrent
       yield* transition(PluginState.Idle)
       yield* Metric.update(reapsMetric, 1)
-      yield* publish({ _tag: "Reaped", plugin: name, pid: incarnation.process.pid })
+      yield* publish({ _tag: "Reaped", plugin: name, pid: incarnation.process.pid, generation: incarnation.generation })
     })
   ).pipe(Effect.uninterruptible)
 

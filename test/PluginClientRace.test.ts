@@ -182,4 +182,21 @@ describe("PluginClient races (TestClock, in-memory spawner)", () => {
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual(seen.at(-1), "Stopping→Stopped")
     }))
+
+  it.effect("a process's events carry its generation: a restart's Exit belongs to the old one, Ready to the new one", () =>
+    Effect.gen(function*() {
+      const { client } = yield* fakeClient(InMemorySpawner.echo())
+      const collected = yield* Effect.forkChild(Stream.runCollect(Stream.take(
+        Stream.filter(client.events, (e) => e._tag === "Ready" || e._tag === "Exit"),
+        4
+      )))
+      yield* settle
+      yield* client.request("echo", 1)
+      yield* client.restart
+      yield* client.request("crash", { code: 3 }).pipe(Effect.flip)
+      const tagged = (yield* Fiber.join(collected)).map((e) => e._tag === "Ready" || e._tag === "Exit" ? `${e._tag}#${e.generation}` : "other")
+      assert.sameMembers(tagged, ["Ready#1", "Exit#1", "Ready#2", "Exit#2"])
+      assert.isBelow(tagged.indexOf("Ready#1"), tagged.indexOf("Ready#2"))
+      assert.isBelow(tagged.indexOf("Ready#2"), tagged.indexOf("Exit#2"))
+    }))
 })
