@@ -365,6 +365,13 @@ interface Incarnation {
   readonly onCallFailure: (cause: Cause.Cause<PluginClientError.PluginClientError>) => Effect.Effect<never, PluginClientError.PluginClientError>
 }
 
+/** How far an `onEvent` listener may fall behind before the plugin's own messages are dropped for it. */
+const listenerBacklog = 10_000
+
+/** What the plugin said (as opposed to what happened to it): the events a slow listener may lose. */
+const isPluginMessage = (event: PluginEvent): boolean =>
+  event._tag === "Log" || event._tag === "Notification" || event._tag === "Stream"
+
 /** Reasons that mean the connection itself is gone (so the plugin crashed or was stopped). */
 const isConnectionFailure = (reason: PluginClientError.Reason): boolean => {
   switch (reason._tag) {
@@ -520,23 +527,36 @@ const makeClient = Effect.fnUntraced(function*(
   // Stream channels the running plugin has opened and not closed.
   const openChannels = new Set<string>()
 
-  // Listeners never run in the lifecycle's critical section: a publish only enqueues (the
-  // PubSub and the listener's queue are unbounded, so it never waits), and the `onEvent`
-  // listener is called, in order, by a fiber of its own that the client's scope owns. A slow or
-  // failing listener delays only its own later events, never a transition, a call or a stop.
+  // Listeners never run in the lifecycle's critical section: a publish only enqueues (it never
+  // waits), and the `onEvent` listener is called, in order, by a fiber of its own that the
+  // client's scope owns. A slow or failing listener delays only its own later events, never a
+  // transition, a call or a stop. What the plugin says (logs, notifications, stream values) is
+  // dropped for a listener that has fallen `listenerBacklog` events behind, so a chatty plugin
+  // and a slow listener cannot grow memory without bound; events of the plugin's life are
+  // always queued (a few per spawn).
   const onEvent = options?.onEvent
   const listenerQueue = onEvent === undefined ? undefined : yield* Queue.unbounded<PluginEvent, Cause.Done>()
+  let droppedForListener = 0
   const listener = onEvent === undefined || listenerQueue === undefined ? undefined : yield* Stream.fromQueue(listenerQueue).pipe(
     Stream.runForEach((event) =>
       onEvent(event).pipe(Effect.catchCause((cause) => Effect.logWarning("the onEvent listener failed", Cause.pretty(cause)).pipe(annotate)))
     ),
     Effect.forkIn(clientScope)
   )
-  const publish = (event: PluginEvent): Effect.Effect<void> =>
-    Effect.sync(() => {
-      PubSub.publishUnsafe(events, event)
-      if (listenerQueue !== undefined) Queue.offerUnsafe(listenerQueue, event)
-    })
+  const publish = (event: PluginEvent): Effect.Effect<void> => Effect.suspend(() => publishNow(event))
+  const publishNow = (event: PluginEvent): Effect.Effect<void> => {
+    PubSub.publishUnsafe(events, event)
+    if (listenerQueue === undefined) return Effect.void
+    if (!isPluginMessage(event) || Queue.sizeUnsafe(listenerQueue) < listenerBacklog) {
+      Queue.offerUnsafe(listenerQueue, event)
+      return Effect.void
+    }
+    droppedForListener++
+    // Warned at 1, 10, 100… drops: visible without a log line per dropped message.
+    return Number.isInteger(Math.log10(droppedForListener))
+      ? Effect.logWarning(`the onEvent listener is ${listenerBacklog} events behind; ${droppedForListener} plugin messages dropped for it so far`).pipe(annotate)
+      : Effect.void
+  }
   /**
    * When the client closes, the listener is given one turn to take the events already published
    * (the last is `Stopped`): one that keeps up sees them all. One still busy is interrupted with

@@ -5,6 +5,7 @@
  * and the in-memory spawner for exact order and timing.
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
@@ -198,5 +199,36 @@ describe("PluginClient races (TestClock, in-memory spawner)", () => {
       assert.sameMembers(tagged, ["Ready#1", "Exit#1", "Ready#2", "Exit#2"])
       assert.isBelow(tagged.indexOf("Ready#1"), tagged.indexOf("Ready#2"))
       assert.isBelow(tagged.indexOf("Ready#2"), tagged.indexOf("Exit#2"))
+    }))
+
+  it.effect("a listener that falls 10,000 events behind loses the plugin's messages beyond that, never an event of its life", () =>
+    Effect.gen(function*() {
+      const flood = 10_100
+      const chatty: InMemorySpawner.Behaviour = (proc) =>
+        Effect.forEach(
+          Array.from({ length: flood }, (_, i) => i),
+          // Paced, so the client's own notification queue never fills: every message reaches the events.
+          (i) => proc.write(JSON.stringify({ jsonrpc: "2.0", method: "tick", params: { i } })).pipe(Effect.andThen(i % 100 === 0 ? settle : Effect.void)),
+          { discard: true }
+        ).pipe(Effect.andThen(InMemorySpawner.echo()(proc)))
+      const gate = yield* Deferred.make<void>()
+      const seen: Array<PluginClient.PluginEvent> = []
+      const { client } = yield* fakeClient(chatty, {
+        onEvent: (event) => Deferred.await(gate).pipe(Effect.andThen(Effect.sync(() => void seen.push(event))))
+      })
+      let published = 0
+      yield* Effect.forkChild(Stream.runForEach(client.events, (e) => Effect.sync(() => e._tag === "Notification" ? void published++ : undefined)))
+      yield* settle
+      assert.strictEqual(yield* client.request("echo", 1), 1, "the call waited for the listener")
+      for (let i = 0; i < 200 && published < flood; i++) yield* settle
+      assert.strictEqual(published, flood, "an events subscriber sees every message")
+      yield* Deferred.succeed(gate, undefined)
+      yield* client.stop
+      for (let i = 0; i < 200 && seen.at(-1)?._tag !== "StateChanged"; i++) yield* settle
+      const ticks = seen.filter((e) => e._tag === "Notification").length
+      assert.isAtMost(ticks, 10_000)
+      assert.isAtLeast(ticks, 9_990)
+      const life = seen.filter((e) => e._tag !== "Notification").map(describeEvent)
+      assert.includeMembers(life, ["Idle→Starting", "Starting→Running", "Ready", "Running→Stopping", "Stopping→Stopped"])
     }))
 })
