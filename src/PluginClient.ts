@@ -365,6 +365,35 @@ interface Incarnation {
   readonly onCallFailure: (cause: Cause.Cause<PluginClientError.PluginClientError>) => Effect.Effect<never, PluginClientError.PluginClientError>
 }
 
+/**
+ * A client's life in one record: where it stands (`state`), the incarnation that owns it
+ * (`current`: the only one whose crash may change `state`, see `crashed`), and the counters and
+ * the idle timer around it. The lifecycle lock guards every change of `state`, `current`,
+ * `generation` and `closed`; the call counters and the idle deadline are moved by the hot path
+ * without it (single numbers, never a decision).
+ */
+interface Life {
+  state: PluginState
+  current: Incarnation | undefined
+  /** Of the newest incarnation spawned (0 before the first): every spawn takes the next one. */
+  generation: number
+  /** Set by `shutdown`: the client is done for good. */
+  closed: boolean
+  inFlight: number
+  consecutiveTimeouts: number
+  spawns: number
+  requests: number
+  lastUsed: number | undefined
+  lastStderr: string
+  supportedMethods: ReadonlyArray<string> | undefined
+  /** When the idle period of the running plugin ends (epoch ms). */
+  idleDeadline: number
+  /** The one fiber sleeping until `idleDeadline`, if any. */
+  idleSleeper: Fiber.Fiber<void> | undefined
+  /** Plugin messages dropped for an `onEvent` listener too far behind. */
+  droppedForListener: number
+}
+
 /** How far an `onEvent` listener may fall behind before the plugin's own messages are dropped for it. */
 const listenerBacklog = 10_000
 
@@ -504,24 +533,29 @@ const makeClient = Effect.fnUntraced(function*(
   // owned by the client's scope, so closing it leaves none running.
   const background = yield* FiberSet.make<void>()
 
-  let state: PluginState = PluginState.Idle
-  let current: Incarnation | undefined
-  let generation = 0
-  let inFlight = 0
-  let consecutiveTimeouts = 0
+  const life: Life = {
+    state: PluginState.Idle,
+    current: undefined,
+    generation: 0,
+    closed: false,
+    inFlight: 0,
+    consecutiveTimeouts: 0,
+    spawns: 0,
+    requests: 0,
+    lastUsed: undefined,
+    lastStderr: "",
+    supportedMethods: undefined,
+    idleDeadline: 0,
+    idleSleeper: undefined,
+    droppedForListener: 0
+  }
+  // The crash accounting, kept by `recordCrash` (the restart decision).
   let consecutiveCrashes = 0
   let totalCrashes = 0
-  let spawns = 0
-  let requests = 0
-  let lastUsed: number | undefined
   let lastError: string | undefined
   let lastErrorReason: PluginClientError.Reason["_tag"] | undefined
-  let lastStderr = ""
-  let supportedMethods: ReadonlyArray<string> | undefined
   // The always-on restart schedule's step function (made on first use, fresh after clearDisabled).
   let backoffStep: ((now: number, input: unknown) => Pull.Pull<[number, Duration.Duration], never, number>) | undefined
-  // Set by `shutdown`: the client is done for good.
-  let closed = false
   // The pending restart of a plugin waiting out its backoff.
   let restartFiber: Fiber.Fiber<void> | undefined
   // Stream channels the running plugin has opened and not closed.
@@ -536,7 +570,6 @@ const makeClient = Effect.fnUntraced(function*(
   // always queued (a few per spawn).
   const onEvent = options?.onEvent
   const listenerQueue = onEvent === undefined ? undefined : yield* Queue.unbounded<PluginEvent, Cause.Done>()
-  let droppedForListener = 0
   const listener = onEvent === undefined || listenerQueue === undefined ? undefined : yield* Stream.fromQueue(listenerQueue).pipe(
     Stream.runForEach((event) =>
       onEvent(event).pipe(Effect.catchCause((cause) => Effect.logWarning("the onEvent listener failed", Cause.pretty(cause)).pipe(annotate)))
@@ -551,10 +584,10 @@ const makeClient = Effect.fnUntraced(function*(
       Queue.offerUnsafe(listenerQueue, event)
       return Effect.void
     }
-    droppedForListener++
+    life.droppedForListener++
     // Warned at 1, 10, 100… drops: visible without a log line per dropped message.
-    return Number.isInteger(Math.log10(droppedForListener))
-      ? Effect.logWarning(`the onEvent listener is ${listenerBacklog} events behind; ${droppedForListener} plugin messages dropped for it so far`).pipe(annotate)
+    return Number.isInteger(Math.log10(life.droppedForListener))
+      ? Effect.logWarning(`the onEvent listener is ${listenerBacklog} events behind; ${life.droppedForListener} plugin messages dropped for it so far`).pipe(annotate)
       : Effect.void
   }
   /**
@@ -567,9 +600,9 @@ const makeClient = Effect.fnUntraced(function*(
   /** The one place state changes. */
   const transition = (to: PluginState) =>
     Effect.suspend(() => {
-      const from = state
+      const from = life.state
       if (from._tag === to._tag && from._tag !== "Backoff" && from._tag !== "Disabled") return Effect.void
-      state = to
+      life.state = to
       return publish({ _tag: "StateChanged", plugin: name, from, to }).pipe(
         Effect.andThen(logDebug(`state ${from._tag} → ${to._tag}`))
       )
@@ -629,15 +662,15 @@ const makeClient = Effect.fnUntraced(function*(
           // while its crash waited for the lock. Its process is still torn down, but it no
           // longer owns the state: recording its crash would put a newer, healthy incarnation
           // in `Recovering` or `Backoff` (whose restart would then spawn a second process).
-          const isCurrent = current?.generation === incarnation.generation
-          if (isCurrent) current = undefined
+          const isCurrent = life.current?.generation === incarnation.generation
+          if (isCurrent) life.current = undefined
           yield* incarnation.process.stop()
           yield* Scope.close(incarnation.scope, Exit.void)
           if (!isCurrent) {
             yield* logDebug(`generation ${incarnation.generation} ended after it was replaced; not a crash of the current one`)
             return false
           }
-          lastStderr = yield* incarnation.process.stderrExcerpt
+          life.lastStderr = yield* incarnation.process.stderrExcerpt
           return yield* recordCrash(
             reason,
             reason._tag === "Exited" ? { code: reason.code, signal: reason.signal } : undefined
@@ -668,7 +701,7 @@ const makeClient = Effect.fnUntraced(function*(
       yield* closeOpenStreams
       const crash = (willRestart: boolean) =>
         publish({ _tag: "Crash", plugin: name, reason: detail, code: exit?.code ?? null, signal: exit?.signal ?? null, willRestart })
-      if (closed || state._tag === "Stopped" || state._tag === "Stopping") return false
+      if (life.closed || life.state._tag === "Stopped" || life.state._tag === "Stopping") return false
       const backoff = policy.backoff
       if (backoff === undefined) {
         consecutiveCrashes++
@@ -715,7 +748,7 @@ const makeClient = Effect.fnUntraced(function*(
   const restartAfterBackoff: Effect.Effect<void> = Effect.suspend(() =>
     lifecycle.withPermits(1)(
       Effect.suspend(() => {
-        if (closed || state._tag !== "Backoff") return Effect.void
+        if (life.closed || life.state._tag !== "Backoff") return Effect.void
         restartFiber = undefined
         return spawn.pipe(
           Effect.andThen(armIdleTimer),
@@ -754,12 +787,12 @@ const makeClient = Effect.fnUntraced(function*(
   const spawn = Effect.gen(function*() {
     // One live process per client: an older generation still held is torn down first (its
     // pending crash, if any, then finds it replaced and changes nothing).
-    if (current !== undefined) yield* stopCurrent
+    if (life.current !== undefined) yield* stopCurrent
     yield* transition(PluginState.Starting)
     const executable = yield* verifyExecutable(source).pipe(Effect.mapError(fail))
     const scope = yield* Scope.fork(clientScope, "sequential")
     openChannels.clear()
-    const gen = ++generation
+    const gen = ++life.generation
     const built = yield* Effect.gen(function*() {
       const proc = yield* PluginProcess.make({
         name,
@@ -773,7 +806,7 @@ const makeClient = Effect.fnUntraced(function*(
         shutdownGrace: policy.shutdownGrace,
         drainTimeout: policy.drainTimeout
       })
-      spawns++
+      life.spawns++
       yield* Metric.update(spawnsMetric, 1)
       const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc), {
         maxConcurrentRequests: policy.maxConcurrentRequests,
@@ -808,15 +841,15 @@ const makeClient = Effect.fnUntraced(function*(
           const stderrExcerpt = yield* built.proc.stderrExcerpt
           yield* built.proc.stop()
           yield* Scope.close(scope, Exit.void)
-          lastStderr = stderrExcerpt
+          life.lastStderr = stderrExcerpt
           return yield* Effect.fail(fail(new PluginClientError.InitFailed({ detail, stderrExcerpt })))
         })
       )
     )
-    supportedMethods = info.supportedMethods
-    current = incarnation
+    life.supportedMethods = info.supportedMethods
+    life.current = incarnation
     if (policy.backoff === undefined) consecutiveCrashes = 0
-    consecutiveTimeouts = 0
+    life.consecutiveTimeouts = 0
     // The watcher lives in the client scope: it must outlive the incarnation's scope, which it
     // closes itself when the plugin dies.
     // A stop's end is not a crash: its reason is not even built.
@@ -846,16 +879,16 @@ const makeClient = Effect.fnUntraced(function*(
   )
 
   const unavailable = (): PluginClientError.PluginClientError | undefined => {
-    switch (state._tag) {
+    switch (life.state._tag) {
       case "Disabled":
-        return fail(new PluginClientError.Disabled({ reason: state.reason }))
+        return fail(new PluginClientError.Disabled({ reason: life.state.reason }))
       case "Stopped":
-        return fail(new PluginClientError.Closed({ detail: closed ? "the client is shut down" : "the plugin is stopped" }))
+        return fail(new PluginClientError.Closed({ detail: life.closed ? "the client is shut down" : "the plugin is stopped" }))
       case "Stopping":
         return fail(new PluginClientError.Closed({ detail: "the plugin is stopping" }))
       case "Backoff":
         return fail(new PluginClientError.Unavailable({
-          detail: `restarting after a crash, at ${new Date(state.until).toISOString()}${lastError === undefined ? "" : ` (last error: ${lastError})`}`
+          detail: `restarting after a crash, at ${new Date(life.state.until).toISOString()}${lastError === undefined ? "" : ` (last error: ${lastError})`}`
         }))
       default:
         return undefined
@@ -871,7 +904,7 @@ const makeClient = Effect.fnUntraced(function*(
   const ensureRunning: Effect.Effect<Incarnation, PluginClientError.PluginClientError> = Effect.suspend(() => {
     const blocked = unavailable()
     if (blocked !== undefined) return Effect.fail(blocked)
-    const incarnation = current
+    const incarnation = life.current
     if (incarnation !== undefined) {
       return incarnation.crashClaimed ? Effect.andThen(Deferred.await(incarnation.crash), ensureRunning) : Effect.succeed(incarnation)
     }
@@ -879,7 +912,7 @@ const makeClient = Effect.fnUntraced(function*(
       Effect.suspend(() => {
         const blockedNow = unavailable()
         if (blockedNow !== undefined) return Effect.fail(blockedNow)
-        return current === undefined ? spawn : Effect.succeed(current)
+        return life.current === undefined ? spawn : Effect.succeed(life.current)
       })
     ).pipe(
       Effect.flatMap((running) => running.crashClaimed ? Effect.andThen(Deferred.await(running.crash), ensureRunning) : Effect.succeed(running))
@@ -889,23 +922,23 @@ const makeClient = Effect.fnUntraced(function*(
   // -- stopping ------------------------------------------------------------------------------
   /** Stops the current incarnation with the full stop sequence. Must run under the lock. */
   const stopCurrent = Effect.gen(function*() {
-    const incarnation = current
+    const incarnation = life.current
     if (incarnation === undefined) return
-    current = undefined
+    life.current = undefined
     incarnation.stopping = true
     const graceful = options?.shutdownRequest === undefined
       ? undefined
       : incarnation.peer.request(options.shutdownRequest, undefined, { timeout: policy.drainTimeout })
     yield* incarnation.process.stop({ graceful })
-    lastStderr = yield* incarnation.process.stderrExcerpt
+    life.lastStderr = yield* incarnation.process.stderrExcerpt
     yield* Scope.close(incarnation.scope, Exit.void)
   })
 
   // -- idle reaping --------------------------------------------------------------------------
   const reap = lifecycle.withPermits(1)(
     Effect.gen(function*() {
-      const incarnation = current
-      if (incarnation === undefined || inFlight > 0 || state._tag !== "Running") return
+      const incarnation = life.current
+      if (incarnation === undefined || life.inFlight > 0 || life.state._tag !== "Running") return
       yield* Effect.logInfo(`idle for ${policy.idleTimeout === undefined ? "ever" : formatDuration(policy.idleTimeout)}; stopping`).pipe(annotate)
       yield* transition(PluginState.Stopping)
       yield* stopCurrent
@@ -926,35 +959,33 @@ const makeClient = Effect.fnUntraced(function*(
   const idleTimeout = policy.idleTimeout
   const idleMillis = idleTimeout === undefined ? 0 : Duration.toMillis(idleTimeout)
   const runInClient = Effect.runForkWith(metricContext)
-  let idleDeadline = 0
-  let idleSleeper: Fiber.Fiber<void> | undefined
   const sleepUntilIdle = (millis: number) => {
     const sleeper = runInClient(Effect.sleep(Duration.millis(millis)))
     FiberSet.addUnsafe(background, sleeper)
-    idleSleeper = sleeper
+    life.idleSleeper = sleeper
     sleeper.addObserver((exit) => {
-      if (idleSleeper !== sleeper) return
-      idleSleeper = undefined
+      if (life.idleSleeper !== sleeper) return
+      life.idleSleeper = undefined
       if (exit._tag === "Success") checkIdle()
     })
   }
   const checkIdle = () => {
-    if (current === undefined || state._tag !== "Running") return
+    if (life.current === undefined || life.state._tag !== "Running") return
     const now = clock.currentTimeMillisUnsafe()
-    if (inFlight === 0 && now >= idleDeadline) FiberSet.addUnsafe(background, runInClient(reap))
-    else sleepUntilIdle(inFlight > 0 ? idleMillis : idleDeadline - now)
+    if (life.inFlight === 0 && now >= life.idleDeadline) FiberSet.addUnsafe(background, runInClient(reap))
+    else sleepUntilIdle(life.inFlight > 0 ? idleMillis : life.idleDeadline - now)
   }
   /** Activity ended at `now`: the idle period starts again (a sleeping watcher just gets the new deadline). */
   const armIdleAt = (now: number): Effect.Effect<void> => {
     if (idleTimeout === undefined) return Effect.void
-    idleDeadline = now + idleMillis
-    if (idleSleeper === undefined && current !== undefined) sleepUntilIdle(idleMillis)
+    life.idleDeadline = now + idleMillis
+    if (life.idleSleeper === undefined && life.current !== undefined) sleepUntilIdle(idleMillis)
     return Effect.void
   }
   const armIdleTimer = Effect.suspend(() => armIdleAt(clock.currentTimeMillisUnsafe()))
   const disarmIdleTimer = Effect.sync(() => {
-    const sleeper = idleSleeper
-    idleSleeper = undefined
+    const sleeper = life.idleSleeper
+    life.idleSleeper = undefined
     sleeper?.interruptUnsafe()
   })
 
@@ -963,16 +994,16 @@ const makeClient = Effect.fnUntraced(function*(
     Effect.gen(function*() {
       const reason = error.reason
       if (reason._tag === "Timeout") {
-        consecutiveTimeouts++
-        if (consecutiveTimeouts >= policy.consecutiveTimeoutsBeforeRecycle && !incarnation.crashClaimed) {
-          consecutiveTimeouts = 0
+        life.consecutiveTimeouts++
+        if (life.consecutiveTimeouts >= policy.consecutiveTimeoutsBeforeRecycle && !incarnation.crashClaimed) {
+          life.consecutiveTimeouts = 0
           yield* Effect.logWarning(`${policy.consecutiveTimeoutsBeforeRecycle} calls in a row timed out; recycling the process`).pipe(annotate)
           const tripped = yield* crashed(incarnation, reason)
           return tripped ? capExceeded() : error
         }
         return error
       }
-      consecutiveTimeouts = 0
+      life.consecutiveTimeouts = 0
       if (isConnectionFailure(reason) && !incarnation.stopping && !(reason._tag === "Exited" && reason.requested)) {
         const tripped = yield* crashed(incarnation, reason)
         return tripped ? capExceeded() : error
@@ -995,21 +1026,21 @@ const makeClient = Effect.fnUntraced(function*(
   }
   const request: PluginClient["request"] = (method, params, callOptions) =>
     Effect.withFiber((fiber) => {
-      requests++
-      inFlight++
+      life.requests++
+      life.inFlight++
       const startedNanos = clock.monotonicTimeNanosUnsafe()
-      const incarnation = current
-      const call = incarnation !== undefined && !incarnation.crashClaimed && state._tag === "Running"
+      const incarnation = life.current
+      const call = incarnation !== undefined && !incarnation.crashClaimed && life.state._tag === "Running"
         ? callOn(incarnation, method, params, callOptions)
         : Effect.flatMap(ensureRunning, (running) => callOn(running, method, params, callOptions))
       // The end of a call: a success ends a timeout streak, the duration is recorded, and the
       // idle period starts again from now.
       const tracked = Effect.onExit(call, (exit) => {
-        inFlight--
-        if (exit._tag === "Success") consecutiveTimeouts = 0
+        life.inFlight--
+        if (exit._tag === "Success") life.consecutiveTimeouts = 0
         requestDurationMetric.updateUnsafe(Duration.nanos(clock.monotonicTimeNanosUnsafe() - startedNanos), metricContext)
         const now = clock.currentTimeMillisUnsafe()
-        lastUsed = now
+        life.lastUsed = now
         return armIdleAt(now)
       })
       // With Effect's built-in tracer nothing is exported, and building a span was a third of
@@ -1025,9 +1056,9 @@ const makeClient = Effect.fnUntraced(function*(
 
   const requestIfRunning: PluginClient["requestIfRunning"] = (method, params, callOptions) =>
     Effect.suspend(() => {
-      const incarnation = current
-      if (incarnation === undefined || incarnation.crashClaimed || incarnation.stopping || state._tag !== "Running") {
-        return Effect.fail(fail(new PluginClientError.Unavailable({ detail: `not running (${state._tag})` })))
+      const incarnation = life.current
+      if (incarnation === undefined || incarnation.crashClaimed || incarnation.stopping || life.state._tag !== "Running") {
+        return Effect.fail(fail(new PluginClientError.Unavailable({ detail: `not running (${life.state._tag})` })))
       }
       // Not activity, but a dead connection is still a crash to account for.
       return incarnation.peer.request(method, params, callOptions).pipe(
@@ -1053,7 +1084,7 @@ const makeClient = Effect.fnUntraced(function*(
   const notify: PluginClient["notify"] = (method, params) =>
     ensureRunning.pipe(
       Effect.flatMap((incarnation) => incarnation.peer.notify(method, params)),
-      Effect.tap(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void (lastUsed = now)))),
+      Effect.tap(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void (life.lastUsed = now)))),
       Effect.andThen(armIdleTimer)
     )
 
@@ -1061,8 +1092,8 @@ const makeClient = Effect.fnUntraced(function*(
   /** Spawns now: also from `Stopped`, and without waiting out a backoff. */
   const start: PluginClient["start"] = lifecycle.withPermits(1)(
     Effect.gen(function*() {
-      if (closed) return yield* Effect.fail(fail(new PluginClientError.Closed({ detail: "the client is shut down" })))
-      if (state._tag === "Stopped" || state._tag === "Backoff") {
+      if (life.closed) return yield* Effect.fail(fail(new PluginClientError.Closed({ detail: "the client is shut down" })))
+      if (life.state._tag === "Stopped" || life.state._tag === "Backoff") {
         yield* cancelRestart
         yield* transition(PluginState.Idle)
       }
@@ -1071,10 +1102,10 @@ const makeClient = Effect.fnUntraced(function*(
 
   const restart: PluginClient["restart"] = lifecycle.withPermits(1)(
     Effect.gen(function*() {
-      if (closed) return yield* Effect.fail(fail(new PluginClientError.Closed({ detail: "the client is shut down" })))
-      if (state._tag === "Disabled") return yield* Effect.fail(fail(new PluginClientError.Disabled({ reason: state.reason })))
+      if (life.closed) return yield* Effect.fail(fail(new PluginClientError.Closed({ detail: "the client is shut down" })))
+      if (life.state._tag === "Disabled") return yield* Effect.fail(fail(new PluginClientError.Disabled({ reason: life.state.reason })))
       yield* cancelRestart
-      if (current !== undefined) {
+      if (life.current !== undefined) {
         yield* transition(PluginState.Stopping)
         yield* stopCurrent
       }
@@ -1087,7 +1118,7 @@ const makeClient = Effect.fnUntraced(function*(
     Effect.gen(function*() {
       yield* cancelRestart
       yield* disarmIdleTimer
-      if (state._tag === "Stopped") return
+      if (life.state._tag === "Stopped") return
       yield* transition(PluginState.Stopping)
       yield* stopCurrent
       yield* closeOpenStreams
@@ -1097,7 +1128,7 @@ const makeClient = Effect.fnUntraced(function*(
 
   const stop: PluginClient["stop"] = stopPlugin
   const shutdown: PluginClient["shutdown"] = Effect.suspend(() => {
-    closed = true
+    life.closed = true
     return stopPlugin
   })
 
@@ -1106,18 +1137,18 @@ const makeClient = Effect.fnUntraced(function*(
       yield* window.clear
       consecutiveCrashes = 0
       backoffStep = undefined
-      if (state._tag === "Disabled") yield* transition(PluginState.Idle)
+      if (life.state._tag === "Disabled") yield* transition(PluginState.Idle)
     })
   )
 
   const health: PluginClient["health"] = Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const incarnation = current
+    const incarnation = life.current
     return {
       pluginName: name,
-      state,
+      state: life.state,
       crashesInWindow: yield* window.count,
-      lastUsed,
+      lastUsed: life.lastUsed,
       lastCrash: yield* window.last,
       lastError,
       lastErrorReason,
@@ -1125,12 +1156,12 @@ const makeClient = Effect.fnUntraced(function*(
       uptime: incarnation === undefined ? undefined : Duration.millis(now - incarnation.process.startedAt),
       consecutiveCrashes,
       totalCrashes,
-      spawns,
-      requests,
+      spawns: life.spawns,
+      requests: life.requests,
       pendingRequests: incarnation === undefined ? 0 : yield* incarnation.peer.pending,
-      nextRestartAt: state._tag === "Backoff" ? state.until : undefined,
-      stderrExcerpt: incarnation === undefined ? lastStderr : yield* incarnation.process.stderrExcerpt,
-      supportedMethods
+      nextRestartAt: life.state._tag === "Backoff" ? life.state.until : undefined,
+      stderrExcerpt: incarnation === undefined ? life.lastStderr : yield* incarnation.process.stderrExcerpt,
+      supportedMethods: life.supportedMethods
     }
   })
 
@@ -1151,7 +1182,7 @@ const makeClient = Effect.fnUntraced(function*(
     call,
     notify,
     health,
-    state: Effect.sync(() => state),
+    state: Effect.sync(() => life.state),
     start,
     restart,
     stop,
