@@ -15,6 +15,13 @@
  * crashes. Every state change goes through one `transition` function and is published as an
  * event.
  *
+ * Each spawn is a new generation of the plugin. Only the current generation's crash changes the
+ * state: a process a stop, restart or reap has replaced is torn down and otherwise ignored, so a
+ * race between a crash and a restart never leaves two processes or a state that lies. Listeners
+ * (`onEvent`, `events`) are fed through queues and run on their own fibers, never inside a
+ * transition. Every fiber the client starts (exit watchers, the idle watch, the backoff timer,
+ * the listener) is owned by its Scope.
+ *
  * A client is made in a Scope with {@link make}, or provided as a service: {@link layer} gives
  * the {@link PluginClient} service, {@link layerAs} the same client under a tag of the user's
  * own, one per plugin. Its options are grouped by concern: what to run ({@link RunOptions}),
@@ -248,8 +255,13 @@ export interface ProtocolOptions {
  */
 export interface ObserverOptions {
   /**
-   * Called with every event, in order, as it is published (no subscription race, unlike
-   * `events`, which only sees events after the stream starts).
+   * Called with every event, in order, from the client's creation (no subscription race, unlike
+   * `events`, which only sees events after the stream starts). It runs on a fiber of its own,
+   * never inside the plugin's lifecycle: a slow listener delays only its own later events, and
+   * one that fails is logged and keeps receiving. A listener 10,000 events behind misses the
+   * plugin's messages (`Log`, `Notification`, `Stream`) until it catches up, never an event of
+   * the plugin's life. When the client's Scope closes, the listener gets one turn to take the
+   * last events (`Stopped`); one still busy then is interrupted.
    */
   readonly onEvent?: ((event: PluginEvent) => Effect.Effect<void>) | undefined
 }
@@ -570,12 +582,18 @@ const makeClient = Effect.fnUntraced(function*(
   // always queued (a few per spawn).
   const onEvent = options?.onEvent
   const listenerQueue = onEvent === undefined ? undefined : yield* Queue.unbounded<PluginEvent, Cause.Done>()
-  const listener = onEvent === undefined || listenerQueue === undefined ? undefined : yield* Stream.fromQueue(listenerQueue).pipe(
-    Stream.runForEach((event) =>
-      onEvent(event).pipe(Effect.catchCause((cause) => Effect.logWarning("the onEvent listener failed", Cause.pretty(cause)).pipe(annotate)))
-    ),
-    Effect.forkIn(clientScope)
-  )
+  if (onEvent !== undefined && listenerQueue !== undefined) {
+    yield* Stream.fromQueue(listenerQueue).pipe(
+      Stream.runForEach((event) =>
+        onEvent(event).pipe(
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.logWarning("the onEvent listener failed", Cause.pretty(cause)).pipe(annotate)
+          )
+        )
+      ),
+      Effect.forkIn(clientScope)
+    )
+  }
   const publish = (event: PluginEvent): Effect.Effect<void> => Effect.suspend(() => publishNow(event))
   const publishNow = (event: PluginEvent): Effect.Effect<void> => {
     PubSub.publishUnsafe(events, event)
