@@ -60,6 +60,7 @@ import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as Lifecycle from "./internal/lifecycle.ts"
 import * as Protocol from "./internal/protocol.ts"
 import type * as JsonRpc from "./JsonRpc.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
@@ -680,7 +681,7 @@ const makeClient = Effect.fnUntraced(function*(
           // while its crash waited for the lock. Its process is still torn down, but it no
           // longer owns the state: recording its crash would put a newer, healthy incarnation
           // in `Recovering` or `Backoff` (whose restart would then spawn a second process).
-          const isCurrent = life.current?.generation === incarnation.generation
+          const isCurrent = Lifecycle.ownsState(life.current, incarnation)
           if (isCurrent) life.current = undefined
           yield* incarnation.process.stop()
           yield* Scope.close(incarnation.scope, Exit.void)
@@ -896,20 +897,18 @@ const makeClient = Effect.fnUntraced(function*(
     Effect.withSpan("PluginClient.spawn", { attributes })
   )
 
-  const unavailable = (): PluginClientError.PluginClientError | undefined => {
-    switch (life.state._tag) {
+  const refused = (refusal: Lifecycle.Refusal): PluginClientError.PluginClientError => {
+    switch (refusal._tag) {
       case "Disabled":
-        return fail(new PluginClientError.Disabled({ reason: life.state.reason }))
+        return fail(new PluginClientError.Disabled({ reason: refusal.reason }))
       case "Stopped":
-        return fail(new PluginClientError.Closed({ detail: life.closed ? "the client is shut down" : "the plugin is stopped" }))
+        return fail(new PluginClientError.Closed({ detail: refusal.shutDown ? "the client is shut down" : "the plugin is stopped" }))
       case "Stopping":
         return fail(new PluginClientError.Closed({ detail: "the plugin is stopping" }))
       case "Backoff":
         return fail(new PluginClientError.Unavailable({
-          detail: `restarting after a crash, at ${new Date(life.state.until).toISOString()}${lastError === undefined ? "" : ` (last error: ${lastError})`}`
+          detail: `restarting after a crash, at ${new Date(refusal.until).toISOString()}${lastError === undefined ? "" : ` (last error: ${lastError})`}`
         }))
-      default:
-        return undefined
     }
   }
 
@@ -920,22 +919,34 @@ const makeClient = Effect.fnUntraced(function*(
    * incarnation whose crash is still pending.
    */
   const ensureRunning: Effect.Effect<Incarnation, PluginClientError.PluginClientError> = Effect.suspend(() => {
-    const blocked = unavailable()
-    if (blocked !== undefined) return Effect.fail(blocked)
-    const incarnation = life.current
-    if (incarnation !== undefined) {
-      return incarnation.crashClaimed ? Effect.andThen(Deferred.await(incarnation.crash), ensureRunning) : Effect.succeed(incarnation)
+    const admission = Lifecycle.admit(life.state, life.closed, life.current)
+    switch (admission._tag) {
+      case "Refuse":
+        return Effect.fail(refused(admission.refusal))
+      case "Use":
+        return Effect.succeed(admission.incarnation)
+      case "AwaitCrash":
+        return afterCrash(admission.incarnation)
+      case "Spawn":
+        return lifecycle.withPermits(1)(spawnIfStillNeeded).pipe(
+          Effect.flatMap((running) => running.crashClaimed ? afterCrash(running) : Effect.succeed(running))
+        )
     }
-    return lifecycle.withPermits(1)(
-      Effect.suspend(() => {
-        const blockedNow = unavailable()
-        if (blockedNow !== undefined) return Effect.fail(blockedNow)
-        return life.current === undefined ? spawn : Effect.succeed(life.current)
-      })
-    ).pipe(
-      Effect.flatMap((running) => running.crashClaimed ? Effect.andThen(Deferred.await(running.crash), ensureRunning) : Effect.succeed(running))
-    )
   })
+  /** Asked again under the lock: a concurrent first call may have spawned meanwhile (they share it). */
+  const spawnIfStillNeeded: Effect.Effect<Incarnation, PluginClientError.PluginClientError> = Effect.suspend(() => {
+    const admission = Lifecycle.admit(life.state, life.closed, life.current)
+    switch (admission._tag) {
+      case "Refuse":
+        return Effect.fail(refused(admission.refusal))
+      case "Spawn":
+        return spawn
+      default:
+        return Effect.succeed(admission.incarnation)
+    }
+  })
+  /** Waits, outside the lock (recording the crash needs it), for the crash's decision, then asks again. */
+  const afterCrash = (incarnation: Incarnation) => Effect.andThen(Deferred.await(incarnation.crash), ensureRunning)
 
   // -- stopping ------------------------------------------------------------------------------
   /** Stops the current incarnation with the full stop sequence. Must run under the lock. */
