@@ -17,6 +17,13 @@
  * A plugin's own error objects are not crashes. Every state change goes through one
  * `transition` function and is published as an event.
  *
+ * Each spawn is a new generation of the plugin. Only the current generation's crash changes the
+ * state: a process a stop, restart or reap has replaced is torn down and otherwise ignored, so a
+ * race between a crash and a restart never leaves two processes or a state that lies. Listeners
+ * (`onEvent`, `events`) are fed through queues and run on their own fibers, never inside a
+ * transition. Every fiber the client starts (exit watchers, the idle watch, the backoff timer,
+ * the listener) is owned by its Scope.
+ *
  * A client is made in a Scope with {@link make}, or provided as a service: {@link layer} gives
  * the {@link PluginClient} service, {@link layerAs} the same client under a tag of the user's
  * own, one per plugin. Its options are grouped by concern: what to run ({@link RunOptions}),
@@ -35,12 +42,14 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FileSystem from "effect/FileSystem"
 import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Path from "effect/Path"
 import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
 import * as References from "effect/References"
@@ -53,6 +62,7 @@ import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as Lifecycle from "./internal/lifecycle.ts"
 import * as Protocol from "./internal/protocol.ts"
 import * as RestartDecision from "./internal/restartDecision.ts"
 import type * as JsonRpc from "./JsonRpc.ts"
@@ -108,13 +118,24 @@ export const PluginState: {
 }
 
 /**
- * What happened to a plugin, in order.
+ * What happened to a plugin, in order. The events of one process (`Ready`, `Exit`, `Reaped`)
+ * carry its `generation`: 1 for the client's first process, one more for each spawn. An `Exit`
+ * can arrive after the `Ready` of the next generation (a restart does not wait for it to be
+ * published); it says nothing about the newer process.
  *
  * @category models
  */
 export type PluginEvent =
-  | { readonly _tag: "Ready"; readonly plugin: string; readonly pid: number }
-  | { readonly _tag: "Exit"; readonly plugin: string; readonly pid: number; readonly code: number | null; readonly signal: string | null; readonly requested: boolean }
+  | { readonly _tag: "Ready"; readonly plugin: string; readonly pid: number; readonly generation: number }
+  | {
+    readonly _tag: "Exit"
+    readonly plugin: string
+    readonly pid: number
+    readonly generation: number
+    readonly code: number | null
+    readonly signal: string | null
+    readonly requested: boolean
+  }
   | {
     readonly _tag: "Crash"
     readonly plugin: string
@@ -126,7 +147,7 @@ export type PluginEvent =
   | { readonly _tag: "StateChanged"; readonly plugin: string; readonly from: PluginState; readonly to: PluginState }
   | { readonly _tag: "Log"; readonly plugin: string; readonly level: string; readonly message: string; readonly meta: unknown }
   | { readonly _tag: "Notification"; readonly plugin: string; readonly method: string; readonly params: unknown }
-  | { readonly _tag: "Reaped"; readonly plugin: string; readonly pid: number }
+  | { readonly _tag: "Reaped"; readonly plugin: string; readonly pid: number; readonly generation: number }
   | StreamEvent
 
 /**
@@ -245,8 +266,13 @@ export interface ProtocolOptions {
  */
 export interface ObserverOptions {
   /**
-   * Called with every event, in order, as it is published (no subscription race, unlike
-   * `events`, which only sees events after the stream starts).
+   * Called with every event, in order, from the client's creation (no subscription race, unlike
+   * `events`, which only sees events after the stream starts). It runs on a fiber of its own,
+   * never inside the plugin's lifecycle: a slow listener delays only its own later events, and
+   * one that fails is logged and keeps receiving. A listener 10,000 events behind misses the
+   * plugin's messages (`Log`, `Notification`, `Stream`) until it catches up, never an event of
+   * the plugin's life. When the client's Scope closes, the listener gets one turn to take the
+   * last events (`Stopped`); one still busy then is interrupted.
    */
   readonly onEvent?: ((event: PluginEvent) => Effect.Effect<void>) | undefined
 }
@@ -361,6 +387,42 @@ interface Incarnation {
   /** What a failed call on this incarnation goes through (made once, not per call). */
   readonly onCallFailure: (cause: Cause.Cause<PluginClientError.PluginClientError>) => Effect.Effect<never, PluginClientError.PluginClientError>
 }
+
+/**
+ * A client's life in one record: where it stands (`state`), the incarnation that owns it
+ * (`current`: the only one whose crash may change `state`, see `crashed`), and the counters and
+ * the idle timer around it. The lifecycle lock guards every change of `state`, `current`,
+ * `generation` and `closed`; the call counters and the idle deadline are moved by the hot path
+ * without it (single numbers, never a decision).
+ */
+interface Life {
+  state: PluginState
+  current: Incarnation | undefined
+  /** Of the newest incarnation spawned (0 before the first): every spawn takes the next one. */
+  generation: number
+  /** Set by `shutdown`: the client is done for good. */
+  closed: boolean
+  inFlight: number
+  consecutiveTimeouts: number
+  spawns: number
+  requests: number
+  lastUsed: number | undefined
+  lastStderr: string
+  supportedMethods: ReadonlyArray<string> | undefined
+  /** When the idle period of the running plugin ends (epoch ms). */
+  idleDeadline: number
+  /** The one fiber sleeping until `idleDeadline`, if any. */
+  idleSleeper: Fiber.Fiber<void> | undefined
+  /** Plugin messages dropped for an `onEvent` listener too far behind. */
+  droppedForListener: number
+}
+
+/** How far an `onEvent` listener may fall behind before the plugin's own messages are dropped for it. */
+const listenerBacklog = 10_000
+
+/** What the plugin said (as opposed to what happened to it): the events a slow listener may lose. */
+const isPluginMessage = (event: PluginEvent): boolean =>
+  event._tag === "Log" || event._tag === "Notification" || event._tag === "Stream"
 
 /** Reasons that mean the connection itself is gone (so the plugin crashed or was stopped). */
 const isConnectionFailure = (reason: PluginClientError.Reason): boolean => {
@@ -491,42 +553,82 @@ const makeClient = Effect.fnUntraced(function*(
   const restarts = yield* Ref.make(RestartDecision.empty)
   const events = yield* PubSub.unbounded<PluginEvent>()
   const lifecycle = yield* Semaphore.make(1)
+  // The timers the lifecycle starts outside an Effect (the idle watch and the reap it runs):
+  // owned by the client's scope, so closing it leaves none running.
+  const background = yield* FiberSet.make<void>()
 
-  let state: PluginState = PluginState.Idle
-  let current: Incarnation | undefined
-  let generation = 0
-  let inFlight = 0
-  let consecutiveTimeouts = 0
+  const life: Life = {
+    state: PluginState.Idle,
+    current: undefined,
+    generation: 0,
+    closed: false,
+    inFlight: 0,
+    consecutiveTimeouts: 0,
+    spawns: 0,
+    requests: 0,
+    lastUsed: undefined,
+    lastStderr: "",
+    supportedMethods: undefined,
+    idleDeadline: 0,
+    idleSleeper: undefined,
+    droppedForListener: 0
+  }
   let totalCrashes = 0
-  let spawns = 0
-  let requests = 0
-  let lastUsed: number | undefined
   let lastError: string | undefined
   let lastErrorReason: PluginClientError.Reason["_tag"] | undefined
-  let lastStderr = ""
-  let supportedMethods: ReadonlyArray<string> | undefined
-  // Set by `shutdown`: the client is done for good.
-  let closed = false
   // The pending restart of a plugin waiting out its backoff.
   let restartFiber: Fiber.Fiber<void> | undefined
   // Stream channels the running plugin has opened and not closed.
   const openChannels = new Set<string>()
 
+  // Listeners never run in the lifecycle's critical section: a publish only enqueues (it never
+  // waits), and the `onEvent` listener is called, in order, by a fiber of its own that the
+  // client's scope owns. A slow or failing listener delays only its own later events, never a
+  // transition, a call or a stop. What the plugin says (logs, notifications, stream values) is
+  // dropped for a listener that has fallen `listenerBacklog` events behind, so a chatty plugin
+  // and a slow listener cannot grow memory without bound; events of the plugin's life are
+  // always queued (a few per spawn).
   const onEvent = options?.onEvent
-  // The PubSub is unbounded, so a publish never meets a full buffer: the synchronous publish is
-  // the same as `PubSub.publish`, in one step instead of three (a stop publishes three events).
-  const publish = (event: PluginEvent): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      PubSub.publishUnsafe(events, event)
-      return onEvent === undefined ? Effect.void : onEvent(event)
-    })
+  const listenerQueue = onEvent === undefined ? undefined : yield* Queue.unbounded<PluginEvent, Cause.Done>()
+  if (onEvent !== undefined && listenerQueue !== undefined) {
+    yield* Stream.fromQueue(listenerQueue).pipe(
+      Stream.runForEach((event) =>
+        onEvent(event).pipe(
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.logWarning("the onEvent listener failed", Cause.pretty(cause)).pipe(annotate)
+          )
+        )
+      ),
+      Effect.forkIn(clientScope)
+    )
+  }
+  const publish = (event: PluginEvent): Effect.Effect<void> => Effect.suspend(() => publishNow(event))
+  const publishNow = (event: PluginEvent): Effect.Effect<void> => {
+    PubSub.publishUnsafe(events, event)
+    if (listenerQueue === undefined) return Effect.void
+    if (!isPluginMessage(event) || Queue.sizeUnsafe(listenerQueue) < listenerBacklog) {
+      Queue.offerUnsafe(listenerQueue, event)
+      return Effect.void
+    }
+    life.droppedForListener++
+    // Warned at 1, 10, 100… drops: visible without a log line per dropped message.
+    return Number.isInteger(Math.log10(life.droppedForListener))
+      ? Effect.logWarning(`the onEvent listener is ${listenerBacklog} events behind; ${life.droppedForListener} plugin messages dropped for it so far`).pipe(annotate)
+      : Effect.void
+  }
+  /**
+   * When the client closes, the listener is given one turn to take the events already published
+   * (the last is `Stopped`): one that keeps up sees them all. One still busy is interrupted with
+   * the scope rather than waited for, so a slow listener never holds up a shutdown.
+   */
+  const drainListener = listenerQueue === undefined ? Effect.void : Queue.end(listenerQueue).pipe(Effect.andThen(Effect.yieldNow))
 
   /** The one place state changes. */
   const transition = (to: PluginState) =>
     Effect.suspend(() => {
-      const from = state
+      const from = life.state
       if (from._tag === to._tag && from._tag !== "Backoff" && from._tag !== "Disabled") return Effect.void
-      state = to
+      life.state = to
       return publish({ _tag: "StateChanged", plugin: name, from, to }).pipe(
         Effect.andThen(logDebug(`state ${from._tag} → ${to._tag}`))
       )
@@ -582,10 +684,19 @@ const makeClient = Effect.fnUntraced(function*(
       incarnation.crashClaimed = true
       return lifecycle.withPermits(1)(
         Effect.gen(function*() {
-          if (current === incarnation) current = undefined
+          // The generation rule: a stop, restart or reap may have replaced this incarnation
+          // while its crash waited for the lock. Its process is still torn down, but it no
+          // longer owns the state: recording its crash would put a newer, healthy incarnation
+          // in `Recovering` or `Backoff` (whose restart would then spawn a second process).
+          const isCurrent = Lifecycle.ownsState(life.current, incarnation)
+          if (isCurrent) life.current = undefined
           yield* incarnation.process.stop()
           yield* Scope.close(incarnation.scope, Exit.void)
-          lastStderr = yield* incarnation.process.stderrExcerpt
+          if (!isCurrent) {
+            yield* logDebug(`generation ${incarnation.generation} ended after it was replaced; not a crash of the current one`)
+            return false
+          }
+          life.lastStderr = yield* incarnation.process.stderrExcerpt
           return yield* recordCrash(
             reason,
             reason._tag === "Exited" ? { code: reason.code, signal: reason.signal } : undefined
@@ -619,7 +730,7 @@ const makeClient = Effect.fnUntraced(function*(
       yield* closeOpenStreams
       const crash = (willRestart: boolean) =>
         publish({ _tag: "Crash", plugin: name, reason: detail, code: exit?.code ?? null, signal: exit?.signal ?? null, willRestart })
-      if (closed || state._tag === "Stopped" || state._tag === "Stopping") return false
+      if (life.closed || life.state._tag === "Stopped" || life.state._tag === "Stopping") return false
       switch (decision._tag) {
         case "Disable": {
           const reason = `${RestartDecision.describeDisableReason(decision.reason)}; last: ${detail}`
@@ -652,7 +763,7 @@ const makeClient = Effect.fnUntraced(function*(
   const restartAfterBackoff: Effect.Effect<void> = Effect.suspend(() =>
     lifecycle.withPermits(1)(
       Effect.suspend(() => {
-        if (closed || state._tag !== "Backoff") return Effect.void
+        if (life.closed || life.state._tag !== "Backoff") return Effect.void
         restartFiber = undefined
         return spawn.pipe(
           Effect.andThen(armIdleTimer),
@@ -689,11 +800,14 @@ const makeClient = Effect.fnUntraced(function*(
 
   /** Spawns and handshakes a new incarnation. Must run under the lifecycle lock. */
   const spawn = Effect.gen(function*() {
+    // One live process per client: an older generation still held is torn down first (its
+    // pending crash, if any, then finds it replaced and changes nothing).
+    if (life.current !== undefined) yield* stopCurrent
     yield* transition(PluginState.Starting)
     const executable = yield* verifyExecutable(source).pipe(Effect.mapError(fail))
     const scope = yield* Scope.fork(clientScope, "sequential")
     openChannels.clear()
-    const gen = ++generation
+    const gen = ++life.generation
     const built = yield* Effect.gen(function*() {
       const proc = yield* PluginProcess.make({
         name,
@@ -707,7 +821,7 @@ const makeClient = Effect.fnUntraced(function*(
         shutdownGrace: policy.shutdownGrace,
         drainTimeout: policy.drainTimeout
       })
-      spawns++
+      life.spawns++
       yield* Metric.update(spawnsMetric, 1)
       const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc), {
         maxConcurrentRequests: policy.maxConcurrentRequests,
@@ -745,16 +859,16 @@ const makeClient = Effect.fnUntraced(function*(
           const stderrExcerpt = yield* built.proc.stderrExcerpt
           yield* built.proc.stop()
           yield* Scope.close(scope, Exit.void)
-          lastStderr = stderrExcerpt
+          life.lastStderr = stderrExcerpt
           return yield* Effect.fail(fail(new PluginClientError.InitFailed({ detail, stderrExcerpt })))
         })
       )
     )
-    supportedMethods = info.supportedMethods
-    current = incarnation
+    life.supportedMethods = info.supportedMethods
+    life.current = incarnation
     // A successful (re)initialize ends the run of consecutive crashes (the Paperclip rule).
     yield* Ref.update(restarts, RestartDecision.started)
-    consecutiveTimeouts = 0
+    life.consecutiveTimeouts = 0
     // The watcher lives in the client scope: it must outlive the incarnation's scope, which it
     // closes itself when the plugin dies.
     // A stop's end is not a crash: its reason is not even built.
@@ -766,11 +880,11 @@ const makeClient = Effect.fnUntraced(function*(
             reason._tag === "Exited" && reason.requested ? Effect.void : crashed(incarnation, reason))
       )),
       Effect.andThen(built.proc.exit),
-      Effect.flatMap((exit) => publish({ _tag: "Exit", plugin: name, pid: built.proc.pid, ...exit })),
+      Effect.flatMap((exit) => publish({ _tag: "Exit", plugin: name, pid: built.proc.pid, generation: gen, ...exit })),
       Effect.forkIn(clientScope)
     )
     yield* transition(PluginState.Running)
-    yield* publish({ _tag: "Ready", plugin: name, pid: built.proc.pid })
+    yield* publish({ _tag: "Ready", plugin: name, pid: built.proc.pid, generation: gen })
     return incarnation
   }).pipe(
     (effect) => managed.spawnPermits === undefined ? effect : managed.spawnPermits.withPermits(1)(effect),
@@ -783,64 +897,83 @@ const makeClient = Effect.fnUntraced(function*(
     Effect.withSpan("PluginClient.spawn", { attributes })
   )
 
-  const unavailable = (): PluginClientError.PluginClientError | undefined => {
-    switch (state._tag) {
+  const refused = (refusal: Lifecycle.Refusal): PluginClientError.PluginClientError => {
+    switch (refusal._tag) {
       case "Disabled":
-        return fail(new PluginClientError.Disabled({ reason: state.reason }))
+        return fail(new PluginClientError.Disabled({ reason: refusal.reason }))
       case "Stopped":
-        return fail(new PluginClientError.Closed({ detail: closed ? "the client is shut down" : "the plugin is stopped" }))
+        return fail(new PluginClientError.Closed({ detail: refusal.shutDown ? "the client is shut down" : "the plugin is stopped" }))
       case "Stopping":
         return fail(new PluginClientError.Closed({ detail: "the plugin is stopping" }))
       case "Backoff":
         return fail(new PluginClientError.Unavailable({
-          detail: `restarting after a crash, at ${new Date(state.until).toISOString()}${lastError === undefined ? "" : ` (last error: ${lastError})`}`
+          detail: `restarting after a crash, at ${new Date(refusal.until).toISOString()}${lastError === undefined ? "" : ` (last error: ${lastError})`}`
         }))
-      default:
-        return undefined
     }
   }
 
-  /** The running incarnation, spawning one if needed (concurrent callers share the spawn). */
+  /**
+   * The running incarnation, spawning one if needed (concurrent callers share the spawn). While
+   * the crash of the current one is being recorded, the caller waits for that decision
+   * (respawn, backoff, disable) outside the lock, then asks again: a spawn never replaces an
+   * incarnation whose crash is still pending.
+   */
   const ensureRunning: Effect.Effect<Incarnation, PluginClientError.PluginClientError> = Effect.suspend(() => {
-    const blocked = unavailable()
-    if (blocked !== undefined) return Effect.fail(blocked)
-    if (current !== undefined && !current.crashClaimed) return Effect.succeed(current)
-    return lifecycle.withPermits(1)(
-      Effect.suspend(() => {
-        const blockedNow = unavailable()
-        if (blockedNow !== undefined) return Effect.fail(blockedNow)
-        if (current !== undefined && !current.crashClaimed) return Effect.succeed(current)
-        return spawn
-      })
-    )
+    const admission = Lifecycle.admit(life.state, life.closed, life.current)
+    switch (admission._tag) {
+      case "Refuse":
+        return Effect.fail(refused(admission.refusal))
+      case "Use":
+        return Effect.succeed(admission.incarnation)
+      case "AwaitCrash":
+        return afterCrash(admission.incarnation)
+      case "Spawn":
+        return lifecycle.withPermits(1)(spawnIfStillNeeded).pipe(
+          Effect.flatMap((running) => running.crashClaimed ? afterCrash(running) : Effect.succeed(running))
+        )
+    }
   })
+  /** Asked again under the lock: a concurrent first call may have spawned meanwhile (they share it). */
+  const spawnIfStillNeeded: Effect.Effect<Incarnation, PluginClientError.PluginClientError> = Effect.suspend(() => {
+    const admission = Lifecycle.admit(life.state, life.closed, life.current)
+    switch (admission._tag) {
+      case "Refuse":
+        return Effect.fail(refused(admission.refusal))
+      case "Spawn":
+        return spawn
+      default:
+        return Effect.succeed(admission.incarnation)
+    }
+  })
+  /** Waits, outside the lock (recording the crash needs it), for the crash's decision, then asks again. */
+  const afterCrash = (incarnation: Incarnation) => Effect.andThen(Deferred.await(incarnation.crash), ensureRunning)
 
   // -- stopping ------------------------------------------------------------------------------
   /** Stops the current incarnation with the full stop sequence. Must run under the lock. */
   const stopCurrent = Effect.gen(function*() {
-    const incarnation = current
+    const incarnation = life.current
     if (incarnation === undefined) return
-    current = undefined
+    life.current = undefined
     incarnation.stopping = true
     const graceful = options?.shutdownRequest === undefined
       ? undefined
       : incarnation.peer.request(options.shutdownRequest, undefined, { timeout: policy.drainTimeout })
     yield* incarnation.process.stop({ graceful })
-    lastStderr = yield* incarnation.process.stderrExcerpt
+    life.lastStderr = yield* incarnation.process.stderrExcerpt
     yield* Scope.close(incarnation.scope, Exit.void)
   })
 
   // -- idle reaping --------------------------------------------------------------------------
   const reap = lifecycle.withPermits(1)(
     Effect.gen(function*() {
-      const incarnation = current
-      if (incarnation === undefined || inFlight > 0 || state._tag !== "Running") return
+      const incarnation = life.current
+      if (incarnation === undefined || life.inFlight > 0 || life.state._tag !== "Running") return
       yield* Effect.logInfo(`idle for ${policy.idleTimeout === undefined ? "ever" : formatDuration(policy.idleTimeout)}; stopping`).pipe(annotate)
       yield* transition(PluginState.Stopping)
       yield* stopCurrent
       yield* transition(PluginState.Idle)
       yield* Metric.update(reapsMetric, 1)
-      yield* publish({ _tag: "Reaped", plugin: name, pid: incarnation.process.pid })
+      yield* publish({ _tag: "Reaped", plugin: name, pid: incarnation.process.pid, generation: incarnation.generation })
     })
   ).pipe(Effect.uninterruptible)
 
@@ -855,34 +988,33 @@ const makeClient = Effect.fnUntraced(function*(
   const idleTimeout = policy.idleTimeout
   const idleMillis = idleTimeout === undefined ? 0 : Duration.toMillis(idleTimeout)
   const runInClient = Effect.runForkWith(metricContext)
-  let idleDeadline = 0
-  let idleSleeper: Fiber.Fiber<void> | undefined
   const sleepUntilIdle = (millis: number) => {
     const sleeper = runInClient(Effect.sleep(Duration.millis(millis)))
-    idleSleeper = sleeper
+    FiberSet.addUnsafe(background, sleeper)
+    life.idleSleeper = sleeper
     sleeper.addObserver((exit) => {
-      if (idleSleeper !== sleeper) return
-      idleSleeper = undefined
+      if (life.idleSleeper !== sleeper) return
+      life.idleSleeper = undefined
       if (exit._tag === "Success") checkIdle()
     })
   }
   const checkIdle = () => {
-    if (current === undefined || state._tag !== "Running") return
+    if (life.current === undefined || life.state._tag !== "Running") return
     const now = clock.currentTimeMillisUnsafe()
-    if (inFlight === 0 && now >= idleDeadline) runInClient(reap)
-    else sleepUntilIdle(inFlight > 0 ? idleMillis : idleDeadline - now)
+    if (life.inFlight === 0 && now >= life.idleDeadline) FiberSet.addUnsafe(background, runInClient(reap))
+    else sleepUntilIdle(life.inFlight > 0 ? idleMillis : life.idleDeadline - now)
   }
   /** Activity ended at `now`: the idle period starts again (a sleeping watcher just gets the new deadline). */
   const armIdleAt = (now: number): Effect.Effect<void> => {
     if (idleTimeout === undefined) return Effect.void
-    idleDeadline = now + idleMillis
-    if (idleSleeper === undefined && current !== undefined) sleepUntilIdle(idleMillis)
+    life.idleDeadline = now + idleMillis
+    if (life.idleSleeper === undefined && life.current !== undefined) sleepUntilIdle(idleMillis)
     return Effect.void
   }
   const armIdleTimer = Effect.suspend(() => armIdleAt(clock.currentTimeMillisUnsafe()))
   const disarmIdleTimer = Effect.sync(() => {
-    const sleeper = idleSleeper
-    idleSleeper = undefined
+    const sleeper = life.idleSleeper
+    life.idleSleeper = undefined
     sleeper?.interruptUnsafe()
   })
 
@@ -891,16 +1023,16 @@ const makeClient = Effect.fnUntraced(function*(
     Effect.gen(function*() {
       const reason = error.reason
       if (reason._tag === "Timeout") {
-        consecutiveTimeouts++
-        if (consecutiveTimeouts >= policy.consecutiveTimeoutsBeforeRecycle && !incarnation.crashClaimed) {
-          consecutiveTimeouts = 0
+        life.consecutiveTimeouts++
+        if (life.consecutiveTimeouts >= policy.consecutiveTimeoutsBeforeRecycle && !incarnation.crashClaimed) {
+          life.consecutiveTimeouts = 0
           yield* Effect.logWarning(`${policy.consecutiveTimeoutsBeforeRecycle} calls in a row timed out; recycling the process`).pipe(annotate)
           const tripped = yield* crashed(incarnation, reason)
           return tripped ? capExceeded() : error
         }
         return error
       }
-      consecutiveTimeouts = 0
+      life.consecutiveTimeouts = 0
       if (isConnectionFailure(reason) && !incarnation.stopping && !(reason._tag === "Exited" && reason.requested)) {
         const tripped = yield* crashed(incarnation, reason)
         return tripped ? capExceeded() : error
@@ -923,21 +1055,21 @@ const makeClient = Effect.fnUntraced(function*(
   }
   const request: PluginClient["request"] = (method, params, callOptions) =>
     Effect.withFiber((fiber) => {
-      requests++
-      inFlight++
+      life.requests++
+      life.inFlight++
       const startedNanos = clock.monotonicTimeNanosUnsafe()
-      const incarnation = current
-      const call = incarnation !== undefined && !incarnation.crashClaimed && state._tag === "Running"
+      const incarnation = life.current
+      const call = incarnation !== undefined && !incarnation.crashClaimed && life.state._tag === "Running"
         ? callOn(incarnation, method, params, callOptions)
         : Effect.flatMap(ensureRunning, (running) => callOn(running, method, params, callOptions))
       // The end of a call: a success ends a timeout streak, the duration is recorded, and the
       // idle period starts again from now.
       const tracked = Effect.onExit(call, (exit) => {
-        inFlight--
-        if (exit._tag === "Success") consecutiveTimeouts = 0
+        life.inFlight--
+        if (exit._tag === "Success") life.consecutiveTimeouts = 0
         requestDurationMetric.updateUnsafe(Duration.nanos(clock.monotonicTimeNanosUnsafe() - startedNanos), metricContext)
         const now = clock.currentTimeMillisUnsafe()
-        lastUsed = now
+        life.lastUsed = now
         return armIdleAt(now)
       })
       // With Effect's built-in tracer nothing is exported, and building a span was a third of
@@ -953,9 +1085,9 @@ const makeClient = Effect.fnUntraced(function*(
 
   const requestIfRunning: PluginClient["requestIfRunning"] = (method, params, callOptions) =>
     Effect.suspend(() => {
-      const incarnation = current
-      if (incarnation === undefined || incarnation.crashClaimed || incarnation.stopping || state._tag !== "Running") {
-        return Effect.fail(fail(new PluginClientError.Unavailable({ detail: `not running (${state._tag})` })))
+      const incarnation = life.current
+      if (incarnation === undefined || incarnation.crashClaimed || incarnation.stopping || life.state._tag !== "Running") {
+        return Effect.fail(fail(new PluginClientError.Unavailable({ detail: `not running (${life.state._tag})` })))
       }
       // Not activity, but a dead connection is still a crash to account for.
       return incarnation.peer.request(method, params, callOptions).pipe(
@@ -981,7 +1113,7 @@ const makeClient = Effect.fnUntraced(function*(
   const notify: PluginClient["notify"] = (method, params) =>
     ensureRunning.pipe(
       Effect.flatMap((incarnation) => incarnation.peer.notify(method, params)),
-      Effect.tap(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void (lastUsed = now)))),
+      Effect.tap(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void (life.lastUsed = now)))),
       Effect.andThen(armIdleTimer)
     )
 
@@ -989,8 +1121,8 @@ const makeClient = Effect.fnUntraced(function*(
   /** Spawns now: also from `Stopped`, and without waiting out a backoff. */
   const start: PluginClient["start"] = lifecycle.withPermits(1)(
     Effect.gen(function*() {
-      if (closed) return yield* Effect.fail(fail(new PluginClientError.Closed({ detail: "the client is shut down" })))
-      if (state._tag === "Stopped" || state._tag === "Backoff") {
+      if (life.closed) return yield* Effect.fail(fail(new PluginClientError.Closed({ detail: "the client is shut down" })))
+      if (life.state._tag === "Stopped" || life.state._tag === "Backoff") {
         yield* cancelRestart
         yield* transition(PluginState.Idle)
       }
@@ -999,10 +1131,10 @@ const makeClient = Effect.fnUntraced(function*(
 
   const restart: PluginClient["restart"] = lifecycle.withPermits(1)(
     Effect.gen(function*() {
-      if (closed) return yield* Effect.fail(fail(new PluginClientError.Closed({ detail: "the client is shut down" })))
-      if (state._tag === "Disabled") return yield* Effect.fail(fail(new PluginClientError.Disabled({ reason: state.reason })))
+      if (life.closed) return yield* Effect.fail(fail(new PluginClientError.Closed({ detail: "the client is shut down" })))
+      if (life.state._tag === "Disabled") return yield* Effect.fail(fail(new PluginClientError.Disabled({ reason: life.state.reason })))
       yield* cancelRestart
-      if (current !== undefined) {
+      if (life.current !== undefined) {
         yield* transition(PluginState.Stopping)
         yield* stopCurrent
       }
@@ -1015,7 +1147,7 @@ const makeClient = Effect.fnUntraced(function*(
     Effect.gen(function*() {
       yield* cancelRestart
       yield* disarmIdleTimer
-      if (state._tag === "Stopped") return
+      if (life.state._tag === "Stopped") return
       yield* transition(PluginState.Stopping)
       yield* stopCurrent
       yield* closeOpenStreams
@@ -1025,27 +1157,27 @@ const makeClient = Effect.fnUntraced(function*(
 
   const stop: PluginClient["stop"] = stopPlugin
   const shutdown: PluginClient["shutdown"] = Effect.suspend(() => {
-    closed = true
+    life.closed = true
     return stopPlugin
   })
 
   const clearDisabled: PluginClient["clearDisabled"] = lifecycle.withPermits(1)(
     Effect.gen(function*() {
       yield* Ref.update(restarts, RestartDecision.cleared)
-      if (state._tag === "Disabled") yield* transition(PluginState.Idle)
+      if (life.state._tag === "Disabled") yield* transition(PluginState.Idle)
     })
   )
 
   const health: PluginClient["health"] = Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const incarnation = current
+    const incarnation = life.current
     const history = yield* Ref.get(restarts)
     const peerStats = incarnation === undefined ? undefined : yield* incarnation.peer.stats
     return {
       pluginName: name,
-      state,
+      state: life.state,
       crashesInWindow: RestartDecision.crashesInWindow(policy, history, now),
-      lastUsed,
+      lastUsed: life.lastUsed,
       lastCrash: history.lastCrashAt,
       lastError,
       lastErrorReason,
@@ -1053,18 +1185,18 @@ const makeClient = Effect.fnUntraced(function*(
       uptime: incarnation === undefined ? undefined : Duration.millis(now - incarnation.process.startedAt),
       consecutiveCrashes: history.consecutive,
       totalCrashes,
-      spawns,
-      requests,
+      spawns: life.spawns,
+      requests: life.requests,
       pendingRequests: incarnation === undefined ? 0 : yield* incarnation.peer.pending,
-      nextRestartAt: state._tag === "Backoff" ? state.until : undefined,
-      stderrExcerpt: incarnation === undefined ? lastStderr : yield* incarnation.process.stderrExcerpt,
-      supportedMethods,
+      nextRestartAt: life.state._tag === "Backoff" ? life.state.until : undefined,
+      stderrExcerpt: incarnation === undefined ? life.lastStderr : yield* incarnation.process.stderrExcerpt,
+      supportedMethods: life.supportedMethods,
       notificationsDropped: peerStats?.notificationsDropped ?? 0,
       queuedBytes: peerStats?.queuedBytes ?? 0
     }
   })
 
-  yield* Effect.addFinalizer(() => shutdown)
+  yield* Effect.addFinalizer(() => Effect.andThen(shutdown, drainListener))
 
   if (policy.start === "eager" && managed.autoStart) {
     yield* start.pipe(
@@ -1081,7 +1213,7 @@ const makeClient = Effect.fnUntraced(function*(
     call,
     notify,
     health,
-    state: Effect.sync(() => state),
+    state: Effect.sync(() => life.state),
     start,
     restart,
     stop,

@@ -4,10 +4,12 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Tracer from "effect/Tracer"
@@ -137,6 +139,30 @@ describe("PluginClient (TestClock, in-memory spawner)", () => {
       yield* settle
       assert.strictEqual(yield* stateOf(client), "Idle")
       assert.strictEqual(sleeping, 0, "timers left after the reap")
+
+      // Closing the scope of a client with a restart pending, a running plugin with its idle
+      // watch and exit watcher, and a listener still busy with earlier events leaves none either:
+      // each is a fiber the client's scope owns.
+      const scope = yield* Scope.make()
+      const backoff = LifetimePolicy.makeUnsafe({ backoff: { initial: "5 seconds", jitter: 0 } })
+      const owned = yield* counted(fakeClient(InMemorySpawner.echo(), { policy: backoff, onEvent: () => Effect.sleep("1 hour") })).pipe(
+        Scope.provide(scope)
+      )
+      yield* counted(owned.client.request("echo", 1))
+      yield* counted(owned.client.request("crash", { code: 1 })).pipe(Effect.flip)
+      assert.strictEqual(yield* stateOf(owned.client), "Backoff")
+      yield* TestClock.adjust("5 seconds")
+      yield* settle
+      assert.strictEqual(yield* stateOf(owned.client), "Running")
+      yield* counted(owned.client.request("crash", { code: 1 })).pipe(Effect.flip)
+      assert.strictEqual(yield* stateOf(owned.client), "Backoff")
+      assert.isAbove(sleeping, 1, "the backoff timer and the listener sleep")
+      yield* Scope.close(scope, Exit.void)
+      yield* settle
+      assert.strictEqual(sleeping, 0, "timers left after the client's scope closed")
+      yield* TestClock.adjust("1 minute")
+      yield* settle
+      assert.lengthOf(yield* owned.fake.spawns, 2, "the pending restart ran after the scope closed")
     }))
 
   it.effect("3 crashes within 60 s disable the plugin: the third call fails with RestartCapExceeded, later calls fast with Disabled", () =>
