@@ -411,6 +411,8 @@ describe("PluginManager shutdown (TestClock, in-memory spawner)", () => {
       const ids = Array.from({ length: n }, (_, i) => `p${i}`)
       for (const id of ids) yield* manager.register({ name: id, executable: "plugin" }, { policy: graceful, handshake: Handshake.none })
       yield* Effect.forEach(ids, (id) => manager.start(id), { concurrency: "unbounded", discard: true })
+      // Let each fake process run up to its SIGTERM trap, as a real one would have before a stop.
+      yield* settle
       assert.strictEqual((yield* fake.spawns).filter((s) => s.running).length, n)
       return { scope, fake, manager }
     })
