@@ -528,6 +528,11 @@ const makeClient = Effect.fnUntraced(function*(
   const handshake = options?.handshake ?? Handshake.none
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
   const clientScope = yield* Effect.scope
+  // Every incarnation's scope hangs off this one, made before the client's own finalizer (the
+  // full stop: shutdown request, drain, SIGTERM, grace, SIGKILL) is added: finalizers run in
+  // reverse, so closing the client's scope stops the plugin gracefully first and only then
+  // closes what is left of its processes.
+  const incarnations = yield* Scope.fork(clientScope, "sequential")
   const fail = (reason: PluginClientError.Reason) => PluginClientError.make(name, reason)
   const attributes = { plugin: name }
   // Series of this plugin, made as their own metrics (same ids as the exported ones): a metric
@@ -805,7 +810,7 @@ const makeClient = Effect.fnUntraced(function*(
     if (life.current !== undefined) yield* stopCurrent
     yield* transition(PluginState.Starting)
     const executable = yield* verifyExecutable(source).pipe(Effect.mapError(fail))
-    const scope = yield* Scope.fork(clientScope, "sequential")
+    const scope = yield* Scope.fork(incarnations, "sequential")
     openChannels.clear()
     const gen = ++life.generation
     const built = yield* Effect.gen(function*() {

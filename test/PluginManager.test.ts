@@ -38,6 +38,17 @@ const fakeManager = (behaviours: InMemorySpawner.Behaviours, options?: PluginMan
     return { fake, manager }
   })
 
+/**
+ * Stops every plugin while virtual time passes: a release sends each always-on plugin the
+ * `shutdown` request, which a slow fake answers only on the clock.
+ */
+const stopOnTheClock = (manager: PluginManager.PluginManager["Service"]) =>
+  Effect.gen(function*() {
+    const stopping = yield* manager.stopAll.pipe(Effect.forkChild)
+    yield* TestClock.adjust("30 seconds")
+    yield* Fiber.join(stopping)
+  })
+
 /** Collects every manager event from now on. */
 const recordEvents = (manager: PluginManager.PluginManager["Service"]) =>
   Effect.gen(function*() {
@@ -283,6 +294,7 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
         assert.strictEqual((yield* fake.spawns).length, 2)
         yield* TestClock.adjust("1 second")
         yield* Fiber.join(all)
+        yield* stopOnTheClock(manager)
       }).pipe(Effect.provide(PluginManager.layer({ maxConcurrentSpawns: 1 }).pipe(Layer.provide(fake.layer))))
     }))
 
@@ -362,6 +374,7 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
       yield* TestClock.adjust("1 second")
       yield* Fiber.join(all)
       for (let i = 0; i < 5; i++) assert.isTrue(yield* manager.isRunning(`p${i}`))
+      yield* stopOnTheClock(manager)
     }))
 
   it.effect("diagnostics report every plugin under its id; events are tagged with the id", () =>
@@ -433,6 +446,26 @@ describe("PluginManager shutdown (TestClock, in-memory spawner)", () => {
       const spawns = yield* fake.spawns
       assert.deepStrictEqual(spawns.map((s) => s.signals.join()), Array.from({ length: 10 }, () => "SIGTERM,SIGKILL"))
       assert.strictEqual(spawns.filter((s) => s.running).length, 0)
+    }))
+
+  it.effect("closing the manager's Scope runs each plugin's whole stop sequence: shutdown request, drain, SIGTERM, grace, SIGKILL", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { fake, manager } = yield* fakeManager(stubborn).pipe(Scope.provide(scope))
+      const policy = LifetimePolicy.makeUnsafe({ ...LifetimePolicy.alwaysOn, drainTimeout: "3 seconds", shutdownGrace: "5 seconds" })
+      for (const id of ["a", "b"]) yield* manager.register({ name: id, executable: "plugin" }, { policy, handshake: Handshake.none })
+      yield* manager.startAll
+      const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild)
+      yield* settle
+      const spawns = () => fake.spawns
+      assert.deepStrictEqual((yield* spawns()).map((s) => s.stdinLines.map((l) => JSON.parse(l).method).join()), ["shutdown", "shutdown"])
+      assert.deepStrictEqual((yield* spawns()).map((s) => s.signals.join()), ["", ""], "no SIGTERM before the drain ends")
+      yield* TestClock.adjust("3 seconds")
+      yield* settle
+      assert.deepStrictEqual((yield* spawns()).map((s) => s.signals.join()), ["SIGTERM", "SIGTERM"])
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(closing)
+      assert.deepStrictEqual((yield* spawns()).map((s) => s.signals.join()), ["SIGTERM,SIGKILL", "SIGTERM,SIGKILL"])
     }))
 
   it.effect("unregister or stop of one id does not wait for another's stop, nor blocks register", () =>
