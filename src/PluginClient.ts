@@ -323,7 +323,11 @@ export interface PluginClient {
     params: Params,
     options?: CallOptions
   ) => Effect.Effect<Result, PluginClientError.PluginClientError>
-  /** Sends a notification, spawning the plugin first if needed. */
+  /**
+   * Sends a notification, spawning the plugin first if needed. Like a call, it re-arms the idle
+   * timer, and a dead connection under it is recorded as a crash (failing with
+   * `RestartCapExceeded` if it tripped the cap).
+   */
   readonly notify: (method: string, params?: unknown) => Effect.Effect<void, PluginClientError.PluginClientError>
   readonly health: Effect.Effect<PluginHealth>
   readonly state: Effect.Effect<PluginState>
@@ -1095,14 +1099,18 @@ const makeClient = Effect.fnUntraced(function*(
         return Effect.fail(fail(new PluginClientError.Unavailable({ detail: `not running (${life.state._tag})` })))
       }
       // Not activity, but a dead connection is still a crash to account for.
-      return incarnation.peer.request(method, params, callOptions).pipe(
-        Effect.catch((error) =>
-          isConnectionFailure(error.reason) && !incarnation.stopping && !(error.reason._tag === "Exited" && error.reason.requested)
-            ? Effect.flatMap(crashed(incarnation, error.reason), (tripped) => Effect.fail(tripped ? capExceeded() : error))
-            : Effect.fail(error)
-        )
-      )
+      return Effect.catch(incarnation.peer.request(method, params, callOptions), (error) => crashIfDead(incarnation, error))
     })
+
+  /**
+   * A failure that says the connection is gone (and not because the host stopped it) is this
+   * incarnation's crash, recorded by whoever sees it first; the caller gets `RestartCapExceeded`
+   * if it tripped the cap, the failure itself otherwise.
+   */
+  const crashIfDead = (incarnation: Incarnation, error: PluginClientError.PluginClientError) =>
+    isConnectionFailure(error.reason) && !incarnation.stopping && !(error.reason._tag === "Exited" && error.reason.requested)
+      ? Effect.flatMap(crashed(incarnation, error.reason), (tripped) => Effect.fail(tripped ? capExceeded() : error))
+      : Effect.fail(error)
 
   const call: PluginClient["call"] = (method, params, callOptions) =>
     Schema.encodeEffect(method.params)(params).pipe(
@@ -1115,12 +1123,25 @@ const makeClient = Effect.fnUntraced(function*(
       )
     )
 
+  // A notification is accounted like a call, without a reply to wait for: it spawns the plugin
+  // if needed, holds off the reaper while it is being sent (a lazy spawn takes a while), starts
+  // the idle period again when it is over, and a dead connection under it is a crash.
+  const notifyOn = (incarnation: Incarnation, method: string, params: unknown) =>
+    Effect.catch(incarnation.peer.notify(method, params), (error) => crashIfDead(incarnation, error))
   const notify: PluginClient["notify"] = (method, params) =>
-    ensureRunning.pipe(
-      Effect.flatMap((incarnation) => incarnation.peer.notify(method, params)),
-      Effect.tap(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void (life.lastUsed = now)))),
-      Effect.andThen(armIdleTimer)
-    )
+    Effect.suspend(() => {
+      life.inFlight++
+      const incarnation = life.current
+      const sent = incarnation !== undefined && !incarnation.crashClaimed && life.state._tag === "Running"
+        ? notifyOn(incarnation, method, params)
+        : Effect.flatMap(ensureRunning, (running) => notifyOn(running, method, params))
+      return Effect.onExit(sent, () => {
+        life.inFlight--
+        const now = clock.currentTimeMillisUnsafe()
+        life.lastUsed = now
+        return armIdleAt(now)
+      })
+    })
 
   // -- lifetime operations -------------------------------------------------------------------
   /** Spawns now: also from `Stopped`, and without waiting out a backoff. */

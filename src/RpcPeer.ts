@@ -17,10 +17,11 @@
  * `internal/notificationInbox.ts`).
  *
  * The connection ends when the process exits, stdin breaks, or the plugin breaks the protocol
- * (a line over `maxLineBytes`, a wrong id in serial mode, replies it leaves unread). Then every
- * pending call fails at once with the reason (for an exit: code or signal and the stderr
- * excerpt), and later calls fail immediately. Unparseable lines and responses to unknown ids are
- * logged and counted, never fatal. Requests from the plugin are served by `hostHandlers` (an
+ * (a line over `maxLineBytes`, a wrong id or a line that is not a message while a call is in
+ * flight in serial mode, replies it leaves unread). Then every pending call fails at once with
+ * the reason (for an exit: code or signal and the stderr excerpt), and later calls fail
+ * immediately. Otherwise unparseable lines and responses to unknown ids are logged and counted,
+ * never fatal. Requests from the plugin are served by `hostHandlers` (an
  * unknown method gets -32601, a failing handler an error reply), so nothing a plugin sends can
  * crash the host.
  *
@@ -506,6 +507,13 @@ export const make = Effect.fnUntraced(function*<R = never>(
     const decoded = JsonRpc.decodeLine(frame, { lenient })
     if (Result.isFailure(decoded)) {
       stats.invalidLines++
+      // A strictly serial plugin's only expected line is the reply to the call in flight: a line
+      // that is not a message is that reply gone wrong, and waiting out the call's timeout would
+      // only delay the same failure. Concurrent replies cannot be attributed, so there it is noise.
+      if (serial && inFlight !== undefined) {
+        breakConnection(new PluginClientError.MalformedResponse({ detail: decoded.failure.detail, line: decoded.failure.excerpt }))
+        return
+      }
       log(Effect.logWarning(`ignored a line that is not JSON-RPC (${decoded.failure._tag}): ${decoded.failure.detail}`, decoded.failure.excerpt))
       return
     }
