@@ -169,6 +169,18 @@ for (const launcher of launchers) {
         assert.strictEqual(reason.got, 1001)
       }).pipe(Effect.provide(liveWith(launcher))))
 
+    it.live("a strictly serial plugin writing a line that is not JSON-RPC fails the call at once with MalformedResponse and its excerpt", () =>
+      Effect.gen(function*() {
+        const { peer } = yield* rpcPlugin([], { maxConcurrentRequests: 1 })
+        const started = performance.now()
+        const reason = reasonOf(yield* peer.request("garbage", { lines: ["y".repeat(500)], value: 1 }).pipe(Effect.flip))
+        // Far below the 30 s timeout the call used to wait out.
+        assert.isBelow(performance.now() - started, 10_000)
+        assert.instanceOf(reason, PluginClientError.MalformedResponse)
+        assert.strictEqual(reason.line, `${"y".repeat(199)}…`)
+        assert.isTrue(Option.isSome(yield* peer.closeReason))
+      }).pipe(Effect.provide(liveWith(launcher))))
+
     it.live("a strictly serial Python plugin with {kind} error objects", () =>
       Effect.gen(function*() {
         const proc = yield* PluginProcess.make({
@@ -485,6 +497,46 @@ describe("RpcPeer (TestClock, in-memory spawner)", () => {
       // Three wait behind it; the handler may have taken its one before or after the burst.
       assert.isAtLeast(stats.notificationsDropped, 6)
       assert.isAtMost(stats.notificationsDropped, 7)
+    }))
+
+  it.effect("serial mode: a line that is not a message while a call is in flight fails it at once with MalformedResponse and its excerpt, and ends the connection", () =>
+    Effect.gen(function*() {
+      const long = "x".repeat(300)
+      for (const [garbage, excerpt] of [[long, `${"x".repeat(199)}…`], ["{\"jsonrpc\":\"2.0\"}", "{\"jsonrpc\":\"2.0\"}"]] as const) {
+        const { peer } = yield* connect(InMemorySpawner.garbage([garbage]), { maxConcurrentRequests: 1 })
+        const call = yield* peer.request("echo", 1).pipe(Effect.flip, Effect.forkChild)
+        yield* settle
+        // No time has passed: the 30 s timeout plays no part.
+        const exit = call.pollUnsafe()
+        assert.isDefined(exit, "the call waited for its timeout")
+        const reason = reasonOf(yield* Fiber.join(call))
+        assert.instanceOf(reason, PluginClientError.MalformedResponse)
+        assert.strictEqual(reason.line, excerpt)
+        assert.isAtMost(reason.line.length, 200)
+        assert.isNotEmpty(reason.detail)
+        const closed = yield* peer.closeReason
+        assert.isTrue(Option.isSome(closed) && closed.value instanceof PluginClientError.MalformedResponse)
+        assert.instanceOf(reasonOf(yield* peer.request("echo", 2).pipe(Effect.flip)), PluginClientError.MalformedResponse)
+        assert.strictEqual((yield* peer.stats).invalidLines, 1)
+      }
+    }))
+
+  it.effect("serial mode: a line that is not a message while no call is in flight is only counted", () =>
+    Effect.gen(function*() {
+      const banner: InMemorySpawner.Behaviour = (proc) => Effect.andThen(proc.write("starting up"), InMemorySpawner.echo()(proc))
+      const { peer } = yield* connect(banner, { maxConcurrentRequests: 1 })
+      yield* settle
+      assert.strictEqual((yield* peer.stats).invalidLines, 1)
+      assert.strictEqual(yield* peer.request("echo", 1), 1)
+      assert.isTrue(Option.isNone(yield* peer.closeReason))
+    }))
+
+  it.effect("concurrent mode: lines that are not messages are counted and the call is still answered", () =>
+    Effect.gen(function*() {
+      const { peer } = yield* connect(InMemorySpawner.garbage(["not json", "[1,2]", "{\"jsonrpc\":\"2.0\"}"]))
+      assert.strictEqual(yield* peer.request("echo", 1), 1)
+      assert.strictEqual((yield* peer.stats).invalidLines, 3)
+      assert.isTrue(Option.isNone(yield* peer.closeReason))
     }))
 
   it.effect("closing the connection's scope fails pending calls with Closed", () =>
