@@ -485,6 +485,93 @@ describe("PluginClient (TestClock, in-memory spawner)", () => {
       assert.strictEqual(request?.attributes.get("rpc.method"), "echo")
     }))
 
+  it.effect("a strictly serial plugin writing a line that is not a message fails the call at once with MalformedResponse and is recycled as a crash", () =>
+    Effect.gen(function*() {
+      const { fake, client } = yield* fakeClient(
+        InMemorySpawner.sequence(InMemorySpawner.garbage(["not json"]), InMemorySpawner.echo()),
+        { policy: LifetimePolicy.makeUnsafe({ maxConcurrentRequests: 1 }) }
+      )
+      const call = yield* client.request("echo", 1).pipe(Effect.flip, Effect.forkChild)
+      yield* settle
+      assert.isDefined(call.pollUnsafe(), "the call waited for its timeout")
+      const reason = reasonOf(yield* Fiber.join(call))
+      assert.instanceOf(reason, PluginClientError.MalformedResponse)
+      assert.strictEqual(reason.line, "not json")
+      yield* settle
+      const health = yield* client.health
+      assert.strictEqual(health.totalCrashes, 1)
+      assert.isFalse((yield* fake.spawns)[0]?.running, "the process that broke the protocol is still running")
+      assert.strictEqual(yield* client.request("echo", 2), 2)
+      assert.lengthOf(yield* fake.spawns, 2)
+    }))
+
+  it.effect("notify spawns the plugin lazily, like a call", () =>
+    Effect.gen(function*() {
+      const { fake, client } = yield* fakeClient(InMemorySpawner.echo())
+      yield* settle
+      assert.lengthOf(yield* fake.spawns, 0)
+      yield* client.notify("configChanged", { level: 2 })
+      yield* settle
+      const spawns = yield* fake.spawns
+      assert.lengthOf(spawns, 1)
+      assert.strictEqual(yield* stateOf(client), "Running")
+      assert.deepStrictEqual(spawns[0]?.stdinLines.map((line) => JSON.parse(line)), [
+        { jsonrpc: "2.0", method: "configChanged", params: { level: 2 } }
+      ])
+    }))
+
+  it.effect("every notify re-arms the idle timer, a failed one too (as a failed call does)", () =>
+    Effect.gen(function*() {
+      const { client } = yield* fakeClient(InMemorySpawner.echo())
+      yield* client.request("echo", 1)
+      yield* TestClock.adjust("40 seconds")
+      yield* client.notify("tick")
+      yield* TestClock.adjust("40 seconds")
+      yield* settle
+      assert.strictEqual(yield* stateOf(client), "Running")
+      // Parameters JSON cannot hold: nothing is sent, and it still counts as use.
+      const refused = reasonOf(yield* client.notify("tick", { n: 1n }).pipe(Effect.flip))
+      assert.instanceOf(refused, PluginClientError.InvalidParams)
+      assert.strictEqual((yield* client.health).lastUsed, 80_000)
+      yield* TestClock.adjust("40 seconds")
+      yield* settle
+      assert.strictEqual(yield* stateOf(client), "Running")
+      yield* TestClock.adjust("20 seconds")
+      yield* settle
+      assert.strictEqual(yield* stateOf(client), "Idle")
+    }))
+
+  it.effect("notify to a plugin that died fails with a typed error naming it; the crash is counted once and the next notify respawns it", () =>
+    Effect.gen(function*() {
+      const { fake, client } = yield* fakeClient(InMemorySpawner.echo())
+      yield* client.notify("first")
+      const pid = (yield* client.health).pid
+      if (pid === undefined) return assert.fail("a running plugin has a pid")
+      yield* fake.signal(pid, "SIGKILL")
+      yield* settle
+      assert.strictEqual((yield* client.health).totalCrashes, 1)
+      yield* client.notify("second")
+      const spawns = yield* fake.spawns
+      assert.lengthOf(spawns, 2)
+      assert.strictEqual(yield* stateOf(client), "Running")
+      assert.strictEqual((yield* client.health).totalCrashes, 1)
+    }))
+
+  it.effect("notify to a plugin whose crash tripped the restart cap fails with Disabled, naming the plugin", () =>
+    Effect.gen(function*() {
+      const { fake, client } = yield* fakeClient(InMemorySpawner.echo(), { policy: LifetimePolicy.makeUnsafe({ restartCap: 1 }) })
+      yield* client.notify("first")
+      const pid = (yield* client.health).pid
+      if (pid === undefined) return assert.fail("a running plugin has a pid")
+      yield* fake.signal(pid, "SIGKILL")
+      yield* settle
+      const error = yield* client.notify("second").pipe(Effect.flip)
+      assert.instanceOf(reasonOf(error), PluginClientError.Disabled)
+      assert.include(error.message, "plugin `fake`")
+      assert.lengthOf(yield* fake.spawns, 1)
+      assert.strictEqual((yield* client.health).totalCrashes, 1)
+    }))
+
   it.effect("a plugin error object is not a crash", () =>
     Effect.gen(function*() {
       const { client } = yield* fakeClient(InMemorySpawner.echo())
