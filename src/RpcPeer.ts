@@ -20,8 +20,10 @@
  * (a line over `maxLineBytes`, a wrong id or a line that is not a message while a call is in
  * flight in serial mode, replies it leaves unread). Then every pending call fails at once with
  * the reason (for an exit: code or signal and the stderr excerpt), and later calls fail
- * immediately. Otherwise unparseable lines and responses to unknown ids are logged and counted,
- * never fatal. Requests from the plugin are served by `hostHandlers` (an
+ * immediately. A write the transport refuses is the end on its way: the call (or notification)
+ * waits for it and fails with its reason, never with `Closed`, which only a connection closed by
+ * its own Scope (the host) gives. Otherwise unparseable lines and responses to unknown ids are
+ * logged and counted, never fatal. Requests from the plugin are served by `hostHandlers` (an
  * unknown method gets -32601, a failing handler an error reply), so nothing a plugin sends can
  * crash the host.
  *
@@ -131,7 +133,7 @@ export interface Transport {
    * hop through a queue and a turn of the event loop per chunk.
    */
   readonly listen?: PluginProcess.PluginProcess["listenStdout"]
-  /** Queues one line; false once the output is closed. */
+  /** Queues one line; false once the output is closed (and then `closed` completes). */
   readonly writeLine: (line: string) => boolean
   /**
    * Bytes queued by `writeLine` and not yet taken by the other side. A transport without it is
@@ -604,7 +606,18 @@ export const make = Effect.fnUntraced(function*<R = never>(
   // A call is one `Effect.callback`: no fiber, lock or deferred per call. At most
   // `maxConcurrent` calls are sent at once; the rest wait in arrival order and are sent as slots
   // free up (a reply, a timeout or an interrupted caller frees one).
-  const stdinClosed = () => new PluginClientError.Closed({ detail: "stdin is closed" })
+  // A refused write means the other side is gone or its input broke (the transport's contract:
+  // `closed` completes after it). The call is not failed with a reason of its own: it waits, like
+  // the calls already sent, for the connection's end and fails with why (the exit and its stderr,
+  // or the broken input), and later lines are not even tried. Failing it at once would hand a
+  // caller's loop a synchronous failure per call while the end is still on its way, and name a
+  // crash as if the host had closed the connection.
+  let inputRefused = false
+  const write = (line: string): boolean => {
+    if (!inputRefused && transport.writeLine(line)) return true
+    inputRefused = true
+    return false
+  }
 
   const abandon = (id: number) => {
     abandoned.add(id)
@@ -638,12 +651,8 @@ export const make = Effect.fnUntraced(function*<R = never>(
     if (serial) inFlight = id
     if (isBlocked() || !fits(line.success.length + 1, maxQueuedBytes)) {
       block(call, line.success)
-    } else if (transport.writeLine(line.success)) {
+    } else if (write(line.success)) {
       stats.requestsSent++
-    } else {
-      pending.delete(id)
-      if (serial) inFlight = undefined
-      return stdinClosed()
     }
     if (call.deadline < sweepTarget) {
       sweeper?.interruptUnsafe()
@@ -676,12 +685,8 @@ export const make = Effect.fnUntraced(function*<R = never>(
       if (!fits(line.length + 1, maxQueuedBytes)) break
       blockedHead++
       call.line = undefined
-      if (transport.writeLine(line)) {
-        stats.requestsSent++
-      } else {
-        release(call.id)
-        call.resume(Exit.fail(fail(stdinClosed())))
-      }
+      // A refused line's call stays pending until the connection ends (see `write`).
+      if (write(line)) stats.requestsSent++
     }
     if (!isBlocked()) {
       blocked = []
@@ -773,6 +778,11 @@ export const make = Effect.fnUntraced(function*<R = never>(
     })
   }
 
+  /** Fails with the connection's end reason once it is known (after a refused write, it comes). */
+  const failAtEnd: Effect.Effect<never, PluginClientError.PluginClientError> = Effect.flatMap(
+    Deferred.await(closedDeferred),
+    () => Effect.fail(fail(brokenReason()))
+  )
   const refuseNotification = () => {
     stats.notificationsRefused++
     return Effect.fail(fail(new PluginClientError.Backpressure({ queuedBytes: queuedBytes(), limit: maxQueuedBytes })))
@@ -787,7 +797,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
       const line = JsonRpc.encode(JsonRpc.notification(method, params))
       if (Result.isFailure(line)) return Effect.fail(fail(new PluginClientError.InvalidParams({ method, detail: line.failure })))
       if (!fits(line.success.length + 1, maxQueuedBytes)) return refuseNotification()
-      return transport.writeLine(line.success) ? Effect.void : Effect.fail(fail(stdinClosed()))
+      return write(line.success) ? Effect.void : failAtEnd
     })
 
   return {
