@@ -238,7 +238,9 @@ export class Closed extends Schema.TaggedError<Closed>()("Closed", {
  * @category reasons
  */
 export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable", {
-  detail: Schema.String
+  detail: Schema.String,
+  /** When the plugin is waiting out a backoff: when its restart is due (epoch ms). */
+  nextRestartAt: Schema.optional(Schema.Number)
 }) {
   override get message() {
     return `is unavailable: ${this.detail}`

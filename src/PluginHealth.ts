@@ -153,7 +153,7 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
   pendingRequests: Schema.Int,
   nextRestartAt: Schema.optionalKey(Schema.Number),
   lastError: Schema.optionalKey(Schema.String),
-  /** The `PluginClientError` reason tag of the plugin's last failure (see `PluginClient.PluginHealth`). */
+  /** The `PluginClientError` reason tag of the plugin's last failure (see `PluginClient.HealthSnapshot`). */
   lastErrorReason: Schema.optionalKey(Schema.String),
   stderrTail: Schema.Array(Schema.String),
   checksum: ChecksumStatus,
@@ -426,7 +426,7 @@ const makeServer = (
  */
 export const serverHealthOf = (
   serverName: string,
-  health: PluginClient.PluginHealth,
+  health: PluginClient.HealthSnapshot,
   overlay: ServerOverlay = {}
 ): ServerHealth => {
   const capabilities = overlay.capabilities ?? health.supportedMethods ?? []

@@ -114,7 +114,7 @@ export interface Diagnostics {
   readonly envVarNames: ReadonlyArray<string>
   /** Whether the manifest declares a checksum (then it is verified before every spawn). */
   readonly checksumDeclared: boolean
-  readonly health: PluginClient.PluginHealth
+  readonly health: PluginClient.HealthSnapshot
 }
 
 /**

@@ -95,7 +95,7 @@ const serverOf = (check: PluginHealth.PluginHealthcheck, name: string) => {
 const server = (serverName: string, status: PluginHealth.Status, capabilities: ReadonlyArray<string> = [], lastError?: string) =>
   new PluginHealth.ServerHealth({ serverName, status, capabilities: [...capabilities], ...(lastError === undefined ? {} : { lastError }) })
 
-const snapshot = (state: PluginClient.PluginState, overrides: Partial<PluginClient.PluginHealth> = {}): PluginClient.PluginHealth => ({
+const snapshot = (state: PluginClient.PluginState, overrides: Partial<PluginClient.HealthSnapshot> = {}): PluginClient.HealthSnapshot => ({
   pluginName: "p",
   state,
   crashesInWindow: 0,
@@ -115,6 +115,7 @@ const snapshot = (state: PluginClient.PluginState, overrides: Partial<PluginClie
   supportedMethods: undefined,
   notificationsDropped: 0,
   queuedBytes: 0,
+  eventsDropped: 0,
   ...overrides
 })
 
@@ -172,7 +173,7 @@ describe("PluginHealth (aggregation rules)", () => {
   })
 
   it("a server's status follows its plugin's state", () => {
-    const table: ReadonlyArray<readonly [PluginClient.PluginState, Partial<PluginClient.PluginHealth>, PluginHealth.ServerOverlay, PluginHealth.Status, string | undefined]> = [
+    const table: ReadonlyArray<readonly [PluginClient.PluginState, Partial<PluginClient.HealthSnapshot>, PluginHealth.ServerOverlay, PluginHealth.Status, string | undefined]> = [
       [{ _tag: "Running" }, {}, {}, "Healthy", undefined],
       [{ _tag: "Running" }, {}, { probeError: "probe timed out" }, "Degraded", "probe timed out"],
       [{ _tag: "Idle" }, {}, {}, "Healthy", undefined],

@@ -192,15 +192,21 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
       assert.deepInclude(crash, { code: 9, signal: null, willRestart: true })
     }))
 
-  it.effect("calls during backoff fail fast with Unavailable; stop cancels the pending restart", () =>
+  it.effect("a call whose timeout ends before the restart fails fast with Unavailable and nextRestartAt; stop cancels the pending restart and the calls waiting for it", () =>
     Effect.gen(function*() {
       const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
       const client = yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
       yield* manager.start("w")
       yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
-      const unavailable = yield* manager.call("w", "echo", 1).pipe(Effect.flip)
-      assert.instanceOf(reasonOf(unavailable), PluginClientError.Unavailable)
+      const health = yield* client.health
+      assert.strictEqual(health.state._tag, "Backoff")
+      const unavailable = reasonOf(yield* manager.call("w", "echo", 1, { timeout: "10 millis" }).pipe(Effect.flip))
+      assert.instanceOf(unavailable, PluginClientError.Unavailable)
+      assert.strictEqual(unavailable instanceof PluginClientError.Unavailable ? unavailable.nextRestartAt : undefined, health.nextRestartAt)
+      const waiting = yield* manager.call("w", "echo", 1).pipe(Effect.flip, Effect.forkChild)
+      yield* settle
       yield* manager.stop("w")
+      assert.instanceOf(reasonOf(yield* Fiber.join(waiting)), PluginClientError.Closed)
       assert.strictEqual((yield* client.state)._tag, "Stopped")
       yield* TestClock.adjust("10 minutes")
       yield* settle
@@ -208,6 +214,20 @@ describe("always-on plugins (TestClock, in-memory spawner)", () => {
       assert.instanceOf(reasonOf(yield* manager.call("w", "echo", 1).pipe(Effect.flip)), PluginClientError.Closed)
       yield* manager.start("w")
       assert.strictEqual(yield* manager.call("w", "echo", 2), 2)
+    }))
+
+  it.effect("a call during backoff whose timeout outlasts the restart waits for it and succeeds", () =>
+    Effect.gen(function*() {
+      const { fake, manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
+      yield* manager.register({ name: "w", executable: "plugin" }, { policy: alwaysOn() })
+      yield* manager.start("w")
+      yield* manager.call("w", "crash", { code: 1 }).pipe(Effect.flip)
+      const waiting = yield* manager.call("w", "echo", "after the restart").pipe(Effect.forkChild)
+      yield* settle
+      assert.isUndefined(waiting.pollUnsafe(), "the call waits for the restart")
+      yield* TestClock.adjust("2 seconds")
+      assert.strictEqual(yield* Fiber.join(waiting), "after the restart")
+      assert.strictEqual((yield* fake.spawns).length, 2)
     }))
 
   it.effect("eager plugins get the initialize handshake by default; ok: false fails start with InitFailed", () =>
