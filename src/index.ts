@@ -4,14 +4,17 @@
  * Each module is exported as a namespace, in the order data flows: the wire (`JsonRpc`,
  * `Framing`), manifests and policy (`PluginManifest`, `LifetimePolicy`, `RestartWindow`), one
  * process (`PluginProcess`), the connection over it (`RpcPeer`), one plugin's lifetime
- * (`PluginClient`, with `Handshake` and typed `PluginMethod`s), many plugins (`PluginManager`, `PluginHealth`), pollers (`Poller`, `PollerRouter`, over a
- * `Broker`), the errors calls fail with
- * (`PluginClientError`), and the plugin side (`PluginWorker`).
+ * (`PluginClient`, with `Handshake` and typed `PluginMethod`s), many plugins (`PluginManager`,
+ * `PluginHealth` with the pure `GroupHealth` rules and the `DoctorReport`), pollers (`Poller`,
+ * `PollerRouter`, over a `Broker`), the errors calls fail with (`PluginClientError`), and the
+ * plugin side (`PluginWorker`).
  *
  * @since 0.1.0
  */
 export * as Broker from "./Broker.ts"
+export * as DoctorReport from "./DoctorReport.ts"
 export * as Framing from "./Framing.ts"
+export * as GroupHealth from "./GroupHealth.ts"
 export * as Handshake from "./Handshake.ts"
 export * as JsonRpc from "./JsonRpc.ts"
 export * as LifetimePolicy from "./LifetimePolicy.ts"

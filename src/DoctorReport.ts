@@ -1,0 +1,259 @@
+/**
+ * The doctor's report: everything the host knows about every plugin and every group, as a
+ * Schema-encodable {@link DoctorReport} (`plugin-host doctor --json` prints it) with a terminal
+ * table ({@link render}).
+ *
+ * A {@link PluginDiagnosis} is built from the manager's `Diagnostics` of one plugin and its
+ * server health ({@link PluginDiagnosis.fromDiagnostics}); a {@link GroupReport} from a group's
+ * `PluginHealthcheck`, in the words of its reader (groups and plugins, not claw-code's
+ * `pluginName` and `servers`). `PluginHealth.doctor` gathers both; this module only shapes and
+ * draws them, so a report decoded from JSON renders the same table.
+ *
+ * A public module of its own, because a report is read far from the service that wrote it (a CLI,
+ * a CI job reading `doctor.json`). `PluginHealth` re-exports the report's models and `render`,
+ * where they have always been reachable.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
+import * as GroupHealth from "./GroupHealth.ts"
+import { formatDuration } from "./internal/formatDuration.ts"
+import type * as PluginClient from "./PluginClient.ts"
+import type * as PluginManager from "./PluginManager.ts"
+
+// ---------------------------------------------------------------------------------------------
+// models
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Whether a plugin's executable is checked: `"verified"` (a checksum is declared and is checked
+ * before every spawn; the plugin has spawned with it), `"pending"` (declared, not spawned yet),
+ * `"mismatch"` (the last spawn was refused because the file changed), `"not declared"`.
+ *
+ * @category models
+ */
+export const ChecksumStatus = Schema.Literals(["verified", "pending", "mismatch", "not declared"])
+
+/**
+ * @category models
+ */
+export type ChecksumStatus = typeof ChecksumStatus.Type
+
+/**
+ * What {@link PluginDiagnosis.fromDiagnostics} needs beside the manager's diagnostics: the
+ * plugin's server health (as a check sees it), the groups it belongs to, and how many stderr
+ * lines to keep.
+ *
+ * @category models
+ */
+export interface DiagnosisContext {
+  readonly server: GroupHealth.ServerHealth
+  readonly groups: ReadonlyArray<string>
+  readonly stderrTailLines: number
+}
+
+/**
+ * Everything the doctor knows about one plugin. Times are epoch millis, durations millis.
+ * `envVars` are the NAMES of the variables the plugin may receive (allow-listed and explicit); values are never read.
+ *
+ * @category models
+ */
+export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagnosis")({
+  id: Schema.String,
+  state: Schema.String,
+  stateDetail: Schema.optionalKey(Schema.String),
+  status: GroupHealth.Status,
+  groups: Schema.Array(Schema.String),
+  pid: Schema.optionalKey(Schema.Int),
+  uptimeMillis: Schema.optionalKey(Schema.Number),
+  crashesInWindow: Schema.Int,
+  consecutiveCrashes: Schema.Int,
+  totalCrashes: Schema.Int,
+  pendingRequests: Schema.Int,
+  nextRestartAt: Schema.optionalKey(Schema.Number),
+  lastError: Schema.optionalKey(Schema.String),
+  /** The `PluginClientError` reason tag of the plugin's last failure (see `PluginClient.HealthSnapshot`). */
+  lastErrorReason: Schema.optionalKey(Schema.String),
+  stderrTail: Schema.Array(Schema.String),
+  checksum: ChecksumStatus,
+  envVars: Schema.Array(Schema.String),
+  supportedMethods: Schema.Array(Schema.String)
+}) {
+  /**
+   * The diagnosis of one plugin from the manager's diagnostics: its live health, its verdict
+   * (`context.server`), the last `stderrTailLines` non-blank stderr lines, and its checksum
+   * status. The plugin's own last error wins over the verdict's.
+   */
+  static fromDiagnostics(diagnostics: PluginManager.Diagnostics, context: DiagnosisContext): PluginDiagnosis {
+    const health = diagnostics.health
+    const detail = stateDetail(health.state)
+    const lastError = health.lastError ?? context.server.lastError
+    return new PluginDiagnosis({
+      id: diagnostics.id,
+      state: health.state._tag,
+      ...(detail === undefined ? {} : { stateDetail: detail }),
+      status: context.server.status,
+      groups: [...context.groups],
+      ...(health.pid === undefined ? {} : { pid: health.pid }),
+      ...(health.uptime === undefined ? {} : { uptimeMillis: Duration.toMillis(health.uptime) }),
+      crashesInWindow: health.crashesInWindow,
+      consecutiveCrashes: health.consecutiveCrashes,
+      totalCrashes: health.totalCrashes,
+      pendingRequests: health.pendingRequests,
+      ...(health.nextRestartAt === undefined ? {} : { nextRestartAt: health.nextRestartAt }),
+      ...(lastError === undefined ? {} : { lastError }),
+      ...(health.lastErrorReason === undefined ? {} : { lastErrorReason: health.lastErrorReason }),
+      stderrTail: stderrTail(health.stderrExcerpt, context.stderrTailLines),
+      checksum: checksumStatus(diagnostics),
+      envVars: [...diagnostics.envVarNames],
+      supportedMethods: [...(health.supportedMethods ?? [])]
+    })
+  }
+}
+
+/**
+ * One group in the doctor's report, in the words of its reader (a group and its plugins; the
+ * claw-code vocabulary of `PluginHealthcheck`, where a group is a `pluginName` and its
+ * plugins are `servers`, stays in the service API it mirrors): the group's verdict, a summary
+ * (`all 3 plugins healthy`, `1 of 2 plugins healthy, 1 failed`), each plugin's status and
+ * when it was checked (epoch millis).
+ *
+ * @category doctor
+ */
+export class GroupReport extends Schema.Class<GroupReport>("GroupReport")({
+  group: Schema.String,
+  status: GroupHealth.Status,
+  summary: Schema.String,
+  plugins: Schema.Array(Schema.Struct({ id: Schema.String, status: GroupHealth.Status, lastError: Schema.optionalKey(Schema.String) })),
+  checkedAt: Schema.Number
+}) {
+  /** The report of a group from its healthcheck. */
+  static fromHealthcheck(check: GroupHealth.PluginHealthcheck): GroupReport {
+    const plugins = check.servers.map((s) => ({ id: s.serverName, status: s.status, ...(s.lastError === undefined ? {} : { lastError: s.lastError }) }))
+    return new GroupReport({ group: check.pluginName, status: check.state, summary: groupSummary(plugins), plugins, checkedAt: check.lastCheck })
+  }
+}
+
+/**
+ * The doctor's findings: one {@link PluginDiagnosis} per registered plugin and one
+ * {@link GroupReport} per group, at `generatedAt` (epoch millis). A Schema class, so it
+ * encodes to JSON (`Schema.encodeSync(DoctorReport)`); `DoctorReport.render` draws the table.
+ *
+ * @category doctor
+ */
+export class DoctorReport extends Schema.Class<DoctorReport>("DoctorReport")({
+  generatedAt: Schema.Number,
+  plugins: Schema.Array(PluginDiagnosis),
+  groups: Schema.Array(GroupReport)
+}) {
+  /** The terminal table of a report (see {@link render}). */
+  static render(report: DoctorReport): string {
+    return render(report)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// diagnosis
+// ---------------------------------------------------------------------------------------------
+
+/** What the `STATE` column cannot say: why a plugin is disabled, until when it backs off. */
+const stateDetail = (state: PluginClient.PluginState): string | undefined => {
+  switch (state._tag) {
+    case "Disabled":
+      return state.reason
+    case "Backoff":
+      return `until ${new Date(state.until).toISOString()}`
+    default:
+      return undefined
+  }
+}
+
+const stderrTail = (excerpt: string, lines: number): Array<string> =>
+  lines === 0 ? [] : excerpt.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "").slice(-lines)
+
+const checksumStatus = (diagnostics: PluginManager.Diagnostics): ChecksumStatus => {
+  const health = diagnostics.health
+  if (!diagnostics.checksumDeclared) return "not declared"
+  // A refused spawn leaves the `ChecksumMismatch` reason as the last failure.
+  if (health.state._tag !== "Running" && health.lastErrorReason === "ChecksumMismatch") return "mismatch"
+  return health.spawns > 0 ? "verified" : "pending"
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
+
+/** How many of a group's plugins are healthy, degraded and failed, in words. */
+const groupSummary = (plugins: ReadonlyArray<{ readonly status: GroupHealth.Status }>): string => {
+  const total = plugins.length
+  const count = (status: GroupHealth.Status) => plugins.filter((p) => p.status === status).length
+  const [healthy, degraded, failed] = [count("Healthy"), count("Degraded"), count("Failed")]
+  return total === 0
+    ? "no plugins in this group"
+    : healthy === total
+    ? total === 1 ? "its plugin is healthy" : `all ${total} plugins healthy`
+    : failed === total
+    ? total === 1 ? "its plugin failed" : `all ${total} plugins failed`
+    : [`${healthy} of ${plural(total, "plugin")} healthy`, ...(degraded > 0 ? [`${degraded} degraded`] : []), ...(failed > 0 ? [`${failed} failed`] : [])].join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// rendering
+// ---------------------------------------------------------------------------------------------
+
+/** One table cell: a single line, at most `max` characters. */
+const cell = (text: string | undefined, max: number): string => {
+  const flat = (text ?? "").replace(/\s+/g, " ").trim()
+  if (flat === "") return "-"
+  return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`
+}
+
+/** A group's line in the table: its verdict and summary, then each plugin's status. */
+const groupLine = (group: GroupReport): string => {
+  const members = group.plugins.map((p) => `${p.id} ${p.status}`).join(", ")
+  return `group ${group.group}: ${group.status} - ${group.summary}${members === "" ? "" : ` (${members})`}`
+}
+
+const header = ["PLUGIN", "STATE", "HEALTH", "PID", "UPTIME", "CRASHES recent/in a row/total", "NEXT RESTART", "CHECKSUM", "ENV VARS", "METHODS", "LAST ERROR"]
+
+/** One plugin's cells, in {@link header} order. */
+const pluginRow = (p: PluginDiagnosis, generatedAt: number): Array<string> => [
+  cell(p.id, 32),
+  p.state,
+  p.status,
+  p.pid === undefined ? "-" : String(p.pid),
+  p.uptimeMillis === undefined ? "-" : formatDuration(p.uptimeMillis),
+  `${p.crashesInWindow}/${p.consecutiveCrashes}/${p.totalCrashes}`,
+  p.nextRestartAt === undefined ? "-" : `in ${formatDuration(Math.max(0, p.nextRestartAt - generatedAt))}`,
+  p.checksum,
+  cell(p.envVars.join(","), 40),
+  cell(p.supportedMethods.join(","), 40),
+  cell(p.lastError ?? p.stateDetail, 80)
+]
+
+/** The stderr tail of a plugin as an indented block under its title (nothing when it is empty). */
+const stderrBlock = (p: PluginDiagnosis): Array<string> => {
+  const count = p.stderrTail.length
+  return count === 0 ? [] : ["", `stderr of ${p.id} (last ${count} line${count === 1 ? "" : "s"}):`, ...p.stderrTail.map((l) => `  | ${l}`)]
+}
+
+/**
+ * Renders a report as a plain-text table for a terminal: a header, one row per plugin with
+ * aligned columns, then one line per group with its aggregate status, then the stderr tails.
+ * `STATE` is the process lifecycle (`Running`, `Recovering`…), `HEALTH` the verdict; the crash
+ * counts are those in the restart window (`recent`, what the cap counts), in a row (what the
+ * backoff counts) and since the host started. Durations are humanised (`1 min 5 s`).
+ *
+ * @category doctor
+ */
+export const render = (report: DoctorReport): string => {
+  const rows = report.plugins.map((p) => pluginRow(p, report.generatedAt))
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)))
+  const line = (cells: ReadonlyArray<string>) => cells.map((c, column) => c.padEnd(widths[column] ?? 0)).join("  ").trimEnd()
+  return [
+    line(header),
+    ...rows.map(line),
+    ...(report.groups.length > 0 ? [""] : []),
+    ...report.groups.map(groupLine),
+    ...report.plugins.flatMap(stderrBlock)
+  ].join("\n")
+}

@@ -1,0 +1,123 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as DoctorReport from "../src/DoctorReport.ts"
+import * as GroupHealth from "../src/GroupHealth.ts"
+import type * as PluginClient from "../src/PluginClient.ts"
+import type * as PluginManager from "../src/PluginManager.ts"
+
+const snapshot = (state: PluginClient.PluginState, overrides: Partial<PluginClient.HealthSnapshot> = {}): PluginClient.HealthSnapshot => ({
+  pluginName: "p",
+  state,
+  crashesInWindow: 0,
+  lastUsed: undefined,
+  lastCrash: undefined,
+  lastError: undefined,
+  lastErrorReason: undefined,
+  pid: undefined,
+  uptime: undefined,
+  consecutiveCrashes: 0,
+  totalCrashes: 0,
+  spawns: 0,
+  requests: 0,
+  pendingRequests: 0,
+  nextRestartAt: undefined,
+  stderrExcerpt: "",
+  supportedMethods: undefined,
+  notificationsDropped: 0,
+  queuedBytes: 0,
+  eventsDropped: 0,
+  ...overrides
+})
+
+const diagnostics = (health: PluginClient.HealthSnapshot, checksumDeclared = false): PluginManager.Diagnostics => ({
+  id: "p",
+  manifest: { name: "p", executable: "p" },
+  allowedEnvVars: ["TOKEN"],
+  envVarNames: ["TOKEN", "EXTRA"],
+  checksumDeclared,
+  health
+})
+
+const diagnose = (health: PluginClient.HealthSnapshot, options: { checksumDeclared?: boolean; stderrTailLines?: number } = {}) =>
+  DoctorReport.PluginDiagnosis.fromDiagnostics(diagnostics(health, options.checksumDeclared), {
+    server: GroupHealth.serverHealthOf("p", health),
+    groups: ["g"],
+    stderrTailLines: options.stderrTailLines ?? 5
+  })
+
+describe("DoctorReport (diagnosis of one plugin)", () => {
+  it("the checksum status: not declared, pending before the first spawn, verified after it, mismatch when a spawn was refused", () => {
+    const table: ReadonlyArray<readonly [string, boolean, PluginClient.HealthSnapshot, DoctorReport.ChecksumStatus]> = [
+      ["no checksum declared", false, snapshot({ _tag: "Running" }, { spawns: 1 }), "not declared"],
+      ["declared, never spawned", true, snapshot({ _tag: "Idle" }), "pending"],
+      ["declared and spawned", true, snapshot({ _tag: "Running" }, { spawns: 1 }), "verified"],
+      ["the last spawn was refused", true, snapshot({ _tag: "Recovering" }, { spawns: 1, lastErrorReason: "ChecksumMismatch" }), "mismatch"],
+      ["a refused spawn with no spawn before", true, snapshot({ _tag: "Idle" }, { lastErrorReason: "ChecksumMismatch" }), "mismatch"],
+      ["running again after a refusal is verified", true, snapshot({ _tag: "Running" }, { spawns: 2, lastErrorReason: "ChecksumMismatch" }), "verified"],
+      ["another failure reason is not a mismatch", true, snapshot({ _tag: "Recovering" }, { spawns: 1, lastErrorReason: "InitFailed" }), "verified"]
+    ]
+    for (const [title, declared, health, status] of table) {
+      assert.strictEqual(diagnose(health, { checksumDeclared: declared }).checksum, status, title)
+    }
+  })
+
+  it("the stderr tail keeps the last non-blank lines, right-trimmed, and none when configured to 0", () => {
+    const stderrExcerpt = "first\n\nsecond  \n   \nthird\n"
+    const table: ReadonlyArray<readonly [number, ReadonlyArray<string>]> = [
+      [0, []],
+      [1, ["third"]],
+      [2, ["second", "third"]],
+      [5, ["first", "second", "third"]]
+    ]
+    for (const [lines, tail] of table) {
+      assert.deepStrictEqual(diagnose(snapshot({ _tag: "Idle" }, { stderrExcerpt }), { stderrTailLines: lines }).stderrTail, tail, `${lines} lines`)
+    }
+  })
+
+  it("the state detail says why a plugin is disabled and until when it backs off", () => {
+    assert.strictEqual(diagnose(snapshot({ _tag: "Disabled", reason: "crashed 3 times within 1 min" })).stateDetail, "crashed 3 times within 1 min")
+    assert.strictEqual(diagnose(snapshot({ _tag: "Backoff", until: 2_500 })).stateDetail, "until 1970-01-01T00:00:02.500Z")
+    assert.isFalse("stateDetail" in diagnose(snapshot({ _tag: "Running" })))
+  })
+
+  it("the plugin's own last error wins over the verdict's, and the live figures are copied", () => {
+    const stopped = diagnose(snapshot({ _tag: "Stopped" }))
+    assert.deepStrictEqual([stopped.status, stopped.lastError], ["Failed", "stopped"], "the verdict's reason when the plugin has none")
+    const crashed = diagnose(snapshot({ _tag: "Disabled", reason: "crashed 3 times" }, {
+      lastError: "exited with code 2",
+      lastErrorReason: "Exited",
+      pid: 42,
+      uptime: Duration.seconds(3),
+      totalCrashes: 3,
+      supportedMethods: ["echo"]
+    }))
+    assert.strictEqual(crashed.lastError, "exited with code 2")
+    assert.strictEqual(crashed.lastErrorReason, "Exited")
+    assert.deepStrictEqual(
+      [crashed.state, crashed.status, crashed.pid, crashed.uptimeMillis, crashed.totalCrashes, crashed.groups, crashed.envVars, crashed.supportedMethods],
+      ["Disabled", "Failed", 42, 3_000, 3, ["g"], ["TOKEN", "EXTRA"], ["echo"]]
+    )
+  })
+})
+
+describe("DoctorReport (group summaries)", () => {
+  const server = (serverName: string, status: GroupHealth.Status) => new GroupHealth.ServerHealth({ serverName, status, capabilities: [] })
+  it("a group's summary counts its plugins in words", () => {
+    const table: ReadonlyArray<readonly [ReadonlyArray<GroupHealth.Status>, string]> = [
+      [[], "no plugins in this group"],
+      [["Healthy"], "its plugin is healthy"],
+      [["Failed"], "its plugin failed"],
+      [["Healthy", "Healthy"], "all 2 plugins healthy"],
+      [["Failed", "Failed", "Failed"], "all 3 plugins failed"],
+      [["Healthy", "Failed"], "1 of 2 plugins healthy, 1 failed"],
+      [["Degraded"], "0 of 1 plugin healthy, 1 degraded"],
+      [["Healthy", "Degraded", "Failed"], "1 of 3 plugins healthy, 1 degraded, 1 failed"]
+    ]
+    for (const [statuses, summary] of table) {
+      const check = GroupHealth.aggregate("g", statuses.map((status, i) => server(`p${i}`, status)), 7)
+      const report = DoctorReport.GroupReport.fromHealthcheck(check)
+      assert.strictEqual(report.summary, summary, statuses.join(","))
+      assert.deepStrictEqual([report.group, report.status, report.checkedAt], ["g", check.state, 7])
+    }
+  })
+})
