@@ -124,11 +124,13 @@ type Event = Lifecycle.LifeEvent<ClientRefs>
 
 /** The engine's own record: the life, the mailbox, and the fibers its actions started. */
 interface Machine {
+  readonly options: Options
   life: ClientLife
   readonly mailbox: Array<Event>
   applying: boolean
   launching: { readonly generation: number; readonly fiber: Fiber.Fiber<void> } | undefined
   restartTimer: Fiber.Fiber<void> | undefined
+  readonly idle: IdleTimer.IdleTimer
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,246 +139,286 @@ interface Machine {
 
 /** Starts an engine for one client. */
 export const make = (options: Options): Engine => {
-  const { name, policy } = options
-  const machine: Machine = { life: Lifecycle.initial(), mailbox: [], applying: false, launching: undefined, restartTimer: undefined }
-  const fail = (reason: PluginClientError.Reason) => PluginClientError.make(name, reason)
-  const capExceeded = () => fail(new PluginClientError.RestartCapExceeded({ cap: policy.restartCap, window: policy.restartWindow }))
-  const running = () => Lifecycle.runningIncarnation(machine.life)
-
-  /** Applies `event` and every event reported meanwhile; returns the tails of their actions. */
-  const dispatch = (event: Event): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      machine.mailbox.push(event)
-      if (machine.applying) return Effect.void
-      machine.applying = true
-      const tails: Array<Effect.Effect<void>> = []
-      const settled: Array<Settlement> = []
-      try {
-        for (let next = machine.mailbox.shift(); next !== undefined; next = machine.mailbox.shift()) {
-          const [life, actions] = Lifecycle.step(machine.life, next, policy)
-          machine.life = life
-          for (const action of actions) {
-            const tail = perform(action, settled)
-            if (tail !== undefined) tails.push(tail)
-          }
-        }
-      } finally {
-        machine.applying = false
-      }
-      // Completing a Deferred resumes its waiter at once, and a waiter may report the next event
-      // (a caller told "stopped" may `start`): waiters are settled once the mailbox is empty.
-      for (const settle of settled) settle()
-      return tails.length === 0 ? Effect.void : Effect.forEach(tails, (tail) => tail, { discard: true })
+  const machine: Machine = {
+    options,
+    life: Lifecycle.initial(),
+    mailbox: [],
+    applying: false,
+    launching: undefined,
+    restartTimer: undefined,
+    idle: IdleTimer.make({
+      idleTimeout: options.policy.idleTimeout,
+      clock: options.clock,
+      run: options.run,
+      running: () => Lifecycle.runningIncarnation(machine.life)?.generation,
+      busy: options.busy,
+      expire: (generation) => dispatch(machine, { _tag: "IdleExpired", generation })
     })
-
-  const idle = IdleTimer.make({
-    idleTimeout: policy.idleTimeout,
-    clock: options.clock,
-    run: options.run,
-    running: () => running()?.generation,
-    busy: options.busy,
-    expire: (generation) => dispatch({ _tag: "IdleExpired", generation })
-  })
-
-  const perform = (action: Action, settled: Array<Settlement>): Effect.Effect<void> | undefined => {
-    switch (action._tag) {
-      case "Launch":
-        return launch(action.generation)
-      case "Abort":
-        if (machine.launching?.generation === action.generation) machine.launching.fiber.interruptUnsafe()
-        return undefined
-      case "Retire":
-        options.run(Effect.flatMap(Incarnation.teardown(options.launcher, action.incarnation, action.graceful), (stderr) =>
-          dispatch({ _tag: "Retired", generation: action.incarnation.generation, stderr })))
-        return undefined
-      case "Admit":
-        for (const waiter of action.waiters) settled.push(() => Deferred.doneUnsafe(waiter, Effect.succeed(action.incarnation)))
-        return undefined
-      case "Refuse": {
-        const error = refused(action.refusal)
-        for (const waiter of action.waiters) settled.push(() => Deferred.doneUnsafe(waiter, Effect.fail(error)))
-        return undefined
-      }
-      case "Settle":
-        for (const settler of action.settlers) settled.push(() => Deferred.doneUnsafe(settler, Effect.void))
-        return undefined
-      case "Answer":
-        settled.push(() => Deferred.doneUnsafe(action.reply, Effect.succeed(action.tripped)))
-        return undefined
-      case "Changed":
-        options.publish({ _tag: "StateChanged", plugin: name, from: action.from, to: action.to })
-        return options.logDebug(`state ${action.from._tag} → ${action.to._tag}`)
-      case "Crash":
-        return crashed(action)
-      case "Up":
-        options.onUp(action.incarnation)
-        options.publish({ _tag: "Ready", plugin: name, pid: action.incarnation.process.pid, generation: action.incarnation.generation })
-        idle.arm(options.clock.currentTimeMillisUnsafe())
-        return undefined
-      case "Reaped":
-        options.reaps.updateUnsafe(1, options.context)
-        options.publish({ _tag: "Reaped", plugin: name, pid: action.incarnation.process.pid, generation: action.incarnation.generation })
-        return Effect.logInfo(`idle for ${policy.idleTimeout === undefined ? "ever" : formatDuration(policy.idleTimeout)}; stopped`).pipe(options.annotate)
-      case "ScheduleRestart":
-        return scheduleRestart(action.until)
-      case "CancelRestart":
-        machine.restartTimer?.interruptUnsafe()
-        machine.restartTimer = undefined
-        return undefined
-      case "DisarmIdle":
-        idle.disarm()
-        return undefined
-      case "CloseStreams":
-        return options.closeOpenStreams()
-    }
   }
-
-  const refused = (refusal: Lifecycle.Refusal): PluginClientError.PluginClientError => {
-    switch (refusal._tag) {
-      case "Disabled":
-        return fail(new PluginClientError.Disabled({ reason: refusal.reason }))
-      case "Stopped":
-        return fail(new PluginClientError.Closed({ detail: refusal.shutDown ? "the client is shut down" : "the plugin is stopped" }))
-      case "Stopping":
-        return fail(new PluginClientError.Closed({ detail: "the plugin is stopping" }))
-      case "Backoff": {
-        const lastError = machine.life.lastError
-        return fail(new PluginClientError.Unavailable({
-          detail: `restarting after a crash, at ${new Date(refusal.until).toISOString()}${lastError === undefined ? "" : ` (last error: ${lastError.message})`}`,
-          nextRestartAt: refusal.until
-        }))
-      }
-      case "StartFailed":
-        return refusal.tripped ? capExceeded() : fail(refusal.failure)
-    }
-  }
-
-  // -- actions that start fibers ---------------------------------------------------------------
-  const launch = (generation: number): undefined => {
-    options.onLaunch(generation)
-    const fiber = options.run(Effect.uninterruptibleMask((restore) =>
-      restore(Effect.andThen(Effect.yieldNow, Incarnation.launch(options.launcher, generation, options.onSpawned))).pipe(
-        Effect.matchCauseEffect({
-          onSuccess: (incarnation) => Effect.andThen(watch(incarnation), dispatch({ _tag: "Ready", incarnation })),
-          onFailure: (cause) => {
-            const failure = cause.reasons.find((reason) => reason._tag === "Fail")
-            return failure === undefined
-              ? dispatch({ _tag: "Retired", generation, stderr: undefined })
-              : Effect.flatMap(crashFacts, ({ now, random }) =>
-                dispatch({
-                  _tag: "StartFailed",
-                  generation,
-                  failure: failure.error,
-                  stderr: failure.error._tag === "InitFailed" ? failure.error.stderrExcerpt : undefined,
-                  now,
-                  random
-                }))
-          }
-        }),
-        Effect.ensuring(Effect.sync(() => {
-          if (machine.launching?.generation === generation) machine.launching = undefined
-        }))
-      )
-    ))
-    if (fiber.pollUnsafe() === undefined) machine.launching = { generation, fiber }
-    return undefined
-  }
-
-  const crashFacts = Effect.all({ now: Clock.currentTimeMillis, random: Random.next })
-
-  /** Watches a running process for its end: a crash unless the host ended it; then its `Exit`. */
-  const watch = (incarnation: Incarnation.Incarnation): Effect.Effect<void> =>
-    incarnation.peer.ended.pipe(
-      // A stop's end is not a crash: its reason is not even built.
-      Effect.andThen(Effect.suspend(() =>
-        running() !== incarnation
-          ? Effect.void
-          : Effect.flatMap(incarnation.peer.closed, (reason) =>
-            reason._tag === "Exited" && reason.requested ? Effect.void : crash(incarnation, reason))
-      )),
-      Effect.andThen(incarnation.process.exit),
-      Effect.flatMap((exit) =>
-        Effect.sync(() =>
-          options.publish({ _tag: "Exit", plugin: name, pid: incarnation.process.pid, generation: incarnation.generation, ...exit })
-        )
-      ),
-      Effect.forkIn(options.scope),
-      Effect.asVoid
-    )
-
-  const scheduleRestart = (until: number): undefined => {
-    machine.restartTimer?.interruptUnsafe()
-    const delay = Math.max(0, until - options.clock.currentTimeMillisUnsafe())
-    machine.restartTimer = options.run(Effect.andThen(Effect.sleep(Duration.millis(delay)), dispatch({ _tag: "BackoffExpired", until })))
-    return undefined
-  }
-
-  const crashed = (action: Extract<Action, { readonly _tag: "Crash" }>): Effect.Effect<void> => {
-    const { failure, decision } = action
-    options.crashes.updateUnsafe(1, options.context)
-    const streams = options.closeOpenStreams()
-    options.publish({
-      _tag: "Crash",
-      plugin: name,
-      generation: action.generation,
-      reason: failure.message,
-      code: action.exit?.code ?? null,
-      signal: action.exit?.signal ?? null,
-      willRestart: decision._tag !== "Disable"
-    })
-    return Effect.andThen(streams, options.annotate(crashLog(failure.message, decision)))
-  }
-
-  const crashLog = (detail: string, decision: RestartDecision.RestartDecision): Effect.Effect<void> => {
-    switch (decision._tag) {
-      case "Disable":
-        return Effect.logError(`disabled: ${RestartDecision.describeDisableReason(decision.reason)}; last: ${detail}`)
-      case "Recover":
-        return Effect.logWarning(`crashed: ${detail}`)
-      case "Backoff":
-        return Effect.logWarning(`crashed (${decision.restart} in a row): ${detail}; restarting in ${formatDuration(decision.delay)}`)
-    }
-  }
-
-  // -- what callers do -------------------------------------------------------------------------
-  const waitFor = (make: (waiter: ClientRefs["waiter"]) => Event) =>
+  const waitFor = (event: (waiter: ClientRefs["waiter"]) => Event) =>
     Effect.suspend(() => {
       const waiter = Deferred.makeUnsafe<Incarnation.Incarnation, PluginClientError.PluginClientError>()
-      return Effect.andThen(dispatch(make(waiter)), Deferred.await(waiter))
+      return Effect.andThen(dispatch(machine, event(waiter)), Deferred.await(waiter))
     })
-
-  const crash = (incarnation: Incarnation.Incarnation, failure: PluginClientError.Reason): Effect.Effect<boolean> =>
-    Effect.suspend(() => {
-      if (running() !== incarnation) {
-        const last = machine.life.lastCrash
-        return Effect.succeed(last !== undefined && last.generation === incarnation.generation && last.tripped)
-      }
-      const reply = Deferred.makeUnsafe<boolean>()
-      const exit = failure._tag === "Exited" ? { code: failure.code, signal: failure.signal } : undefined
-      return Effect.all({ facts: crashFacts, stderr: incarnation.process.stderrExcerpt }).pipe(
-        Effect.flatMap(({ facts: { now, random }, stderr }) =>
-          dispatch({ _tag: "Crashed", generation: incarnation.generation, failure, stderr, exit, now, random, reply })),
-        Effect.andThen(Deferred.await(reply))
-      )
-    })
-
-  const stop = (shutdown: boolean): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      const settler = Deferred.makeUnsafe<void>()
-      return Effect.andThen(dispatch({ _tag: "Stop", settler, shutdown }), Deferred.await(settler))
-    }).pipe(Effect.uninterruptible)
-
   return {
     life: () => machine.life,
-    running,
+    running: () => Lifecycle.runningIncarnation(machine.life),
     acquire: (patience) => waitFor((waiter) => ({ _tag: "Acquire", waiter, patience })),
     start: Effect.asVoid(waitFor((waiter) => ({ _tag: "Start", waiter }))),
     restart: Effect.asVoid(waitFor((waiter) => ({ _tag: "Restart", waiter }))),
-    stop,
-    clearDisabled: dispatch({ _tag: "ClearDisabled" }),
-    crash,
-    idle,
-    fail,
-    capExceeded
+    stop: (shutdown) =>
+      Effect.suspend(() => {
+        const settler = Deferred.makeUnsafe<void>()
+        return Effect.andThen(dispatch(machine, { _tag: "Stop", settler, shutdown }), Deferred.await(settler))
+      }).pipe(Effect.uninterruptible),
+    clearDisabled: dispatch(machine, { _tag: "ClearDisabled" }),
+    crash: (incarnation, failure) => crash(machine, incarnation, failure),
+    idle: machine.idle,
+    fail: (reason) => fail(machine, reason),
+    capExceeded: () => capExceeded(machine)
+  }
+}
+
+const fail = (machine: Machine, reason: PluginClientError.Reason) => PluginClientError.make(machine.options.name, reason)
+
+const capExceeded = (machine: Machine) => {
+  const policy = machine.options.policy
+  return fail(machine, new PluginClientError.RestartCapExceeded({ cap: policy.restartCap, window: policy.restartWindow }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// the one writer
+// ---------------------------------------------------------------------------------------------
+
+/** Applies `event` and every event reported meanwhile; returns the tails of their actions. */
+const dispatch = (machine: Machine, event: Event): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    machine.mailbox.push(event)
+    if (machine.applying) return Effect.void
+    machine.applying = true
+    const tails: Array<Effect.Effect<void>> = []
+    const settled: Array<Settlement> = []
+    try {
+      for (let next = machine.mailbox.shift(); next !== undefined; next = machine.mailbox.shift()) {
+        const [life, actions] = Lifecycle.step(machine.life, next, machine.options.policy)
+        machine.life = life
+        for (const action of actions) {
+          const tail = perform(machine, action, settled)
+          if (tail !== undefined) tails.push(tail)
+        }
+      }
+    } finally {
+      machine.applying = false
+    }
+    // Completing a Deferred resumes its waiter at once, and a waiter may report the next event
+    // (a caller told "stopped" may `start`): waiters are settled once the mailbox is empty.
+    for (const settle of settled) settle()
+    return tails.length === 0 ? Effect.void : Effect.forEach(tails, (tail) => tail, { discard: true })
+  })
+
+/** Carries out one action: at once, or as a tail for the reporter to run. */
+const perform = (machine: Machine, action: Action, settled: Array<Settlement>): Effect.Effect<void> | undefined => {
+  const options = machine.options
+  switch (action._tag) {
+    case "Launch":
+      return launch(machine, action.generation)
+    case "Abort":
+      if (machine.launching?.generation === action.generation) machine.launching.fiber.interruptUnsafe()
+      return undefined
+    case "Retire":
+      options.run(Effect.flatMap(Incarnation.teardown(options.launcher, action.incarnation, action.graceful), (stderr) =>
+        dispatch(machine, { _tag: "Retired", generation: action.incarnation.generation, stderr })))
+      return undefined
+    case "Admit":
+      for (const waiter of action.waiters) settled.push(() => Deferred.doneUnsafe(waiter, Effect.succeed(action.incarnation)))
+      return undefined
+    case "Refuse": {
+      const error = refused(machine, action.refusal)
+      for (const waiter of action.waiters) settled.push(() => Deferred.doneUnsafe(waiter, Effect.fail(error)))
+      return undefined
+    }
+    case "Settle":
+      for (const settler of action.settlers) settled.push(() => Deferred.doneUnsafe(settler, Effect.void))
+      return undefined
+    case "Answer":
+      settled.push(() => Deferred.doneUnsafe(action.reply, Effect.succeed(action.tripped)))
+      return undefined
+    default:
+      return announce(machine, action)
+  }
+}
+
+/** The actions that tell the world (events, logs, metrics) or set a timer. */
+const announce = (machine: Machine, action: Action): Effect.Effect<void> | undefined => {
+  const { name, policy, clock } = machine.options
+  const options = machine.options
+  switch (action._tag) {
+    case "Changed":
+      options.publish({ _tag: "StateChanged", plugin: name, from: action.from, to: action.to })
+      return options.logDebug(`state ${action.from._tag} → ${action.to._tag}`)
+    case "Crash":
+      return crashed(machine, action)
+    case "Up":
+      options.onUp(action.incarnation)
+      options.publish({ _tag: "Ready", plugin: name, pid: action.incarnation.process.pid, generation: action.incarnation.generation })
+      machine.idle.arm(clock.currentTimeMillisUnsafe())
+      return undefined
+    case "Reaped":
+      options.reaps.updateUnsafe(1, options.context)
+      options.publish({ _tag: "Reaped", plugin: name, pid: action.incarnation.process.pid, generation: action.incarnation.generation })
+      return options.annotate(Effect.logInfo(`idle for ${policy.idleTimeout === undefined ? "ever" : formatDuration(policy.idleTimeout)}; stopped`))
+    case "ScheduleRestart":
+      return scheduleRestart(machine, action.until)
+    case "CancelRestart":
+      machine.restartTimer?.interruptUnsafe()
+      machine.restartTimer = undefined
+      return undefined
+    case "DisarmIdle":
+      machine.idle.disarm()
+      return undefined
+    case "CloseStreams":
+      return options.closeOpenStreams()
+    default:
+      return undefined
+  }
+}
+
+/** The error a refused caller gets. */
+const refused = (machine: Machine, refusal: Lifecycle.Refusal): PluginClientError.PluginClientError => {
+  switch (refusal._tag) {
+    case "Disabled":
+      return fail(machine, new PluginClientError.Disabled({ reason: refusal.reason }))
+    case "Stopped":
+      return fail(machine, new PluginClientError.Closed({ detail: refusal.shutDown ? "the client is shut down" : "the plugin is stopped" }))
+    case "Stopping":
+      return fail(machine, new PluginClientError.Closed({ detail: "the plugin is stopping" }))
+    case "Backoff": {
+      const lastError = machine.life.lastError
+      return fail(machine, new PluginClientError.Unavailable({
+        detail: `restarting after a crash, at ${new Date(refusal.until).toISOString()}${lastError === undefined ? "" : ` (last error: ${lastError.message})`}`,
+        nextRestartAt: refusal.until
+      }))
+    }
+    case "StartFailed":
+      return refusal.tripped ? capExceeded(machine) : fail(machine, refusal.failure)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// actions that start fibers
+// ---------------------------------------------------------------------------------------------
+
+const crashFacts = Effect.all({ now: Clock.currentTimeMillis, random: Random.next })
+
+/**
+ * Launches a generation on a fiber of its own: `Ready` when it is up, `StartFailed` when it
+ * failed, `Retired` when a stop abandoned it (its process is gone either way). The launch yields
+ * first, so it never reports inside the step that started it.
+ */
+const launch = (machine: Machine, generation: number): undefined => {
+  const options = machine.options
+  options.onLaunch(generation)
+  const launched = Effect.andThen(Effect.yieldNow, Incarnation.launch(options.launcher, generation, options.onSpawned))
+  const fiber = options.run(Effect.uninterruptibleMask((restore) =>
+    restore(launched).pipe(
+      Effect.matchCauseEffect({
+        onSuccess: (incarnation) => Effect.andThen(watch(machine, incarnation), dispatch(machine, { _tag: "Ready", incarnation })),
+        onFailure: (cause) => {
+          const failure = cause.reasons.find((reason) => reason._tag === "Fail")
+          if (failure === undefined) return dispatch(machine, { _tag: "Retired", generation, stderr: undefined })
+          const stderr = failure.error._tag === "InitFailed" ? failure.error.stderrExcerpt : undefined
+          return Effect.flatMap(crashFacts, ({ now, random }) =>
+            dispatch(machine, { _tag: "StartFailed", generation, failure: failure.error, stderr, now, random }))
+        }
+      }),
+      Effect.ensuring(Effect.sync(() => {
+        if (machine.launching?.generation === generation) machine.launching = undefined
+      }))
+    )
+  ))
+  if (fiber.pollUnsafe() === undefined) machine.launching = { generation, fiber }
+  return undefined
+}
+
+/** Watches a running process for its end: a crash unless the host ended it; then its `Exit`. */
+const watch = (machine: Machine, incarnation: Incarnation.Incarnation): Effect.Effect<void> =>
+  incarnation.peer.ended.pipe(
+    // A stop's end is not a crash: its reason is not even built.
+    Effect.andThen(Effect.suspend(() =>
+      Lifecycle.runningIncarnation(machine.life) !== incarnation
+        ? Effect.void
+        : Effect.flatMap(incarnation.peer.closed, (reason) =>
+          reason._tag === "Exited" && reason.requested ? Effect.void : crash(machine, incarnation, reason))
+    )),
+    Effect.andThen(incarnation.process.exit),
+    Effect.flatMap((exit) =>
+      Effect.sync(() =>
+        machine.options.publish({
+          _tag: "Exit",
+          plugin: machine.options.name,
+          pid: incarnation.process.pid,
+          generation: incarnation.generation,
+          ...exit
+        })
+      )
+    ),
+    Effect.forkIn(machine.options.scope),
+    Effect.asVoid
+  )
+
+const scheduleRestart = (machine: Machine, until: number): undefined => {
+  const options = machine.options
+  machine.restartTimer?.interruptUnsafe()
+  const delay = Math.max(0, until - options.clock.currentTimeMillisUnsafe())
+  machine.restartTimer = options.run(Effect.andThen(Effect.sleep(Duration.millis(delay)), dispatch(machine, { _tag: "BackoffExpired", until })))
+  return undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// crashes
+// ---------------------------------------------------------------------------------------------
+
+/** Reports the crash of `incarnation` (see `Engine.crash`). */
+const crash = (machine: Machine, incarnation: Incarnation.Incarnation, failure: PluginClientError.Reason): Effect.Effect<boolean> =>
+  Effect.suspend(() => {
+    if (Lifecycle.runningIncarnation(machine.life) !== incarnation) {
+      const last = machine.life.lastCrash
+      return Effect.succeed(last !== undefined && last.generation === incarnation.generation && last.tripped)
+    }
+    const reply = Deferred.makeUnsafe<boolean>()
+    const exit = failure._tag === "Exited" ? { code: failure.code, signal: failure.signal } : undefined
+    return Effect.all({ facts: crashFacts, stderr: incarnation.process.stderrExcerpt }).pipe(
+      Effect.flatMap(({ facts: { now, random }, stderr }) =>
+        dispatch(machine, { _tag: "Crashed", generation: incarnation.generation, failure, stderr, exit, now, random, reply })),
+      Effect.andThen(Deferred.await(reply))
+    )
+  })
+
+/** A recorded crash: counted, published, the dead plugin's channels closed, logged. */
+const crashed = (machine: Machine, action: Extract<Action, { readonly _tag: "Crash" }>): Effect.Effect<void> => {
+  const options = machine.options
+  const { failure, decision } = action
+  options.crashes.updateUnsafe(1, options.context)
+  const streams = options.closeOpenStreams()
+  options.publish({
+    _tag: "Crash",
+    plugin: options.name,
+    generation: action.generation,
+    reason: failure.message,
+    code: action.exit?.code ?? null,
+    signal: action.exit?.signal ?? null,
+    willRestart: decision._tag !== "Disable"
+  })
+  return Effect.andThen(streams, options.annotate(crashLog(failure.message, decision)))
+}
+
+const crashLog = (detail: string, decision: RestartDecision.RestartDecision): Effect.Effect<void> => {
+  switch (decision._tag) {
+    case "Disable":
+      return Effect.logError(`disabled: ${RestartDecision.describeDisableReason(decision.reason)}; last: ${detail}`)
+    case "Recover":
+      return Effect.logWarning(`crashed: ${detail}`)
+    case "Backoff":
+      return Effect.logWarning(`crashed (${decision.restart} in a row): ${detail}; restarting in ${formatDuration(decision.delay)}`)
   }
 }
