@@ -12,6 +12,7 @@ import * as Scope from "effect/Scope"
 import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
+import * as Handshake from "../src/Handshake.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import * as PluginClient from "../src/PluginClient.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
@@ -230,5 +231,82 @@ describe("PluginClient races (TestClock, in-memory spawner)", () => {
       assert.isAtLeast(ticks, 9_990)
       const life = seen.filter((e) => e._tag !== "Notification").map(describeEvent)
       assert.includeMembers(life, ["Idle→Starting", "Starting→Running", "Ready", "Running→Stopping", "Stopping→Stopped"])
+      assert.strictEqual((yield* client.health).eventsDropped, flood - ticks, "the drops are counted in health")
+    }))
+
+  it.effect("an events subscriber that stops reading costs bounded memory: the plugin's messages beyond 10,000 are dropped for it and counted", () =>
+    Effect.gen(function*() {
+      const flood = 12_000
+      const chatty: InMemorySpawner.Behaviour = (proc) =>
+        Effect.forEach(
+          Array.from({ length: flood }, (_, i) => i),
+          (i) => proc.write(JSON.stringify({ jsonrpc: "2.0", method: "tick", params: { i } })).pipe(Effect.andThen(i % 100 === 0 ? settle : Effect.void)),
+          { discard: true }
+        ).pipe(Effect.andThen(InMemorySpawner.echo()(proc)))
+      const { client } = yield* fakeClient(chatty)
+      const gate = yield* Deferred.make<void>()
+      // Takes one event, then never reads again.
+      yield* Effect.forkChild(Stream.runForEach(client.events, () => Deferred.await(gate)))
+      yield* settle
+      assert.strictEqual(yield* client.request("echo", 1), 1)
+      for (let i = 0; i < 200 && (yield* client.health).eventsDropped < flood - 10_001; i++) yield* settle
+      const dropped = (yield* client.health).eventsDropped
+      assert.isAtLeast(dropped, flood - 10_001 - 5)
+      // The events of its life share the subscriber's 10,000 places with the plugin's messages.
+      assert.isAtMost(dropped, flood - 10_000 + 10)
+    }))
+})
+
+describe("PluginClient lifecycle (TestClock, in-memory spawner)", () => {
+  it.effect("a call that arrives while the plugin is being reaped waits for the reap and starts it again, instead of failing", () =>
+    Effect.gen(function*() {
+      const policy = LifetimePolicy.makeUnsafe({ idleTimeout: "10 seconds", shutdownGrace: "5 seconds", drainTimeout: "1 second" })
+      const { fake, client } = yield* fakeClient(InMemorySpawner.ignoreSigterm(InMemorySpawner.echo()), { policy })
+      assert.strictEqual(yield* client.request("echo", 1), 1)
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      assert.strictEqual((yield* client.state)._tag, "Stopping", "the reap waits out the grace of a plugin ignoring SIGTERM")
+      const call = yield* Effect.forkChild(client.request("echo", 2))
+      yield* settle
+      assert.isUndefined(call.pollUnsafe())
+      assert.lengthOf((yield* fake.spawns).filter((spawn) => spawn.running), 1, "no second process while the first is being stopped")
+      yield* advance(6)
+      assert.strictEqual(yield* Fiber.join(call), 2)
+      const spawns = yield* fake.spawns
+      assert.lengthOf(spawns, 2)
+      assert.lengthOf(spawns.filter((spawn) => spawn.running), 1)
+      // This plugin ignores SIGTERM too: its stop waits out the grace on the clock.
+      const stop = yield* Effect.forkChild(client.stop)
+      yield* advance(6)
+      yield* Fiber.join(stop)
+    }))
+
+  it.effect("stop during a handshake that never answers abandons the start at once: the process is stopped, the callers get Closed", () =>
+    Effect.gen(function*() {
+      const policy = LifetimePolicy.makeUnsafe({ initTimeout: "30 seconds", shutdownGrace: "2 seconds" })
+      const { fake, client } = yield* fakeClient(InMemorySpawner.neverReply(), { policy, handshake: Handshake.initialize() })
+      const call = yield* Effect.forkChild(client.request("echo", 1).pipe(Effect.flip))
+      yield* settle
+      assert.strictEqual((yield* client.state)._tag, "Starting")
+      const stop = yield* Effect.forkChild(client.stop)
+      yield* advance(3)
+      assert.isDefined(stop.pollUnsafe(), "the stop did not wait for the 30 s handshake")
+      const error = yield* Fiber.join(call)
+      assert.strictEqual(error.reason._tag, "Closed")
+      assert.strictEqual((yield* client.state)._tag, "Stopped")
+      assert.lengthOf((yield* fake.spawns).filter((spawn) => spawn.running), 0)
+    }))
+
+  it.effect("a Crash event names the generation that crashed", () =>
+    Effect.gen(function*() {
+      const events: Array<PluginClient.PluginEvent> = []
+      const { client } = yield* fakeClient(InMemorySpawner.echo(), { onEvent: (event) => Effect.sync(() => void events.push(event)) })
+      assert.strictEqual(yield* client.request("echo", 1), 1)
+      yield* client.request("crash", { code: 3 }).pipe(Effect.flip)
+      assert.strictEqual(yield* client.request("echo", 2), 2)
+      yield* client.request("crash", { code: 4 }).pipe(Effect.flip)
+      yield* settle
+      const crashes = events.flatMap((event) => event._tag === "Crash" ? [event.generation] : [])
+      assert.deepStrictEqual(crashes, [1, 2])
     }))
 })
