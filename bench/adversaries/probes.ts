@@ -16,7 +16,7 @@ const markerName = "BENCH_ADVERSARY"
 /** This measurement's marker: unique to the measurement process. */
 export const marker = `adversary-${process.pid}`
 
-/** The adversary worker with `flags`, carrying the run's and this measurement's markers. */
+/** The adversary worker with `flags` (give it {@link pluginEnv} so it carries the markers). */
 export const plugin = (name: string, flags: ReadonlyArray<string> = []): PluginClient.PluginSource => ({
   name,
   executable: node,
