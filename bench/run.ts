@@ -6,12 +6,11 @@
  * the tables, writes `bench/results/latest.json`, and checks that no process of the run is
  * left behind. `--update-readme` also rewrites the results section of `bench/README.md`.
  */
-import { spawn, type ChildProcess } from "node:child_process"
-import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { benchDir, median, round } from "./lib/common.ts"
+import { makeHarness, type Result } from "./lib/harness.ts"
 import { buildJs } from "./lib/jsBuild.ts"
 import { scenarios } from "./scenarios/index.ts"
 
@@ -34,104 +33,11 @@ const selected = scenarios.filter((s) => only === undefined || only.includes(s.n
 /** Bound on one measurement; a hung one is stopped (SIGTERM to its process group, then SIGKILL). */
 const measureTimeoutMs = (quick ? 3 : 15) * 60_000
 
-const runId = randomUUID()
 const startedAt = performance.now()
 const log = (line: string) => process.stderr.write(line + "\n")
 
-// ---------------------------------------------------------------------------------------------
-// one measurement in a fresh process
-// ---------------------------------------------------------------------------------------------
-
-type Result = Record<string, unknown>
-let current: ChildProcess | undefined
-let interrupted = false
-
-const killGroup = (child: ChildProcess, signal: NodeJS.Signals) => {
-  try {
-    if (child.pid !== undefined) process.kill(-child.pid, signal)
-  } catch {
-    // already gone
-  }
-}
-
-/** Stops a measurement: SIGTERM to its group (its Scopes close, its plugins stop), SIGKILL after 5 s. */
-const stopMeasurement = (child: ChildProcess) => {
-  killGroup(child, "SIGTERM")
-  setTimeout(() => killGroup(child, "SIGKILL"), 5_000).unref()
-}
-
-const measure = (scenario: string, variant: string): Promise<Result> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ["--experimental-strip-types", "--no-warnings", path.join(benchDir, "measure.ts"), scenario, variant, ...(quick ? ["--quick"] : [])],
-      // Its own process group, so a timeout can stop it with everything it spawned.
-      { stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, BENCH_RUN_ID: runId } }
-    )
-    current = child
-    let result: Result | undefined
-    const tail: Array<string> = []
-    const keep = (line: string) => {
-      if (verbose) log(`    | ${line}`)
-      tail.push(line)
-      if (tail.length > 30) tail.shift()
-    }
-    let stdout = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk
-      let nl: number
-      while ((nl = stdout.indexOf("\n")) !== -1) {
-        const line = stdout.slice(0, nl)
-        stdout = stdout.slice(nl + 1)
-        if (line.startsWith("BENCH_RESULT ")) result = JSON.parse(line.slice("BENCH_RESULT ".length))
-        else keep(line)
-      }
-    })
-    let stderr = ""
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk
-      const lines = stderr.split("\n")
-      stderr = lines.pop() ?? ""
-      lines.forEach(keep)
-    })
-    const timer = setTimeout(() => {
-      keep(`timed out after ${measureTimeoutMs / 1000} s`)
-      stopMeasurement(child)
-    }, measureTimeoutMs)
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer)
-      current = undefined
-      if (code === 0 && result !== undefined) resolve(result)
-      else reject(new Error(`exit ${code ?? signal}\n${tail.join("\n")}`))
-    })
-  })
-
-const onSignal = (signal: NodeJS.Signals) => {
-  interrupted = true
-  log(`\n${signal}: stopping the current measurement`)
-  if (current !== undefined) stopMeasurement(current)
-}
-process.once("SIGINT", onSignal)
-process.once("SIGTERM", onSignal)
-
-// ---------------------------------------------------------------------------------------------
-// leftovers: every process of this run carries BENCH_RUN_ID in its environment
-// ---------------------------------------------------------------------------------------------
-
-const processesOfRun = (): Array<{ pid: number; command: string }> =>
-  fs.readdirSync("/proc").flatMap((entry) => {
-    const pid = Number(entry)
-    if (!Number.isInteger(pid) || pid === process.pid) return []
-    try {
-      const environ = fs.readFileSync(`/proc/${pid}/environ`, "utf8")
-      if (!environ.split("\0").includes(`BENCH_RUN_ID=${runId}`)) return []
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return [] // a zombie is already dead
-      return [{ pid, command: fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim() }]
-    } catch {
-      return []
-    }
-  })
+const harness = makeHarness({ script: path.join(benchDir, "measure.ts"), verbose, timeoutMs: measureTimeoutMs, log })
+const measure = (scenario: string, variant: string) => harness.measure([scenario, variant, ...(quick ? ["--quick"] : [])])
 
 // ---------------------------------------------------------------------------------------------
 // aggregation
@@ -175,11 +81,11 @@ const failures: Array<string> = []
 for (const scenario of selected) {
   log(`\n${scenario.title}`)
   const scenarioRounds = rounds * (scenario.roundsFactor ?? 1)
-  for (let r = 0; r < scenarioRounds && !interrupted; r++) {
+  for (let r = 0; r < scenarioRounds && !harness.interrupted(); r++) {
     // Rotate the order each round, so no variant always runs first (or right after another).
     const order = scenario.variants.map((_, i) => scenario.variants[(i + r) % scenario.variants.length] as string)
     for (const variant of order) {
-      if (interrupted) break
+      if (harness.interrupted()) break
       const t = performance.now()
       try {
         const result = await measure(scenario.name, variant)
@@ -352,19 +258,5 @@ if (updateReadme) {
 }
 
 // Nothing of this run may survive it.
-await new Promise((resolve) => setTimeout(resolve, 300))
-const leftovers = processesOfRun()
-if (leftovers.length === 0) {
-  log("no process of this run is left behind")
-} else {
-  log(`${leftovers.length} process(es) of this run left behind; killing them:`)
-  for (const p of leftovers) {
-    log(`  ${p.pid} ${p.command}`)
-    try {
-      process.kill(p.pid, "SIGKILL")
-    } catch {
-      // gone meanwhile
-    }
-  }
-}
-process.exitCode = leftovers.length > 0 || failures.length > 0 || interrupted ? 1 : 0
+const leftovers = await harness.killLeftovers()
+process.exitCode = leftovers > 0 || failures.length > 0 || harness.interrupted() ? 1 : 0

@@ -16,7 +16,8 @@ export const workers = {
   pluginWorker: path.join(workersDir, "plugin-worker.ts"),
   vscode: path.join(workersDir, "vscode-worker.mjs"),
   mcp: path.join(workersDir, "mcp-server.mjs"),
-  oneshot: path.join(workersDir, "oneshot-poller.mjs")
+  oneshot: path.join(workersDir, "oneshot-poller.mjs"),
+  adversary: path.join(workersDir, "adversary-worker.mjs")
 } as const
 
 /** The Node that runs the bench (Node 24 from node_modules under `npm run bench`) runs every worker too. */
