@@ -54,7 +54,7 @@ const latenessProbe = Effect.gen(function*() {
   return { stop }
 })
 
-const batch = (total: number, call: Call, health: Effect.Effect<PluginClient.PluginHealth, unknown>) =>
+const batch = (total: number, call: Call, health: Effect.Effect<PluginClient.HealthSnapshot, unknown>) =>
   Effect.gen(function*() {
     const crashAt = Math.floor(total / 2)
     const failures = new Histogram()
