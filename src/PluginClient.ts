@@ -14,15 +14,18 @@
  * it fails with `RestartCapExceeded`, later calls fail fast with `Disabled` until
  * `clearDisabled`; a plugin that crashes less often stays usable for ever. With a backoff, each
  * crash is followed by a restart after a growing delay, until `giveUpAfter` restarts in a row.
- * A plugin's own error objects are not crashes. Every state change goes through one
- * `transition` function and is published as an event.
+ * A plugin's own error objects are not crashes.
  *
- * Each spawn is a new generation of the plugin. Only the current generation's crash changes the
- * state: a process a stop, restart or reap has replaced is torn down and otherwise ignored, so a
- * race between a crash and a restart never leaves two processes or a state that lies. Listeners
- * (`onEvent`, `events`) are fed through queues and run on their own fibers, never inside a
- * transition. Every fiber the client starts (exit watchers, the idle watch, the backoff timer,
- * the listener) is owned by its Scope.
+ * The client's life is one explicit state machine: one record, changed only by the pure
+ * `step` of `internal/lifecycle.ts`, which `internal/clientEngine.ts` applies one event at a time
+ * and whose actions it carries out; every change of state is published as an event. Each spawn
+ * is a new generation of the plugin, and every event of a process carries its generation: one
+ * from a process a stop, restart or reap has replaced never changes the state of its successor,
+ * and a new process is launched only once every older one is gone, so a race between a crash and
+ * a restart never leaves two processes or a state that lies. Listeners (`onEvent`, `events`)
+ * are fed through queues of their own and run on their own fibers, never inside a step. Every
+ * fiber the client starts (launches, teardowns, exit watchers, the idle watch, the backoff
+ * timer, the listener) is owned by its Scope.
  *
  * A client is made in a Scope with {@link make}, or provided as a service: {@link layer} gives
  * the {@link PluginClient} service, {@link layerAs} the same client under a tag of the user's
@@ -478,24 +481,15 @@ const makeClient = Effect.fnUntraced(function*(
   const engine = ClientEngine.make({
     name,
     policy,
-    launcher: {
-      name,
+    launcher: launcherOf(source, options, {
       policy,
-      handshake: options?.handshake ?? Handshake.none,
       verify: Effect.suspend(() => verifyExecutable(source)),
-      args: source.args,
-      allowedEnvVars: source.allowedEnvVars,
-      env: options?.env,
-      cwd: options?.cwd,
-      hostEnv: options?.hostEnv,
-      hostHandlers: options?.hostHandlers,
       onNotification: messages.onNotification,
       parent: incarnations,
       spawner: yield* ChildProcessSpawner.ChildProcessSpawner,
       spawnPermits: managed.spawnPermits,
-      spawned: metrics.spawns,
-      shutdownRequest: options?.shutdownRequest
-    },
+      spawned: metrics.spawns
+    }),
     publish: feed.publish,
     closeOpenStreams: messages.closeOpenStreams,
     onLaunch: () => messages.forgetOpenStreams(),
@@ -544,6 +538,24 @@ const makeClient = Effect.fnUntraced(function*(
     clearDisabled: engine.clearDisabled,
     events: feed.subscribe
   }
+})
+
+/** What every launch of the plugin shares: the source and the options, and the client's parts. */
+const launcherOf = (
+  source: PluginSource,
+  options: Options | undefined,
+  parts: Pick<Incarnation.Launcher, "policy" | "verify" | "onNotification" | "parent" | "spawner" | "spawnPermits" | "spawned">
+): Incarnation.Launcher => ({
+  ...parts,
+  name: source.name,
+  handshake: options?.handshake ?? Handshake.none,
+  args: source.args,
+  allowedEnvVars: source.allowedEnvVars,
+  env: options?.env,
+  cwd: options?.cwd,
+  hostEnv: options?.hostEnv,
+  hostHandlers: options?.hostHandlers,
+  shutdownRequest: options?.shutdownRequest
 })
 
 /** What the call path counts: single numbers moved by calls, never a decision of the lifecycle. */
