@@ -45,7 +45,9 @@ export const make = (options: Options): IdleTimer => {
   const idleMillis = Duration.toMillis(options.idleTimeout)
   const timer: { deadline: number; sleeper: Fiber.Fiber<void> | undefined } = { deadline: 0, sleeper: undefined }
   const sleep = (millis: number) => {
-    const sleeper = options.run(Effect.sleep(Duration.millis(millis)))
+    // Whole milliseconds, at least one: a sleep that ends at once (a fraction of a millisecond
+    // left, on a clock with fractions) would check, and sleep, again inside this very call.
+    const sleeper = options.run(Effect.sleep(Duration.millis(Math.max(1, Math.ceil(millis)))))
     timer.sleeper = sleeper
     sleeper.addObserver((exit) => {
       if (timer.sleeper !== sleeper) return
