@@ -340,15 +340,19 @@ const start = <T extends Refs>(life: Life<T>, waiter: T["waiter"]): Step<T> => {
   if (life.closed) return [life, [{ _tag: "Refuse", waiters: [waiter], refusal: { _tag: "Stopped", shutDown: true } }]]
   switch (phase._tag) {
     case "Stopped":
-      return beginStart(life, [waiter])
+      return startAfresh(life, [waiter])
     case "Backoff":
-      return andThen(beginStart(life, [...phase.waiters, waiter]), { _tag: "CancelRestart" })
+      return prepend([{ _tag: "CancelRestart" }], startAfresh(life, [...phase.waiters, waiter]))
     case "Stopping":
       return [{ ...life, phase: { ...phase, then: "Start", waiters: [...phase.waiters, waiter] } }, []]
     default:
       return acquire(life, waiter, Number.NEGATIVE_INFINITY)
   }
 }
+
+/** A start the host asked for, from a state that does not start by itself: through `Idle`. */
+const startAfresh = <T extends Refs>(life: Life<T>, waiters: ReadonlyArray<T["waiter"]>): Step<T> =>
+  chain(moveTo(life, { _tag: "Idle" }), (idle) => beginStart(idle, waiters))
 
 const restart = <T extends Refs>(life: Life<T>, waiter: T["waiter"]): Step<T> => {
   const phase = life.phase
@@ -363,9 +367,9 @@ const restart = <T extends Refs>(life: Life<T>, waiter: T["waiter"]): Step<T> =>
     case "Stopping":
       return [{ ...life, phase: { ...phase, then: "Start", waiters: [...phase.waiters, waiter] } }, []]
     case "Backoff":
-      return andThen(beginStart(life, [...phase.waiters, waiter]), { _tag: "CancelRestart" })
+      return prepend([{ _tag: "CancelRestart" }], startAfresh(life, [...phase.waiters, waiter]))
     default:
-      return beginStart(life, [waiter])
+      return startAfresh(life, [waiter])
   }
 }
 

@@ -157,7 +157,11 @@ const steeredPlugin = (steering: Steering, stubborn: boolean): InMemorySpawner.B
 
 type StateTag = PluginClient.PluginState["_tag"]
 
-/** States in which, once the client has settled, no process may be alive. */
+/**
+ * States in which, once the client has settled, no process may be alive but one on its way out
+ * (stdin closed or signalled: a crashed process that ignores SIGTERM is torn down while the
+ * state already says what the crash decided).
+ */
 const processless: ReadonlySet<StateTag> = new Set<StateTag>(["Idle", "Stopped", "Disabled", "Backoff", "Recovering"])
 
 /**
@@ -172,19 +176,6 @@ const forbiddenEdge = (from: StateTag, to: StateTag): string | undefined => {
   if (from === "Disabled" && to !== "Idle" && to !== "Stopping") return "Disabled is left only for Idle or Stopping"
   return undefined
 }
-
-/**
- * Bugs of the current engine that the property tolerates when asked, each narrowing one
- * invariant as little as it can, so the property keeps guarding everything else; the strict
- * check is a failing spec that the fix re-enables.
- *
- * - `RunningWhileTearingDown`: when the running process fails without exiting (a line that is
- *   not a message in serial mode, a streak of timeouts) and ignores SIGTERM, the client keeps the
- *   state `Running` for the whole stop sequence (up to `shutdownGrace`) while `health.pid` is
- *   already undefined: the crash is recorded only once the process is dead. Tolerated: `Running`
- *   with no pid while the one live process has been sent SIGTERM.
- */
-export type KnownBug = "RunningWhileTearingDown"
 
 /** A broken invariant: the message says which, where, and what the client did until then. */
 export class InvariantViolation extends Error {}
@@ -229,7 +220,6 @@ export interface Outcome {
 
 /** One run in progress: the client, its spawner, and what the checks have seen so far. */
 interface Harness {
-  readonly tolerated: ReadonlySet<KnownBug>
   readonly steering: Steering
   readonly fake: InMemorySpawner.Instance
   readonly client: PluginClient.PluginClient
@@ -255,7 +245,7 @@ const listenerOf = (listener: Listener, record: (event: PluginClient.PluginEvent
 }
 
 /** A fresh spawner and client in a Scope of their own, every state change recorded. */
-const setUp = (scenario: Scenario, tolerated: ReadonlySet<KnownBug>) =>
+const setUp = (scenario: Scenario) =>
   Effect.gen(function*() {
     const steering: Steering = { faults: [] }
     const fake = yield* InMemorySpawner.make({ plugin: steeredPlugin(steering, scenario.stubborn) })
@@ -276,7 +266,6 @@ const setUp = (scenario: Scenario, tolerated: ReadonlySet<KnownBug>) =>
       yield* Stream.runForEach(client.events, (event) => Effect.sync(() => record(event))).pipe(Effect.forkChild)
     }
     const harness: Harness = {
-      tolerated,
       steering,
       fake,
       client,
@@ -300,11 +289,11 @@ const processViolation = (
   if (live.length > 1) return `invariant 1: ${live.length} live processes`
   if (state === "Running") {
     if (process === undefined) return "invariant 2: Running with no live process"
-    const tearingDown = pid === undefined && process.signals.includes("SIGTERM")
-    if (tearingDown && harness.tolerated.has("RunningWhileTearingDown")) return undefined
     if (pid !== process.pid) return `invariant 2: Running with health.pid ${pid} but the live process is ${process.pid}`
   }
-  if (processless.has(state) && process !== undefined) return `invariant 2: ${state} with live process ${process.pid}`
+  const onItsWayOut = process !== undefined && (process.stdinClosed || process.signals.length > 0)
+  if (processless.has(state) && process !== undefined && !onItsWayOut) return `invariant 2: ${state} with live process ${process.pid} that nothing is stopping`
+  if (state !== "Running" && pid !== undefined) return `invariant 2: ${state} with health.pid ${pid}`
   return undefined
 }
 
@@ -458,9 +447,9 @@ const finish = (harness: Harness, closeAtOnce: boolean) =>
     return finalState
   })
 
-const play = (scenario: Scenario, tolerated: ReadonlySet<KnownBug>) =>
+const play = (scenario: Scenario) =>
   Effect.gen(function*() {
-    const harness = yield* setUp(scenario, tolerated)
+    const harness = yield* setUp(scenario)
     yield* settle
     yield* check(harness, "make")
     for (const [i, command] of scenario.commands.entries()) {
@@ -483,10 +472,10 @@ const play = (scenario: Scenario, tolerated: ReadonlySet<KnownBug>) =>
  * Plays `scenario` against a fresh client (own spawner, `TestClock`, Scope and seeded `Random`),
  * checking the invariants after every command, after a final wait of 10 minutes, and once the
  * client's scope has closed. A broken invariant is a defect: an `InvariantViolation` whose
- * message holds the scenario and the trace. `tolerated` narrows the checks for known bugs.
+ * message holds the scenario and the trace.
  */
-export const runScenario = (scenario: Scenario, tolerated: ReadonlySet<KnownBug> = new Set()): Effect.Effect<Outcome> =>
-  play(scenario, tolerated).pipe(
+export const runScenario = (scenario: Scenario): Effect.Effect<Outcome> =>
+  play(scenario).pipe(
     Effect.catchDefect((defect) =>
       Effect.die(defect instanceof InvariantViolation ? new InvariantViolation(`${defect.message}\n${showScenario(scenario)}`) : defect)
     ),
