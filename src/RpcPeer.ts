@@ -320,8 +320,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     end,
     serve: (request) => server.serve(request),
     notify: inbox?.offer,
-    log: fibers.log,
-    fail
+    log: fibers.log
   })
 
   yield* read(transport, incoming, annotate)

@@ -45,7 +45,6 @@ export class IncomingDispatcher {
   private readonly serve: (request: JsonRpc.Request) => void
   private readonly notify: ((notification: JsonRpc.Notification, bytes: number) => void) | undefined
   private readonly log: (effect: Effect.Effect<void>) => void
-  private readonly fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
   /** Set once the bytes have ended: nothing read after that counts. */
   private ended = false
 
@@ -62,7 +61,6 @@ export class IncomingDispatcher {
     /** Takes a notification and the length of its line; none: notifications are only counted. */
     readonly notify: ((notification: JsonRpc.Notification, bytes: number) => void) | undefined
     readonly log: (effect: Effect.Effect<void>) => void
-    readonly fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
   }) {
     this.serial = options.serial
     this.lenient = options.lenient && options.serial
@@ -73,7 +71,6 @@ export class IncomingDispatcher {
     this.serve = options.serve
     this.notify = options.notify
     this.log = options.log
-    this.fail = options.fail
   }
 
   /** Takes the next bytes from the other side; each complete line is handled before it returns. */

@@ -37,8 +37,7 @@ const dispatcherWith = (options: { readonly maxConcurrent: number; readonly leni
       end,
       serve: (request) => void requests.push(request),
       notify: (notification, size) => void notifications.push([notification.params, size]),
-      log: () => void logged++,
-      fail
+      log: () => void logged++
     })
     /** Makes a call (ids count from 1); its exit, once it has one, is `exit()`. */
     const call = () => {
