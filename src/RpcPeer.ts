@@ -345,10 +345,10 @@ export const make = Effect.fnUntraced(function*<R = never>(
       notificationsReceived: incoming.notificationsReceived,
       notificationsDropped: drops.count,
       notificationsRefused: outgoing.notificationsRefused,
-      queuedBytes: outgoing.queuedBytes(),
-      queuedNotificationBytes: inbox?.queuedBytes() ?? 0,
       hostRequestsRefused: server.refused,
-      hostRequestsServed: server.served
+      hostRequestsServed: server.served,
+      queuedBytes: outgoing.queuedBytes(),
+      queuedNotificationBytes: inbox?.queuedBytes() ?? 0
     })),
     closeReason: Effect.sync(() => end.isOver ? Option.some(end.reason()) : Option.none()),
     closed: Effect.map(Deferred.await(end.done), () => end.reason()),
