@@ -35,16 +35,19 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
-import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as Framing from "./Framing.ts"
+import { type Call, CallTable } from "./internal/callTable.ts"
+import { ConnectionEnd } from "./internal/connectionEnd.ts"
+import { ConnectionFibers } from "./internal/connectionFibers.ts"
+import { IncomingDispatcher } from "./internal/incomingDispatcher.ts"
+import { NotificationDrops } from "./internal/notificationDrops.ts"
 import * as NotificationInbox from "./internal/notificationInbox.ts"
-import * as Protocol from "./internal/protocol.ts"
+import { OutgoingQueue } from "./internal/outgoingQueue.ts"
+import { RequestServer } from "./internal/requestServer.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import type * as PluginProcess from "./PluginProcess.ts"
@@ -245,26 +248,6 @@ export interface RpcPeer {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * One host→plugin call, from the moment it is made until it is answered, times out, is
- * interrupted or the connection ends. `resume` completes the caller's fiber.
- */
-interface Call {
-  readonly method: string
-  readonly params: unknown
-  readonly timeout: Duration.Duration
-  readonly timeoutMillis: number
-  readonly resume: (exit: Exit.Exit<unknown, PluginClientError.PluginClientError>) => void
-  /** 0 while the call waits for a slot; then its request id. */
-  id: number
-  /** Epoch millis (from `Clock`) at which the call times out; set when it is sent. */
-  deadline: number
-  /** Set once the caller gave up while waiting for a slot. */
-  cancelled: boolean
-  /** The request line, while it waits for room in the outgoing queue. */
-  line: string | undefined
-}
-
-/**
  * Notifications dropped because a connection's `onNotification` could not keep up, by plugin.
  *
  * @category metrics
@@ -276,14 +259,15 @@ export const notificationsDroppedTotal = Metric.counter("plugin_notifications_dr
 /** Default of `maxQueuedBytes` and `maxQueuedNotificationBytes`. */
 const defaultMaxQueuedBytes = 32 * 1024 * 1024
 
-const abandonedMemory = 256
-
-/** How long a connection whose other side is gone waits for the rest of its output. */
-const outputDrainTimeout = Duration.millis(200)
-
 /**
  * Opens a connection over a transport (see {@link fromProcess}). The connection lives in the
  * current Scope; closing it fails calls still pending with a `Closed` reason.
+ *
+ * The connection is made of parts that each own one side of it (in `internal/`):
+ * `ConnectionEnd` (why and when it ends), `OutgoingQueue` (the byte-bounded lines to the other
+ * side), `CallTable` (calls made, their slots and timeouts), `IncomingDispatcher` (what the other
+ * side sends, routed to the table, to the `RequestServer` of host handlers, or to the
+ * notification inbox) and `ConnectionFibers` (the fibers it runs besides its callers').
  *
  * @category constructors
  */
@@ -293,522 +277,176 @@ export const make = Effect.fnUntraced(function*<R = never>(
 ): Effect.fn.Return<RpcPeer, never, Scope.Scope | R> {
   const plugin = transport.name
   const maxConcurrent = Math.max(1, options?.maxConcurrentRequests ?? 64)
-  const serial = maxConcurrent === 1
-  const lenient = options?.lenient === true && serial
-  const defaultTimeout = Duration.fromInputUnsafe(options?.requestTimeout ?? "30 seconds")
-  const maxTimeout = Duration.fromInputUnsafe(options?.maxRequestTimeout ?? "5 minutes")
-  const hostHandlers = options?.hostHandlers ?? {}
-  const maxHandlers = Math.max(1, options?.maxConcurrentHandlers ?? 1024)
   const fail = (reason: PluginClientError.Reason) => PluginClientError.make(plugin, reason)
   const annotate = Effect.annotateLogs(transport.pid === undefined ? { plugin } : { plugin, pid: transport.pid })
+  const clock = yield* Clock.Clock
+  const fibers = new ConnectionFibers(yield* annotate(Effect.context<R>()), yield* Effect.scope)
 
-  // Calls sent and not yet answered, by id.
-  const pending = new Map<number, Call>()
-  // Calls waiting for a slot, in arrival order (from `waitingHead` on; cancelled ones skipped).
-  let waiting: Array<Call> = []
-  let waitingHead = 0
-  // Ids whose caller gave up (timeout, interruption): their replies are late, not unknown.
-  const abandoned = new Set<number>()
-  let nextId = 1
-  let inFlight: number | undefined
-  // Set once the connection is broken; the reason is built from it the first time it is needed.
-  let broken: EndReason | undefined
-  const brokenReason = (): PluginClientError.Reason => {
-    if (typeof broken === "function") broken = broken()
-    return broken ?? new PluginClientError.Closed({ detail: "connection closed" })
-  }
-  const closedDeferred = yield* Deferred.make<void>()
-  const stats = {
-    requestsSent: 0,
-    responsesReceived: 0,
-    timeouts: 0,
-    lateResponses: 0,
-    unknownResponses: 0,
-    invalidLines: 0,
-    notificationsReceived: 0,
-    notificationsDropped: 0,
-    notificationsRefused: 0,
-    hostRequestsRefused: 0,
-    hostRequestsServed: 0
-  }
-
-  // The timeout sweeper (below), while one runs, and the deadline it sleeps towards.
-  let sweeper: Fiber.Fiber<void> | undefined
-  let sweepTarget = Number.POSITIVE_INFINITY
-  const stopSweeper = () => {
-    const fiber = sweeper
-    sweeper = undefined
-    sweepTarget = Number.POSITIVE_INFINITY
-    fiber?.interruptUnsafe()
-  }
-
-  const breakConnection = (reason: EndReason) => {
-    if (broken !== undefined) return
-    broken = reason
-    stopSweeper()
-    // State first: resuming a caller runs it synchronously, and it may call again.
-    const calls = [...pending.values(), ...waiting.slice(waitingHead)]
-    pending.clear()
-    waiting = []
-    waitingHead = 0
-    blocked = []
-    blockedHead = 0
-    inFlight = undefined
-    if (calls.length > 0) {
-      const error = Exit.fail(fail(brokenReason()))
-      for (const call of calls) if (!call.cancelled) call.resume(error)
+  // Ending fails every call still pending or waiting; the parts are emptied before any caller
+  // is resumed (a resumed caller runs at once, and may call again).
+  const end: ConnectionEnd = new ConnectionEnd({
+    fork: fibers.fork,
+    onClose: () => {
+      outgoing.close()
+      calls.failAll(() => fail(end.reason()))
     }
-    Deferred.doneUnsafe(closedDeferred, Exit.void)
-  }
-
-  // Logs, host handlers and the notification consumer run in one set, interrupted with the
-  // connection; the context is captured once, with the plugin's log annotations and the services
-  // the connection was made with, instead of annotating every forked effect.
-  const connectionScope = yield* Effect.scope
-  const connectionContext = yield* annotate(Effect.context<R>())
-  const runFork = Effect.runForkWith(connectionContext)
-  // Most tasks (a synchronous handler, a log line) are over when `runFork` returns: only the
-  // others join the set, which saves its bookkeeping on every request, and the set is made when
-  // the first of them comes (a connection that never had one closes without its finalizer).
-  let tasks: FiberSet.FiberSet<unknown, unknown> | undefined
-  const runTask = (effect: Effect.Effect<unknown, unknown, R>): void => {
-    const fiber = runFork(effect)
-    if (fiber.pollUnsafe() !== undefined) return
-    tasks ??= Effect.runSync(Scope.provide(FiberSet.make<unknown, unknown>(), connectionScope))
-    FiberSet.addUnsafe(tasks, fiber)
-  }
-  const log = (effect: Effect.Effect<void>) => runTask(effect)
-
-  // -- the outgoing queue --------------------------------------------------------------------
-  const maxQueuedBytes = Math.max(1, options?.maxQueuedBytes ?? defaultMaxQueuedBytes)
-  const queuedBytes = transport.queuedBytes ?? (() => 0)
-  /** Whether a line of `size` characters fits under `limit`; alone in the queue, any line does. */
-  const fits = (size: number, limit: number) => {
-    const queued = queuedBytes()
-    return queued === 0 || queued + size <= limit
-  }
-  // Calls sent (they hold a slot and their timeout runs) whose line waits for room, in order,
-  // from `blockedHead` on; those that timed out or were given up meanwhile are skipped.
-  let blocked: Array<Call> = []
-  let blockedHead = 0
-  const isBlocked = () => blockedHead < blocked.length
-
-  // -- plugin → host requests ----------------------------------------------------------------
-  // A reply cannot wait (the other side's call hangs on it) nor be dropped: it may fill the
-  // queue to twice the cap, so calls from this side can never crowd replies out, and one beyond
-  // that ends the connection (the other side sends requests and leaves the replies unread).
-  const replyLimit = 2 * maxQueuedBytes
-  const reply = (message: JsonRpc.Success | JsonRpc.Failure) => {
-    // Nothing more for a side that stopped reading; after any other end, replies of handlers
-    // still running go out (a worker drains them after the host closed its stdin).
-    if (broken instanceof PluginClientError.Backpressure) return
-    const line = JsonRpc.encodeResponse(message)
-    if (!fits(line.length + 1, replyLimit)) {
-      breakConnection(new PluginClientError.Backpressure({ queuedBytes: queuedBytes(), limit: replyLimit }))
-      return
-    }
-    transport.writeLine(line)
-  }
-  // Counted by hand rather than through the FiberSet: a forked fiber can run (and wake
-  // others) before the set has recorded it, and "all replies written" must not miss it.
-  let serving = 0
-  let idle = Deferred.makeUnsafe<void>()
-  const serveRequest = (request: JsonRpc.Request) => {
-    stats.hostRequestsServed++
-    const handler = Object.hasOwn(hostHandlers, request.method) ? hostHandlers[request.method] : undefined
-    if (handler === undefined) {
-      reply(JsonRpc.failure(request.id, Protocol.methodNotFound(request.method)))
-      return
-    }
-    if (serving >= maxHandlers) {
-      stats.hostRequestsRefused++
-      reply(JsonRpc.failure(request.id, {
-        code: JsonRpc.ErrorCode.WorkerUnavailable,
-        message: `too many concurrent requests (${maxHandlers} being served)`
-      }))
-      return
-    }
-    if (serving++ === 0) idle = Deferred.makeUnsafe<void>()
-    runTask(
-      Effect.onExit(Effect.suspend(() => handler(request.params)), (exit) => {
-        reply(Protocol.replyTo(request.id, request.method, exit))
-        // After the reply: whoever waits for idle handlers (a worker about to exit) resumes at once.
-        if (--serving === 0) Deferred.doneUnsafe(idle, Exit.void)
-        return Effect.void
-      })
-    )
-  }
-
-  // -- notifications, delivered in order, bounded by count and bytes -------------------------
-  const onNotification = options?.onNotification
-  // The metric series of this plugin, made at the first drop.
-  let droppedMetric: Metric.Counter<number> | undefined
-  const dropNotification = () => {
-    droppedMetric ??= Metric.counter(notificationsDroppedTotal.id, {
-      description: notificationsDroppedTotal.description,
-      attributes: { plugin }
-    })
-    droppedMetric.updateUnsafe(1, connectionContext)
-    if (stats.notificationsDropped++ % 1000 === 0) {
-      log(Effect.logWarning(`notification handler cannot keep up: ${stats.notificationsDropped} notification(s) dropped so far`))
-    }
-  }
-  const inbox = onNotification === undefined ? undefined : NotificationInbox.make({
-    handler: onNotification,
-    maxCount: Math.max(1, options?.maxQueuedNotifications ?? 10_000),
-    maxBytes: Math.max(1, options?.maxQueuedNotificationBytes ?? defaultMaxQueuedBytes),
-    run: runTask,
-    onDrop: dropNotification
+  })
+  const outgoing = new OutgoingQueue({
+    output: transport,
+    maxQueuedBytes: Math.max(1, options?.maxQueuedBytes ?? defaultMaxQueuedBytes),
+    end,
+    compactAt: 2 * maxConcurrent + 16
+  })
+  const calls = new CallTable({ maxConcurrent, clock, fork: fibers.fork, outgoing, end, fail })
+  const server = new RequestServer<R>({
+    handlers: options?.hostHandlers ?? {},
+    maxHandlers: Math.max(1, options?.maxConcurrentHandlers ?? 1024),
+    run: fibers.run,
+    reply: (message) => outgoing.reply(message)
+  })
+  const drops = new NotificationDrops({ counter: notificationsDroppedTotal, plugin, context: fibers.context, log: fibers.log })
+  const inbox = options?.onNotification === undefined ? undefined : NotificationInbox.make({
+    handler: options.onNotification,
+    maxCount: Math.max(1, options.maxQueuedNotifications ?? 10_000),
+    maxBytes: Math.max(1, options.maxQueuedNotificationBytes ?? defaultMaxQueuedBytes),
+    run: fibers.run,
+    onDrop: drops.drop
+  })
+  const incoming = new IncomingDispatcher({
+    serial: maxConcurrent === 1,
+    lenient: options?.lenient === true,
+    maxLineBytes: options?.maxLineBytes,
+    calls,
+    end,
+    serve: (request) => server.serve(request),
+    notify: inbox?.offer,
+    log: fibers.log
   })
 
-  // -- plugin → host responses ---------------------------------------------------------------
-  const settle = (id: number, call: Call, message: JsonRpc.Success | JsonRpc.Failure) => {
-    release(id)
-    stats.responsesReceived++
-    if (message._tag === "Success") {
-      call.resume(Exit.succeed(message.result))
-    } else {
-      const parts = JsonRpc.errorParts(message.error)
-      const reason = new PluginClientError.PluginError({
-        message: parts.message,
-        ...(parts.code === undefined ? {} : { code: parts.code }),
-        ...(parts.data === undefined ? {} : { data: parts.data })
-      })
-      call.resume(Exit.fail(fail(reason)))
-    }
-  }
-  const onResponse = (message: JsonRpc.Success | JsonRpc.Failure) => {
-    let id = message.id
-    // A serial plugin's id-less reply (one-shot dialect, or an error it could not attribute)
-    // can only belong to the call in flight.
-    if (id === null && serial && inFlight !== undefined && (lenient || message._tag === "Failure")) id = inFlight
-    const entry = typeof id === "number" ? pending.get(id) : undefined
-    if (entry !== undefined && typeof id === "number") return settle(id, entry, message)
-    if (typeof id === "number" && abandoned.has(id)) {
-      stats.lateResponses++
-      return
-    }
-    if (serial && inFlight !== undefined) {
-      breakConnection(new PluginClientError.IdMismatch({ expected: inFlight, got: id }))
-      return
-    }
-    stats.unknownResponses++
-    log(Effect.logWarning(`response for unknown id ${JSON.stringify(id)} ignored`))
-  }
+  yield* read(transport, incoming, annotate)
+  yield* watchEnd(transport, end)
+  if (transport.listenWritten !== undefined) yield* transport.listenWritten(outgoing.onWritten)
 
-  // -- reading -------------------------------------------------------------------------------
-  const onFrame = (frame: Framing.Frame) => {
-    if (broken !== undefined) return
-    if (typeof frame !== "string") {
-      breakConnection(new PluginClientError.MalformedResponse({
-        detail: `line longer than maxLineBytes (${frame.maxLineBytes} bytes)`,
-        line: ""
-      }))
-      return
-    }
-    const decoded = JsonRpc.decodeLine(frame, { lenient })
-    if (Result.isFailure(decoded)) {
-      stats.invalidLines++
-      // A strictly serial plugin's only expected line is the reply to the call in flight: a line
-      // that is not a message is that reply gone wrong, and waiting out the call's timeout would
-      // only delay the same failure. Concurrent replies cannot be attributed, so there it is noise.
-      if (serial && inFlight !== undefined) {
-        breakConnection(new PluginClientError.MalformedResponse({ detail: decoded.failure.detail, line: decoded.failure.excerpt }))
-        return
-      }
-      log(Effect.logWarning(`ignored a line that is not JSON-RPC (${decoded.failure._tag}): ${decoded.failure.detail}`, decoded.failure.excerpt))
-      return
-    }
-    const message = decoded.success
-    switch (message._tag) {
-      case "Success":
-      case "Failure":
-        return onResponse(message)
-      case "Request":
-        return serveRequest(message)
-      case "Notification":
-        stats.notificationsReceived++
-        inbox?.offer(message, frame.length)
-        return
-    }
+  return {
+    plugin,
+    request: makeRequest(calls, end, fail, {
+      defaultTimeout: Duration.fromInputUnsafe(options?.requestTimeout ?? "30 seconds"),
+      maxTimeout: Duration.fromInputUnsafe(options?.maxRequestTimeout ?? "5 minutes")
+    }),
+    notify: makeNotify(outgoing, end, fail),
+    pending: Effect.sync(() => calls.size),
+    stats: Effect.sync((): Stats => ({
+      requestsSent: outgoing.requestsSent,
+      responsesReceived: calls.responsesReceived,
+      timeouts: calls.timeouts,
+      lateResponses: incoming.lateResponses,
+      unknownResponses: incoming.unknownResponses,
+      invalidLines: incoming.invalidLines,
+      notificationsReceived: incoming.notificationsReceived,
+      notificationsDropped: drops.count,
+      notificationsRefused: outgoing.notificationsRefused,
+      hostRequestsRefused: server.refused,
+      hostRequestsServed: server.served,
+      queuedBytes: outgoing.queuedBytes(),
+      queuedNotificationBytes: inbox?.queuedBytes() ?? 0
+    })),
+    closeReason: Effect.sync(() => end.isOver ? Option.some(end.reason()) : Option.none()),
+    closed: Effect.map(Deferred.await(end.done), () => end.reason()),
+    ended: Deferred.await(end.done),
+    handlersIdle: server.idle
   }
-  const decoder = Framing.makeLineDecoder({ maxLineBytes: options?.maxLineBytes })
-  // Whether the other side's output has ended, and what to do when it does (set while the other
-  // side is gone but its output is still being drained).
-  let outputEnded = false
-  let onOutputEnd: (() => void) | undefined
-  const outputDone = () => {
-    decoder.end(onFrame)
-    outputEnded = true
-    const then = onOutputEnd
-    onOutputEnd = undefined
-    then?.()
-  }
-  const readingFailed = (detail: string) => breakConnection(new PluginClientError.Io({ detail: `reading failed: ${detail}` }))
-  if (transport.listen !== undefined) {
-    let ended = false
-    yield* transport.listen({
-      onChunk: (chunk) => {
-        if (!ended) decoder.push(chunk, onFrame)
-      },
-      onEnd: (failure) => {
-        if (ended) return
-        ended = true
-        if (failure !== undefined) readingFailed(failure)
-        outputDone()
-      }
-    }).pipe(annotate)
-  } else {
-    yield* transport.incoming.pipe(
-      Stream.runForEachArray((chunks) =>
-        Effect.sync(() => {
-          for (const chunk of chunks) decoder.push(chunk, onFrame)
-        })
-      ),
-      Effect.catchCause((cause) => Effect.sync(() => readingFailed(Cause.pretty(cause).split("\n")[0] ?? "unknown error"))),
-      Effect.ensuring(Effect.sync(outputDone)),
-      annotate,
-      Effect.forkScoped
-    )
-  }
+})
 
-  // The other side's end closes the connection once its output is drained, bounded (a
-  // grandchild may hold a dead plugin's stdout open) by one timer fiber that the output's end
-  // interrupts: no race of two fibers.
-  // Known once the other side is gone: closing the connection then reuses it (a stop's end
-  // says the process exited, not that the connection was closed under it).
-  let endReason: EndReason | undefined
-  yield* transport.closed.pipe(
-    Effect.flatMap((reason) =>
+/**
+ * Feeds the other side's bytes to the dispatcher as they come: through the transport's `listen`
+ * callbacks when it has them (registered in the current Scope), else from a fiber reading its
+ * `incoming` stream in the current Scope. `annotate` adds the plugin's log annotations.
+ */
+const read = (
+  transport: Transport,
+  incoming: IncomingDispatcher,
+  annotate: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+): Effect.Effect<void, never, Scope.Scope> => {
+  if (transport.listen !== undefined) return annotate(transport.listen({ onChunk: incoming.push, onEnd: incoming.finish }))
+  return transport.incoming.pipe(
+    Stream.runForEachArray((chunks) =>
       Effect.sync(() => {
-        endReason = reason
-        if (outputEnded) return breakConnection(reason)
-        const timer = runFork(Effect.sleep(outputDrainTimeout))
-        timer.addObserver(() => breakConnection(reason))
-        onOutputEnd = () => timer.interruptUnsafe()
+        for (const chunk of chunks) incoming.push(chunk)
       })
     ),
+    Effect.catchCause((cause) => Effect.sync(() => incoming.finish(Cause.pretty(cause).split("\n")[0] ?? "unknown error"))),
+    Effect.ensuring(Effect.sync(() => incoming.finish())),
+    annotate,
+    Effect.forkScoped,
+    Effect.asVoid
+  )
+}
+
+/**
+ * Tells the connection's end when the other side is gone, and when the current Scope closes.
+ */
+const watchEnd = Effect.fnUntraced(function*(transport: Transport, end: ConnectionEnd) {
+  yield* transport.closed.pipe(
+    Effect.flatMap((reason) => Effect.sync(() => end.otherSideGone(reason))),
     Effect.forkScoped
   )
   // A plain Scope finalizer: it needs no services, so it skips `Effect.addFinalizer`'s copy of
   // the fiber's context (paid by every plugin a stop-all takes down).
-  yield* Scope.addFinalizer(
-    yield* Effect.scope,
-    Effect.sync(() => {
-      const drained = onOutputEnd
-      onOutputEnd = undefined
-      drained?.()
-      breakConnection(endReason ?? (() => new PluginClientError.Closed({ detail: "connection closed" })))
-    })
-  )
+  yield* Scope.addFinalizer(yield* Effect.scope, Effect.sync(() => end.scopeClosed()))
+})
 
-  // -- host → plugin ---------------------------------------------------------------------------
-  // A call is one `Effect.callback`: no fiber, lock or deferred per call. At most
-  // `maxConcurrent` calls are sent at once; the rest wait in arrival order and are sent as slots
-  // free up (a reply, a timeout or an interrupted caller frees one).
-  // A refused write means the other side is gone or its input broke (the transport's contract:
-  // `closed` completes after it). The call is not failed with a reason of its own: it waits, like
-  // the calls already sent, for the connection's end and fails with why (the exit and its stderr,
-  // or the broken input), and later lines are not even tried. Failing it at once would hand a
-  // caller's loop a synchronous failure per call while the end is still on its way, and name a
-  // crash as if the host had closed the connection.
-  let inputRefused = false
-  const write = (line: string): boolean => {
-    if (!inputRefused && transport.writeLine(line)) return true
-    inputRefused = true
-    return false
-  }
-
-  const abandon = (id: number) => {
-    abandoned.add(id)
-    if (abandoned.size > abandonedMemory) {
-      const oldest = abandoned.values().next()
-      if (!oldest.done) abandoned.delete(oldest.value)
-    }
-  }
-
-  // Timeouts: at most one sweeper fiber per connection instead of a timer (and a race) per call.
-  // It sleeps until the earliest deadline, fails what has expired, sleeps again until the next
-  // one, and ends when nothing is pending. A call starts one when none runs; a call whose deadline
-  // comes before the one the sweeper sleeps towards (a shorter timeout than the calls before it)
-  // replaces it. Calls with the usual timeout never do, so a busy connection keeps one sleeping
-  // fiber, and the end of the connection interrupts it: no race, no wake-up signal. Deadlines come
-  // from `Clock`, so `TestClock` drives them.
-  const clock = yield* Clock.Clock
-
-  /**
-   * Sends a call (its line waits for room if the outgoing queue is full: its timeout runs from
-   * now all the same); the reason it could not be sent, if so.
-   */
-  const dispatch = (call: Call): PluginClientError.Reason | undefined => {
-    const id = nextId++
-    const line = JsonRpc.encode(JsonRpc.request(id, call.method, call.params))
-    if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method: call.method, detail: line.failure })
-    call.id = id
-    call.deadline = clock.currentTimeMillisUnsafe() + call.timeoutMillis
-    // Registered before the write: the reply may be read before `writeLine` returns.
-    pending.set(id, call)
-    if (serial) inFlight = id
-    if (isBlocked() || !fits(line.success.length + 1, maxQueuedBytes)) {
-      block(call, line.success)
-    } else if (write(line.success)) {
-      stats.requestsSent++
-    }
-    if (call.deadline < sweepTarget) {
-      sweeper?.interruptUnsafe()
-      sweepTarget = call.deadline
-      sweeper = runFork(Effect.andThen(Effect.sleep(Duration.millis(call.timeoutMillis)), sweep))
-    }
-    return undefined
-  }
-
-  const block = (call: Call, line: string) => {
-    call.line = line
-    // Calls given up while blocked leave an entry behind until the queue moves: a plugin that
-    // never reads would make them pile up, so they are swept out now and then.
-    if (blocked.length - blockedHead > 2 * maxConcurrent + 16) {
-      blocked = blocked.slice(blockedHead).filter((c) => c.line !== undefined && pending.get(c.id) === c)
-      blockedHead = 0
-    }
-    blocked.push(call)
-  }
-
-  /** Writes blocked calls, in order, while there is room (called when queued bytes went out). */
-  const unblock = () => {
-    while (isBlocked() && broken === undefined) {
-      const call = blocked[blockedHead]!
-      const line = call.line
-      if (line === undefined || pending.get(call.id) !== call) {
-        blockedHead++
-        continue
-      }
-      if (!fits(line.length + 1, maxQueuedBytes)) break
-      blockedHead++
-      call.line = undefined
-      // A refused line's call stays pending until the connection ends (see `write`).
-      if (write(line)) stats.requestsSent++
-    }
-    if (!isBlocked()) {
-      blocked = []
-      blockedHead = 0
-    }
-  }
-  if (transport.listenWritten !== undefined) {
-    yield* transport.listenWritten(() => {
-      if (isBlocked()) unblock()
-    })
-  }
-
-  /** Sends waiting calls while there are free slots. */
-  const admit = () => {
-    while (waitingHead < waiting.length && pending.size < maxConcurrent && broken === undefined) {
-      const call = waiting[waitingHead++]!
-      if (call.cancelled) continue
-      const problem = dispatch(call)
-      if (problem !== undefined) call.resume(Exit.fail(fail(problem)))
-    }
-    if (waitingHead === waiting.length) {
-      waiting = []
-      waitingHead = 0
-    } else if (waitingHead > 1024 && waitingHead * 2 > waiting.length) {
-      waiting = waiting.slice(waitingHead)
-      waitingHead = 0
-    }
-  }
-
-  /** A sent call is over (answered, timed out or given up): its slot goes to the next waiter. */
-  const release = (id: number) => {
-    pending.delete(id)
-    if (inFlight === id) inFlight = undefined
-    if (waitingHead < waiting.length) admit()
-  }
-
-  const expire = (id: number, call: Call) => {
-    call.line = undefined
-    release(id)
-    abandon(id)
-    stats.timeouts++
-    call.resume(Exit.fail(fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
-  }
-  // One pass of the sweeper: a call resumed by `expire` may call again at once (its deadline is
-  // later than `sweepTarget`, so it starts no sweeper of its own) and is seen by this same pass.
-  const sweep: Effect.Effect<void> = Effect.suspend(() => {
-    if (broken !== undefined) return Effect.void
-    const now = clock.currentTimeMillisUnsafe()
-    let earliest = Number.POSITIVE_INFINITY
-    for (const [id, call] of pending) {
-      if (call.deadline <= now) expire(id, call)
-      else if (call.deadline < earliest) earliest = call.deadline
-    }
-    sweepTarget = earliest
-    if (earliest === Number.POSITIVE_INFINITY) {
-      sweeper = undefined
-      return Effect.void
-    }
-    return Effect.andThen(Effect.sleep(Duration.millis(earliest - now)), sweep)
+/**
+ * A connection's `request`: one `Effect.callback` per call (no fiber, lock or deferred), which
+ * the call table resumes; interrupting the caller before the call is over cancels it.
+ */
+const makeRequest = (
+  calls: CallTable,
+  end: ConnectionEnd,
+  fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError,
+  timeouts: { readonly defaultTimeout: Duration.Duration; readonly maxTimeout: Duration.Duration }
+): RpcPeer["request"] => (method, params, callOptions) => {
+  const timeout = callOptions?.timeout === undefined
+    ? timeouts.defaultTimeout
+    : Duration.min(Duration.fromInputUnsafe(callOptions.timeout), timeouts.maxTimeout)
+  const timeoutMillis = Duration.toMillis(timeout)
+  return Effect.callback<unknown, PluginClientError.PluginClientError>((resume) => {
+    if (end.isOver) return resume(Exit.fail(fail(end.reason())))
+    const call: Call = { method, params, timeout, timeoutMillis, resume, id: 0, deadline: 0, cancelled: false, line: undefined }
+    const problem = calls.submit(call)
+    if (problem !== undefined) return resume(Exit.fail(fail(problem)))
+    // Runs only if the caller is interrupted before the call is over.
+    return Effect.sync(() => calls.cancel(call))
   })
+}
 
-  /** The caller gave up (interruption): a waiting call leaves the line, a sent one its slot. */
-  const cancel = (call: Call) => {
-    if (call.id === 0) {
-      call.cancelled = true
-    } else if (pending.get(call.id) === call) {
-      call.line = undefined
-      abandon(call.id)
-      release(call.id)
-    }
-  }
-
-  const request: RpcPeer["request"] = (method, params, callOptions) => {
-    const timeout = callOptions?.timeout === undefined
-      ? defaultTimeout
-      : Duration.min(Duration.fromInputUnsafe(callOptions.timeout), maxTimeout)
-    const timeoutMillis = Duration.toMillis(timeout)
-    return Effect.callback<unknown, PluginClientError.PluginClientError>((resume) => {
-      if (broken !== undefined) return resume(Exit.fail(fail(brokenReason())))
-      const call: Call = { method, params, timeout, timeoutMillis, resume, id: 0, deadline: 0, cancelled: false, line: undefined }
-      if (pending.size < maxConcurrent && waitingHead === waiting.length) {
-        const problem = dispatch(call)
-        if (problem !== undefined) return resume(Exit.fail(fail(problem)))
-      } else {
-        waiting.push(call)
-      }
-      // Runs only if the caller is interrupted before the call is over.
-      return Effect.sync(() => cancel(call))
-    })
-  }
-
-  /** Fails with the connection's end reason once it is known (after a refused write, it comes). */
+/**
+ * A connection's `notify`. A notification cannot wait (the caller expects it sent or refused
+ * now): with the queue full, or calls waiting for room ahead of it, it is refused with
+ * `Backpressure`. A refused write means the other side is gone or its input broke (the
+ * transport's contract: `closed` completes after it): the notification is not failed with a
+ * reason of its own, it waits for the connection's end and fails with why (the exit and its
+ * stderr, or the broken input). Failing it at once would hand a caller's loop a synchronous
+ * failure per call while the end is still on its way, and name a crash as if the host had
+ * closed the connection. A call whose line is refused waits the same way: it stays pending.
+ */
+const makeNotify = (
+  outgoing: OutgoingQueue,
+  end: ConnectionEnd,
+  fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
+): RpcPeer["notify"] => {
   const failAtEnd: Effect.Effect<never, PluginClientError.PluginClientError> = Effect.flatMap(
-    Deferred.await(closedDeferred),
-    () => Effect.fail(fail(brokenReason()))
+    Deferred.await(end.done),
+    () => Effect.fail(fail(end.reason()))
   )
-  const refuseNotification = () => {
-    stats.notificationsRefused++
-    return Effect.fail(fail(new PluginClientError.Backpressure({ queuedBytes: queuedBytes(), limit: maxQueuedBytes })))
-  }
-  // A notification cannot wait (the caller expects it sent or refused now): with the queue full,
-  // or calls waiting for room ahead of it, it is refused.
-  const notify: RpcPeer["notify"] = (method, params) =>
+  const refuse = () => Effect.fail(fail(outgoing.refuseNotification()))
+  return (method, params) =>
     Effect.suspend(() => {
-      if (broken !== undefined) return Effect.fail(fail(brokenReason()))
+      if (end.isOver) return Effect.fail(fail(end.reason()))
       // A full queue refuses before encoding: a caller retrying in a loop makes no garbage.
-      if (isBlocked() || queuedBytes() >= maxQueuedBytes) return refuseNotification()
+      if (!outgoing.hasRoom()) return refuse()
       const line = JsonRpc.encode(JsonRpc.notification(method, params))
       if (Result.isFailure(line)) return Effect.fail(fail(new PluginClientError.InvalidParams({ method, detail: line.failure })))
-      if (!fits(line.success.length + 1, maxQueuedBytes)) return refuseNotification()
-      return write(line.success) ? Effect.void : failAtEnd
+      if (!outgoing.fits(line.success.length + 1, outgoing.maxQueuedBytes)) return refuse()
+      return outgoing.write(line.success) ? Effect.void : failAtEnd
     })
-
-  return {
-    plugin,
-    request,
-    notify,
-    pending: Effect.sync(() => pending.size),
-    stats: Effect.sync((): Stats => ({ ...stats, queuedBytes: queuedBytes(), queuedNotificationBytes: inbox?.queuedBytes() ?? 0 })),
-    closeReason: Effect.sync(() => broken === undefined ? Option.none() : Option.some(brokenReason())),
-    closed: Effect.map(Deferred.await(closedDeferred), brokenReason),
-    ended: Deferred.await(closedDeferred),
-    handlersIdle: Effect.suspend(() => serving === 0 ? Effect.void : Deferred.await(idle))
-  }
-})
+}

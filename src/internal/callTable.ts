@@ -1,0 +1,265 @@
+/**
+ * The calls a connection (`RpcPeer`) makes to the other side, from the moment they are made
+ * until they are answered, time out, are given up or the connection ends: their ids, the slots
+ * they hold, the line of those waiting for one, and their timeouts.
+ *
+ * A call is not a fiber: its caller waits in an `Effect.callback`, and the table resumes it. At
+ * most `maxConcurrent` calls are sent at once (with `1` the other side is strictly serial and
+ * the table tracks the call in flight); the rest wait in arrival order and are sent as slots
+ * free up (a reply, a timeout or an interrupted caller frees one). Ids of calls whose caller gave
+ * up are remembered for a while, so their replies count as late rather than unknown.
+ *
+ * A call's timeout runs from the moment it is sent (a line waiting for room in the outgoing
+ * queue included); one `TimeoutSweeper` wakes the table when the earliest deadline is due.
+ *
+ * @internal
+ */
+import type * as Clock from "effect/Clock"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Result from "effect/Result"
+import * as JsonRpc from "../JsonRpc.ts"
+import * as PluginClientError from "../PluginClientError.ts"
+import type { ConnectionEnd } from "./connectionEnd.ts"
+import type { OutgoingQueue } from "./outgoingQueue.ts"
+import { TimeoutSweeper } from "./timeoutSweeper.ts"
+
+/**
+ * One call, from the moment it is made until it is over. `resume` completes the caller's fiber.
+ */
+export interface Call {
+  readonly method: string
+  readonly params: unknown
+  readonly timeout: Duration.Duration
+  readonly timeoutMillis: number
+  readonly resume: (exit: Exit.Exit<unknown, PluginClientError.PluginClientError>) => void
+  /** 0 while the call waits for a slot; then its request id. */
+  id: number
+  /** Epoch millis (from `Clock`) at which the call times out; set when it is sent. */
+  deadline: number
+  /** Set once the caller gave up while waiting for a slot. */
+  cancelled: boolean
+  /** The request line, while it waits for room in the outgoing queue. */
+  line: string | undefined
+}
+
+/**
+ * Calls waiting for a slot, in arrival order (a head index into an array: taking one costs no
+ * copy). Those whose caller gave up stay until their turn and are skipped then.
+ */
+class WaitingLine {
+  private calls: Array<Call> = []
+  private head = 0
+  get isEmpty(): boolean {
+    return this.head === this.calls.length
+  }
+  push(call: Call): void {
+    this.calls.push(call)
+  }
+  /** The next call in line (the line must not be empty). */
+  take(): Call {
+    return this.calls[this.head++]!
+  }
+  /** Frees the part of the array already taken, once it is all of it or most of a long one. */
+  compact(): void {
+    if (this.head === this.calls.length) {
+      this.calls = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.calls.length) {
+      this.calls = this.calls.slice(this.head)
+      this.head = 0
+    }
+  }
+  /** Empties the line; the calls it held. */
+  takeAll(): Array<Call> {
+    const rest = this.calls.slice(this.head)
+    this.calls = []
+    this.head = 0
+    return rest
+  }
+}
+
+/**
+ * The ids of the latest calls whose caller gave up (timeout, interruption): their replies are
+ * late, not unknown. Bounded: the oldest is forgotten first.
+ */
+class AbandonedIds {
+  private readonly ids = new Set<number>()
+  private readonly memory: number
+  constructor(memory: number) {
+    this.memory = memory
+  }
+  add(id: number): void {
+    this.ids.add(id)
+    if (this.ids.size > this.memory) {
+      const oldest = this.ids.values().next()
+      if (!oldest.done) this.ids.delete(oldest.value)
+    }
+  }
+  has(id: number): boolean {
+    return this.ids.has(id)
+  }
+}
+
+/** The reason an error reply fails its call with: the error object kept whole. */
+const pluginError = (error: unknown): PluginClientError.PluginError => {
+  const parts = JsonRpc.errorParts(error)
+  return new PluginClientError.PluginError({
+    message: parts.message,
+    ...(parts.code === undefined ? {} : { code: parts.code }),
+    ...(parts.data === undefined ? {} : { data: parts.data })
+  })
+}
+
+/**
+ * The calls of one connection.
+ */
+export class CallTable {
+  /** Calls that timed out. */
+  timeouts = 0
+  /** Replies that settled a call. */
+  responsesReceived = 0
+  /** In serial mode, the id of the call in flight. */
+  inFlight: number | undefined = undefined
+  private readonly maxConcurrent: number
+  private readonly serial: boolean
+  private readonly sweeper: TimeoutSweeper
+  private readonly outgoing: OutgoingQueue
+  private readonly end: ConnectionEnd
+  private readonly fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
+  /** Calls sent and not yet over, by id. */
+  private readonly pending = new Map<number, Call>()
+  private readonly waiting = new WaitingLine()
+  private readonly abandoned = new AbandonedIds(256)
+  private nextId = 1
+
+  constructor(options: {
+    readonly maxConcurrent: number
+    readonly clock: Clock.Clock
+    readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+    readonly outgoing: OutgoingQueue
+    readonly end: ConnectionEnd
+    readonly fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
+  }) {
+    this.maxConcurrent = options.maxConcurrent
+    this.serial = options.maxConcurrent === 1
+    this.sweeper = new TimeoutSweeper({
+      clock: options.clock,
+      fork: options.fork,
+      isOver: () => options.end.isOver,
+      expireDue: (now) => this.expireDue(now)
+    })
+    this.outgoing = options.outgoing
+    this.end = options.end
+    this.fail = options.fail
+  }
+
+  /** Calls sent and not yet over. */
+  get size(): number {
+    return this.pending.size
+  }
+
+  /** Sends a new call, or lines it up for a slot; the reason it cannot be sent, if so. */
+  submit(call: Call): PluginClientError.Reason | undefined {
+    if (this.pending.size < this.maxConcurrent && this.waiting.isEmpty) return this.dispatch(call)
+    this.waiting.push(call)
+    return undefined
+  }
+
+  /** The caller gave up (interruption): a waiting call leaves the line, a sent one its slot. */
+  cancel(call: Call): void {
+    if (call.id === 0) {
+      call.cancelled = true
+    } else if (this.pending.get(call.id) === call) {
+      this.abandoned.add(call.id)
+      this.release(call)
+    }
+  }
+
+  /** The call sent with `id`, if it is not over. */
+  get(id: number): Call | undefined {
+    return this.pending.get(id)
+  }
+
+  /** Whether `id` is one of a call given up lately (a reply to it is late). */
+  isAbandoned(id: number): boolean {
+    return this.abandoned.has(id)
+  }
+
+  /** A reply came for a pending call: it is over with the result, or a `PluginError`. */
+  settle(call: Call, reply: JsonRpc.Success | JsonRpc.Failure): void {
+    this.release(call)
+    this.responsesReceived++
+    call.resume(reply._tag === "Success" ? Exit.succeed(reply.result) : Exit.fail(this.fail(pluginError(reply.error))))
+  }
+
+  /**
+   * The connection ended: every call pending or waiting fails with `error()` (built only if
+   * there is one). The table is emptied first: a resumed caller runs at once and may call again.
+   */
+  failAll(error: () => PluginClientError.PluginClientError): void {
+    this.sweeper.stop()
+    const calls = [...this.pending.values(), ...this.waiting.takeAll()]
+    this.pending.clear()
+    this.inFlight = undefined
+    if (calls.length === 0) return
+    const exit = Exit.fail(error())
+    for (const call of calls) if (!call.cancelled) call.resume(exit)
+  }
+
+  /**
+   * Sends a call (its line waits for room if the outgoing queue is full: its timeout runs from
+   * now all the same); the reason it could not be sent, if so.
+   */
+  private dispatch(call: Call): PluginClientError.Reason | undefined {
+    const id = this.nextId++
+    const line = JsonRpc.encode(JsonRpc.request(id, call.method, call.params))
+    if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method: call.method, detail: line.failure })
+    call.id = id
+    call.deadline = this.sweeper.now() + call.timeoutMillis
+    // Registered before the write: the reply may be read before `writeLine` returns.
+    this.pending.set(id, call)
+    if (this.serial) this.inFlight = id
+    this.outgoing.sendCall(call, line.success)
+    this.sweeper.watch(call.deadline, call.timeoutMillis)
+    return undefined
+  }
+
+  /** Sends waiting calls while there are free slots. */
+  private admit(): void {
+    while (!this.waiting.isEmpty && this.pending.size < this.maxConcurrent && !this.end.isOver) {
+      const call = this.waiting.take()
+      if (call.cancelled) continue
+      const problem = this.dispatch(call)
+      if (problem !== undefined) call.resume(Exit.fail(this.fail(problem)))
+    }
+    this.waiting.compact()
+  }
+
+  /** A sent call is over: its line, if still parked, is dropped, and its slot goes to the next waiter. */
+  private release(call: Call): void {
+    call.line = undefined
+    this.pending.delete(call.id)
+    if (this.inFlight === call.id) this.inFlight = undefined
+    if (!this.waiting.isEmpty) this.admit()
+  }
+
+  private expire(call: Call): void {
+    this.release(call)
+    this.abandoned.add(call.id)
+    this.timeouts++
+    call.resume(Exit.fail(this.fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
+  }
+
+  /** Expires the calls due at `now`; the earliest deadline of those left. */
+  private expireDue(now: number): number {
+    let earliest = Number.POSITIVE_INFINITY
+    for (const call of this.pending.values()) {
+      if (call.deadline <= now) this.expire(call)
+      else if (call.deadline < earliest) earliest = call.deadline
+    }
+    return earliest
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * When the calls of a connection (`RpcPeer`) time out: at most one sweeper fiber per connection
+ * instead of a timer (and a race) per call.
+ *
+ * The sweeper sleeps until the earliest deadline, has its owner expire what is due, sleeps again
+ * until the next deadline, and ends when nothing is pending. A call starts one when none runs; a
+ * call whose deadline comes before the one the sweeper sleeps towards (a shorter timeout than
+ * the calls before it) replaces it. Calls with the usual timeout never do, so a busy connection
+ * keeps one sleeping fiber, and the end of the connection stops it: no race, no wake-up signal.
+ * Deadlines come from `Clock`, so `TestClock` drives them.
+ *
+ * @internal
+ */
+import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+
+/**
+ * The timeout sweeper of one connection.
+ */
+export class TimeoutSweeper {
+  private readonly clock: Clock.Clock
+  private readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+  private readonly isOver: () => boolean
+  private readonly expireDue: (now: number) => number
+  /** The sweeper, while one runs, and the deadline it sleeps towards. */
+  private fiber: Fiber.Fiber<void> | undefined = undefined
+  private target = Number.POSITIVE_INFINITY
+
+  constructor(options: {
+    readonly clock: Clock.Clock
+    /** Starts the sweeper (the connection's own fibers). */
+    readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+    /** Whether the connection has ended: a sweeper waking after it does nothing. */
+    readonly isOver: () => boolean
+    /** Expires the calls due at `now`; the earliest deadline of those left (infinity if none). */
+    readonly expireDue: (now: number) => number
+  }) {
+    this.clock = options.clock
+    this.fork = options.fork
+    this.isOver = options.isOver
+    this.expireDue = options.expireDue
+  }
+
+  /** Epoch millis (from `Clock`) now: deadlines are counted from it. */
+  now(): number {
+    return this.clock.currentTimeMillisUnsafe()
+  }
+
+  /** A call was sent with `deadline`, `inMillis` from now: the sweeper wakes up for it. */
+  watch(deadline: number, inMillis: number): void {
+    if (deadline >= this.target) return
+    this.fiber?.interruptUnsafe()
+    this.target = deadline
+    this.fiber = this.fork(Effect.andThen(Effect.sleep(Duration.millis(inMillis)), this.sweep))
+  }
+
+  /** Stops the sweeper: the connection ended. */
+  stop(): void {
+    const fiber = this.fiber
+    this.fiber = undefined
+    this.target = Number.POSITIVE_INFINITY
+    fiber?.interruptUnsafe()
+  }
+
+  /**
+   * One pass: a call resumed by `expireDue` may call again at once (its deadline is later than
+   * `target`, so it starts no sweeper of its own) and is seen by this same pass.
+   */
+  private readonly sweep: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.isOver()) return Effect.void
+    const now = this.now()
+    const earliest = this.expireDue(now)
+    this.target = earliest
+    if (earliest === Number.POSITIVE_INFINITY) {
+      this.fiber = undefined
+      return Effect.void
+    }
+    return Effect.andThen(Effect.sleep(Duration.millis(earliest - now)), this.sweep)
+  })
+}
