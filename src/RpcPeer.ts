@@ -110,7 +110,6 @@ export interface Options<R = never> {
   readonly maxQueuedBytes?: number | undefined
   /** Accept replies without `jsonrpc`/`id` (one-shot plugins; serial mode only). */
   readonly lenient?: boolean | undefined
-  /** Methods the plugin may call on the host. */
   /** Methods the other side may call; they run with the services the connection was made with. */
   readonly hostHandlers?: HostHandlers<R> | undefined
   /** Receives every notification from the plugin, in order. */
