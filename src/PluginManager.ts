@@ -209,6 +209,24 @@ interface Entry {
 }
 
 /**
+ * What a manager holds: its plugins by id, the manifests `discover` rejected, the one event
+ * stream, and what every client is made with. `entries` changes only under `registryLock` (register,
+ * unregister); everything else reads it as it is.
+ */
+interface ManagerState {
+  readonly entries: Map<string, Entry>
+  /** The manifests each `discover(dir)` rejected, by `dir`. */
+  readonly rejections: Map<string, ReadonlyArray<PluginManifest.DiscoveredRejected>>
+  readonly registryLock: Semaphore.Semaphore
+  readonly events: PubSub.PubSub<ManagerEvent>
+  readonly spawner: ChildProcessSpawner.ChildProcessSpawner["Service"]
+  /** Held by a client from spawn to the end of its handshake: the cap on spawns in progress. */
+  readonly spawnPermits: Semaphore.Semaphore
+  /** The parent of every client's Scope, closing them all at once. */
+  readonly clientScopes: Scope.Closeable
+}
+
+/**
  * Fills in the always-on defaults: an eager plugin speaks the worker dialect unless told
  * otherwise.
  */
@@ -223,151 +241,138 @@ const withDefaults = (options: PluginClient.Options | undefined): PluginClient.O
   }
 }
 
+/** `NotRegistered`, with the rejected manifest whose file name implies `id`, if there is one. */
+const notRegistered = (manager: ManagerState, id: string): ManagerError => {
+  for (const rejected of manager.rejections.values()) {
+    const found = rejected.find((r) => PluginManifest.stemMatches(PluginManifest.stemOf(r.path), id))
+    if (found !== undefined) return new ManagerError({ id, reason: new NotRegistered({ rejected: found.error }) })
+  }
+  return new ManagerError({ id, reason: new NotRegistered() })
+}
+
+const lookup = (manager: ManagerState, id: string): Effect.Effect<Entry, ManagerError> =>
+  Effect.suspend(() => {
+    const entry = manager.entries.get(id)
+    return entry === undefined ? Effect.fail(notRegistered(manager, id)) : Effect.succeed(entry)
+  })
+
+const allEntries = (manager: ManagerState): Effect.Effect<Array<Entry>> => Effect.sync(() => [...manager.entries.values()])
+
 /**
- * Makes a manager in the current Scope; closing the Scope stops every plugin.
- *
- * @category constructors
+ * Forwards a client's events, adding the crashed/restarted pair of the worker dialect. The
+ * PubSub is unbounded, so the synchronous publish is the same as `PubSub.publish`.
  */
-export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions) {
-  const scope = yield* Effect.scope
-  const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
-  const spawnPermits = yield* Semaphore.make(Math.max(1, managerOptions?.maxConcurrentSpawns ?? 8))
-  const events = yield* PubSub.unbounded<ManagerEvent>()
-  const entries = new Map<string, Entry>()
-  const registry = yield* Semaphore.make(1)
-  // Every client lives in its own Scope, a child of this one. The manager's own Scope (a layer's,
-  // or the caller's) closes its children one after another, so releasing would take the sum of
-  // the plugins' stops (each up to drain + grace + kill); this one closes them all at once, so
-  // releasing takes only the slowest stop.
-  const clientScopes = yield* Scope.fork(scope, "parallel")
-
-  /** The manifests each `discover(dir)` rejected, by `dir`. */
-  const rejections = new Map<string, ReadonlyArray<PluginManifest.DiscoveredRejected>>()
-  const rejectionOf = (id: string): PluginManifest.ManifestError | undefined => {
-    for (const rejected of rejections.values()) {
-      const found = rejected.find((r) => PluginManifest.stemMatches(PluginManifest.stemOf(r.path), id))
-      if (found !== undefined) return found.error
-    }
-    return undefined
-  }
-  const notRegistered = (id: string) => {
-    const rejected = rejectionOf(id)
-    return new ManagerError({ id, reason: rejected === undefined ? new NotRegistered() : new NotRegistered({ rejected }) })
-  }
-  const lookup = (id: string) =>
-    Effect.suspend(() => {
-      const entry = entries.get(id)
-      return entry === undefined ? Effect.fail(notRegistered(id)) : Effect.succeed(entry)
+const forwarder = (events: PubSub.PubSub<ManagerEvent>, id: string) => {
+  /** Whether the plugin crashed since its last ready: its next ready is a restart. */
+  const worker = { crashedSinceReady: false }
+  return (event: PluginClient.PluginEvent): Effect.Effect<void> =>
+    Effect.sync(() => {
+      PubSub.publishUnsafe(events, { _tag: "Plugin", id, event })
+      switch (event._tag) {
+        case "Crash":
+          worker.crashedSinceReady = true
+          PubSub.publishUnsafe(events, {
+            _tag: "WorkerCrashed",
+            id,
+            code: event.code,
+            signal: event.signal,
+            reason: event.reason,
+            willRestart: event.willRestart
+          })
+          return
+        case "Ready":
+          if (!worker.crashedSinceReady) return
+          worker.crashedSinceReady = false
+          PubSub.publishUnsafe(events, { _tag: "WorkerRestarted", id, pid: event.pid })
+          return
+      }
     })
+}
 
-  /**
-   * Forwards a client's events, adding the crashed/restarted pair of the worker dialect. The
-   * PubSub is unbounded, so the synchronous publish is the same as `PubSub.publish`.
-   */
-  const forwarder = (id: string) => {
-    let crashedSinceReady = false
-    return (event: PluginClient.PluginEvent): Effect.Effect<void> =>
-      Effect.sync(() => {
-        PubSub.publishUnsafe(events, { _tag: "Plugin", id, event })
-        switch (event._tag) {
-          case "Crash":
-            crashedSinceReady = true
-            PubSub.publishUnsafe(events, {
-              _tag: "WorkerCrashed",
-              id,
-              code: event.code,
-              signal: event.signal,
-              reason: event.reason,
-              willRestart: event.willRestart
-            })
-            return
-          case "Ready":
-            if (!crashedSinceReady) return
-            crashedSinceReady = false
-            PubSub.publishUnsafe(events, { _tag: "WorkerRestarted", id, pid: event.pid })
-            return
-        }
-      })
-  }
+/**
+ * Makes the client of a new entry in a Scope of its own: its events forwarded to the manager's
+ * stream (then to the caller's `onEvent`), its spawns under the manager's cap.
+ */
+const makeEntry = Effect.fnUntraced(function*(
+  manager: ManagerState,
+  id: string,
+  source: PluginClient.PluginSource,
+  options: PluginClient.Options
+) {
+  const resolved = withDefaults(options)
+  const userOnEvent = resolved.onEvent
+  const forward = forwarder(manager.events, id)
+  const clientScope = yield* Scope.fork(manager.clientScopes, "sequential")
+  const client = yield* PluginClient.make(source, {
+    ...resolved,
+    onEvent: (event) => userOnEvent === undefined ? forward(event) : Effect.andThen(forward(event), userOnEvent(event))
+  }).pipe(
+    Scope.provide(clientScope),
+    Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, manager.spawner),
+    // The manager starts eager plugins itself (`startAll`), a few at a time.
+    Effect.provideService(ManagedClient.ManagedClient, { spawnPermits: manager.spawnPermits, autoStart: false })
+  )
+  const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
+  const entry: Entry = { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager", envVarNames }
+  return entry
+})
 
-  const closeEntry = (entry: Entry) =>
-    entry.client.shutdown.pipe(Effect.andThen(Scope.close(entry.scope, Exit.void)))
+const closeEntry = (entry: Entry) => entry.client.shutdown.pipe(Effect.andThen(Scope.close(entry.scope, Exit.void)))
 
-  /** Registers under the registry's lock; a replaced (stopped) entry is closed after it. */
-  const register: PluginManager["Service"]["register"] = (source, registerOptions) =>
-    registry.withPermits(1)(
-      Effect.gen(function*() {
-        const { id = source.name, ...options } = registerOptions ?? {}
-        const existing = entries.get(id)
-        if (existing !== undefined) {
-          const state = yield* existing.client.state
-          if (state._tag !== "Stopped") return yield* new ManagerError({ id, reason: new AlreadyRegistered() })
-          entries.delete(id)
-        }
-        const resolved = withDefaults(options)
-        const userOnEvent = resolved.onEvent
-        const forward = forwarder(id)
-        const clientScope = yield* Scope.fork(clientScopes, "sequential")
-        const client = yield* PluginClient.make(source, {
-          ...resolved,
-          onEvent: (event) => userOnEvent === undefined ? forward(event) : Effect.andThen(forward(event), userOnEvent(event))
-        }).pipe(
-          Scope.provide(clientScope),
-          Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, spawner),
-          // The manager starts eager plugins itself (`startAll`), a few at a time.
-          Effect.provideService(ManagedClient.ManagedClient, { spawnPermits, autoStart: false })
-        )
-        const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
-        entries.set(id, { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager", envVarNames })
-        return { client, replaced: existing }
-      })
-    ).pipe(
-      Effect.tap(({ replaced }) => replaced === undefined ? Effect.void : closeEntry(replaced)),
-      Effect.map(({ client }) => client)
-    )
-
-  /** Forgets the id under the registry's lock, then stops its plugin outside it. */
-  const unregister: PluginManager["Service"]["unregister"] = (id) =>
-    registry.withPermits(1)(
-      Effect.sync(() => {
-        const entry = entries.get(id)
-        entries.delete(id)
-        return entry
-      })
-    ).pipe(Effect.flatMap((entry) => entry === undefined ? Effect.void : closeEntry(entry)))
-
-  const start: PluginManager["Service"]["start"] = (id) =>
-    Effect.flatMap(lookup(id), (entry) => entry.client.start).pipe(Effect.withSpan("PluginManager.start", { attributes: { plugin: id } }))
-
-  const stop: PluginManager["Service"]["stop"] = (id) =>
-    Effect.suspend(() => {
-      const entry = entries.get(id)
-      return entry === undefined ? Effect.void : entry.client.stop
+/** Registers under the registry's lock; a replaced (stopped) entry is closed after it. */
+const register = (
+  manager: ManagerState,
+  source: PluginClient.PluginSource,
+  registerOptions: RegisterOptions | undefined
+): Effect.Effect<PluginClient.PluginClient, ManagerError> =>
+  manager.registryLock.withPermits(1)(
+    Effect.gen(function*() {
+      const { id = source.name, ...options } = registerOptions ?? {}
+      const existing = manager.entries.get(id)
+      if (existing !== undefined) {
+        const state = yield* existing.client.state
+        if (state._tag !== "Stopped") return yield* new ManagerError({ id, reason: new AlreadyRegistered() })
+        manager.entries.delete(id)
+      }
+      const entry = yield* makeEntry(manager, id, source, options)
+      manager.entries.set(id, entry)
+      return { client: entry.client, replaced: existing }
     })
+  ).pipe(
+    Effect.tap(({ replaced }) => replaced === undefined ? Effect.void : closeEntry(replaced)),
+    Effect.map(({ client }) => client)
+  )
 
-  const all = Effect.sync(() => [...entries.values()])
+/** Forgets the id under the registry's lock, then stops its plugin outside it. */
+const unregister = (manager: ManagerState, id: string): Effect.Effect<void> =>
+  manager.registryLock.withPermits(1)(
+    Effect.sync(() => {
+      const entry = manager.entries.get(id)
+      manager.entries.delete(id)
+      return entry
+    })
+  ).pipe(Effect.flatMap((entry) => entry === undefined ? Effect.void : closeEntry(entry)))
 
-  const startAll: PluginManager["Service"]["startAll"] = Effect.flatMap(all, (list) =>
-    Effect.forEach(
-      list.filter((entry) => entry.eager),
-      (entry) =>
-        entry.client.start.pipe(
-          Effect.catchCause((cause) => Effect.logWarning(`start of ${entry.id} failed`, Cause.pretty(cause)))
-        ),
-      { concurrency: "unbounded", discard: true }
-    ))
+/** Runs `f` for every entry at once, logging (never raising) its failures as `what … failed`. */
+const forEveryEntry = (
+  entries: ReadonlyArray<Entry>,
+  what: string,
+  f: (entry: Entry) => Effect.Effect<void, PluginClientError.PluginClientError>
+): Effect.Effect<void> =>
+  Effect.forEach(
+    entries,
+    (entry) => f(entry).pipe(Effect.catchCause((cause) => Effect.logWarning(`${what} of ${entry.id} failed`, Cause.pretty(cause)))),
+    { concurrency: "unbounded", discard: true }
+  )
 
-  const stopAll: PluginManager["Service"]["stopAll"] = Effect.flatMap(all, (list) =>
-    Effect.forEach(
-      list,
-      (entry) =>
-        entry.client.stop.pipe(
-          Effect.catchCause((cause) => Effect.logWarning(`stop of ${entry.id} failed`, Cause.pretty(cause)))
-        ),
-      { concurrency: "unbounded", discard: true }
-    ))
+const startAll = (manager: ManagerState): Effect.Effect<void> =>
+  Effect.flatMap(allEntries(manager), (list) => forEveryEntry(list.filter((entry) => entry.eager), "start", (entry) => entry.client.start))
 
-  const diagnostics: PluginManager["Service"]["diagnostics"] = Effect.flatMap(all, (list) =>
+const stopAll = (manager: ManagerState): Effect.Effect<void> =>
+  Effect.flatMap(allEntries(manager), (list) => forEveryEntry(list, "stop", (entry) => entry.client.stop))
+
+const diagnostics = (manager: ManagerState): Effect.Effect<ReadonlyArray<Diagnostics>> =>
+  Effect.flatMap(allEntries(manager), (list) =>
     Effect.forEach(list, (entry) =>
       Effect.map(entry.client.health, (health): Diagnostics => ({
         id: entry.id,
@@ -378,39 +383,71 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
         health
       }))))
 
-  const discover: PluginManager["Service"]["discover"] = (dir, options) =>
-    PluginManifest.discover(dir).pipe(
-      Effect.tap((outcomes) => Effect.sync(() => rejections.set(dir, outcomes.flatMap((o) => o._tag === "Valid" ? [] : [o])))),
-      Effect.tap((outcomes) =>
-        Effect.forEach(outcomes, (outcome) =>
-          outcome._tag === "Valid"
-            ? register(outcome.manifest, options).pipe(
-              Effect.catch((error) => Effect.logWarning(error.message))
-            )
-            : Effect.logWarning(outcome.error.message), { discard: true })
-      )
+/** Registers every valid manifest of `dir`, and remembers the rejected ones in place of the last `discover` of `dir`. */
+const discover = (
+  manager: ManagerState,
+  dir: string,
+  options: DiscoverOptions | undefined
+): Effect.Effect<ReadonlyArray<PluginManifest.Discovered>, PluginManifest.ManifestError, FileSystem.FileSystem | Path.Path> =>
+  PluginManifest.discover(dir).pipe(
+    Effect.tap((outcomes) => Effect.sync(() => manager.rejections.set(dir, outcomes.flatMap((o) => o._tag === "Valid" ? [] : [o])))),
+    Effect.tap((outcomes) =>
+      Effect.forEach(outcomes, (outcome) =>
+        outcome._tag === "Valid"
+          ? register(manager, outcome.manifest, options).pipe(
+            Effect.catch((error) => Effect.logWarning(error.message))
+          )
+          : Effect.logWarning(outcome.error.message), { discard: true })
     )
+  )
 
+/**
+ * Makes a manager in the current Scope; closing the Scope stops every plugin.
+ *
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions) {
+  const scope = yield* Effect.scope
+  const manager: ManagerState = {
+    spawner: yield* ChildProcessSpawner.ChildProcessSpawner,
+    spawnPermits: yield* Semaphore.make(Math.max(1, managerOptions?.maxConcurrentSpawns ?? 8)),
+    events: yield* PubSub.unbounded<ManagerEvent>(),
+    entries: new Map(),
+    rejections: new Map(),
+    registryLock: yield* Semaphore.make(1),
+    // Every client lives in its own Scope, a child of this one. The manager's own Scope (a
+    // layer's, or the caller's) closes its children one after another, so releasing would take
+    // the sum of the plugins' stops (each up to drain + grace + kill); this one closes them all
+    // at once, so releasing takes only the slowest stop.
+    clientScopes: yield* Scope.fork(scope, "parallel")
+  }
   return PluginManager.of({
-    register,
-    unregister,
-    start,
-    stop,
-    get: (id) => Effect.map(lookup(id), (entry) => entry.client),
+    register: (source, options) => register(manager, source, options),
+    unregister: (id) => unregister(manager, id),
+    start: (id) =>
+      Effect.flatMap(lookup(manager, id), (entry) => entry.client.start).pipe(
+        Effect.withSpan("PluginManager.start", { attributes: { plugin: id } })
+      ),
+    stop: (id) =>
+      Effect.suspend(() => {
+        const entry = manager.entries.get(id)
+        return entry === undefined ? Effect.void : entry.client.stop
+      }),
+    get: (id) => Effect.map(lookup(manager, id), (entry) => entry.client),
     isRunning: (id) =>
       Effect.suspend(() => {
-        const entry = entries.get(id)
+        const entry = manager.entries.get(id)
         return entry === undefined ? Effect.succeed(false) : Effect.map(entry.client.state, (s) => s._tag === "Running")
       }),
-    ids: Effect.sync(() => [...entries.keys()]),
-    call: (id, method, params, options) => Effect.flatMap(lookup(id), (entry) => entry.client.request(method, params, options)),
-    notify: (id, method, params) => Effect.flatMap(lookup(id), (entry) => entry.client.notify(method, params)),
-    startAll,
-    stopAll,
-    diagnostics,
-    events: Stream.fromPubSub(events),
-    subscribe: Effect.map(PubSub.subscribe(events), Stream.fromSubscription),
-    discover
+    ids: Effect.sync(() => [...manager.entries.keys()]),
+    call: (id, method, params, options) => Effect.flatMap(lookup(manager, id), (entry) => entry.client.request(method, params, options)),
+    notify: (id, method, params) => Effect.flatMap(lookup(manager, id), (entry) => entry.client.notify(method, params)),
+    startAll: startAll(manager),
+    stopAll: stopAll(manager),
+    diagnostics: diagnostics(manager),
+    events: Stream.fromPubSub(manager.events),
+    subscribe: Effect.map(PubSub.subscribe(manager.events), Stream.fromSubscription),
+    discover: (dir, options) => discover(manager, dir, options)
   })
 })
 

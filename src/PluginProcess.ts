@@ -47,6 +47,7 @@ import * as Framing from "./Framing.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import { signalGroup, terminateGroup } from "./internal/processGroup.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -228,8 +229,14 @@ const timingsOf = (options: Options | undefined): Timings => ({
   stderrLogLevel: options?.stderrLogLevel ?? "Debug"
 })
 
+/** What a launcher keeps of stderr for messages and health. */
+interface Excerpt {
+  readonly append: (line: string) => void
+  readonly read: Effect.Effect<string>
+}
+
 /** The last `excerptChars` characters of stderr, kept with amortised trimming. */
-const makeExcerpt = (excerptChars: number) => {
+const makeExcerpt = (excerptChars: number): Excerpt => {
   let text = ""
   return {
     append: (line: string) => {
@@ -318,6 +325,9 @@ const makeStopper = (controls: {
   return { stop, stopping: () => stopping, recordExit }
 }
 
+/** A launcher's handle on the stop sequence. */
+type Stopper = ReturnType<typeof makeStopper>
+
 /**
  * How much stdin is queued and who hears when it goes out: the launcher says what is queued and
  * calls `written` when some of it left.
@@ -343,6 +353,15 @@ const makeInputMeter = (queuedBytes: () => number): InputMeter => {
   }
 }
 
+/** What a launcher completes as the process ends: its exit, the end of the connection, a broken stdin. */
+interface Ends {
+  readonly exited: Deferred.Deferred<ProcessExit>
+  readonly ended: Deferred.Deferred<ProcessEnd>
+  readonly inputFailed: Deferred.Deferred<string>
+}
+
+const makeEnds = (): Ends => ({ exited: Deferred.makeUnsafe(), ended: Deferred.makeUnsafe(), inputFailed: Deferred.makeUnsafe() })
+
 /** The process as its users see it, from what a launcher built. */
 const assemble = (parts: {
   readonly spec: Spec
@@ -353,10 +372,8 @@ const assemble = (parts: {
   readonly writeLine: PluginProcess["writeLine"]
   readonly input: InputMeter
   readonly endInput: PluginProcess["endInput"]
-  readonly inputFailed: Deferred.Deferred<string>
-  readonly ended: Deferred.Deferred<ProcessEnd>
-  readonly exited: Deferred.Deferred<ProcessExit>
-  readonly excerpt: { readonly read: Effect.Effect<string> }
+  readonly ends: Ends
+  readonly excerpt: Excerpt
   readonly stop: PluginProcess["stop"]
 }): PluginProcess => ({
   name: parts.spec.name,
@@ -368,48 +385,71 @@ const assemble = (parts: {
   queuedInputBytes: parts.input.queuedBytes,
   listenInputWritten: parts.input.listen,
   endInput: parts.endInput,
-  inputFailure: Deferred.await(parts.inputFailed),
-  ended: Deferred.await(parts.ended),
+  inputFailure: Deferred.await(parts.ends.inputFailed),
+  ended: Deferred.await(parts.ends.ended),
   stderrExcerpt: parts.excerpt.read,
-  exit: Deferred.await(parts.exited),
-  exitNow: Deferred.poll(parts.exited).pipe(
+  exit: Deferred.await(parts.ends.exited),
+  exitNow: Deferred.poll(parts.ends.exited).pipe(
     Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
   ),
   stop: parts.stop
 })
 
-/**
- * Spawns through the `ChildProcessSpawner` (the default launcher).
- */
-const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Options): Effect.fn.Return<
-  PluginProcess,
-  PluginClientError.PluginClientError,
-  Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
-> {
-  const timings = timingsOf(options)
-  const env = restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env)
+/** Lines the default launcher writes at once at most (as many as calls in flight by default). */
+const linesPerBurst = 64
+const stderrMaxLineBytes = 64 * 1024
+const stderrLine = (frame: Framing.Frame) => typeof frame === "string" ? frame : `[stderr line of ${frame.bytes}+ bytes cut]`
+/** How long an exit may wait for the last stderr bytes (a grandchild may hold stderr open). */
+const stderrAfterExit = Duration.millis(200)
+/** How long a broken stdin waits for the exit that usually follows and says more. */
+const exitAfterBrokenInput = Duration.millis(200)
 
-  const command = ChildProcess.make(spec.executable, [...(spec.args ?? [])], {
+// ---------------------------------------------------------------------------------------------
+// the effect/process launcher (the default)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The default launcher's stdin: one writer fiber, one write per burst of queued lines. The burst
+ * being written counts as queued until the writer asks for the next one, which it does once the
+ * pipe took it (or Node's buffer is under its mark).
+ */
+interface SpawnerInput {
+  readonly outbound: Queue.Queue<string, Cause.Done>
+  readonly meter: InputMeter
+  /** Bytes of lines offered and not yet written. */
+  queuedBytes: number
+  /** Bytes of the burst the writer holds. */
+  burstBytes: number
+}
+
+/** Spawns through the `ChildProcessSpawner`, in a process group of its own. */
+const spawnWithSpawner = (spec: Spec) =>
+  ChildProcess.make(spec.executable, [...(spec.args ?? [])], {
     cwd: spec.cwd,
-    env,
+    env: restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env),
     extendEnv: false,
     // Own process group, so signals reach grandchildren too.
     detached: true,
     killSignal: "SIGTERM",
     // Safety net for the spawner's own release (group members left after our stop sequence).
     forceKillAfter: "200 millis"
-  })
-  const handle = yield* command.pipe(
+  }).pipe(
     Effect.mapError((error) =>
       PluginClientError.make(spec.name, new PluginClientError.Spawn({ path: spec.executable, detail: error.message }))
     )
   )
-  const startedAt = yield* Clock.currentTimeMillis
-  const pid: number = handle.pid
-  const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
 
-  // stderr: drained for the whole life of the process.
-  const excerpt = makeExcerpt(timings.excerptChars)
+/**
+ * Drains stderr for the whole life of the process, in a fiber of the current Scope: every line
+ * goes to the excerpt and, when the level is not `None`, to the log. The returned Deferred
+ * completes when stderr ended.
+ */
+const drainSpawnerStderr = Effect.fnUntraced(function*(
+  handle: ChildProcessSpawner.ChildProcessHandle,
+  excerpt: Excerpt,
+  timings: Timings,
+  annotate: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+) {
   const stderrDone = yield* Deferred.make<void>()
   const logStderr = timings.stderrLogLevel === "None" ? undefined : Effect.logWithLevel(timings.stderrLogLevel)
   yield* handle.stderr.pipe(
@@ -424,139 +464,131 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
     annotate,
     Effect.forkScoped
   )
+  return stderrDone
+})
 
-  // stdin: one writer fiber, one write per burst of queued lines.
+/**
+ * Starts the stdin writer in a fiber of the current Scope. A write that fails ends the queue
+ * (further lines are refused rather than queued for a pipe nobody reads) and reports the failure;
+ * the end waits briefly for the exit, which usually follows and says more.
+ */
+const writeSpawnerInput = Effect.fnUntraced(function*(handle: ChildProcessSpawner.ChildProcessHandle, ends: Ends) {
   const outbound = yield* Queue.unbounded<string, Cause.Done>()
-  const inputFailed = yield* Deferred.make<string>()
-  const exited = yield* Deferred.make<ProcessExit>()
-  const ended = yield* Deferred.make<ProcessEnd>()
-  // Bytes offered and not yet written: the burst being written counts until the writer asks for
-  // the next one, which it does once the pipe took it (or Node's buffer is under its mark).
-  let queuedBytes = 0
-  let burstBytes = 0
-  const input = makeInputMeter(() => queuedBytes)
+  const input: SpawnerInput = { outbound, meter: makeInputMeter(() => input.queuedBytes), queuedBytes: 0, burstBytes: 0 }
   const nextBurst = Effect.suspend(() => {
-    if (burstBytes > 0) {
-      queuedBytes -= burstBytes
-      burstBytes = 0
-      input.written()
+    if (input.burstBytes > 0) {
+      input.queuedBytes -= input.burstBytes
+      input.burstBytes = 0
+      input.meter.written()
     }
     // Bounded bursts: what the pipe does not take waits here as lines, not also as an encoded copy.
     return Queue.takeBetween(outbound, 1, linesPerBurst)
   }).pipe(Effect.map((lines) => {
-    for (const line of lines) burstBytes += line.length + 1
+    for (const line of lines) input.burstBytes += line.length + 1
     return [Framing.encodeLines(lines)] as const
   }))
   yield* Stream.fromPull(Effect.succeed(nextBurst)).pipe(
     Stream.run(handle.stdin),
     Effect.catchCause((cause) => {
       const detail = Cause.pretty(cause).split("\n")[0] ?? "write failed"
-      // Refuse further lines rather than queue them for a pipe nobody reads.
       Queue.endUnsafe(outbound)
-      return Deferred.succeed(inputFailed, detail).pipe(
-        Effect.andThen(Deferred.await(exited).pipe(Effect.timeoutOption(exitAfterBrokenInput))),
+      return Deferred.succeed(ends.inputFailed, detail).pipe(
+        Effect.andThen(Deferred.await(ends.exited).pipe(Effect.timeoutOption(exitAfterBrokenInput))),
         Effect.flatMap((exit) =>
-          exit._tag === "None" ? Deferred.succeed(ended, { _tag: "InputFailed", detail }) : Effect.void
+          exit._tag === "None" ? Deferred.succeed(ends.ended, { _tag: "InputFailed", detail }) : Effect.void
         )
       )
     }),
     Effect.forkScoped
   )
-  const writeLine = (line: string) => {
-    if (!Queue.offerUnsafe(outbound, line)) return false
-    queuedBytes += line.length + 1
-    return true
-  }
-  const endInput = Effect.asVoid(Queue.end(outbound))
+  return input
+})
 
-  // Signals the group in the background, until the leader exits. The spawner's `kill` would also
-  // wait up to a second for killed grandchildren to be reaped by init; the leader's exit is what
-  // matters here, and the spawner's release cleans up the rest of the group.
-  // Only our own exit watcher decides that the process is gone: `kill` of a process that has
-  // just exited fails at once (nothing to signal) while its exit is still being recorded.
-  const signal = (killSignal: "SIGTERM" | "SIGKILL") =>
-    Effect.asVoid(Effect.forkDetach(
-      Effect.raceFirst(handle.kill({ killSignal }).pipe(Effect.ignore, Effect.andThen(Effect.never)), Deferred.await(exited)),
-      { startImmediately: true }
-    ))
-  const stopper = makeStopper({ timings, exited, endInput, signal, annotate })
+const writeSpawnerLine = (input: SpawnerInput, line: string): boolean => {
+  if (!Queue.offerUnsafe(input.outbound, line)) return false
+  input.queuedBytes += line.length + 1
+  return true
+}
 
-  // exit, observed as data.
-  yield* handle.exitCode.pipe(
-    Effect.map((code): ProcessExit => ({ code, signal: null, requested: stopper.stopping() })),
-    Effect.catch((error) => Effect.succeed<ProcessExit>({ code: null, signal: signalOf(error), requested: stopper.stopping() })),
-    // Let the last stderr lines land in the excerpt (bounded: a grandchild may hold stderr open).
-    Effect.tap(() => Deferred.await(stderrDone).pipe(Effect.timeoutOption(stderrAfterExit))),
+/**
+ * Signals the group in the background, until the leader exits. The spawner's `kill` would also
+ * wait up to a second for killed grandchildren to be reaped by init; the leader's exit is what
+ * matters here, and the spawner's release cleans up the rest of the group. Only our own exit
+ * watcher decides that the process is gone: `kill` of a process that has just exited fails at
+ * once (nothing to signal) while its exit is still being recorded.
+ */
+const signalWithSpawner = (handle: ChildProcessSpawner.ChildProcessHandle, exited: Deferred.Deferred<ProcessExit>) =>
+(killSignal: "SIGTERM" | "SIGKILL"): Effect.Effect<void> =>
+  Effect.asVoid(Effect.forkDetach(
+    Effect.raceFirst(handle.kill({ killSignal }).pipe(Effect.ignore, Effect.andThen(Effect.never)), Deferred.await(exited)),
+    { startImmediately: true }
+  ))
+
+/**
+ * Observes the exit as data, in a fiber of the current Scope, once the last stderr lines landed
+ * in the excerpt (bounded: a grandchild may hold stderr open).
+ */
+const watchSpawnerExit = (handle: ChildProcessSpawner.ChildProcessHandle, parts: {
+  readonly stderrDone: Deferred.Deferred<void>
+  readonly ended: Deferred.Deferred<ProcessEnd>
+  readonly stopper: Stopper
+}) =>
+  handle.exitCode.pipe(
+    Effect.map((code): ProcessExit => ({ code, signal: null, requested: parts.stopper.stopping() })),
+    Effect.catch((error) => Effect.succeed<ProcessExit>({ code: null, signal: signalOf(error), requested: parts.stopper.stopping() })),
+    Effect.tap(() => Deferred.await(parts.stderrDone).pipe(Effect.timeoutOption(stderrAfterExit))),
     Effect.flatMap((exit) =>
-      Deferred.succeed(ended, { _tag: "Exited", exit }).pipe(Effect.andThen(Effect.sync(() => stopper.recordExit(exit))))
+      Deferred.succeed(parts.ended, { _tag: "Exited", exit }).pipe(Effect.andThen(Effect.sync(() => parts.stopper.recordExit(exit))))
     ),
     Effect.forkScoped
   )
+
+/**
+ * Spawns through the `ChildProcessSpawner` (the default launcher).
+ */
+const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Options): Effect.fn.Return<
+  PluginProcess,
+  PluginClientError.PluginClientError,
+  Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
+> {
+  const timings = timingsOf(options)
+  const handle = yield* spawnWithSpawner(spec)
+  const startedAt = yield* Clock.currentTimeMillis
+  const pid: number = handle.pid
+  const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
+  const excerpt = makeExcerpt(timings.excerptChars)
+  const stderrDone = yield* drainSpawnerStderr(handle, excerpt, timings, annotate)
+  const ends = makeEnds()
+  const input = yield* writeSpawnerInput(handle, ends)
+  const endInput = Effect.asVoid(Queue.end(input.outbound))
+  const stopper = makeStopper({ timings, exited: ends.exited, endInput, signal: signalWithSpawner(handle, ends.exited), annotate })
+  yield* watchSpawnerExit(handle, { stderrDone, ended: ends.ended, stopper })
 
   // Registered last, so it runs first at Scope close: before the readers are interrupted and
   // before the spawner's own release.
   yield* Scope.addFinalizer(yield* Effect.scope, stopper.stop())
 
-  return assemble({ spec, pid, startedAt, stdout: handle.stdout, listenStdout: undefined, writeLine, input, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
+  return assemble({
+    spec,
+    pid,
+    startedAt,
+    stdout: handle.stdout,
+    listenStdout: undefined,
+    writeLine: (line) => writeSpawnerLine(input, line),
+    input: input.meter,
+    endInput,
+    ends,
+    excerpt,
+    stop: stopper.stop
+  })
 })
-
-/** Lines the default launcher writes at once at most (as many as calls in flight by default). */
-const linesPerBurst = 64
-const stderrMaxLineBytes = 64 * 1024
-const stderrLine = (frame: Framing.Frame) => typeof frame === "string" ? frame : `[stderr line of ${frame.bytes}+ bytes cut]`
-/** How long an exit may wait for the last stderr bytes (a grandchild may hold stderr open). */
-const stderrAfterExit = Duration.millis(200)
-/** How often the sweep looks for group members left after SIGTERM. */
-const sweepPoll = Duration.millis(20)
-/** How long a broken stdin waits for the exit that usually follows and says more. */
-const exitAfterBrokenInput = Duration.millis(200)
 
 // ---------------------------------------------------------------------------------------------
 // the node:child_process launcher
 // ---------------------------------------------------------------------------------------------
 
-/**
- * `process.kill` of a group, without the stack trace of the error it throws when nothing is
- * left to signal (the usual outcome of the probe after a stop, where capturing that stack was
- * most of its cost). Returns the error code, or undefined when the signal went.
- */
-const killGroup = (pid: number, signal: "SIGTERM" | "SIGKILL" | 0): string | undefined => {
-  const limit = Error.stackTraceLimit
-  if (stackTraceLimitWritable) Error.stackTraceLimit = 0
-  try {
-    process.kill(-pid, signal)
-    return undefined
-  } catch (error) {
-    return error instanceof Error && "code" in error && typeof error.code === "string" ? error.code : "EINVAL"
-  } finally {
-    if (stackTraceLimitWritable) Error.stackTraceLimit = limit
-  }
-}
-
-// A frozen `Error` (a hardened realm) keeps its stack traces.
-const stackTraceLimitWritable = (() => {
-  const descriptor = Object.getOwnPropertyDescriptor(Error, "stackTraceLimit")
-  return descriptor === undefined ? Object.isExtensible(Error) : descriptor.writable === true || descriptor.set !== undefined
-})()
-
-/** Signals the process group (the plugin and its children); the leader alone if that fails. */
-const signalGroup = (child: NodeChildProcess, pid: number, signal: "SIGTERM" | "SIGKILL"): void => {
-  if (killGroup(pid, signal) === undefined) return
-  try {
-    child.kill(signal)
-  } catch {
-    // Nothing left to signal.
-  }
-}
-
-/**
- * Whether any member of the process group is still there. EPERM means members exist that we
- * may not signal (zombies on some systems).
- */
-const groupAlive = (pid: number): boolean => {
-  const failure = killGroup(pid, 0)
-  return failure === undefined || failure === "EPERM"
-}
+/** Runs an effect in the background with the services of the spawning fiber. */
+type RunFork = <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
 
 const spawnFailure = (spec: Spec, error: unknown) =>
   PluginClientError.make(spec.name, new PluginClientError.Spawn({
@@ -565,20 +597,15 @@ const spawnFailure = (spec: Spec, error: unknown) =>
   }))
 
 /**
- * Spawns with `node:child_process`: the same contract as the default launcher, with stdio
- * handled in Node's callbacks (no stream fibers) and the process group swept at Scope close.
+ * Starts the executable in a process group of its own (detached, so signals reach grandchildren
+ * too), never through a shell, and waits for Node to report the spawn. Interrupted before that,
+ * the group is killed.
  */
-const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options): Effect.fn.Return<
-  PluginProcess,
-  PluginClientError.PluginClientError,
-  Scope.Scope
-> {
-  const timings = timingsOf(options)
-  const env = restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env)
-  const child = yield* Effect.callback<NodeChildProcess, PluginClientError.PluginClientError>((resume) => {
+const spawnNode = (spec: Spec): Effect.Effect<NodeChildProcess, PluginClientError.PluginClientError> =>
+  Effect.callback<NodeChildProcess, PluginClientError.PluginClientError>((resume) => {
+    const env = restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env)
     let spawned: NodeChildProcess
     try {
-      // Own process group (detached), so signals reach grandchildren too; never a shell.
       spawned = spawn(spec.executable, [...(spec.args ?? [])], { cwd: spec.cwd, env, stdio: "pipe", detached: true })
     } catch (error) {
       return resume(Effect.fail(spawnFailure(spec, error)))
@@ -599,169 +626,224 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
       if (spawned.pid !== undefined) signalGroup(spawned, spawned.pid, "SIGKILL")
     })
   })
-  // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
-  if (child.pid === undefined || child.pid <= 0) return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
-  const pid = child.pid
-  const { stdin, stdout, stderr } = child
-  // A failed kill is reported as an `error` event; the exit is what we observe.
-  child.on("error", () => {})
-  const startedAt = yield* Clock.currentTimeMillis
-  const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
-  const runFork = Effect.runForkWith(yield* Effect.context<never>())
 
-  // stderr closes after the exit, or never while a grandchild holds it: what waits for it waits
-  // `stderrAfterExit` at most. A process's pipes are closed before its exit is reported, so their
-  // end is almost always read in the same turn of the event loop as the exit: the timer fiber
-  // (that the close interrupts) is only started if stderr is still open one turn later. A
-  // stop-all saved a fiber and an interrupt per plugin.
-  let stderrClosed = stderr === null
-  let stderrWaitOver = false
-  let stderrWaiters: Array<() => void> = []
-  let stderrTimer: Fiber.Fiber<void> | undefined
-  const releaseStderrWaiters = () => {
-    const waiting = stderrWaiters
-    stderrWaiters = []
-    for (const then of waiting) then()
-  }
-  const startStderrTimer = () => {
-    if (stderrClosed || stderrWaitOver || stderrTimer !== undefined) return
-    stderrTimer = runFork(Effect.sleep(stderrAfterExit))
-    stderrTimer.addObserver(() => {
-      stderrWaitOver = true
-      releaseStderrWaiters()
-    })
-  }
-  const whenStderrClosed = (then: () => void) => {
-    if (stderrClosed || stderrWaitOver) return then()
-    stderrWaiters.push(then)
-    if (stderrWaiters.length === 1) setImmediate(startStderrTimer)
-  }
-  // After the stop sequence, at Scope close: whatever is left of the process group gets
-  // SIGTERM, then SIGKILL 200 ms later, and the pipes are closed (a grandchild may hold them
-  // open, which would keep the host's event loop alive). stderr gets up to 200 ms more, without
-  // holding up the close, so the plugin's last lines are still logged.
-  const sweep = Effect.gen(function*() {
-    if (groupAlive(pid)) {
-      signalGroup(child, pid, "SIGTERM")
-      for (let waited = 0; waited < 200 && groupAlive(pid); waited += 20) yield* Effect.sleep(sweepPoll)
-      if (groupAlive(pid)) signalGroup(child, pid, "SIGKILL")
-    }
-    stdin?.destroy()
-    stdout?.destroy()
-    if (stderr !== null) whenStderrClosed(() => stderr.destroy())
+/**
+ * The stderr of a Node-launched process, drained for its whole life (see {@link drainNodeStderr}),
+ * and who waits for its close. It closes after the exit, or never while a grandchild holds it:
+ * what waits for it waits `stderrAfterExit` at most. A process's pipes are closed before its exit
+ * is reported, so their end is almost always read in the same turn of the event loop as the
+ * exit: the timer fiber (that the close interrupts) is only started if stderr is still open one
+ * turn later. A stop-all saved a fiber and an interrupt per plugin.
+ */
+interface NodeStderr {
+  /** The pipe closed, or there never was one. */
+  closed: boolean
+  /** `stderrAfterExit` went by before the close: nothing waits for it any more. */
+  waitOver: boolean
+  /** What runs at the close, or once the wait is over. */
+  waiters: Array<() => void>
+  /** The fiber bounding the wait, started one turn after the first waiter came. */
+  timer: Fiber.Fiber<void> | undefined
+  /** Lines of the chunk being read, logged together after it. */
+  toLog: Array<string>
+  readonly runFork: RunFork
+}
+
+const releaseStderrWaiters = (stderr: NodeStderr): void => {
+  const waiting = stderr.waiters
+  stderr.waiters = []
+  for (const then of waiting) then()
+}
+
+const startStderrTimer = (stderr: NodeStderr): void => {
+  if (stderr.closed || stderr.waitOver || stderr.timer !== undefined) return
+  const timer = stderr.runFork(Effect.sleep(stderrAfterExit))
+  stderr.timer = timer
+  timer.addObserver(() => {
+    stderr.waitOver = true
+    releaseStderrWaiters(stderr)
   })
+}
 
-  const exited = Deferred.makeUnsafe<ProcessExit>()
-  const ended = Deferred.makeUnsafe<ProcessEnd>()
-  const inputFailed = Deferred.makeUnsafe<string>()
+/** Runs `then` once stderr closed, or `stderrAfterExit` after the turn that asked. */
+const whenStderrClosed = (stderr: NodeStderr, then: () => void): void => {
+  if (stderr.closed || stderr.waitOver) return then()
+  stderr.waiters.push(then)
+  if (stderr.waiters.length === 1) setImmediate(startStderrTimer, stderr)
+}
 
-  // stderr: drained for the whole life of the process, logged a chunk at a time.
-  const excerpt = makeExcerpt(timings.excerptChars)
-  const logStderr = timings.stderrLogLevel === "None" ? undefined : Effect.logWithLevel(timings.stderrLogLevel)
-  const stderrLines = Framing.makeLineDecoder({ maxLineBytes: stderrMaxLineBytes })
-  let toLog: Array<string> = []
-  const onStderrFrame = (frame: Framing.Frame) => {
+/**
+ * Reads `pipe` until it closes: every line goes to the excerpt and, when the level is not
+ * `None`, to the log (annotated with the plugin), a chunk at a time.
+ */
+const drainNodeStderr = (pipe: NodeChildProcess["stderr"], sinks: {
+  readonly excerpt: Excerpt
+  readonly timings: Timings
+  readonly annotate: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly runFork: RunFork
+}): NodeStderr => {
+  const stderr: NodeStderr = { closed: pipe === null, waitOver: false, waiters: [], timer: undefined, toLog: [], runFork: sinks.runFork }
+  if (pipe === null) return stderr
+  const { excerpt, timings, annotate, runFork } = sinks
+  const log = timings.stderrLogLevel === "None" ? undefined : Effect.logWithLevel(timings.stderrLogLevel)
+  const lines = Framing.makeLineDecoder({ maxLineBytes: stderrMaxLineBytes })
+  const onFrame = (frame: Framing.Frame) => {
     const line = stderrLine(frame)
     excerpt.append(line)
-    if (logStderr !== undefined) toLog.push(line)
+    if (log !== undefined) stderr.toLog.push(line)
   }
   const logLines = () => {
-    if (toLog.length === 0 || logStderr === undefined) return
-    const lines = toLog
-    toLog = []
-    runFork(Effect.forEach(lines, (line) => logStderr(line), { discard: true }).pipe(Effect.annotateLogs({ stream: "stderr" }), annotate))
+    if (stderr.toLog.length === 0 || log === undefined) return
+    const toLog = stderr.toLog
+    stderr.toLog = []
+    runFork(Effect.forEach(toLog, (line) => log(line), { discard: true }).pipe(Effect.annotateLogs({ stream: "stderr" }), annotate))
   }
-  if (stderr !== null) {
-    stderr.on("data", (chunk: Buffer) => {
-      stderrLines.push(chunk, onStderrFrame)
-      logLines()
-    })
-    stderr.once("close", () => {
-      stderrLines.end(onStderrFrame)
-      logLines()
-      stderrClosed = true
-      stderrTimer?.interruptUnsafe()
-      releaseStderrWaiters()
-    })
-  }
-
-  // stdin: lines queued in one turn go out together (see LineBatcher).
-  let inputOpen = stdin !== null
-  // What Node buffers for the pipe counts too: a plugin that stops reading makes it grow.
-  const meter = makeInputMeter(() => input.queuedChars() + (stdin?.writableLength ?? 0))
-  const afterWrite = meter.written
-  const input = LineBatcher.make((data) => {
-    if (inputOpen) stdin?.write(data, afterWrite)
+  pipe.on("data", (chunk: Buffer) => {
+    lines.push(chunk, onFrame)
+    logLines()
   })
-  const failInput = (detail: string) => {
-    inputOpen = false
-    input.clear()
-    if (Deferred.isDoneUnsafe(inputFailed)) return
-    Deferred.doneUnsafe(inputFailed, Exit.succeed(detail))
-    // A broken pipe usually means the plugin died: wait briefly for the exit, which says more.
-    runFork(Deferred.await(exited).pipe(
-      Effect.timeoutOption(exitAfterBrokenInput),
-      Effect.flatMap((exit) => Effect.sync(() => {
-        if (Option.isNone(exit)) Deferred.doneUnsafe(ended, Exit.succeed<ProcessEnd>({ _tag: "InputFailed", detail }))
-      }))
-    ))
+  pipe.once("close", () => {
+    lines.end(onFrame)
+    logLines()
+    stderr.closed = true
+    stderr.timer?.interruptUnsafe()
+    releaseStderrWaiters(stderr)
+  })
+  return stderr
+}
+
+/**
+ * The stdin of a Node-launched process: lines queued in one turn go out together (see
+ * LineBatcher); what is queued is metered, Node's own buffer for the pipe included (a plugin
+ * that stops reading makes it grow).
+ */
+interface NodeInput {
+  /** Lines are taken: stdin is not ended, not broken, and the process has not exited. */
+  open: boolean
+  readonly pipe: NodeChildProcess["stdin"]
+  readonly batcher: LineBatcher.LineBatcher
+  readonly meter: InputMeter
+}
+
+const makeNodeInput = (pipe: NodeChildProcess["stdin"], ends: Ends, runFork: RunFork): NodeInput => {
+  const meter = makeInputMeter(() => input.batcher.queuedChars() + (pipe?.writableLength ?? 0))
+  const input: NodeInput = {
+    open: pipe !== null,
+    pipe,
+    meter,
+    batcher: LineBatcher.make((data) => {
+      if (input.open) pipe?.write(data, meter.written)
+    })
   }
-  stdin?.on("error", (error) => failInput(`writing stdin failed: ${error.message}`))
-  const writeLine = (line: string) => {
-    if (!inputOpen) return false
-    input.push(line)
-    return true
-  }
-  const endInput = Effect.sync(() => {
-    if (!inputOpen) return
-    input.flush()
-    inputOpen = false
-    stdin?.end()
+  pipe?.on("error", (error) => failNodeInput(input, ends, runFork, `writing stdin failed: ${error.message}`))
+  return input
+}
+
+/**
+ * Refuses further lines and reports the failure once. A broken pipe usually means the plugin
+ * died: the end waits briefly for the exit, which says more.
+ */
+const failNodeInput = (input: NodeInput, ends: Ends, runFork: RunFork, detail: string): void => {
+  input.open = false
+  input.batcher.clear()
+  if (Deferred.isDoneUnsafe(ends.inputFailed)) return
+  Deferred.doneUnsafe(ends.inputFailed, Exit.succeed(detail))
+  runFork(Deferred.await(ends.exited).pipe(
+    Effect.timeoutOption(exitAfterBrokenInput),
+    Effect.flatMap((exit) => Effect.sync(() => {
+      if (Option.isNone(exit)) Deferred.doneUnsafe(ends.ended, Exit.succeed<ProcessEnd>({ _tag: "InputFailed", detail }))
+    }))
+  ))
+}
+
+const writeNodeLine = (input: NodeInput, line: string): boolean => {
+  if (!input.open) return false
+  input.batcher.push(line)
+  return true
+}
+
+const endNodeInput = (input: NodeInput): Effect.Effect<void> =>
+  Effect.sync(() => {
+    if (!input.open) return
+    input.batcher.flush()
+    input.open = false
+    input.pipe?.end()
   })
 
-  const signal = (killSignal: "SIGTERM" | "SIGKILL") => Effect.sync(() => signalGroup(child, pid, killSignal))
-  const stopper = makeStopper({ timings, exited, endInput, signal, annotate })
-
-  // exit, observed as data, once the last stderr bytes are in the excerpt (bounded).
-  const onExit = (code: number | null, exitSignal: NodeJS.Signals | null) => {
-    const exit: ProcessExit = { code, signal: exitSignal, requested: stopper.stopping() }
-    inputOpen = false
-    // The end first: the connection over the pipes winds down on it, so a stop resumed by the
-    // exit finds it closed instead of interrupting what waits for it.
+/**
+ * Observes the exit as data. The end is recorded first: the connection over the pipes winds down
+ * on it, so a stop resumed by the exit finds it closed instead of interrupting what waits for it.
+ * A crash is recorded once its last stderr bytes are in the excerpt (bounded, see
+ * {@link NodeStderr}); a stop the host asked for is over at the exit: waiting for the last stderr
+ * bytes (for a crash's message) made stopping 100 plugins at once 10 % slower. They are still
+ * logged: stderr stays open until it ends (see {@link sweepNode}).
+ */
+const watchNodeExit = (child: NodeChildProcess, parts: {
+  readonly input: NodeInput
+  readonly stderr: NodeStderr
+  readonly ended: Deferred.Deferred<ProcessEnd>
+  readonly stopper: Stopper
+}): void => {
+  const { input, stderr, ended, stopper } = parts
+  const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+    const exit: ProcessExit = { code, signal, requested: stopper.stopping() }
+    input.open = false
     const record = () => {
       Deferred.doneUnsafe(ended, Exit.succeed<ProcessEnd>({ _tag: "Exited", exit }))
       stopper.recordExit(exit)
     }
-    // A stop the host asked for is over at the exit: waiting for the last stderr bytes (for a
-    // crash's message) made stopping 100 plugins at once 10 % slower. They are still logged:
-    // stderr stays open until it ends (see `sweep`).
     if (exit.requested) record()
-    else whenStderrClosed(record)
+    else whenStderrClosed(stderr, record)
   }
   if (child.exitCode !== null || child.signalCode !== null) onExit(child.exitCode, child.signalCode)
   else child.once("exit", onExit)
+}
 
-  const listenStdout: NonNullable<PluginProcess["listenStdout"]> = ({ onChunk, onEnd }) =>
-    stdout === null
-      ? Effect.sync(() => onEnd())
-      : Effect.flatMap(Effect.scope, (listenScope) => {
-        const onData = (chunk: Buffer) => onChunk(chunk)
-        const onClose = () => onEnd()
-        const onError = (error: Error) => onEnd(error.message)
-        stdout.on("data", onData)
-        stdout.once("end", onClose)
-        stdout.once("error", onError)
-        return Scope.addFinalizer(
-          listenScope,
-          Effect.sync(() => {
-            stdout.off("data", onData)
-            stdout.off("end", onClose)
-            stdout.off("error", onError)
-          })
-        )
-      })
-  const stdoutStream = Stream.callback<Uint8Array, PlatformError.PlatformError>((queue) =>
-    listenStdout({
+/**
+ * After the stop sequence, at Scope close: whatever is left of the process group is ended (see
+ * `terminateGroup`) and the pipes are closed (a grandchild may hold them open, which would keep
+ * the host's event loop alive). stderr gets up to `stderrAfterExit` more, without holding up the
+ * close, so the plugin's last lines are still logged.
+ */
+const sweepNode = (child: NodeChildProcess, pid: number, stderr: NodeStderr): Effect.Effect<void> =>
+  Effect.andThen(
+    terminateGroup(child, pid),
+    Effect.sync(() => {
+      child.stdin?.destroy()
+      child.stdout?.destroy()
+      const pipe = child.stderr
+      if (pipe !== null) whenStderrClosed(stderr, () => pipe.destroy())
+    })
+  )
+
+/** stdout's chunks handed to callbacks, for as long as the listening Scope is open. */
+const listenNodeStdout = (pipe: NodeChildProcess["stdout"]): NonNullable<PluginProcess["listenStdout"]> =>
+({ onChunk, onEnd }) =>
+  pipe === null
+    ? Effect.sync(() => onEnd())
+    : Effect.flatMap(Effect.scope, (listenScope) => {
+      const onData = (chunk: Buffer) => onChunk(chunk)
+      const onClose = () => onEnd()
+      const onError = (error: Error) => onEnd(error.message)
+      pipe.on("data", onData)
+      pipe.once("end", onClose)
+      pipe.once("error", onError)
+      return Scope.addFinalizer(
+        listenScope,
+        Effect.sync(() => {
+          pipe.off("data", onData)
+          pipe.off("end", onClose)
+          pipe.off("error", onError)
+        })
+      )
+    })
+
+/** stdout as a stream, over the callbacks of `listen`. */
+const stdoutStreamOf = (
+  listen: NonNullable<PluginProcess["listenStdout"]>
+): Stream.Stream<Uint8Array, PlatformError.PlatformError> =>
+  Stream.callback<Uint8Array, PlatformError.PlatformError>((queue) =>
+    listen({
       onChunk: (chunk) => void Queue.offerUnsafe(queue, chunk),
       onEnd: (failure) =>
         void (failure === undefined
@@ -775,12 +857,53 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     })
   )
 
+/**
+ * Spawns with `node:child_process`: the same contract as the default launcher, with stdio
+ * handled in Node's callbacks (no stream fibers) and the process group swept at Scope close.
+ */
+const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options): Effect.fn.Return<
+  PluginProcess,
+  PluginClientError.PluginClientError,
+  Scope.Scope
+> {
+  const timings = timingsOf(options)
+  const child = yield* spawnNode(spec)
+  // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
+  if (child.pid === undefined || child.pid <= 0) return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
+  const pid = child.pid
+  // A failed kill is reported as an `error` event; the exit is what we observe.
+  child.on("error", () => {})
+  const startedAt = yield* Clock.currentTimeMillis
+  const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
+  const runFork: RunFork = Effect.runForkWith(yield* Effect.context<never>())
+  const ends = makeEnds()
+  const excerpt = makeExcerpt(timings.excerptChars)
+  const stderr = drainNodeStderr(child.stderr, { excerpt, timings, annotate, runFork })
+  const input = makeNodeInput(child.stdin, ends, runFork)
+  const endInput = endNodeInput(input)
+  const signal = (killSignal: "SIGTERM" | "SIGKILL") => Effect.sync(() => signalGroup(child, pid, killSignal))
+  const stopper = makeStopper({ timings, exited: ends.exited, endInput, signal, annotate })
+  watchNodeExit(child, { input, stderr, ended: ends.ended, stopper })
+  const listenStdout = listenNodeStdout(child.stdout)
+
   // One plain Scope finalizer (no copy of the fiber's context, which `Effect.addFinalizer`
   // makes for every finalizer of every plugin a stop-all takes down): the stop sequence, then
   // the sweep of the group.
-  yield* Scope.addFinalizer(yield* Effect.scope, Effect.andThen(stopper.stop(), sweep))
+  yield* Scope.addFinalizer(yield* Effect.scope, Effect.andThen(stopper.stop(), sweepNode(child, pid, stderr)))
 
-  return assemble({ spec, pid, startedAt, stdout: stdoutStream, listenStdout, writeLine, input: meter, endInput, inputFailed, ended, exited, excerpt, stop: stopper.stop })
+  return assemble({
+    spec,
+    pid,
+    startedAt,
+    stdout: stdoutStreamOf(listenStdout),
+    listenStdout,
+    writeLine: (line) => writeNodeLine(input, line),
+    input: input.meter,
+    endInput,
+    ends,
+    excerpt,
+    stop: stopper.stop
+  })
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -351,11 +351,6 @@ interface MutableRecord {
   exit: ExitInfo | undefined
 }
 
-interface Process {
-  readonly record: MutableRecord
-  readonly deliver: (signal: ChildProcess.Signal) => void
-}
-
 const snapshot = (record: MutableRecord): SpawnRecord => ({
   pid: record.pid,
   command: record.command,
@@ -371,11 +366,13 @@ const snapshot = (record: MutableRecord): SpawnRecord => ({
 
 type StdinMode = "pipe" | "closed"
 
-const resolveStdin = (options: ChildProcess.CommandOptions): {
+interface StdinConfig {
   readonly mode: StdinMode
   readonly stream: Stream.Stream<Uint8Array, PlatformError.PlatformError> | undefined
   readonly endOnDone: boolean
-} => {
+}
+
+const resolveStdin = (options: ChildProcess.CommandOptions): StdinConfig => {
   const stdin = options.stdin
   if (stdin === undefined) return { mode: "pipe", stream: undefined, endOnDone: true }
   if (typeof stdin === "string") {
@@ -395,17 +392,422 @@ const resolveStdin = (options: ChildProcess.CommandOptions): {
   return { mode: "pipe", stream: inner, endOnDone: stdin.endOnDone ?? true }
 }
 
-const resolveOutput = (
-  option: ChildProcess.CommandOutput | ChildProcess.StdoutConfig | ChildProcess.StderrConfig | undefined
-): {
+interface OutputConfig {
   readonly connected: boolean
   readonly sink: Sink.Sink<Uint8Array, Uint8Array, never, PlatformError.PlatformError> | undefined
-} => {
+}
+
+const resolveOutput = (
+  option: ChildProcess.CommandOutput | ChildProcess.StdoutConfig | ChildProcess.StderrConfig | undefined
+): OutputConfig => {
   const stream = option === undefined || typeof option === "string" || Sink.isSink(option) ? option : option.stream
   if (stream === undefined) return { connected: true, sink: undefined }
   if (typeof stream === "string") return { connected: stream === "pipe" || stream === "overlapped", sink: undefined }
   return { connected: true, sink: stream }
 }
+
+/**
+ * One spawner instance: its behaviours and options, the pid counter, every process it spawned (in
+ * spawn order, for the recorder) and the spawn count of each command (for `spawnNumber`).
+ */
+interface SpawnerState {
+  readonly behaviours: Behaviours
+  readonly hostEnv: Readonly<Record<string, string>> | undefined
+  readonly capacity: number
+  nextPid: number
+  readonly processes: Array<FakeState>
+  readonly spawnCounts: Map<string, number>
+}
+
+/**
+ * One fake process as the spawner plays it: the record assertions read, its pipes, its stdin
+ * split into lines, and how it takes signals. The exit is recorded once, by {@link terminate},
+ * like the kernel does; everything else reads it.
+ */
+interface FakeState {
+  readonly command: ChildProcess.StandardCommand
+  readonly record: MutableRecord
+  readonly stdout: Pipe
+  readonly stderr: Pipe
+  /** Complete stdin lines, for the behaviour; ends at stdin EOF. */
+  readonly lines: Queue.Queue<string, Cause.Done>
+  readonly decoder: InstanceType<typeof TextDecoder>
+  /** The stdin text after the last newline. */
+  partial: string
+  readonly exited: Deferred.Deferred<ExitInfo>
+  /** Fails when the stream given as stdin fails (Node's `exitCode` fails with it). */
+  readonly inputFailure: Deferred.Deferred<never, PlatformError.PlatformError>
+  readonly ignored: Set<ChildProcess.Signal>
+  /** Survives every signal, SIGKILL included. */
+  unkillable: boolean
+  /** The behaviour's fiber, once started. */
+  fiber: Fiber.Fiber<void> | undefined
+  /** Whether closing the spawn's scope kills it (`unref` clears it). */
+  referenced: boolean
+}
+
+/**
+ * Checks a command as Node's spawner does before spawning, and finds its behaviour: a shell with
+ * arguments and NUL characters are bad arguments, an unknown executable is `NotFound`.
+ */
+const behaviourOf = (
+  behaviours: Behaviours,
+  command: ChildProcess.StandardCommand
+): Effect.Effect<Behaviour, PlatformError.PlatformError> => {
+  if (command.options.shell !== undefined && command.options.shell !== false && command.args.length > 0) {
+    return Effect.fail(badArgument("The shell option cannot be combined with arguments; pass the whole script as the command"))
+  }
+  const nul = findNulCharacter(command)
+  if (nul !== undefined) return Effect.fail(badArgument(nul))
+  const behaviour = Object.hasOwn(behaviours, command.command) ? behaviours[command.command] : undefined
+  if (behaviour !== undefined) return Effect.succeed(behaviour)
+  return Effect.fail(systemError(
+    command,
+    "spawn",
+    "NotFound",
+    errnoError(`spawn ${command.command} ENOENT`, "ENOENT", `spawn ${command.command}`),
+    `no behaviour registered for '${command.command}' (known: ${Object.keys(behaviours).join(", ") || "none"})`
+  ))
+}
+
+/** A new process of `command`: the next pid, its pipes, stdin at EOF already when it is closed. */
+const makeFakeState = Effect.fnUntraced(function*(
+  spawner: SpawnerState,
+  command: ChildProcess.StandardCommand,
+  config: { readonly stdin: StdinConfig; readonly stdout: OutputConfig; readonly stderr: OutputConfig }
+) {
+  const record: MutableRecord = {
+    pid: spawner.nextPid++,
+    command: command.command,
+    args: command.args.map(unwrapWord),
+    env: resolveEnvironment(command.options, spawner.hostEnv),
+    cwd: command.options.cwd,
+    signals: [],
+    stdinLines: [],
+    stdinClosed: false,
+    exit: undefined
+  }
+  const proc: FakeState = {
+    command,
+    record,
+    stdout: yield* makePipe(config.stdout.connected, spawner.capacity),
+    stderr: yield* makePipe(config.stderr.connected, spawner.capacity),
+    lines: yield* Queue.unbounded<string, Cause.Done>(),
+    decoder: new TextDecoder(),
+    partial: "",
+    exited: yield* Deferred.make<ExitInfo>(),
+    inputFailure: yield* Deferred.make<never, PlatformError.PlatformError>(),
+    ignored: new Set(),
+    unkillable: false,
+    fiber: undefined,
+    referenced: true
+  }
+  if (config.stdin.mode === "closed") closeStdin(proc)
+  return proc
+})
+
+// --- stdin: bytes -> lines, tolerant of chunk and UTF-8 boundaries
+
+const pushLine = (proc: FakeState, line: string): void => {
+  const clean = line.endsWith("\r") ? line.slice(0, -1) : line
+  proc.record.stdinLines.push(clean)
+  Queue.offerUnsafe(proc.lines, clean)
+}
+
+const feedStdin = (proc: FakeState, chunk: Uint8Array): void => {
+  const text = proc.partial + proc.decoder.decode(chunk, { stream: true })
+  const parts = text.split("\n")
+  proc.partial = parts.pop() ?? ""
+  for (const line of parts) pushLine(proc, line)
+}
+
+/** EOF: a trailing partial line still reaches a running process, then `lines` ends. */
+const closeStdin = (proc: FakeState): void => {
+  if (proc.record.stdinClosed) return
+  proc.record.stdinClosed = true
+  const rest = proc.partial + proc.decoder.decode()
+  proc.partial = ""
+  if (rest.length > 0 && proc.record.exit === undefined) pushLine(proc, rest)
+  Queue.endUnsafe(proc.lines)
+}
+
+// --- termination: record the exit at once, like the kernel does, then tear
+// down the behaviour; its fibers can no longer write anything.
+
+const terminate = (proc: FakeState, info: ExitInfo, interruptBehaviour: boolean): void => {
+  if (proc.record.exit !== undefined) return
+  proc.record.exit = info
+  proc.stdout.close()
+  proc.stderr.close()
+  Deferred.doneUnsafe(proc.exited, Exit.succeed(info))
+  if (interruptBehaviour) proc.fiber?.interruptUnsafe()
+}
+
+/** Delivers a signal: recorded while running; it ends the process unless ignored or harmless. */
+const deliver = (proc: FakeState, signal: ChildProcess.Signal): void => {
+  if (proc.record.exit !== undefined) return
+  proc.record.signals.push(signal)
+  if (nonTerminating.has(signal)) return
+  if (proc.unkillable || (signal !== "SIGKILL" && proc.ignored.has(signal))) return
+  terminate(proc, { code: null, signal }, true)
+}
+
+/** The API the behaviour plays the process with. */
+const fakeProcessOf = (proc: FakeState, spawnNumber: number): FakeProcess => ({
+  pid: proc.record.pid,
+  command: proc.record.command,
+  args: proc.record.args,
+  env: proc.record.env,
+  cwd: proc.record.cwd,
+  spawnNumber,
+  lines: Stream.fromQueue(proc.lines),
+  write: (line) => proc.stdout.write(encoder.encode(line + "\n")),
+  writeRaw: (data) => proc.stdout.write(toBytes(data)),
+  writeStderr: (data) => proc.stderr.write(toBytes(data)),
+  ignoreSignal: (signal) =>
+    Effect.sync(() => {
+      if (signal !== "SIGKILL" && signal !== "SIGSTOP") proc.ignored.add(signal)
+    }),
+  ignoreSigterm: Effect.sync(() => {
+    proc.ignored.add("SIGTERM")
+  }),
+  ignoreEverySignal: Effect.sync(() => {
+    proc.unkillable = true
+  }),
+  exit: (code) =>
+    Effect.suspend(() => {
+      terminate(proc, { code, signal: null }, true)
+      return Effect.never
+    })
+})
+
+/** Runs the behaviour as the body of the process; its outcome is the exit. */
+const runBehaviour = (proc: FakeState, behaviour: Behaviour, fake: FakeProcess): Effect.Effect<void> =>
+  Effect.suspend(() => behaviour(fake)).pipe(
+    Effect.exit,
+    Effect.flatMap((exit) =>
+      Effect.sync(() => {
+        if (Exit.isSuccess(exit)) return terminate(proc, { code: exit.value, signal: null }, false)
+        if (proc.record.exit !== undefined) return
+        // An uncaught failure: Node prints the error to stderr and exits 1.
+        if (!Cause.hasInterruptsOnly(exit.cause)) proc.stderr.writeUnsafe(encoder.encode(Cause.pretty(exit.cause) + "\n"))
+        terminate(proc, { code: 1, signal: null }, false)
+      })
+    )
+  )
+
+/** `handle.kill`: the signal, then SIGKILL after `forceKillAfter` (on the Clock); waits for the exit. */
+const killFake = (
+  proc: FakeState,
+  killOptions?: ChildProcess.KillOptions
+): Effect.Effect<void, PlatformError.PlatformError> =>
+  Effect.gen(function*() {
+    if (proc.record.exit !== undefined) {
+      // Node: signalling an exited child fails (`child.kill` returns false).
+      return yield* Effect.fail(
+        systemError(proc.command, "kill", "Unknown", new Error("Failed to kill child process"))
+      )
+    }
+    deliver(proc, killOptions?.killSignal ?? "SIGTERM")
+    if (killOptions?.forceKillAfter !== undefined) {
+      // The one intentional difference from Node: the grace period runs
+      // on the Effect Clock, so TestClock drives it.
+      const done = yield* Effect.timeoutOption(Deferred.await(proc.exited), killOptions.forceKillAfter)
+      if (Option.isNone(done)) deliver(proc, "SIGKILL")
+    }
+    yield* Deferred.await(proc.exited)
+  })
+
+/**
+ * Starts the behaviour with the spawn's scope: closing it kills a running, referenced process
+ * with the command's kill options, as Node's spawner does.
+ */
+const startBehaviour = (
+  spawner: SpawnerState,
+  proc: FakeState,
+  run: Effect.Effect<void>
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.gen(function*() {
+      spawner.processes.push(proc)
+      const started = yield* Effect.forkDetach(run)
+      proc.fiber = started
+      if (proc.record.exit !== undefined) started.interruptUnsafe()
+    }),
+    () =>
+      proc.record.exit !== undefined || !proc.referenced
+        ? Effect.void
+        : Effect.ignore(killFake(proc, proc.command.options))
+  )
+
+/** What Node's stdin writable reports once the child is gone or stdin was ended. */
+const stdinWriteError = (proc: FakeState): PlatformError.PlatformError | undefined => {
+  if (proc.record.exit !== undefined) {
+    // What Node reports when the child has gone away under the pipe.
+    return systemError(proc.command, "fromWritable(stdin)", "Unknown", errnoError("Premature close", "ERR_STREAM_PREMATURE_CLOSE"))
+  }
+  if (proc.record.stdinClosed) {
+    return systemError(proc.command, "fromWritable(stdin)", "Unknown", errnoError("write after end", "ERR_STREAM_WRITE_AFTER_END"))
+  }
+  return undefined
+}
+
+/** The handle's stdin: bytes fed to the line splitter while the process runs and stdin is open. */
+const stdinSink = (proc: FakeState, config: StdinConfig): Sink.Sink<void, Uint8Array, never, PlatformError.PlatformError> =>
+  config.mode === "closed"
+    ? Sink.drain
+    : Sink.forEachArray((chunks: ReadonlyArray<Uint8Array>) =>
+      Effect.suspend(() => {
+        const error = stdinWriteError(proc)
+        if (error !== undefined) return Effect.fail(error)
+        for (const chunk of chunks) feedStdin(proc, chunk)
+        return Effect.void
+      })
+    ).pipe(
+      // Node ends stdin on completion and destroys it on failure or
+      // interruption; either way the child reads EOF.
+      Sink.onExit(() => Effect.sync(() => config.endOnDone ? closeStdin(proc) : undefined))
+    )
+
+const outputOf = (pipe: Pipe, config: OutputConfig): Stream.Stream<Uint8Array, PlatformError.PlatformError> =>
+  config.sink === undefined ? pipe.stream : Stream.transduce(pipe.stream, config.sink)
+
+/** The exit code, or Node's failures: the stdin stream's, or a signalled exit's. */
+const exitCodeOf = (proc: FakeState): Effect.Effect<ChildProcessSpawner.ExitCode, PlatformError.PlatformError> =>
+  Effect.raceFirst(Deferred.await(proc.exited), Deferred.await(proc.inputFailure)).pipe(
+    Effect.flatMap((info): Effect.Effect<ChildProcessSpawner.ExitCode, PlatformError.PlatformError> => {
+      if (Deferred.isDoneUnsafe(proc.inputFailure)) return Deferred.await(proc.inputFailure)
+      if (info.code !== null) return Effect.succeed(ChildProcessSpawner.ExitCode(info.code))
+      // Node's exact text: host code parses the signal name out of it.
+      const error = new Error(`Process interrupted due to receipt of signal: '${info.signal}'`)
+      return Effect.fail(systemError(proc.command, "exitCode", "Unknown", error))
+    })
+  )
+
+const handleOf = (proc: FakeState, streams: {
+  readonly stdin: Sink.Sink<void, Uint8Array, never, PlatformError.PlatformError>
+  readonly stdout: Stream.Stream<Uint8Array, PlatformError.PlatformError>
+  readonly stderr: Stream.Stream<Uint8Array, PlatformError.PlatformError>
+}): ChildProcessSpawner.ChildProcessHandle => {
+  const reref = Effect.sync(() => {
+    proc.referenced = true
+  })
+  return ChildProcessSpawner.makeHandle({
+    pid: ChildProcessSpawner.ProcessId(proc.record.pid),
+    exitCode: exitCodeOf(proc),
+    isRunning: Effect.map(Deferred.isDone(proc.exited), (done) => !done),
+    kill: (killOptions) => killFake(proc, killOptions),
+    stdin: streams.stdin,
+    stdout: streams.stdout,
+    stderr: streams.stderr,
+    all: Stream.merge(streams.stdout, streams.stderr),
+    getInputFd: () => Sink.drain,
+    getOutputFd: () => Stream.empty,
+    unref: Effect.sync(() => {
+      proc.referenced = false
+      return reref
+    })
+  })
+}
+
+/** Spawns one command: checked as Node would, then run as a fake process in the current scope. */
+const spawnStandard = Effect.fnUntraced(function*(spawner: SpawnerState, command: ChildProcess.StandardCommand) {
+  const behaviour = yield* behaviourOf(spawner.behaviours, command)
+  const config = {
+    stdin: resolveStdin(command.options),
+    stdout: resolveOutput(command.options.stdout),
+    stderr: resolveOutput(command.options.stderr)
+  }
+  const spawnNumber = (spawner.spawnCounts.get(command.command) ?? 0) + 1
+  spawner.spawnCounts.set(command.command, spawnNumber)
+  const proc = yield* makeFakeState(spawner, command, config)
+  yield* startBehaviour(spawner, proc, runBehaviour(proc, behaviour, fakeProcessOf(proc, spawnNumber)))
+  const stdin = stdinSink(proc, config.stdin)
+  const input = config.stdin.stream
+  if (input !== undefined) {
+    yield* Effect.forkScoped(
+      Stream.run(Stream.tapError(input, (error) => Deferred.fail(proc.inputFailure, error)), stdin)
+    )
+  }
+  return handleOf(proc, { stdin, stdout: outputOf(proc.stdout, config.stdout), stderr: outputOf(proc.stderr, config.stderr) })
+})
+
+/** The stages of a pipeline, left to right, and the options of the pipe after each but the last. */
+const flattenPipeline = (command: ChildProcess.Command): {
+  readonly stages: ReadonlyArray<ChildProcess.StandardCommand>
+  readonly pipes: ReadonlyArray<ChildProcess.PipeOptions>
+} => {
+  if (command._tag === "StandardCommand") return { stages: [command], pipes: [] }
+  const left = flattenPipeline(command.left)
+  const right = flattenPipeline(command.right)
+  return { stages: [...left.stages, ...right.stages], pipes: [...left.pipes, command.options, ...right.pipes] }
+}
+
+/**
+ * One handle over the spawned stages of a pipeline: stdin of the first, output and exit of the
+ * last; kill and unref reach every stage, last first.
+ */
+const pipelineHandle = (
+  handles: ReadonlyArray<ChildProcessSpawner.ChildProcessHandle>,
+  first: ChildProcessSpawner.ChildProcessHandle,
+  last: ChildProcessSpawner.ChildProcessHandle
+): ChildProcessSpawner.ChildProcessHandle =>
+  ChildProcessSpawner.makeHandle({
+    pid: last.pid,
+    exitCode: last.exitCode,
+    isRunning: last.isRunning,
+    kill: (killOptions) =>
+      Effect.forEach([...handles].reverse(), (handle) => Effect.ignore(handle.kill(killOptions)), { discard: true }),
+    stdin: first.stdin,
+    stdout: last.stdout,
+    stderr: last.stderr,
+    all: last.all,
+    getInputFd: last.getInputFd,
+    getOutputFd: last.getOutputFd,
+    unref: Effect.gen(function*() {
+      const rerefs: Array<ChildProcessSpawner.Reref> = []
+      for (const handle of handles) rerefs.push(yield* handle.unref)
+      return Effect.forEach(rerefs.reverse(), (reref) => reref, { discard: true })
+    })
+  })
+
+// Pipelines mirror Node's: each stage's chosen output feeds the next
+// stage's stdin. Piping into additional fds is not modelled.
+const spawnPiped = Effect.fnUntraced(function*(spawner: SpawnerState, command: ChildProcess.PipedCommand) {
+  const { stages, pipes } = flattenPipeline(command)
+  const handles: Array<ChildProcessSpawner.ChildProcessHandle> = []
+  for (const [index, stage] of stages.entries()) {
+    const previous = handles[handles.length - 1]
+    if (previous === undefined) {
+      handles.push(yield* spawnStandard(spawner, stage))
+      continue
+    }
+    const pipe = pipes[index - 1] ?? {}
+    if (pipe.to !== undefined && pipe.to !== "stdin") {
+      return yield* Effect.fail(badArgument(`InMemorySpawner does not model piping into ${pipe.to}`))
+    }
+    const from = pipe.from ?? "stdout"
+    const source = from === "stderr" ? previous.stderr : from === "all" ? previous.all : previous.stdout
+    handles.push(yield* spawnStandard(spawner, ChildProcess.make(stage.command, stage.args, { ...stage.options, stdin: source })))
+  }
+  const first = handles[0]
+  const last = handles[handles.length - 1]
+  if (first === undefined || last === undefined) {
+    return yield* Effect.fail(badArgument("empty pipeline"))
+  }
+  return pipelineHandle(handles, first, last)
+})
+
+const recorderOf = (spawner: SpawnerState): Recorder => ({
+  spawns: Effect.sync(() => spawner.processes.map((proc) => snapshot(proc.record))),
+  signal: (pid, signal = "SIGTERM") =>
+    Effect.sync(() => {
+      const target = spawner.processes.find((proc) => proc.record.pid === pid)
+      if (target === undefined || target.record.exit !== undefined) return false
+      deliver(target, signal)
+      return true
+    })
+})
 
 /**
  * Creates a spawner instance whose processes run the given behaviours. The
@@ -424,320 +826,18 @@ export const make = (behaviours: Behaviours, options: Options = {}): Effect.Effe
   Effect.sync(() => {
     const capacity = options.pipeCapacity ?? Number.POSITIVE_INFINITY
     if (!(capacity > 0)) throw new RangeError(`InMemorySpawner: pipeCapacity must be positive, got ${capacity}`)
-    let nextPid = options.firstPid ?? 10_000
-    const processes: Array<Process> = []
-    const spawnCounts = new Map<string, number>()
-
-    const spawnStandard = Effect.fnUntraced(function*(command: ChildProcess.StandardCommand) {
-      if (command.options.shell !== undefined && command.options.shell !== false && command.args.length > 0) {
-        return yield* Effect.fail(
-          badArgument("The shell option cannot be combined with arguments; pass the whole script as the command")
-        )
-      }
-      const nul = findNulCharacter(command)
-      if (nul !== undefined) return yield* Effect.fail(badArgument(nul))
-      const behaviour = Object.hasOwn(behaviours, command.command) ? behaviours[command.command] : undefined
-      if (behaviour === undefined) {
-        return yield* Effect.fail(systemError(
-          command,
-          "spawn",
-          "NotFound",
-          errnoError(`spawn ${command.command} ENOENT`, "ENOENT", `spawn ${command.command}`),
-          `no behaviour registered for '${command.command}' (known: ${Object.keys(behaviours).join(", ") || "none"})`
-        ))
-      }
-
-      const stdinConfig = resolveStdin(command.options)
-      const stdoutConfig = resolveOutput(command.options.stdout)
-      const stderrConfig = resolveOutput(command.options.stderr)
-      const spawnNumber = (spawnCounts.get(command.command) ?? 0) + 1
-      spawnCounts.set(command.command, spawnNumber)
-
-      const record: MutableRecord = {
-        pid: nextPid++,
-        command: command.command,
-        args: command.args.map(unwrapWord),
-        env: resolveEnvironment(command.options, options.hostEnv),
-        cwd: command.options.cwd,
-        signals: [],
-        stdinLines: [],
-        stdinClosed: false,
-        exit: undefined
-      }
-      const stdoutPipe = yield* makePipe(stdoutConfig.connected, capacity)
-      const stderrPipe = yield* makePipe(stderrConfig.connected, capacity)
-      const lineQueue = yield* Queue.unbounded<string, Cause.Done>()
-      const exited = yield* Deferred.make<ExitInfo>()
-      const inputFailure = yield* Deferred.make<never, PlatformError.PlatformError>()
-      const ignored = new Set<ChildProcess.Signal>()
-      let unkillable = false
-      let fiber: Fiber.Fiber<void> | undefined
-      let referenced = true
-
-      // --- stdin: bytes -> lines, tolerant of chunk and UTF-8 boundaries
-      const decoder = new TextDecoder()
-      let partial = ""
-      const pushLine = (line: string) => {
-        const clean = line.endsWith("\r") ? line.slice(0, -1) : line
-        record.stdinLines.push(clean)
-        Queue.offerUnsafe(lineQueue, clean)
-      }
-      const feed = (chunk: Uint8Array) => {
-        const text = partial + decoder.decode(chunk, { stream: true })
-        const parts = text.split("\n")
-        partial = parts.pop() ?? ""
-        for (const line of parts) pushLine(line)
-      }
-      const closeStdin = () => {
-        if (record.stdinClosed) return
-        record.stdinClosed = true
-        const rest = partial + decoder.decode()
-        partial = ""
-        if (rest.length > 0 && record.exit === undefined) pushLine(rest)
-        Queue.endUnsafe(lineQueue)
-      }
-      if (stdinConfig.mode === "closed") closeStdin()
-
-      // --- termination: record the exit at once, like the kernel does, then
-      // tear down the behaviour; its fibers can no longer write anything.
-      const terminate = (info: ExitInfo, interruptBehaviour: boolean) => {
-        if (record.exit !== undefined) return
-        record.exit = info
-        stdoutPipe.close()
-        stderrPipe.close()
-        Deferred.doneUnsafe(exited, Exit.succeed(info))
-        if (interruptBehaviour) fiber?.interruptUnsafe()
-      }
-      const deliver = (signal: ChildProcess.Signal) => {
-        if (record.exit !== undefined) return
-        record.signals.push(signal)
-        if (nonTerminating.has(signal)) return
-        if (unkillable || (signal !== "SIGKILL" && ignored.has(signal))) return
-        terminate({ code: null, signal }, true)
-      }
-
-      const fake: FakeProcess = {
-        pid: record.pid,
-        command: record.command,
-        args: record.args,
-        env: record.env,
-        cwd: record.cwd,
-        spawnNumber,
-        lines: Stream.fromQueue(lineQueue),
-        write: (line) => stdoutPipe.write(encoder.encode(line + "\n")),
-        writeRaw: (data) => stdoutPipe.write(toBytes(data)),
-        writeStderr: (data) => stderrPipe.write(toBytes(data)),
-        ignoreSignal: (signal) =>
-          Effect.sync(() => {
-            if (signal !== "SIGKILL" && signal !== "SIGSTOP") ignored.add(signal)
-          }),
-        ignoreSigterm: Effect.sync(() => {
-          ignored.add("SIGTERM")
-        }),
-        ignoreEverySignal: Effect.sync(() => {
-          unkillable = true
-        }),
-        exit: (code) =>
-          Effect.suspend(() => {
-            terminate({ code, signal: null }, true)
-            return Effect.never
-          })
-      }
-
-      const run = Effect.suspend(() => behaviour(fake)).pipe(
-        Effect.exit,
-        Effect.flatMap((exit) =>
-          Effect.sync(() => {
-            if (Exit.isSuccess(exit)) return terminate({ code: exit.value, signal: null }, false)
-            if (record.exit !== undefined) return
-            // An uncaught failure: Node prints the error to stderr and exits 1.
-            if (!Cause.hasInterruptsOnly(exit.cause)) stderrPipe.writeUnsafe(encoder.encode(Cause.pretty(exit.cause) + "\n"))
-            terminate({ code: 1, signal: null }, false)
-          })
-        )
-      )
-
-      const kill = (killOptions?: ChildProcess.KillOptions): Effect.Effect<void, PlatformError.PlatformError> =>
-        Effect.gen(function*() {
-          if (record.exit !== undefined) {
-            // Node: signalling an exited child fails (`child.kill` returns false).
-            return yield* Effect.fail(
-              systemError(command, "kill", "Unknown", new Error("Failed to kill child process"))
-            )
-          }
-          deliver(killOptions?.killSignal ?? "SIGTERM")
-          if (killOptions?.forceKillAfter !== undefined) {
-            // The one intentional difference from Node: the grace period runs
-            // on the Effect Clock, so TestClock drives it.
-            const done = yield* Effect.timeoutOption(Deferred.await(exited), killOptions.forceKillAfter)
-            if (Option.isNone(done)) deliver("SIGKILL")
-          }
-          yield* Deferred.await(exited)
-        })
-
-      yield* Effect.acquireRelease(
-        Effect.gen(function*() {
-          processes.push({ record, deliver })
-          const started = yield* Effect.forkDetach(run)
-          fiber = started
-          if (record.exit !== undefined) started.interruptUnsafe()
-        }),
-        () =>
-          record.exit !== undefined || !referenced
-            ? Effect.void
-            : Effect.ignore(kill(command.options))
-      )
-
-      const stdin: Sink.Sink<void, Uint8Array, never, PlatformError.PlatformError> =
-        stdinConfig.mode === "closed"
-          ? Sink.drain
-          : Sink.forEachArray((chunks: ReadonlyArray<Uint8Array>) =>
-            Effect.suspend(() => {
-              if (record.exit !== undefined) {
-                // What Node reports when the child has gone away under the pipe.
-                return Effect.fail(systemError(
-                  command,
-                  "fromWritable(stdin)",
-                  "Unknown",
-                  errnoError("Premature close", "ERR_STREAM_PREMATURE_CLOSE")
-                ))
-              }
-              if (record.stdinClosed) {
-                return Effect.fail(systemError(
-                  command,
-                  "fromWritable(stdin)",
-                  "Unknown",
-                  errnoError("write after end", "ERR_STREAM_WRITE_AFTER_END")
-                ))
-              }
-              for (const chunk of chunks) feed(chunk)
-              return Effect.void
-            })
-          ).pipe(
-            // Node ends stdin on completion and destroys it on failure or
-            // interruption; either way the child reads EOF.
-            Sink.onExit(() => Effect.sync(() => stdinConfig.endOnDone ? closeStdin() : undefined))
-          )
-
-      if (stdinConfig.stream !== undefined) {
-        const input = stdinConfig.stream
-        yield* Effect.forkScoped(
-          Stream.run(Stream.tapError(input, (error) => Deferred.fail(inputFailure, error)), stdin)
-        )
-      }
-
-      let stdout: Stream.Stream<Uint8Array, PlatformError.PlatformError> = stdoutPipe.stream
-      let stderr: Stream.Stream<Uint8Array, PlatformError.PlatformError> = stderrPipe.stream
-      if (stdoutConfig.sink !== undefined) {
-        stdout = Stream.transduce(stdout, stdoutConfig.sink)
-      }
-      if (stderrConfig.sink !== undefined) {
-        stderr = Stream.transduce(stderr, stderrConfig.sink)
-      }
-
-      const exitCode = Effect.raceFirst(Deferred.await(exited), Deferred.await(inputFailure)).pipe(
-        Effect.flatMap((info): Effect.Effect<ChildProcessSpawner.ExitCode, PlatformError.PlatformError> => {
-          if (Deferred.isDoneUnsafe(inputFailure)) return Deferred.await(inputFailure)
-          if (info.code !== null) return Effect.succeed(ChildProcessSpawner.ExitCode(info.code))
-          // Node's exact text: host code parses the signal name out of it.
-          const error = new Error(`Process interrupted due to receipt of signal: '${info.signal}'`)
-          return Effect.fail(systemError(command, "exitCode", "Unknown", error))
-        })
-      )
-
-      const reref = Effect.sync(() => {
-        referenced = true
-      })
-
-      return ChildProcessSpawner.makeHandle({
-        pid: ChildProcessSpawner.ProcessId(record.pid),
-        exitCode,
-        isRunning: Effect.map(Deferred.isDone(exited), (done) => !done),
-        kill,
-        stdin,
-        stdout,
-        stderr,
-        all: Stream.merge(stdout, stderr),
-        getInputFd: () => Sink.drain,
-        getOutputFd: () => Stream.empty,
-        unref: Effect.sync(() => {
-          referenced = false
-          return reref
-        })
-      })
-    })
-
-    const spawn = (
-      command: ChildProcess.Command
-    ): Effect.Effect<ChildProcessSpawner.ChildProcessHandle, PlatformError.PlatformError, Scope.Scope> =>
-      command._tag === "StandardCommand" ? spawnStandard(command) : spawnPiped(command)
-
-    // Pipelines mirror Node's: each stage's chosen output feeds the next
-    // stage's stdin. Piping into additional fds is not modelled.
-    const spawnPiped = Effect.fnUntraced(function*(command: ChildProcess.PipedCommand) {
-      const stages: Array<ChildProcess.StandardCommand> = []
-      const pipeOptions: Array<ChildProcess.PipeOptions> = []
-      const flatten = (cmd: ChildProcess.Command): void => {
-        if (cmd._tag === "StandardCommand") {
-          stages.push(cmd)
-          return
-        }
-        flatten(cmd.left)
-        pipeOptions.push(cmd.options)
-        flatten(cmd.right)
-      }
-      flatten(command)
-      const handles: Array<ChildProcessSpawner.ChildProcessHandle> = []
-      for (const [index, stage] of stages.entries()) {
-        const previous = handles[handles.length - 1]
-        if (previous === undefined) {
-          handles.push(yield* spawnStandard(stage))
-          continue
-        }
-        const pipe = pipeOptions[index - 1] ?? {}
-        if (pipe.to !== undefined && pipe.to !== "stdin") {
-          return yield* Effect.fail(badArgument(`InMemorySpawner does not model piping into ${pipe.to}`))
-        }
-        const from = pipe.from ?? "stdout"
-        const source = from === "stderr" ? previous.stderr : from === "all" ? previous.all : previous.stdout
-        handles.push(yield* spawnStandard(ChildProcess.make(stage.command, stage.args, { ...stage.options, stdin: source })))
-      }
-      const first = handles[0]
-      const last = handles[handles.length - 1]
-      if (first === undefined || last === undefined) {
-        return yield* Effect.fail(badArgument("empty pipeline"))
-      }
-      return ChildProcessSpawner.makeHandle({
-        pid: last.pid,
-        exitCode: last.exitCode,
-        isRunning: last.isRunning,
-        kill: (killOptions) =>
-          Effect.forEach([...handles].reverse(), (handle) => Effect.ignore(handle.kill(killOptions)), { discard: true }),
-        stdin: first.stdin,
-        stdout: last.stdout,
-        stderr: last.stderr,
-        all: last.all,
-        getInputFd: last.getInputFd,
-        getOutputFd: last.getOutputFd,
-        unref: Effect.gen(function*() {
-          const rerefs: Array<ChildProcessSpawner.Reref> = []
-          for (const handle of handles) rerefs.push(yield* handle.unref)
-          return Effect.forEach(rerefs.reverse(), (reref) => reref, { discard: true })
-        })
-      })
-    })
-
-    const spawner = ChildProcessSpawner.make(spawn)
-    const recorder: Recorder = {
-      spawns: Effect.sync(() => processes.map((process) => snapshot(process.record))),
-      signal: (pid, signal = "SIGTERM") =>
-        Effect.sync(() => {
-          const target = processes.find((process) => process.record.pid === pid)
-          if (target === undefined || target.record.exit !== undefined) return false
-          target.deliver(signal)
-          return true
-        })
+    const state: SpawnerState = {
+      behaviours,
+      hostEnv: options.hostEnv,
+      capacity,
+      nextPid: options.firstPid ?? 10_000,
+      processes: [],
+      spawnCounts: new Map()
     }
+    const spawner = ChildProcessSpawner.make((command) =>
+      command._tag === "StandardCommand" ? spawnStandard(state, command) : spawnPiped(state, command)
+    )
+    const recorder = recorderOf(state)
     const instance: Instance = {
       ...recorder,
       spawner,
@@ -839,98 +939,136 @@ interface EchoHooks {
   readonly replyId?: (id: unknown) => unknown
 }
 
+/**
+ * One run of the echo loop: the replies in flight (each request in its own fiber), the calls to
+ * the host waiting for an answer, and the counters the hooks see.
+ */
+interface EchoSession {
+  readonly proc: FakeProcess
+  readonly options: EchoOptions
+  readonly hooks: EchoHooks
+  readonly inflight: FiberSet.FiberSet<void, never>
+  readonly hostCalls: Map<string, Deferred.Deferred<Readonly<Record<string, unknown>>>>
+  /** Requests read so far. */
+  received: number
+  /** Replies written so far. */
+  replied: number
+  /** Calls made to the host so far (their ids are `w1`, `w2`, …). */
+  hostSequence: number
+}
+
+const send = (session: EchoSession, message: Readonly<Record<string, unknown>>): Effect.Effect<void> =>
+  session.proc.write(JSON.stringify(message))
+
+const reply = (session: EchoSession, id: unknown, body: ReplyBody): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const { hooks, proc } = session
+    if (hooks.beforeReply !== undefined) yield* hooks.beforeReply(proc)
+    yield* send(session, { jsonrpc: "2.0", id: hooks.replyId === undefined ? id : hooks.replyId(id), ...body })
+    const n = ++session.replied
+    if (hooks.afterReply !== undefined) yield* hooks.afterReply(proc, n)
+  })
+
+/** `callHost`: a request to the host, and its result (or `{hostError}`) as the reply. */
+const callHost = (session: EchoSession, request: Request, params: Readonly<Record<string, unknown>>): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const id = `w${++session.hostSequence}`
+    const response = yield* Deferred.make<Readonly<Record<string, unknown>>>()
+    session.hostCalls.set(id, response)
+    yield* send(session, {
+      jsonrpc: "2.0",
+      id,
+      method: typeof params.method === "string" ? params.method : "host",
+      ...(params.params === undefined ? {} : { params: params.params })
+    })
+    const answer = yield* Deferred.await(response)
+    session.hostCalls.delete(id)
+    const result = "error" in answer ? { hostError: answer.error } : answer.result ?? null
+    yield* reply(session, request.id, { result })
+  })
+
+/** Serves one request (see {@link echo} for the methods). */
+const serveRequest = (session: EchoSession, request: Request): Effect.Effect<void> => {
+  const { options, proc } = session
+  const params = isRecord(request.params) ? request.params : {}
+  switch (request.method) {
+    case "sleep":
+      return Effect.sleep(Duration.millis(numberOr(params.ms, 0))).pipe(
+        Effect.andThen(reply(session, request.id, { result: "value" in params ? params.value : request.params ?? null }))
+      )
+    case "fail":
+      return reply(session, request.id, { error: params.error ?? null })
+    case "crash":
+      return proc.exit(numberOr(params.code, 1))
+    case "notify":
+      return send(session, {
+        jsonrpc: "2.0",
+        method: typeof params.method === "string" ? params.method : "notification",
+        ...(params.params === undefined ? {} : { params: params.params })
+      }).pipe(Effect.andThen(reply(session, request.id, { result: null })))
+    case "callHost":
+      return callHost(session, request, params)
+    case "shutdown":
+      return reply(session, request.id, { result: null }).pipe(Effect.andThen(proc.exit(0)))
+    case "initialize":
+      return reply(session, request.id, {
+        result: options.initializeResult !== undefined
+          ? options.initializeResult
+          : { ok: true, supportedMethods: options.supportedMethods ?? echoMethods }
+      })
+    default:
+      return reply(session, request.id, { result: request.params ?? null })
+  }
+}
+
+/**
+ * Reads one stdin line: a request is served in its own fiber, a response answers a call to the
+ * host, a notification is ignored, and a line that is not a JSON object is reported on stderr.
+ */
+const readLine = (session: EchoSession, line: string): Effect.Effect<void> => {
+  const { hooks, proc } = session
+  const message = parseJson(line)
+  if (!isRecord(message)) {
+    return proc.writeStderr(`echo: ignoring a line that is not a JSON object: ${line.slice(0, 80)}\n`)
+  }
+  if (typeof message.method === "string") {
+    // Notifications from the host need no answer.
+    if (!("id" in message)) return Effect.void
+    const n = ++session.received
+    const request: Request = { id: message.id, method: message.method, params: message.params }
+    return (hooks.onRequest === undefined ? Effect.void : hooks.onRequest(proc, n)).pipe(
+      Effect.andThen(FiberSet.run(session.inflight, serveRequest(session, request))),
+      Effect.asVoid
+    )
+  }
+  if (typeof message.id === "string") {
+    const pending = session.hostCalls.get(message.id)
+    if (pending !== undefined) return Effect.asVoid(Deferred.succeed(pending, message))
+  }
+  return Effect.void
+}
+
 const echoWith = (options: EchoOptions, hooks: EchoHooks): Behaviour => (proc) =>
   Effect.scoped(Effect.gen(function*() {
     if (options.ignoreSigterm === true) yield* proc.ignoreSigterm
-    const inflight = yield* FiberSet.make<void, never>()
-    const hostCalls = new Map<string, Deferred.Deferred<Readonly<Record<string, unknown>>>>()
-    let received = 0
-    let replied = 0
-    let hostSequence = 0
-
-    const send = (message: Readonly<Record<string, unknown>>) => proc.write(JSON.stringify(message))
-    const reply = (id: unknown, body: ReplyBody): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        if (hooks.beforeReply !== undefined) yield* hooks.beforeReply(proc)
-        yield* send({ jsonrpc: "2.0", id: hooks.replyId === undefined ? id : hooks.replyId(id), ...body })
-        const n = ++replied
-        if (hooks.afterReply !== undefined) yield* hooks.afterReply(proc, n)
-      })
-
-    const handle = (request: Request): Effect.Effect<void> => {
-      const params = isRecord(request.params) ? request.params : {}
-      switch (request.method) {
-        case "sleep":
-          return Effect.sleep(Duration.millis(numberOr(params.ms, 0))).pipe(
-            Effect.andThen(reply(request.id, { result: "value" in params ? params.value : request.params ?? null }))
-          )
-        case "fail":
-          return reply(request.id, { error: params.error ?? null })
-        case "crash":
-          return proc.exit(numberOr(params.code, 1))
-        case "notify":
-          return send({
-            jsonrpc: "2.0",
-            method: typeof params.method === "string" ? params.method : "notification",
-            ...(params.params === undefined ? {} : { params: params.params })
-          }).pipe(Effect.andThen(reply(request.id, { result: null })))
-        case "callHost":
-          return Effect.gen(function*() {
-            const id = `w${++hostSequence}`
-            const response = yield* Deferred.make<Readonly<Record<string, unknown>>>()
-            hostCalls.set(id, response)
-            yield* send({
-              jsonrpc: "2.0",
-              id,
-              method: typeof params.method === "string" ? params.method : "host",
-              ...(params.params === undefined ? {} : { params: params.params })
-            })
-            const answer = yield* Deferred.await(response)
-            hostCalls.delete(id)
-            const result = "error" in answer ? { hostError: answer.error } : answer.result ?? null
-            yield* reply(request.id, { result })
-          })
-        case "shutdown":
-          return reply(request.id, { result: null }).pipe(Effect.andThen(proc.exit(0)))
-        case "initialize":
-          return reply(request.id, {
-            result: options.initializeResult !== undefined
-              ? options.initializeResult
-              : { ok: true, supportedMethods: options.supportedMethods ?? echoMethods }
-          })
-        default:
-          return reply(request.id, { result: request.params ?? null })
-      }
+    const session: EchoSession = {
+      proc,
+      options,
+      hooks,
+      inflight: yield* FiberSet.make<void, never>(),
+      hostCalls: new Map(),
+      received: 0,
+      replied: 0,
+      hostSequence: 0
     }
-
-    yield* Stream.runForEach(proc.lines, (line): Effect.Effect<void> => {
-      const message = parseJson(line)
-      if (!isRecord(message)) {
-        return proc.writeStderr(`echo: ignoring a line that is not a JSON object: ${line.slice(0, 80)}\n`)
-      }
-      if (typeof message.method === "string") {
-        // Notifications from the host need no answer.
-        if (!("id" in message)) return Effect.void
-        const n = ++received
-        const request: Request = { id: message.id, method: message.method, params: message.params }
-        return (hooks.onRequest === undefined ? Effect.void : hooks.onRequest(proc, n)).pipe(
-          Effect.andThen(FiberSet.run(inflight, handle(request))),
-          Effect.asVoid
-        )
-      }
-      if (typeof message.id === "string") {
-        const pending = hostCalls.get(message.id)
-        if (pending !== undefined) return Effect.asVoid(Deferred.succeed(pending, message))
-      }
-      return Effect.void
-    })
+    yield* Stream.runForEach(proc.lines, (line) => readLine(session, line))
 
     // Stdin EOF: the host can no longer answer our own calls, so fail them
     // rather than hang, then let the in-flight replies finish before exiting.
-    for (const pending of hostCalls.values()) {
+    for (const pending of session.hostCalls.values()) {
       yield* Deferred.succeed(pending, { error: { code: -32000, message: "stdin closed before the host answered" } })
     }
-    yield* FiberSet.awaitEmpty(inflight)
+    yield* FiberSet.awaitEmpty(session.inflight)
     return 0
   }))
 
