@@ -240,6 +240,11 @@ export interface RunOptions {
    * the manifest's `location.dir`; needed only for a manifest built in code.
    */
   readonly manifestDir?: string | undefined
+  /**
+   * The level the plugin's stderr lines are logged at (`None`: kept in the excerpt only).
+   * Default the handshake's dialect's (`Warn` under `Handshake.paperclip`), else `Debug`.
+   */
+  readonly stderrLogLevel?: Handshake.StderrLogLevel | undefined
 }
 
 /**
@@ -548,7 +553,8 @@ const launcherOf = (
 ): Incarnation.Launcher => ({
   ...parts,
   name: source.name,
-  handshake: options?.handshake ?? Handshake.none,
+  handshake: Handshake.forPlugin(options?.handshake ?? Handshake.none, source),
+  stderrLogLevel: options?.stderrLogLevel ?? Handshake.stderrLogLevel(options?.handshake ?? Handshake.none),
   args: source.args,
   allowedEnvVars: source.allowedEnvVars,
   env: options?.env,

@@ -119,8 +119,10 @@ export interface Diagnostics {
 
 /**
  * How to register a plugin: its id (default the manifest's `name`) and the client's options.
- * For an eager policy without a handshake the default is `initialize`
- * (`{ok: true, supportedMethods}`) and the graceful stop request is `shutdown`.
+ * For an eager policy without a handshake the default is Paperclip's: `Handshake.paperclip()`
+ * (`initialize` with `{manifest, config, instanceInfo, apiVersion}`, answered by
+ * `{ok: true, supportedMethods}`; stderr logged at warn) and the graceful stop request is
+ * `shutdown`.
  *
  * @category models
  */
@@ -227,8 +229,9 @@ interface ManagerState {
 }
 
 /**
- * Fills in the always-on defaults: an eager plugin speaks the worker dialect unless told
- * otherwise.
+ * Fills in the always-on defaults: an eager plugin speaks Paperclip's worker dialect unless
+ * told otherwise (`initialize` with `{manifest, config, instanceInfo, apiVersion}`, stderr
+ * logged at warn).
  */
 const withDefaults = (options: PluginClient.Options | undefined): PluginClient.Options => {
   const policy = options?.policy ?? LifetimePolicy.defaultPolicy
@@ -236,7 +239,7 @@ const withDefaults = (options: PluginClient.Options | undefined): PluginClient.O
   return {
     ...options,
     policy,
-    handshake: options?.handshake ?? Handshake.initialize(),
+    handshake: options?.handshake ?? Handshake.paperclip(),
     shutdownRequest: options?.shutdownRequest ?? "shutdown"
   }
 }

@@ -38,6 +38,7 @@ import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as Protocol from "./internal/protocol.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as PluginClientError from "./PluginClientError.ts"
+import * as Poller from "./Poller.ts"
 import * as RpcPeer from "./RpcPeer.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -398,7 +399,8 @@ export const brokerHostConnection = (name: string): HostConnection["Service"] =>
 /**
  * Serves `options.handlers` over the {@link Broker.Broker} until the current Scope closes:
  *
- * - `<prefix>.tick`: the payload is the params object of a `poll_tick` call (JSON); the reply is
+ * - `<prefix>.tick`: the payload is nexo's `{"method":"poll_tick","params":…}` envelope, or the
+ *   params object alone (`Poller.tickParamsOf`), as JSON; the reply is
  *   `{"result": …}` or `{"error": {code, message, data?}}` (JSON). Invalid JSON gets -32700,
  *   a worker without a `poll_tick` handler -32601.
  * - `<prefix>.call`: the payload is a JSON-RPC request object; the reply is the JSON-RPC
@@ -445,7 +447,7 @@ export const serveBroker = (
       Broker.decodeJson(data).pipe(
         Effect.matchEffect({
           onFailure: (detail) => Effect.succeed(refuse(JsonRpc.ErrorCode.ParseError, `Parse error: ${detail}`)),
-          onSuccess: (params) => dispatch(null, "poll_tick", params)
+          onSuccess: (payload) => dispatch(null, "poll_tick", Poller.tickParamsOf(payload))
         }),
         Effect.map(encode(true))
       )

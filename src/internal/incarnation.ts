@@ -45,6 +45,8 @@ export interface Launcher {
   readonly env: Readonly<Record<string, string>> | undefined
   readonly cwd: string | undefined
   readonly hostEnv: Readonly<Record<string, string | undefined>> | undefined
+  /** The level stderr lines are logged at; default the process's (`Debug`). */
+  readonly stderrLogLevel: Handshake.StderrLogLevel | undefined
   readonly hostHandlers: RpcPeer.HostHandlers | undefined
   readonly onNotification: (notification: JsonRpc.Notification) => Effect.Effect<void>
   /** The scope every incarnation's own scope is forked from. */
@@ -102,7 +104,7 @@ const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
       env: launcher.env,
       cwd: launcher.cwd,
       hostEnv: launcher.hostEnv
-    }, { shutdownGrace: policy.shutdownGrace, drainTimeout: policy.drainTimeout })
+    }, { shutdownGrace: policy.shutdownGrace, drainTimeout: policy.drainTimeout, stderrLogLevel: launcher.stderrLogLevel })
     yield* Metric.update(launcher.spawned, 1)
     const peer = yield* RpcPeer.make(RpcPeer.fromProcess(process), {
       maxConcurrentRequests: policy.maxConcurrentRequests,
