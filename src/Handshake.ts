@@ -74,9 +74,9 @@ export type Handshake =
      */
     readonly acceptErrorReplies: boolean
     /** Computes `params` from the plugin once the client knows it (see {@link forPlugin}). */
-    readonly paramsFor: ((plugin: PluginIdentity) => unknown) | undefined
+    readonly paramsFor?: ((plugin: PluginIdentity) => unknown) | undefined
     /** The level the dialect logs plugin stderr at, when the client is not told one. */
-    readonly stderrLogLevel: StderrLogLevel | undefined
+    readonly stderrLogLevel?: StderrLogLevel | undefined
   }
 
 /**

@@ -157,7 +157,7 @@ const ephemeralTick = (
         env: { ...options?.env, ...Poller.ephemeralEnv(options?.dialect ?? Poller.defaultDialect, id) },
         cwd: options?.cwd,
         hostEnv: options?.hostEnv
-      }, { shutdownGrace: cutShortGrace, drainTimeout: cutShortGrace }).pipe(
+      }, { shutdownGrace: cutShortGrace, drainTimeout: cutShortGrace, stderrLogLevel: options?.stderrLogLevel }).pipe(
         Effect.mapError((error) => transient(error.reason.message))
       )
       proc.writeLine(Poller.tickLine(request, options?.dialect ?? Poller.defaultDialect))
@@ -292,7 +292,8 @@ export const make = Effect.gen(function*() {
         env: options?.env,
         cwd: options?.cwd,
         hostEnv: options?.hostEnv,
-        manifestDir: options?.manifestDir
+        manifestDir: options?.manifestDir,
+        stderrLogLevel: options?.stderrLogLevel
       }).pipe(Scope.provide(scope), Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, spawner))
       return { ...common, tick: tagged(clientTick(client, section)) } satisfies PollerHandle
     })
