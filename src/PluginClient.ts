@@ -219,6 +219,8 @@ export interface PluginSource {
   readonly executable: string
   readonly args?: ReadonlyArray<string> | undefined
   readonly allowedEnvVars?: ReadonlyArray<string> | undefined
+  /** Injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed in `allowedEnvVars` or `env`. */
+  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   readonly checksumSha256?: string | undefined
   readonly location?: PluginManifest.Location | undefined
 }
@@ -551,6 +553,7 @@ const launcherOf = (
   handshake: options?.handshake ?? Handshake.none,
   args: source.args,
   allowedEnvVars: source.allowedEnvVars,
+  unsafeEnvVars: source.unsafeEnvVars,
   env: options?.env,
   cwd: options?.cwd,
   hostEnv: options?.hostEnv,
