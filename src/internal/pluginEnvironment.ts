@@ -39,7 +39,7 @@
  *
  * @internal
  */
-import * as fs from "node:fs/promises"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
 
@@ -200,13 +200,21 @@ export const envCommand = (shebang: Shebang): ReadonlyArray<string> | undefined 
 
 const isEnvInterpreter = (interpreter: string): boolean => path.basename(interpreter) === "env"
 
+/**
+ * Whether `file` is an executable regular file. The checks here are synchronous on purpose: a
+ * few `stat`s and one 256-byte read per spawn, and a spawn stays one step for `TestClock`
+ * specs (an asynchronous read would let the clock run past it).
+ */
 const isExecutableFile = (file: string): Effect.Effect<boolean> =>
-  Effect.promise(() =>
-    fs.stat(file).then(
-      (info) => info.isFile() ? fs.access(file, fs.constants.X_OK).then(() => true, () => false) : false,
-      () => false
-    )
-  )
+  Effect.sync(() => {
+    try {
+      if (!fs.statSync(file).isFile()) return false
+      fs.accessSync(file, fs.constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  })
 
 /** Where `command` is found: a path (with a `/`) against `cwd`, a bare name on `searchPath`. */
 export const locate = (command: string, searchPath: string | undefined, cwd: string): Effect.Effect<string | undefined> =>
@@ -223,18 +231,19 @@ export const locate = (command: string, searchPath: string | undefined, cwd: str
     return undefined
   })
 
+/** The first bytes of `file` (empty when it cannot be read: the spawn reports that). */
 const readHead = (file: string): Effect.Effect<string> =>
-  Effect.promise(async () => {
-    let handle: fs.FileHandle | undefined
+  Effect.sync(() => {
+    let fd: number | undefined
     try {
-      handle = await fs.open(file, "r")
+      fd = fs.openSync(file, "r")
       const buffer = Buffer.alloc(shebangBytes)
-      const { bytesRead } = await handle.read(buffer, 0, shebangBytes, 0)
+      const bytesRead = fs.readSync(fd, buffer, 0, shebangBytes, 0)
       return buffer.subarray(0, bytesRead).toString("latin1")
     } catch {
       return ""
     } finally {
-      await handle?.close().catch(() => undefined)
+      if (fd !== undefined) fs.closeSync(fd)
     }
   })
 
@@ -326,3 +335,32 @@ export const prepare = (input: LaunchInput): Effect.Effect<Launch, string> =>
     const [interpreter = "", ...interpreterArgs] = resolved.command
     return { executable: interpreter, args: [...interpreterArgs, resolved.script, ...args], env, interpreter: resolved.interpreter }
   })
+
+// ---------------------------------------------------------------------------------------------
+// the doctor's view
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What the doctor says about a plugin's environment: the marked injection variables it is
+ * passed, the interpreter the host resolves for its script, or why its start would fail.
+ */
+export interface Report {
+  readonly unsafeEnvVars: ReadonlyArray<string>
+  readonly interpreter?: ResolvedInterpreter
+  readonly problem?: string
+}
+
+/** The {@link Report} of a launch as {@link prepare} would make it now. */
+export const describe = (input: LaunchInput): Effect.Effect<Report> =>
+  prepare(input).pipe(
+    Effect.map((launch): Report => ({
+      unsafeEnvVars: unsafePassed(launch.env, input.unsafeEnvVars ?? []),
+      ...(launch.interpreter === undefined ? {} : { interpreter: launch.interpreter })
+    })),
+    Effect.catch((problem) =>
+      Effect.succeed<Report>({
+        unsafeEnvVars: unsafePassed(build(input.allowedEnvVars ?? [], input.hostEnv ?? process.env, input.env), input.unsafeEnvVars ?? []),
+        problem
+      })
+    )
+  )
