@@ -334,7 +334,7 @@ const launchInputOf = (source: PluginClient.PluginSource, options: PluginClient.
     args: source.args,
     cwd: options.cwd,
     allowedEnvVars: source.allowedEnvVars,
-    unsafeEnvVars: source.unsafeEnvVars,
+    unsafeEnvVars: PluginClient.unsafeEnvVarsOf(source, options),
     env: options.env,
     hostEnv: options.hostEnv
   }

@@ -146,7 +146,7 @@ const ephemeralTick = (
         executable,
         args: manifest.args,
         allowedEnvVars: manifest.allowedEnvVars,
-        unsafeEnvVars: manifest.unsafeEnvVars,
+        unsafeEnvVars: PluginClient.unsafeEnvVarsOf(manifest, options),
         env: { ...options?.env, POLLER_EPHEMERAL: "1", POLLER_PLUGIN_ID: id },
         cwd: options?.cwd,
         hostEnv: options?.hostEnv

@@ -214,13 +214,16 @@ describe("manifests and the doctor (real processes)", () => {
       assert.deepStrictEqual(decoded.plugins[0]?.environment, diagnosis.environment)
     }).pipe(Effect.provide(live)))
 
-  it.live("a client started from code with an unmarked injection variable fails to start with a Spawn reason", () =>
+  it.live("a client given an injection variable in code fails to start with a Spawn reason, unless its options mark it", () =>
     Effect.gen(function*() {
-      const { probe, nodeOptions } = yield* scripts
-      const client = yield* PluginClient.make({ name: "probe", executable: node, args: [probe] }, { env: { NODE_OPTIONS: nodeOptions } })
-      const error = yield* Effect.flip(client.start)
+      const { nodeOptions } = yield* scripts
+      const source = { name: "probe", executable: node, args: [fixture("rpc-plugin.mjs")] }
+      const unmarked = yield* PluginClient.make(source, { env: { NODE_OPTIONS: nodeOptions } })
+      const error = yield* Effect.flip(unmarked.start)
       assert.strictEqual(error.reason._tag, "Spawn")
-      assert.include(error.message, "`NODE_OPTIONS`")
+      assert.include(error.message, "`env`: `NODE_OPTIONS` is a loader/interpreter injection variable")
+      const marked = yield* PluginClient.make(source, { env: { NODE_OPTIONS: nodeOptions }, unsafeEnvVars: ["NODE_OPTIONS"] })
+      assert.deepStrictEqual(yield* marked.request("env"), { NODE_OPTIONS: nodeOptions, INJECTED: "yes" })
     }).pipe(Effect.provide(live)))
 })
 
