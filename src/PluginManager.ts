@@ -322,7 +322,15 @@ const makeEntry = Effect.fnUntraced(function*(
     Effect.provideService(ManagedClient.ManagedClient, { spawnPermits: manager.spawnPermits, autoStart: false })
   )
   const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
-  const entry: Entry = { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager", envVarNames, launchInput: launchInputOf(source, resolved) }
+  const entry: Entry = {
+    id,
+    source,
+    client,
+    scope: clientScope,
+    eager: resolved.policy?.start === "eager",
+    envVarNames,
+    launchInput: launchInputOf(source, resolved)
+  }
   return entry
 })
 
