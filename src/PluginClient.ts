@@ -219,6 +219,8 @@ export interface PluginSource {
   readonly executable: string
   readonly args?: ReadonlyArray<string> | undefined
   readonly allowedEnvVars?: ReadonlyArray<string> | undefined
+  /** Injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed in `allowedEnvVars` or `env`. */
+  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   readonly checksumSha256?: string | undefined
   readonly location?: PluginManifest.Location | undefined
 }
@@ -231,6 +233,11 @@ export interface PluginSource {
 export interface RunOptions {
   /** Extra fixed environment variables. */
   readonly env?: Readonly<Record<string, string>> | undefined
+  /**
+   * Injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed in `env` or the
+   * allow-list, besides those the source marks (`unsafeEnvVars`).
+   */
+  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   /** The plugin's working directory. Default the host's. */
   readonly cwd?: string | undefined
   /** The host environment allow-listed variables come from. Default `process.env`. */
@@ -545,6 +552,15 @@ const makeClient = Effect.fnUntraced(function*(
   }
 })
 
+/**
+ * The injection variables a plugin is deliberately allowed: those its source marks and those the
+ * options mark.
+ *
+ * @category options
+ */
+export const unsafeEnvVarsOf = (source: PluginSource, options: RunOptions | undefined): ReadonlyArray<string> | undefined =>
+  options?.unsafeEnvVars === undefined ? source.unsafeEnvVars : [...(source.unsafeEnvVars ?? []), ...options.unsafeEnvVars]
+
 /** What every launch of the plugin shares: the source and the options, and the client's parts. */
 const launcherOf = (
   source: PluginSource,
@@ -557,6 +573,7 @@ const launcherOf = (
   stderrLogLevel: options?.stderrLogLevel ?? Handshake.stderrLogLevel(options?.handshake ?? Handshake.none),
   args: source.args,
   allowedEnvVars: source.allowedEnvVars,
+  unsafeEnvVars: unsafeEnvVarsOf(source, options),
   env: options?.env,
   cwd: options?.cwd,
   hostEnv: options?.hostEnv,

@@ -14,6 +14,7 @@
  *
  * @since 0.1.0
  */
+import * as nodePath from "node:path"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -29,6 +30,7 @@ import * as Stream from "effect/Stream"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
+import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
@@ -114,6 +116,11 @@ export interface Diagnostics {
   readonly envVarNames: ReadonlyArray<string>
   /** Whether the manifest declares a checksum (then it is verified before every spawn). */
   readonly checksumDeclared: boolean
+  /**
+   * The marked injection variables the plugin is passed, and the interpreter the host resolves
+   * for its `#!/usr/bin/env` script when it gets no `PATH` (as a spawn would resolve it now).
+   */
+  readonly environment?: PluginEnvironment.Report | undefined
   readonly health: PluginClient.HealthSnapshot
 }
 
@@ -208,6 +215,8 @@ interface Entry {
   readonly scope: Scope.Closeable
   readonly eager: boolean
   readonly envVarNames: ReadonlyArray<string>
+  /** What a spawn is prepared from, for the doctor's view of the environment. */
+  readonly launchInput: PluginEnvironment.LaunchInput
 }
 
 /**
@@ -316,9 +325,31 @@ const makeEntry = Effect.fnUntraced(function*(
     Effect.provideService(ManagedClient.ManagedClient, { spawnPermits: manager.spawnPermits, autoStart: false })
   )
   const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
-  const entry: Entry = { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager", envVarNames }
+  const entry: Entry = {
+    id,
+    source,
+    client,
+    scope: clientScope,
+    eager: resolved.policy?.start === "eager",
+    envVarNames,
+    launchInput: launchInputOf(source, resolved)
+  }
   return entry
 })
+
+/** What a spawn of `source` is prepared from: its executable resolved as the verifier does, its environment. */
+const launchInputOf = (source: PluginClient.PluginSource, options: PluginClient.Options): PluginEnvironment.LaunchInput => {
+  const dir = options.manifestDir ?? source.location?.dir
+  return {
+    executable: dir === undefined ? source.executable : nodePath.resolve(dir, source.executable),
+    args: source.args,
+    cwd: options.cwd,
+    allowedEnvVars: source.allowedEnvVars,
+    unsafeEnvVars: PluginClient.unsafeEnvVarsOf(source, options),
+    env: options.env,
+    hostEnv: options.hostEnv
+  }
+}
 
 const closeEntry = (entry: Entry) => entry.client.shutdown.pipe(Effect.andThen(Scope.close(entry.scope, Exit.void)))
 
@@ -377,12 +408,13 @@ const stopAll = (manager: ManagerState): Effect.Effect<void> =>
 const diagnostics = (manager: ManagerState): Effect.Effect<ReadonlyArray<Diagnostics>> =>
   Effect.flatMap(allEntries(manager), (list) =>
     Effect.forEach(list, (entry) =>
-      Effect.map(entry.client.health, (health): Diagnostics => ({
+      Effect.zipWith(entry.client.health, PluginEnvironment.describe(entry.launchInput), (health, environment): Diagnostics => ({
         id: entry.id,
         manifest: entry.source,
         allowedEnvVars: entry.source.allowedEnvVars ?? [],
         envVarNames: entry.envVarNames,
         checksumDeclared: entry.source.checksumSha256 !== undefined,
+        environment,
         health
       }))))
 

@@ -154,6 +154,7 @@ const ephemeralTick = (
         executable,
         args: manifest.args,
         allowedEnvVars: manifest.allowedEnvVars,
+        unsafeEnvVars: PluginClient.unsafeEnvVarsOf(manifest, options),
         env: { ...options?.env, ...Poller.ephemeralEnv(options?.dialect ?? Poller.defaultDialect, id) },
         cwd: options?.cwd,
         hostEnv: options?.hostEnv

@@ -42,6 +42,7 @@ export interface Launcher {
   readonly verify: Effect.Effect<string, PluginClientError.Reason>
   readonly args: ReadonlyArray<string> | undefined
   readonly allowedEnvVars: ReadonlyArray<string> | undefined
+  readonly unsafeEnvVars: ReadonlyArray<string> | undefined
   readonly env: Readonly<Record<string, string>> | undefined
   readonly cwd: string | undefined
   readonly hostEnv: Readonly<Record<string, string | undefined>> | undefined
@@ -101,6 +102,7 @@ const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
       executable,
       args: launcher.args,
       allowedEnvVars: launcher.allowedEnvVars,
+      unsafeEnvVars: launcher.unsafeEnvVars,
       env: launcher.env,
       cwd: launcher.cwd,
       hostEnv: launcher.hostEnv
