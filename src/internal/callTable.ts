@@ -12,6 +12,12 @@
  * A call's timeout runs from the moment it is sent (a line waiting for room in the outgoing
  * queue included); one `TimeoutSweeper` wakes the table when the earliest deadline is due.
  *
+ * A call the other side has seen and this side gives up (a timeout, an interrupted caller) is
+ * cancelled there in the connection's dialect (`internal/requestSignals.ts`); a call given up
+ * before its line went out is simply never sent. A call that asked for progress carries its id as
+ * its progress token; each progress moves its deadline to a full timeout from then, never past
+ * `maxTimeoutMillis` after it was sent.
+ *
  * @internal
  */
 import type * as Clock from "effect/Clock"
@@ -21,9 +27,12 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
 import * as JsonRpc from "../JsonRpc.ts"
+import type * as LifetimePolicy from "../LifetimePolicy.ts"
 import * as PluginClientError from "../PluginClientError.ts"
 import type { ConnectionEnd } from "./connectionEnd.ts"
 import type { OutgoingQueue } from "./outgoingQueue.ts"
+import type { ProgressFeed } from "./progressFeed.ts"
+import * as RequestSignals from "./requestSignals.ts"
 import { TimeoutSweeper } from "./timeoutSweeper.ts"
 
 /**
@@ -43,6 +52,10 @@ export interface Call {
   cancelled: boolean
   /** The request line, while it waits for room in the outgoing queue. */
   line: string | undefined
+  /** Where its progress goes, if the caller asked for it. */
+  readonly progress: ProgressFeed | undefined
+  /** With `progress`: epoch millis past which progress no longer moves the deadline; set when it is sent. */
+  cap: number
 }
 
 /**
@@ -121,6 +134,10 @@ export class CallTable {
   timeouts = 0
   /** Replies that settled a call. */
   responsesReceived = 0
+  /** Cancel notifications sent for calls given up. */
+  cancelsSent = 0
+  /** Progress notifications that reached a call. */
+  progressReceived = 0
   /** In serial mode, the id of the call in flight. */
   inFlight: number | undefined = undefined
   private readonly maxConcurrent: number
@@ -129,6 +146,8 @@ export class CallTable {
   private readonly outgoing: OutgoingQueue
   private readonly end: ConnectionEnd
   private readonly fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
+  private readonly cancellation: LifetimePolicy.Cancellation
+  private readonly maxTimeoutMillis: number
   /** Calls sent and not yet over, by id. */
   private readonly pending = new Map<number, Call>()
   private readonly waiting = new WaitingLine()
@@ -142,8 +161,14 @@ export class CallTable {
     readonly outgoing: OutgoingQueue
     readonly end: ConnectionEnd
     readonly fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
+    /** What the other side is told of a call given up after it was sent. */
+    readonly cancellation: LifetimePolicy.Cancellation
+    /** How long after it was sent progress can keep a call alive. */
+    readonly maxTimeoutMillis: number
   }) {
     this.maxConcurrent = options.maxConcurrent
+    this.cancellation = options.cancellation
+    this.maxTimeoutMillis = options.maxTimeoutMillis
     this.serial = options.maxConcurrent === 1
     this.sweeper = new TimeoutSweeper({
       clock: options.clock,
@@ -168,14 +193,33 @@ export class CallTable {
     return undefined
   }
 
-  /** The caller gave up (interruption): a waiting call leaves the line, a sent one its slot. */
+  /**
+   * The caller gave up (interruption): a waiting call leaves the line, a sent one its slot (and
+   * the other side is told, if it has seen the call).
+   */
   cancel(call: Call): void {
     if (call.id === 0) {
       call.cancelled = true
     } else if (this.pending.get(call.id) === call) {
-      this.abandoned.add(call.id)
-      this.release(call)
+      this.giveUp(call, "interrupted")
+      if (!this.waiting.isEmpty) this.admit()
     }
+  }
+
+  /**
+   * A progress notification for `token`: the call it belongs to has its deadline moved and its
+   * callback fed. Whether it was for this table (a call that asked for progress, or one given up
+   * lately); any other goes on as an ordinary notification.
+   */
+  progress(token: JsonRpc.Id, value: unknown): boolean {
+    if (typeof token !== "number") return false
+    const call = this.pending.get(token)
+    if (call === undefined) return this.abandoned.has(token)
+    if (call.progress === undefined) return false
+    this.progressReceived++
+    call.deadline = Math.min(this.sweeper.now() + call.timeoutMillis, call.cap)
+    call.progress.offer(value)
+    return true
   }
 
   /** The call sent with `id`, if it is not over. */
@@ -215,10 +259,18 @@ export class CallTable {
    */
   private dispatch(call: Call): PluginClientError.Reason | undefined {
     const id = this.nextId++
-    const line = JsonRpc.encode(JsonRpc.request(id, call.method, call.params))
+    let params = call.params
+    if (call.progress !== undefined) {
+      const withToken = RequestSignals.withProgressToken(params, id, this.cancellation)
+      if (Result.isFailure(withToken)) return new PluginClientError.InvalidParams({ method: call.method, detail: withToken.failure })
+      params = withToken.success
+    }
+    const line = JsonRpc.encode(JsonRpc.request(id, call.method, params))
     if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method: call.method, detail: line.failure })
     call.id = id
-    call.deadline = this.sweeper.now() + call.timeoutMillis
+    const now = this.sweeper.now()
+    call.deadline = now + call.timeoutMillis
+    if (call.progress !== undefined) call.cap = now + Math.max(this.maxTimeoutMillis, call.timeoutMillis)
     // Registered before the write: the reply may be read before `writeLine` returns.
     this.pending.set(id, call)
     if (this.serial) this.inFlight = id
@@ -240,15 +292,33 @@ export class CallTable {
 
   /** A sent call is over: its line, if still parked, is dropped, and its slot goes to the next waiter. */
   private release(call: Call): void {
-    call.line = undefined
-    this.pending.delete(call.id)
-    if (this.inFlight === call.id) this.inFlight = undefined
+    this.forget(call)
     if (!this.waiting.isEmpty) this.admit()
   }
 
-  private expire(call: Call): void {
-    this.release(call)
+  /** A sent call leaves the table; its line, if still parked, is dropped. */
+  private forget(call: Call): void {
+    call.line = undefined
+    this.pending.delete(call.id)
+    if (this.inFlight === call.id) this.inFlight = undefined
+  }
+
+  /**
+   * This side gives up a sent call: it leaves the table (a late reply is counted, not an
+   * error), and the other side, if its line went out, is told before any call takes its slot.
+   */
+  private giveUp(call: Call, reason: RequestSignals.CancelReason): void {
+    const sent = call.line === undefined
+    this.forget(call)
     this.abandoned.add(call.id)
+    if (!sent) return
+    const line = RequestSignals.cancelLine(this.cancellation, call.id, reason)
+    if (line !== undefined && this.outgoing.signal(line)) this.cancelsSent++
+  }
+
+  private expire(call: Call): void {
+    this.giveUp(call, "timeout")
+    if (!this.waiting.isEmpty) this.admit()
     this.timeouts++
     call.resume(Exit.fail(this.fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
   }
