@@ -101,10 +101,8 @@ export interface ServeOptions {
 /**
  * The progress token of the request a handler serves, when the host asked for progress; none
  * outside a handler or when it did not. {@link progress} reads it.
- *
- * @category models
  */
-export const CurrentProgress = Context.Reference<RequestSignals.ProgressTarget | undefined>(
+const CurrentProgress = Context.Reference<RequestSignals.ProgressTarget | undefined>(
   "effect-plugin-host/PluginWorker/CurrentProgress",
   { defaultValue: () => undefined }
 )
