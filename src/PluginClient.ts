@@ -308,6 +308,13 @@ export interface Options extends RunOptions, ProtocolOptions, ObserverOptions {}
 export interface CallOptions {
   /** How long to wait for the reply. Default the policy's `requestTimeout`, capped by `maxRequestTimeout`. */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * Asks the plugin for progress (see `RpcPeer.CallOptions`): the request carries a progress
+   * token in the dialect of the policy's `cancellation`, each progress the plugin reports is
+   * handed here, and moves the call's deadline to a full timeout from then, never past
+   * `maxRequestTimeout` after the call was sent.
+   */
+  readonly onProgress?: ((value: unknown) => Effect.Effect<void>) | undefined
 }
 
 /**

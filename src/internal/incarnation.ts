@@ -114,6 +114,7 @@ const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
       maxRequestTimeout: policy.maxRequestTimeout,
       maxLineBytes: policy.maxLineBytes,
       maxQueuedBytes: policy.maxQueuedBytes,
+      cancellation: policy.cancellation,
       // Parsed notifications take several times the bytes of their lines.
       maxQueuedNotificationBytes: Math.floor(policy.maxQueuedBytes / 4),
       hostHandlers: launcher.hostHandlers,
