@@ -27,8 +27,10 @@ import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
+import * as path from "node:path"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
+import * as VerificationPlan from "./internal/verificationPlan.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
@@ -115,6 +117,8 @@ export interface Diagnostics {
   /** Whether the manifest declares a checksum (then it is verified before every spawn). */
   readonly checksumDeclared: boolean
   readonly health: PluginClient.HealthSnapshot
+  /** What a spawn verifies, read now: the executable, each `checksums` file, unverified interpreter scripts. */
+  readonly verification?: VerificationPlan.Verification | undefined
 }
 
 /**
@@ -206,6 +210,9 @@ interface Entry {
   readonly scope: Scope.Closeable
   readonly eager: boolean
   readonly envVarNames: ReadonlyArray<string>
+  /** Where the plugin's paths resolve (its manifest's folder) and where it runs. */
+  readonly dir: string | undefined
+  readonly cwd: string | undefined
 }
 
 /**
@@ -313,7 +320,16 @@ const makeEntry = Effect.fnUntraced(function*(
     Effect.provideService(ManagedClient.ManagedClient, { spawnPermits: manager.spawnPermits, autoStart: false })
   )
   const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
-  const entry: Entry = { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager", envVarNames }
+  const entry: Entry = {
+    id,
+    source,
+    client,
+    scope: clientScope,
+    eager: resolved.policy?.start === "eager",
+    envVarNames,
+    dir: resolved.manifestDir ?? source.location?.dir,
+    cwd: resolved.cwd
+  }
   return entry
 })
 
@@ -374,14 +390,19 @@ const stopAll = (manager: ManagerState): Effect.Effect<void> =>
 const diagnostics = (manager: ManagerState): Effect.Effect<ReadonlyArray<Diagnostics>> =>
   Effect.flatMap(allEntries(manager), (list) =>
     Effect.forEach(list, (entry) =>
-      Effect.map(entry.client.health, (health): Diagnostics => ({
+      Effect.all([
+        entry.client.health,
+        VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: path.resolve(entry.cwd ?? ".") })
+      ]).pipe(Effect.map(([health, verification]): Diagnostics => ({
         id: entry.id,
         manifest: entry.source,
         allowedEnvVars: entry.source.allowedEnvVars ?? [],
         envVarNames: entry.envVarNames,
-        checksumDeclared: entry.source.checksumSha256 !== undefined,
-        health
-      }))))
+        // Declared in `checksum_sha256`, or the executable named in `checksums` (verified in place).
+        checksumDeclared: entry.source.checksumSha256 !== undefined || verification.files.some((file) => file.path === verification.executable.path),
+        health,
+        verification
+      })))))
 
 /** Registers every valid manifest of `dir`, and remembers the rejected ones in place of the last `discover` of `dir`. */
 const discover = (

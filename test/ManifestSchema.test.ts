@@ -82,6 +82,7 @@ const fullManifest = (format: ManifestSchema.Format) => {
     args: ["--flag"],
     [key("allowedEnvVars")]: ["PATH"],
     [key("checksumSha256")]: "a".repeat(64),
+    checksums: { "lib/helpers.mjs": "b".repeat(64) },
     poller: {
       kinds: ["rss", "atom"],
       [key("brokerTopicPrefix")]: "plugins.full",
@@ -94,7 +95,11 @@ const fullManifest = (format: ManifestSchema.Format) => {
 
 const tomlText = (manifest: ReturnType<typeof fullManifest>): string => {
   const { poller, ...top } = manifest
-  const line = ([key, value]: readonly [string, unknown]) => `${key} = ${JSON.stringify(value)}`
+  const tomlValue = (value: unknown): string =>
+    typeof value === "object" && value !== null && !Array.isArray(value)
+      ? `{ ${Object.entries(value).map(([k, v]) => `${JSON.stringify(k)} = ${JSON.stringify(v)}`).join(", ")} }`
+      : JSON.stringify(value)
+  const line = ([key, value]: readonly [string, unknown]) => `${key} = ${tomlValue(value)}`
   return [...Object.entries(top).map(line), "[poller]", ...Object.entries(poller).map(line)].join("\n")
 }
 
@@ -147,6 +152,7 @@ describe("ManifestSchema", () => {
         const parsed = yield* parseFull(format)
         assert.deepStrictEqual(parsed.allowedEnvVars, ["PATH"])
         assert.strictEqual(parsed.checksumSha256, "a".repeat(64))
+        assert.deepStrictEqual(parsed.checksums, { "lib/helpers.mjs": "b".repeat(64) })
         assert.strictEqual(parsed.poller?.brokerTopicPrefix, "plugins.full")
         assert.strictEqual(parsed.poller?.maxConcurrentTicks, 4)
       }))
