@@ -138,14 +138,12 @@ const privateFolder = async (dir: string): Promise<void> => {
 }
 
 /** The cache folders from the top one down to `dir`, each checked. */
-const privateFolders = async (root: string, digest: string): Promise<string> => {
+const privateFolders = async (root: string, digest: string): Promise<void> => {
   const top = path.dirname(root)
   // The runtime folder (or the tmpdir) above `top` is the OS's; only ours are checked.
   await privateFolder(top)
   await privateFolder(root)
-  const dir = path.join(root, digest)
-  await privateFolder(dir)
-  return dir
+  await privateFolder(path.join(root, digest))
 }
 
 /** Whether `copy` is a cached copy we can trust to hold `declared`. */
@@ -174,11 +172,16 @@ const copyInto = async (source: fsp.FileHandle, dir: string, base: string): Prom
   }
 }
 
+/** Where the verified copy of `file` with SHA-256 `digest` lives: `<root>/<digest>/<basename>`. */
+export const copyPathOf = (file: string, digest: string, root: string = cacheRoot()): string =>
+  path.join(root, digest.toLowerCase(), path.basename(file))
+
 const materializeAsync = async (file: string, declared: string, root: string): Promise<string> => {
   const source = await openRegular(file)
   try {
-    const dir = await privateFolders(root, declared)
-    const copy = path.join(dir, path.basename(file))
+    await privateFolders(root, declared)
+    const copy = copyPathOf(file, declared, root)
+    const dir = path.dirname(copy)
     if (await reusable(copy, declared)) {
       const actual = await digestOf(source)
       if (actual !== declared) throw new Refused({ _tag: "Mismatch", file, declared, actual })
