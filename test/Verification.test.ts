@@ -9,9 +9,13 @@ import { execFileSync, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Schema from "effect/Schema"
+import * as DoctorReport from "../src/DoctorReport.ts"
+import * as GroupHealth from "../src/GroupHealth.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import * as PluginClient from "../src/PluginClient.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
+import * as PluginManager from "../src/PluginManager.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import { tempFolder, writeFile } from "./support/pluginFolder.ts"
 import { eventually, isAlive, live, liveChildren, node } from "./support/processes.ts"
@@ -174,4 +178,67 @@ describe("verify what runs", () => {
         yield* nothingLeft
       }).pipe(Effect.provide(live)), 30_000)
   }
+
+  it.effect("checksums parse from a TOML table and a JSON object; verify names the file that differs", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempFolder("plugin-host-checksums-")
+      writeFile(dir, "run.sh", "#!/bin/sh\n")
+      const lib = writeFile(dir, "lib/helpers.sh", "helpers\n")
+      const toml = yield* PluginManifest.parse(
+        `name = "t"\nversion = "1"\nexecutable = "run.sh"\n[checksums]\n"lib/helpers.sh" = "${sha256("helpers\n").toUpperCase()}"\n`,
+        path.join(dir, "t.toml")
+      )
+      const json = yield* PluginManifest.parse(
+        JSON.stringify({ name: "t", version: "1", executable: "run.sh", checksums: { "lib/helpers.sh": sha256("helpers\n") } }),
+        path.join(dir, "t.json")
+      )
+      assert.deepStrictEqual(Object.keys(toml.checksums ?? {}), ["lib/helpers.sh"])
+      assert.deepStrictEqual(json.checksums, { "lib/helpers.sh": sha256("helpers\n") })
+      const bad = yield* PluginManifest.parse(`name = "t"\nversion = "1"\nexecutable = "run.sh"\nchecksums = { "a" = "nope" }\n`, "/x/t.toml").pipe(Effect.flip)
+      assert.include(bad.message, "`checksums.a`: expected exactly 64 hexadecimal characters")
+      assert.strictEqual(yield* PluginManifest.verify(toml, dir), path.join(dir, "run.sh"))
+      fs.appendFileSync(lib, "edited\n")
+      const error = yield* PluginManifest.verify(toml, dir).pipe(Effect.flip)
+      assert.strictEqual(error.reason._tag, "ChecksumMismatch")
+      assert.strictEqual(error.message, `manifest ${dir}: checksum mismatch for ${lib} (declared ${sha256("helpers\n")}, actual ${sha256("helpers\nedited\n")})`)
+      fs.rmSync(lib)
+      const missing = yield* PluginManifest.verify(toml, dir).pipe(Effect.flip)
+      assert.include(missing.message, `${lib} (declared in \`checksums\`) does not exist`)
+    }).pipe(Effect.provide(live)))
+
+  it.effect("the doctor says what each plugin's spawns verify, and flags an interpreter script no checksum covers", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempFolder("plugin-host-doctor-")
+      const script = writeFile(dir, "x.mjs", nodePlugin("hi"))
+      const manager = yield* PluginManager.make()
+      yield* manager.register(manifestIn(dir, { name: "unpinned", version: "1", executable: node, args: ["x.mjs"] }), { cwd: dir })
+      yield* manager.register(
+        manifestIn(dir, { name: "pinned", version: "1", executable: node, args: ["x.mjs"], checksums: { "x.mjs": sha256(nodePlugin("hi")) } }),
+        { cwd: dir }
+      )
+      const diagnostics = yield* manager.diagnostics
+      const report = new DoctorReport.DoctorReport({
+        generatedAt: 0,
+        groups: [],
+        plugins: diagnostics.map((d) =>
+          DoctorReport.PluginDiagnosis.fromDiagnostics(d, { server: GroupHealth.serverHealthOf(d.id, d.health), groups: [], stderrTailLines: 0 })
+        )
+      })
+      const byId = new Map(report.plugins.map((p) => [p.id, p.verification]))
+      assert.deepStrictEqual(byId.get("unpinned"), {
+        executable: { path: node, status: "not declared" },
+        files: [],
+        flags: [{ flag: "interpreter script not verified", file: script }]
+      })
+      assert.deepStrictEqual(byId.get("pinned"), { executable: { path: node, status: "not declared" }, files: [{ path: script, status: "verified" }], flags: [] })
+      const table = DoctorReport.render(report)
+      assert.include(table, `verification of unpinned: interpreter script not verified: ${script}`)
+      assert.notInclude(table, "verification of pinned")
+      // The JSON report carries it, and decodes back to the same table.
+      const decoded = Schema.decodeUnknownSync(DoctorReport.DoctorReport)(JSON.parse(JSON.stringify(Schema.encodeSync(DoctorReport.DoctorReport)(report))))
+      assert.strictEqual(DoctorReport.render(decoded), table)
+      fs.appendFileSync(script, "// edited\n")
+      const edited = (yield* manager.diagnostics).find((d) => d.id === "pinned")?.verification
+      assert.deepStrictEqual(edited?.files, [{ path: script, status: "mismatch" }])
+    }).pipe(Effect.provide(live)))
 })
