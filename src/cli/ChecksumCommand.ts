@@ -74,7 +74,7 @@ export const withFileChecksum = (text: string, file: string, entry: string, chec
     return `${JSON.stringify({ ...json, checksums: { ...json["checksums"], [entry]: checksum } }, null, 2)}\n`
   }
   const key = escapeRegExp(entry)
-  const pair = new RegExp(`((?:"${key}"|'${key}'|(?<![\\w."'-])${key}(?![\\w."'-]))[ \\t]*=[ \\t]*)(["'])[0-9a-fA-F]*\\2`)
+  const pair = new RegExp(`((?:"${key}"|'${key}'|(?<![\\w."'-])${key}(?![\\w."'-]))[ \\t]*=[ \\t]*)(["'])[^"'\\r\\n]*\\2`)
   return pair.test(text) ? text.replace(pair, `$1"${checksum}"`) : undefined
 }
 
