@@ -74,6 +74,8 @@ export interface DiagnosisContext {
   readonly server: GroupHealth.ServerHealth
   readonly groups: ReadonlyArray<string>
   readonly stderrTailLines: number
+  /** What each spawn verifies, when it was read (the manager's `diagnostics.verification`). */
+  readonly verification?: Verification | undefined
 }
 
 /**
@@ -133,7 +135,7 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
       checksum: checksumStatus(diagnostics),
       envVars: [...diagnostics.envVarNames],
       supportedMethods: [...(health.supportedMethods ?? [])],
-      ...(diagnostics.verification === undefined ? {} : { verification: diagnostics.verification })
+      ...(context.verification === undefined ? {} : { verification: context.verification })
     })
   }
 }

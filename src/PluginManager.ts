@@ -117,8 +117,11 @@ export interface Diagnostics {
   /** Whether the manifest declares a checksum (then it is verified before every spawn). */
   readonly checksumDeclared: boolean
   readonly health: PluginClient.HealthSnapshot
-  /** What a spawn verifies, read now: the executable, each `checksums` file, unverified interpreter scripts. */
-  readonly verification?: VerificationPlan.Verification | undefined
+  /**
+   * Reads what a spawn verifies: the executable, each `checksums` file, unverified interpreter
+   * scripts. It hashes those files when run, so the doctor runs it and a status view does not.
+   */
+  readonly verification?: Effect.Effect<VerificationPlan.Verification> | undefined
 }
 
 /**
@@ -390,19 +393,25 @@ const stopAll = (manager: ManagerState): Effect.Effect<void> =>
 const diagnostics = (manager: ManagerState): Effect.Effect<ReadonlyArray<Diagnostics>> =>
   Effect.flatMap(allEntries(manager), (list) =>
     Effect.forEach(list, (entry) =>
-      Effect.all([
-        entry.client.health,
-        VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: path.resolve(entry.cwd ?? ".") })
-      ]).pipe(Effect.map(([health, verification]): Diagnostics => ({
+      Effect.map(entry.client.health, (health): Diagnostics => ({
         id: entry.id,
         manifest: entry.source,
         allowedEnvVars: entry.source.allowedEnvVars ?? [],
         envVarNames: entry.envVarNames,
         // Declared in `checksum_sha256`, or the executable named in `checksums` (verified in place).
-        checksumDeclared: entry.source.checksumSha256 !== undefined || verification.files.some((file) => file.path === verification.executable.path),
+        checksumDeclared: entry.source.checksumSha256 !== undefined || declaresExecutable(entry),
         health,
-        verification
-      })))))
+        verification: VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: path.resolve(entry.cwd ?? ".") })
+      }))))
+
+/** Whether the entry's `checksums` name its executable (resolved as a spawn resolves both). */
+const declaresExecutable = (entry: Entry): boolean => {
+  const checksums = entry.source.checksums
+  if (checksums === undefined) return false
+  const dir = entry.dir ?? "."
+  const executable = path.resolve(dir, entry.source.executable)
+  return Object.keys(checksums).some((name) => path.resolve(dir, name) === executable)
+}
 
 /** Registers every valid manifest of `dir`, and remembers the rejected ones in place of the last `discover` of `dir`. */
 const discover = (

@@ -11,10 +11,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Schema from "effect/Schema"
 import * as DoctorReport from "../src/DoctorReport.ts"
-import * as GroupHealth from "../src/GroupHealth.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import * as PluginClient from "../src/PluginClient.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
+import * as PluginHealth from "../src/PluginHealth.ts"
 import * as PluginManager from "../src/PluginManager.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import { tempFolder, writeFile } from "./support/pluginFolder.ts"
@@ -216,14 +216,10 @@ describe("verify what runs", () => {
         manifestIn(dir, { name: "pinned", version: "1", executable: node, args: ["x.mjs"], checksums: { "x.mjs": sha256(nodePlugin("hi")) } }),
         { cwd: dir }
       )
-      const diagnostics = yield* manager.diagnostics
-      const report = new DoctorReport.DoctorReport({
-        generatedAt: 0,
-        groups: [],
-        plugins: diagnostics.map((d) =>
-          DoctorReport.PluginDiagnosis.fromDiagnostics(d, { server: GroupHealth.serverHealthOf(d.id, d.health), groups: [], stderrTailLines: 0 })
-        )
-      })
+      const health = yield* PluginHealth.make({ groups: { g: ["unpinned", "pinned"] } }).pipe(
+        Effect.provideService(PluginManager.PluginManager, manager)
+      )
+      const report = yield* health.doctor
       const byId = new Map(report.plugins.map((p) => [p.id, p.verification]))
       assert.deepStrictEqual(byId.get("unpinned"), {
         executable: { path: node, status: "not declared" },
@@ -238,7 +234,7 @@ describe("verify what runs", () => {
       const decoded = Schema.decodeUnknownSync(DoctorReport.DoctorReport)(JSON.parse(JSON.stringify(Schema.encodeSync(DoctorReport.DoctorReport)(report))))
       assert.strictEqual(DoctorReport.render(decoded), table)
       fs.appendFileSync(script, "// edited\n")
-      const edited = (yield* manager.diagnostics).find((d) => d.id === "pinned")?.verification
+      const edited = yield* ((yield* manager.diagnostics).find((d) => d.id === "pinned")?.verification ?? Effect.undefined)
       assert.deepStrictEqual(edited?.files, [{ path: script, status: "mismatch" }])
     }).pipe(Effect.provide(live)))
 })

@@ -102,8 +102,8 @@ const isCode = (error: unknown, code: string): boolean =>
 
 const messageOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
-const hashFile = async (file: string): Promise<string> => {
-  const handle = await openRegular(file)
+const hashFile = async (file: string, extraFlags = 0): Promise<string> => {
+  const handle = await openRegular(file, extraFlags)
   try {
     return await digestOf(handle)
   } finally {
@@ -152,7 +152,7 @@ const reusable = async (copy: string, declared: string): Promise<boolean> => {
   if (info === undefined || !info.isFile() || info.nlink !== 1 || (info.mode & 0o7777) !== 0o500) return false
   const me = uid()
   if (me !== undefined && info.uid !== me) return false
-  const actual = await hashFile(copy).catch(() => undefined)
+  const actual = await hashFile(copy, fs.constants.O_NOFOLLOW).catch(() => undefined)
   return actual === declared
 }
 
@@ -194,7 +194,7 @@ const materializeAsync = async (file: string, declared: string, root: string): P
     }
     await fsp.rename(temp, copy)
     // Read back what will run: the copy itself must hold the declared bytes.
-    const copied = await hashFile(copy)
+    const copied = await hashFile(copy, fs.constants.O_NOFOLLOW)
     if (copied !== declared) throw unusable(copy, `the verified copy hashes to ${copied}, not ${declared}`)
     return copy
   } finally {
