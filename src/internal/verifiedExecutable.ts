@@ -31,7 +31,9 @@
  * before every spawn; the interpreter opens them again by path afterwards, so a swap in that
  * window is not caught (an edit made before the spawn is). The cache is protected from other
  * users, not from the host's own user (who could change the host itself). Nothing is evicted: one
- * copy per distinct executable content, gone with the runtime folder (logout, reboot).
+ * copy per distinct executable content (and an empty folder per declared digest a start was
+ * refused for: removing it could race a concurrent start of the same digest), gone with the
+ * runtime folder (logout, reboot).
  *
  * @internal
  */
