@@ -16,6 +16,7 @@
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as GroupHealth from "./GroupHealth.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
@@ -64,6 +65,28 @@ export const Verification = Schema.Struct({
 export type Verification = typeof Verification.Type
 
 /**
+ * What the doctor says about a plugin's environment: `unsafeEnvVars`, the loader/interpreter
+ * injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) it is passed because its manifest marks
+ * them (`unsafe_env_vars`); `interpreter`, when the plugin gets no `PATH` and its executable is a
+ * `#!/usr/bin/env` script, the shebang and the interpreter the host resolved on its own `PATH`;
+ * `problem`, why a start would fail (an unmarked injection variable, an interpreter not found).
+ *
+ * @category models
+ */
+export const EnvironmentDiagnosis = Schema.Struct({
+  unsafeEnvVars: Schema.Array(Schema.String),
+  interpreter: Schema.optionalKey(Schema.Struct({ shebang: Schema.String, resolved: Schema.String })),
+  problem: Schema.optionalKey(Schema.String)
+})
+
+/**
+ * @category models
+ */
+export type EnvironmentDiagnosis = typeof EnvironmentDiagnosis.Type
+
+const noEnvironment: EnvironmentDiagnosis = { unsafeEnvVars: [] }
+
+/**
  * What {@link PluginDiagnosis.fromDiagnostics} needs beside the manager's diagnostics: the
  * plugin's server health (as a check sees it), the groups it belongs to, and how many stderr
  * lines to keep.
@@ -104,6 +127,11 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
   checksum: ChecksumStatus,
   envVars: Schema.Array(Schema.String),
   supportedMethods: Schema.Array(Schema.String),
+  /** The marked injection variables it is passed and the interpreter the host resolved (see {@link EnvironmentDiagnosis}). */
+  environment: EnvironmentDiagnosis.pipe(
+    Schema.withDecodingDefaultKey(Effect.succeed(noEnvironment)),
+    Schema.withConstructorDefault(Effect.succeed(noEnvironment))
+  ),
   /** What each spawn verifies (absent when the diagnostics did not inspect the files). */
   verification: Schema.optionalKey(Verification)
 }) {
@@ -135,6 +163,7 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
       checksum: checksumStatus(diagnostics),
       envVars: [...diagnostics.envVarNames],
       supportedMethods: [...(health.supportedMethods ?? [])],
+      environment: environmentOf(diagnostics),
       ...(context.verification === undefined ? {} : { verification: context.verification })
     })
   }
@@ -208,6 +237,16 @@ const checksumStatus = (diagnostics: PluginManager.Diagnostics): ChecksumStatus 
   return health.spawns > 0 ? "verified" : "pending"
 }
 
+const environmentOf = (diagnostics: PluginManager.Diagnostics): EnvironmentDiagnosis => {
+  const environment = diagnostics.environment
+  if (environment === undefined) return noEnvironment
+  return {
+    unsafeEnvVars: [...environment.unsafeEnvVars],
+    ...(environment.interpreter === undefined ? {} : { interpreter: { ...environment.interpreter } }),
+    ...(environment.problem === undefined ? {} : { problem: environment.problem })
+  }
+}
+
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
 
 /** How many of a group's plugins are healthy, degraded and failed, in words. */
@@ -259,6 +298,12 @@ const pluginRow = (p: PluginDiagnosis, generatedAt: number): Array<string> => [
 ]
 
 /** The stderr tail of a plugin as an indented block under its title (nothing when it is empty). */
+/** The environment lines of every plugin that has one, after a blank line. */
+const environmentBlock = (plugins: ReadonlyArray<PluginDiagnosis>): Array<string> => {
+  const lines = plugins.flatMap(environmentLine)
+  return lines.length === 0 ? [] : ["", ...lines]
+}
+
 const stderrBlock = (p: PluginDiagnosis): Array<string> => {
   const count = p.stderrTail.length
   return count === 0 ? [] : ["", `stderr of ${p.id} (last ${count} line${count === 1 ? "" : "s"}):`, ...p.stderrTail.map((l) => `  | ${l}`)]
@@ -281,10 +326,25 @@ const verificationLine = (p: PluginDiagnosis): Array<string> => {
 }
 
 /**
+ * What a plugin's environment needs a reader to know, as one line under the table (nothing when
+ * it passes no marked injection variable and no interpreter was resolved).
+ */
+const environmentLine = (p: PluginDiagnosis): Array<string> => {
+  const { unsafeEnvVars, interpreter, problem } = p.environment
+  const parts = [
+    ...(unsafeEnvVars.length === 0 ? [] : [`passes injection variables marked unsafe: ${unsafeEnvVars.join(", ")}`]),
+    ...(interpreter === undefined ? [] : [`runs \`${interpreter.shebang}\` as ${interpreter.resolved} (resolved on the host's PATH; the plugin gets no PATH)`]),
+    ...(problem === undefined ? [] : [`will not start: ${problem}`])
+  ]
+  return parts.length === 0 ? [] : [`environment of ${p.id}: ${parts.join("; ")}`]
+}
+
+/**
  * Renders a report as a plain-text table for a terminal: a header, one row per plugin with
- * aligned columns, then one line per group with its aggregate status, then one line per plugin
- * whose spawns leave something unverified (`verification of x: interpreter script not verified:
- * /plugins/x/main.py`), then the stderr tails.
+ * aligned columns, then one line per group with its aggregate status, then what a plugin's
+ * environment needs a reader to know (marked injection variables, a resolved interpreter, why it
+ * would not start), then one line per plugin whose spawns leave something unverified
+ * (`verification of x: interpreter script not verified: /plugins/x/main.py`), then the stderr tails.
  * `STATE` is the process lifecycle (`Running`, `Recovering`…), `HEALTH` the verdict; the crash
  * counts are those in the restart window (`recent`, what the cap counts), in a row (what the
  * backoff counts) and since the host started. Durations are humanised (`1 min 5 s`).
@@ -300,6 +360,7 @@ export const render = (report: DoctorReport): string => {
     ...rows.map(line),
     ...(report.groups.length > 0 ? [""] : []),
     ...report.groups.map(groupLine),
+    ...environmentBlock(report.plugins),
     ...(report.plugins.some((p) => verificationLine(p).length > 0) ? [""] : []),
     ...report.plugins.flatMap(verificationLine),
     ...report.plugins.flatMap(stderrBlock)

@@ -14,6 +14,7 @@
  *
  * @since 0.1.0
  */
+import * as nodePath from "node:path"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -27,9 +28,9 @@ import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
-import * as path from "node:path"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
+import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import * as VerificationPlan from "./internal/verificationPlan.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClient from "./PluginClient.ts"
@@ -116,6 +117,11 @@ export interface Diagnostics {
   readonly envVarNames: ReadonlyArray<string>
   /** Whether the manifest declares a checksum (then it is verified before every spawn). */
   readonly checksumDeclared: boolean
+  /**
+   * The marked injection variables the plugin is passed, and the interpreter the host resolves
+   * for its `#!/usr/bin/env` script when it gets no `PATH` (as a spawn would resolve it now).
+   */
+  readonly environment?: PluginEnvironment.Report | undefined
   readonly health: PluginClient.HealthSnapshot
   /**
    * Reads what a spawn verifies: the executable, each `checksums` file, unverified interpreter
@@ -126,8 +132,10 @@ export interface Diagnostics {
 
 /**
  * How to register a plugin: its id (default the manifest's `name`) and the client's options.
- * For an eager policy without a handshake the default is `initialize`
- * (`{ok: true, supportedMethods}`) and the graceful stop request is `shutdown`.
+ * For an eager policy without a handshake the default is Paperclip's: `Handshake.paperclip()`
+ * (`initialize` with `{manifest, config, instanceInfo, apiVersion}`, answered by
+ * `{ok: true, supportedMethods}`; stderr logged at warn) and the graceful stop request is
+ * `shutdown`.
  *
  * @category models
  */
@@ -213,6 +221,8 @@ interface Entry {
   readonly scope: Scope.Closeable
   readonly eager: boolean
   readonly envVarNames: ReadonlyArray<string>
+  /** What a spawn is prepared from, for the doctor's view of the environment. */
+  readonly launchInput: PluginEnvironment.LaunchInput
   /** Where the plugin's paths resolve (its manifest's folder) and where it runs. */
   readonly dir: string | undefined
   readonly cwd: string | undefined
@@ -237,8 +247,9 @@ interface ManagerState {
 }
 
 /**
- * Fills in the always-on defaults: an eager plugin speaks the worker dialect unless told
- * otherwise.
+ * Fills in the always-on defaults: an eager plugin speaks Paperclip's worker dialect unless
+ * told otherwise (`initialize` with `{manifest, config, instanceInfo, apiVersion}`, stderr
+ * logged at warn).
  */
 const withDefaults = (options: PluginClient.Options | undefined): PluginClient.Options => {
   const policy = options?.policy ?? LifetimePolicy.defaultPolicy
@@ -246,7 +257,7 @@ const withDefaults = (options: PluginClient.Options | undefined): PluginClient.O
   return {
     ...options,
     policy,
-    handshake: options?.handshake ?? Handshake.initialize(),
+    handshake: options?.handshake ?? Handshake.paperclip(),
     shutdownRequest: options?.shutdownRequest ?? "shutdown"
   }
 }
@@ -330,11 +341,26 @@ const makeEntry = Effect.fnUntraced(function*(
     scope: clientScope,
     eager: resolved.policy?.start === "eager",
     envVarNames,
+    launchInput: launchInputOf(source, resolved),
     dir: resolved.manifestDir ?? source.location?.dir,
     cwd: resolved.cwd
   }
   return entry
 })
+
+/** What a spawn of `source` is prepared from: its executable resolved as the verifier does, its environment. */
+const launchInputOf = (source: PluginClient.PluginSource, options: PluginClient.Options): PluginEnvironment.LaunchInput => {
+  const dir = options.manifestDir ?? source.location?.dir
+  return {
+    executable: dir === undefined ? source.executable : nodePath.resolve(dir, source.executable),
+    args: source.args,
+    cwd: options.cwd,
+    allowedEnvVars: source.allowedEnvVars,
+    unsafeEnvVars: PluginClient.unsafeEnvVarsOf(source, options),
+    env: options.env,
+    hostEnv: options.hostEnv
+  }
+}
 
 const closeEntry = (entry: Entry) => entry.client.shutdown.pipe(Effect.andThen(Scope.close(entry.scope, Exit.void)))
 
@@ -393,15 +419,16 @@ const stopAll = (manager: ManagerState): Effect.Effect<void> =>
 const diagnostics = (manager: ManagerState): Effect.Effect<ReadonlyArray<Diagnostics>> =>
   Effect.flatMap(allEntries(manager), (list) =>
     Effect.forEach(list, (entry) =>
-      Effect.map(entry.client.health, (health): Diagnostics => ({
+      Effect.zipWith(entry.client.health, PluginEnvironment.describe(entry.launchInput), (health, environment): Diagnostics => ({
         id: entry.id,
         manifest: entry.source,
         allowedEnvVars: entry.source.allowedEnvVars ?? [],
         envVarNames: entry.envVarNames,
         // Declared in `checksum_sha256`, or the executable named in `checksums` (verified in place).
         checksumDeclared: entry.source.checksumSha256 !== undefined || declaresExecutable(entry),
+        environment,
         health,
-        verification: VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: path.resolve(entry.cwd ?? ".") })
+        verification: VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: nodePath.resolve(entry.cwd ?? ".") })
       }))))
 
 /** Whether the entry's `checksums` name its executable (resolved as a spawn resolves both). */
@@ -409,8 +436,8 @@ const declaresExecutable = (entry: Entry): boolean => {
   const checksums = entry.source.checksums
   if (checksums === undefined) return false
   const dir = entry.dir ?? "."
-  const executable = path.resolve(dir, entry.source.executable)
-  return Object.keys(checksums).some((name) => path.resolve(dir, name) === executable)
+  const executable = nodePath.resolve(dir, entry.source.executable)
+  return Object.keys(checksums).some((name) => nodePath.resolve(dir, name) === executable)
 }
 
 /** Registers every valid manifest of `dir`, and remembers the rejected ones in place of the last `discover` of `dir`. */

@@ -28,6 +28,7 @@ import type * as SchemaAST from "effect/SchemaAST"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as Stream from "effect/Stream"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import * as VerifiedExecutable from "./internal/verifiedExecutable.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -78,6 +79,17 @@ export const ChecksumSha256 = Schema.String.check(
  * @category schemas
  */
 export const Checksums = Schema.Record(NonEmptyText, ChecksumSha256)
+
+/**
+ * An environment variable name: letters, digits and `_`, not starting with a digit.
+ *
+ * @category schemas
+ */
+export const EnvVarName = Schema.String.check(
+  Schema.isPattern(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+    expected: "an environment variable name (letters, digits and `_`, not starting with a digit)"
+  })
+)
 
 /**
  * A poller kind: a lowercase letter followed by at least one of a-z, 0-9, `_`.
@@ -179,8 +191,10 @@ export class PollerSection extends Schema.Class<PollerSection>("PollerSection")(
 
 /**
  * One plugin: its name, version, executable (absolute, or relative to the manifest's folder),
- * fixed arguments, the host environment variables it may see, an optional SHA-256 of the
- * executable and an optional poller section. `args` and `allowedEnvVars` default to `[]`.
+ * fixed arguments, the host environment variables it may see (with `unsafeEnvVars`, the
+ * loader/interpreter-injection variables among them it is deliberately allowed, which a file
+ * must mark or it is rejected at load), an optional SHA-256 of the executable and an optional
+ * poller section. `args` and `allowedEnvVars` default to `[]`.
  *
  * The constructor validates every field (and throws on invalid input); files are read with
  * {@link parse} / {@link load}, which fail with a {@link ManifestError} instead.
@@ -192,7 +206,9 @@ export class PluginManifest extends Schema.Class<PluginManifest>("PluginManifest
   version: NonEmptyText,
   executable: NonEmptyText,
   args: Schema.Array(Schema.String).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
-  allowedEnvVars: Schema.Array(Schema.String).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
+  allowedEnvVars: Schema.Array(EnvVarName).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
+  /** Loader/interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed. */
+  unsafeEnvVars: Schema.optionalKey(Schema.Array(EnvVarName)),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
   poller: Schema.optionalKey(PollerSection)
@@ -384,6 +400,7 @@ const isNotFound = (error: PlatformError.PlatformError): boolean => error.reason
 // ---------------------------------------------------------------------------------------------
 
 const Strings = Schema.Array(Schema.String)
+const EnvVarNames = Schema.Array(EnvVarName)
 
 const JsonPoller = Schema.Struct({
   kinds: Kinds,
@@ -400,7 +417,8 @@ const JsonFile = Schema.Struct({
   version: NonEmptyText,
   executable: NonEmptyText,
   args: Schema.optionalKey(Strings),
-  allowedEnvVars: Schema.optionalKey(Strings),
+  allowedEnvVars: Schema.optionalKey(EnvVarNames),
+  unsafeEnvVars: Schema.optionalKey(EnvVarNames),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
   poller: Schema.optionalKey(JsonPoller)
@@ -419,7 +437,8 @@ const TomlFile = Schema.Struct({
   version: NonEmptyText,
   executable: NonEmptyText,
   args: Schema.optionalKey(Strings),
-  allowed_env_vars: Schema.optionalKey(Strings),
+  allowed_env_vars: Schema.optionalKey(EnvVarNames),
+  unsafe_env_vars: Schema.optionalKey(EnvVarNames),
   checksum_sha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
   poller: Schema.optionalKey(TomlPoller)
@@ -436,6 +455,7 @@ const fromToml = (file: typeof TomlFile.Type): FileFields => {
     executable: file.executable,
     ...(file.args === undefined ? {} : { args: file.args }),
     ...(file.allowed_env_vars === undefined ? {} : { allowedEnvVars: file.allowed_env_vars }),
+    ...(file.unsafe_env_vars === undefined ? {} : { unsafeEnvVars: file.unsafe_env_vars }),
     ...(file.checksum_sha256 === undefined ? {} : { checksumSha256: file.checksum_sha256 }),
     ...(file.checksums === undefined ? {} : { checksums: file.checksums }),
     ...(poller === undefined ? {} : {
@@ -458,6 +478,7 @@ const toManifestInput = (file: FileFields): MakeInput => {
     executable: file.executable,
     ...(file.args === undefined ? {} : { args: file.args }),
     ...(file.allowedEnvVars === undefined ? {} : { allowedEnvVars: file.allowedEnvVars }),
+    ...(file.unsafeEnvVars === undefined ? {} : { unsafeEnvVars: file.unsafeEnvVars }),
     ...(file.checksumSha256 === undefined ? {} : { checksumSha256: file.checksumSha256 }),
     ...(file.checksums === undefined ? {} : { checksums: file.checksums }),
     ...(poller === undefined ? {} : {
@@ -557,6 +578,20 @@ const decodeFile = (text: string, path: string): Result.Result<FileFields, Inval
   return Result.fail(new Invalid({ detail: `unsupported manifest format (${extension}; expected .toml or .json)` }))
 }
 
+/**
+ * The allow-listed loader/interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) that
+ * `unsafe_env_vars` does not mark, as one sentence per name in the file's spelling.
+ */
+const unmarkedInjection = (fields: FileFields, format: "toml" | "json"): string | undefined => {
+  const found = PluginEnvironment.problems(
+    { allowedEnvVars: fields.allowedEnvVars ?? [], envNames: [], unsafeEnvVars: fields.unsafeEnvVars ?? [] },
+    format === "toml"
+      ? { allowed: "allowed_env_vars", env: "env", unsafe: "unsafe_env_vars" }
+      : { allowed: "allowedEnvVars", env: "env", unsafe: "unsafeEnvVars" }
+  )
+  return found.length === 0 ? undefined : found.join("; ")
+}
+
 // ---------------------------------------------------------------------------------------------
 // parsing and loading
 // ---------------------------------------------------------------------------------------------
@@ -573,6 +608,8 @@ export const parse = (text: string, path: string): Effect.Effect<PluginManifest,
     const decoded = decodeFile(text, path)
     if (Result.isFailure(decoded)) return fail(path, decoded.failure)
     const fields = decoded.success
+    const unmarked = unmarkedInjection(fields, path.endsWith(".toml") ? "toml" : "json")
+    if (unmarked !== undefined) return fail(path, new Invalid({ detail: unmarked }))
     const stem = stemOf(path)
     if (!stemMatches(stem, fields.name)) return fail(path, new NameMismatch({ name: fields.name, stem }))
     // The file schemas enforce the same rules as the class, so this only fails on a bug.

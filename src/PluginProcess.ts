@@ -5,7 +5,12 @@
  * and a stop sequence that always ends.
  *
  * The environment is exactly the allow-listed variables that exist in the host environment
- * plus explicit extra variables — nothing else leaks. stderr is read for the whole life of the
+ * plus explicit extra variables — nothing else leaks. Before every spawn the names are checked
+ * (they must look like variable names; loader and interpreter-injection variables such as
+ * `NODE_OPTIONS` or `LD_PRELOAD` need the `unsafeEnvVars` mark), and when the plugin gets no
+ * `PATH`, a script's `#!/usr/bin/env X` interpreter is resolved on the host's `PATH` and run
+ * explicitly (see `internal/pluginEnvironment.ts`); a breach fails the spawn with a `Spawn`
+ * reason naming the variable or the interpreter. stderr is read for the whole life of the
  * process (a plugin that writes megabytes to stderr can never block on a full pipe): each line
  * is logged with the plugin's name and kept in a bounded excerpt for error messages and health.
  *
@@ -47,6 +52,7 @@ import * as Framing from "./Framing.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import { signalGroup, terminateGroup } from "./internal/processGroup.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -90,6 +96,12 @@ export interface Spec {
   readonly allowedEnvVars?: ReadonlyArray<string> | undefined
   /** Extra fixed variables, passed as given (they win over allow-listed ones). */
   readonly env?: Readonly<Record<string, string>> | undefined
+  /**
+   * Loader and interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) the plugin may be
+   * passed, deliberately: without this mark such a name in `allowedEnvVars` or `env` fails the
+   * spawn (see the module header).
+   */
+  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   /** The host environment to pick allow-listed variables from; defaults to `process.env`. */
   readonly hostEnv?: Readonly<Record<string, string | undefined>> | undefined
 }
@@ -182,7 +194,9 @@ export interface PluginProcess {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The environment a plugin gets: the allow-listed names present in `hostEnv`, plus `extra`.
+ * The environment a plugin gets: the allow-listed names that are own properties of `hostEnv`
+ * (never inherited ones such as `toString`), plus `extra`. The names are checked by the spawn
+ * (see the module header), not here.
  *
  * @category constructors
  */
@@ -190,15 +204,17 @@ export const restrictedEnv = (
   allowed: ReadonlyArray<string>,
   hostEnv: Readonly<Record<string, string | undefined>>,
   extra?: Readonly<Record<string, string>>
-): Record<string, string> => {
-  const env: Record<string, string> = {}
-  for (const name of allowed) {
-    const value = hostEnv[name]
-    if (value !== undefined) env[name] = value
-  }
-  if (extra !== undefined) Object.assign(env, extra)
-  return env
-}
+): Record<string, string> => PluginEnvironment.build(allowed, hostEnv, extra)
+
+/**
+ * What a launcher runs for `spec`: the names checked, the environment built, and a script's
+ * `env` interpreter resolved on the host's `PATH` when the plugin gets none. Fails with a `Spawn`
+ * reason naming the variable or the interpreter.
+ */
+const launchOf = (spec: Spec): Effect.Effect<PluginEnvironment.Launch, PluginClientError.PluginClientError> =>
+  PluginEnvironment.prepare(spec).pipe(
+    Effect.mapError((detail) => PluginClientError.make(spec.name, new PluginClientError.Spawn({ path: spec.executable, detail })))
+  )
 
 const signalPattern = /signal:?\s*'?(SIG[A-Z0-9]+)'?/
 
@@ -423,10 +439,10 @@ interface SpawnerInput {
 }
 
 /** Spawns through the `ChildProcessSpawner`, in a process group of its own. */
-const spawnWithSpawner = (spec: Spec) =>
-  ChildProcess.make(spec.executable, [...(spec.args ?? [])], {
+const spawnWithSpawner = (spec: Spec, launch: PluginEnvironment.Launch) =>
+  ChildProcess.make(launch.executable, [...launch.args], {
     cwd: spec.cwd,
-    env: restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env),
+    env: launch.env,
     extendEnv: false,
     // Own process group, so signals reach grandchildren too.
     detached: true,
@@ -552,7 +568,7 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
 > {
   const timings = timingsOf(options)
-  const handle = yield* spawnWithSpawner(spec)
+  const handle = yield* spawnWithSpawner(spec, yield* launchOf(spec))
   const startedAt = yield* Clock.currentTimeMillis
   const pid: number = handle.pid
   const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
@@ -601,12 +617,11 @@ const spawnFailure = (spec: Spec, error: unknown) =>
  * too), never through a shell, and waits for Node to report the spawn. Interrupted before that,
  * the group is killed.
  */
-const spawnNode = (spec: Spec): Effect.Effect<NodeChildProcess, PluginClientError.PluginClientError> =>
+const spawnNode = (spec: Spec, launch: PluginEnvironment.Launch): Effect.Effect<NodeChildProcess, PluginClientError.PluginClientError> =>
   Effect.callback<NodeChildProcess, PluginClientError.PluginClientError>((resume) => {
-    const env = restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env)
     let spawned: NodeChildProcess
     try {
-      spawned = spawn(spec.executable, [...(spec.args ?? [])], { cwd: spec.cwd, env, stdio: "pipe", detached: true })
+      spawned = spawn(launch.executable, [...launch.args], { cwd: spec.cwd, env: launch.env, stdio: "pipe", detached: true })
     } catch (error) {
       return resume(Effect.fail(spawnFailure(spec, error)))
     }
@@ -867,7 +882,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   Scope.Scope
 > {
   const timings = timingsOf(options)
-  const child = yield* spawnNode(spec)
+  const child = yield* spawnNode(spec, yield* launchOf(spec))
   // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
   if (child.pid === undefined || child.pid <= 0) return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
   const pid = child.pid
