@@ -11,6 +11,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Schema from "effect/Schema"
 import * as DoctorReport from "../src/DoctorReport.ts"
+import * as VerifiedExecutable from "../src/internal/verifiedExecutable.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import * as PluginClient from "../src/PluginClient.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
@@ -148,6 +149,23 @@ describe("verify what runs", () => {
       fs.rmSync(link)
       fs.symlinkSync("a.sh", link)
       assert.strictEqual(yield* answerOf(manifest), "declared")
+      yield* nothingLeft
+    }).pipe(Effect.provide(live)), 30_000)
+
+  it.live("a `#!/usr/bin/env node` script without PATH runs its verified copy through the interpreter the host resolved", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempFolder("plugin-host-env-script-")
+      // It answers with the Node that runs it and the script it was given.
+      const body = `#!/usr/bin/env node\n${nodePlugin("declared").replace(`"declared"`, "[process.execPath, process.argv[1]]")}`
+      fs.chmodSync(writeFile(dir, "plugin.mjs", body), 0o755)
+      const manifest = manifestIn(dir, { name: "envscript", version: "1", executable: "plugin.mjs", checksumSha256: sha256(body) })
+      const answer = yield* Effect.scoped(
+        Effect.gen(function*() {
+          const client = yield* PluginClient.make(manifest, { policy, hostEnv: { PATH: path.dirname(node) } })
+          return yield* client.request("which")
+        })
+      )
+      assert.deepStrictEqual(answer, [fs.realpathSync(node), VerifiedExecutable.copyPathOf(path.join(dir, "plugin.mjs"), sha256(body))])
       yield* nothingLeft
     }).pipe(Effect.provide(live)), 30_000)
 
