@@ -409,8 +409,8 @@ export const requestDuration = Metric.timer("plugin_request_duration", { descrip
  * (`manifestDir` when given, else the source's own `location.dir`), check every `checksums`
  * file and, when a checksum is declared, hash the executable into a private read-only copy and
  * return that copy's path: the bytes hashed are the bytes spawned (the source system checked
- * only at discovery, so a binary swapped later ran unchecked). Needs the `FileSystem` and `Path` services only then; they are captured when
- * the verifier is made.
+ * only at discovery, so a binary swapped later ran unchecked). Needs the `FileSystem` and
+ * `Path` services only then; they are captured when the verifier is made.
  *
  * @category constructors
  */
