@@ -229,8 +229,10 @@ const deadRegistries = (directory: string): Array<{ readonly file: string; reado
   })
 }
 
+/** Removes a registry and the temporary file a write cut short may have left beside it. */
 const removeFile = (file: string): void => {
   try {
+    fs.rmSync(`${file}.tmp`, { force: true })
     fs.rmSync(file, { force: true })
   } catch {
     // Another reaper removed it, or the folder went: nothing left to do.

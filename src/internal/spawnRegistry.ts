@@ -2,10 +2,11 @@
  * The host's registry of the plugin processes it spawned: one file per host process,
  * `<runtime folder>/<host pid>.json` (`<host pid>-<thread id>.json` in a worker thread), listing each live plugin's pid, start time (from
  * `/proc/<pid>/stat`), process group and name, plus the host's own pid, start time and boot id.
- * It is rewritten atomically (a temporary file renamed over it) when a plugin is spawned and when
- * its Scope closes, and removed with the last entry. A host that dies without closing its
- * Scopes (SIGKILL, OOM kill, a crash of the runtime) leaves the file behind: `Leftovers` reads
- * it at the next host start and reaps what is still alive.
+ * It is rewritten atomically (a temporary file renamed over it) when a plugin is spawned (at once)
+ * and when its Scope closes (the removals of one event-loop turn together, and at the latest when
+ * the process exits), and removed with the last entry. A host that dies without closing its
+ * Scopes (SIGKILL, OOM kill, a crash of the runtime) leaves the file behind: `Leftovers` reads it
+ * at the next host start and reaps what is still alive.
  *
  * The runtime folder is `$XDG_RUNTIME_DIR/effect-plugin-host` (per user, cleared at logout and
  * reboot), or `<tmpdir>/effect-plugin-host-<uid>`; it is only used when it is a directory owned
@@ -138,6 +139,8 @@ interface OwnRegistry {
   readonly file: string
   readonly host: RegistryFile["host"]
   readonly entries: Map<number, Entry>
+  /** A write of removed entries is due at the end of this turn of the event loop. */
+  saveScheduled: boolean
 }
 
 /** Not opened yet (`undefined`), or no usable registry on this machine (`null`). */
@@ -161,14 +164,27 @@ const ownRegistry = (): OwnRegistry | undefined => {
   if (own !== undefined) return own ?? undefined
   const dir = usableDirectory(defaultDirectory())
   const self = ProcStat.readStat(process.pid)
-  own = dir === undefined || self === undefined
-    ? null
-    : { file: path.join(dir, registryFileName()), host: { pid: process.pid, startTime: self.startTime }, entries: new Map() }
-  return own ?? undefined
+  if (dir === undefined || self === undefined) {
+    own = null
+    return undefined
+  }
+  const registry: OwnRegistry = {
+    file: path.join(dir, registryFileName()),
+    host: { pid: process.pid, startTime: self.startTime },
+    entries: new Map(),
+    saveScheduled: false
+  }
+  // Removals still waiting for the end of a turn are written when the process exits.
+  process.once("exit", () => {
+    if (registry.saveScheduled) save(registry)
+  })
+  own = registry
+  return registry
 }
 
 /** Writes the registry atomically (or removes it once empty). A failed write loses nothing but the record. */
 const save = (registry: OwnRegistry): void => {
+  registry.saveScheduled = false
   try {
     if (registry.entries.size === 0) return fs.rmSync(registry.file, { force: true })
     const content: RegistryFile = { host: registry.host, bootId: ProcStat.bootId(), processes: [...registry.entries.values()] }
@@ -205,7 +221,15 @@ export const track = (
       return Scope.addFinalizer(scope, Effect.sync(() => {
         if (registry.entries.get(pid)?.startTime !== stat.startTime) return
         registry.entries.delete(pid)
-        save(registry)
+        // A record of a process that is gone is harmless (the reaper checks start times), so the
+        // removals of one turn are written together: a stop-all writes the file a few times, not
+        // once per plugin.
+        if (!registry.saveScheduled) {
+          registry.saveScheduled = true
+          setImmediate(() => {
+            if (registry.saveScheduled) save(registry)
+          })
+        }
       }))
     })
   })
