@@ -10,7 +10,8 @@
  * The `setsid` grandchild has left the plugin's process group and session: neither a group signal,
  * the parent-death signal (cleared on fork) nor the registry (which knows groups) reaches it. Its
  * fate is reported, not asserted, and the test kills it: a `/proc` descendant walk at stop and a
- * cgroup per plugin are what catch it.
+ * cgroup per plugin are what catch it (the registry reaps a recorded cgroup whole, see
+ * `Leftovers.test.ts`; these launchers record none).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { spawn, type ChildProcess } from "node:child_process"
