@@ -16,6 +16,7 @@
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as GroupHealth from "./GroupHealth.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
@@ -40,6 +41,28 @@ export const ChecksumStatus = Schema.Literals(["verified", "pending", "mismatch"
  * @category models
  */
 export type ChecksumStatus = typeof ChecksumStatus.Type
+
+/**
+ * What the doctor says about a plugin's environment: `unsafeEnvVars`, the loader/interpreter
+ * injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) it is passed because its manifest marks
+ * them (`unsafe_env_vars`); `interpreter`, when the plugin gets no `PATH` and its executable is a
+ * `#!/usr/bin/env` script, the shebang and the interpreter the host resolved on its own `PATH`;
+ * `problem`, why a start would fail (an unmarked injection variable, an interpreter not found).
+ *
+ * @category models
+ */
+export const EnvironmentDiagnosis = Schema.Struct({
+  unsafeEnvVars: Schema.Array(Schema.String),
+  interpreter: Schema.optionalKey(Schema.Struct({ shebang: Schema.String, resolved: Schema.String })),
+  problem: Schema.optionalKey(Schema.String)
+})
+
+/**
+ * @category models
+ */
+export type EnvironmentDiagnosis = typeof EnvironmentDiagnosis.Type
+
+const noEnvironment: EnvironmentDiagnosis = { unsafeEnvVars: [] }
 
 /**
  * What {@link PluginDiagnosis.fromDiagnostics} needs beside the manager's diagnostics: the
@@ -79,7 +102,12 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
   stderrTail: Schema.Array(Schema.String),
   checksum: ChecksumStatus,
   envVars: Schema.Array(Schema.String),
-  supportedMethods: Schema.Array(Schema.String)
+  supportedMethods: Schema.Array(Schema.String),
+  /** The marked injection variables it is passed and the interpreter the host resolved (see {@link EnvironmentDiagnosis}). */
+  environment: EnvironmentDiagnosis.pipe(
+    Schema.withDecodingDefaultKey(Effect.succeed(noEnvironment)),
+    Schema.withConstructorDefault(Effect.succeed(noEnvironment))
+  )
 }) {
   /**
    * The diagnosis of one plugin from the manager's diagnostics: its live health, its verdict
@@ -108,7 +136,8 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
       stderrTail: stderrTail(health.stderrExcerpt, context.stderrTailLines),
       checksum: checksumStatus(diagnostics),
       envVars: [...diagnostics.envVarNames],
-      supportedMethods: [...(health.supportedMethods ?? [])]
+      supportedMethods: [...(health.supportedMethods ?? [])],
+      environment: environmentOf(diagnostics)
     })
   }
 }
@@ -183,6 +212,16 @@ const checksumStatus = (diagnostics: PluginManager.Diagnostics): ChecksumStatus 
   return health.spawns > 0 ? "verified" : "pending"
 }
 
+const environmentOf = (diagnostics: PluginManager.Diagnostics): EnvironmentDiagnosis => {
+  const environment = diagnostics.environment
+  if (environment === undefined) return noEnvironment
+  return {
+    unsafeEnvVars: [...environment.unsafeEnvVars],
+    ...(environment.interpreter === undefined ? {} : { interpreter: { ...environment.interpreter } }),
+    ...(environment.problem === undefined ? {} : { problem: environment.problem })
+  }
+}
+
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
 
 /** How many of a group's plugins are healthy, degraded and failed, in words. */
@@ -234,6 +273,12 @@ const pluginRow = (p: PluginDiagnosis, generatedAt: number): Array<string> => [
 ]
 
 /** The stderr tail of a plugin as an indented block under its title (nothing when it is empty). */
+/** The environment lines of every plugin that has one, after a blank line. */
+const environmentBlock = (plugins: ReadonlyArray<PluginDiagnosis>): Array<string> => {
+  const lines = plugins.flatMap(environmentLine)
+  return lines.length === 0 ? [] : ["", ...lines]
+}
+
 const stderrBlock = (p: PluginDiagnosis): Array<string> => {
   const count = p.stderrTail.length
   return count === 0 ? [] : ["", `stderr of ${p.id} (last ${count} line${count === 1 ? "" : "s"}):`, ...p.stderrTail.map((l) => `  | ${l}`)]
@@ -248,9 +293,24 @@ const leftoversBlock = (leftovers: ReadonlyArray<Leftovers.Leftover> | undefined
   ]
 
 /**
+ * What a plugin's environment needs a reader to know, as one line under the table (nothing when
+ * it passes no marked injection variable and no interpreter was resolved).
+ */
+const environmentLine = (p: PluginDiagnosis): Array<string> => {
+  const { unsafeEnvVars, interpreter, problem } = p.environment
+  const parts = [
+    ...(unsafeEnvVars.length === 0 ? [] : [`passes injection variables marked unsafe: ${unsafeEnvVars.join(", ")}`]),
+    ...(interpreter === undefined ? [] : [`runs \`${interpreter.shebang}\` as ${interpreter.resolved} (resolved on the host's PATH; the plugin gets no PATH)`]),
+    ...(problem === undefined ? [] : [`will not start: ${problem}`])
+  ]
+  return parts.length === 0 ? [] : [`environment of ${p.id}: ${parts.join("; ")}`]
+}
+
+/**
  * Renders a report as a plain-text table for a terminal: a header, one row per plugin with
- * aligned columns, then one line per group with its aggregate status, then the stderr tails and
- * the processes hosts that died left running.
+ * aligned columns, then one line per group with its aggregate status, then what a plugin's
+ * environment needs a reader to know (marked injection variables, a resolved interpreter, why it
+ * would not start), then the stderr tails and the processes hosts that died left running.
  * `STATE` is the process lifecycle (`Running`, `Recovering`…), `HEALTH` the verdict; the crash
  * counts are those in the restart window (`recent`, what the cap counts), in a row (what the
  * backoff counts) and since the host started. Durations are humanised (`1 min 5 s`).
@@ -266,6 +326,7 @@ export const render = (report: DoctorReport): string => {
     ...rows.map(line),
     ...(report.groups.length > 0 ? [""] : []),
     ...report.groups.map(groupLine),
+    ...environmentBlock(report.plugins),
     ...report.plugins.flatMap(stderrBlock),
     ...leftoversBlock(report.leftovers)
   ].join("\n")

@@ -77,6 +77,7 @@ const exportPatterns = <S extends Schema.Top & { readonly Type: string }>(schema
 }
 
 const Strings = Schema.Array(Schema.String)
+const EnvVarNames = Schema.Array(exportPatterns(PluginManifest.EnvVarName))
 const Kinds = Schema.Array(exportPatterns(PluginManifest.Kind)).check(Schema.isMinLength(1))
 
 interface Field {
@@ -125,8 +126,12 @@ const manifestFields = (poller: Schema.Top): Readonly<Record<string, Field>> => 
   ),
   args: optional(Strings, "Fixed arguments passed to the executable (default: none)."),
   allowedEnvVars: optional(
-    Strings,
-    "The host environment variables the plugin may see (default: none); every other variable is withheld. A `#!/usr/bin/env` script needs `PATH`."
+    EnvVarNames,
+    "The host environment variables the plugin may see (default: none); every other variable is withheld. Names are letters, digits and `_`. Without `PATH`, the interpreter of a `#!/usr/bin/env` script is resolved on the host's PATH."
+  ),
+  unsafeEnvVars: optional(
+    EnvVarNames,
+    "Loader and interpreter-injection variables (`LD_*`, `DYLD_*`, `NODE_OPTIONS`, `PYTHONPATH`, `BASH_ENV`, `PERL5OPT`, `RUBYOPT`…) the plugin may deliberately be passed; they must also be allow-listed. Without this mark such a name is refused at load."
   ),
   checksumSha256: optional(
     exportPatterns(PluginManifest.ChecksumSha256),

@@ -219,6 +219,8 @@ export interface PluginSource {
   readonly executable: string
   readonly args?: ReadonlyArray<string> | undefined
   readonly allowedEnvVars?: ReadonlyArray<string> | undefined
+  /** Injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed in `allowedEnvVars` or `env`. */
+  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   readonly checksumSha256?: string | undefined
   readonly location?: PluginManifest.Location | undefined
 }
@@ -231,6 +233,11 @@ export interface PluginSource {
 export interface RunOptions {
   /** Extra fixed environment variables. */
   readonly env?: Readonly<Record<string, string>> | undefined
+  /**
+   * Injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed in `env` or the
+   * allow-list, besides those the source marks (`unsafeEnvVars`).
+   */
+  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   /** The plugin's working directory. Default the host's. */
   readonly cwd?: string | undefined
   /** The host environment allow-listed variables come from. Default `process.env`. */
@@ -240,6 +247,11 @@ export interface RunOptions {
    * the manifest's `location.dir`; needed only for a manifest built in code.
    */
   readonly manifestDir?: string | undefined
+  /**
+   * The level the plugin's stderr lines are logged at (`None`: kept in the excerpt only).
+   * Default the handshake's dialect's (`Warn` under `Handshake.paperclip`), else `Debug`.
+   */
+  readonly stderrLogLevel?: Handshake.StderrLogLevel | undefined
 }
 
 /**
@@ -296,6 +308,13 @@ export interface Options extends RunOptions, ProtocolOptions, ObserverOptions {}
 export interface CallOptions {
   /** How long to wait for the reply. Default the policy's `requestTimeout`, capped by `maxRequestTimeout`. */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * Asks the plugin for progress (see `RpcPeer.CallOptions`): the request carries a progress
+   * token in the dialect of the policy's `cancellation`, each progress the plugin reports is
+   * handed here, and moves the call's deadline to a full timeout from then, never past
+   * `maxRequestTimeout` after the call was sent.
+   */
+  readonly onProgress?: ((value: unknown) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -540,6 +559,15 @@ const makeClient = Effect.fnUntraced(function*(
   }
 })
 
+/**
+ * The injection variables a plugin is deliberately allowed: those its source marks and those the
+ * options mark.
+ *
+ * @category options
+ */
+export const unsafeEnvVarsOf = (source: PluginSource, options: RunOptions | undefined): ReadonlyArray<string> | undefined =>
+  options?.unsafeEnvVars === undefined ? source.unsafeEnvVars : [...(source.unsafeEnvVars ?? []), ...options.unsafeEnvVars]
+
 /** What every launch of the plugin shares: the source and the options, and the client's parts. */
 const launcherOf = (
   source: PluginSource,
@@ -548,9 +576,11 @@ const launcherOf = (
 ): Incarnation.Launcher => ({
   ...parts,
   name: source.name,
-  handshake: options?.handshake ?? Handshake.none,
+  handshake: Handshake.forPlugin(options?.handshake ?? Handshake.none, source),
+  stderrLogLevel: options?.stderrLogLevel ?? Handshake.stderrLogLevel(options?.handshake ?? Handshake.none),
   args: source.args,
   allowedEnvVars: source.allowedEnvVars,
+  unsafeEnvVars: unsafeEnvVarsOf(source, options),
   env: options?.env,
   cwd: options?.cwd,
   hostEnv: options?.hostEnv,

@@ -28,6 +28,7 @@ import type * as SchemaAST from "effect/SchemaAST"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as Stream from "effect/Stream"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 
 // ---------------------------------------------------------------------------------------------
 // field schemas
@@ -67,6 +68,17 @@ export const NonEmptyText = Schema.String.check(Schema.isMinLength(1, { expected
  */
 export const ChecksumSha256 = Schema.String.check(
   Schema.isPattern(/^[0-9a-fA-F]{64}$/, { expected: "exactly 64 hexadecimal characters (a SHA-256 digest)" })
+)
+
+/**
+ * An environment variable name: letters, digits and `_`, not starting with a digit.
+ *
+ * @category schemas
+ */
+export const EnvVarName = Schema.String.check(
+  Schema.isPattern(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+    expected: "an environment variable name (letters, digits and `_`, not starting with a digit)"
+  })
 )
 
 /**
@@ -169,8 +181,10 @@ export class PollerSection extends Schema.Class<PollerSection>("PollerSection")(
 
 /**
  * One plugin: its name, version, executable (absolute, or relative to the manifest's folder),
- * fixed arguments, the host environment variables it may see, an optional SHA-256 of the
- * executable and an optional poller section. `args` and `allowedEnvVars` default to `[]`.
+ * fixed arguments, the host environment variables it may see (with `unsafeEnvVars`, the
+ * loader/interpreter-injection variables among them it is deliberately allowed, which a file
+ * must mark or it is rejected at load), an optional SHA-256 of the executable and an optional
+ * poller section. `args` and `allowedEnvVars` default to `[]`.
  *
  * The constructor validates every field (and throws on invalid input); files are read with
  * {@link parse} / {@link load}, which fail with a {@link ManifestError} instead.
@@ -182,7 +196,9 @@ export class PluginManifest extends Schema.Class<PluginManifest>("PluginManifest
   version: NonEmptyText,
   executable: NonEmptyText,
   args: Schema.Array(Schema.String).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
-  allowedEnvVars: Schema.Array(Schema.String).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
+  allowedEnvVars: Schema.Array(EnvVarName).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
+  /** Loader/interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed. */
+  unsafeEnvVars: Schema.optionalKey(Schema.Array(EnvVarName)),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   poller: Schema.optionalKey(PollerSection)
 }) {
@@ -370,6 +386,7 @@ const isNotFound = (error: PlatformError.PlatformError): boolean => error.reason
 // ---------------------------------------------------------------------------------------------
 
 const Strings = Schema.Array(Schema.String)
+const EnvVarNames = Schema.Array(EnvVarName)
 
 const JsonPoller = Schema.Struct({
   kinds: Kinds,
@@ -386,7 +403,8 @@ const JsonFile = Schema.Struct({
   version: NonEmptyText,
   executable: NonEmptyText,
   args: Schema.optionalKey(Strings),
-  allowedEnvVars: Schema.optionalKey(Strings),
+  allowedEnvVars: Schema.optionalKey(EnvVarNames),
+  unsafeEnvVars: Schema.optionalKey(EnvVarNames),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   poller: Schema.optionalKey(JsonPoller)
 })
@@ -404,7 +422,8 @@ const TomlFile = Schema.Struct({
   version: NonEmptyText,
   executable: NonEmptyText,
   args: Schema.optionalKey(Strings),
-  allowed_env_vars: Schema.optionalKey(Strings),
+  allowed_env_vars: Schema.optionalKey(EnvVarNames),
+  unsafe_env_vars: Schema.optionalKey(EnvVarNames),
   checksum_sha256: Schema.optionalKey(ChecksumSha256),
   poller: Schema.optionalKey(TomlPoller)
 })
@@ -420,6 +439,7 @@ const fromToml = (file: typeof TomlFile.Type): FileFields => {
     executable: file.executable,
     ...(file.args === undefined ? {} : { args: file.args }),
     ...(file.allowed_env_vars === undefined ? {} : { allowedEnvVars: file.allowed_env_vars }),
+    ...(file.unsafe_env_vars === undefined ? {} : { unsafeEnvVars: file.unsafe_env_vars }),
     ...(file.checksum_sha256 === undefined ? {} : { checksumSha256: file.checksum_sha256 }),
     ...(poller === undefined ? {} : {
       poller: {
@@ -441,6 +461,7 @@ const toManifestInput = (file: FileFields): MakeInput => {
     executable: file.executable,
     ...(file.args === undefined ? {} : { args: file.args }),
     ...(file.allowedEnvVars === undefined ? {} : { allowedEnvVars: file.allowedEnvVars }),
+    ...(file.unsafeEnvVars === undefined ? {} : { unsafeEnvVars: file.unsafeEnvVars }),
     ...(file.checksumSha256 === undefined ? {} : { checksumSha256: file.checksumSha256 }),
     ...(poller === undefined ? {} : {
       poller: {
@@ -539,6 +560,20 @@ const decodeFile = (text: string, path: string): Result.Result<FileFields, Inval
   return Result.fail(new Invalid({ detail: `unsupported manifest format (${extension}; expected .toml or .json)` }))
 }
 
+/**
+ * The allow-listed loader/interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) that
+ * `unsafe_env_vars` does not mark, as one sentence per name in the file's spelling.
+ */
+const unmarkedInjection = (fields: FileFields, format: "toml" | "json"): string | undefined => {
+  const found = PluginEnvironment.problems(
+    { allowedEnvVars: fields.allowedEnvVars ?? [], envNames: [], unsafeEnvVars: fields.unsafeEnvVars ?? [] },
+    format === "toml"
+      ? { allowed: "allowed_env_vars", env: "env", unsafe: "unsafe_env_vars" }
+      : { allowed: "allowedEnvVars", env: "env", unsafe: "unsafeEnvVars" }
+  )
+  return found.length === 0 ? undefined : found.join("; ")
+}
+
 // ---------------------------------------------------------------------------------------------
 // parsing and loading
 // ---------------------------------------------------------------------------------------------
@@ -555,6 +590,8 @@ export const parse = (text: string, path: string): Effect.Effect<PluginManifest,
     const decoded = decodeFile(text, path)
     if (Result.isFailure(decoded)) return fail(path, decoded.failure)
     const fields = decoded.success
+    const unmarked = unmarkedInjection(fields, path.endsWith(".toml") ? "toml" : "json")
+    if (unmarked !== undefined) return fail(path, new Invalid({ detail: unmarked }))
     const stem = stemOf(path)
     if (!stemMatches(stem, fields.name)) return fail(path, new NameMismatch({ name: fields.name, stem }))
     // The file schemas enforce the same rules as the class, so this only fails on a bug.

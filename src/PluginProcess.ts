@@ -5,7 +5,12 @@
  * and a stop sequence that always ends.
  *
  * The environment is exactly the allow-listed variables that exist in the host environment
- * plus explicit extra variables — nothing else leaks. stderr is read for the whole life of the
+ * plus explicit extra variables — nothing else leaks. Before every spawn the names are checked
+ * (they must look like variable names; loader and interpreter-injection variables such as
+ * `NODE_OPTIONS` or `LD_PRELOAD` need the `unsafeEnvVars` mark), and when the plugin gets no
+ * `PATH`, a script's `#!/usr/bin/env X` interpreter is resolved on the host's `PATH` and run
+ * explicitly (see `internal/pluginEnvironment.ts`); a breach fails the spawn with a `Spawn`
+ * reason naming the variable or the interpreter. stderr is read for the whole life of the
  * process (a plugin that writes megabytes to stderr can never block on a full pipe): each line
  * is logged with the plugin's name and kept in a bounded excerpt for error messages and health.
  *
@@ -53,6 +58,7 @@ import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 import { withParentDeathSignal } from "./internal/parentDeath.ts"
+import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import { signalGroup, terminateGroup } from "./internal/processGroup.ts"
 import * as SpawnRegistry from "./internal/spawnRegistry.ts"
 
@@ -97,6 +103,12 @@ export interface Spec {
   readonly allowedEnvVars?: ReadonlyArray<string> | undefined
   /** Extra fixed variables, passed as given (they win over allow-listed ones). */
   readonly env?: Readonly<Record<string, string>> | undefined
+  /**
+   * Loader and interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) the plugin may be
+   * passed, deliberately: without this mark such a name in `allowedEnvVars` or `env` fails the
+   * spawn (see the module header).
+   */
+  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   /** The host environment to pick allow-listed variables from; defaults to `process.env`. */
   readonly hostEnv?: Readonly<Record<string, string | undefined>> | undefined
 }
@@ -189,7 +201,9 @@ export interface PluginProcess {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The environment a plugin gets: the allow-listed names present in `hostEnv`, plus `extra`.
+ * The environment a plugin gets: the allow-listed names that are own properties of `hostEnv`
+ * (never inherited ones such as `toString`), plus `extra`. The names are checked by the spawn
+ * (see the module header), not here.
  *
  * @category constructors
  */
@@ -197,15 +211,17 @@ export const restrictedEnv = (
   allowed: ReadonlyArray<string>,
   hostEnv: Readonly<Record<string, string | undefined>>,
   extra?: Readonly<Record<string, string>>
-): Record<string, string> => {
-  const env: Record<string, string> = {}
-  for (const name of allowed) {
-    const value = hostEnv[name]
-    if (value !== undefined) env[name] = value
-  }
-  if (extra !== undefined) Object.assign(env, extra)
-  return env
-}
+): Record<string, string> => PluginEnvironment.build(allowed, hostEnv, extra)
+
+/**
+ * What a launcher runs for `spec`: the names checked, the environment built, and a script's
+ * `env` interpreter resolved on the host's `PATH` when the plugin gets none. Fails with a `Spawn`
+ * reason naming the variable or the interpreter.
+ */
+const launchOf = (spec: Spec): Effect.Effect<PluginEnvironment.Launch, PluginClientError.PluginClientError> =>
+  PluginEnvironment.prepare(spec).pipe(
+    Effect.mapError((detail) => PluginClientError.make(spec.name, new PluginClientError.Spawn({ path: spec.executable, detail })))
+  )
 
 const signalPattern = /signal:?\s*'?(SIG[A-Z0-9]+)'?/
 
@@ -430,22 +446,21 @@ interface SpawnerInput {
 }
 
 /**
- * The command that starts `spec` with `env`: through `setpriv --pdeathsig` where the guards arm
- * the parent-death signal and it can be (see `internal/parentDeath.ts`), so the plugin dies with
- * the host.
+ * The command that starts `launch`: through `setpriv --pdeathsig` where the guards arm the
+ * parent-death signal and it can be (see `internal/parentDeath.ts`), so the plugin dies with the
+ * host.
  */
-const commandOf = (spec: Spec, env: Readonly<Record<string, string>>, guards: SpawnRegistry.HostDeathGuards) => {
-  const command = { executable: spec.executable, args: spec.args ?? [] }
-  return guards.parentDeathSignal ? withParentDeathSignal(command, { cwd: spec.cwd, env }) : command
+const commandOf = (spec: Spec, launch: PluginEnvironment.Launch, guards: SpawnRegistry.HostDeathGuards) => {
+  const command = { executable: launch.executable, args: launch.args }
+  return guards.parentDeathSignal ? withParentDeathSignal(command, { cwd: spec.cwd, env: launch.env }) : command
 }
 
 /** Spawns through the `ChildProcessSpawner`, in a process group of its own. */
-const spawnWithSpawner = (spec: Spec, guards: SpawnRegistry.HostDeathGuards) => {
-  const env = restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env)
-  const command = commandOf(spec, env, guards)
+const spawnWithSpawner = (spec: Spec, launch: PluginEnvironment.Launch, guards: SpawnRegistry.HostDeathGuards) => {
+  const command = commandOf(spec, launch, guards)
   return ChildProcess.make(command.executable, [...command.args], {
     cwd: spec.cwd,
-    env,
+    env: launch.env,
     extendEnv: false,
     // Own process group, so signals reach grandchildren too.
     detached: true,
@@ -573,7 +588,7 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
 > {
   const timings = timingsOf(options)
   const guards = yield* SpawnRegistry.guardsFor(yield* ChildProcessSpawner.ChildProcessSpawner)
-  const handle = yield* spawnWithSpawner(spec, guards)
+  const handle = yield* spawnWithSpawner(spec, yield* launchOf(spec), guards)
   const startedAt = yield* Clock.currentTimeMillis
   const pid: number = handle.pid
   yield* SpawnRegistry.track(spec.name, pid, guards)
@@ -623,13 +638,16 @@ const spawnFailure = (spec: Spec, error: unknown) =>
  * too), never through a shell, and waits for Node to report the spawn. Interrupted before that,
  * the group is killed.
  */
-const spawnNode = (spec: Spec, guards: SpawnRegistry.HostDeathGuards): Effect.Effect<NodeChildProcess, PluginClientError.PluginClientError> =>
+const spawnNode = (
+  spec: Spec,
+  launch: PluginEnvironment.Launch,
+  guards: SpawnRegistry.HostDeathGuards
+): Effect.Effect<NodeChildProcess, PluginClientError.PluginClientError> =>
   Effect.callback<NodeChildProcess, PluginClientError.PluginClientError>((resume) => {
-    const env = restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env)
-    const command = commandOf(spec, env, guards)
+    const command = commandOf(spec, launch, guards)
     let spawned: NodeChildProcess
     try {
-      spawned = spawn(command.executable, [...command.args], { cwd: spec.cwd, env, stdio: "pipe", detached: true })
+      spawned = spawn(command.executable, [...command.args], { cwd: spec.cwd, env: launch.env, stdio: "pipe", detached: true })
     } catch (error) {
       return resume(Effect.fail(spawnFailure(spec, error)))
     }
@@ -891,7 +909,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
 > {
   const timings = timingsOf(options)
   const guards = yield* SpawnRegistry.HostDeathGuards
-  const child = yield* spawnNode(spec, guards)
+  const child = yield* spawnNode(spec, yield* launchOf(spec), guards)
   // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
   if (child.pid === undefined || child.pid <= 0) return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
   const pid = child.pid

@@ -80,7 +80,8 @@ const fullManifest = (format: ManifestSchema.Format) => {
     version: "1.2.3",
     executable: "plugin.mjs",
     args: ["--flag"],
-    [key("allowedEnvVars")]: ["PATH"],
+    [key("allowedEnvVars")]: ["PATH", "NODE_OPTIONS"],
+    [key("unsafeEnvVars")]: ["NODE_OPTIONS"],
     [key("checksumSha256")]: "a".repeat(64),
     poller: {
       kinds: ["rss", "atom"],
@@ -145,7 +146,8 @@ describe("ManifestSchema", () => {
         assert.strictEqual(Object.keys(properties).includes("$schema"), format === "json")
         assert.sameMembers(Object.keys(pollerProperties), Object.keys(PluginManifest.PollerSection.fields).map(fileKey))
         const parsed = yield* parseFull(format)
-        assert.deepStrictEqual(parsed.allowedEnvVars, ["PATH"])
+        assert.deepStrictEqual(parsed.allowedEnvVars, ["PATH", "NODE_OPTIONS"])
+        assert.deepStrictEqual(parsed.unsafeEnvVars, ["NODE_OPTIONS"])
         assert.strictEqual(parsed.checksumSha256, "a".repeat(64))
         assert.strictEqual(parsed.poller?.brokerTopicPrefix, "plugins.full")
         assert.strictEqual(parsed.poller?.maxConcurrentTicks, 4)
