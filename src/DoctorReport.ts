@@ -43,6 +43,29 @@ export const ChecksumStatus = Schema.Literals(["verified", "pending", "mismatch"
 export type ChecksumStatus = typeof ChecksumStatus.Type
 
 /**
+ * Exactly what is verified before each spawn of a plugin, as read when the report was made: the
+ * executable (`verified`: `checksum_sha256`, run from a private copy of the hashed bytes;
+ * `verified in place`: named in `checksums`; `mismatch`; `missing`; `not declared`), each file
+ * declared in `checksums` (`verified`, `mismatch`, `missing`), and a flag
+ * `interpreter script not verified` for every file an interpreter runs that no checksum covers.
+ *
+ * @category models
+ */
+export const Verification = Schema.Struct({
+  executable: Schema.Struct({
+    path: Schema.String,
+    status: Schema.Literals(["verified", "verified in place", "mismatch", "missing", "not declared"])
+  }),
+  files: Schema.Array(Schema.Struct({ path: Schema.String, status: Schema.Literals(["verified", "mismatch", "missing"]) })),
+  flags: Schema.Array(Schema.Struct({ flag: Schema.Literal("interpreter script not verified"), file: Schema.String }))
+})
+
+/**
+ * @category models
+ */
+export type Verification = typeof Verification.Type
+
+/**
  * What the doctor says about a plugin's environment: `unsafeEnvVars`, the loader/interpreter
  * injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) it is passed because its manifest marks
  * them (`unsafe_env_vars`); `interpreter`, when the plugin gets no `PATH` and its executable is a
@@ -75,6 +98,8 @@ export interface DiagnosisContext {
   readonly server: GroupHealth.ServerHealth
   readonly groups: ReadonlyArray<string>
   readonly stderrTailLines: number
+  /** What each spawn verifies, when it was read (the manager's `diagnostics.verification`). */
+  readonly verification?: Verification | undefined
 }
 
 /**
@@ -107,7 +132,9 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
   environment: EnvironmentDiagnosis.pipe(
     Schema.withDecodingDefaultKey(Effect.succeed(noEnvironment)),
     Schema.withConstructorDefault(Effect.succeed(noEnvironment))
-  )
+  ),
+  /** What each spawn verifies (absent when the diagnostics did not inspect the files). */
+  verification: Schema.optionalKey(Verification)
 }) {
   /**
    * The diagnosis of one plugin from the manager's diagnostics: its live health, its verdict
@@ -137,7 +164,8 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
       checksum: checksumStatus(diagnostics),
       envVars: [...diagnostics.envVarNames],
       supportedMethods: [...(health.supportedMethods ?? [])],
-      environment: environmentOf(diagnostics)
+      environment: environmentOf(diagnostics),
+      ...(context.verification === undefined ? {} : { verification: context.verification })
     })
   }
 }
@@ -293,6 +321,22 @@ const leftoversBlock = (leftovers: ReadonlyArray<Leftovers.Leftover> | undefined
   ]
 
 /**
+ * One line for a plugin whose spawns leave something unverified or find something changed: an
+ * interpreter script no checksum covers, a declared file that differs or is gone. An executable
+ * without a checksum is the `CHECKSUM` column's to say.
+ */
+const verificationLine = (p: PluginDiagnosis): Array<string> => {
+  const v = p.verification
+  if (v === undefined) return []
+  const problems = [
+    ...(v.executable.status === "mismatch" || v.executable.status === "missing" ? [`executable ${v.executable.status}`] : []),
+    ...v.files.filter((f) => f.status !== "verified").map((f) => `${f.path} ${f.status}`),
+    ...v.flags.map((f) => `${f.flag}: ${f.file}`)
+  ]
+  return problems.length === 0 ? [] : [`verification of ${p.id}: ${problems.join("; ")}`]
+}
+
+/**
  * What a plugin's environment needs a reader to know, as one line under the table (nothing when
  * it passes no marked injection variable and no interpreter was resolved).
  */
@@ -310,7 +354,9 @@ const environmentLine = (p: PluginDiagnosis): Array<string> => {
  * Renders a report as a plain-text table for a terminal: a header, one row per plugin with
  * aligned columns, then one line per group with its aggregate status, then what a plugin's
  * environment needs a reader to know (marked injection variables, a resolved interpreter, why it
- * would not start), then the stderr tails and the processes hosts that died left running.
+ * would not start), then one line per plugin whose spawns leave something unverified
+ * (`verification of x: interpreter script not verified: /plugins/x/main.py`), then the stderr
+ * tails and the processes hosts that died left running.
  * `STATE` is the process lifecycle (`Running`, `Recovering`…), `HEALTH` the verdict; the crash
  * counts are those in the restart window (`recent`, what the cap counts), in a row (what the
  * backoff counts) and since the host started. Durations are humanised (`1 min 5 s`).
@@ -327,6 +373,8 @@ export const render = (report: DoctorReport): string => {
     ...(report.groups.length > 0 ? [""] : []),
     ...report.groups.map(groupLine),
     ...environmentBlock(report.plugins),
+    ...(report.plugins.some((p) => verificationLine(p).length > 0) ? [""] : []),
+    ...report.plugins.flatMap(verificationLine),
     ...report.plugins.flatMap(stderrBlock),
     ...leftoversBlock(report.leftovers)
   ].join("\n")

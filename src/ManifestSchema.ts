@@ -137,6 +137,10 @@ const manifestFields = (poller: Schema.Top): Readonly<Record<string, Field>> => 
     exportPatterns(PluginManifest.ChecksumSha256),
     "The SHA-256 of the executable (64 hex digits, either case), checked at discovery and before every start. `plugin-host checksum --write MANIFEST` rewrites it after the executable changes."
   ),
+  checksums: optional(
+    Schema.Record(PluginManifest.NonEmptyText, exportPatterns(PluginManifest.ChecksumSha256)),
+    "SHA-256 digests of other files that decide what the plugin does (the script an interpreter runs, a file it loads): path relative to the manifest's folder (or absolute) → 64 hex digits. Each is hashed in place before every start; a mismatch refuses the start naming the file."
+  ),
   poller: optional(poller, "Present when the plugin serves poller ticks.")
 })
 

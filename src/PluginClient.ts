@@ -222,6 +222,8 @@ export interface PluginSource {
   /** Injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed in `allowedEnvVars` or `env`. */
   readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   readonly checksumSha256?: string | undefined
+  /** Other files to verify before every spawn (path relative to the manifest's folder → SHA-256). */
+  readonly checksums?: Readonly<Record<string, string>> | undefined
   readonly location?: PluginManifest.Location | undefined
 }
 
@@ -404,10 +406,11 @@ export const requestDuration = Metric.timer("plugin_request_duration", { descrip
 
 /**
  * The check before every spawn: resolve the executable against the manifest's folder
- * (`manifestDir` when given, else the source's own `location.dir`) and, when a checksum is
- * declared, compare it (the source system checked only at discovery, so a binary swapped later
- * ran unchecked). Needs the `FileSystem` and `Path` services only then; they are captured when
- * the verifier is made.
+ * (`manifestDir` when given, else the source's own `location.dir`), check every `checksums`
+ * file and, when a checksum is declared, hash the executable into a private read-only copy and
+ * return that copy's path: the bytes hashed are the bytes spawned (the source system checked
+ * only at discovery, so a binary swapped later ran unchecked). Needs the `FileSystem` and
+ * `Path` services only then; they are captured when the verifier is made.
  *
  * @category constructors
  */
@@ -417,20 +420,27 @@ export const verifier = (manifestDir: string | undefined) =>
     const path = yield* Effect.serviceOption(Path.Path)
     return (source: PluginSource): Effect.Effect<string, PluginClientError.Reason> => {
       const dir = manifestDir ?? source.location?.dir
-      if (dir === undefined && source.checksumSha256 === undefined) return Effect.succeed(source.executable)
+      if (dir === undefined && source.checksumSha256 === undefined && source.checksums === undefined) {
+        return Effect.succeed(source.executable)
+      }
       if (Option.isNone(fs) || Option.isNone(path)) {
         return Effect.fail(new PluginClientError.Spawn({
           path: source.executable,
           detail: "verifying the executable needs the FileSystem and Path services (provide NodeServices.layer)"
         }))
       }
-      return PluginManifest.verify(source, dir ?? path.value.resolve(".")).pipe(
+      return PluginManifest.verify(source, dir ?? path.value.resolve("."), { forSpawn: true }).pipe(
         Effect.provideService(FileSystem.FileSystem, fs.value),
         Effect.provideService(Path.Path, path.value),
         Effect.mapError((error): PluginClientError.Reason => {
           const reason = error.reason
           return reason._tag === "ChecksumMismatch"
-            ? new PluginClientError.ChecksumMismatch({ executable: reason.executable, declared: reason.declared, actual: reason.actual })
+            ? new PluginClientError.ChecksumMismatch({
+              executable: reason.executable,
+              declared: reason.declared,
+              actual: reason.actual,
+              ...(reason.file === undefined ? {} : { file: reason.file })
+            })
             : new PluginClientError.Spawn({ path: source.executable, detail: reason.message })
         })
       )

@@ -555,13 +555,14 @@ const doctor = (health: Health): Effect.Effect<DoctorReport> =>
   Effect.gen(function*() {
     const diagnostics = yield* health.manager.diagnostics
     const state = yield* Ref.get(health.state)
-    const plugins = diagnostics.map((d) =>
-      PluginDiagnosis.fromDiagnostics(d, {
-        server: GroupHealth.serverHealthOf(d.id, d.health, HealthState.overlayOf(state, d.id)),
-        groups: groupsOf(health.config, d.id),
-        stderrTailLines: health.config.stderrTailLines
-      })
-    )
+    const plugins = yield* Effect.forEach(diagnostics, (d) =>
+      Effect.map(d.verification ?? Effect.undefined, (verification) =>
+        PluginDiagnosis.fromDiagnostics(d, {
+          server: GroupHealth.serverHealthOf(d.id, d.health, HealthState.overlayOf(state, d.id)),
+          groups: groupsOf(health.config, d.id),
+          stderrTailLines: health.config.stderrTailLines,
+          verification
+        })))
     const checks = yield* checkAll(health)
     const leftovers = yield* Leftovers.reapedSoFar
     return new DoctorReport({

@@ -31,6 +31,7 @@ import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
 import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
+import * as VerificationPlan from "./internal/verificationPlan.ts"
 import * as SpawnRegistry from "./internal/spawnRegistry.ts"
 import * as Leftovers from "./Leftovers.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
@@ -124,6 +125,11 @@ export interface Diagnostics {
    */
   readonly environment?: PluginEnvironment.Report | undefined
   readonly health: PluginClient.HealthSnapshot
+  /**
+   * Reads what a spawn verifies: the executable, each `checksums` file, unverified interpreter
+   * scripts. It hashes those files when run, so the doctor runs it and a status view does not.
+   */
+  readonly verification?: Effect.Effect<VerificationPlan.Verification> | undefined
 }
 
 /**
@@ -219,6 +225,9 @@ interface Entry {
   readonly envVarNames: ReadonlyArray<string>
   /** What a spawn is prepared from, for the doctor's view of the environment. */
   readonly launchInput: PluginEnvironment.LaunchInput
+  /** Where the plugin's paths resolve (its manifest's folder) and where it runs. */
+  readonly dir: string | undefined
+  readonly cwd: string | undefined
 }
 
 /**
@@ -334,7 +343,9 @@ const makeEntry = Effect.fnUntraced(function*(
     scope: clientScope,
     eager: resolved.policy?.start === "eager",
     envVarNames,
-    launchInput: launchInputOf(source, resolved)
+    launchInput: launchInputOf(source, resolved),
+    dir: resolved.manifestDir ?? source.location?.dir,
+    cwd: resolved.cwd
   }
   return entry
 })
@@ -415,10 +426,21 @@ const diagnostics = (manager: ManagerState): Effect.Effect<ReadonlyArray<Diagnos
         manifest: entry.source,
         allowedEnvVars: entry.source.allowedEnvVars ?? [],
         envVarNames: entry.envVarNames,
-        checksumDeclared: entry.source.checksumSha256 !== undefined,
+        // Declared in `checksum_sha256`, or the executable named in `checksums` (verified in place).
+        checksumDeclared: entry.source.checksumSha256 !== undefined || declaresExecutable(entry),
         environment,
-        health
+        health,
+        verification: VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: nodePath.resolve(entry.cwd ?? ".") })
       }))))
+
+/** Whether the entry's `checksums` name its executable (resolved as a spawn resolves both). */
+const declaresExecutable = (entry: Entry): boolean => {
+  const checksums = entry.source.checksums
+  if (checksums === undefined) return false
+  const dir = entry.dir ?? "."
+  const executable = nodePath.resolve(dir, entry.source.executable)
+  return Object.keys(checksums).some((name) => nodePath.resolve(dir, name) === executable)
+}
 
 /** Registers every valid manifest of `dir`, and remembers the rejected ones in place of the last `discover` of `dir`. */
 const discover = (

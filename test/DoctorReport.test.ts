@@ -144,3 +144,38 @@ describe("DoctorReport (leftovers of hosts that died)", () => {
     assert.isUndefined(Schema.decodeUnknownSync(DoctorReport.DoctorReport)(base).leftovers)
   })
 })
+
+describe("DoctorReport (verification)", () => {
+  const withVerification = (verification: DoctorReport.Verification | undefined) =>
+    DoctorReport.PluginDiagnosis.fromDiagnostics(diagnostics(snapshot({ _tag: "Idle" })), {
+      server: GroupHealth.serverHealthOf("p", snapshot({ _tag: "Idle" })),
+      groups: [],
+      stderrTailLines: 0,
+      verification
+    })
+  const lineOf = (verification: DoctorReport.Verification | undefined) =>
+    DoctorReport.render(new DoctorReport.DoctorReport({ generatedAt: 0, plugins: [withVerification(verification)], groups: [] }))
+      .split("\n")
+      .filter((line) => line.startsWith("verification of"))
+
+  it("one line per plugin with something unverified or changed; none when all is verified, or the executable is only undeclared", () => {
+    const executable = { path: "/p/run", status: "verified" } as const
+    const table: ReadonlyArray<readonly [string, DoctorReport.Verification | undefined, ReadonlyArray<string>]> = [
+      ["not inspected", undefined, []],
+      ["all verified", { executable, files: [{ path: "/p/a.py", status: "verified" }], flags: [] }, []],
+      ["no checksum at all is the CHECKSUM column's to say", { executable: { path: "/p/run", status: "not declared" }, files: [], flags: [] }, []],
+      [
+        "an interpreter script, a changed file, a missing one",
+        {
+          executable: { path: "/usr/bin/python3", status: "not declared" },
+          files: [{ path: "/p/a.py", status: "mismatch" }, { path: "/p/b.py", status: "missing" }],
+          flags: [{ flag: "interpreter script not verified", file: "/p/main.py" }]
+        },
+        ["verification of p: /p/a.py mismatch; /p/b.py missing; interpreter script not verified: /p/main.py"]
+      ],
+      ["a changed executable", { executable: { path: "/p/run", status: "mismatch" }, files: [], flags: [] }, ["verification of p: executable mismatch"]]
+    ]
+    for (const [title, verification, lines] of table) assert.deepStrictEqual(lineOf(verification), lines, title)
+    assert.deepStrictEqual(withVerification({ executable, files: [], flags: [] }).verification, { executable, files: [], flags: [] })
+  })
+})

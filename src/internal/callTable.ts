@@ -161,6 +161,49 @@ const requestLine = (call: Call, id: number, dialect: LifetimePolicy.Cancellatio
   return Result.isFailure(params) ? Result.fail(params.failure) : JsonRpc.encode(JsonRpc.request(id, call.method, params.success))
 }
 
+/** The calls sent and not yet over, by id; in serial mode, the one in flight. */
+class SentCalls {
+  /** In serial mode, the id of the call in flight. */
+  inFlight: number | undefined = undefined
+  private readonly byId = new Map<number, Call>()
+  private nextId = 1
+  private readonly serial: boolean
+  constructor(serial: boolean) {
+    this.serial = serial
+  }
+  get size(): number {
+    return this.byId.size
+  }
+  /** The id the next call sent takes. */
+  takeId(): number {
+    return this.nextId++
+  }
+  get(id: number): Call | undefined {
+    return this.byId.get(id)
+  }
+  /** Registered before the write: the reply may be read before `writeLine` returns. */
+  add(call: Call): void {
+    this.byId.set(call.id, call)
+    if (this.serial) this.inFlight = call.id
+  }
+  /** A sent call leaves; its line, if still parked, is dropped. */
+  remove(call: Call): void {
+    call.line = undefined
+    this.byId.delete(call.id)
+    if (this.inFlight === call.id) this.inFlight = undefined
+  }
+  /** Empties the table; the calls it held. */
+  clear(): Array<Call> {
+    const calls = [...this.byId.values()]
+    this.byId.clear()
+    this.inFlight = undefined
+    return calls
+  }
+  values(): IterableIterator<Call> {
+    return this.byId.values()
+  }
+}
+
 /**
  * The calls of one connection.
  */
@@ -171,20 +214,16 @@ export class CallTable {
   responsesReceived = 0
   /** Progress notifications that reached a call. */
   progressReceived = 0
-  /** In serial mode, the id of the call in flight. */
-  inFlight: number | undefined = undefined
   private readonly options: CallTableOptions
-  private readonly serial: boolean
   private readonly sweeper: TimeoutSweeper
   /** Calls sent and not yet over, by id. */
-  private readonly pending = new Map<number, Call>()
+  private readonly pending: SentCalls
   private readonly waiting = new WaitingLine()
   private readonly givenUp: GivenUp
-  private nextId = 1
 
   constructor(options: CallTableOptions) {
     this.options = options
-    this.serial = options.maxConcurrent === 1
+    this.pending = new SentCalls(options.maxConcurrent === 1)
     this.givenUp = new GivenUp(256, options.cancellation, options.outgoing)
     this.sweeper = new TimeoutSweeper({
       clock: options.clock,
@@ -202,6 +241,11 @@ export class CallTable {
   /** Calls sent and not yet over. */
   get size(): number {
     return this.pending.size
+  }
+
+  /** In serial mode, the id of the call in flight. */
+  get inFlight(): number | undefined {
+    return this.pending.inFlight
   }
 
   /** Sends a new call, or lines it up for a slot; the reason it cannot be sent, if so. */
@@ -263,9 +307,7 @@ export class CallTable {
    */
   failAll(error: () => PluginClientError.PluginClientError): void {
     this.sweeper.stop()
-    const calls = [...this.pending.values(), ...this.waiting.takeAll()]
-    this.pending.clear()
-    this.inFlight = undefined
+    const calls = [...this.pending.clear(), ...this.waiting.takeAll()]
     if (calls.length === 0) return
     const exit = Exit.fail(error())
     for (const call of calls) if (!call.cancelled) call.resume(exit)
@@ -276,16 +318,14 @@ export class CallTable {
    * now all the same); the reason it could not be sent, if so.
    */
   private dispatch(call: Call): PluginClientError.Reason | undefined {
-    const id = this.nextId++
+    const id = this.pending.takeId()
     const line = requestLine(call, id, this.options.cancellation)
     if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method: call.method, detail: line.failure })
     call.id = id
     const now = this.sweeper.now()
     call.deadline = now + call.timeoutMillis
     if (call.progress !== undefined) call.cap = now + Math.max(this.options.maxTimeoutMillis, call.timeoutMillis)
-    // Registered before the write: the reply may be read before `writeLine` returns.
-    this.pending.set(id, call)
-    if (this.serial) this.inFlight = id
+    this.pending.add(call)
     this.options.outgoing.sendCall(call, line.success)
     this.sweeper.watch(call.deadline, call.timeoutMillis)
     return undefined
@@ -304,15 +344,8 @@ export class CallTable {
 
   /** A sent call is over: its line, if still parked, is dropped, and its slot goes to the next waiter. */
   private release(call: Call): void {
-    this.forget(call)
+    this.pending.remove(call)
     if (!this.waiting.isEmpty) this.admit()
-  }
-
-  /** A sent call leaves the table; its line, if still parked, is dropped. */
-  private forget(call: Call): void {
-    call.line = undefined
-    this.pending.delete(call.id)
-    if (this.inFlight === call.id) this.inFlight = undefined
   }
 
   /**
@@ -321,7 +354,7 @@ export class CallTable {
    */
   private giveUp(call: Call, reason: RequestSignals.CancelReason): void {
     const sent = call.line === undefined
-    this.forget(call)
+    this.pending.remove(call)
     this.givenUp.add(call.id, sent, reason)
   }
 
