@@ -21,6 +21,7 @@ import * as Schema from "effect/Schema"
 import * as GroupHealth from "./GroupHealth.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 import type * as PluginClient from "./PluginClient.ts"
+import * as Leftovers from "./Leftovers.ts"
 import type * as PluginManager from "./PluginManager.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -202,7 +203,9 @@ export class GroupReport extends Schema.Class<GroupReport>("GroupReport")({
 export class DoctorReport extends Schema.Class<DoctorReport>("DoctorReport")({
   generatedAt: Schema.Number,
   plugins: Schema.Array(PluginDiagnosis),
-  groups: Schema.Array(GroupReport)
+  groups: Schema.Array(GroupReport),
+  /** Processes that hosts killed before this one left running, and whether this host reaped them (see `Leftovers`). */
+  leftovers: Schema.optionalKey(Schema.Array(Leftovers.Leftover))
 }) {
   /** The terminal table of a report (see {@link render}). */
   static render(report: DoctorReport): string {
@@ -309,6 +312,14 @@ const stderrBlock = (p: PluginDiagnosis): Array<string> => {
   return count === 0 ? [] : ["", `stderr of ${p.id} (last ${count} line${count === 1 ? "" : "s"}):`, ...p.stderrTail.map((l) => `  | ${l}`)]
 }
 
+/** What hosts that died left running, one line each (nothing when there was none). */
+const leftoversBlock = (leftovers: ReadonlyArray<Leftovers.Leftover> | undefined): Array<string> =>
+  leftovers === undefined || leftovers.length === 0 ? [] : [
+    "",
+    `left running by hosts that died (${leftovers.filter((l) => l.reaped).length} of ${leftovers.length} reaped):`,
+    ...leftovers.map((l) => `  ${l.plugin} pid ${l.pid}: ${l.reaped ? "reaped" : "still running after SIGKILL"}`)
+  ]
+
 /**
  * One line for a plugin whose spawns leave something unverified or find something changed: an
  * interpreter script no checksum covers, a declared file that differs or is gone. An executable
@@ -344,7 +355,8 @@ const environmentLine = (p: PluginDiagnosis): Array<string> => {
  * aligned columns, then one line per group with its aggregate status, then what a plugin's
  * environment needs a reader to know (marked injection variables, a resolved interpreter, why it
  * would not start), then one line per plugin whose spawns leave something unverified
- * (`verification of x: interpreter script not verified: /plugins/x/main.py`), then the stderr tails.
+ * (`verification of x: interpreter script not verified: /plugins/x/main.py`), then the stderr
+ * tails and the processes hosts that died left running.
  * `STATE` is the process lifecycle (`Running`, `Recovering`…), `HEALTH` the verdict; the crash
  * counts are those in the restart window (`recent`, what the cap counts), in a row (what the
  * backoff counts) and since the host started. Durations are humanised (`1 min 5 s`).
@@ -363,6 +375,7 @@ export const render = (report: DoctorReport): string => {
     ...environmentBlock(report.plugins),
     ...(report.plugins.some((p) => verificationLine(p).length > 0) ? [""] : []),
     ...report.plugins.flatMap(verificationLine),
-    ...report.plugins.flatMap(stderrBlock)
+    ...report.plugins.flatMap(stderrBlock),
+    ...leftoversBlock(report.leftovers)
   ].join("\n")
 }

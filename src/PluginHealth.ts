@@ -36,6 +36,7 @@ import * as DiscoveryAnswer from "./internal/discoveryAnswer.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 import * as HealthState from "./internal/healthState.ts"
 import * as JsonRpc from "./JsonRpc.ts"
+import * as Leftovers from "./Leftovers.ts"
 import type * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
 import * as PluginManager from "./PluginManager.ts"
@@ -563,7 +564,13 @@ const doctor = (health: Health): Effect.Effect<DoctorReport> =>
           verification
         })))
     const checks = yield* checkAll(health)
-    return new DoctorReport({ generatedAt: yield* Clock.currentTimeMillis, plugins, groups: checks.map(GroupReport.fromHealthcheck) })
+    const leftovers = yield* Leftovers.reapedSoFar
+    return new DoctorReport({
+      generatedAt: yield* Clock.currentTimeMillis,
+      plugins,
+      groups: checks.map(GroupReport.fromHealthcheck),
+      ...(leftovers.length === 0 ? {} : { leftovers })
+    })
   }).pipe(Effect.withSpan("PluginHealth.doctor"))
 
 // -- constructors -----------------------------------------------------------------------------

@@ -32,6 +32,8 @@ import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
 import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import * as VerificationPlan from "./internal/verificationPlan.ts"
+import * as SpawnRegistry from "./internal/spawnRegistry.ts"
+import * as Leftovers from "./Leftovers.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
@@ -478,6 +480,9 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
     // at once, so releasing takes only the slowest stop.
     clientScopes: yield* Scope.fork(scope, "parallel")
   }
+  // What a host that was killed left running is reaped once per host process, in the background
+  // (see Leftovers); simulated processes leave nothing to reap.
+  if ((yield* SpawnRegistry.guardsFor(manager.spawner)).registry) yield* Effect.forkIn(Leftovers.reapAtStart, scope)
   return PluginManager.of({
     register: (source, options) => register(manager, source, options),
     unregister: (id) => unregister(manager, id),

@@ -21,6 +21,11 @@
  * The exit is observed as data ({@link ProcessExit}): code or signal, and whether the host asked
  * for it.
  *
+ * A plugin does not outlive a host that is killed: where util-linux `setpriv` exists, a plugin is
+ * started through it with a parent-death signal (SIGKILL when the host dies), and each spawn is
+ * recorded in the host's registry until its Scope closes, so that the next host reaps what is left
+ * (see `Leftovers`).
+ *
  * Two launchers make the same {@link PluginProcess}: the default goes through `effect/process`
  * (any `ChildProcessSpawner`, including the in-memory one of `effect-plugin-host/testing`);
  * {@link layerNode} selects one on `node:child_process` directly, for hosts that run many
@@ -47,13 +52,15 @@ import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "effect/process/ChildProcess"
-import type * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
+import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Framing from "./Framing.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import { withParentDeathSignal } from "./internal/parentDeath.ts"
 import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import { signalGroup, terminateGroup } from "./internal/processGroup.ts"
+import * as SpawnRegistry from "./internal/spawnRegistry.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -438,9 +445,20 @@ interface SpawnerInput {
   burstBytes: number
 }
 
+/**
+ * The command that starts `launch`: through `setpriv --pdeathsig` where the guards arm the
+ * parent-death signal and it can be (see `internal/parentDeath.ts`), so the plugin dies with the
+ * host.
+ */
+const commandOf = (spec: Spec, launch: PluginEnvironment.Launch, guards: SpawnRegistry.HostDeathGuards) => {
+  const command = { executable: launch.executable, args: launch.args }
+  return guards.parentDeathSignal ? withParentDeathSignal(command, { cwd: spec.cwd, env: launch.env }) : command
+}
+
 /** Spawns through the `ChildProcessSpawner`, in a process group of its own. */
-const spawnWithSpawner = (spec: Spec, launch: PluginEnvironment.Launch) =>
-  ChildProcess.make(launch.executable, [...launch.args], {
+const spawnWithSpawner = (spec: Spec, launch: PluginEnvironment.Launch, guards: SpawnRegistry.HostDeathGuards) => {
+  const command = commandOf(spec, launch, guards)
+  return ChildProcess.make(command.executable, [...command.args], {
     cwd: spec.cwd,
     env: launch.env,
     extendEnv: false,
@@ -454,6 +472,7 @@ const spawnWithSpawner = (spec: Spec, launch: PluginEnvironment.Launch) =>
       PluginClientError.make(spec.name, new PluginClientError.Spawn({ path: spec.executable, detail: error.message }))
     )
   )
+}
 
 /**
  * Drains stderr for the whole life of the process, in a fiber of the current Scope: every line
@@ -568,9 +587,11 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
 > {
   const timings = timingsOf(options)
-  const handle = yield* spawnWithSpawner(spec, yield* launchOf(spec))
+  const guards = yield* SpawnRegistry.guardsFor(yield* ChildProcessSpawner.ChildProcessSpawner)
+  const handle = yield* spawnWithSpawner(spec, yield* launchOf(spec), guards)
   const startedAt = yield* Clock.currentTimeMillis
   const pid: number = handle.pid
+  yield* SpawnRegistry.track(spec.name, pid, guards)
   const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
   const excerpt = makeExcerpt(timings.excerptChars)
   const stderrDone = yield* drainSpawnerStderr(handle, excerpt, timings, annotate)
@@ -617,11 +638,16 @@ const spawnFailure = (spec: Spec, error: unknown) =>
  * too), never through a shell, and waits for Node to report the spawn. Interrupted before that,
  * the group is killed.
  */
-const spawnNode = (spec: Spec, launch: PluginEnvironment.Launch): Effect.Effect<NodeChildProcess, PluginClientError.PluginClientError> =>
+const spawnNode = (
+  spec: Spec,
+  launch: PluginEnvironment.Launch,
+  guards: SpawnRegistry.HostDeathGuards
+): Effect.Effect<NodeChildProcess, PluginClientError.PluginClientError> =>
   Effect.callback<NodeChildProcess, PluginClientError.PluginClientError>((resume) => {
+    const command = commandOf(spec, launch, guards)
     let spawned: NodeChildProcess
     try {
-      spawned = spawn(launch.executable, [...launch.args], { cwd: spec.cwd, env: launch.env, stdio: "pipe", detached: true })
+      spawned = spawn(command.executable, [...command.args], { cwd: spec.cwd, env: launch.env, stdio: "pipe", detached: true })
     } catch (error) {
       return resume(Effect.fail(spawnFailure(spec, error)))
     }
@@ -882,10 +908,12 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   Scope.Scope
 > {
   const timings = timingsOf(options)
-  const child = yield* spawnNode(spec, yield* launchOf(spec))
+  const guards = yield* SpawnRegistry.HostDeathGuards
+  const child = yield* spawnNode(spec, yield* launchOf(spec), guards)
   // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
   if (child.pid === undefined || child.pid <= 0) return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
   const pid = child.pid
+  yield* SpawnRegistry.track(spec.name, pid, guards)
   // A failed kill is reported as an `error` event; the exit is what we observe.
   child.on("error", () => {})
   const startedAt = yield* Clock.currentTimeMillis

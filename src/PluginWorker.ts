@@ -7,7 +7,8 @@
  * `PluginWorker.log` (a `log` notification). stdout is the protocol, so Effect logs go to stderr.
  * The worker answers `initialize` with `{ok: true, supportedMethods}` (plus whatever
  * `onInitialize` returns), answers `shutdown` and then exits, and exits 0 on stdin EOF once the
- * replies in flight are written.
+ * replies in flight are written — or once its parent changed (the host died while something else
+ * keeps stdin open).
  *
  * A cancel from the host (`$/cancelRequest` or `notifications/cancelled`, whichever the host
  * speaks) interrupts the handler's fiber: its finalizers run, and the reply is LSP's -32800 for
@@ -43,6 +44,7 @@ import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
+import * as ParentWatch from "./internal/parentWatch.ts"
 import * as Protocol from "./internal/protocol.ts"
 import * as RequestSignals from "./internal/requestSignals.ts"
 import * as JsonRpc from "./JsonRpc.ts"
@@ -341,15 +343,22 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
   })
 
 /**
- * Serves handlers on stdin/stdout until stdin closes or the host asks for `shutdown`.
+ * Serves handlers on stdin/stdout until stdin closes, the host asks for `shutdown`, or the host
+ * is gone: this process's parent changed (checked every second), which ends the connection as
+ * stdin EOF does even when another process keeps the pipe open.
  *
  * @category serving
  */
 export const serve = (options: ServeOptions): Effect.Effect<void> =>
   Effect.scoped(
     Effect.gen(function*() {
+      const host = process.ppid
       const transport = yield* stdioTransport(options.name ?? "worker")
-      yield* serveTransport(transport, options)
+      const hostGone = Effect.map(
+        ParentWatch.parentChanged(host),
+        (parent) => new PluginClientError.Closed({ detail: `the host (pid ${host}) is gone: the parent is now pid ${parent}` })
+      )
+      yield* serveTransport({ ...transport, closed: Effect.raceFirst(transport.closed, hostGone) }, options)
       yield* transport.flush
     })
   )

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
 import * as DoctorReport from "../src/DoctorReport.ts"
 import * as GroupHealth from "../src/GroupHealth.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
@@ -119,6 +120,28 @@ describe("DoctorReport (group summaries)", () => {
       assert.strictEqual(report.summary, summary, statuses.join(","))
       assert.deepStrictEqual([report.group, report.status, report.checkedAt], ["g", check.state, 7])
     }
+  })
+})
+
+describe("DoctorReport (leftovers of hosts that died)", () => {
+  const base = { generatedAt: 0, plugins: [], groups: [] }
+  it("lists each process a dead host left and whether it was reaped; nothing when there was none", () => {
+    const report = new DoctorReport.DoctorReport({
+      ...base,
+      leftovers: [{ plugin: "slow", pid: 41, reaped: true }, { plugin: "stuck", pid: 42, reaped: false }]
+    })
+    const text = DoctorReport.render(report)
+    assert.include(text, "left running by hosts that died (1 of 2 reaped):")
+    assert.include(text, "  slow pid 41: reaped")
+    assert.include(text, "  stuck pid 42: still running after SIGKILL")
+    assert.notInclude(DoctorReport.render(new DoctorReport.DoctorReport(base)), "left running")
+  })
+
+  it("round-trips through JSON with its leftovers; a report without the field still decodes", () => {
+    const report = new DoctorReport.DoctorReport({ ...base, leftovers: [{ plugin: "slow", pid: 41, reaped: true }] })
+    const decoded = Schema.decodeUnknownSync(DoctorReport.DoctorReport)(JSON.parse(JSON.stringify(Schema.encodeSync(DoctorReport.DoctorReport)(report))))
+    assert.deepStrictEqual(decoded.leftovers, [{ plugin: "slow", pid: 41, reaped: true }])
+    assert.isUndefined(Schema.decodeUnknownSync(DoctorReport.DoctorReport)(base).leftovers)
   })
 })
 
