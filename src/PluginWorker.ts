@@ -36,6 +36,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
@@ -76,6 +77,22 @@ export class HostConnection extends Context.Service<HostConnection, {
 export type Handler = (params: unknown) => Effect.Effect<unknown, unknown, HostConnection>
 
 /**
+ * A handler of a notification from the host: no reply is sent, whatever it returns.
+ *
+ * @category models
+ */
+export type NotificationHandler = (params: unknown) => Effect.Effect<void, unknown, HostConnection>
+
+/**
+ * Notifications from the host that no `notifications` handler took.
+ *
+ * @category metrics
+ */
+export const notificationsUnhandledTotal = Metric.counter("plugin_worker_notifications_unhandled_total", {
+  description: "Notifications from the host that the worker has no handler for"
+})
+
+/**
  * What a worker serves.
  *
  * @category models
@@ -88,6 +105,12 @@ export interface ServeOptions {
   readonly onInitialize?: ((params: unknown) => Effect.Effect<object | void, unknown, HostConnection>) | undefined
   /** Runs on `shutdown`, before the reply. */
   readonly onShutdown?: Effect.Effect<void, never, HostConnection> | undefined
+  /**
+   * Notifications from the host (`client.notify(method, params)`), by method, run in the order
+   * they arrive. One with no handler here is counted (`plugin_worker_notifications_unhandled_total`)
+   * and logged at Debug; a handler that fails is logged at Warning. Neither ends the connection.
+   */
+  readonly notifications?: Readonly<Record<string, NotificationHandler>> | undefined
   /** Host calls in flight at once. Default 64. */
   readonly maxConcurrentRequests?: number | undefined
   /** Timeout of host calls. Default 30 s. */
@@ -228,6 +251,7 @@ export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Tra
 
   const peer = yield* RpcPeer.make(transport, {
     hostHandlers: handlers,
+    onNotification: notificationHandler(options.notifications, host),
     maxConcurrentRequests: options.maxConcurrentRequests,
     requestTimeout: options.requestTimeout,
     maxLineBytes: options.maxLineBytes,
@@ -237,6 +261,31 @@ export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Tra
   yield* Effect.raceFirst(peer.closed, Deferred.await(done))
   yield* peer.handlersIdle
 })
+
+/**
+ * Delivers the host's notifications to the worker's handlers: an unknown method is counted and
+ * logged at Debug, a failing handler logged at Warning; neither ends the connection.
+ */
+const notificationHandler = (
+  handlers: Readonly<Record<string, NotificationHandler>> | undefined,
+  host: HostConnection["Service"]
+) =>
+(notification: JsonRpc.Notification): Effect.Effect<void> => {
+  const handler = handlers !== undefined && Object.hasOwn(handlers, notification.method) ? handlers[notification.method] : undefined
+  if (handler === undefined) {
+    return Metric.update(notificationsUnhandledTotal, 1).pipe(
+      Effect.andThen(Effect.logDebug(`no handler for the host's notification \`${notification.method}\``))
+    )
+  }
+  return Effect.suspend(() => handler(notification.params)).pipe(
+    Effect.provideService(HostConnection, host),
+    Effect.catchCause((cause) =>
+      Cause.hasInterruptsOnly(cause)
+        ? Effect.interrupt
+        : Effect.logWarning(`the handler of the host's notification \`${notification.method}\` failed`, Cause.pretty(cause))
+    )
+  )
+}
 
 /**
  * The methods a worker answers, on any transport: `initialize` (`{ok: true, supportedMethods}`

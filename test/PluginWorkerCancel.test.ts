@@ -2,52 +2,19 @@ import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Queue from "effect/Queue"
-import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Handshake from "../src/Handshake.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import * as PluginClient from "../src/PluginClient.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginWorker from "../src/PluginWorker.ts"
-import * as RpcPeer from "../src/RpcPeer.ts"
 import { eventually, fixture, launchers, liveChildren, liveWith, node } from "./support/processes.ts"
+import { connected } from "./support/workerPair.ts"
 
 /** Lets forked fibers reach their next suspension without real time passing. */
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 50; i++) yield* Effect.yieldNow
 })
-
-/**
- * A host connection and a worker served over an in-memory pipe, in the test's context (its
- * TestClock drives both). `workerLines` are the lines the worker wrote, parsed.
- */
-const connected = (
-  worker: Omit<PluginWorker.ServeOptions, "name">,
-  host?: RpcPeer.Options
-) =>
-  Effect.gen(function*() {
-    const toWorker = yield* Queue.unbounded<Uint8Array>()
-    const toHost = yield* Queue.unbounded<Uint8Array>()
-    const encoder = new TextEncoder()
-    const workerLines: Array<{ readonly method?: string; readonly id?: unknown; readonly params?: unknown; readonly error?: unknown }> = []
-    const side = (name: string, incoming: Queue.Queue<Uint8Array>, outgoing: Queue.Queue<Uint8Array>, onLine?: (line: string) => void): RpcPeer.Transport => ({
-      name,
-      incoming: Stream.fromQueue(incoming),
-      writeLine: (line) => {
-        onLine?.(line)
-        Queue.offerUnsafe(outgoing, encoder.encode(line + "\n"))
-        return true
-      },
-      closed: Effect.never
-    })
-    yield* PluginWorker.serveTransport(side("worker", toWorker, toHost, (line) => void workerLines.push(JSON.parse(line))), {
-      name: "worker",
-      ...worker
-    }).pipe(Effect.forkScoped)
-    const peer = yield* RpcPeer.make(side("host", toHost, toWorker), host)
-    return { peer, workerLines }
-  })
 
 /** A worker handler that runs until interrupted, and says so. */
 const hanging = Effect.gen(function*() {
