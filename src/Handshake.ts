@@ -34,6 +34,10 @@ import * as Protocol from "./internal/protocol.ts"
  */
 export interface HandshakeInfo {
   readonly supportedMethods?: ReadonlyArray<string> | undefined
+  /** The protocol version the plugin answered with, when it said (the worker dialect). */
+  readonly protocolVersion?: string | undefined
+  /** What the plugin said it can do (cancellation dialects, progress, notifications). */
+  readonly capabilities?: unknown
 }
 
 /**
@@ -149,18 +153,38 @@ const validateInitialize = (result: unknown): Effect.Effect<HandshakeInfo, strin
     const why = decoded.success.error === undefined ? "" : `: ${JSON.stringify(decoded.success.error).slice(0, 200)}`
     return Effect.fail(`initialize answered ok: false${why}`)
   }
-  return Effect.succeed({ supportedMethods: decoded.success.supportedMethods })
+  const theirs = decoded.success.protocolVersion
+  const mismatch = theirs === undefined ? undefined : Protocol.versionMismatch(Protocol.protocolVersion, theirs)
+  if (mismatch !== undefined) return Effect.fail(mismatch)
+  const { capabilities, supportedMethods } = decoded.success
+  return Effect.succeed({
+    supportedMethods,
+    ...(theirs === undefined ? {} : { protocolVersion: theirs }),
+    ...(capabilities === undefined ? {} : { capabilities })
+  })
 }
 
 /**
- * The worker SDK dialect: `initialize` with the caller's params (none by default) must answer
- * `{ok: true, supportedMethods?}`; `ok: false` is a refusal. For plugins written to Paperclip's
+ * The params of the worker dialect's `initialize`: the protocol version and what the host can
+ * do, with the caller's own fields (an object) merged over them; params that are not an object
+ * go as given.
+ */
+const initializeParams = (params: unknown): unknown =>
+  params === undefined || (typeof params === "object" && params !== null && !Array.isArray(params))
+    ? { protocolVersion: Protocol.protocolVersion, capabilities: Protocol.capabilities, ...(params ?? {}) }
+    : params
+
+/**
+ * The worker SDK dialect: `initialize` with `{protocolVersion, capabilities}` and the caller's
+ * params merged over them must answer `{ok: true, supportedMethods?, protocolVersion?,
+ * capabilities?}`; `ok: false` is a refusal, and so is a `protocolVersion` with another major
+ * number (the start fails naming both versions; a plugin that does not say is accepted). For plugins written to Paperclip's
  * SDK, use {@link paperclip}: its worker reads `params.manifest` and fails without it.
  *
  * @category presets
  */
 export const initialize = (params?: unknown): Handshake =>
-  make({ method: "initialize", params, validate: validateInitialize })
+  make({ method: "initialize", params: initializeParams(params), validate: validateInitialize })
 
 /**
  * What a Paperclip host tells a worker about itself in `initialize`.

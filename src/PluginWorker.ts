@@ -300,11 +300,15 @@ const handlerTable = (
   const supportedMethods = Object.keys(options.handlers)
   const onInitialize = options.onInitialize
   const table: Record<string, RpcPeer.HostHandler<HostConnection>> = {
-    initialize: (params) =>
-      (onInitialize === undefined ? Effect.void : onInitialize(params)).pipe(
+    initialize: (params) => {
+      const theirs = Protocol.protocolVersionOf(params)
+      const mismatch = theirs === undefined ? undefined : Protocol.versionMismatch(Protocol.protocolVersion, theirs)
+      if (mismatch !== undefined) return Effect.fail(new JsonRpc.JsonRpcError({ code: JsonRpc.ErrorCode.InvalidRequest, message: mismatch }))
+      return (onInitialize === undefined ? Effect.void : onInitialize(params)).pipe(
         Effect.map((extra) => Protocol.initializeResult(supportedMethods, extra)),
         Effect.mapError(toJsonRpcError)
-      ),
+      )
+    },
     ...builtins
   }
   for (const method of supportedMethods) {

@@ -58,3 +58,31 @@ describe("Handshake presets", () => {
     assert.strictEqual(HostVersion.version, pkg.version)
   })
 })
+
+describe("Handshake negotiation (the worker dialect)", () => {
+  const validate = (handshake: Handshake.Handshake, result: unknown) => {
+    if (handshake._tag !== "Request") throw new Error("expected a request handshake")
+    return Effect.runSync(Effect.result(handshake.validate(result)))
+  }
+
+  it("initialize sends the protocol version and the host's capabilities, the caller's fields merged over them", () => {
+    assert.deepStrictEqual(paramsOf(Handshake.initialize()), {
+      protocolVersion: "1.0",
+      capabilities: { cancellation: ["lsp", "mcp"], progress: true, notifications: true }
+    })
+    const merged = paramsOf(Handshake.initialize({ config: { a: 1 }, protocolVersion: "1.2" })) as Record<string, unknown>
+    assert.deepStrictEqual(merged.config, { a: 1 })
+    assert.strictEqual(merged.protocolVersion, "1.2")
+    assert.deepStrictEqual(paramsOf(Handshake.initialize(["positional"])), ["positional"], "params that are not an object go as given")
+  })
+
+  it("a plugin answering another major version is refused naming both; the same major, or none, is accepted and kept", () => {
+    const handshake = Handshake.initialize()
+    const refused = validate(handshake, { ok: true, protocolVersion: "2.0" })
+    assert.isTrue(refused._tag === "Failure" && refused.failure.includes("1.0") && refused.failure.includes("2.0"), JSON.stringify(refused))
+    const accepted = validate(handshake, { ok: true, supportedMethods: ["echo"], protocolVersion: "1.3", capabilities: { progress: true } })
+    assert.deepStrictEqual(accepted._tag === "Success" ? accepted.success : undefined, { supportedMethods: ["echo"], protocolVersion: "1.3", capabilities: { progress: true } })
+    const silent = validate(handshake, { ok: true })
+    assert.deepStrictEqual(silent._tag === "Success" ? silent.success : undefined, { supportedMethods: undefined })
+  })
+})

@@ -25,16 +25,50 @@ import * as JsonRpc from "../JsonRpc.ts"
 export const InitializeResult = Schema.Struct({
   ok: Schema.Boolean,
   supportedMethods: Schema.optionalKey(Schema.Array(Schema.String)),
-  error: Schema.optionalKey(Schema.Unknown)
+  error: Schema.optionalKey(Schema.Unknown),
+  protocolVersion: Schema.optionalKey(Schema.String),
+  capabilities: Schema.optionalKey(Schema.Unknown)
 })
 
 /**
- * The worker's answer to `initialize`: `{ok: true, supportedMethods}` plus the fields of what
- * its `onInitialize` returned (which may override them).
+ * The version of this wire protocol (the worker dialect: `initialize`, `shutdown`, `log`,
+ * `streams.*`, cancellation and progress). Both sides send it in `initialize`; two versions
+ * with another major number cannot talk, and the start fails naming both.
+ */
+export const protocolVersion = "1.0"
+
+/**
+ * What this side of the protocol can do, sent in `initialize` both ways: the cancellation
+ * dialects it understands, whether it reports and hears progress, whether it takes
+ * notifications from the other side.
+ */
+export const capabilities = {
+  cancellation: ["lsp", "mcp"],
+  progress: true,
+  notifications: true
+} as const
+
+/** Why two protocol versions cannot talk, if they cannot: their major numbers differ. */
+export const versionMismatch = (ours: string, theirs: string): string | undefined => {
+  const major = (version: string) => version.split(".")[0] ?? version
+  return major(ours) === major(theirs) ? undefined : `protocol version mismatch: this side speaks ${ours}, the other ${theirs}`
+}
+
+/** The `protocolVersion` field of an `initialize`'s params, if it has one. */
+export const protocolVersionOf = (params: unknown): string | undefined => {
+  const version: unknown = typeof params === "object" && params !== null ? Reflect.get(params, "protocolVersion") : undefined
+  return typeof version === "string" ? version : undefined
+}
+
+/**
+ * The worker's answer to `initialize`: `{ok: true, supportedMethods, protocolVersion,
+ * capabilities}` plus the fields of what its `onInitialize` returned (which may override them).
  */
 export const initializeResult = (supportedMethods: ReadonlyArray<string>, extra: object | void): object => ({
   ok: true,
   supportedMethods,
+  protocolVersion,
+  capabilities,
   ...(extra ?? {})
 })
 
