@@ -41,6 +41,25 @@ export const ChecksumStatus = Schema.Literals(["verified", "pending", "mismatch"
 export type ChecksumStatus = typeof ChecksumStatus.Type
 
 /**
+ * How this host ends a plugin's whole tree at stop: `mode` is `"cgroup"` (a cgroup v2 group per
+ * plugin, `cgroup.kill`: everything the plugin started) or `"process tree"` (no cgroup the host
+ * may create: the processes `/proc` walks find, from the plugin's pid, session and group; one
+ * that left the session after its parent exited can escape). `escaped` counts processes found in
+ * a stopped plugin's tree that were still there after its sweep, in this host process.
+ *
+ * @category models
+ */
+export const Containment = Schema.Struct({
+  mode: Schema.Literals(["cgroup", "process tree"]),
+  escaped: Schema.Int
+})
+
+/**
+ * @category models
+ */
+export type Containment = typeof Containment.Type
+
+/**
  * What {@link PluginDiagnosis.fromDiagnostics} needs beside the manager's diagnostics: the
  * plugin's server health (as a check sees it), the groups it belongs to, and how many stderr
  * lines to keep.
@@ -145,7 +164,9 @@ export class GroupReport extends Schema.Class<GroupReport>("GroupReport")({
 export class DoctorReport extends Schema.Class<DoctorReport>("DoctorReport")({
   generatedAt: Schema.Number,
   plugins: Schema.Array(PluginDiagnosis),
-  groups: Schema.Array(GroupReport)
+  groups: Schema.Array(GroupReport),
+  /** How the host contains plugin trees (absent in reports from hosts that did not say). */
+  containment: Schema.optionalKey(Containment)
 }) {
   /** The terminal table of a report (see {@link render}). */
   static render(report: DoctorReport): string {
@@ -236,12 +257,19 @@ const stderrBlock = (p: PluginDiagnosis): Array<string> => {
   return count === 0 ? [] : ["", `stderr of ${p.id} (last ${count} line${count === 1 ? "" : "s"}):`, ...p.stderrTail.map((l) => `  | ${l}`)]
 }
 
+/** The containment line: how this host ends plugin trees, and what can escape. */
+const containmentLine = (containment: Containment): string =>
+  (containment.mode === "cgroup"
+    ? "containment: cgroup (a plugin's whole tree ends with it)"
+    : "containment: process tree (no cgroup: processes found by /proc walks end with their plugin; one that leaves the plugin's session after its parent exited can escape)") +
+  (containment.escaped > 0 ? `; ${containment.escaped} process${containment.escaped === 1 ? "" : "es"} outlived a stop` : "")
+
 /**
  * Renders a report as a plain-text table for a terminal: a header, one row per plugin with
  * aligned columns, then one line per group with its aggregate status, then the stderr tails.
  * `STATE` is the process lifecycle (`Running`, `Recovering`…), `HEALTH` the verdict; the crash
  * counts are those in the restart window (`recent`, what the cap counts), in a row (what the
- * backoff counts) and since the host started. Durations are humanised (`1 min 5 s`).
+ * backoff counts) and since the host started; then how the host contains plugin trees. Durations are humanised (`1 min 5 s`).
  *
  * @category doctor
  */
@@ -254,6 +282,7 @@ export const render = (report: DoctorReport): string => {
     ...rows.map(line),
     ...(report.groups.length > 0 ? [""] : []),
     ...report.groups.map(groupLine),
+    ...(report.containment === undefined ? [] : ["", containmentLine(report.containment)]),
     ...report.plugins.flatMap(stderrBlock)
   ].join("\n")
 }

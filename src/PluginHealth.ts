@@ -35,6 +35,7 @@ import * as GroupHealth from "./GroupHealth.ts"
 import * as DiscoveryAnswer from "./internal/discoveryAnswer.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 import * as HealthState from "./internal/healthState.ts"
+import * as ProcessTree from "./internal/processTree.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import type * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
@@ -562,7 +563,12 @@ const doctor = (health: Health): Effect.Effect<DoctorReport> =>
       })
     )
     const checks = yield* checkAll(health)
-    return new DoctorReport({ generatedAt: yield* Clock.currentTimeMillis, plugins, groups: checks.map(GroupReport.fromHealthcheck) })
+    return new DoctorReport({
+      generatedAt: yield* Clock.currentTimeMillis,
+      plugins,
+      groups: checks.map(GroupReport.fromHealthcheck),
+      containment: { mode: ProcessTree.mode(), escaped: ProcessTree.escapedCount() }
+    })
   }).pipe(Effect.withSpan("PluginHealth.doctor"))
 
 // -- constructors -----------------------------------------------------------------------------
