@@ -12,11 +12,11 @@
  * Stopping (explicitly with `stop`, or by closing the Scope) runs, each step bounded:
  * optional graceful hook (for example a `shutdown` request, up to `drainTimeout`) → end stdin →
  * SIGTERM to the process group → `shutdownGrace` → SIGKILL to the group → wait for exit → what
- * is left of the plugin's whole tree, `setsid` descendants included, is ended (a cgroup where the
- * host may create one, else a `/proc` walk begun before the first signal: see
- * `internal/processTree.ts`). The grace periods use Effect's Clock, so `TestClock` drives them against the in-memory spawner.
- * The exit is observed as data ({@link ProcessExit}): code or signal, and whether the host asked
- * for it.
+ * is left of the plugin's whole tree, `setsid` descendants included, is ended (a `/proc` walk
+ * begun before the first signal, and a cgroup where the host may create one: see
+ * `internal/processTree.ts`). The grace periods use Effect's Clock, so `TestClock` drives them
+ * against the in-memory spawner. The exit is observed as data ({@link ProcessExit}): code or
+ * signal, and whether the host asked for it.
  *
  * Two launchers make the same {@link PluginProcess}: the default goes through `effect/process`
  * (any `ChildProcessSpawner`, including the in-memory one of `effect-plugin-host/testing`);
