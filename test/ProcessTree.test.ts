@@ -9,7 +9,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import * as Framing from "../src/Framing.ts"
 import * as Cgroup from "../src/internal/cgroup.ts"
 import * as ProcessTree from "../src/internal/processTree.ts"
@@ -26,16 +28,29 @@ interface Notification {
   readonly params: { readonly pid?: number }
 }
 
-/** The pids the plugin's members announce, read until it says `ready`. */
-const membersOf = (proc: PluginProcess.PluginProcess) =>
-  proc.stdout.pipe(
+/**
+ * The pids of the plugin's members, read until it said `ready` and `expected` members announced
+ * themselves (a loaded machine may run a member after the plugin said `ready`).
+ */
+const membersOf = (proc: PluginProcess.PluginProcess, expected: number) => {
+  let ready = false
+  let members = 0
+  return proc.stdout.pipe(
     Framing.frames(),
     Stream.filter((f): f is string => typeof f === "string"),
     Stream.map((line): Notification => JSON.parse(line)),
-    Stream.takeUntil((n) => n.method === "ready"),
+    Stream.takeUntil((n) => {
+      if (n.method === "ready") ready = true
+      if (n.method === "member") members++
+      return ready && members >= expected
+    }),
     Stream.runCollect,
     Effect.map((all) => all.flatMap((n) => n.method === "member" && n.params.pid !== undefined ? [n.params.pid] : []))
   )
+}
+
+/** How many members `process-tree.sh` starts, by its first argument. */
+const expectedMembers = (args: ReadonlyArray<string>) => args[0] === "deep" ? 5 : 1
 
 /** Spawns `process-tree.sh` with `args` in `scope`, and reads its members' pids. */
 const start = (scope: Scope.Scope, args: ReadonlyArray<string>, beforeMembers?: (proc: PluginProcess.PluginProcess) => void) =>
@@ -45,7 +60,7 @@ const start = (scope: Scope.Scope, args: ReadonlyArray<string>, beforeMembers?: 
       { shutdownGrace: "300 millis", killTimeout: "2 seconds" }
     ).pipe(Scope.provide(scope))
     beforeMembers?.(proc)
-    const members = yield* membersOf(proc)
+    const members = yield* membersOf(proc, expectedMembers(args))
     return { proc, members }
   })
 
@@ -132,6 +147,36 @@ for (const launcher of launchers) {
     })
   }
 }
+
+describe.skipIf(cgroupDir === undefined)("cgroups a killed host left", () => {
+  it.live("the empty groups of a host that is gone are removed; a populated one and a live host's stay", () =>
+    Effect.gen(function*() {
+      const dir = cgroupDir ?? ""
+      // A pid that was a process and is gone: a host killed before its stops.
+      const gone = spawn("true")
+      yield* Effect.promise(() => new Promise((resolve) => gone.once("exit", resolve)))
+      const deadHost = gone.pid ?? 0
+      const sleeper = spawn("sleep", ["1000"], { stdio: "ignore" })
+      const [empty, populated, live] = [`plugin-host-${deadHost}-1`, `plugin-host-${deadHost}-2`, `plugin-host-${process.pid}-999999`]
+      for (const name of [empty, populated, live]) fs.mkdirSync(path.join(dir, name))
+      try {
+        fs.writeFileSync(path.join(dir, populated, "cgroup.procs"), String(sleeper.pid))
+        const removed = Cgroup.removeStale(dir)
+        assert.notInclude(removed, populated)
+        assert.notInclude(removed, live)
+        // Another test process probing at the same moment may have removed it first.
+        assert.isFalse(fs.existsSync(path.join(dir, empty)))
+        assert.isTrue(fs.existsSync(path.join(dir, populated)))
+        assert.isTrue(fs.existsSync(path.join(dir, live)))
+      } finally {
+        sleeper.kill("SIGKILL")
+        yield* Effect.promise(() => new Promise((resolve) => sleeper.once("exit", resolve)))
+        yield* eventually(() => Cgroup.populated({ dir: path.join(dir, populated) }) === false)
+        for (const name of [empty, populated, live]) Cgroup.remove({ dir: path.join(dir, name) })
+      }
+      assert.deepStrictEqual(ownGroups(), [])
+    }))
+})
 
 describe("the /proc walk", () => {
   beforeAll(() => Cgroup.setEnabled(false))

@@ -91,8 +91,41 @@ export const available = (): string | undefined => {
       dir = undefined
     }
     probed = { dir: dir !== undefined && probe(dir) ? dir : undefined }
+    if (probed.dir !== undefined) removeStale(probed.dir)
   }
   return probed.dir
+}
+
+const groupName = /^plugin-host-(\d+)-\d+$/
+
+const hostAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return error instanceof Error && "code" in error && error.code === "EPERM"
+  }
+}
+
+/**
+ * Removes the empty groups hosts that are gone left under `dir` (a host killed before its
+ * plugins' stops leaves their groups behind), and returns their names. A group still populated
+ * holds what such a host left running: it stays (reaping it is the job of the host's registry of
+ * what it spawned).
+ *
+ * @internal
+ */
+export const removeStale = (dir: string): Array<string> => {
+  let names: Array<string>
+  try {
+    names = fs.readdirSync(dir)
+  } catch {
+    return []
+  }
+  return names.filter((name) => {
+    const owner = Number(groupName.exec(name)?.[1] ?? 0)
+    return owner > 0 && owner !== process.pid && !hostAlive(owner) && remove({ dir: path.join(dir, name) })
+  })
 }
 
 /**
