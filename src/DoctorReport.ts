@@ -16,10 +16,12 @@
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as GroupHealth from "./GroupHealth.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 import type * as PluginClient from "./PluginClient.ts"
+import * as Leftovers from "./Leftovers.ts"
 import type * as PluginManager from "./PluginManager.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -60,6 +62,51 @@ export const Containment = Schema.Struct({
 export type Containment = typeof Containment.Type
 
 /**
+ * Exactly what is verified before each spawn of a plugin, as read when the report was made: the
+ * executable (`verified`: `checksum_sha256`, run from a private copy of the hashed bytes;
+ * `verified in place`: named in `checksums`; `mismatch`; `missing`; `not declared`), each file
+ * declared in `checksums` (`verified`, `mismatch`, `missing`), and a flag
+ * `interpreter script not verified` for every file an interpreter runs that no checksum covers.
+ *
+ * @category models
+ */
+export const Verification = Schema.Struct({
+  executable: Schema.Struct({
+    path: Schema.String,
+    status: Schema.Literals(["verified", "verified in place", "mismatch", "missing", "not declared"])
+  }),
+  files: Schema.Array(Schema.Struct({ path: Schema.String, status: Schema.Literals(["verified", "mismatch", "missing"]) })),
+  flags: Schema.Array(Schema.Struct({ flag: Schema.Literal("interpreter script not verified"), file: Schema.String }))
+})
+
+/**
+ * @category models
+ */
+export type Verification = typeof Verification.Type
+
+/**
+ * What the doctor says about a plugin's environment: `unsafeEnvVars`, the loader/interpreter
+ * injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) it is passed because its manifest marks
+ * them (`unsafe_env_vars`); `interpreter`, when the plugin gets no `PATH` and its executable is a
+ * `#!/usr/bin/env` script, the shebang and the interpreter the host resolved on its own `PATH`;
+ * `problem`, why a start would fail (an unmarked injection variable, an interpreter not found).
+ *
+ * @category models
+ */
+export const EnvironmentDiagnosis = Schema.Struct({
+  unsafeEnvVars: Schema.Array(Schema.String),
+  interpreter: Schema.optionalKey(Schema.Struct({ shebang: Schema.String, resolved: Schema.String })),
+  problem: Schema.optionalKey(Schema.String)
+})
+
+/**
+ * @category models
+ */
+export type EnvironmentDiagnosis = typeof EnvironmentDiagnosis.Type
+
+const noEnvironment: EnvironmentDiagnosis = { unsafeEnvVars: [] }
+
+/**
  * What {@link PluginDiagnosis.fromDiagnostics} needs beside the manager's diagnostics: the
  * plugin's server health (as a check sees it), the groups it belongs to, and how many stderr
  * lines to keep.
@@ -70,6 +117,8 @@ export interface DiagnosisContext {
   readonly server: GroupHealth.ServerHealth
   readonly groups: ReadonlyArray<string>
   readonly stderrTailLines: number
+  /** What each spawn verifies, when it was read (the manager's `diagnostics.verification`). */
+  readonly verification?: Verification | undefined
 }
 
 /**
@@ -97,7 +146,14 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
   stderrTail: Schema.Array(Schema.String),
   checksum: ChecksumStatus,
   envVars: Schema.Array(Schema.String),
-  supportedMethods: Schema.Array(Schema.String)
+  supportedMethods: Schema.Array(Schema.String),
+  /** The marked injection variables it is passed and the interpreter the host resolved (see {@link EnvironmentDiagnosis}). */
+  environment: EnvironmentDiagnosis.pipe(
+    Schema.withDecodingDefaultKey(Effect.succeed(noEnvironment)),
+    Schema.withConstructorDefault(Effect.succeed(noEnvironment))
+  ),
+  /** What each spawn verifies (absent when the diagnostics did not inspect the files). */
+  verification: Schema.optionalKey(Verification)
 }) {
   /**
    * The diagnosis of one plugin from the manager's diagnostics: its live health, its verdict
@@ -126,7 +182,9 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
       stderrTail: stderrTail(health.stderrExcerpt, context.stderrTailLines),
       checksum: checksumStatus(diagnostics),
       envVars: [...diagnostics.envVarNames],
-      supportedMethods: [...(health.supportedMethods ?? [])]
+      supportedMethods: [...(health.supportedMethods ?? [])],
+      environment: environmentOf(diagnostics),
+      ...(context.verification === undefined ? {} : { verification: context.verification })
     })
   }
 }
@@ -165,6 +223,8 @@ export class DoctorReport extends Schema.Class<DoctorReport>("DoctorReport")({
   generatedAt: Schema.Number,
   plugins: Schema.Array(PluginDiagnosis),
   groups: Schema.Array(GroupReport),
+  /** Processes that hosts killed before this one left running, and whether this host reaped them (see `Leftovers`). */
+  leftovers: Schema.optionalKey(Schema.Array(Leftovers.Leftover)),
   /** How the host contains plugin trees (absent in reports from hosts that did not say). */
   containment: Schema.optionalKey(Containment)
 }) {
@@ -199,6 +259,16 @@ const checksumStatus = (diagnostics: PluginManager.Diagnostics): ChecksumStatus 
   // A refused spawn leaves the `ChecksumMismatch` reason as the last failure.
   if (health.state._tag !== "Running" && health.lastErrorReason === "ChecksumMismatch") return "mismatch"
   return health.spawns > 0 ? "verified" : "pending"
+}
+
+const environmentOf = (diagnostics: PluginManager.Diagnostics): EnvironmentDiagnosis => {
+  const environment = diagnostics.environment
+  if (environment === undefined) return noEnvironment
+  return {
+    unsafeEnvVars: [...environment.unsafeEnvVars],
+    ...(environment.interpreter === undefined ? {} : { interpreter: { ...environment.interpreter } }),
+    ...(environment.problem === undefined ? {} : { problem: environment.problem })
+  }
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
@@ -252,6 +322,12 @@ const pluginRow = (p: PluginDiagnosis, generatedAt: number): Array<string> => [
 ]
 
 /** The stderr tail of a plugin as an indented block under its title (nothing when it is empty). */
+/** The environment lines of every plugin that has one, after a blank line. */
+const environmentBlock = (plugins: ReadonlyArray<PluginDiagnosis>): Array<string> => {
+  const lines = plugins.flatMap(environmentLine)
+  return lines.length === 0 ? [] : ["", ...lines]
+}
+
 const stderrBlock = (p: PluginDiagnosis): Array<string> => {
   const count = p.stderrTail.length
   return count === 0 ? [] : ["", `stderr of ${p.id} (last ${count} line${count === 1 ? "" : "s"}):`, ...p.stderrTail.map((l) => `  | ${l}`)]
@@ -264,9 +340,51 @@ const containmentLine = (containment: Containment): string =>
     : "containment: process tree (no cgroup: processes found by /proc walks end with their plugin; one that leaves the plugin's session after its parent exited can escape)") +
   (containment.escaped > 0 ? `; ${containment.escaped} process${containment.escaped === 1 ? "" : "es"} outlived a stop` : "")
 
+/** What hosts that died left running, one line each (nothing when there was none). */
+const leftoversBlock = (leftovers: ReadonlyArray<Leftovers.Leftover> | undefined): Array<string> =>
+  leftovers === undefined || leftovers.length === 0 ? [] : [
+    "",
+    `left running by hosts that died (${leftovers.filter((l) => l.reaped).length} of ${leftovers.length} reaped):`,
+    ...leftovers.map((l) => `  ${l.plugin} pid ${l.pid}: ${l.reaped ? "reaped" : "still running after SIGKILL"}`)
+  ]
+
+/**
+ * One line for a plugin whose spawns leave something unverified or find something changed: an
+ * interpreter script no checksum covers, a declared file that differs or is gone. An executable
+ * without a checksum is the `CHECKSUM` column's to say.
+ */
+const verificationLine = (p: PluginDiagnosis): Array<string> => {
+  const v = p.verification
+  if (v === undefined) return []
+  const problems = [
+    ...(v.executable.status === "mismatch" || v.executable.status === "missing" ? [`executable ${v.executable.status}`] : []),
+    ...v.files.filter((f) => f.status !== "verified").map((f) => `${f.path} ${f.status}`),
+    ...v.flags.map((f) => `${f.flag}: ${f.file}`)
+  ]
+  return problems.length === 0 ? [] : [`verification of ${p.id}: ${problems.join("; ")}`]
+}
+
+/**
+ * What a plugin's environment needs a reader to know, as one line under the table (nothing when
+ * it passes no marked injection variable and no interpreter was resolved).
+ */
+const environmentLine = (p: PluginDiagnosis): Array<string> => {
+  const { unsafeEnvVars, interpreter, problem } = p.environment
+  const parts = [
+    ...(unsafeEnvVars.length === 0 ? [] : [`passes injection variables marked unsafe: ${unsafeEnvVars.join(", ")}`]),
+    ...(interpreter === undefined ? [] : [`runs \`${interpreter.shebang}\` as ${interpreter.resolved} (resolved on the host's PATH; the plugin gets no PATH)`]),
+    ...(problem === undefined ? [] : [`will not start: ${problem}`])
+  ]
+  return parts.length === 0 ? [] : [`environment of ${p.id}: ${parts.join("; ")}`]
+}
+
 /**
  * Renders a report as a plain-text table for a terminal: a header, one row per plugin with
- * aligned columns, then one line per group with its aggregate status, then the stderr tails.
+ * aligned columns, then one line per group with its aggregate status, then what a plugin's
+ * environment needs a reader to know (marked injection variables, a resolved interpreter, why it
+ * would not start), then one line per plugin whose spawns leave something unverified
+ * (`verification of x: interpreter script not verified: /plugins/x/main.py`), then the stderr
+ * tails and the processes hosts that died left running.
  * `STATE` is the process lifecycle (`Running`, `Recovering`…), `HEALTH` the verdict; the crash
  * counts are those in the restart window (`recent`, what the cap counts), in a row (what the
  * backoff counts) and since the host started; then how the host contains plugin trees. Durations are humanised (`1 min 5 s`).
@@ -282,7 +400,11 @@ export const render = (report: DoctorReport): string => {
     ...rows.map(line),
     ...(report.groups.length > 0 ? [""] : []),
     ...report.groups.map(groupLine),
-    ...(report.containment === undefined ? [] : ["", containmentLine(report.containment)]),
-    ...report.plugins.flatMap(stderrBlock)
+    ...environmentBlock(report.plugins),
+    ...(report.plugins.some((p) => verificationLine(p).length > 0) ? [""] : []),
+    ...report.plugins.flatMap(verificationLine),
+    ...report.plugins.flatMap(stderrBlock),
+    ...leftoversBlock(report.leftovers),
+    ...(report.containment === undefined ? [] : ["", containmentLine(report.containment)])
   ].join("\n")
 }

@@ -155,7 +155,9 @@ export const ErrorCode = {
   WorkerError: -32002,
   Timeout: -32003,
   MethodNotImplemented: -32004,
-  Unknown: -32099
+  Unknown: -32099,
+  /** LSP's reply to a request the caller cancelled (`$/cancelRequest`). */
+  RequestCancelled: -32800
 } as const
 
 /**

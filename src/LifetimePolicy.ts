@@ -38,6 +38,19 @@ import { formatDuration } from "./internal/formatDuration.ts"
 export type Start = "lazy" | "eager"
 
 /**
+ * What the host tells a plugin when one of its calls times out or its caller is interrupted:
+ * `"lsp"` sends `$/cancelRequest {id}` (vscode-jsonrpc, language servers), `"mcp"` sends
+ * `notifications/cancelled {requestId, reason}` (Model Context Protocol servers), `"none"` sends
+ * nothing (the wire of plugins written before cancellation existed; the default). The dialect
+ * also picks where a call's progress token goes (`"lsp"`: `workDoneToken`; otherwise MCP's
+ * `_meta.progressToken`). Whatever the knob, the host honours both forms of cancel a plugin sends
+ * for its own calls to the host.
+ *
+ * @category models
+ */
+export type Cancellation = "lsp" | "mcp" | "none"
+
+/**
  * Automatic restart after a crash, with exponential backoff.
  *
  * The delay before restart number `n` (`n` = consecutive crashes so far, 1-based) is
@@ -105,6 +118,8 @@ export interface LifetimePolicy {
   readonly consecutiveTimeoutsBeforeRecycle: number
   /** Automatic restart after a crash; `undefined` = none (a lazy plugin respawns on the next request). */
   readonly backoff: Backoff | undefined
+  /** How a call the host gives up on is cancelled at the plugin (see {@link Cancellation}). */
+  readonly cancellation: Cancellation
 }
 
 /**
@@ -146,6 +161,7 @@ export interface Input {
   readonly maxQueuedBytes?: number
   readonly consecutiveTimeoutsBeforeRecycle?: number
   readonly backoff?: BackoffInput | undefined
+  readonly cancellation?: Cancellation
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -192,7 +208,7 @@ export const defaultBackoff: Backoff = {
  * The devboy semantics: lazy spawn, idle reap after 60 s, SIGTERM → 10 s → SIGKILL, 3 crashes
  * in 60 s disable the plugin, 30 s call timeout (5 min hard cap), 15 s handshake, 10 s drain,
  * 64 concurrent calls, 16 MiB lines, 32 MiB queued each way, 3 timeouts in a row recycle the process, no automatic
- * restart. Exported as `default` too (`LifetimePolicy.default`).
+ * restart, no cancellation sent. Exported as `default` too (`LifetimePolicy.default`).
  *
  * @category presets
  */
@@ -210,7 +226,8 @@ export const defaultPolicy: LifetimePolicy = {
   maxLineBytes: 16 * 1024 * 1024,
   maxQueuedBytes: 32 * 1024 * 1024,
   consecutiveTimeoutsBeforeRecycle: 3,
-  backoff: undefined
+  backoff: undefined,
+  cancellation: "none"
 }
 
 export {
@@ -296,7 +313,13 @@ const check = (p: LifetimePolicy): PolicyError | undefined =>
         })`
       })
       : undefined) ??
-    (p.backoff === undefined ? undefined : checkBackoff(p.backoff))
+    (p.backoff === undefined ? undefined : checkBackoff(p.backoff)) ??
+    (p.cancellation === "lsp" || p.cancellation === "mcp" || p.cancellation === "none"
+      ? undefined
+      : new PolicyError({
+        knob: "cancellation",
+        detail: `must be "lsp", "mcp" or "none" (got ${JSON.stringify(p.cancellation)})`
+      }))
 
 // ---------------------------------------------------------------------------------------------
 // duration text
@@ -418,7 +441,8 @@ const build = (input: Input): LifetimePolicy | PolicyError => {
       base.consecutiveTimeoutsBeforeRecycle,
     backoff: Object.hasOwn(input, "backoff")
       ? input.backoff === undefined ? undefined : backoffOf(input.backoff)
-      : base.backoff
+      : base.backoff,
+    cancellation: input.cancellation ?? base.cancellation
   }
   return error ?? check(policy) ?? policy
 }
@@ -428,7 +452,8 @@ const build = (input: Input): LifetimePolicy | PolicyError => {
  * finite, `restartCap`, `maxConcurrentRequests`, `consecutiveTimeoutsBeforeRecycle` and
  * `backoff.giveUpAfter` integers `>= 1`, `maxLineBytes >= 1024`, `maxQueuedBytes >= 65536`,
  * `requestTimeout <= maxRequestTimeout`, `backoff.factor >= 1`, `backoff.jitter` in `[0, 1)`,
- * `backoff.initial <= backoff.max`. Fails with the first broken rule.
+ * `backoff.initial <= backoff.max`, `cancellation` one of `"lsp"`, `"mcp"`, `"none"`. Fails with the
+ * first broken rule.
  *
  * @category constructors
  */
@@ -519,6 +544,7 @@ const knobsConfig = (base: LifetimePolicy) =>
     consecutiveTimeoutsBeforeRecycle: Config.Int("CONSECUTIVE_TIMEOUTS_BEFORE_RECYCLE").pipe(
       Config.withDefault(base.consecutiveTimeoutsBeforeRecycle)
     ),
+    cancellation: Config.Literals(["lsp", "mcp", "none"], "CANCELLATION").pipe(Config.withDefault(base.cancellation)),
     backoff: Config.Literals(["on", "off"], "BACKOFF").pipe(Config.option),
     backoffInitial: duration("BACKOFF_INITIAL").pipe(Config.option),
     backoffFactor: Config.Finite("BACKOFF_FACTOR").pipe(Config.option),
@@ -577,6 +603,7 @@ const knobsConfig = (base: LifetimePolicy) =>
  * | `SHUTDOWN_GRACE`, `DRAIN_TIMEOUT`, `RESTART_WINDOW`, `REQUEST_TIMEOUT`, `MAX_REQUEST_TIMEOUT`, `INIT_TIMEOUT` | durations |
  * | `RESTART_CAP`, `MAX_CONCURRENT_REQUESTS`, `CONSECUTIVE_TIMEOUTS_BEFORE_RECYCLE` | integers |
  * | `MAX_LINE_BYTES`, `MAX_QUEUED_BYTES` | an integer, or a byte size such as `16 MiB` |
+ * | `CANCELLATION` | `lsp` \| `mcp` \| `none` |
  * | `BACKOFF` | `on` \| `off` |
  * | `BACKOFF_INITIAL`, `BACKOFF_MAX`, `BACKOFF_RESET_AFTER` | durations |
  * | `BACKOFF_FACTOR`, `BACKOFF_JITTER` | numbers |

@@ -77,6 +77,7 @@ const exportPatterns = <S extends Schema.Top & { readonly Type: string }>(schema
 }
 
 const Strings = Schema.Array(Schema.String)
+const EnvVarNames = Schema.Array(exportPatterns(PluginManifest.EnvVarName))
 const Kinds = Schema.Array(exportPatterns(PluginManifest.Kind)).check(Schema.isMinLength(1))
 
 interface Field {
@@ -125,12 +126,20 @@ const manifestFields = (poller: Schema.Top): Readonly<Record<string, Field>> => 
   ),
   args: optional(Strings, "Fixed arguments passed to the executable (default: none)."),
   allowedEnvVars: optional(
-    Strings,
-    "The host environment variables the plugin may see (default: none); every other variable is withheld. A `#!/usr/bin/env` script needs `PATH`."
+    EnvVarNames,
+    "The host environment variables the plugin may see (default: none); every other variable is withheld. Names are letters, digits and `_`. Without `PATH`, the interpreter of a `#!/usr/bin/env` script is resolved on the host's PATH."
+  ),
+  unsafeEnvVars: optional(
+    EnvVarNames,
+    "Loader and interpreter-injection variables (`LD_*`, `DYLD_*`, `NODE_OPTIONS`, `PYTHONPATH`, `BASH_ENV`, `PERL5OPT`, `RUBYOPT`…) the plugin may deliberately be passed; they must also be allow-listed. Without this mark such a name is refused at load."
   ),
   checksumSha256: optional(
     exportPatterns(PluginManifest.ChecksumSha256),
     "The SHA-256 of the executable (64 hex digits, either case), checked at discovery and before every start. `plugin-host checksum --write MANIFEST` rewrites it after the executable changes."
+  ),
+  checksums: optional(
+    Schema.Record(PluginManifest.NonEmptyText, exportPatterns(PluginManifest.ChecksumSha256)),
+    "SHA-256 digests of other files that decide what the plugin does (the script an interpreter runs, a file it loads): path relative to the manifest's folder (or absolute) → 64 hex digits. Each is hashed in place before every start; a mismatch refuses the start naming the file."
   ),
   poller: optional(poller, "Present when the plugin serves poller ticks.")
 })

@@ -219,7 +219,11 @@ export interface PluginSource {
   readonly executable: string
   readonly args?: ReadonlyArray<string> | undefined
   readonly allowedEnvVars?: ReadonlyArray<string> | undefined
+  /** Injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed in `allowedEnvVars` or `env`. */
+  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   readonly checksumSha256?: string | undefined
+  /** Other files to verify before every spawn (path relative to the manifest's folder → SHA-256). */
+  readonly checksums?: Readonly<Record<string, string>> | undefined
   readonly location?: PluginManifest.Location | undefined
 }
 
@@ -231,6 +235,11 @@ export interface PluginSource {
 export interface RunOptions {
   /** Extra fixed environment variables. */
   readonly env?: Readonly<Record<string, string>> | undefined
+  /**
+   * Injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed in `env` or the
+   * allow-list, besides those the source marks (`unsafeEnvVars`).
+   */
+  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   /** The plugin's working directory. Default the host's. */
   readonly cwd?: string | undefined
   /** The host environment allow-listed variables come from. Default `process.env`. */
@@ -240,6 +249,11 @@ export interface RunOptions {
    * the manifest's `location.dir`; needed only for a manifest built in code.
    */
   readonly manifestDir?: string | undefined
+  /**
+   * The level the plugin's stderr lines are logged at (`None`: kept in the excerpt only).
+   * Default the handshake's dialect's (`Warn` under `Handshake.paperclip`), else `Debug`.
+   */
+  readonly stderrLogLevel?: Handshake.StderrLogLevel | undefined
 }
 
 /**
@@ -296,6 +310,13 @@ export interface Options extends RunOptions, ProtocolOptions, ObserverOptions {}
 export interface CallOptions {
   /** How long to wait for the reply. Default the policy's `requestTimeout`, capped by `maxRequestTimeout`. */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * Asks the plugin for progress (see `RpcPeer.CallOptions`): the request carries a progress
+   * token in the dialect of the policy's `cancellation`, each progress the plugin reports is
+   * handed here, and moves the call's deadline to a full timeout from then, never past
+   * `maxRequestTimeout` after the call was sent.
+   */
+  readonly onProgress?: ((value: unknown) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -385,10 +406,11 @@ export const requestDuration = Metric.timer("plugin_request_duration", { descrip
 
 /**
  * The check before every spawn: resolve the executable against the manifest's folder
- * (`manifestDir` when given, else the source's own `location.dir`) and, when a checksum is
- * declared, compare it (the source system checked only at discovery, so a binary swapped later
- * ran unchecked). Needs the `FileSystem` and `Path` services only then; they are captured when
- * the verifier is made.
+ * (`manifestDir` when given, else the source's own `location.dir`), check every `checksums`
+ * file and, when a checksum is declared, hash the executable into a private read-only copy and
+ * return that copy's path: the bytes hashed are the bytes spawned (the source system checked
+ * only at discovery, so a binary swapped later ran unchecked). Needs the `FileSystem` and
+ * `Path` services only then; they are captured when the verifier is made.
  *
  * @category constructors
  */
@@ -398,20 +420,27 @@ export const verifier = (manifestDir: string | undefined) =>
     const path = yield* Effect.serviceOption(Path.Path)
     return (source: PluginSource): Effect.Effect<string, PluginClientError.Reason> => {
       const dir = manifestDir ?? source.location?.dir
-      if (dir === undefined && source.checksumSha256 === undefined) return Effect.succeed(source.executable)
+      if (dir === undefined && source.checksumSha256 === undefined && source.checksums === undefined) {
+        return Effect.succeed(source.executable)
+      }
       if (Option.isNone(fs) || Option.isNone(path)) {
         return Effect.fail(new PluginClientError.Spawn({
           path: source.executable,
           detail: "verifying the executable needs the FileSystem and Path services (provide NodeServices.layer)"
         }))
       }
-      return PluginManifest.verify(source, dir ?? path.value.resolve(".")).pipe(
+      return PluginManifest.verify(source, dir ?? path.value.resolve("."), { forSpawn: true }).pipe(
         Effect.provideService(FileSystem.FileSystem, fs.value),
         Effect.provideService(Path.Path, path.value),
         Effect.mapError((error): PluginClientError.Reason => {
           const reason = error.reason
           return reason._tag === "ChecksumMismatch"
-            ? new PluginClientError.ChecksumMismatch({ executable: reason.executable, declared: reason.declared, actual: reason.actual })
+            ? new PluginClientError.ChecksumMismatch({
+              executable: reason.executable,
+              declared: reason.declared,
+              actual: reason.actual,
+              ...(reason.file === undefined ? {} : { file: reason.file })
+            })
             : new PluginClientError.Spawn({ path: source.executable, detail: reason.message })
         })
       )
@@ -540,6 +569,15 @@ const makeClient = Effect.fnUntraced(function*(
   }
 })
 
+/**
+ * The injection variables a plugin is deliberately allowed: those its source marks and those the
+ * options mark.
+ *
+ * @category options
+ */
+export const unsafeEnvVarsOf = (source: PluginSource, options: RunOptions | undefined): ReadonlyArray<string> | undefined =>
+  options?.unsafeEnvVars === undefined ? source.unsafeEnvVars : [...(source.unsafeEnvVars ?? []), ...options.unsafeEnvVars]
+
 /** What every launch of the plugin shares: the source and the options, and the client's parts. */
 const launcherOf = (
   source: PluginSource,
@@ -548,9 +586,11 @@ const launcherOf = (
 ): Incarnation.Launcher => ({
   ...parts,
   name: source.name,
-  handshake: options?.handshake ?? Handshake.none,
+  handshake: Handshake.forPlugin(options?.handshake ?? Handshake.none, source),
+  stderrLogLevel: options?.stderrLogLevel ?? Handshake.stderrLogLevel(options?.handshake ?? Handshake.none),
   args: source.args,
   allowedEnvVars: source.allowedEnvVars,
+  unsafeEnvVars: unsafeEnvVarsOf(source, options),
   env: options?.env,
   cwd: options?.cwd,
   hostEnv: options?.hostEnv,

@@ -45,10 +45,13 @@ export class Spawn extends Schema.TaggedError<Spawn>()("Spawn", {
 export class ChecksumMismatch extends Schema.TaggedError<ChecksumMismatch>()("ChecksumMismatch", {
   executable: Schema.String,
   declared: Schema.String,
-  actual: Schema.String
+  actual: Schema.String,
+  /** The file declared in the manifest's `checksums` that differs, when it is not the executable. */
+  file: Schema.optionalKey(Schema.String)
 }) {
   override get message() {
-    return `refused to spawn \`${this.executable}\`: checksum mismatch (declared ${this.declared}, actual ${this.actual})`
+    const what = this.file === undefined ? "" : ` for \`${this.file}\``
+    return `refused to spawn \`${this.executable}\`: checksum mismatch${what} (declared ${this.declared}, actual ${this.actual})`
   }
 }
 

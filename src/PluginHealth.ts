@@ -37,6 +37,7 @@ import { formatDuration } from "./internal/formatDuration.ts"
 import * as HealthState from "./internal/healthState.ts"
 import * as ProcessTree from "./internal/processTree.ts"
 import * as JsonRpc from "./JsonRpc.ts"
+import * as Leftovers from "./Leftovers.ts"
 import type * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
 import * as PluginManager from "./PluginManager.ts"
@@ -555,18 +556,21 @@ const doctor = (health: Health): Effect.Effect<DoctorReport> =>
   Effect.gen(function*() {
     const diagnostics = yield* health.manager.diagnostics
     const state = yield* Ref.get(health.state)
-    const plugins = diagnostics.map((d) =>
-      PluginDiagnosis.fromDiagnostics(d, {
-        server: GroupHealth.serverHealthOf(d.id, d.health, HealthState.overlayOf(state, d.id)),
-        groups: groupsOf(health.config, d.id),
-        stderrTailLines: health.config.stderrTailLines
-      })
-    )
+    const plugins = yield* Effect.forEach(diagnostics, (d) =>
+      Effect.map(d.verification ?? Effect.undefined, (verification) =>
+        PluginDiagnosis.fromDiagnostics(d, {
+          server: GroupHealth.serverHealthOf(d.id, d.health, HealthState.overlayOf(state, d.id)),
+          groups: groupsOf(health.config, d.id),
+          stderrTailLines: health.config.stderrTailLines,
+          verification
+        })))
     const checks = yield* checkAll(health)
+    const leftovers = yield* Leftovers.reapedSoFar
     return new DoctorReport({
       generatedAt: yield* Clock.currentTimeMillis,
       plugins,
       groups: checks.map(GroupReport.fromHealthcheck),
+      ...(leftovers.length === 0 ? {} : { leftovers }),
       containment: { mode: ProcessTree.mode(), escaped: ProcessTree.escapedCount() }
     })
   }).pipe(Effect.withSpan("PluginHealth.doctor"))

@@ -14,6 +14,7 @@
  *
  * @since 0.1.0
  */
+import * as nodePath from "node:path"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -29,6 +30,10 @@ import * as Stream from "effect/Stream"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
+import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
+import * as VerificationPlan from "./internal/verificationPlan.ts"
+import * as SpawnRegistry from "./internal/spawnRegistry.ts"
+import * as Leftovers from "./Leftovers.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
@@ -114,13 +119,25 @@ export interface Diagnostics {
   readonly envVarNames: ReadonlyArray<string>
   /** Whether the manifest declares a checksum (then it is verified before every spawn). */
   readonly checksumDeclared: boolean
+  /**
+   * The marked injection variables the plugin is passed, and the interpreter the host resolves
+   * for its `#!/usr/bin/env` script when it gets no `PATH` (as a spawn would resolve it now).
+   */
+  readonly environment?: PluginEnvironment.Report | undefined
   readonly health: PluginClient.HealthSnapshot
+  /**
+   * Reads what a spawn verifies: the executable, each `checksums` file, unverified interpreter
+   * scripts. It hashes those files when run, so the doctor runs it and a status view does not.
+   */
+  readonly verification?: Effect.Effect<VerificationPlan.Verification> | undefined
 }
 
 /**
  * How to register a plugin: its id (default the manifest's `name`) and the client's options.
- * For an eager policy without a handshake the default is `initialize`
- * (`{ok: true, supportedMethods}`) and the graceful stop request is `shutdown`.
+ * For an eager policy without a handshake the default is Paperclip's: `Handshake.paperclip()`
+ * (`initialize` with `{manifest, config, instanceInfo, apiVersion}`, answered by
+ * `{ok: true, supportedMethods}`; stderr logged at warn) and the graceful stop request is
+ * `shutdown`.
  *
  * @category models
  */
@@ -206,6 +223,11 @@ interface Entry {
   readonly scope: Scope.Closeable
   readonly eager: boolean
   readonly envVarNames: ReadonlyArray<string>
+  /** What a spawn is prepared from, for the doctor's view of the environment. */
+  readonly launchInput: PluginEnvironment.LaunchInput
+  /** Where the plugin's paths resolve (its manifest's folder) and where it runs. */
+  readonly dir: string | undefined
+  readonly cwd: string | undefined
 }
 
 /**
@@ -227,8 +249,9 @@ interface ManagerState {
 }
 
 /**
- * Fills in the always-on defaults: an eager plugin speaks the worker dialect unless told
- * otherwise.
+ * Fills in the always-on defaults: an eager plugin speaks Paperclip's worker dialect unless
+ * told otherwise (`initialize` with `{manifest, config, instanceInfo, apiVersion}`, stderr
+ * logged at warn).
  */
 const withDefaults = (options: PluginClient.Options | undefined): PluginClient.Options => {
   const policy = options?.policy ?? LifetimePolicy.defaultPolicy
@@ -236,7 +259,7 @@ const withDefaults = (options: PluginClient.Options | undefined): PluginClient.O
   return {
     ...options,
     policy,
-    handshake: options?.handshake ?? Handshake.initialize(),
+    handshake: options?.handshake ?? Handshake.paperclip(),
     shutdownRequest: options?.shutdownRequest ?? "shutdown"
   }
 }
@@ -313,9 +336,33 @@ const makeEntry = Effect.fnUntraced(function*(
     Effect.provideService(ManagedClient.ManagedClient, { spawnPermits: manager.spawnPermits, autoStart: false })
   )
   const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
-  const entry: Entry = { id, source, client, scope: clientScope, eager: resolved.policy?.start === "eager", envVarNames }
+  const entry: Entry = {
+    id,
+    source,
+    client,
+    scope: clientScope,
+    eager: resolved.policy?.start === "eager",
+    envVarNames,
+    launchInput: launchInputOf(source, resolved),
+    dir: resolved.manifestDir ?? source.location?.dir,
+    cwd: resolved.cwd
+  }
   return entry
 })
+
+/** What a spawn of `source` is prepared from: its executable resolved as the verifier does, its environment. */
+const launchInputOf = (source: PluginClient.PluginSource, options: PluginClient.Options): PluginEnvironment.LaunchInput => {
+  const dir = options.manifestDir ?? source.location?.dir
+  return {
+    executable: dir === undefined ? source.executable : nodePath.resolve(dir, source.executable),
+    args: source.args,
+    cwd: options.cwd,
+    allowedEnvVars: source.allowedEnvVars,
+    unsafeEnvVars: PluginClient.unsafeEnvVarsOf(source, options),
+    env: options.env,
+    hostEnv: options.hostEnv
+  }
+}
 
 const closeEntry = (entry: Entry) => entry.client.shutdown.pipe(Effect.andThen(Scope.close(entry.scope, Exit.void)))
 
@@ -374,14 +421,26 @@ const stopAll = (manager: ManagerState): Effect.Effect<void> =>
 const diagnostics = (manager: ManagerState): Effect.Effect<ReadonlyArray<Diagnostics>> =>
   Effect.flatMap(allEntries(manager), (list) =>
     Effect.forEach(list, (entry) =>
-      Effect.map(entry.client.health, (health): Diagnostics => ({
+      Effect.zipWith(entry.client.health, PluginEnvironment.describe(entry.launchInput), (health, environment): Diagnostics => ({
         id: entry.id,
         manifest: entry.source,
         allowedEnvVars: entry.source.allowedEnvVars ?? [],
         envVarNames: entry.envVarNames,
-        checksumDeclared: entry.source.checksumSha256 !== undefined,
-        health
+        // Declared in `checksum_sha256`, or the executable named in `checksums` (verified in place).
+        checksumDeclared: entry.source.checksumSha256 !== undefined || declaresExecutable(entry),
+        environment,
+        health,
+        verification: VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: nodePath.resolve(entry.cwd ?? ".") })
       }))))
+
+/** Whether the entry's `checksums` name its executable (resolved as a spawn resolves both). */
+const declaresExecutable = (entry: Entry): boolean => {
+  const checksums = entry.source.checksums
+  if (checksums === undefined) return false
+  const dir = entry.dir ?? "."
+  const executable = nodePath.resolve(dir, entry.source.executable)
+  return Object.keys(checksums).some((name) => nodePath.resolve(dir, name) === executable)
+}
 
 /** Registers every valid manifest of `dir`, and remembers the rejected ones in place of the last `discover` of `dir`. */
 const discover = (
@@ -421,6 +480,9 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
     // at once, so releasing takes only the slowest stop.
     clientScopes: yield* Scope.fork(scope, "parallel")
   }
+  // What a host that was killed left running is reaped once per host process, in the background
+  // (see Leftovers); simulated processes leave nothing to reap.
+  if ((yield* SpawnRegistry.guardsFor(manager.spawner)).registry) yield* Effect.forkIn(Leftovers.reapAtStart, scope)
   return PluginManager.of({
     register: (source, options) => register(manager, source, options),
     unregister: (id) => unregister(manager, id),

@@ -28,6 +28,8 @@ import type * as SchemaAST from "effect/SchemaAST"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as Stream from "effect/Stream"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
+import * as VerifiedExecutable from "./internal/verifiedExecutable.ts"
 
 // ---------------------------------------------------------------------------------------------
 // field schemas
@@ -67,6 +69,26 @@ export const NonEmptyText = Schema.String.check(Schema.isMinLength(1, { expected
  */
 export const ChecksumSha256 = Schema.String.check(
   Schema.isPattern(/^[0-9a-fA-F]{64}$/, { expected: "exactly 64 hexadecimal characters (a SHA-256 digest)" })
+)
+
+/**
+ * Checksums of files other than the executable (the script an interpreter runs, a config file it
+ * reads): path (relative to the manifest's folder, or absolute) → SHA-256. Each is hashed in
+ * place before every spawn.
+ *
+ * @category schemas
+ */
+export const Checksums = Schema.Record(NonEmptyText, ChecksumSha256)
+
+/**
+ * An environment variable name: letters, digits and `_`, not starting with a digit.
+ *
+ * @category schemas
+ */
+export const EnvVarName = Schema.String.check(
+  Schema.isPattern(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+    expected: "an environment variable name (letters, digits and `_`, not starting with a digit)"
+  })
 )
 
 /**
@@ -169,8 +191,10 @@ export class PollerSection extends Schema.Class<PollerSection>("PollerSection")(
 
 /**
  * One plugin: its name, version, executable (absolute, or relative to the manifest's folder),
- * fixed arguments, the host environment variables it may see, an optional SHA-256 of the
- * executable and an optional poller section. `args` and `allowedEnvVars` default to `[]`.
+ * fixed arguments, the host environment variables it may see (with `unsafeEnvVars`, the
+ * loader/interpreter-injection variables among them it is deliberately allowed, which a file
+ * must mark or it is rejected at load), an optional SHA-256 of the executable and an optional
+ * poller section. `args` and `allowedEnvVars` default to `[]`.
  *
  * The constructor validates every field (and throws on invalid input); files are read with
  * {@link parse} / {@link load}, which fail with a {@link ManifestError} instead.
@@ -182,8 +206,11 @@ export class PluginManifest extends Schema.Class<PluginManifest>("PluginManifest
   version: NonEmptyText,
   executable: NonEmptyText,
   args: Schema.Array(Schema.String).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
-  allowedEnvVars: Schema.Array(Schema.String).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
+  allowedEnvVars: Schema.Array(EnvVarName).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
+  /** Loader/interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) deliberately allowed. */
+  unsafeEnvVars: Schema.optionalKey(Schema.Array(EnvVarName)),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
+  checksums: Schema.optionalKey(Checksums),
   poller: Schema.optionalKey(PollerSection)
 }) {
   /**
@@ -248,10 +275,11 @@ export const make = (input: MakeInput): PluginManifest => {
  * @category constructors
  */
 export const withLocation = (manifest: PluginManifest, location: Location): PluginManifest => {
-  const { poller, checksumSha256, ...fields } = manifest
+  const { poller, checksumSha256, checksums, ...fields } = manifest
   const copy = new PluginManifest({
     ...fields,
     ...(checksumSha256 === undefined ? {} : { checksumSha256 }),
+    ...(checksums === undefined ? {} : { checksums }),
     ...(poller === undefined ? {} : { poller })
   })
   Object.defineProperty(copy, "location", { value: { file: location.file, dir: location.dir }, enumerable: false })
@@ -327,10 +355,12 @@ export class ExecutableMissing extends Schema.TaggedError<ExecutableMissing>()("
 export class ChecksumMismatch extends Schema.TaggedError<ChecksumMismatch>()("ChecksumMismatch", {
   executable: Schema.String,
   declared: Schema.String,
-  actual: Schema.String
+  actual: Schema.String,
+  /** The file declared in `checksums` that differs, when it is not the executable. */
+  file: Schema.optionalKey(Schema.String)
 }) {
   override get message() {
-    return `checksum mismatch for ${this.executable} (declared ${this.declared}, actual ${this.actual})`
+    return `checksum mismatch for ${this.file ?? this.executable} (declared ${this.declared}, actual ${this.actual})`
   }
 }
 
@@ -370,6 +400,7 @@ const isNotFound = (error: PlatformError.PlatformError): boolean => error.reason
 // ---------------------------------------------------------------------------------------------
 
 const Strings = Schema.Array(Schema.String)
+const EnvVarNames = Schema.Array(EnvVarName)
 
 const JsonPoller = Schema.Struct({
   kinds: Kinds,
@@ -386,8 +417,10 @@ const JsonFile = Schema.Struct({
   version: NonEmptyText,
   executable: NonEmptyText,
   args: Schema.optionalKey(Strings),
-  allowedEnvVars: Schema.optionalKey(Strings),
+  allowedEnvVars: Schema.optionalKey(EnvVarNames),
+  unsafeEnvVars: Schema.optionalKey(EnvVarNames),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
+  checksums: Schema.optionalKey(Checksums),
   poller: Schema.optionalKey(JsonPoller)
 })
 
@@ -404,8 +437,10 @@ const TomlFile = Schema.Struct({
   version: NonEmptyText,
   executable: NonEmptyText,
   args: Schema.optionalKey(Strings),
-  allowed_env_vars: Schema.optionalKey(Strings),
+  allowed_env_vars: Schema.optionalKey(EnvVarNames),
+  unsafe_env_vars: Schema.optionalKey(EnvVarNames),
   checksum_sha256: Schema.optionalKey(ChecksumSha256),
+  checksums: Schema.optionalKey(Checksums),
   poller: Schema.optionalKey(TomlPoller)
 })
 
@@ -420,7 +455,9 @@ const fromToml = (file: typeof TomlFile.Type): FileFields => {
     executable: file.executable,
     ...(file.args === undefined ? {} : { args: file.args }),
     ...(file.allowed_env_vars === undefined ? {} : { allowedEnvVars: file.allowed_env_vars }),
+    ...(file.unsafe_env_vars === undefined ? {} : { unsafeEnvVars: file.unsafe_env_vars }),
     ...(file.checksum_sha256 === undefined ? {} : { checksumSha256: file.checksum_sha256 }),
+    ...(file.checksums === undefined ? {} : { checksums: file.checksums }),
     ...(poller === undefined ? {} : {
       poller: {
         kinds: poller.kinds,
@@ -441,7 +478,9 @@ const toManifestInput = (file: FileFields): MakeInput => {
     executable: file.executable,
     ...(file.args === undefined ? {} : { args: file.args }),
     ...(file.allowedEnvVars === undefined ? {} : { allowedEnvVars: file.allowedEnvVars }),
+    ...(file.unsafeEnvVars === undefined ? {} : { unsafeEnvVars: file.unsafeEnvVars }),
     ...(file.checksumSha256 === undefined ? {} : { checksumSha256: file.checksumSha256 }),
+    ...(file.checksums === undefined ? {} : { checksums: file.checksums }),
     ...(poller === undefined ? {} : {
       poller: {
         kinds: poller.kinds,
@@ -539,6 +578,20 @@ const decodeFile = (text: string, path: string): Result.Result<FileFields, Inval
   return Result.fail(new Invalid({ detail: `unsupported manifest format (${extension}; expected .toml or .json)` }))
 }
 
+/**
+ * The allow-listed loader/interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) that
+ * `unsafe_env_vars` does not mark, as one sentence per name in the file's spelling.
+ */
+const unmarkedInjection = (fields: FileFields, format: "toml" | "json"): string | undefined => {
+  const found = PluginEnvironment.problems(
+    { allowedEnvVars: fields.allowedEnvVars ?? [], envNames: [], unsafeEnvVars: fields.unsafeEnvVars ?? [] },
+    format === "toml"
+      ? { allowed: "allowed_env_vars", env: "env", unsafe: "unsafe_env_vars" }
+      : { allowed: "allowedEnvVars", env: "env", unsafe: "unsafeEnvVars" }
+  )
+  return found.length === 0 ? undefined : found.join("; ")
+}
+
 // ---------------------------------------------------------------------------------------------
 // parsing and loading
 // ---------------------------------------------------------------------------------------------
@@ -555,6 +608,8 @@ export const parse = (text: string, path: string): Effect.Effect<PluginManifest,
     const decoded = decodeFile(text, path)
     if (Result.isFailure(decoded)) return fail(path, decoded.failure)
     const fields = decoded.success
+    const unmarked = unmarkedInjection(fields, path.endsWith(".toml") ? "toml" : "json")
+    if (unmarked !== undefined) return fail(path, new Invalid({ detail: unmarked }))
     const stem = stemOf(path)
     if (!stemMatches(stem, fields.name)) return fail(path, new NameMismatch({ name: fields.name, stem }))
     // The file schemas enforce the same rules as the class, so this only fails on a bug.
@@ -621,13 +676,62 @@ export interface VerifyOptions {
    * `location.file`, else the resolved `dir`).
    */
   readonly manifestPath?: string | undefined
+  /**
+   * Verify for a spawn: with a declared `checksumSha256`, return the path of a host-private,
+   * read-only copy holding exactly the bytes that were hashed, so a file swapped between the
+   * check and the spawn never runs (see `internal/verifiedExecutable.ts`). Default `false`: the
+   * resolved executable, hashed by path (discovery, the CLI).
+   */
+  readonly forSpawn?: boolean | undefined
 }
+
+/** Checks every `checksums` entry, in place, each through one descriptor. */
+const verifyFiles = (
+  checksums: Readonly<Record<string, string>>,
+  dir: string,
+  executable: string,
+  errorPath: string,
+  path: Path.Path
+): Effect.Effect<void, ManifestError> =>
+  Effect.forEach(Object.entries(checksums), ([name, digest]) => {
+    const file = path.resolve(dir, name)
+    const declared = digest.toLowerCase()
+    return VerifiedExecutable.hashInPlace(file).pipe(
+      Effect.mapError((failure) =>
+        new ManifestError({
+          path: errorPath,
+          reason: new ExecutableMissing({ executable: file, detail: `(declared in \`checksums\`) ${failure.detail}` })
+        })
+      ),
+      Effect.flatMap((actual) =>
+        actual === declared ? Effect.void : fail(errorPath, new ChecksumMismatch({ executable, file, declared, actual }))
+      )
+    )
+  }, { discard: true })
+
+/** Hashes the executable from one descriptor into the verified cache; the copy is what runs. */
+const verifiedCopy = (executable: string, declared: string, errorPath: string): Effect.Effect<string, ManifestError> =>
+  VerifiedExecutable.materialize(executable, declared).pipe(
+    Effect.mapError((failure) =>
+      new ManifestError({
+        path: errorPath,
+        reason: failure._tag === "Mismatch"
+          ? new ChecksumMismatch({ executable, declared, actual: failure.actual })
+          : new ExecutableMissing({
+            executable,
+            detail: failure.file === executable ? failure.detail : `cannot be run from the verified cache: ${failure.file} ${failure.detail}`
+          })
+      })
+    )
+  )
 
 /**
  * Resolves the manifest's executable against `dir` (an absolute executable is kept), checks
  * that it is a regular file and, when `checksumSha256` is declared, that its SHA-256 matches
- * (case-insensitively). The file is hashed on every call, so a binary replaced after discovery
- * is caught before the next spawn. Returns the absolute executable path.
+ * (case-insensitively); every file in `checksums` (resolved against `dir`) must match too, or
+ * the failure is a `ChecksumMismatch` naming it. The files are hashed on every call, so a file
+ * replaced after discovery is caught before the next spawn. Returns the absolute executable
+ * path, or with `forSpawn` the path of its verified copy.
  *
  * @category integrity
  */
@@ -635,6 +739,7 @@ export const verify = Effect.fn("PluginManifest.verify")(function*(
   manifest: {
     readonly executable: string
     readonly checksumSha256?: string | undefined
+    readonly checksums?: Readonly<Record<string, string>> | undefined
     readonly location?: Location | undefined
   },
   dir: string,
@@ -660,8 +765,10 @@ export const verify = Effect.fn("PluginManifest.verify")(function*(
       new ExecutableMissing({ executable, detail: `is not a regular file (${info.type.toLowerCase()})` })
     )
   }
+  if (manifest.checksums !== undefined) yield* verifyFiles(manifest.checksums, dir, executable, errorPath, path)
   if (manifest.checksumSha256 !== undefined) {
     const declared = manifest.checksumSha256.toLowerCase()
+    if (options?.forSpawn === true) return yield* verifiedCopy(executable, declared, errorPath)
     const actual = yield* checksum(executable).pipe(
       Effect.catch((error) =>
         fail(errorPath, new ExecutableMissing({ executable, detail: `cannot be read: ${error.message}` }))

@@ -5,7 +5,12 @@
  * and a stop sequence that always ends.
  *
  * The environment is exactly the allow-listed variables that exist in the host environment
- * plus explicit extra variables — nothing else leaks. stderr is read for the whole life of the
+ * plus explicit extra variables — nothing else leaks. Before every spawn the names are checked
+ * (they must look like variable names; loader and interpreter-injection variables such as
+ * `NODE_OPTIONS` or `LD_PRELOAD` need the `unsafeEnvVars` mark), and when the plugin gets no
+ * `PATH`, a script's `#!/usr/bin/env X` interpreter is resolved on the host's `PATH` and run
+ * explicitly (see `internal/pluginEnvironment.ts`); a breach fails the spawn with a `Spawn`
+ * reason naming the variable or the interpreter. stderr is read for the whole life of the
  * process (a plugin that writes megabytes to stderr can never block on a full pipe): each line
  * is logged with the plugin's name and kept in a bounded excerpt for error messages and health.
  *
@@ -17,6 +22,11 @@
  * `internal/processTree.ts`). The grace periods use Effect's Clock, so `TestClock` drives them
  * against the in-memory spawner. The exit is observed as data ({@link ProcessExit}): code or
  * signal, and whether the host asked for it.
+ *
+ * A plugin does not outlive a host that is killed: where util-linux `setpriv` exists, a plugin is
+ * started through it with a parent-death signal (SIGKILL when the host dies), and each spawn is
+ * recorded in the host's registry until its Scope closes, so that the next host reaps what is left
+ * (see `Leftovers`).
  *
  * Two launchers make the same {@link PluginProcess}: the default goes through `effect/process`
  * (any `ChildProcessSpawner`, including the in-memory one of `effect-plugin-host/testing`);
@@ -44,13 +54,16 @@ import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "effect/process/ChildProcess"
-import type * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
+import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Framing from "./Framing.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import { withParentDeathSignal } from "./internal/parentDeath.ts"
+import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import { signalGroup, terminateGroup } from "./internal/processGroup.ts"
 import * as ProcessTree from "./internal/processTree.ts"
+import * as SpawnRegistry from "./internal/spawnRegistry.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -93,6 +106,12 @@ export interface Spec {
   readonly allowedEnvVars?: ReadonlyArray<string> | undefined
   /** Extra fixed variables, passed as given (they win over allow-listed ones). */
   readonly env?: Readonly<Record<string, string>> | undefined
+  /**
+   * Loader and interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) the plugin may be
+   * passed, deliberately: without this mark such a name in `allowedEnvVars` or `env` fails the
+   * spawn (see the module header).
+   */
+  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
   /** The host environment to pick allow-listed variables from; defaults to `process.env`. */
   readonly hostEnv?: Readonly<Record<string, string | undefined>> | undefined
 }
@@ -185,7 +204,9 @@ export interface PluginProcess {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The environment a plugin gets: the allow-listed names present in `hostEnv`, plus `extra`.
+ * The environment a plugin gets: the allow-listed names that are own properties of `hostEnv`
+ * (never inherited ones such as `toString`), plus `extra`. The names are checked by the spawn
+ * (see the module header), not here.
  *
  * @category constructors
  */
@@ -193,15 +214,17 @@ export const restrictedEnv = (
   allowed: ReadonlyArray<string>,
   hostEnv: Readonly<Record<string, string | undefined>>,
   extra?: Readonly<Record<string, string>>
-): Record<string, string> => {
-  const env: Record<string, string> = {}
-  for (const name of allowed) {
-    const value = hostEnv[name]
-    if (value !== undefined) env[name] = value
-  }
-  if (extra !== undefined) Object.assign(env, extra)
-  return env
-}
+): Record<string, string> => PluginEnvironment.build(allowed, hostEnv, extra)
+
+/**
+ * What a launcher runs for `spec`: the names checked, the environment built, and a script's
+ * `env` interpreter resolved on the host's `PATH` when the plugin gets none. Fails with a `Spawn`
+ * reason naming the variable or the interpreter.
+ */
+const launchOf = (spec: Spec): Effect.Effect<PluginEnvironment.Launch, PluginClientError.PluginClientError> =>
+  PluginEnvironment.prepare(spec).pipe(
+    Effect.mapError((detail) => PluginClientError.make(spec.name, new PluginClientError.Spawn({ path: spec.executable, detail })))
+  )
 
 const signalPattern = /signal:?\s*'?(SIG[A-Z0-9]+)'?/
 
@@ -431,11 +454,22 @@ interface SpawnerInput {
   burstBytes: number
 }
 
+/**
+ * The command that starts `launch`: through `setpriv --pdeathsig` where the guards arm the
+ * parent-death signal and it can be (see `internal/parentDeath.ts`), so the plugin dies with the
+ * host.
+ */
+const commandOf = (spec: Spec, launch: PluginEnvironment.Launch, guards: SpawnRegistry.HostDeathGuards) => {
+  const command = { executable: launch.executable, args: launch.args }
+  return guards.parentDeathSignal ? withParentDeathSignal(command, { cwd: spec.cwd, env: launch.env }) : command
+}
+
 /** Spawns through the `ChildProcessSpawner`, in a process group of its own. */
-const spawnWithSpawner = (spec: Spec) =>
-  ChildProcess.make(spec.executable, [...(spec.args ?? [])], {
+const spawnWithSpawner = (spec: Spec, launch: PluginEnvironment.Launch, guards: SpawnRegistry.HostDeathGuards) => {
+  const command = commandOf(spec, launch, guards)
+  return ChildProcess.make(command.executable, [...command.args], {
     cwd: spec.cwd,
-    env: restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env),
+    env: launch.env,
     extendEnv: false,
     // Own process group, so signals reach grandchildren too.
     detached: true,
@@ -447,6 +481,7 @@ const spawnWithSpawner = (spec: Spec) =>
       PluginClientError.make(spec.name, new PluginClientError.Spawn({ path: spec.executable, detail: error.message }))
     )
   )
+}
 
 /**
  * Drains stderr for the whole life of the process, in a fiber of the current Scope: every line
@@ -561,10 +596,12 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
 > {
   const timings = timingsOf(options)
-  const handle = yield* spawnWithSpawner(spec)
+  const guards = yield* SpawnRegistry.guardsFor(yield* ChildProcessSpawner.ChildProcessSpawner)
+  const handle = yield* spawnWithSpawner(spec, yield* launchOf(spec), guards)
   const startedAt = yield* Clock.currentTimeMillis
   const pid: number = handle.pid
   const tree = ProcessTree.contain(pid)
+  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
   const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
   const excerpt = makeExcerpt(timings.excerptChars)
   const stderrDone = yield* drainSpawnerStderr(handle, excerpt, timings, annotate)
@@ -611,12 +648,16 @@ const spawnFailure = (spec: Spec, error: unknown) =>
  * too), never through a shell, and waits for Node to report the spawn. Interrupted before that,
  * the group is killed.
  */
-const spawnNode = (spec: Spec): Effect.Effect<NodeChildProcess, PluginClientError.PluginClientError> =>
+const spawnNode = (
+  spec: Spec,
+  launch: PluginEnvironment.Launch,
+  guards: SpawnRegistry.HostDeathGuards
+): Effect.Effect<NodeChildProcess, PluginClientError.PluginClientError> =>
   Effect.callback<NodeChildProcess, PluginClientError.PluginClientError>((resume) => {
-    const env = restrictedEnv(spec.allowedEnvVars ?? [], spec.hostEnv ?? process.env, spec.env)
+    const command = commandOf(spec, launch, guards)
     let spawned: NodeChildProcess
     try {
-      spawned = spawn(spec.executable, [...(spec.args ?? [])], { cwd: spec.cwd, env, stdio: "pipe", detached: true })
+      spawned = spawn(command.executable, [...command.args], { cwd: spec.cwd, env: launch.env, stdio: "pipe", detached: true })
     } catch (error) {
       return resume(Effect.fail(spawnFailure(spec, error)))
     }
@@ -877,11 +918,13 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   Scope.Scope
 > {
   const timings = timingsOf(options)
-  const child = yield* spawnNode(spec)
+  const guards = yield* SpawnRegistry.HostDeathGuards
+  const child = yield* spawnNode(spec, yield* launchOf(spec), guards)
   // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
   if (child.pid === undefined || child.pid <= 0) return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
   const pid = child.pid
   const tree = ProcessTree.contain(pid)
+  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
   // A failed kill is reported as an `error` event; the exit is what we observe.
   child.on("error", () => {})
   const startedAt = yield* Clock.currentTimeMillis

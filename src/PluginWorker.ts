@@ -7,7 +7,16 @@
  * `PluginWorker.log` (a `log` notification). stdout is the protocol, so Effect logs go to stderr.
  * The worker answers `initialize` with `{ok: true, supportedMethods}` (plus whatever
  * `onInitialize` returns), answers `shutdown` and then exits, and exits 0 on stdin EOF once the
- * replies in flight are written.
+ * replies in flight are written — or once its parent changed (the host died while something else
+ * keeps stdin open).
+ *
+ * A cancel from the host (`$/cancelRequest` or `notifications/cancelled`, whichever the host
+ * speaks) interrupts the handler's fiber: its finalizers run, and the reply is LSP's -32800 for
+ * `$/cancelRequest` and none for MCP's `notifications/cancelled`, as each protocol expects. A
+ * handler reports progress with `PluginWorker.progress(value)` when the host asked for it (the
+ * request carried a progress token); each report gives the host call a full timeout again.
+ * `cancellation` says what the worker sends when one of its own host calls times out or is
+ * interrupted.
  *
  * `PluginWorker.serveBroker` serves the same handlers over a `Broker` (NATS for workers on
  * other machines): `<prefix>.tick` runs `poll_tick` and `<prefix>.call` answers JSON-RPC
@@ -35,9 +44,13 @@ import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
+import * as ParentWatch from "./internal/parentWatch.ts"
 import * as Protocol from "./internal/protocol.ts"
+import * as RequestSignals from "./internal/requestSignals.ts"
 import * as JsonRpc from "./JsonRpc.ts"
+import type * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
+import * as Poller from "./Poller.ts"
 import * as RpcPeer from "./RpcPeer.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -80,7 +93,31 @@ export interface ServeOptions {
   /** Timeout of host calls. Default 30 s. */
   readonly requestTimeout?: Duration.Input | undefined
   readonly maxLineBytes?: number | undefined
+  /**
+   * What the host is told when one of this worker's host calls times out or is interrupted
+   * (see {@link LifetimePolicy.Cancellation}). Default `"none"`. Cancels from the host are
+   * honoured in both dialects whatever this says.
+   */
+  readonly cancellation?: LifetimePolicy.Cancellation | undefined
 }
+
+/**
+ * The progress token of the request a handler serves, when the host asked for progress; none
+ * outside a handler or when it did not. {@link progress} reads it.
+ */
+const CurrentProgress = Context.Reference<RequestSignals.ProgressTarget | undefined>(
+  "effect-plugin-host/PluginWorker/CurrentProgress",
+  { defaultValue: () => undefined }
+)
+
+/**
+ * What a handler reports with {@link progress}: a number (MCP's `progress`), or MCP's
+ * `{progress, total?, message?}`. A host speaking LSP receives it unchanged as `$/progress`'s
+ * `value`.
+ *
+ * @category models
+ */
+export type ProgressValue = RequestSignals.ProgressValue
 
 // ---------------------------------------------------------------------------------------------
 // handler helpers
@@ -94,7 +131,7 @@ export interface ServeOptions {
 export const callHost = (
   method: string,
   params?: unknown,
-  options?: { readonly timeout?: Duration.Input | undefined }
+  options?: RpcPeer.CallOptions
 ): Effect.Effect<unknown, PluginClientError.PluginClientError, HostConnection> =>
   Effect.flatMap(HostConnection, (host) => host.request(method, params, options))
 
@@ -122,6 +159,22 @@ export const log = (
 ): Effect.Effect<void, never, HostConnection> =>
   Effect.flatMap(Clock.currentTimeMillis, (now) =>
     notifyHost("log", Protocol.logParams(level, message, new Date(now).toISOString(), meta))).pipe(Effect.ignore)
+
+/**
+ * Reports progress of the request being served, in the form its token came in (MCP
+ * `notifications/progress {progressToken, progress, total?, message?}` or LSP
+ * `$/progress {token, value}`). Each report gives the host's call a full timeout again (up to
+ * the host's `maxRequestTimeout` from its start). Does nothing when the host did not ask for
+ * progress, and never fails (like {@link log}).
+ *
+ * @category host
+ */
+export const progress = (value: ProgressValue): Effect.Effect<void, never, HostConnection> =>
+  Effect.flatMap(Effect.service(CurrentProgress), (target) => {
+    if (target === undefined) return Effect.void
+    const report = RequestSignals.progressNotification(target, value)
+    return Effect.ignore(notifyHost(report.method, report.params))
+  })
 
 /**
  * Turns a handler's failure into the error object sent to the host.
@@ -177,7 +230,8 @@ export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Tra
     hostHandlers: handlers,
     maxConcurrentRequests: options.maxConcurrentRequests,
     requestTimeout: options.requestTimeout,
-    maxLineBytes: options.maxLineBytes
+    maxLineBytes: options.maxLineBytes,
+    cancellation: options.cancellation
   }).pipe(Effect.provideService(HostConnection, host))
   hostRef.current = peer
   yield* Effect.raceFirst(peer.closed, Deferred.await(done))
@@ -188,6 +242,7 @@ export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Tra
  * The methods a worker answers, on any transport: `initialize` (`{ok: true, supportedMethods}`
  * plus what `onInitialize` returns), the transport's own `builtins`, and the user's handlers,
  * which take precedence; a handler's failure becomes its JSON-RPC error ({@link toJsonRpcError}).
+ * A handler whose request carries a progress token runs with it as {@link CurrentProgress}.
  */
 const handlerTable = (
   options: Pick<ServeOptions, "handlers" | "onInitialize">,
@@ -205,7 +260,12 @@ const handlerTable = (
   }
   for (const method of supportedMethods) {
     const handler = options.handlers[method]
-    if (handler !== undefined) table[method] = (params) => Effect.mapError(Effect.suspend(() => handler(params)), toJsonRpcError)
+    if (handler === undefined) continue
+    table[method] = (params) => {
+      const served = Effect.mapError(Effect.suspend(() => handler(params)), toJsonRpcError)
+      const target = RequestSignals.progressTargetOf(params)
+      return target === undefined ? served : Effect.provideService(served, CurrentProgress, target)
+    }
   }
   return table
 }
@@ -283,15 +343,22 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
   })
 
 /**
- * Serves handlers on stdin/stdout until stdin closes or the host asks for `shutdown`.
+ * Serves handlers on stdin/stdout until stdin closes, the host asks for `shutdown`, or the host
+ * is gone: this process's parent changed (checked every second), which ends the connection as
+ * stdin EOF does even when another process keeps the pipe open.
  *
  * @category serving
  */
 export const serve = (options: ServeOptions): Effect.Effect<void> =>
   Effect.scoped(
     Effect.gen(function*() {
+      const host = process.ppid
       const transport = yield* stdioTransport(options.name ?? "worker")
-      yield* serveTransport(transport, options)
+      const hostGone = Effect.map(
+        ParentWatch.parentChanged(host),
+        (parent) => new PluginClientError.Closed({ detail: `the host (pid ${host}) is gone: the parent is now pid ${parent}` })
+      )
+      yield* serveTransport({ ...transport, closed: Effect.raceFirst(transport.closed, hostGone) }, options)
       yield* transport.flush
     })
   )
@@ -398,7 +465,8 @@ export const brokerHostConnection = (name: string): HostConnection["Service"] =>
 /**
  * Serves `options.handlers` over the {@link Broker.Broker} until the current Scope closes:
  *
- * - `<prefix>.tick`: the payload is the params object of a `poll_tick` call (JSON); the reply is
+ * - `<prefix>.tick`: the payload is nexo's `{"method":"poll_tick","params":…}` envelope, or the
+ *   params object alone (`Poller.tickParamsOf`), as JSON; the reply is
  *   `{"result": …}` or `{"error": {code, message, data?}}` (JSON). Invalid JSON gets -32700,
  *   a worker without a `poll_tick` handler -32601.
  * - `<prefix>.call`: the payload is a JSON-RPC request object; the reply is the JSON-RPC
@@ -445,7 +513,7 @@ export const serveBroker = (
       Broker.decodeJson(data).pipe(
         Effect.matchEffect({
           onFailure: (detail) => Effect.succeed(refuse(JsonRpc.ErrorCode.ParseError, `Parse error: ${detail}`)),
-          onSuccess: (params) => dispatch(null, "poll_tick", params)
+          onSuccess: (payload) => dispatch(null, "poll_tick", Poller.tickParamsOf(payload))
         }),
         Effect.map(encode(true))
       )

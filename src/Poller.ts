@@ -12,6 +12,13 @@
  * fields. Plugin error codes are classified as nexo does ({@link classifyError}): `-32002` is
  * {@link Permanent}, `-32602` is {@link Config}, anything else is {@link Transient}.
  *
+ * Two dialects say how a tick travels ({@link Dialect}). `"nexo"` (the default) is nexo's own:
+ * a one-shot plugin gets `{"method":"poll_tick","params":…}` on one line and the environment
+ * variables `NEXO_POLLER_EPHEMERAL=1` and `NEXO_POLLER_PLUGIN_ID`, and a broker request
+ * carries the same `{"method":"poll_tick","params":…}` envelope, so an existing nexo poller
+ * runs unchanged. `"jsonrpc"` is this host's earlier wire: a full JSON-RPC 2.0 request line
+ * (`jsonrpc`, `id`), `POLLER_EPHEMERAL` / `POLLER_PLUGIN_ID`, and bare params over a broker.
+ *
  * Every decoder returns a `Result` and never throws, whatever the plugin sent. Failures are a
  * {@link PollerError} with a tagged `reason` (handle with
  * `Effect.catchReason("PollerError", "Transient", …)`); routing failures are a
@@ -116,6 +123,22 @@ export const ErrorCode = {
   Config: -32602,
   Transient: -32001
 } as const
+
+/**
+ * How a tick travels: `"nexo"` (nexo's envelope and `NEXO_POLLER_*` variables, the default) or
+ * `"jsonrpc"` (a full JSON-RPC 2.0 request, `POLLER_*` variables, bare params over a broker).
+ * Replies are read the same way in both.
+ *
+ * @category models
+ */
+export type Dialect = "nexo" | "jsonrpc"
+
+/**
+ * The dialect ticks use unless told otherwise: nexo's, since poller plugins are nexo's.
+ *
+ * @category models
+ */
+export const defaultDialect: Dialect = "nexo"
 
 // ---------------------------------------------------------------------------------------------
 // errors
@@ -423,6 +446,59 @@ export const tickRequestLineResult = (
     return Result.fail(make(new Config({ detail: `cannot encode the tick request: ${detail}` }), { kind: request.kind }))
   }
 }
+
+/**
+ * nexo's tick envelope, `{"method":"poll_tick","params":…}`: what nexo writes to a one-shot
+ * plugin's stdin and sends as the payload of a broker request. Throws what
+ * {@link encodeTickParams} throws.
+ *
+ * @category encoding
+ */
+export const tickEnvelope = (request: TickRequest): { readonly method: typeof method; readonly params: TickParamsWire } => ({
+  method,
+  params: encodeTickParams(request)
+})
+
+/**
+ * The one line (without newline) a one-shot plugin reads in `dialect`: nexo's
+ * {@link tickEnvelope}, or the JSON-RPC request of {@link tickRequestLine} (`id` 1). Throws
+ * what {@link tickRequestLine} throws.
+ *
+ * @category encoding
+ */
+export const tickLine = (request: TickRequest, dialect: Dialect): string =>
+  dialect === "nexo" ? JSON.stringify(tickEnvelope(request)) : tickRequestLine(request)
+
+/**
+ * The payload of a broker tick request in `dialect`: nexo's {@link tickEnvelope}, or the bare
+ * params. Throws what {@link encodeTickParams} throws.
+ *
+ * @category encoding
+ */
+export const brokerPayload = (request: TickRequest, dialect: Dialect): unknown =>
+  dialect === "nexo" ? tickEnvelope(request) : encodeTickParams(request)
+
+/**
+ * The variables a one-shot plugin gets for its tick (besides its allow-listed ones): nexo's
+ * `NEXO_POLLER_EPHEMERAL=1` and `NEXO_POLLER_PLUGIN_ID`, or `POLLER_EPHEMERAL` and
+ * `POLLER_PLUGIN_ID` in the `"jsonrpc"` dialect.
+ *
+ * @category encoding
+ */
+export const ephemeralEnv = (dialect: Dialect, pluginId: string): Readonly<Record<string, string>> =>
+  dialect === "nexo"
+    ? { NEXO_POLLER_EPHEMERAL: "1", NEXO_POLLER_PLUGIN_ID: pluginId }
+    : { POLLER_EPHEMERAL: "1", POLLER_PLUGIN_ID: pluginId }
+
+/**
+ * The tick params in a broker payload, as a poller reads it: an object whose `method` is
+ * `poll_tick` is nexo's envelope and its `params` are the tick; anything else is taken as the
+ * params themselves (the `"jsonrpc"` dialect). So a poller serves both dialects.
+ *
+ * @category decoding
+ */
+export const tickParamsOf = (payload: unknown): unknown =>
+  isRecord(payload) && payload.method === method && "params" in payload ? payload.params : payload
 
 // ---------------------------------------------------------------------------------------------
 // decoding

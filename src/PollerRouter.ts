@@ -7,14 +7,20 @@
  * `maxConcurrentTicks` at once (the source system declared that limit but never enforced it):
  *
  * - **ephemeral**: spawn the executable for this tick alone, with the restricted environment
- *   plus `POLLER_EPHEMERAL=1` and `POLLER_PLUGIN_ID`, write one request line, close stdin, read
- *   one reply line within `tickTimeout`; a timeout or an interruption kills the process group at
- *   once; the process is reaped (bounded) after the reply.
- * - **long-lived over a broker**: a request to `<prefix>.tick` through the {@link Broker}, with
- *   the reply's `result`/`error` unwrapped (the source system forgot, so errors looked like
- *   success).
+ *   plus nexo's `NEXO_POLLER_EPHEMERAL=1` and `NEXO_POLLER_PLUGIN_ID`, write one request line
+ *   (nexo's `{"method":"poll_tick","params":…}`), close stdin, read one reply line within
+ *   `tickTimeout`; a timeout or an interruption kills the process group at once; the process is
+ *   reaped (bounded) after the reply.
+ * - **long-lived over a broker**: a request to `<prefix>.tick` through the {@link Broker}
+ *   carrying nexo's `{"method":"poll_tick","params":…}`, with the reply's `result`/`error`
+ *   unwrapped (the source system forgot, so errors looked like success).
  * - **long-lived over stdio** (no broker, or no topic prefix): a `poll_tick` request to the
  *   plugin's own {@link PluginClient}, spawned on demand and kept alive by its policy.
+ *
+ * The `dialect` register option (see {@link Poller.Dialect}) switches the ephemeral and broker
+ * wires to this host's earlier one (`"jsonrpc"`: a JSON-RPC request line, `POLLER_*`
+ * variables, bare params over the broker); nexo's is the default so that nexo pollers run
+ * unchanged, and the worker SDK reads both.
  *
  * Every failure is a {@link Poller.PollerError}: `Config`, `Transient` or `Permanent`.
  *
@@ -72,6 +78,8 @@ export interface PollerHandle {
  */
 export interface RegisterOptions extends PluginClient.RunOptions, Pick<PluginClient.ProtocolOptions, "policy"> {
   readonly id?: string | undefined
+  /** How ephemeral and broker ticks travel. Default `Poller.defaultDialect` (`"nexo"`). */
+  readonly dialect?: Poller.Dialect | undefined
 }
 
 /**
@@ -146,13 +154,14 @@ const ephemeralTick = (
         executable,
         args: manifest.args,
         allowedEnvVars: manifest.allowedEnvVars,
-        env: { ...options?.env, POLLER_EPHEMERAL: "1", POLLER_PLUGIN_ID: id },
+        unsafeEnvVars: PluginClient.unsafeEnvVarsOf(manifest, options),
+        env: { ...options?.env, ...Poller.ephemeralEnv(options?.dialect ?? Poller.defaultDialect, id) },
         cwd: options?.cwd,
         hostEnv: options?.hostEnv
-      }, { shutdownGrace: cutShortGrace, drainTimeout: cutShortGrace }).pipe(
+      }, { shutdownGrace: cutShortGrace, drainTimeout: cutShortGrace, stderrLogLevel: options?.stderrLogLevel }).pipe(
         Effect.mapError((error) => transient(error.reason.message))
       )
-      proc.writeLine(Poller.tickRequestLine(request))
+      proc.writeLine(Poller.tickLine(request, options?.dialect ?? Poller.defaultDialect))
       yield* proc.endInput
       const line = yield* proc.stdout.pipe(
         Framing.frames(),
@@ -187,9 +196,14 @@ const ephemeralTick = (
 /**
  * The long-lived lifecycle over the broker.
  */
-const brokerTick = (prefix: string, section: PluginManifest.PollerSection, broker: Broker.Broker["Service"]) =>
+const brokerTick = (
+  prefix: string,
+  section: PluginManifest.PollerSection,
+  broker: Broker.Broker["Service"],
+  dialect: Poller.Dialect
+) =>
 (request: Poller.TickRequest): Effect.Effect<Poller.TickAck, Poller.PollerErrorReason> =>
-  Broker.requestJson(`${prefix}.tick`, Poller.encodeTickParams(request), section.tickTimeout).pipe(
+  Broker.requestJson(`${prefix}.tick`, Poller.brokerPayload(request, dialect), section.tickTimeout).pipe(
     Effect.provideService(Broker.Broker, broker),
     Effect.mapError((error) => transient(error.message)),
     Effect.flatMap((reply) => {
@@ -272,14 +286,15 @@ export const make = Effect.gen(function*() {
         return { ...common, tick: tagged(ephemeralTick(id, manifest, section, options, spawner, verify)) } satisfies PollerHandle
       }
       if (section.brokerTopicPrefix !== undefined && Option.isSome(broker)) {
-        return { ...common, tick: tagged(brokerTick(section.brokerTopicPrefix, section, broker.value)) } satisfies PollerHandle
+        return { ...common, tick: tagged(brokerTick(section.brokerTopicPrefix, section, broker.value, options?.dialect ?? Poller.defaultDialect)) } satisfies PollerHandle
       }
       const client = yield* PluginClient.make(manifest, {
         policy: options?.policy ?? LifetimePolicy.defaultPolicy,
         env: options?.env,
         cwd: options?.cwd,
         hostEnv: options?.hostEnv,
-        manifestDir: options?.manifestDir
+        manifestDir: options?.manifestDir,
+        stderrLogLevel: options?.stderrLogLevel
       }).pipe(Scope.provide(scope), Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, spawner))
       return { ...common, tick: tagged(clientTick(client, section)) } satisfies PollerHandle
     })

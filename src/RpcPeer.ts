@@ -27,6 +27,16 @@
  * unknown method gets -32601, a failing handler an error reply), so nothing a plugin sends can
  * crash the host.
  *
+ * Calls are cancelled both ways. A call the other side has seen and this side gives up (it timed
+ * out, or its caller was interrupted) is cancelled there in the `cancellation` dialect:
+ * `$/cancelRequest {id}` (`"lsp"`), `notifications/cancelled {requestId, reason}` (`"mcp"`), or
+ * not at all (`"none"`, the default); its reply, if one still comes, is counted as late. A cancel
+ * from the other side, in either dialect, interrupts the handler serving that request (LSP gets
+ * a -32800 reply, MCP none). A call may ask for progress (`onProgress`): it carries a progress
+ * token, and each progress the other side reports for it reaches the callback and gives the call
+ * a full timeout from then, never more than `maxRequestTimeout` after it was sent. The wire forms
+ * are in `internal/requestSignals.ts` and the README.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -47,8 +57,10 @@ import { IncomingDispatcher } from "./internal/incomingDispatcher.ts"
 import { NotificationDrops } from "./internal/notificationDrops.ts"
 import * as NotificationInbox from "./internal/notificationInbox.ts"
 import { OutgoingQueue } from "./internal/outgoingQueue.ts"
+import { ProgressFeed } from "./internal/progressFeed.ts"
 import { RequestServer } from "./internal/requestServer.ts"
 import * as JsonRpc from "./JsonRpc.ts"
+import type * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import type * as PluginProcess from "./PluginProcess.ts"
 
@@ -110,6 +122,13 @@ export interface Options<R = never> {
   readonly maxQueuedBytes?: number | undefined
   /** Accept replies without `jsonrpc`/`id` (one-shot plugins; serial mode only). */
   readonly lenient?: boolean | undefined
+  /**
+   * What the other side is told of a call this side gives up after sending it (a timeout, an
+   * interrupted caller), and where a call's progress token goes: see
+   * {@link LifetimePolicy.Cancellation}. Default `"none"`. Cancels from the other side are
+   * honoured in both dialects whatever this says.
+   */
+  readonly cancellation?: LifetimePolicy.Cancellation | undefined
   /** Methods the other side may call; they run with the services the connection was made with. */
   readonly hostHandlers?: HostHandlers<R> | undefined
   /** Receives every notification from the plugin, in order. */
@@ -182,6 +201,25 @@ export const fromProcess = (process: PluginProcess.PluginProcess): Transport => 
 })
 
 /**
+ * Options of one call.
+ *
+ * @category models
+ */
+export interface CallOptions {
+  /** How long to wait for the reply. Default the connection's `requestTimeout`, capped by `maxRequestTimeout`. */
+  readonly timeout?: Duration.Input | undefined
+  /**
+   * Asks for progress: the request carries a progress token (MCP's `params._meta.progressToken`,
+   * or LSP's `params.workDoneToken` when `cancellation` is `"lsp"`; params must then be an object
+   * or absent), and each progress the other side reports for it is handed here, in order (MCP:
+   * `{progress, total?, message?}`; LSP: its `value`), and moves the deadline to a full timeout
+   * from then, never past `maxRequestTimeout` after the call was sent. A callback that falls behind
+   * skips to the latest value; its failures are logged.
+   */
+  readonly onProgress?: ((value: unknown) => Effect.Effect<void>) | undefined
+}
+
+/**
  * Counters of one connection.
  *
  * @category models
@@ -192,6 +230,14 @@ export interface Stats {
   readonly timeouts: number
   /** Responses to calls that had already timed out or been interrupted. */
   readonly lateResponses: number
+  /** Cancels sent for calls given up after the other side had seen them. */
+  readonly cancelsSent: number
+  /** Cancels received from the other side. */
+  readonly cancelsReceived: number
+  /** Handlers interrupted by a cancel from the other side. */
+  readonly handlersCancelled: number
+  /** Progress notifications that reached a call's `onProgress`. */
+  readonly progressReceived: number
   /** Responses to ids this connection never issued. */
   readonly unknownResponses: number
   /** Lines that were not valid JSON-RPC messages. */
@@ -220,12 +266,13 @@ export interface RpcPeer {
   /**
    * Calls `method` and waits for its result. Fails with a `PluginError` reason when the plugin
    * answers with an error object, `Timeout` after the timeout, or the connection's end reason.
-   * Interrupting the caller frees its slot (and sends nothing if it had not been sent yet).
+   * Interrupting the caller frees its slot (and sends nothing if it had not been sent yet; a
+   * cancel in the `cancellation` dialect if it had).
    */
   readonly request: (
     method: string,
     params?: unknown,
-    options?: { readonly timeout?: Duration.Input | undefined }
+    options?: CallOptions
   ) => Effect.Effect<unknown, PluginClientError.PluginClientError>
   /** Sends a notification. */
   readonly notify: (method: string, params?: unknown) => Effect.Effect<void, PluginClientError.PluginClientError>
@@ -296,7 +343,18 @@ export const make = Effect.fnUntraced(function*<R = never>(
     end,
     compactAt: 2 * maxConcurrent + 16
   })
-  const calls = new CallTable({ maxConcurrent, clock, fork: fibers.fork, outgoing, end, fail })
+  const defaultTimeout = Duration.fromInputUnsafe(options?.requestTimeout ?? "30 seconds")
+  const maxTimeout = Duration.fromInputUnsafe(options?.maxRequestTimeout ?? "5 minutes")
+  const calls = new CallTable({
+    maxConcurrent,
+    clock,
+    fork: fibers.fork,
+    outgoing,
+    end,
+    fail,
+    cancellation: options?.cancellation ?? "none",
+    maxTimeoutMillis: Duration.toMillis(maxTimeout)
+  })
   const server = new RequestServer<R>({
     handlers: options?.hostHandlers ?? {},
     maxHandlers: Math.max(1, options?.maxConcurrentHandlers ?? 1024),
@@ -318,6 +376,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     calls,
     end,
     serve: (request) => server.serve(request),
+    cancel: (id, dialect) => server.cancel(id, dialect),
     notify: inbox?.offer,
     log: fibers.log
   })
@@ -328,10 +387,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
 
   return {
     plugin,
-    request: makeRequest(calls, end, fail, {
-      defaultTimeout: Duration.fromInputUnsafe(options?.requestTimeout ?? "30 seconds"),
-      maxTimeout: Duration.fromInputUnsafe(options?.maxRequestTimeout ?? "5 minutes")
-    }),
+    request: makeRequest(calls, end, fail, fibers.run, { defaultTimeout, maxTimeout }),
     notify: makeNotify(outgoing, end, fail),
     pending: Effect.sync(() => calls.size),
     stats: Effect.sync((): Stats => ({
@@ -339,6 +395,10 @@ export const make = Effect.fnUntraced(function*<R = never>(
       responsesReceived: calls.responsesReceived,
       timeouts: calls.timeouts,
       lateResponses: incoming.lateResponses,
+      cancelsSent: calls.cancelsSent,
+      cancelsReceived: incoming.cancelsReceived,
+      handlersCancelled: server.cancelled,
+      progressReceived: calls.progressReceived,
       unknownResponses: incoming.unknownResponses,
       invalidLines: incoming.invalidLines,
       notificationsReceived: incoming.notificationsReceived,
@@ -396,12 +456,14 @@ const watchEnd = Effect.fnUntraced(function*(transport: Transport, end: Connecti
 
 /**
  * A connection's `request`: one `Effect.callback` per call (no fiber, lock or deferred), which
- * the call table resumes; interrupting the caller before the call is over cancels it.
+ * the call table resumes; interrupting the caller before the call is over cancels it. A call
+ * asking for progress gets a feed running its callback on the connection's fibers (`run`).
  */
 const makeRequest = (
   calls: CallTable,
   end: ConnectionEnd,
   fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError,
+  run: (effect: Effect.Effect<void>) => void,
   timeouts: { readonly defaultTimeout: Duration.Duration; readonly maxTimeout: Duration.Duration }
 ): RpcPeer["request"] => (method, params, callOptions) => {
   const timeout = callOptions?.timeout === undefined
@@ -410,7 +472,9 @@ const makeRequest = (
   const timeoutMillis = Duration.toMillis(timeout)
   return Effect.callback<unknown, PluginClientError.PluginClientError>((resume) => {
     if (end.isOver) return resume(Exit.fail(fail(end.reason())))
-    const call: Call = { method, params, timeout, timeoutMillis, resume, id: 0, deadline: 0, cancelled: false, line: undefined }
+    const onProgress = callOptions?.onProgress
+    const progress = onProgress === undefined ? undefined : new ProgressFeed({ callback: onProgress, run })
+    const call: Call = { method, params, timeout, timeoutMillis, resume, id: 0, deadline: 0, cancelled: false, line: undefined, progress, cap: 0 }
     const problem = calls.submit(call)
     if (problem !== undefined) return resume(Exit.fail(fail(problem)))
     // Runs only if the caller is interrupted before the call is over.

@@ -3,7 +3,7 @@
  *
  * Each module is exported as a namespace, in the order data flows: the wire (`JsonRpc`,
  * `Framing`), manifests and policy (`PluginManifest`, `LifetimePolicy`, `RestartWindow`), one
- * process (`PluginProcess`), the connection over it (`RpcPeer`), one plugin's lifetime
+ * process (`PluginProcess`, and `Leftovers`: what a killed host left running), the connection over it (`RpcPeer`), one plugin's lifetime
  * (`PluginClient`, with `Handshake` and typed `PluginMethod`s), many plugins (`PluginManager`,
  * `PluginHealth` with the pure `GroupHealth` rules and the `DoctorReport`), pollers (`Poller`,
  * `PollerRouter`, over a `Broker`), the errors calls fail with (`PluginClientError`), and the
@@ -17,6 +17,7 @@ export * as Framing from "./Framing.ts"
 export * as GroupHealth from "./GroupHealth.ts"
 export * as Handshake from "./Handshake.ts"
 export * as JsonRpc from "./JsonRpc.ts"
+export * as Leftovers from "./Leftovers.ts"
 export * as LifetimePolicy from "./LifetimePolicy.ts"
 export * as ManifestSchema from "./ManifestSchema.ts"
 export * as PluginClient from "./PluginClient.ts"

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
 import * as DoctorReport from "../src/DoctorReport.ts"
 import * as GroupHealth from "../src/GroupHealth.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
@@ -136,5 +137,62 @@ describe("DoctorReport (containment)", () => {
     assert.include(line({ mode: "process tree", escaped: 2 })[0], "2 processes outlived a stop")
     assert.include(line({ mode: "cgroup", escaped: 1 })[0], "1 process outlived a stop")
     assert.deepStrictEqual(line(), [], "a report without the field (an older host's JSON) renders without the line")
+  })
+})
+
+describe("DoctorReport (leftovers of hosts that died)", () => {
+  const base = { generatedAt: 0, plugins: [], groups: [] }
+  it("lists each process a dead host left and whether it was reaped; nothing when there was none", () => {
+    const report = new DoctorReport.DoctorReport({
+      ...base,
+      leftovers: [{ plugin: "slow", pid: 41, reaped: true }, { plugin: "stuck", pid: 42, reaped: false }]
+    })
+    const text = DoctorReport.render(report)
+    assert.include(text, "left running by hosts that died (1 of 2 reaped):")
+    assert.include(text, "  slow pid 41: reaped")
+    assert.include(text, "  stuck pid 42: still running after SIGKILL")
+    assert.notInclude(DoctorReport.render(new DoctorReport.DoctorReport(base)), "left running")
+  })
+
+  it("round-trips through JSON with its leftovers; a report without the field still decodes", () => {
+    const report = new DoctorReport.DoctorReport({ ...base, leftovers: [{ plugin: "slow", pid: 41, reaped: true }] })
+    const decoded = Schema.decodeUnknownSync(DoctorReport.DoctorReport)(JSON.parse(JSON.stringify(Schema.encodeSync(DoctorReport.DoctorReport)(report))))
+    assert.deepStrictEqual(decoded.leftovers, [{ plugin: "slow", pid: 41, reaped: true }])
+    assert.isUndefined(Schema.decodeUnknownSync(DoctorReport.DoctorReport)(base).leftovers)
+  })
+})
+
+describe("DoctorReport (verification)", () => {
+  const withVerification = (verification: DoctorReport.Verification | undefined) =>
+    DoctorReport.PluginDiagnosis.fromDiagnostics(diagnostics(snapshot({ _tag: "Idle" })), {
+      server: GroupHealth.serverHealthOf("p", snapshot({ _tag: "Idle" })),
+      groups: [],
+      stderrTailLines: 0,
+      verification
+    })
+  const lineOf = (verification: DoctorReport.Verification | undefined) =>
+    DoctorReport.render(new DoctorReport.DoctorReport({ generatedAt: 0, plugins: [withVerification(verification)], groups: [] }))
+      .split("\n")
+      .filter((line) => line.startsWith("verification of"))
+
+  it("one line per plugin with something unverified or changed; none when all is verified, or the executable is only undeclared", () => {
+    const executable = { path: "/p/run", status: "verified" } as const
+    const table: ReadonlyArray<readonly [string, DoctorReport.Verification | undefined, ReadonlyArray<string>]> = [
+      ["not inspected", undefined, []],
+      ["all verified", { executable, files: [{ path: "/p/a.py", status: "verified" }], flags: [] }, []],
+      ["no checksum at all is the CHECKSUM column's to say", { executable: { path: "/p/run", status: "not declared" }, files: [], flags: [] }, []],
+      [
+        "an interpreter script, a changed file, a missing one",
+        {
+          executable: { path: "/usr/bin/python3", status: "not declared" },
+          files: [{ path: "/p/a.py", status: "mismatch" }, { path: "/p/b.py", status: "missing" }],
+          flags: [{ flag: "interpreter script not verified", file: "/p/main.py" }]
+        },
+        ["verification of p: /p/a.py mismatch; /p/b.py missing; interpreter script not verified: /p/main.py"]
+      ],
+      ["a changed executable", { executable: { path: "/p/run", status: "mismatch" }, files: [], flags: [] }, ["verification of p: executable mismatch"]]
+    ]
+    for (const [title, verification, lines] of table) assert.deepStrictEqual(lineOf(verification), lines, title)
+    assert.deepStrictEqual(withVerification({ executable, files: [], flags: [] }).verification, { executable, files: [], flags: [] })
   })
 })

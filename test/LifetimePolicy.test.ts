@@ -40,7 +40,8 @@ const plain = (p: LifetimePolicy.LifetimePolicy) => ({
   maxLineBytes: p.maxLineBytes,
   maxQueuedBytes: p.maxQueuedBytes,
   consecutiveTimeoutsBeforeRecycle: p.consecutiveTimeoutsBeforeRecycle,
-  backoff: p.backoff === undefined ? undefined : plainBackoff(p.backoff)
+  backoff: p.backoff === undefined ? undefined : plainBackoff(p.backoff),
+  cancellation: p.cancellation
 })
 
 const S = 1000
@@ -62,7 +63,8 @@ const DEFAULT_PLAIN: Plain = {
   maxLineBytes: 16 * 1024 * 1024,
   maxQueuedBytes: 32 * 1024 * 1024,
   consecutiveTimeoutsBeforeRecycle: 3,
-  backoff: undefined
+  backoff: undefined,
+  cancellation: "none"
 }
 
 const BACKOFF_PLAIN: ReturnType<typeof plainBackoff> = { initial: 1 * S, factor: 2, jitter: 0.25, max: 5 * MIN, giveUpAfter: 10, resetAfter: 10 * MIN }
@@ -276,6 +278,7 @@ describe("LifetimePolicy.config", () => {
         PLUGIN_HOST_MAX_LINE_BYTES: "1 MiB",
         PLUGIN_HOST_MAX_QUEUED_BYTES: "8 MiB",
         PLUGIN_HOST_CONSECUTIVE_TIMEOUTS_BEFORE_RECYCLE: "7",
+        PLUGIN_HOST_CANCELLATION: "mcp",
         PLUGIN_HOST_BACKOFF_INITIAL: "500ms",
         PLUGIN_HOST_BACKOFF_FACTOR: "3",
         PLUGIN_HOST_BACKOFF_JITTER: "0.1",
@@ -297,7 +300,8 @@ describe("LifetimePolicy.config", () => {
         maxLineBytes: 1024 * 1024,
         maxQueuedBytes: 8 * 1024 * 1024,
         consecutiveTimeoutsBeforeRecycle: 7,
-        backoff: { initial: 500, factor: 3, jitter: 0.1, max: 1 * MIN, giveUpAfter: 4, resetAfter: 60 * MIN }
+        backoff: { initial: 500, factor: 3, jitter: 0.1, max: 1 * MIN, giveUpAfter: 4, resetAfter: 60 * MIN },
+        cancellation: "mcp"
       })
     }))
 
@@ -342,6 +346,7 @@ describe("LifetimePolicy.config", () => {
     ["a fractional integer", { PLUGIN_HOST_RESTART_CAP: "2.5" }, ["Expected an integer", `["PLUGIN_HOST"]["RESTART_CAP"]`]],
     ["an unknown start", { PLUGIN_HOST_START: "sometimes" }, [`"lazy" | "eager"`, `["PLUGIN_HOST"]["START"]`]],
     ["an unknown preset", { PLUGIN_HOST_PRESET: "turbo" }, [`["PLUGIN_HOST"]["PRESET"]`]],
+    ["an unknown cancellation dialect", { PLUGIN_HOST_CANCELLATION: "grpc" }, [`"lsp" | "mcp" | "none"`, `["PLUGIN_HOST"]["CANCELLATION"]`]],
     ["a bad byte size", { PLUGIN_HOST_MAX_LINE_BYTES: "lots" }, [
       `expected a byte count such as 16777216 or "16 MiB"`,
       `["PLUGIN_HOST"]["MAX_LINE_BYTES"]`

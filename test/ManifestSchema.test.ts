@@ -80,8 +80,10 @@ const fullManifest = (format: ManifestSchema.Format) => {
     version: "1.2.3",
     executable: "plugin.mjs",
     args: ["--flag"],
-    [key("allowedEnvVars")]: ["PATH"],
+    [key("allowedEnvVars")]: ["PATH", "NODE_OPTIONS"],
+    [key("unsafeEnvVars")]: ["NODE_OPTIONS"],
     [key("checksumSha256")]: "a".repeat(64),
+    checksums: { "lib/helpers.mjs": "b".repeat(64) },
     poller: {
       kinds: ["rss", "atom"],
       [key("brokerTopicPrefix")]: "plugins.full",
@@ -94,7 +96,11 @@ const fullManifest = (format: ManifestSchema.Format) => {
 
 const tomlText = (manifest: ReturnType<typeof fullManifest>): string => {
   const { poller, ...top } = manifest
-  const line = ([key, value]: readonly [string, unknown]) => `${key} = ${JSON.stringify(value)}`
+  const tomlValue = (value: unknown): string =>
+    typeof value === "object" && value !== null && !Array.isArray(value)
+      ? `{ ${Object.entries(value).map(([k, v]) => `${JSON.stringify(k)} = ${JSON.stringify(v)}`).join(", ")} }`
+      : JSON.stringify(value)
+  const line = ([key, value]: readonly [string, unknown]) => `${key} = ${tomlValue(value)}`
   return [...Object.entries(top).map(line), "[poller]", ...Object.entries(poller).map(line)].join("\n")
 }
 
@@ -145,8 +151,10 @@ describe("ManifestSchema", () => {
         assert.strictEqual(Object.keys(properties).includes("$schema"), format === "json")
         assert.sameMembers(Object.keys(pollerProperties), Object.keys(PluginManifest.PollerSection.fields).map(fileKey))
         const parsed = yield* parseFull(format)
-        assert.deepStrictEqual(parsed.allowedEnvVars, ["PATH"])
+        assert.deepStrictEqual(parsed.allowedEnvVars, ["PATH", "NODE_OPTIONS"])
+        assert.deepStrictEqual(parsed.unsafeEnvVars, ["NODE_OPTIONS"])
         assert.strictEqual(parsed.checksumSha256, "a".repeat(64))
+        assert.deepStrictEqual(parsed.checksums, { "lib/helpers.mjs": "b".repeat(64) })
         assert.strictEqual(parsed.poller?.brokerTopicPrefix, "plugins.full")
         assert.strictEqual(parsed.poller?.maxConcurrentTicks, 4)
       }))

@@ -16,6 +16,7 @@ import type * as PluginClient from "../src/PluginClient.ts"
 import * as PluginHealth from "../src/PluginHealth.ts"
 import * as PluginManager from "../src/PluginManager.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
+import * as VerifiedExecutable from "../src/internal/verifiedExecutable.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
 import { eventually, fixture, live, liveChildren, node } from "./support/processes.ts"
@@ -576,7 +577,8 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
 
   it.effect("the doctor's checksum column decides on the failure's reason: a refused spawn is a mismatch, a crash whose stderr says \"checksum mismatch\" is not", () =>
     Effect.gen(function*() {
-      // Two real files to verify (the in-memory spawner runs them by their absolute paths).
+      // Two real files to verify. The in-memory spawner knows commands by path: a file with a
+      // declared checksum runs from its verified copy.
       const dir = yield* Effect.acquireRelease(
         Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "plugin-health-"))),
         (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -587,7 +589,10 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       fs.writeFileSync(liarPath, "the executable the manifest declares")
       const fake = yield* InMemorySpawner.make({
         [tamperedPath]: InMemorySpawner.echo(),
-        [liarPath]: InMemorySpawner.crashOnStart({ code: 3, stderr: "checksum mismatch in my own config\n" })
+        [VerifiedExecutable.copyPathOf(liarPath, yield* PluginManifest.checksum(liarPath))]: InMemorySpawner.crashOnStart({
+          code: 3,
+          stderr: "checksum mismatch in my own config\n"
+        })
       })
       const manager = yield* PluginManager.make().pipe(Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, fake.spawner))
       yield* manager.register({ name: "tampered", executable: tamperedPath, checksumSha256: "a".repeat(64) })

@@ -203,6 +203,31 @@ describe("Poller tick requests", () => {
   })
 })
 
+describe("Poller dialects", () => {
+  const params = "{\"kind\":\"rss\",\"job_id\":\"job-1\",\"agent_id\":\"agent-7\",\"cursor\":null,\"config\":{\"url\":\"https://example.com/feed\",\"tags\":[\"a\",\"b\"]},\"now\":\"2026-11-23T18:45:00.123+00:00\",\"interval_hint_secs\":300}"
+
+  it("nexo (the default) writes exactly nexo's envelope, without jsonrpc or id", () => {
+    assert.strictEqual(Poller.defaultDialect, "nexo")
+    assert.strictEqual(Poller.tickLine(sample, "nexo"), `{"method":"poll_tick","params":${params}}`)
+    assert.deepStrictEqual(Poller.brokerPayload(sample, "nexo"), JSON.parse(`{"method":"poll_tick","params":${params}}`))
+    assert.deepStrictEqual(Poller.ephemeralEnv("nexo", "rss-poller"), { NEXO_POLLER_EPHEMERAL: "1", NEXO_POLLER_PLUGIN_ID: "rss-poller" })
+  })
+
+  it("jsonrpc keeps the full JSON-RPC request line, POLLER_* names and bare params over a broker", () => {
+    assert.strictEqual(Poller.tickLine(sample, "jsonrpc"), Poller.tickRequestLine(sample))
+    assert.deepStrictEqual(Poller.brokerPayload(sample, "jsonrpc"), JSON.parse(params))
+    assert.deepStrictEqual(Poller.ephemeralEnv("jsonrpc", "rss-poller"), { POLLER_EPHEMERAL: "1", POLLER_PLUGIN_ID: "rss-poller" })
+  })
+
+  it("a poller reads the params out of either payload", () => {
+    for (const dialect of ["nexo", "jsonrpc"] as const) {
+      assert.deepStrictEqual(Poller.tickParamsOf(Poller.brokerPayload(sample, dialect)), JSON.parse(params))
+    }
+    assert.deepStrictEqual(Poller.tickParamsOf({ method: "other", params: 1 }), { method: "other", params: 1 })
+    assert.strictEqual(Poller.tickParamsOf(null), null)
+  })
+})
+
 // ---------------------------------------------------------------------------------------------
 // replies
 // ---------------------------------------------------------------------------------------------

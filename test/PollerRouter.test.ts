@@ -255,11 +255,25 @@ for (const launcher of launchers) {
         assert.include(error.message, "/nonexistent/poller")
       }).pipe(Effect.provide(liveWith(launcher))))
 
-    it.live("the plugin sees only its allowed variables plus POLLER_EPHEMERAL and POLLER_PLUGIN_ID", () =>
+    it.live("the plugin sees only its allowed variables plus nexo's NEXO_POLLER_EPHEMERAL and NEXO_POLLER_PLUGIN_ID", () =>
       Effect.gen(function*() {
         const r = yield* router(manifest({ allowedEnvVars: ["FEED_TOKEN"] }), { FEED_TOKEN: "t", DATABASE_PASSWORD: "secret", HOME: "/root" })
-        const ack = yield* r.tick("rss", input({ mode: "env" }))
-        assert.strictEqual(ack.metrics.itemsSeen, 3, "expected exactly FEED_TOKEN, POLLER_EPHEMERAL, POLLER_PLUGIN_ID")
+        const error = yield* r.tick("rss", input({ mode: "envjson" })).pipe(Effect.flip)
+        assert.deepStrictEqual(JSON.parse((error.reason as Poller.Transient).detail), {
+          FEED_TOKEN: "t",
+          NEXO_POLLER_EPHEMERAL: "1",
+          NEXO_POLLER_PLUGIN_ID: "rss-poller"
+        })
+      }).pipe(Effect.provide(liveWith(launcher))))
+
+    it.live("in the jsonrpc dialect the variables are POLLER_EPHEMERAL and POLLER_PLUGIN_ID", () =>
+      Effect.gen(function*() {
+        const r = yield* PollerRouter.make
+        yield* r.register(manifest(), { hostEnv: { HOME: "/root" }, dialect: "jsonrpc" })
+        const error = yield* r.tick("rss", input({ mode: "envjson" })).pipe(Effect.flip)
+        assert.deepStrictEqual(JSON.parse((error.reason as Poller.Transient).detail), { POLLER_EPHEMERAL: "1", POLLER_PLUGIN_ID: "rss-poller" })
+        const full = yield* r.tick("rss", input({ mode: "jsonrpc" }))
+        assert.strictEqual(Duration.toSeconds(full.nextIntervalHint ?? Duration.zero), 5, "the jsonrpc dialect's request has an id to echo")
       }).pipe(Effect.provide(liveWith(launcher))))
 
     it.live("maxConcurrentTicks = 2 really caps concurrent processes at 2", () =>
@@ -357,6 +371,44 @@ describe("PollerRouter long-lived lifecycle over a broker (in-memory broker, Tes
       assert.deepInclude(seen[0], { kind: "calendar", job_id: "job-1", agent_id: "agent-7", config: { calendarId: "team" } })
       assert.strictEqual((seen[0] as { cursor: string }).cursor, Poller.encodeCursor(bytes("evt-8")))
     }))
+
+  const routerOn = (broker: Broker.Broker["Service"], dialect?: Poller.Dialect) =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({})
+      const router = yield* PollerRouter.make.pipe(Effect.provide(fake.layer), Effect.provideService(Broker.Broker, broker))
+      yield* router.register(calendar, { dialect })
+      return router
+    })
+
+  it.effect("the payload is nexo's {method, params} envelope by default, the bare params in the jsonrpc dialect", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.makeMemory
+      const payloads: Array<unknown> = []
+      yield* broker.serve("plugins.calendar.tick", (data) =>
+        Effect.sync(() => {
+          payloads.push(JSON.parse(new TextDecoder().decode(data)))
+          return new TextEncoder().encode(JSON.stringify({ result: null }))
+        }))
+      yield* (yield* routerOn(broker)).tick("calendar", input())
+      yield* (yield* routerOn(broker, "jsonrpc")).tick("calendar", input())
+      assert.strictEqual(payloads.length, 2)
+      const [nexo, bare] = payloads as [{ method: string; params: unknown }, unknown]
+      assert.deepStrictEqual(Object.keys(nexo), ["method", "params"])
+      assert.strictEqual(nexo.method, "poll_tick")
+      assert.deepStrictEqual(nexo.params, bare)
+      assert.deepInclude(bare, { kind: "calendar", job_id: "job-1", agent_id: "agent-7", cursor: null })
+    }).pipe(Effect.scoped))
+
+  it.effect("the worker SDK serves the jsonrpc dialect's bare params too", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.makeMemory
+      yield* PluginWorker.serveBroker({
+        prefix: "plugins.calendar",
+        handlers: { poll_tick: (params) => Effect.succeed({ next_cursor: Poller.encodeCursor(bytes(String((params as { job_id: string }).job_id))) }) }
+      }).pipe(Effect.provideService(Broker.Broker, broker))
+      const ack = yield* (yield* routerOn(broker, "jsonrpc")).tick("calendar", input())
+      assert.strictEqual(text(ack.nextCursor), "job-1")
+    }).pipe(Effect.scoped))
 
   it.effect("an error reply is classified, not taken for success (the source system's bug)", () =>
     Effect.gen(function*() {

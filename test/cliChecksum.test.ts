@@ -153,4 +153,39 @@ describe("plugin-host checksum", () => {
     )
     assert.isUndefined(ChecksumCommand.withChecksum("[1, 2]", "x.json", "ab"))
   })
+  it("--check reports a stale `checksums` entry naming it; --write replaces only its digest, and a manifest pinning its executable there needs no checksum_sha256", async () => {
+    const original = [
+      "name = \"tool\"",
+      "version = \"1.0.0\"",
+      "executable = \"tool.sh\"",
+      `checksums = { "tool.sh" = "${stale}", "lib.sh" = "${sha256("lib\n")}" } # both verified in place`,
+      ""
+    ].join("\n")
+    const { actual, folder } = pluginFolder({ "tool.toml": original, "lib.sh": "lib\n" })
+    const manifest = path.join(folder, "tool.toml")
+    const check = cli(["checksum", "--check", manifest])
+    assert.strictEqual(check.code, 1, check.stdout)
+    assert.include(check.stderr, `tool/tool.toml: checksums entry \`tool.sh\` is ${stale}, it hashes to ${actual}`)
+    assert.notInclude(check.stderr, "lib.sh")
+    assert.notInclude(check.stderr, "checksum is missing")
+    const write = cli(["checksum", "--write", manifest])
+    assert.strictEqual(write.code, 0, write.stderr)
+    assert.strictEqual(fs.readFileSync(manifest, "utf8"), original.replace(stale, actual))
+    assert.isTrue(await verifies(manifest))
+    fs.appendFileSync(path.join(folder, "lib.sh"), "edited\n")
+    assert.isFalse(await verifies(manifest), "an edited lib.sh fails verification")
+  }, subprocesses)
+
+  it("withFileChecksum replaces one entry's digest, quoted or bare, in TOML and JSON, and nothing else", () => {
+    const toml = `args = ["a.py"]\n[checksums]\n"a.py" = "old"\nb = 'old'\n"xa.py" = "old"\n`
+    assert.strictEqual(
+      ChecksumCommand.withFileChecksum(toml, "x.toml", "a.py", "ab"),
+      `args = ["a.py"]\n[checksums]\n"a.py" = "ab"\nb = 'old'\n"xa.py" = "old"\n`
+    )
+    assert.strictEqual(ChecksumCommand.withFileChecksum(toml, "x.toml", "b", "ab"), toml.replace("b = 'old'", "b = \"ab\""))
+    assert.isUndefined(ChecksumCommand.withFileChecksum(toml, "x.toml", "c.py", "ab"))
+    const json = JSON.stringify({ name: "x", checksums: { "a.py": "old" } })
+    assert.deepStrictEqual(JSON.parse(ChecksumCommand.withFileChecksum(json, "x.json", "a.py", "ab") ?? "null"), { name: "x", checksums: { "a.py": "ab" } })
+    assert.isUndefined(ChecksumCommand.withFileChecksum(json, "x.json", "toString", "ab"))
+  })
 })

@@ -121,7 +121,9 @@ describe("the installed package", () => {
     assert.match(sum, /^[0-9a-f]{64}$/)
     fs.writeFileSync(
       path.join(app, "greeter", "greeter.toml"),
-      [`name = "greeter"`, `version = "1.0.0"`, `executable = "greeter.mjs"`, `allowed_env_vars = ["PATH"]`, `checksum_sha256 = "${sum}"`].join("\n")
+      // The script imports packages found by walking up from its own folder: it is verified in
+      // place (`checksums`), not run from the verified copy `checksum_sha256` would run.
+      [`name = "greeter"`, `version = "1.0.0"`, `executable = "greeter.mjs"`, `allowed_env_vars = ["PATH"]`, `[checksums]`, `"greeter.mjs" = "${sum}"`].join("\n")
     )
     const host = expectOk("node host.ts", await run(process.execPath, ["host.ts"], { cwd: app, timeoutMs: minutes(1) }))
     assert.deepStrictEqual(JSON.parse(host.stdout.trim()), { direct: "hello, client", managed: "hello, manager", state: "Running" })

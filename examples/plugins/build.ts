@@ -44,7 +44,10 @@ const compile = (file: string): string => {
 
 const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex")
 
-/** A TOML manifest whose executable is a `.ts` file, pointed at the built `.js` file. */
+/**
+ * A TOML manifest whose executable is a `.ts` file, pointed at the built `.js` file; its
+ * `checksum_sha256` and every `"x.ts" = "…"` entry of its `checksums` name and hash the built files.
+ */
 const rewriteManifest = (text: string, outDir: string): string => {
   const executable = /^executable\s*=\s*"([^"]+)\.ts"\s*$/m.exec(text)
   if (executable === null) return text
@@ -52,6 +55,9 @@ const rewriteManifest = (text: string, outDir: string): string => {
   return text
     .replace(executable[0], `executable = "${js}"`)
     .replace(/^checksum_sha256\s*=\s*"[0-9a-fA-F]*"\s*$/m, `checksum_sha256 = "${sha256(path.join(outDir, js))}"`)
+    .replace(/^(checksums\s*=\s*\{)([^}\r\n]*)\}/m, (_line, lead: string, entries: string) =>
+      `${lead}${entries.replace(/"([^"]+)\.ts"(\s*=\s*)"[0-9a-fA-F]*"/g, (_entry, stem: string, eq: string) =>
+        `"${stem}.js"${eq}"${sha256(path.join(outDir, `${stem}.js`))}"`)}}`)
 }
 
 const copyFolder = (dir: string): void => {

@@ -6,8 +6,10 @@
  * the checksum of each manifest's executable (resolved as `PluginManifest.verify` resolves it:
  * relative to the manifest's folder) and rewrites the manifest: in TOML only the
  * `checksum_sha256 = "…"` line is replaced (or added after the `executable` line), so comments
- * and layout stay; in JSON the `checksumSha256` field is set. Each rewritten manifest is read
- * back and verified through the library. `checksum --check MANIFEST...` only reports stale
+ * and layout stay; in JSON the `checksumSha256` field is set. The entries of a manifest's
+ * `checksums` table are kept true the same way (each `"path" = "…"` digest replaced in place); a
+ * manifest that declares its executable only there needs no `checksum_sha256`. Each rewritten
+ * manifest is read back and verified through the library. `checksum --check MANIFEST...` only reports stale
  * checksums and fails (exit 1) if there is any. A directory argument means every manifest in it
  * and its immediate subfolders, found as `PluginManifest.discover` finds them. A path that does
  * not exist is a usage error (exit 2).
@@ -51,6 +53,31 @@ const jsonWithChecksum = (text: string, checksum: string): string | undefined =>
   return `${JSON.stringify(Object.fromEntries(updated), null, 2)}\n`
 }
 
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/**
+ * The manifest text with `checksum` as the digest of `entry` in its `checksums` table, or
+ * undefined when the entry is not found (TOML: a `"entry" = "…"` or bare `entry = "…"` pair;
+ * JSON: the `checksums` object).
+ *
+ * @category rewriting
+ */
+export const withFileChecksum = (text: string, file: string, entry: string, checksum: string): string | undefined => {
+  if (file.endsWith(".json")) {
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch {
+      return undefined
+    }
+    if (!isRecord(json) || !isRecord(json["checksums"]) || !Object.hasOwn(json["checksums"], entry)) return undefined
+    return `${JSON.stringify({ ...json, checksums: { ...json["checksums"], [entry]: checksum } }, null, 2)}\n`
+  }
+  const key = escapeRegExp(entry)
+  const pair = new RegExp(`((?:"${key}"|'${key}'|(?<![\\w."'-])${key}(?![\\w."'-]))[ \\t]*=[ \\t]*)(["'])[^"'\\r\\n]*\\2`)
+  return pair.test(text) ? text.replace(pair, `$1"${checksum}"`) : undefined
+}
+
 /**
  * The manifest text with `checksum` as its declared checksum, or undefined when there is no
  * place for one (no `executable` line in a TOML manifest, a JSON manifest that is not an object).
@@ -85,41 +112,74 @@ const shown = (path: Path.Path, file: string): string => {
   return relative === "" || relative.startsWith("..") || path.isAbsolute(relative) ? file : relative
 }
 
-const rewrite = Effect.fn("ChecksumCommand.rewrite")(function*(file: string, name: string, checksum: string) {
+/** One declared digest of a manifest and what its file hashes to now. */
+interface Digest {
+  /** How a problem names it: the executable's file name, or the `checksums` entry. */
+  readonly what: string
+  readonly declared: string | undefined
+  readonly actual: string
+  /** The manifest text with `actual` declared instead. */
+  readonly apply: (text: string) => string | undefined
+}
+
+const isStale = (digest: Digest): boolean => digest.declared?.toLowerCase() !== digest.actual
+
+const staleLine = (name: string, digest: Digest, executable: boolean): string =>
+  executable
+    ? `${name}: checksum is ${digest.declared ?? "missing"}, ${digest.what} hashes to ${digest.actual}`
+    : `${name}: checksums entry \`${digest.what}\` is ${digest.declared}, it hashes to ${digest.actual}`
+
+const rewrite = Effect.fn("ChecksumCommand.rewrite")(function*(file: string, name: string, stale: ReadonlyArray<Digest>, summary: string) {
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
-  const text = yield* fs.readFileString(file)
-  const updated = withChecksum(text, file, checksum)
-  if (updated === undefined) return problem(`${name}: no \`executable\` entry to put the checksum after`)
-  yield* fs.writeFileString(file, updated)
+  let text: string | undefined = yield* fs.readFileString(file)
+  for (const digest of stale) text = text === undefined ? undefined : digest.apply(text)
+  if (text === undefined) return problem(`${name}: no \`executable\` entry to put the checksum after`)
+  yield* fs.writeFileString(file, text)
   // Read back through the library: the rewritten manifest must verify.
   const verified = yield* PluginManifest.load(file).pipe(
     Effect.flatMap((reloaded) => PluginManifest.verify(reloaded, path.dirname(file), { manifestPath: file })),
     Effect.result
   )
-  return Result.isFailure(verified) ? problem(verified.failure.message) : done(`updated  ${name}  ${checksum}`)
+  return Result.isFailure(verified) ? problem(verified.failure.message) : done(`updated  ${name}  ${summary}`)
+})
+
+/** The digests a manifest declares (the executable's unless only `checksums` are declared), each hashed now. */
+const digestsOf = Effect.fn("ChecksumCommand.digestsOf")(function*(file: string, manifest: PluginManifest.PluginManifest) {
+  const path = yield* Path.Path
+  const digests: Array<Digest> = []
+  if (manifest.checksumSha256 !== undefined || manifest.checksums === undefined) {
+    const executable = yield* PluginManifest.verify({ executable: manifest.executable }, path.dirname(file), { manifestPath: file }).pipe(
+      Effect.mapError((error) => error.message)
+    )
+    const actual = yield* PluginManifest.checksum(executable).pipe(Effect.mapError((error) => `cannot hash ${executable}: ${error.message}`))
+    digests.push({ what: path.basename(executable), declared: manifest.checksumSha256, actual, apply: (text) => withChecksum(text, file, actual) })
+  }
+  for (const [entry, declared] of Object.entries(manifest.checksums ?? {})) {
+    const target = path.resolve(path.dirname(file), entry)
+    const actual = yield* PluginManifest.checksum(target).pipe(Effect.mapError((error) => `cannot hash ${target}: ${error.message}`))
+    digests.push({ what: entry, declared, actual, apply: (text) => withFileChecksum(text, file, entry, actual) })
+  }
+  return digests
 })
 
 const refresh = Effect.fn("ChecksumCommand.refresh")(function*(file: string, mode: "write" | "check") {
   const path = yield* Path.Path
   const name = shown(path, file)
-  // Loading checks everything but the checksum, which is what is being refreshed.
+  // Loading checks everything but the checksums, which are what is being refreshed.
   const loaded = yield* Effect.result(PluginManifest.load(file))
   if (Result.isFailure(loaded)) return problem(loaded.failure.message)
   const manifest = loaded.success
-  const resolved = yield* Effect.result(
-    PluginManifest.verify({ executable: manifest.executable }, path.dirname(file), { manifestPath: file })
-  )
-  if (Result.isFailure(resolved)) return problem(resolved.failure.message)
-  const executable = resolved.success
-  const actual = yield* Effect.result(PluginManifest.checksum(executable))
-  if (Result.isFailure(actual)) return problem(`${name}: cannot hash ${executable}: ${actual.failure.message}`)
-  const checksum = actual.success
-  if (manifest.checksumSha256?.toLowerCase() === checksum) return done(`ok       ${name}  ${checksum}`)
+  const digests = yield* Effect.result(digestsOf(file, manifest))
+  if (Result.isFailure(digests)) return problem(digests.failure.startsWith("cannot hash") ? `${name}: ${digests.failure}` : digests.failure)
+  const executableCounted = manifest.checksumSha256 !== undefined || manifest.checksums === undefined
+  const summary = digests.success.map((digest, i) => i === 0 && executableCounted ? digest.actual : `${digest.what}=${digest.actual}`).join("  ")
+  const stale = digests.success.filter(isStale)
+  if (stale.length === 0) return done(`ok       ${name}  ${summary}`)
   if (mode === "check") {
-    return problem(`${name}: checksum is ${manifest.checksumSha256 ?? "missing"}, ${path.basename(executable)} hashes to ${checksum}`)
+    return problem(stale.map((digest) => staleLine(name, digest, executableCounted && digest === digests.success[0])).join("\n  "))
   }
-  return yield* rewrite(file, name, checksum).pipe(
+  return yield* rewrite(file, name, stale, summary).pipe(
     Effect.catch((error) => Effect.succeed(problem(`${name}: cannot be rewritten: ${error.message}`)))
   )
 })

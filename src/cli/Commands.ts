@@ -25,6 +25,7 @@ import * as Stream from "effect/Stream"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Broker from "../Broker.ts"
 import * as Handshake from "../Handshake.ts"
+import * as Leftovers from "../Leftovers.ts"
 import * as LifetimePolicy from "../LifetimePolicy.ts"
 import * as PluginClient from "../PluginClient.ts"
 import * as PluginClientError from "../PluginClientError.ts"
@@ -231,6 +232,8 @@ const doctor = Command.make("doctor", {
     const { health } = yield* hostAll(valid, policy, Handshake.liveness())
     if (valid.some((d) => !isEphemeral(d.manifest))) yield* health.startup("plugins")
     yield* health.probeNow
+    // The manager started reaping what killed hosts left; the report lists it once that is over.
+    yield* Leftovers.reapAtStart
     const report = yield* health.doctor
     if (input.json) {
       yield* Console.log(JSON.stringify(Schema.encodeSync(PluginHealth.DoctorReport)(report), null, 2))

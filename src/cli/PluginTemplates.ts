@@ -224,6 +224,8 @@ executable = "${options.executable}"
 
 # The SHA-256 of the executable, checked when the plugin is discovered and before every start.
 # After editing the executable, update it with: plugin-host checksum --write ${options.name}.toml
+# The host runs a private copy of exactly these bytes. Once the plugin imports files next to it,
+# list it and them in \`checksums\` instead (verified in place): checksums = { "main.py" = "…" }
 checksum_sha256 = "${options.checksum}"
 
 # The host environment variables the plugin may see; every other one is withheld. PATH lets the

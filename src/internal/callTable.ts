@@ -12,6 +12,12 @@
  * A call's timeout runs from the moment it is sent (a line waiting for room in the outgoing
  * queue included); one `TimeoutSweeper` wakes the table when the earliest deadline is due.
  *
+ * A call the other side has seen and this side gives up (a timeout, an interrupted caller) is
+ * cancelled there in the connection's dialect (`internal/requestSignals.ts`); a call given up
+ * before its line went out is simply never sent. A call that asked for progress carries its id as
+ * its progress token; each progress moves its deadline to a full timeout from then, never past
+ * `maxTimeoutMillis` after it was sent.
+ *
  * @internal
  */
 import type * as Clock from "effect/Clock"
@@ -21,9 +27,12 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
 import * as JsonRpc from "../JsonRpc.ts"
+import type * as LifetimePolicy from "../LifetimePolicy.ts"
 import * as PluginClientError from "../PluginClientError.ts"
 import type { ConnectionEnd } from "./connectionEnd.ts"
 import type { OutgoingQueue } from "./outgoingQueue.ts"
+import type { ProgressFeed } from "./progressFeed.ts"
+import * as RequestSignals from "./requestSignals.ts"
 import { TimeoutSweeper } from "./timeoutSweeper.ts"
 
 /**
@@ -43,6 +52,10 @@ export interface Call {
   cancelled: boolean
   /** The request line, while it waits for room in the outgoing queue. */
   line: string | undefined
+  /** Where its progress goes, if the caller asked for it. */
+  readonly progress: ProgressFeed | undefined
+  /** With `progress`: epoch millis past which progress no longer moves the deadline; set when it is sent. */
+  cap: number
 }
 
 /**
@@ -82,25 +95,50 @@ class WaitingLine {
 }
 
 /**
- * The ids of the latest calls whose caller gave up (timeout, interruption): their replies are
- * late, not unknown. Bounded: the oldest is forgotten first.
+ * The latest calls this side gave up after sending them (timeout, interruption): the other side
+ * is told in the connection's dialect if their line went out, and their ids are remembered so
+ * their replies are late, not unknown. Bounded: the oldest id is forgotten first.
  */
-class AbandonedIds {
+class GivenUp {
+  /** Cancel notifications sent. */
+  cancelsSent = 0
   private readonly ids = new Set<number>()
   private readonly memory: number
-  constructor(memory: number) {
+  private readonly cancellation: LifetimePolicy.Cancellation
+  private readonly outgoing: OutgoingQueue
+  constructor(memory: number, cancellation: LifetimePolicy.Cancellation, outgoing: OutgoingQueue) {
     this.memory = memory
+    this.cancellation = cancellation
+    this.outgoing = outgoing
   }
-  add(id: number): void {
+  /** Call `id` is given up; `sent` if the other side has its line. */
+  add(id: number, sent: boolean, reason: RequestSignals.CancelReason): void {
     this.ids.add(id)
     if (this.ids.size > this.memory) {
       const oldest = this.ids.values().next()
       if (!oldest.done) this.ids.delete(oldest.value)
     }
+    if (!sent) return
+    const line = RequestSignals.cancelLine(this.cancellation, id, reason)
+    if (line !== undefined && this.outgoing.signal(line)) this.cancelsSent++
   }
   has(id: number): boolean {
     return this.ids.has(id)
   }
+}
+
+/** What a call table works with. */
+export interface CallTableOptions {
+  readonly maxConcurrent: number
+  readonly clock: Clock.Clock
+  readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+  readonly outgoing: OutgoingQueue
+  readonly end: ConnectionEnd
+  readonly fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
+  /** What the other side is told of a call given up after it was sent. */
+  readonly cancellation: LifetimePolicy.Cancellation
+  /** How long after it was sent progress can keep a call alive. */
+  readonly maxTimeoutMillis: number
 }
 
 /** The reason an error reply fails its call with: the error object kept whole. */
@@ -114,6 +152,59 @@ const pluginError = (error: unknown): PluginClientError.PluginError => {
 }
 
 /**
+ * A call's request line with id `id`; a call asking for progress carries its id as the token
+ * (in `dialect`'s place). Fails with why it cannot be encoded.
+ */
+const requestLine = (call: Call, id: number, dialect: LifetimePolicy.Cancellation): Result.Result<string, string> => {
+  if (call.progress === undefined) return JsonRpc.encode(JsonRpc.request(id, call.method, call.params))
+  const params = RequestSignals.withProgressToken(call.params, id, dialect)
+  return Result.isFailure(params) ? Result.fail(params.failure) : JsonRpc.encode(JsonRpc.request(id, call.method, params.success))
+}
+
+/** The calls sent and not yet over, by id; in serial mode, the one in flight. */
+class SentCalls {
+  /** In serial mode, the id of the call in flight. */
+  inFlight: number | undefined = undefined
+  private readonly byId = new Map<number, Call>()
+  private nextId = 1
+  private readonly serial: boolean
+  constructor(serial: boolean) {
+    this.serial = serial
+  }
+  get size(): number {
+    return this.byId.size
+  }
+  /** The id the next call sent takes. */
+  takeId(): number {
+    return this.nextId++
+  }
+  get(id: number): Call | undefined {
+    return this.byId.get(id)
+  }
+  /** Registered before the write: the reply may be read before `writeLine` returns. */
+  add(call: Call): void {
+    this.byId.set(call.id, call)
+    if (this.serial) this.inFlight = call.id
+  }
+  /** A sent call leaves; its line, if still parked, is dropped. */
+  remove(call: Call): void {
+    call.line = undefined
+    this.byId.delete(call.id)
+    if (this.inFlight === call.id) this.inFlight = undefined
+  }
+  /** Empties the table; the calls it held. */
+  clear(): Array<Call> {
+    const calls = [...this.byId.values()]
+    this.byId.clear()
+    this.inFlight = undefined
+    return calls
+  }
+  values(): IterableIterator<Call> {
+    return this.byId.values()
+  }
+}
+
+/**
  * The calls of one connection.
  */
 export class CallTable {
@@ -121,39 +212,30 @@ export class CallTable {
   timeouts = 0
   /** Replies that settled a call. */
   responsesReceived = 0
-  /** In serial mode, the id of the call in flight. */
-  inFlight: number | undefined = undefined
-  private readonly maxConcurrent: number
-  private readonly serial: boolean
+  /** Progress notifications that reached a call. */
+  progressReceived = 0
+  private readonly options: CallTableOptions
   private readonly sweeper: TimeoutSweeper
-  private readonly outgoing: OutgoingQueue
-  private readonly end: ConnectionEnd
-  private readonly fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
   /** Calls sent and not yet over, by id. */
-  private readonly pending = new Map<number, Call>()
+  private readonly pending: SentCalls
   private readonly waiting = new WaitingLine()
-  private readonly abandoned = new AbandonedIds(256)
-  private nextId = 1
+  private readonly givenUp: GivenUp
 
-  constructor(options: {
-    readonly maxConcurrent: number
-    readonly clock: Clock.Clock
-    readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
-    readonly outgoing: OutgoingQueue
-    readonly end: ConnectionEnd
-    readonly fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
-  }) {
-    this.maxConcurrent = options.maxConcurrent
-    this.serial = options.maxConcurrent === 1
+  constructor(options: CallTableOptions) {
+    this.options = options
+    this.pending = new SentCalls(options.maxConcurrent === 1)
+    this.givenUp = new GivenUp(256, options.cancellation, options.outgoing)
     this.sweeper = new TimeoutSweeper({
       clock: options.clock,
       fork: options.fork,
       isOver: () => options.end.isOver,
       expireDue: (now) => this.expireDue(now)
     })
-    this.outgoing = options.outgoing
-    this.end = options.end
-    this.fail = options.fail
+  }
+
+  /** Cancel notifications sent for calls given up. */
+  get cancelsSent(): number {
+    return this.givenUp.cancelsSent
   }
 
   /** Calls sent and not yet over. */
@@ -161,21 +243,45 @@ export class CallTable {
     return this.pending.size
   }
 
+  /** In serial mode, the id of the call in flight. */
+  get inFlight(): number | undefined {
+    return this.pending.inFlight
+  }
+
   /** Sends a new call, or lines it up for a slot; the reason it cannot be sent, if so. */
   submit(call: Call): PluginClientError.Reason | undefined {
-    if (this.pending.size < this.maxConcurrent && this.waiting.isEmpty) return this.dispatch(call)
+    if (this.pending.size < this.options.maxConcurrent && this.waiting.isEmpty) return this.dispatch(call)
     this.waiting.push(call)
     return undefined
   }
 
-  /** The caller gave up (interruption): a waiting call leaves the line, a sent one its slot. */
+  /**
+   * The caller gave up (interruption): a waiting call leaves the line, a sent one its slot (and
+   * the other side is told, if it has seen the call).
+   */
   cancel(call: Call): void {
     if (call.id === 0) {
       call.cancelled = true
     } else if (this.pending.get(call.id) === call) {
-      this.abandoned.add(call.id)
-      this.release(call)
+      this.giveUp(call, "interrupted")
+      if (!this.waiting.isEmpty) this.admit()
     }
+  }
+
+  /**
+   * A progress notification for `token`: the call it belongs to has its deadline moved and its
+   * callback fed. Whether it was for this table (a call that asked for progress, or one given up
+   * lately); any other goes on as an ordinary notification.
+   */
+  progress(token: JsonRpc.Id, value: unknown): boolean {
+    if (typeof token !== "number") return false
+    const call = this.pending.get(token)
+    if (call === undefined) return this.givenUp.has(token)
+    if (call.progress === undefined) return false
+    this.progressReceived++
+    call.deadline = Math.min(this.sweeper.now() + call.timeoutMillis, call.cap)
+    call.progress.offer(value)
+    return true
   }
 
   /** The call sent with `id`, if it is not over. */
@@ -185,14 +291,14 @@ export class CallTable {
 
   /** Whether `id` is one of a call given up lately (a reply to it is late). */
   isAbandoned(id: number): boolean {
-    return this.abandoned.has(id)
+    return this.givenUp.has(id)
   }
 
   /** A reply came for a pending call: it is over with the result, or a `PluginError`. */
   settle(call: Call, reply: JsonRpc.Success | JsonRpc.Failure): void {
     this.release(call)
     this.responsesReceived++
-    call.resume(reply._tag === "Success" ? Exit.succeed(reply.result) : Exit.fail(this.fail(pluginError(reply.error))))
+    call.resume(reply._tag === "Success" ? Exit.succeed(reply.result) : Exit.fail(this.options.fail(pluginError(reply.error))))
   }
 
   /**
@@ -201,9 +307,7 @@ export class CallTable {
    */
   failAll(error: () => PluginClientError.PluginClientError): void {
     this.sweeper.stop()
-    const calls = [...this.pending.values(), ...this.waiting.takeAll()]
-    this.pending.clear()
-    this.inFlight = undefined
+    const calls = [...this.pending.clear(), ...this.waiting.takeAll()]
     if (calls.length === 0) return
     const exit = Exit.fail(error())
     for (const call of calls) if (!call.cancelled) call.resume(exit)
@@ -214,43 +318,51 @@ export class CallTable {
    * now all the same); the reason it could not be sent, if so.
    */
   private dispatch(call: Call): PluginClientError.Reason | undefined {
-    const id = this.nextId++
-    const line = JsonRpc.encode(JsonRpc.request(id, call.method, call.params))
+    const id = this.pending.takeId()
+    const line = requestLine(call, id, this.options.cancellation)
     if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method: call.method, detail: line.failure })
     call.id = id
-    call.deadline = this.sweeper.now() + call.timeoutMillis
-    // Registered before the write: the reply may be read before `writeLine` returns.
-    this.pending.set(id, call)
-    if (this.serial) this.inFlight = id
-    this.outgoing.sendCall(call, line.success)
+    const now = this.sweeper.now()
+    call.deadline = now + call.timeoutMillis
+    if (call.progress !== undefined) call.cap = now + Math.max(this.options.maxTimeoutMillis, call.timeoutMillis)
+    this.pending.add(call)
+    this.options.outgoing.sendCall(call, line.success)
     this.sweeper.watch(call.deadline, call.timeoutMillis)
     return undefined
   }
 
   /** Sends waiting calls while there are free slots. */
   private admit(): void {
-    while (!this.waiting.isEmpty && this.pending.size < this.maxConcurrent && !this.end.isOver) {
+    while (!this.waiting.isEmpty && this.pending.size < this.options.maxConcurrent && !this.options.end.isOver) {
       const call = this.waiting.take()
       if (call.cancelled) continue
       const problem = this.dispatch(call)
-      if (problem !== undefined) call.resume(Exit.fail(this.fail(problem)))
+      if (problem !== undefined) call.resume(Exit.fail(this.options.fail(problem)))
     }
     this.waiting.compact()
   }
 
   /** A sent call is over: its line, if still parked, is dropped, and its slot goes to the next waiter. */
   private release(call: Call): void {
-    call.line = undefined
-    this.pending.delete(call.id)
-    if (this.inFlight === call.id) this.inFlight = undefined
+    this.pending.remove(call)
     if (!this.waiting.isEmpty) this.admit()
   }
 
+  /**
+   * This side gives up a sent call: it leaves the table (a late reply is counted, not an
+   * error), and the other side, if its line went out, is told before any call takes its slot.
+   */
+  private giveUp(call: Call, reason: RequestSignals.CancelReason): void {
+    const sent = call.line === undefined
+    this.pending.remove(call)
+    this.givenUp.add(call.id, sent, reason)
+  }
+
   private expire(call: Call): void {
-    this.release(call)
-    this.abandoned.add(call.id)
+    this.giveUp(call, "timeout")
+    if (!this.waiting.isEmpty) this.admit()
     this.timeouts++
-    call.resume(Exit.fail(this.fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
+    call.resume(Exit.fail(this.options.fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
   }
 
   /** Expires the calls due at `now`; the earliest deadline of those left. */

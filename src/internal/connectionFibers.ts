@@ -34,14 +34,18 @@ export class ConnectionFibers<R> {
     this.fork = Effect.runForkWith(context)
   }
 
-  /** Starts a task the connection owns: if it does not finish at once, its Scope interrupts it. */
-  readonly run = (effect: Effect.Effect<unknown, unknown, R>): void => {
+  /**
+   * Starts a task the connection owns: if it does not finish at once, its Scope interrupts it.
+   * Returns its fiber (a served request's, which a cancel interrupts).
+   */
+  readonly run = (effect: Effect.Effect<unknown, unknown, R>): Fiber.Fiber<unknown, unknown> => {
     const fiber = this.fork(effect)
-    if (fiber.pollUnsafe() !== undefined) return
+    if (fiber.pollUnsafe() !== undefined) return fiber
     this.tasks ??= Effect.runSync(Scope.provide(FiberSet.make<unknown, unknown>(), this.scope))
     FiberSet.addUnsafe(this.tasks, fiber)
+    return fiber
   }
 
   /** Logs through a task (log lines are never awaited by what produces them). */
-  readonly log = (effect: Effect.Effect<void>): void => this.run(effect)
+  readonly log = (effect: Effect.Effect<void>): void => void this.run(effect)
 }

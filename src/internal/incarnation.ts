@@ -42,9 +42,12 @@ export interface Launcher {
   readonly verify: Effect.Effect<string, PluginClientError.Reason>
   readonly args: ReadonlyArray<string> | undefined
   readonly allowedEnvVars: ReadonlyArray<string> | undefined
+  readonly unsafeEnvVars: ReadonlyArray<string> | undefined
   readonly env: Readonly<Record<string, string>> | undefined
   readonly cwd: string | undefined
   readonly hostEnv: Readonly<Record<string, string | undefined>> | undefined
+  /** The level stderr lines are logged at; default the process's (`Debug`). */
+  readonly stderrLogLevel: Handshake.StderrLogLevel | undefined
   readonly hostHandlers: RpcPeer.HostHandlers | undefined
   readonly onNotification: (notification: JsonRpc.Notification) => Effect.Effect<void>
   /** The scope every incarnation's own scope is forked from. */
@@ -99,10 +102,11 @@ const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
       executable,
       args: launcher.args,
       allowedEnvVars: launcher.allowedEnvVars,
+      unsafeEnvVars: launcher.unsafeEnvVars,
       env: launcher.env,
       cwd: launcher.cwd,
       hostEnv: launcher.hostEnv
-    }, { shutdownGrace: policy.shutdownGrace, drainTimeout: policy.drainTimeout })
+    }, { shutdownGrace: policy.shutdownGrace, drainTimeout: policy.drainTimeout, stderrLogLevel: launcher.stderrLogLevel })
     yield* Metric.update(launcher.spawned, 1)
     const peer = yield* RpcPeer.make(RpcPeer.fromProcess(process), {
       maxConcurrentRequests: policy.maxConcurrentRequests,
@@ -110,6 +114,7 @@ const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
       maxRequestTimeout: policy.maxRequestTimeout,
       maxLineBytes: policy.maxLineBytes,
       maxQueuedBytes: policy.maxQueuedBytes,
+      cancellation: policy.cancellation,
       // Parsed notifications take several times the bytes of their lines.
       maxQueuedNotificationBytes: Math.floor(policy.maxQueuedBytes / 4),
       hostHandlers: launcher.hostHandlers,

@@ -12,6 +12,11 @@
  * plugin's reply without an id (the one-shot dialect, or an error it could not attribute) can
  * only belong to the call in flight.
  *
+ * Cancels (`$/cancelRequest`, `notifications/cancelled`) go to the `RequestServer`, whatever
+ * they name: they are the connection's own and never reach the inbox. A progress notification
+ * goes to the call whose token it carries (`CallTable.progress`); one for no call of this side
+ * is an ordinary notification.
+ *
  * The end of the bytes (and why, if reading failed) is the other side's output ending, which
  * `ConnectionEnd` waits for once the other side is gone.
  *
@@ -24,6 +29,7 @@ import * as JsonRpc from "../JsonRpc.ts"
 import * as PluginClientError from "../PluginClientError.ts"
 import type { CallTable } from "./callTable.ts"
 import type { ConnectionEnd } from "./connectionEnd.ts"
+import * as RequestSignals from "./requestSignals.ts"
 
 /**
  * The incoming side of one connection.
@@ -36,6 +42,8 @@ export class IncomingDispatcher {
   /** Replies to ids the connection never issued. */
   unknownResponses = 0
   notificationsReceived = 0
+  /** Cancels received from the other side (whether or not their request was still served). */
+  cancelsReceived = 0
   private readonly serial: boolean
   private readonly lenient: boolean
   private readonly decodeOptions: JsonRpc.DecodeOptions
@@ -43,6 +51,7 @@ export class IncomingDispatcher {
   private readonly calls: CallTable
   private readonly end: ConnectionEnd
   private readonly serve: (request: JsonRpc.Request) => void
+  private readonly cancel: (id: JsonRpc.Id, dialect: RequestSignals.Dialect) => void
   private readonly notify: ((notification: JsonRpc.Notification, bytes: number) => void) | undefined
   private readonly log: (effect: Effect.Effect<void>) => void
   /** Set once the bytes have ended: nothing read after that counts. */
@@ -58,6 +67,8 @@ export class IncomingDispatcher {
     readonly end: ConnectionEnd
     /** Serves a request from the other side. */
     readonly serve: (request: JsonRpc.Request) => void
+    /** The other side gave up its request `id`. */
+    readonly cancel: (id: JsonRpc.Id, dialect: RequestSignals.Dialect) => void
     /** Takes a notification and the length of its line; none: notifications are only counted. */
     readonly notify: ((notification: JsonRpc.Notification, bytes: number) => void) | undefined
     readonly log: (effect: Effect.Effect<void>) => void
@@ -69,6 +80,7 @@ export class IncomingDispatcher {
     this.calls = options.calls
     this.end = options.end
     this.serve = options.serve
+    this.cancel = options.cancel
     this.notify = options.notify
     this.log = options.log
   }
@@ -107,9 +119,20 @@ export class IncomingDispatcher {
         return this.serve(message)
       case "Notification":
         this.notificationsReceived++
+        if (this.onSignal(message)) return
         this.notify?.(message, frame.length)
         return
     }
+  }
+
+  /** Whether a notification was a cancel or a progress this connection took. */
+  private onSignal(message: JsonRpc.Notification): boolean {
+    const signal = RequestSignals.read(message)
+    if (signal === undefined) return false
+    if (signal._tag === "Progress") return this.calls.progress(signal.token, signal.value)
+    this.cancelsReceived++
+    this.cancel(signal.id, signal.dialect)
+    return true
   }
 
   private onInvalidLine(issue: JsonRpc.LineIssue): void {

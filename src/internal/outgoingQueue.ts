@@ -8,7 +8,9 @@
  * refuses it without one. A reply can neither wait (the other side's call hangs on it) nor be
  * dropped: it may fill the queue to twice the cap, so calls from this side never crowd replies
  * out, and one beyond that ends the connection with `Backpressure` (the other side sends requests
- * and leaves the replies unread). Alone in the queue, a line of any size goes out.
+ * and leaves the replies unread). A signal about a call in flight (a cancel) is small and best
+ * effort: it goes out ahead of parked calls while the queue is under the replies' limit, and is
+ * skipped beyond it. Alone in the queue, a line of any size goes out.
  *
  * A call's or a notification's line the transport refuses means the other side is gone or its
  * input broke, and the connection's end is on its way (the transport's contract): later lines
@@ -119,6 +121,15 @@ export class OutgoingQueue {
   /** Writes parked lines, in order, while there is room: the transport's "bytes went out". */
   readonly onWritten = (): void => {
     if (this.isBlocked) this.unblock()
+  }
+
+  /**
+   * Writes a signal about a call in flight (a cancel) unless the connection is over or the queue
+   * is past the replies' limit; whether it went out.
+   */
+  signal(line: string): boolean {
+    if (this.end.isOver || !this.fits(line.length + 1, this.replyLimit)) return false
+    return this.write(line)
   }
 
   /** Writes a reply, unless it would take the queue past twice the cap: that ends the connection. */

@@ -34,6 +34,7 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
+import * as SpawnRegistry from "../internal/spawnRegistry.ts"
 
 // ---------------------------------------------------------------------------
 // Models
@@ -837,6 +838,8 @@ export const make = (behaviours: Behaviours, options: Options = {}): Effect.Effe
     const spawner = ChildProcessSpawner.make((command) =>
       command._tag === "StandardCommand" ? spawnStandard(state, command) : spawnPiped(state, command)
     )
+    // Its pids are not processes: no parent-death signal, no registry entry (see spawnRegistry).
+    SpawnRegistry.markSimulated(spawner)
     const recorder = recorderOf(state)
     const instance: Instance = {
       ...recorder,

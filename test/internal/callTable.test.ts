@@ -38,7 +38,7 @@ const tableWith = (maxConcurrent: number) =>
       end,
       compactAt: 16
     })
-    const table: CallTable = new CallTable({ maxConcurrent, clock: yield* Clock.Clock, fork, outgoing, end, fail })
+    const table: CallTable = new CallTable({ maxConcurrent, clock: yield* Clock.Clock, fork, outgoing, end, fail, cancellation: "none", maxTimeoutMillis: 300_000 })
     /** Makes a call with `timeout`; its exit, once it has one, is `exit()`. */
     const call = (method: string, params: unknown = null, timeout: Duration.Input = "30 seconds") => {
       let exit: CallExit | undefined
@@ -55,7 +55,9 @@ const tableWith = (maxConcurrent: number) =>
         id: 0,
         deadline: 0,
         cancelled: false,
-        line: undefined
+        line: undefined,
+        progress: undefined,
+        cap: 0
       }
       const problem = table.submit(entry)
       return { entry, problem, exit: () => exit }

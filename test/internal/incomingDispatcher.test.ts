@@ -25,7 +25,16 @@ const dispatcherWith = (options: { readonly maxConcurrent: number; readonly leni
     const fail = (reason: PluginClientError.Reason) => PluginClientError.make("test", reason)
     const end: ConnectionEnd = new ConnectionEnd({ fork, onClose: () => calls.failAll(() => fail(end.reason())) })
     const outgoing = new OutgoingQueue({ output: { writeLine: () => true }, maxQueuedBytes: 1024, end, compactAt: 16 })
-    const calls: CallTable = new CallTable({ maxConcurrent: options.maxConcurrent, clock: yield* Clock.Clock, fork, outgoing, end, fail })
+    const calls: CallTable = new CallTable({
+      maxConcurrent: options.maxConcurrent,
+      clock: yield* Clock.Clock,
+      fork,
+      outgoing,
+      end,
+      fail,
+      cancellation: "none",
+      maxTimeoutMillis: 300_000
+    })
     const requests: Array<JsonRpc.Request> = []
     const notifications: Array<readonly [unknown, number]> = []
     let logged = 0
@@ -36,6 +45,7 @@ const dispatcherWith = (options: { readonly maxConcurrent: number; readonly leni
       calls,
       end,
       serve: (request) => void requests.push(request),
+      cancel: () => {},
       notify: (notification, size) => void notifications.push([notification.params, size]),
       log: () => void logged++
     })
@@ -52,7 +62,9 @@ const dispatcherWith = (options: { readonly maxConcurrent: number; readonly leni
         id: 0,
         deadline: 0,
         cancelled: false,
-        line: undefined
+        line: undefined,
+        progress: undefined,
+        cap: 0
       }
       calls.submit(entry)
       return { entry, exit: () => exit }

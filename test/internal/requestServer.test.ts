@@ -13,7 +13,7 @@ const serverWith = (handlers: Record<string, Handler<never>>, maxHandlers = 8) =
     const server = new RequestServer<never>({
       handlers,
       maxHandlers,
-      run: (effect) => void fork(effect),
+      run: (effect) => fork(effect),
       reply: (message) => void replies.push(message)
     })
     const request = (id: number, method: string, params?: unknown) => server.serve(JsonRpc.request(id, method, params))

@@ -1,0 +1,79 @@
+/**
+ * The host's registry: each plugin a launcher spawns is listed (pid, start time, group) while its
+ * Scope is open, and the file is gone once none is; the in-memory spawner's fake pids are never
+ * recorded nor started through `setpriv`.
+ */
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import * as ProcStat from "../../src/internal/procStat.ts"
+import * as SpawnRegistry from "../../src/internal/spawnRegistry.ts"
+import * as PluginProcess from "../../src/PluginProcess.ts"
+import * as InMemorySpawner from "../../src/testing/InMemorySpawner.ts"
+import { eventually, fixture, launchers, liveWith } from "../support/processes.ts"
+
+// This file's host registry lives in a folder of its own (the registry is opened on first use).
+const runtime = fs.mkdtempSync(path.join(os.tmpdir(), "spawn-registry-"))
+const previousRuntime = process.env["XDG_RUNTIME_DIR"]
+process.env["XDG_RUNTIME_DIR"] = runtime
+afterAll(() => {
+  if (previousRuntime === undefined) delete process.env["XDG_RUNTIME_DIR"]
+  else process.env["XDG_RUNTIME_DIR"] = previousRuntime
+  fs.rmSync(runtime, { recursive: true, force: true })
+})
+const registries = path.join(runtime, "effect-plugin-host")
+const ownFile = path.join(registries, `${process.pid}.json`)
+
+const readOwn = (): SpawnRegistry.RegistryFile | undefined =>
+  fs.existsSync(ownFile) ? JSON.parse(fs.readFileSync(ownFile, "utf8")) as SpawnRegistry.RegistryFile : undefined
+
+describe("spawnRegistry", () => {
+  it("the default folder is per user under XDG_RUNTIME_DIR, else under the OS tmpdir", () => {
+    assert.strictEqual(SpawnRegistry.defaultDirectory({ XDG_RUNTIME_DIR: "/run/user/7" }), "/run/user/7/effect-plugin-host")
+    assert.strictEqual(SpawnRegistry.defaultDirectory({}), path.join(os.tmpdir(), `effect-plugin-host-${process.getuid?.()}`))
+    assert.strictEqual(SpawnRegistry.defaultDirectory({ XDG_RUNTIME_DIR: "relative" }), path.join(os.tmpdir(), `effect-plugin-host-${process.getuid?.()}`))
+  })
+
+  it("a folder others can write is not used", () => {
+    const open = fs.mkdtempSync(path.join(os.tmpdir(), "open-registry-"))
+    fs.chmodSync(open, 0o777)
+    assert.isUndefined(SpawnRegistry.usableDirectory(open))
+    fs.chmodSync(open, 0o700)
+    assert.strictEqual(SpawnRegistry.usableDirectory(open), open)
+    fs.rmSync(open, { recursive: true })
+  })
+
+  for (const launcher of launchers) {
+    it.live(`lists each spawned plugin while its Scope is open, and removes the file after (${launcher.name} launcher)`, () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const proc = yield* PluginProcess.make({ name: "listed", executable: fixture("trap-term.sh") }, { shutdownGrace: "200 millis" }).pipe(
+          Scope.provide(scope)
+        )
+        const registry = readOwn()
+        assert.deepStrictEqual(registry?.host, { pid: process.pid, startTime: ProcStat.readStat(process.pid)?.startTime ?? -1 })
+        assert.deepStrictEqual(registry?.processes, [{
+          plugin: "listed",
+          pid: proc.pid,
+          startTime: ProcStat.readStat(proc.pid)?.startTime ?? -1,
+          pgid: proc.pid
+        }])
+        assert.strictEqual((fs.statSync(ownFile).mode & 0o077), 0, "only this user can read it")
+        yield* Scope.close(scope, Exit.void)
+        assert.isTrue(yield* eventually(() => !fs.existsSync(ownFile)), "the registry is removed with its last entry")
+      }).pipe(Effect.provide(liveWith(launcher))))
+  }
+
+  it.effect("the in-memory spawner's fake processes are neither recorded nor started through setpriv", () =>
+    Effect.gen(function*() {
+      yield* PluginProcess.make({ name: "fake", executable: "/bin/sh", args: ["-c", "true"] })
+      const [spawn] = yield* InMemorySpawner.spawns
+      assert.strictEqual(spawn?.command, "/bin/sh")
+      assert.deepStrictEqual(spawn?.args, ["-c", "true"])
+      assert.isUndefined(readOwn())
+    }).pipe(Effect.scoped, Effect.provide(InMemorySpawner.layer({ "/bin/sh": InMemorySpawner.echo() }))))
+})
