@@ -43,6 +43,25 @@ export const ChecksumStatus = Schema.Literals(["verified", "pending", "mismatch"
 export type ChecksumStatus = typeof ChecksumStatus.Type
 
 /**
+ * How this host ends a plugin's whole tree at stop: `mode` is `"cgroup"` (a cgroup v2 group per
+ * plugin, `cgroup.kill`: everything the plugin started) or `"process tree"` (no cgroup the host
+ * may create: the processes `/proc` walks find, from the plugin's pid, session and group; one
+ * that left the session after its parent exited can escape). `escaped` counts processes found in
+ * a stopped plugin's tree that were still there after its sweep, in this host process.
+ *
+ * @category models
+ */
+export const Containment = Schema.Struct({
+  mode: Schema.Literals(["cgroup", "process tree"]),
+  escaped: Schema.Int
+})
+
+/**
+ * @category models
+ */
+export type Containment = typeof Containment.Type
+
+/**
  * Exactly what is verified before each spawn of a plugin, as read when the report was made: the
  * executable (`verified`: `checksum_sha256`, run from a private copy of the hashed bytes;
  * `verified in place`: named in `checksums`; `mismatch`; `missing`; `not declared`), each file
@@ -205,7 +224,9 @@ export class DoctorReport extends Schema.Class<DoctorReport>("DoctorReport")({
   plugins: Schema.Array(PluginDiagnosis),
   groups: Schema.Array(GroupReport),
   /** Processes that hosts killed before this one left running, and whether this host reaped them (see `Leftovers`). */
-  leftovers: Schema.optionalKey(Schema.Array(Leftovers.Leftover))
+  leftovers: Schema.optionalKey(Schema.Array(Leftovers.Leftover)),
+  /** How the host contains plugin trees (absent in reports from hosts that did not say). */
+  containment: Schema.optionalKey(Containment)
 }) {
   /** The terminal table of a report (see {@link render}). */
   static render(report: DoctorReport): string {
@@ -312,6 +333,13 @@ const stderrBlock = (p: PluginDiagnosis): Array<string> => {
   return count === 0 ? [] : ["", `stderr of ${p.id} (last ${count} line${count === 1 ? "" : "s"}):`, ...p.stderrTail.map((l) => `  | ${l}`)]
 }
 
+/** The containment line: how this host ends plugin trees, and what can escape. */
+const containmentLine = (containment: Containment): string =>
+  (containment.mode === "cgroup"
+    ? "containment: cgroup (a plugin's whole tree ends with it)"
+    : "containment: process tree (no cgroup: processes found by /proc walks end with their plugin; one that leaves the plugin's session after its parent exited can escape)") +
+  (containment.escaped > 0 ? `; ${containment.escaped} process${containment.escaped === 1 ? "" : "es"} outlived a stop` : "")
+
 /** What hosts that died left running, one line each (nothing when there was none). */
 const leftoversBlock = (leftovers: ReadonlyArray<Leftovers.Leftover> | undefined): Array<string> =>
   leftovers === undefined || leftovers.length === 0 ? [] : [
@@ -359,7 +387,7 @@ const environmentLine = (p: PluginDiagnosis): Array<string> => {
  * tails and the processes hosts that died left running.
  * `STATE` is the process lifecycle (`Running`, `Recovering`…), `HEALTH` the verdict; the crash
  * counts are those in the restart window (`recent`, what the cap counts), in a row (what the
- * backoff counts) and since the host started. Durations are humanised (`1 min 5 s`).
+ * backoff counts) and since the host started; then how the host contains plugin trees. Durations are humanised (`1 min 5 s`).
  *
  * @category doctor
  */
@@ -376,6 +404,7 @@ export const render = (report: DoctorReport): string => {
     ...(report.plugins.some((p) => verificationLine(p).length > 0) ? [""] : []),
     ...report.plugins.flatMap(verificationLine),
     ...report.plugins.flatMap(stderrBlock),
-    ...leftoversBlock(report.leftovers)
+    ...leftoversBlock(report.leftovers),
+    ...(report.containment === undefined ? [] : ["", containmentLine(report.containment)])
   ].join("\n")
 }

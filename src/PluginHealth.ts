@@ -35,6 +35,7 @@ import * as GroupHealth from "./GroupHealth.ts"
 import * as DiscoveryAnswer from "./internal/discoveryAnswer.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 import * as HealthState from "./internal/healthState.ts"
+import * as ProcessTree from "./internal/processTree.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as Leftovers from "./Leftovers.ts"
 import type * as PluginClient from "./PluginClient.ts"
@@ -569,7 +570,8 @@ const doctor = (health: Health): Effect.Effect<DoctorReport> =>
       generatedAt: yield* Clock.currentTimeMillis,
       plugins,
       groups: checks.map(GroupReport.fromHealthcheck),
-      ...(leftovers.length === 0 ? {} : { leftovers })
+      ...(leftovers.length === 0 ? {} : { leftovers }),
+      containment: { mode: ProcessTree.mode(), escaped: ProcessTree.escapedCount() }
     })
   }).pipe(Effect.withSpan("PluginHealth.doctor"))
 

@@ -16,10 +16,12 @@
  *
  * Stopping (explicitly with `stop`, or by closing the Scope) runs, each step bounded:
  * optional graceful hook (for example a `shutdown` request, up to `drainTimeout`) → end stdin →
- * SIGTERM to the process group → `shutdownGrace` → SIGKILL to the group → wait for exit. The
- * grace periods use Effect's Clock, so `TestClock` drives them against the in-memory spawner.
- * The exit is observed as data ({@link ProcessExit}): code or signal, and whether the host asked
- * for it.
+ * SIGTERM to the process group → `shutdownGrace` → SIGKILL to the group → wait for exit → what
+ * is left of the plugin's whole tree, `setsid` descendants included, is ended (a `/proc` walk
+ * begun before the first signal, and a cgroup where the host may create one: see
+ * `internal/processTree.ts`). The grace periods use Effect's Clock, so `TestClock` drives them
+ * against the in-memory spawner. The exit is observed as data ({@link ProcessExit}): code or
+ * signal, and whether the host asked for it.
  *
  * A plugin does not outlive a host that is killed: where util-linux `setpriv` exists, a plugin is
  * started through it with a parent-death signal (SIGKILL when the host dies), and each spawn is
@@ -60,6 +62,7 @@ import { formatDuration } from "./internal/formatDuration.ts"
 import { withParentDeathSignal } from "./internal/parentDeath.ts"
 import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import { signalGroup, terminateGroup } from "./internal/processGroup.ts"
+import * as ProcessTree from "./internal/processTree.ts"
 import * as SpawnRegistry from "./internal/spawnRegistry.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -281,8 +284,12 @@ const makeStopper = (controls: {
   readonly endInput: Effect.Effect<void>
   readonly signal: (signal: "SIGTERM" | "SIGKILL") => Effect.Effect<void>
   readonly annotate: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** The plugin's whole tree: walked as the stop begins, signalled at each rung, swept at the end. */
+  readonly tree: ProcessTree.Containment | undefined
 }) => {
-  const { timings, exited, endInput, signal } = controls
+  const { timings, exited, endInput, tree } = controls
+  const signal = (killSignal: "SIGTERM" | "SIGKILL") =>
+    tree === undefined ? controls.signal(killSignal) : Effect.andThen(Effect.sync(() => ProcessTree.signalTree(tree, killSignal)), controls.signal(killSignal))
   const stopResult = Deferred.makeUnsafe<ProcessExit>()
   let stopping = false
 
@@ -316,6 +323,7 @@ const makeStopper = (controls: {
 
   const stopSequence = (graceful: Effect.Effect<unknown, unknown> | undefined) =>
     Effect.gen(function*() {
+      if (tree !== undefined) ProcessTree.snapshot(tree)
       if (graceful !== undefined && !Deferred.isDoneUnsafe(exited)) {
         yield* graceful.pipe(
           Effect.ignore,
@@ -342,6 +350,7 @@ const makeStopper = (controls: {
       if (stopping) return Deferred.await(stopResult)
       stopping = true
       return stopSequence(stopOptions?.graceful).pipe(
+        Effect.tap(() => tree === undefined ? Effect.void : ProcessTree.sweep(tree, Duration.toMillis(timings.killTimeout))),
         Effect.tap((exit) => Deferred.succeed(stopResult, exit))
       )
     }).pipe(Effect.uninterruptible)
@@ -591,14 +600,15 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   const handle = yield* spawnWithSpawner(spec, yield* launchOf(spec), guards)
   const startedAt = yield* Clock.currentTimeMillis
   const pid: number = handle.pid
-  yield* SpawnRegistry.track(spec.name, pid, guards)
+  const tree = ProcessTree.contain(pid)
+  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
   const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
   const excerpt = makeExcerpt(timings.excerptChars)
   const stderrDone = yield* drainSpawnerStderr(handle, excerpt, timings, annotate)
   const ends = makeEnds()
   const input = yield* writeSpawnerInput(handle, ends)
   const endInput = Effect.asVoid(Queue.end(input.outbound))
-  const stopper = makeStopper({ timings, exited: ends.exited, endInput, signal: signalWithSpawner(handle, ends.exited), annotate })
+  const stopper = makeStopper({ timings, exited: ends.exited, endInput, signal: signalWithSpawner(handle, ends.exited), annotate, tree })
   yield* watchSpawnerExit(handle, { stderrDone, ended: ends.ended, stopper })
 
   // Registered last, so it runs first at Scope close: before the readers are interrupted and
@@ -913,7 +923,8 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
   if (child.pid === undefined || child.pid <= 0) return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
   const pid = child.pid
-  yield* SpawnRegistry.track(spec.name, pid, guards)
+  const tree = ProcessTree.contain(pid)
+  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
   // A failed kill is reported as an `error` event; the exit is what we observe.
   child.on("error", () => {})
   const startedAt = yield* Clock.currentTimeMillis
@@ -925,7 +936,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const input = makeNodeInput(child.stdin, ends, runFork)
   const endInput = endNodeInput(input)
   const signal = (killSignal: "SIGTERM" | "SIGKILL") => Effect.sync(() => signalGroup(child, pid, killSignal))
-  const stopper = makeStopper({ timings, exited: ends.exited, endInput, signal, annotate })
+  const stopper = makeStopper({ timings, exited: ends.exited, endInput, signal, annotate, tree })
   watchNodeExit(child, { input, stderr, ended: ends.ended, stopper })
   const listenStdout = listenNodeStdout(child.stdout)
 

@@ -123,6 +123,23 @@ describe("DoctorReport (group summaries)", () => {
   })
 })
 
+describe("DoctorReport (containment)", () => {
+  const report = (containment?: DoctorReport.Containment) =>
+    new DoctorReport.DoctorReport({ generatedAt: 0, plugins: [], groups: [], ...(containment === undefined ? {} : { containment }) })
+
+  it("says in one line how the host ends plugin trees, what can escape without a cgroup, and counts processes that outlived a stop", () => {
+    const line = (containment?: DoctorReport.Containment) => DoctorReport.render(report(containment)).split("\n").filter((l) => l.startsWith("containment:"))
+    assert.deepStrictEqual(line({ mode: "cgroup", escaped: 0 }), ["containment: cgroup (a plugin's whole tree ends with it)"])
+    const [fallback] = line({ mode: "process tree", escaped: 0 })
+    assert.include(fallback, "containment: process tree")
+    assert.include(fallback, "can escape")
+    assert.notInclude(fallback, "outlived")
+    assert.include(line({ mode: "process tree", escaped: 2 })[0], "2 processes outlived a stop")
+    assert.include(line({ mode: "cgroup", escaped: 1 })[0], "1 process outlived a stop")
+    assert.deepStrictEqual(line(), [], "a report without the field (an older host's JSON) renders without the line")
+  })
+})
+
 describe("DoctorReport (leftovers of hosts that died)", () => {
   const base = { generatedAt: 0, plugins: [], groups: [] }
   it("lists each process a dead host left and whether it was reaped; nothing when there was none", () => {

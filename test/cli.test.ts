@@ -167,6 +167,9 @@ describe("plugin-host command (subprocess)", () => {
     const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
     assert.deepStrictEqual(report.plugins.map((p) => p.id).sort(), ["echo", "rss-poller"])
     assert.strictEqual(report.plugins.find((p) => p.id === "echo")?.state, "Running")
+    // How this host ends plugin trees, in the table and the JSON alike.
+    assert.include(["cgroup", "process tree"], report.containment?.mode)
+    assert.include(table.stdout, `containment: ${report.containment?.mode}`)
   })
 
   it("doctor exits 1 when a plugin is disabled, naming it (PLUGIN_HOST_RESTART_CAP=1 disables at the first crash)", () => {

@@ -10,6 +10,7 @@ import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
+import * as Cgroup from "../../src/internal/cgroup.ts"
 import * as ProcStat from "../../src/internal/procStat.ts"
 import * as SpawnRegistry from "../../src/internal/spawnRegistry.ts"
 import * as PluginProcess from "../../src/PluginProcess.ts"
@@ -56,12 +57,16 @@ describe("spawnRegistry", () => {
         )
         const registry = readOwn()
         assert.deepStrictEqual(registry?.host, { pid: process.pid, startTime: ProcStat.readStat(process.pid)?.startTime ?? -1 })
-        assert.deepStrictEqual(registry?.processes, [{
+        const [{ cgroup, ...entry } = { cgroup: undefined }, ...others] = registry?.processes ?? []
+        assert.deepStrictEqual([entry, ...others], [{
           plugin: "listed",
           pid: proc.pid,
           startTime: ProcStat.readStat(proc.pid)?.startTime ?? -1,
           pgid: proc.pid
         }])
+        // Where the host may create cgroups, the plugin's own group is recorded (the reaper kills it whole).
+        if (Cgroup.available() === undefined) assert.isUndefined(cgroup)
+        else assert.include(fs.readFileSync(path.join(cgroup ?? "", "cgroup.procs"), "utf8").split("\n"), String(proc.pid))
         assert.strictEqual((fs.statSync(ownFile).mode & 0o077), 0, "only this user can read it")
         yield* Scope.close(scope, Exit.void)
         assert.isTrue(yield* eventually(() => !fs.existsSync(ownFile)), "the registry is removed with its last entry")

@@ -1,0 +1,302 @@
+/**
+ * The whole tree of a plugin process, so that none of it outlives the plugin: what a stop
+ * signals beside the plugin's process group, and what it sweeps after the plugin exited.
+ *
+ * Two ways together ({@link contain} sets them up at spawn):
+ * - a cgroup v2 child group (see `cgroup.ts`) where the host may create one: everything the
+ *   plugin starts once it is in the group stays in it, and `cgroup.kill` ends it all;
+ * - always, the `/proc` walk (with a cgroup too: a plugin often forks before the host has moved
+ *   it into its group, a shell script at once): the plugin's descendants (ppid chains read from
+ *   `/proc/<pid>/stat`) plus every member of its session and process group (the launchers start
+ *   plugins detached, so the plugin leads both). A `setsid` grandchild leaves the session but is still a descendant
+ *   while its parent lives; once the parent dies it is reparented to init and only the walk that
+ *   saw it before knows it. So every process a walk finds is remembered (pid and start time, so a
+ *   reused pid is never hit), later walks start from all of them, and the first walk is taken
+ *   when the stop begins, before anything is signalled.
+ *
+ * What the walk cannot reach, and cgroups can: a process that left the plugin's session and
+ * whose parent chain up to the plugin ended before any walk saw it (a double fork with `setsid`,
+ * before the stop or between two walks). Node cannot make the host a child subreaper
+ * (`PR_SET_CHILD_SUBREAPER`), which would have kept such orphans below it. A sweep that still
+ * finds processes after its last round counts them ({@link escapedCount}).
+ *
+ * A walk reads all of `/proc` once; the table is shared by every walk until the end of the
+ * current turn of the event loop, so plugins whose stops reach a rung together share one scan.
+ * A sweep after a stop whose walks found nothing beside the plugin scans nothing: it probes the
+ * plugin's process group and cgroup (see `onlyThePlugin` for what that leaves out).
+ *
+ * @internal
+ */
+import * as fs from "node:fs"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Cgroup from "./cgroup.ts"
+import { groupAlive } from "./processGroup.ts"
+
+/** What a walk needs of one process. */
+interface Stat {
+  readonly ppid: number
+  readonly pgid: number
+  readonly sid: number
+  /** Start time since boot, in clock ticks: with the pid, identifies the process. */
+  readonly start: string
+  readonly zombie: boolean
+}
+
+/** `/proc` at one instant: every process, and the children of each. */
+interface Table {
+  readonly stats: ReadonlyMap<number, Stat>
+  readonly children: ReadonlyMap<number, ReadonlyArray<number>>
+}
+
+const parseStat = (text: string): Stat | undefined => {
+  // The command name is in parentheses and may contain spaces or parentheses.
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ")
+  const start = rest[19]
+  if (start === undefined) return undefined
+  return { ppid: Number(rest[1]), pgid: Number(rest[2]), sid: Number(rest[3]), start, zombie: rest[0] === "Z" || rest[0] === "X" }
+}
+
+/** One buffer for every read: a `stat` line is well under 1 KB. */
+const statBuffer = Buffer.alloc(4096)
+
+/** `/proc/<pid>/stat` in three system calls (open, read, close), not `readFileSync`'s five. */
+const readStat = (pid: number): Stat | undefined => {
+  let fd: number | undefined
+  try {
+    fd = fs.openSync(`/proc/${pid}/stat`, "r")
+    const length = fs.readSync(fd, statBuffer, 0, statBuffer.length, null)
+    return parseStat(statBuffer.toString("latin1", 0, length))
+  } catch {
+    return undefined
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+}
+
+const scanProc = (): Table => {
+  const stats = new Map<number, Stat>()
+  const children = new Map<number, Array<number>>()
+  for (const name of fs.readdirSync("/proc")) {
+    const pid = Number(name)
+    if (!Number.isInteger(pid)) continue
+    const stat = readStat(pid)
+    if (stat === undefined) continue
+    stats.set(pid, stat)
+    const siblings = children.get(stat.ppid)
+    if (siblings === undefined) children.set(stat.ppid, [pid])
+    else siblings.push(pid)
+  }
+  return { stats, children }
+}
+
+let shared: Table | undefined
+let scans = 0
+const dropShared = () => {
+  shared = undefined
+}
+
+/** `/proc` now: one scan per turn of the event loop, shared by every walk in it. */
+const currentTable = (): Table => {
+  if (shared !== undefined) return shared
+  shared = scanProc()
+  scans++
+  setImmediate(dropShared)
+  return shared
+}
+
+/**
+ * How many times `/proc` was scanned in this host process (for tests and benchmarks).
+ *
+ * @internal
+ */
+export const scanCount = (): number => scans
+
+/** A process of the tree: its pid and start time. */
+type Members = Map<number, string>
+
+/**
+ * What holds one plugin's tree: every process a walk found (the plugin first), and its cgroup
+ * when it has one.
+ *
+ * @internal
+ */
+export interface Containment {
+  readonly root: number
+  readonly members: Members
+  readonly cgroup: Cgroup.Cgroup | undefined
+}
+
+/**
+ * Starts holding the tree of `pid`, a process the host just spawned: in a cgroup when it can.
+ * Undefined when `pid` is not a live child of this process (an in-memory spawner's fake pid, or a
+ * plugin already gone): nothing of it is ever signalled then.
+ *
+ * @internal
+ */
+export const contain = (pid: number): Containment | undefined => {
+  const stat = readStat(pid)
+  if (stat === undefined || stat.ppid !== process.pid || stat.zombie) return undefined
+  return { root: pid, members: new Map([[pid, stat.start]]), cgroup: Cgroup.enter(pid) }
+}
+
+/**
+ * How this host contains plugin trees: `"cgroup"` when it may create cgroup v2 groups,
+ * `"process tree"` (the `/proc` walk) otherwise.
+ *
+ * @internal
+ */
+export const mode = (): "cgroup" | "process tree" => Cgroup.available() === undefined ? "process tree" : "cgroup"
+
+/**
+ * Walks the tree in `table`: forgets members that are gone (or whose pid was reused), adds every
+ * descendant of a member and every process of the plugin's session and group. Returns the live
+ * members, the plugin itself included while it runs.
+ */
+const walk = (tree: Containment, table: Table): Array<number> => {
+  const { members, root } = tree
+  for (const [pid, start] of members) {
+    const stat = table.stats.get(pid)
+    if (stat === undefined || stat.start !== start) members.delete(pid)
+  }
+  // The session and group ids of the plugin stay reserved while a process uses them; a new
+  // process with the plugin's pid means they are someone else's now.
+  if (!table.stats.has(root) || members.has(root)) {
+    for (const [pid, stat] of table.stats) {
+      if ((stat.sid === root || stat.pgid === root) && !members.has(pid)) members.set(pid, stat.start)
+    }
+  }
+  const pending = [...members.keys()]
+  for (let pid = pending.pop(); pid !== undefined; pid = pending.pop()) {
+    for (const child of table.children.get(pid) ?? []) {
+      const stat = table.stats.get(child)
+      if (stat === undefined || members.has(child)) continue
+      members.set(child, stat.start)
+      pending.push(child)
+    }
+  }
+  const live: Array<number> = []
+  for (const pid of members.keys()) {
+    if (pid > 1 && pid !== process.pid && table.stats.get(pid)?.zombie === false) live.push(pid)
+  }
+  return live
+}
+
+const kill = (pid: number, signal: "SIGTERM" | "SIGKILL"): void => {
+  try {
+    process.kill(pid, signal)
+  } catch {
+    // Gone since the walk.
+  }
+}
+
+/**
+ * Walks the tree without signalling anything: what a stop does first, while the plugin still
+ * links its descendants (with a cgroup too: a child the plugin forked before it was moved into
+ * its group is only found this way).
+ *
+ * @internal
+ */
+export const snapshot = (tree: Containment): void => {
+  walk(tree, currentTable())
+}
+
+/**
+ * One rung of the stop: sends `signal` to the tree beside the plugin's process group (which the
+ * launcher signals): what a walk finds, and what is in its cgroup.
+ *
+ * @internal
+ */
+export const signalTree = (tree: Containment, signal: "SIGTERM" | "SIGKILL"): void => {
+  const table = currentTable()
+  const outsideGroup = (pid: number) => (table.stats.get(pid) ?? readStat(pid))?.pgid !== tree.root
+  const walked = walk(tree, table)
+  for (const pid of walked) {
+    if (outsideGroup(pid)) kill(pid, signal)
+  }
+  if (tree.cgroup === undefined) return
+  if (signal === "SIGKILL") return Cgroup.signal(tree.cgroup, signal)
+  for (const pid of Cgroup.members(tree.cgroup)) {
+    if (!tree.members.has(pid) && outsideGroup(pid)) kill(pid, signal)
+  }
+}
+
+/** Whether anything of the tree is alive: a walk finds a member, or its cgroup is populated. */
+const anyLeft = (tree: Containment): boolean =>
+  walk(tree, currentTable()).length > 0 || (tree.cgroup !== undefined && Cgroup.populated(tree.cgroup))
+
+/** How long members get between SIGTERM and SIGKILL in a sweep, as the launcher's group sweep. */
+const termToKillMillis = 200
+const pollMillis = 20
+const poll = Duration.millis(pollMillis)
+/** Rounds a sweep repeats at most (each may find processes forked since the one before). */
+const maxRounds = 5
+
+let escaped = 0
+
+/**
+ * Processes that sweeps found and could not end (still there after their last round), in this
+ * host process.
+ *
+ * @internal
+ */
+export const escapedCount = (): number => escaped
+
+/** Waits up to `millis` for the tree to be empty; returns the millis it waited, or undefined when it is not empty. */
+const waitUntilGone = (tree: Containment, millis: number): Effect.Effect<number | undefined> =>
+  Effect.gen(function*() {
+    for (let waited = 0; waited < millis; waited += pollMillis) {
+      if (!anyLeft(tree)) return waited
+      yield* Effect.sleep(poll)
+    }
+    return anyLeft(tree) ? undefined : millis
+  })
+
+/**
+ * After the plugin exited: ends whatever is left of its tree (SIGTERM, SIGKILL and `cgroup.kill`
+ * 200 ms later), walking again until a walk finds nothing, for at most five rounds and
+ * `killWaitMillis` of waiting for SIGKILLed processes to go (the stop's `killTimeout`), and
+ * removes its cgroup. What is still there after that is counted in {@link escapedCount}.
+ *
+ * @internal
+ */
+export const sweep = (tree: Containment, killWaitMillis: number): Effect.Effect<void> =>
+  Effect.suspend(() => onlyThePlugin(tree) ? Effect.sync(() => removeCgroup(tree)) : sweepRounds(tree, killWaitMillis))
+
+/**
+ * Whether nothing is left of the tree, without a scan of `/proc`: no walk of the stop found
+ * anything beside the plugin, its process group is empty, and so is its cgroup. With a cgroup
+ * that is certain (what the plugin started since the walk is in it); without one, a process the
+ * plugin started since the first walk of its stop, in a new process group of its session, is not
+ * looked for (one in a new session is out of reach of any walk once its parent is gone).
+ */
+const onlyThePlugin = (tree: Containment): boolean =>
+  (tree.members.size === 0 || (tree.members.size === 1 && tree.members.has(tree.root))) && !groupAlive(tree.root) &&
+  (tree.cgroup === undefined || !Cgroup.populated(tree.cgroup)) && (tree.cgroup === undefined || !Cgroup.populated(tree.cgroup))
+
+const removeCgroup = (tree: Containment): void => {
+  if (tree.cgroup !== undefined) Cgroup.remove(tree.cgroup)
+}
+
+const sweepRounds = (tree: Containment, killWaitMillis: number): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    let killWaitLeft = killWaitMillis
+    for (let round = 0; round < maxRounds && killWaitLeft > 0; round++) {
+      if (!anyLeft(tree)) break
+      signalAll(tree, "SIGTERM")
+      if ((yield* waitUntilGone(tree, termToKillMillis)) !== undefined) break
+      signalAll(tree, "SIGKILL")
+      const waited = yield* waitUntilGone(tree, killWaitLeft)
+      killWaitLeft = waited === undefined ? 0 : killWaitLeft - waited
+    }
+    const left = new Set(walk(tree, currentTable()))
+    if (tree.cgroup !== undefined) for (const pid of Cgroup.members(tree.cgroup)) left.add(pid)
+    escaped += left.size
+    removeCgroup(tree)
+  })
+
+/** Signals every live member a walk finds, and the cgroup. */
+const signalAll = (tree: Containment, signal: "SIGTERM" | "SIGKILL"): void => {
+  for (const pid of walk(tree, currentTable())) kill(pid, signal)
+  if (tree.cgroup !== undefined) Cgroup.signal(tree.cgroup, signal)
+}
