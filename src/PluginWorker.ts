@@ -247,7 +247,7 @@ export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Tra
         Effect.andThen(Deferred.succeed(done, undefined)),
         Effect.as(null)
       )
-  })
+  }, true)
 
   const peer = yield* RpcPeer.make(transport, {
     hostHandlers: handlers,
@@ -295,7 +295,8 @@ const notificationHandler = (
  */
 const handlerTable = (
   options: Pick<ServeOptions, "handlers" | "onInitialize">,
-  builtins: Readonly<Record<string, RpcPeer.HostHandler<HostConnection>>>
+  builtins: Readonly<Record<string, RpcPeer.HostHandler<HostConnection>>>,
+  negotiates: boolean
 ): Record<string, RpcPeer.HostHandler<HostConnection>> => {
   const supportedMethods = Object.keys(options.handlers)
   const onInitialize = options.onInitialize
@@ -305,7 +306,7 @@ const handlerTable = (
       const mismatch = theirs === undefined ? undefined : Protocol.versionMismatch(Protocol.protocolVersion, theirs)
       if (mismatch !== undefined) return Effect.fail(new JsonRpc.JsonRpcError({ code: JsonRpc.ErrorCode.InvalidRequest, message: mismatch }))
       return (onInitialize === undefined ? Effect.void : onInitialize(params)).pipe(
-        Effect.map((extra) => Protocol.initializeResult(supportedMethods, extra)),
+        Effect.map((extra) => Protocol.initializeResult(supportedMethods, extra, negotiates)),
         Effect.mapError(toJsonRpcError)
       )
     },
@@ -541,7 +542,8 @@ export const serveBroker = (
     const name = options.name ?? "worker"
     const host = brokerHostConnection(name)
     const semaphore = yield* Semaphore.make(Math.max(1, options.maxConcurrentRequests ?? 64))
-    const handlers = handlerTable(options, {})
+    // No connection to negotiate over a broker: no cancellation, progress or host notifications.
+    const handlers = handlerTable(options, {}, false)
 
     /** The reply to one request; an interrupted handler (the worker is stopping) gets none. */
     const dispatch = (id: JsonRpc.Id | null, method: string, params: unknown): Effect.Effect<JsonRpc.Success | JsonRpc.Failure> => {

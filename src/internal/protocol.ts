@@ -61,14 +61,13 @@ export const protocolVersionOf = (params: unknown): string | undefined => {
 }
 
 /**
- * The worker's answer to `initialize`: `{ok: true, supportedMethods, protocolVersion,
- * capabilities}` plus the fields of what its `onInitialize` returned (which may override them).
+ * The worker's answer to `initialize`: `{ok: true, supportedMethods}` (with `protocolVersion` and
+ * `capabilities` on a connection that `negotiates`: stdio, not a broker) plus the fields of what its `onInitialize` returned (which may override them).
  */
-export const initializeResult = (supportedMethods: ReadonlyArray<string>, extra: object | void): object => ({
+export const initializeResult = (supportedMethods: ReadonlyArray<string>, extra: object | void, negotiates: boolean): object => ({
   ok: true,
   supportedMethods,
-  protocolVersion,
-  capabilities,
+  ...(negotiates ? { protocolVersion, capabilities } : {}),
   ...(extra ?? {})
 })
 
