@@ -19,7 +19,8 @@
  * the next chunk. Either way the rest of the chunk being read when the pause came is still
  * decoded: its requests are held (small: at most one chunk of request lines) and served, in
  * order, when reading resumes, so that one chunk of small requests asking for big replies cannot
- * take the queue far past the cap. The other side's end (its exit) opens the gate again (what a
+ * take the queue far past the cap (a cancel of a held request finds nothing running: the request
+ * is still served). The other side's end (its exit) opens the gate again (what a
  * dead side wrote last must still be read), and so does the connection's end (which drops the
  * held requests): a reader must not stay parked forever. While not paused, the cost is one
  * comparison per request, per reply and per "bytes went out".
@@ -93,11 +94,6 @@ export class IncomingFlow {
     this.serveNow = options.serve
     this.end = options.end
     this.fork = options.fork
-  }
-
-  /** Whether reading is paused. */
-  get isPaused(): boolean {
-    return this.paused
   }
 
   /** The pushing source's switch: a pause already decided applies to it at once. */
@@ -186,7 +182,7 @@ export class IncomingFlow {
     return !this.paused
   }
 
-  /** The pause lasted `maxPause`: the other side does not read. */
+  /** Nothing went out for `maxPauseMillis` of a pause: the other side does not read. */
   private stall(): void {
     this.timer = undefined
     this.end.close(new PluginClientError.Backpressure({ queuedBytes: this.queuedBytes(), limit: this.pauseAbove }))
