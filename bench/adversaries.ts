@@ -128,7 +128,7 @@ const figures: ReadonlyArray<Figure> = [
   {
     figure: `3b. a plugin that never reads the replies to its requests, ${quick ? 8 : 20} s: host RSS growth over the second half`,
     before: "+100 MB/s",
-    now: when("memory-unread-replies", (r) => `${r.growthMbPerSec} MB/s (RSS at each quarter: ${String(r.rssQuartersMb).replaceAll(",", ", ")} MB; ${r.connectionsEnded} connections ended with \`${r.lastEndReason}\`)`)
+    now: when("memory-unread-replies", (r) => `${r.growthMbPerSec} MB/s (RSS at each quarter: ${String(r.rssQuartersMb).replaceAll(",", ", ")} MB; ${r.connectionsEnded === 0 ? "no connection ended" : `${r.connectionsEnded} connections ended with \`${r.lastEndReason}\``})`)
   },
   {
     figure: "3b. … host peak RSS (target < 300 MB)",

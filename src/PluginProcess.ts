@@ -135,6 +135,16 @@ export interface Options {
 }
 
 /**
+ * Pauses and resumes the reading of a process's stdout (see `PluginProcess.listenStdout`).
+ *
+ * @category models
+ */
+export interface StdoutSwitch {
+  readonly pause: () => void
+  readonly resume: () => void
+}
+
+/**
  * A running plugin process.
  *
  * @category models
@@ -151,12 +161,14 @@ export interface PluginProcess {
   readonly stdout: Stream.Stream<Uint8Array, PlatformError.PlatformError>
   /**
    * The same bytes as `stdout`, handed to callbacks as they arrive (launchers that can: the
-   * Node one). Registered in the current Scope; use one or the other, never both.
+   * Node one). Registered in the current Scope; use one or the other, never both. The switch it
+   * returns pauses and resumes the reading (flow control: a paused pipe fills up and the plugin
+   * blocks on its writes).
    */
   readonly listenStdout?: ((handlers: {
     readonly onChunk: (chunk: Uint8Array) => void
     readonly onEnd: (failure?: string) => void
-  }) => Effect.Effect<void, never, Scope.Scope>) | undefined
+  }) => Effect.Effect<StdoutSwitch, never, Scope.Scope>) | undefined
   /**
    * Queues one line (without newline) for stdin. Lines queued in one burst are written
    * together (one write, or slices of 16 lines with the Node launcher). Returns false once stdin
@@ -867,11 +879,20 @@ const sweepNode = (child: NodeChildProcess, pid: number, stderr: NodeStderr): Ef
     })
   )
 
-/** stdout's chunks handed to callbacks, for as long as the listening Scope is open. */
+/** A switch for a stdout that cannot be paused (there is none). */
+const noSwitch: StdoutSwitch = { pause: () => {}, resume: () => {} }
+
+/**
+ * stdout's chunks handed to callbacks, for as long as the listening Scope is open; the switch
+ * pauses the pipe (`pause()` stops `data` events, and the kernel pipe fills up behind it).
+ */
 const listenNodeStdout = (pipe: NodeChildProcess["stdout"]): NonNullable<PluginProcess["listenStdout"]> =>
 ({ onChunk, onEnd }) =>
   pipe === null
-    ? Effect.sync(() => onEnd())
+    ? Effect.sync(() => {
+      onEnd()
+      return noSwitch
+    })
     : Effect.flatMap(Effect.scope, (listenScope) => {
       const onData = (chunk: Buffer) => onChunk(chunk)
       const onClose = () => onEnd()
@@ -879,13 +900,16 @@ const listenNodeStdout = (pipe: NodeChildProcess["stdout"]): NonNullable<PluginP
       pipe.on("data", onData)
       pipe.once("end", onClose)
       pipe.once("error", onError)
-      return Scope.addFinalizer(
-        listenScope,
-        Effect.sync(() => {
-          pipe.off("data", onData)
-          pipe.off("end", onClose)
-          pipe.off("error", onError)
-        })
+      return Effect.as(
+        Scope.addFinalizer(
+          listenScope,
+          Effect.sync(() => {
+            pipe.off("data", onData)
+            pipe.off("end", onClose)
+            pipe.off("error", onError)
+          })
+        ),
+        { pause: () => void pipe.pause(), resume: () => void pipe.resume() }
       )
     })
 

@@ -9,8 +9,11 @@
  *
  * Memory is bounded by bytes in both directions. Lines queued for the other side and not yet
  * taken by it stay under `maxQueuedBytes`: a call waits for room (within its timeout), a
- * notification fails at once with `Backpressure`, and replies the other side leaves unread end
- * the connection once they would take the queue past twice the cap. Notifications waiting for a
+ * notification fails at once with `Backpressure`, and once replies take the queue over the cap
+ * the other side's output is no longer read (flow control, `internal/incomingFlow.ts`) until it
+ * has read the queue down to half: a side flooding requests blocks on its own output. A pause in
+ * which nothing goes out for `requestTimeout`, or replies that would take the queue past twice
+ * the cap, end the connection with `Backpressure`. Notifications waiting for a
  * slow `onNotification` stay under `maxQueuedNotificationBytes` (and a count); beyond it they are
  * dropped, counted in `stats` and in the `plugin_notifications_dropped_total` metric. A handler
  * that returns at once is run as the notification is read, so it never drops one (see
@@ -54,6 +57,7 @@ import { type Call, CallTable } from "./internal/callTable.ts"
 import { ConnectionEnd } from "./internal/connectionEnd.ts"
 import { ConnectionFibers } from "./internal/connectionFibers.ts"
 import { IncomingDispatcher } from "./internal/incomingDispatcher.ts"
+import { IncomingFlow } from "./internal/incomingFlow.ts"
 import { NotificationDrops } from "./internal/notificationDrops.ts"
 import * as NotificationInbox from "./internal/notificationInbox.ts"
 import { OutgoingQueue } from "./internal/outgoingQueue.ts"
@@ -117,7 +121,10 @@ export interface Options<R = never> {
    * Bytes of outgoing lines queued for the other side and not yet taken by it, when the transport
    * can tell (`queuedBytes`). A call waits for room within its timeout; a notification fails with
    * `Backpressure`; a reply may fill the queue to twice this, and one beyond ends the connection
-   * with `Backpressure`. A line bigger than the cap still goes out alone. Default 32 MiB.
+   * with `Backpressure`. Once replies take the queue over this, the other side's output is not
+   * read until the queue is down to half (unless calls wait for room: their replies come on it);
+   * a pause with nothing going out for `requestTimeout` ends the connection with `Backpressure`.
+   * A line bigger than the cap still goes out alone. Default 32 MiB.
    */
   readonly maxQueuedBytes?: number | undefined
   /** Accept replies without `jsonrpc`/`id` (one-shot plugins; serial mode only). */
@@ -151,9 +158,13 @@ export interface Transport {
    * For a source that pushes (a Node stream's `data` events), the same bytes handed over as they
    * arrive: `listen` registers the callbacks in the current Scope, and each chunk is processed
    * before the callback returns. When present it is used instead of `incoming`, which saves a
-   * hop through a queue and a turn of the event loop per chunk.
+   * hop through a queue and a turn of the event loop per chunk. The switch it may return pauses
+   * the source (flow control); without one, a pushing source is never paused.
    */
-  readonly listen?: PluginProcess.PluginProcess["listenStdout"]
+  readonly listen?: ((handlers: {
+    readonly onChunk: (chunk: Uint8Array) => void
+    readonly onEnd: (failure?: string) => void
+  }) => Effect.Effect<PluginProcess.StdoutSwitch | void, never, Scope.Scope>) | undefined
   /** Queues one line; false once the output is closed (and then `closed` completes). */
   readonly writeLine: (line: string) => boolean
   /**
@@ -249,6 +260,8 @@ export interface Stats {
   readonly notificationsRefused: number
   /** Bytes queued for the other side right now (see `maxQueuedBytes`). */
   readonly queuedBytes: number
+  /** Times reading the other side's output paused because replies filled the queue past `maxQueuedBytes`. */
+  readonly readPauses: number
   /** Bytes of notifications waiting for `onNotification` right now. */
   readonly queuedNotificationBytes: number
   /** Requests from the other side refused because too many were being served. */
@@ -333,6 +346,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
   const end: ConnectionEnd = new ConnectionEnd({
     fork: fibers.fork,
     onClose: () => {
+      flow.release()
       outgoing.close()
       calls.failAll(() => fail(end.reason()))
     }
@@ -341,9 +355,20 @@ export const make = Effect.fnUntraced(function*<R = never>(
     output: transport,
     maxQueuedBytes: Math.max(1, options?.maxQueuedBytes ?? defaultMaxQueuedBytes),
     end,
-    compactAt: 2 * maxConcurrent + 16
+    compactAt: 2 * maxConcurrent + 16,
+    onReplyQueued: () => flow.onQueued()
   })
   const defaultTimeout = Duration.fromInputUnsafe(options?.requestTimeout ?? "30 seconds")
+  const flow = new IncomingFlow({
+    queuedBytes: outgoing.queuedBytes,
+    callsWaiting: () => outgoing.isBlocked,
+    pauseAbove: outgoing.maxQueuedBytes,
+    maxPauseMillis: Duration.toMillis(defaultTimeout),
+    clock,
+    serve: (request) => server.serve(request),
+    end,
+    fork: fibers.fork
+  })
   const maxTimeout = Duration.fromInputUnsafe(options?.maxRequestTimeout ?? "5 minutes")
   const calls = new CallTable({
     maxConcurrent,
@@ -375,15 +400,21 @@ export const make = Effect.fnUntraced(function*<R = never>(
     maxLineBytes: options?.maxLineBytes,
     calls,
     end,
-    serve: (request) => server.serve(request),
+    serve: flow.serve,
     cancel: (id, dialect) => server.cancel(id, dialect),
     notify: inbox?.offer,
     log: fibers.log
   })
 
-  yield* read(transport, incoming, annotate)
-  yield* watchEnd(transport, end)
-  if (transport.listenWritten !== undefined) yield* transport.listenWritten(outgoing.onWritten)
+  yield* read(transport, incoming, flow, annotate)
+  yield* watchEnd(transport, end, flow)
+  if (transport.listenWritten !== undefined) {
+    // Reading resumes first: calls unparked next may fill the queue again.
+    yield* transport.listenWritten(() => {
+      flow.onWritten()
+      outgoing.onWritten()
+    })
+  }
 
   return {
     plugin,
@@ -407,6 +438,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
       hostRequestsRefused: server.refused,
       hostRequestsServed: server.served,
       queuedBytes: outgoing.queuedBytes(),
+      readPauses: flow.pauses,
       queuedNotificationBytes: inbox?.queuedBytes() ?? 0
     })),
     closeReason: Effect.sync(() => end.isOver ? Option.some(end.reason()) : Option.none()),
@@ -418,19 +450,28 @@ export const make = Effect.fnUntraced(function*<R = never>(
 
 /**
  * Feeds the other side's bytes to the dispatcher as they come: through the transport's `listen`
- * callbacks when it has them (registered in the current Scope), else from a fiber reading its
- * `incoming` stream in the current Scope. `annotate` adds the plugin's log annotations.
+ * callbacks when it has them (registered in the current Scope; the switch it returns is how
+ * `flow` pauses them), else from a fiber reading its `incoming` stream in the current Scope,
+ * which waits at `flow`'s gate before it pulls more. `annotate` adds the plugin's log annotations.
  */
 const read = (
   transport: Transport,
   incoming: IncomingDispatcher,
+  flow: IncomingFlow,
   annotate: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 ): Effect.Effect<void, never, Scope.Scope> => {
-  if (transport.listen !== undefined) return annotate(transport.listen({ onChunk: incoming.push, onEnd: incoming.finish }))
+  if (transport.listen !== undefined) {
+    return annotate(transport.listen({ onChunk: incoming.push, onEnd: incoming.finish })).pipe(
+      Effect.map((source) => {
+        if (source !== undefined) flow.attach(source)
+      })
+    )
+  }
   return transport.incoming.pipe(
     Stream.runForEachArray((chunks) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         for (const chunk of chunks) incoming.push(chunk)
+        return flow.gate() ?? Effect.void
       })
     ),
     Effect.catchCause((cause) => Effect.sync(() => incoming.finish(Cause.pretty(cause).split("\n")[0] ?? "unknown error"))),
@@ -444,9 +485,15 @@ const read = (
 /**
  * Tells the connection's end when the other side is gone, and when the current Scope closes.
  */
-const watchEnd = Effect.fnUntraced(function*(transport: Transport, end: ConnectionEnd) {
+const watchEnd = Effect.fnUntraced(function*(transport: Transport, end: ConnectionEnd, flow: IncomingFlow) {
   yield* transport.closed.pipe(
-    Effect.flatMap((reason) => Effect.sync(() => end.otherSideGone(reason))),
+    // What a side that is gone wrote last is read, paused or not.
+    Effect.flatMap((reason) =>
+      Effect.sync(() => {
+        flow.release()
+        end.otherSideGone(reason)
+      })
+    ),
     Effect.forkScoped
   )
   // A plain Scope finalizer: it needs no services, so it skips `Effect.addFinalizer`'s copy of

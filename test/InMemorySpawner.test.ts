@@ -488,6 +488,32 @@ describe("InMemorySpawner", () => {
       { pipeCapacity: 65_536 }
     ))))
 
+  it.effect("with pipeCapacity, stdin takes no more than the capacity while the behaviour leaves its lines unread", () =>
+    Effect.gen(function*() {
+      const handle = yield* ChildProcess.make("late-reader")
+      let written = 0
+      // 100 lines of 100 bytes, one write each, into a 1 000-byte pipe.
+      const line = encoder.encode("x".repeat(99) + "\n")
+      yield* Stream.range(1, 100).pipe(
+        Stream.map(() => line),
+        Stream.tap(() => Effect.sync(() => void written++)),
+        Stream.run(handle.stdin),
+        Effect.forkScoped
+      )
+      yield* settle
+      assert.isAtMost((yield* recordOf(handle.pid)).stdinLines.length, 11, "what fits in the pipe")
+      const stuck = written
+      yield* settle
+      assert.strictEqual(written, stuck, "the writer waits")
+      // The behaviour starts reading after 1 s: every line goes through.
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.strictEqual((yield* recordOf(handle.pid)).stdinLines.length, 100)
+    }).pipe(Effect.provide(InMemorySpawner.layer(
+      { "late-reader": (proc) => Effect.sleep("1 second").pipe(Effect.andThen(Stream.runDrain(proc.lines)), Effect.as(0)) },
+      { pipeCapacity: 1_000 }
+    ))))
+
   it.effect("custom behaviours see args and env; an uncaught failure exits 1 with the cause on stderr", () =>
     Effect.gen(function*() {
       const shown = yield* ChildProcess.make("show", ["--name", "x"], { env: { MODE: "test" } })

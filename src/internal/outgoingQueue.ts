@@ -8,7 +8,8 @@
  * refuses it without one. A reply can neither wait (the other side's call hangs on it) nor be
  * dropped: it may fill the queue to twice the cap, so calls from this side never crowd replies
  * out, and one beyond that ends the connection with `Backpressure` (the other side sends requests
- * and leaves the replies unread). A signal about a call in flight (a cancel) is small and best
+ * and leaves the replies unread). Each reply queued is reported (`onReplyQueued`): the read side
+ * stops reading the other side while replies keep the queue over the cap (`incomingFlow.ts`). A signal about a call in flight (a cancel) is small and best
  * effort: it goes out ahead of parked calls while the queue is under the replies' limit, and is
  * skipped beyond it. Alone in the queue, a line of any size goes out.
  *
@@ -53,6 +54,7 @@ export class OutgoingQueue {
   readonly queuedBytes: () => number
   private readonly output: Output
   private readonly end: ConnectionEnd
+  private readonly onReplyQueued: () => void
   /** Parked entries beyond which those given up are swept out. */
   private readonly compactAt: number
   /** Set once the transport refused a line. */
@@ -71,12 +73,15 @@ export class OutgoingQueue {
      * them pile up.
      */
     readonly compactAt: number
+    /** Runs after each reply handed to the transport (the read side's flow control). */
+    readonly onReplyQueued?: (() => void) | undefined
   }) {
     this.output = options.output
     this.maxQueuedBytes = options.maxQueuedBytes
     this.replyLimit = 2 * options.maxQueuedBytes
     this.end = options.end
     this.compactAt = options.compactAt
+    this.onReplyQueued = options.onReplyQueued ?? (() => {})
     this.queuedBytes = options.output.queuedBytes ?? (() => 0)
   }
 
@@ -142,6 +147,7 @@ export class OutgoingQueue {
       return
     }
     this.output.writeLine(line)
+    this.onReplyQueued()
   }
 
   /** Forgets the parked lines: the connection ended. */

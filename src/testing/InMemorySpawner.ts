@@ -21,6 +21,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
+import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PlatformError from "effect/PlatformError"
@@ -142,9 +143,11 @@ export interface SpawnRecord {
  * Options of a spawner instance. `hostEnv` simulates the parent's environment
  * (inherited when the command sets no `env`, or with `extendEnv: true`), so
  * tests never depend on the real `process.env`. `pipeCapacity` bounds the bytes
- * buffered in each stdout/stderr pipe (Linux uses 65536): a behaviour writing
- * into a full pipe blocks until the host reads, which reproduces the deadlock
- * of a host that does not drain stderr. It is unbounded by default.
+ * buffered in each pipe (Linux uses 65536): a behaviour writing into a full
+ * stdout/stderr blocks until the host reads, which reproduces the deadlock of a
+ * host that does not drain stderr, and the host's stdin writes wait while the
+ * behaviour leaves `lines` unread (a plugin that does not read its input). It
+ * is unbounded by default.
  *
  * @since 0.1.0
  */
@@ -435,6 +438,11 @@ interface FakeState {
   readonly decoder: InstanceType<typeof TextDecoder>
   /** The stdin text after the last newline. */
   partial: string
+  /** Bytes in the stdin pipe, bounded by the spawner's capacity: written and not yet read. */
+  stdinBuffered: number
+  /** Opened each time the behaviour reads stdin (or the process exits): a full pipe's writer waits on it. */
+  readonly stdinRead: Latch.Latch
+  readonly capacity: number
   readonly exited: Deferred.Deferred<ExitInfo>
   /** Fails when the stream given as stdin fails (Node's `exitCode` fails with it). */
   readonly inputFailure: Deferred.Deferred<never, PlatformError.PlatformError>
@@ -496,6 +504,9 @@ const makeFakeState = Effect.fnUntraced(function*(
     lines: yield* Queue.unbounded<string, Cause.Done>(),
     decoder: new TextDecoder(),
     partial: "",
+    stdinBuffered: 0,
+    stdinRead: Latch.makeUnsafe(true),
+    capacity: spawner.capacity,
     exited: yield* Deferred.make<ExitInfo>(),
     inputFailure: yield* Deferred.make<never, PlatformError.PlatformError>(),
     ignored: new Set(),
@@ -540,6 +551,7 @@ const terminate = (proc: FakeState, info: ExitInfo, interruptBehaviour: boolean)
   proc.record.exit = info
   proc.stdout.close()
   proc.stderr.close()
+  proc.stdinRead.openUnsafe()
   Deferred.doneUnsafe(proc.exited, Exit.succeed(info))
   if (interruptBehaviour) proc.fiber?.interruptUnsafe()
 }
@@ -561,7 +573,7 @@ const fakeProcessOf = (proc: FakeState, spawnNumber: number): FakeProcess => ({
   env: proc.record.env,
   cwd: proc.record.cwd,
   spawnNumber,
-  lines: Stream.fromQueue(proc.lines),
+  lines: linesOf(proc),
   write: (line) => proc.stdout.write(encoder.encode(line + "\n")),
   writeRaw: (data) => proc.stdout.write(toBytes(data)),
   writeStderr: (data) => proc.stderr.write(toBytes(data)),
@@ -654,6 +666,43 @@ const stdinWriteError = (proc: FakeState): PlatformError.PlatformError | undefin
 }
 
 /** The handle's stdin: bytes fed to the line splitter while the process runs and stdin is open. */
+/**
+ * Waits until the stdin pipe has room for `size` bytes, as a write into a full pipe blocks until
+ * the reader takes some: an empty pipe takes a chunk of any size, and an exited process frees it.
+ */
+const stdinRoom = (proc: FakeState, size: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (proc.stdinBuffered === 0 || proc.stdinBuffered + size <= proc.capacity || proc.record.exit !== undefined) {
+      return Effect.void
+    }
+    proc.stdinRead.closeUnsafe()
+    return Effect.andThen(proc.stdinRead.await, stdinRoom(proc, size))
+  })
+
+/** Feeds one chunk to a bounded stdin pipe once it has room for it. */
+const writeStdin = (proc: FakeState, chunk: Uint8Array): Effect.Effect<void, PlatformError.PlatformError> =>
+  Effect.andThen(
+    stdinRoom(proc, chunk.length),
+    Effect.suspend(() => {
+      const error = stdinWriteError(proc)
+      if (error !== undefined) return Effect.fail(error)
+      proc.stdinBuffered += chunk.length
+      feedStdin(proc, chunk)
+      return Effect.void
+    })
+  )
+
+/** stdin's lines for the behaviour; with a bounded pipe, each line read frees its bytes. */
+const linesOf = (proc: FakeState): Stream.Stream<string> => {
+  const lines = Stream.fromQueue(proc.lines)
+  if (!Number.isFinite(proc.capacity)) return lines
+  return Stream.tap(lines, (line) =>
+    Effect.sync(() => {
+      proc.stdinBuffered = Math.max(0, proc.stdinBuffered - encoder.encode(line).length - 1)
+      proc.stdinRead.openUnsafe()
+    }))
+}
+
 const stdinSink = (proc: FakeState, config: StdinConfig): Sink.Sink<void, Uint8Array, never, PlatformError.PlatformError> =>
   config.mode === "closed"
     ? Sink.drain
@@ -661,6 +710,7 @@ const stdinSink = (proc: FakeState, config: StdinConfig): Sink.Sink<void, Uint8A
       Effect.suspend(() => {
         const error = stdinWriteError(proc)
         if (error !== undefined) return Effect.fail(error)
+        if (Number.isFinite(proc.capacity)) return Effect.forEach(chunks, (chunk) => writeStdin(proc, chunk), { discard: true })
         for (const chunk of chunks) feedStdin(proc, chunk)
         return Effect.void
       })
