@@ -68,7 +68,7 @@ export type Named<Methods extends PluginMethod.Any, Name extends string> = Extra
 export type Methods<C> = C extends PluginContract<infer M> ? M : never
 
 /**
- * What calls a typed method: a `PluginClient` (or a managed client of a `PluginManager`).
+ * What calls a typed method: a `PluginClient` (a `PluginManager` gives one with `get(id)`).
  *
  * @category models
  */

@@ -10,6 +10,11 @@
  * replies in flight are written — or once its parent changed (the host died while something else
  * keeps stdin open).
  *
+ * Handlers may be typed: `PluginWorker.handle(method, impl)` serves the same `PluginMethod` the
+ * host calls (params decoded and result encoded with its Schemas; bad params are answered with
+ * -32602), `handlers(…)` builds the table from several, and `implement(contract, impls)` serves
+ * a whole `PluginContract`, requiring an implementation of each of its methods.
+ *
  * A cancel from the host (`$/cancelRequest` or `notifications/cancelled`, whichever the host
  * speaks) interrupts the handler's fiber: its finalizers run, and the reply is LSP's -32800 for
  * `$/cancelRequest` and none for MCP's `notifications/cancelled`, as each protocol expects. A

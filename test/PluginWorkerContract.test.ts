@@ -91,8 +91,10 @@ describe("PluginWorker.handle (TestClock, in-memory host)", () => {
         }
       })
       assert.strictEqual(yield* peer.request("echo", "x"), "x")
-      const init = yield* peer.request("initialize", {})
-      assert.sameMembers((init as { supportedMethods: Array<string> }).supportedMethods, ["math.add", "echo"])
+      const init = Schema.decodeUnknownSync(Schema.Struct({ supportedMethods: Schema.Array(Schema.String) }))(
+        yield* peer.request("initialize", {})
+      )
+      assert.sameMembers([...init.supportedMethods], ["math.add", "echo"])
     }))
 
   it("a method handled twice is refused when the table is built", () => {
