@@ -10,6 +10,11 @@
  * replies in flight are written — or once its parent changed (the host died while something else
  * keeps stdin open).
  *
+ * Handlers may be typed: `PluginWorker.handle(method, impl)` serves the same `PluginMethod` the
+ * host calls (params decoded and result encoded with its Schemas; bad params are answered with
+ * -32602), `handlers(…)` builds the table from several, and `implement(contract, impls)` serves
+ * a whole `PluginContract`, requiring an implementation of each of its methods.
+ *
  * A cancel from the host (`$/cancelRequest` or `notifications/cancelled`, whichever the host
  * speaks) interrupts the handler's fiber: its finalizers run, and the reply is LSP's -32800 for
  * `$/cancelRequest` and none for MCP's `notifications/cancelled`, as each protocol expects. A
@@ -40,6 +45,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
@@ -51,6 +57,8 @@ import * as RequestSignals from "./internal/requestSignals.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import type * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
+import type * as PluginContract from "./PluginContract.ts"
+import type * as PluginMethod from "./PluginMethod.ts"
 import * as Poller from "./Poller.ts"
 import * as RpcPeer from "./RpcPeer.ts"
 
@@ -217,6 +225,109 @@ export const toJsonRpcError = (error: unknown): JsonRpc.JsonRpcError => {
     return JsonRpc.error(JsonRpc.ErrorCode.WorkerError, text, typeof tag === "string" ? { _tag: tag } : undefined)
   }
   return JsonRpc.error(JsonRpc.ErrorCode.WorkerError, String(error))
+}
+
+// ---------------------------------------------------------------------------------------------
+// typed methods
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * One typed method and the handler serving it (see {@link handle}).
+ *
+ * @category typed methods
+ */
+export interface MethodHandler {
+  readonly method: string
+  readonly handler: Handler
+}
+
+/**
+ * Serves a typed method, the same `PluginMethod` the host calls with `client.call`: the params
+ * are decoded with its params Schema (a failure is answered with -32602 Invalid params, whose
+ * message is the Schema's, and `impl` does not run), `impl` gets the decoded params, and its
+ * result is encoded with the result Schema (a failure is answered with -32603). `impl`'s own
+ * failures are answered as any handler's ({@link toJsonRpcError}).
+ *
+ * @category typed methods
+ */
+export const handle = <Params, Result, ParamsWire, ResultWire, Name extends string, E>(
+  method: PluginMethod.PluginMethod<Params, Result, ParamsWire, ResultWire, Name>,
+  impl: (params: Params) => Effect.Effect<Result, E, HostConnection>
+): MethodHandler => {
+  const decode = Schema.decodeUnknownEffect(method.params)
+  const encode = Schema.encodeEffect(method.result)
+  const handler: Handler = (params) =>
+    decode(params).pipe(
+      Effect.mapError((e) => JsonRpc.error(JsonRpc.ErrorCode.InvalidParams, e.message)),
+      Effect.flatMap((decoded) => impl(decoded)),
+      Effect.flatMap((result) =>
+        Effect.mapError(encode(result), (e) =>
+          JsonRpc.error(
+            JsonRpc.ErrorCode.InternalError,
+            `the result of \`${method.name}\` does not match its Schema: ${e.message}`
+          ))
+      )
+    )
+  return { method: method.name, handler }
+}
+
+/**
+ * The `handlers` of {@link serve} (or {@link serveBroker}) from typed methods:
+ * `handlers(handle(A, implA), handle(B, implB))`. Spread it to add untyped handlers:
+ * `{ ...handlers(handle(A, implA)), legacy: (params) => … }`. A method given twice is a
+ * programming error: it throws at once.
+ *
+ * @category typed methods
+ */
+export const handlers = (...entries: ReadonlyArray<MethodHandler>): Record<string, Handler> => {
+  const table: Record<string, Handler> = {}
+  for (const { method, handler } of entries) {
+    if (Object.hasOwn(table, method)) throw new Error(`PluginWorker.handlers: method \`${method}\` is handled twice`)
+    table[method] = handler
+  }
+  return table
+}
+
+/**
+ * An implementation of every method of a contract, by name: each gets its decoded params and
+ * returns its decoded result.
+ *
+ * @category typed methods
+ */
+export type Implementations<Methods extends PluginMethod.Any> = {
+  readonly [Name in Methods["name"]]: (
+    params: PluginContract.Params<PluginContract.Named<Methods, Name>>
+  ) => Effect.Effect<PluginContract.Result<PluginContract.Named<Methods, Name>>, unknown, HostConnection>
+}
+
+/**
+ * The `handlers` serving a contract: {@link handle} for each of its methods. The type requires an
+ * implementation of every method, and nothing else.
+ *
+ * ```ts
+ * PluginWorker.main({
+ *   handlers: PluginWorker.implement(Secrets, {
+ *     "secret_source.get": ({ key }) => Effect.succeed({ value: lookup(key) }),
+ *     "secret_source.list": () => Effect.succeed({ keys: [] })
+ *   })
+ * })
+ * ```
+ *
+ * @category typed methods
+ */
+export const implement = <Methods extends PluginMethod.Any>(
+  contract: PluginContract.PluginContract<Methods>,
+  impls: NoInfer<Implementations<Methods>>
+): Record<string, Handler> => {
+  // `Implementations` gives each method's name the function taking that method's params;
+  // TypeScript cannot relate the two inside a loop over the union of methods, and `handle`
+  // decodes the params with the method's own Schema before they reach the implementation.
+  const byName = impls as Readonly<Record<string, (params: unknown) => Effect.Effect<unknown, unknown, HostConnection>>>
+  return handlers(...contract.methods.map((method) => {
+    const impl = byName[method.name]
+    if (impl === undefined) throw new Error(`PluginWorker.implement: no implementation of \`${method.name}\``)
+    return handle(method, impl)
+  }))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
  * Each module is exported as a namespace, in the order data flows: the wire (`JsonRpc`,
  * `Framing`), manifests and policy (`PluginManifest`, `LifetimePolicy`, `RestartWindow`), one
  * process (`PluginProcess`, and `Leftovers`: what a killed host left running), the connection over it (`RpcPeer`), one plugin's lifetime
- * (`PluginClient`, with `Handshake` and typed `PluginMethod`s), many plugins (`PluginManager`,
+ * (`PluginClient`, with `Handshake` and typed `PluginMethod`s grouped in a `PluginContract` that
+ * host and plugin share), many plugins (`PluginManager`,
  * `PluginHealth` with the pure `GroupHealth` rules and the `DoctorReport`), pollers (`Poller`,
  * `PollerRouter`, over a `Broker`), the errors calls fail with (`PluginClientError`), and the
  * plugin side (`PluginWorker`).
@@ -22,6 +23,7 @@ export * as LifetimePolicy from "./LifetimePolicy.ts"
 export * as ManifestSchema from "./ManifestSchema.ts"
 export * as PluginClient from "./PluginClient.ts"
 export * as PluginClientError from "./PluginClientError.ts"
+export * as PluginContract from "./PluginContract.ts"
 export * as PluginHealth from "./PluginHealth.ts"
 export * as PluginManager from "./PluginManager.ts"
 export * as PluginManifest from "./PluginManifest.ts"

@@ -59,6 +59,26 @@ describe("module graph", () => {
     assert.notInclude(depsOf("NatsBroker.ts"), "PluginWorker.ts")
   })
 
+  it("the worker SDK and the contract it shares with the host reach no host-only module", () => {
+    const reached = (module: string): Set<string> => {
+      const seen = new Set<string>()
+      const visit = (next: string) => {
+        if (seen.has(next)) return
+        seen.add(next)
+        for (const dep of depsOf(next)) visit(dep)
+      }
+      visit(module)
+      return seen
+    }
+    assert.include(depsOf("PluginWorker.ts"), "PluginContract.ts", "implement takes a contract")
+    for (const module of ["PluginWorker.ts", "PluginContract.ts"]) {
+      const deps = reached(module)
+      for (const hostOnly of ["PluginClient.ts", "PluginManager.ts", "PluginHealth.ts", "Handshake.ts"]) {
+        assert.isFalse(deps.has(hostOnly), `${module} reaches ${hostOnly}`)
+      }
+    }
+  })
+
   it("the pure codecs import no other module of the project", () => {
     for (const module of ["JsonRpc.ts", "Framing.ts", path.join("internal", "lineBatcher.ts")]) {
       assert.deepStrictEqual(depsOf(module), [], module)
