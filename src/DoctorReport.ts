@@ -433,7 +433,8 @@ const environmentLine = (p: PluginDiagnosis): Array<string> => {
 
 /**
  * Renders a report as a plain-text table for a terminal: a header, one row per plugin with
- * aligned columns, then one line per group with its aggregate status, then what a plugin's
+ * aligned columns, then one line per group with its lifecycle state (and, indented under it, its
+ * degraded mode when degraded and its last discovery), then what a plugin's
  * environment needs a reader to know (marked injection variables, a resolved interpreter, why it
  * would not start), then one line per plugin whose spawns leave something unverified
  * (`verification of x: interpreter script not verified: /plugins/x/main.py`), then the stderr

@@ -321,13 +321,14 @@ const resolveConfig = (config: HealthConfig): Effect.Effect<Resolved, HealthConf
 export class PluginHealth extends Context.Service<PluginHealth, {
   /** The configured groups and their plugin ids, in configuration order. */
   readonly groups: ReadonlyArray<readonly [string, ReadonlyArray<string>]>
-  /** The group's health now, from the live state of its plugins. */
+  /** The group's health and lifecycle state now, from the live state of its plugins (publishes `GroupStateChanged` when it changed). */
   readonly check: (group: string) => Effect.Effect<GroupHealth.PluginHealthcheck, UnknownGroup>
   /** Every group's health. */
   readonly checkAll: Effect.Effect<ReadonlyArray<GroupHealth.PluginHealthcheck>>
   /**
-   * Asks every server of the group for its tools and resources, in parallel, each bounded by the
-   * discovery timeout. Like any call, it spawns a lazy plugin that is not running.
+   * Asks every server of the group for its tools (with descriptions and input schemas) and
+   * resources (with mime types), in parallel, each bounded by the discovery timeout; the doctor
+   * shows the last result. Like any call, it spawns a lazy plugin that is not running.
    */
   readonly discover: (group: string) => Effect.Effect<GroupHealth.DiscoveryResult, UnknownGroup>
   /**

@@ -431,10 +431,11 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       assert.strictEqual((yield* health.check("feature")).message, "all 2 servers failed")
     }))
 
+  const searchSchema = { type: "object", properties: { query: { type: "string" } }, required: ["query"] }
   const catalog = {
     fast: scripted({
-      "tools/list": () => ok({ tools: [{ name: "search", description: "full-text" }, { name: "read" }] }),
-      "resources/list": () => ok({ resources: [{ uri: "file:///docs", name: "docs" }] })
+      "tools/list": () => ok({ tools: [{ name: "search", description: "full-text", inputSchema: searchSchema }, { name: "read" }] }),
+      "resources/list": () => ok({ resources: [{ uri: "file:///docs", name: "docs", mimeType: "text/markdown" }] })
     }),
     plain: scripted({
       "tools/list": () => ok(["write"]),
@@ -483,6 +484,31 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       assert.include(odd.servers?.[0]?.error, "`tools/list` expected {tools: [{name}…]} or a list of names")
     }))
 
+  it.effect("discovery keeps descriptions, input schemas and mime types, and the doctor shows the group's last discovery", () =>
+    Effect.gen(function*() {
+      const { health } = yield* setup(catalog, [{ id: "fast" }, { id: "plain" }], { groups: { complete: ["fast", "plain"] }, discovery })
+      const before = yield* health.doctor
+      assert.isFalse("discovery" in (before.groups[0] ?? {}), "no discovery before one ran")
+      const found = yield* health.discover("complete")
+      assert.deepStrictEqual(found.toolDetails, [
+        { name: "search", description: "full-text", inputSchema: searchSchema },
+        { name: "read" },
+        { name: "write" }
+      ])
+      assert.deepStrictEqual(found.resourceDetails, [
+        { uri: "file:///docs", name: "docs", mimeType: "text/markdown" },
+        { uri: "mem://notes" }
+      ])
+      const report = yield* health.doctor
+      const json: unknown = JSON.parse(JSON.stringify(Schema.encodeSync(PluginHealth.DoctorReport)(report)))
+      const decoded = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(json)
+      assert.deepStrictEqual(decoded.groups[0]?.discovery?.toolDetails[0], { name: "search", description: "full-text", inputSchema: searchSchema }, "--json has the input schema")
+      assert.strictEqual(decoded.groups[0]?.discovery?.resourceDetails[0]?.mimeType, "text/markdown")
+      const table = PluginHealth.DoctorReport.render(report)
+      assert.include(table, "  tools: search (full-text), read, write")
+      assert.include(table, "  resources: file:///docs [text/markdown], mem://notes")
+    }))
+
   it.effect("degraded mode lists the tools of the servers that are up and the methods of a disabled one", () =>
     Effect.gen(function*() {
       const { manager, health } = yield* setup(
@@ -511,6 +537,65 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
         reason: "1 servers healthy, 1 servers failed"
       })))
       assert.deepStrictEqual(serverOf(yield* health.check("feature"), "fast").capabilities, ["search", "read"], "discovered tools become capabilities")
+      const group = (yield* health.doctor).groups[0]
+      assert.deepStrictEqual(group?.degradedMode, Option.getOrThrow(mode), "the doctor shows the degraded mode of a degraded group")
+      assert.include(PluginHealth.DoctorReport.render(yield* health.doctor), "  degraded mode: still available search, read; unavailable write, delete")
+    }))
+
+  it.effect("a group goes Starting → Healthy → ShuttingDown → Stopped, and a stopped group reads Stopped, not Failed", () =>
+    Effect.gen(function*() {
+      const { health } = yield* setup(
+        { slow: InMemorySpawner.slowReply("5 seconds"), stubborn: InMemorySpawner.ignoreSigterm(InMemorySpawner.echo()) },
+        [{ id: "a", command: "slow", options: { handshake: Handshake.initialize() } }, { id: "b", command: "stubborn" }],
+        { groups: { feature: ["a", "b"] } }
+      )
+      const events = yield* health.subscribe
+
+      const starting = yield* health.startup("feature").pipe(Effect.forkChild)
+      yield* settle
+      assert.strictEqual((yield* health.check("feature")).state, "Starting", "while the 5 s handshake runs")
+      yield* TestClock.adjust("5 seconds")
+      yield* settle
+      assert.strictEqual((yield* Fiber.join(starting)).state, "Healthy")
+      assert.isTrue(Option.isNone(yield* health.degradedMode("feature")), "no degraded mode for a healthy group")
+
+      const stopping = yield* health.shutdown("feature").pipe(Effect.forkChild)
+      yield* settle
+      assert.strictEqual((yield* health.check("feature")).state, "ShuttingDown", "while b ignores SIGTERM")
+      yield* TestClock.adjust("1 minute")
+      yield* settle
+      yield* Fiber.join(stopping)
+      const stopped = yield* health.check("feature")
+      assert.strictEqual(stopped.state, "Stopped")
+      assert.isTrue(Option.isNone(yield* health.degradedMode("feature")), "no degraded mode for a stopped group")
+
+      const changes = (yield* events.pipe(Stream.filter((e) => e._tag === "GroupStateChanged"), Stream.take(4), Stream.runCollect))
+        .map((e) => e._tag === "GroupStateChanged" ? `${e.from ?? "-"}→${e.to}` : e._tag)
+      assert.deepStrictEqual(changes, ["-→Starting", "Starting→Healthy", "Healthy→ShuttingDown", "ShuttingDown→Stopped"])
+
+      const group = (yield* health.doctor).groups[0]
+      assert.deepStrictEqual([group?.status, group?.summary], ["Stopped", "all 2 plugins stopped"])
+      assert.isFalse("degradedMode" in (group ?? {}))
+    }))
+
+  it.effect("a check publishes GroupStateChanged when it finds the group changed since it looked last, once", () =>
+    Effect.gen(function*() {
+      const { manager, health } = yield* setup(
+        { plugin: InMemorySpawner.echo() },
+        [{ id: "a", command: "plugin" }, { id: "b", command: "plugin" }],
+        { groups: { g: ["a", "b"] } }
+      )
+      const events = yield* health.subscribe
+      yield* manager.start("a")
+      yield* manager.start("b")
+      yield* health.check("g")
+      yield* health.check("g")
+      yield* manager.call("b", "crash", { code: 3 }).pipe(Effect.flip)
+      yield* health.check("g")
+      const changes = yield* events.pipe(Stream.take(2), Stream.runCollect)
+      assert.deepStrictEqual(changes.map((e) => e._tag === "GroupStateChanged" ? [e.from, e.to] : e._tag), [[undefined, "Healthy"], ["Healthy", "Degraded"]])
+      const last = changes[1]
+      assert.strictEqual(last?._tag === "GroupStateChanged" ? last.message : undefined, "2 servers healthy, 0 servers failed, 1 degraded")
     }))
 
   it.effect("probes: a slow then failing health answer marks the plugin Degraded once, a later answer recovers it; idle plugins are never spawned", () =>
@@ -730,6 +815,12 @@ describe("PluginHealth (real processes)", () => {
       assert.notInclude(table, secretValue)
       assert.deepStrictEqual(report.plugins.map((p) => p.pid !== undefined && liveChildren().includes(p.pid)), [true, true, true])
       assertRoundTrip(report)
+
+      yield* health.shutdown("core")
+      const after = yield* health.doctor
+      assert.include(PluginHealth.DoctorReport.render(after), "group core: Stopped - all 3 plugins stopped")
+      assert.deepStrictEqual(liveChildren(), [])
+      assertRoundTrip(after)
     }).pipe(Effect.provide(live))))
 
   it.live("doctor on a degraded group: the crashed plugin is Recovering with its exit code and stderr tail", () =>
