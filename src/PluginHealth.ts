@@ -122,8 +122,9 @@ export type Shutdown = typeof Shutdown.Type
 
 /**
  * The service saw a group in another lifecycle state than the one it saw last (`from` is absent
- * the first time it looks): at the start and end of a `startup` or `shutdown`, and at any check,
- * discovery or doctor that finds the group changed. `message` is the check's.
+ * the first time it looks): at the start and end of a `startup` or `shutdown`, and at any check
+ * (`check`, `checkAll`, `degradedMode`, `doctor`) that finds the group changed; a change no one
+ * checks is published at the next check. `message` is the check's.
  *
  * @category events
  */
