@@ -17,6 +17,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as GroupHealth from "./GroupHealth.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
@@ -192,25 +193,50 @@ export class PluginDiagnosis extends Schema.Class<PluginDiagnosis>("PluginDiagno
 /**
  * One group in the doctor's report, in the words of its reader (a group and its plugins; the
  * claw-code vocabulary of `PluginHealthcheck`, where a group is a `pluginName` and its
- * plugins are `servers`, stays in the service API it mirrors): the group's verdict, a summary
- * (`all 3 plugins healthy`, `1 of 2 plugins healthy, 1 failed`), each plugin's status and
- * when it was checked (epoch millis).
+ * plugins are `servers`, stays in the service API it mirrors): the group's lifecycle state
+ * (`status`: `Starting`, `Healthy`, `Degraded`, `Failed`, `ShuttingDown`, `Stopped`; reports
+ * written before lifecycles hold only the three verdicts), a summary (`all 3 plugins healthy`,
+ * `1 of 2 plugins healthy, 1 failed`, `all 2 plugins stopped`), each plugin's status and when it
+ * was checked (epoch millis). `degradedMode` is there only when the group is `Degraded`;
+ * `discovery` is the group's last discovery (tools with their descriptions and input schemas,
+ * resources with their mime types), when the service ran one.
  *
  * @category doctor
  */
 export class GroupReport extends Schema.Class<GroupReport>("GroupReport")({
   group: Schema.String,
-  status: GroupHealth.Status,
+  status: GroupHealth.Lifecycle,
   summary: Schema.String,
   plugins: Schema.Array(Schema.Struct({ id: Schema.String, status: GroupHealth.Status, lastError: Schema.optionalKey(Schema.String) })),
-  checkedAt: Schema.Number
+  checkedAt: Schema.Number,
+  degradedMode: Schema.optionalKey(GroupHealth.DegradedMode),
+  discovery: Schema.optionalKey(GroupHealth.DiscoveryResult)
 }) {
-  /** The report of a group from its healthcheck. */
-  static fromHealthcheck(check: GroupHealth.PluginHealthcheck): GroupReport {
+  /**
+   * The report of a group from its healthcheck and its last discovery, if any. Without a
+   * discovery, the degraded mode reads the tools of the servers that are up from their
+   * capabilities.
+   */
+  static fromHealthcheck(check: GroupHealth.PluginHealthcheck, discovery?: GroupHealth.DiscoveryResult | undefined): GroupReport {
     const plugins = check.servers.map((s) => ({ id: s.serverName, status: s.status, ...(s.lastError === undefined ? {} : { lastError: s.lastError }) }))
-    return new GroupReport({ group: check.pluginName, status: check.state, summary: groupSummary(plugins), plugins, checkedAt: check.lastCheck })
+    const degraded = GroupHealth.degradedMode(check, discovery ?? capabilitiesAsDiscovery(check))
+    return new GroupReport({
+      group: check.pluginName,
+      status: check.state,
+      summary: check.state === "Stopped" ? stoppedSummary(plugins.length) : groupSummary(plugins),
+      plugins,
+      checkedAt: check.lastCheck,
+      ...(Option.isSome(degraded) ? { degradedMode: degraded.value } : {}),
+      ...(discovery === undefined ? {} : { discovery })
+    })
   }
 }
+
+/** What the servers of a check offer, as a discovery, for a group never discovered. */
+const capabilitiesAsDiscovery = (check: GroupHealth.PluginHealthcheck): GroupHealth.DiscoveryResult =>
+  GroupHealth.discoveryOf(check.servers.map((s) => new GroupHealth.ServerDiscovery({ serverName: s.serverName, tools: [...s.capabilities], resources: [] })))
+
+const stoppedSummary = (total: number): string => total === 1 ? "its plugin is stopped" : `all ${total} plugins stopped`
 
 /**
  * The doctor's findings: one {@link PluginDiagnosis} per registered plugin and one
@@ -298,10 +324,37 @@ const cell = (text: string | undefined, max: number): string => {
   return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`
 }
 
-/** A group's line in the table: its verdict and summary, then each plugin's status. */
-const groupLine = (group: GroupReport): string => {
+/**
+ * A group's lines in the table: its state and summary, then each plugin's status; indented under
+ * it, what still works when it is degraded, and the tools and resources it announced last.
+ */
+const groupLines = (group: GroupReport): Array<string> => {
   const members = group.plugins.map((p) => `${p.id} ${p.status}`).join(", ")
-  return `group ${group.group}: ${group.status} - ${group.summary}${members === "" ? "" : ` (${members})`}`
+  return [
+    `group ${group.group}: ${group.status} - ${group.summary}${members === "" ? "" : ` (${members})`}`,
+    ...(group.degradedMode === undefined ? [] : [degradedLine(group.degradedMode)]),
+    ...(group.discovery === undefined ? [] : discoveryLines(group.discovery))
+  ]
+}
+
+const listOrNone = (items: ReadonlyArray<string>): string => items.length === 0 ? "none" : items.join(", ")
+
+/** What still works, in the reader's words (the claw-code `reason` counts "servers"; `--json` keeps it). */
+const degradedLine = (mode: GroupHealth.DegradedMode): string =>
+  `  degraded mode: still available ${listOrNone(mode.available)}; unavailable ${listOrNone(mode.unavailable)}`
+
+/** The tools (with their descriptions; `--json` has the input schemas) and resources (with their mime types) of a discovery. */
+const discoveryLines = (discovery: GroupHealth.DiscoveryResult): Array<string> => {
+  const tools = discovery.toolDetails.length > 0
+    ? discovery.toolDetails.map((t) => t.description === undefined ? t.name : `${t.name} (${cell(t.description, 60)})`)
+    : discovery.tools
+  const resources = discovery.resourceDetails.length > 0
+    ? discovery.resourceDetails.map((r) => r.mimeType === undefined ? r.uri : `${r.uri} [${r.mimeType}]`)
+    : discovery.resources
+  return [
+    `  tools: ${listOrNone(tools)}`,
+    `  resources: ${listOrNone(resources)}${discovery.partial ? " (partial: some plugins did not answer)" : ""}`
+  ]
 }
 
 const header = ["PLUGIN", "STATE", "HEALTH", "PID", "UPTIME", "CRASHES recent/in a row/total", "NEXT RESTART", "CHECKSUM", "ENV VARS", "METHODS", "LAST ERROR"]
@@ -380,7 +433,8 @@ const environmentLine = (p: PluginDiagnosis): Array<string> => {
 
 /**
  * Renders a report as a plain-text table for a terminal: a header, one row per plugin with
- * aligned columns, then one line per group with its aggregate status, then what a plugin's
+ * aligned columns, then one line per group with its lifecycle state (and, indented under it, its
+ * degraded mode when degraded and its last discovery), then what a plugin's
  * environment needs a reader to know (marked injection variables, a resolved interpreter, why it
  * would not start), then one line per plugin whose spawns leave something unverified
  * (`verification of x: interpreter script not verified: /plugins/x/main.py`), then the stderr
@@ -399,7 +453,7 @@ export const render = (report: DoctorReport): string => {
     line(header),
     ...rows.map(line),
     ...(report.groups.length > 0 ? [""] : []),
-    ...report.groups.map(groupLine),
+    ...report.groups.flatMap(groupLines),
     ...environmentBlock(report.plugins),
     ...(report.plugins.some((p) => verificationLine(p).length > 0) ? [""] : []),
     ...report.plugins.flatMap(verificationLine),

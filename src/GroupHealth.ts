@@ -7,8 +7,12 @@
  * (what the health service learned beyond it: failed probes, a failed `startup`, discovered
  * tools); {@link aggregate} folds the servers into a group's {@link PluginHealthcheck}: no
  * servers → `Failed`; all healthy → `Healthy`; all failed → `Failed`; otherwise `Degraded` (a
- * degraded server counts as up). {@link DiscoveryResult} holds the tools and resources the
- * servers announce, and {@link degradedMode} says what still works.
+ * degraded server counts as up). {@link lifecycleOf} places the group in its lifecycle
+ * (`Starting`, `Healthy`, `Degraded`, `Failed`, `ShuttingDown`, `Stopped`) from that verdict and
+ * the plugins' process states, so a group stopped on purpose reads `Stopped`, not `Failed`.
+ * {@link DiscoveryResult} holds the tools (with descriptions and input schemas) and resources
+ * (with mime types) the servers announce, and {@link degradedMode} says what still works when
+ * the group is degraded.
  *
  * Nothing here runs an effect or reads a clock: the `PluginHealth` service applies these rules
  * to live plugins. `PluginHealth` also re-exports the models and the three rules, where they
@@ -16,6 +20,8 @@
  *
  * @since 0.1.0
  */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as PluginClient from "./PluginClient.ts"
 
@@ -37,6 +43,37 @@ export const Status = Schema.Literals(["Healthy", "Degraded", "Failed"])
 export type Status = typeof Status.Type
 
 /**
+ * Where a group stands in its lifecycle: `Starting` (a `startup` is under way, or every server is
+ * up but one is still on its first start), `Healthy`, `Degraded`, `Failed` (the verdict of
+ * {@link aggregate}), `ShuttingDown` (a `shutdown` is under way, or every plugin is stopping or
+ * stopped) and `Stopped` (every plugin was stopped on purpose). A superset of {@link Status}.
+ *
+ * @category models
+ */
+export const Lifecycle = Schema.Literals(["Starting", "Healthy", "Degraded", "Failed", "ShuttingDown", "Stopped"])
+
+/**
+ * @category models
+ */
+export type Lifecycle = typeof Lifecycle.Type
+
+/**
+ * What the health service is doing to a group right now, if anything: a `startup` or a
+ * `shutdown`. It wins over what the plugins' states say while it lasts.
+ *
+ * @category models
+ */
+export type Phase = "Starting" | "ShuttingDown"
+
+/**
+ * A plugin's process state as a group sees it: the `PluginState` tag, or `undefined` when the id
+ * is not registered with the manager.
+ *
+ * @category models
+ */
+export type MemberState = PluginClient.PluginState["_tag"] | undefined
+
+/**
  * One server (plugin) of a group. `capabilities` are the tools it discovered last, or else the
  * methods its handshake announced; `lastError` says why it is not healthy.
  *
@@ -50,23 +87,72 @@ export class ServerHealth extends Schema.Class<ServerHealth>("ServerHealth")({
 }) {}
 
 /**
- * The health of a group at `lastCheck` (epoch millis from `Clock`): its servers and their
- * aggregate `state`, with a human `message` (`"all 3 servers failed"`,
+ * The health of a group at `lastCheck` (epoch millis from `Clock`): its servers and the group's
+ * lifecycle `state` ({@link lifecycleOf}; the health verdict of {@link aggregate} when the group
+ * is neither starting nor stopping), with a human `message` (`"all 3 servers failed"`,
  * `"2 servers healthy, 1 servers failed"`…). `pluginName` is the group's name, as in claw-code.
  *
  * @category models
  */
 export class PluginHealthcheck extends Schema.Class<PluginHealthcheck>("PluginHealthcheck")({
   pluginName: Schema.String,
-  state: Status,
+  state: Lifecycle,
   servers: Schema.Array(ServerHealth),
   lastCheck: Schema.Number,
   message: Schema.String
 }) {}
 
 /**
- * What one server announced during discovery; `error` is set when it could not answer (failed,
- * timed out, or answered something that is not a list).
+ * A tool as discovery announced it: its `name`, and its `description` and `inputSchema` (a JSON
+ * Schema, kept as the plugin sent it) when the plugin gave them.
+ *
+ * @category models
+ */
+export const ToolInfo = Schema.Struct({
+  name: Schema.String,
+  description: Schema.optionalKey(Schema.String),
+  inputSchema: Schema.optionalKey(Schema.Unknown)
+})
+
+/**
+ * @category models
+ */
+export type ToolInfo = typeof ToolInfo.Type
+
+/**
+ * A resource as discovery announced it: its `uri` (the name when the plugin gave no uri), and
+ * its `name`, `description` and `mimeType` when the plugin gave them.
+ *
+ * @category models
+ */
+export const ResourceInfo = Schema.Struct({
+  uri: Schema.String,
+  name: Schema.optionalKey(Schema.String),
+  description: Schema.optionalKey(Schema.String),
+  mimeType: Schema.optionalKey(Schema.String)
+})
+
+/**
+ * @category models
+ */
+export type ResourceInfo = typeof ResourceInfo.Type
+
+const noDetails = {
+  tools: Schema.Array(ToolInfo).pipe(
+    Schema.withDecodingDefaultKey(Effect.succeed([])),
+    Schema.withConstructorDefault(Effect.succeed([]))
+  ),
+  resources: Schema.Array(ResourceInfo).pipe(
+    Schema.withDecodingDefaultKey(Effect.succeed([])),
+    Schema.withConstructorDefault(Effect.succeed([]))
+  )
+}
+
+/**
+ * What one server announced during discovery: the names of its `tools` and `resources`, and the
+ * same entries with everything the plugin said about them (`toolDetails`, `resourceDetails`).
+ * `error` is set when it could not answer (failed, timed out, or answered something that is not
+ * a list).
  *
  * @category models
  */
@@ -74,11 +160,14 @@ export class ServerDiscovery extends Schema.Class<ServerDiscovery>("ServerDiscov
   serverName: Schema.String,
   tools: Schema.Array(Schema.String),
   resources: Schema.Array(Schema.String),
+  toolDetails: noDetails.tools,
+  resourceDetails: noDetails.resources,
   error: Schema.optionalKey(Schema.String)
 }) {}
 
 /**
- * The tools and resources of a group (deduplicated, in server order). `partial` is true when at
+ * The tools and resources of a group (deduplicated, in server order), by name and in detail
+ * (`toolDetails`, `resourceDetails`: the first server announcing a name wins). `partial` is true when at
  * least one server could not answer. `servers` keeps the per-server answers, so
  * {@link degradedMode} can tell which tools come from servers that are still up.
  *
@@ -87,6 +176,8 @@ export class ServerDiscovery extends Schema.Class<ServerDiscovery>("ServerDiscov
 export class DiscoveryResult extends Schema.Class<DiscoveryResult>("DiscoveryResult")({
   tools: Schema.Array(Schema.String),
   resources: Schema.Array(Schema.String),
+  toolDetails: noDetails.tools,
+  resourceDetails: noDetails.resources,
   partial: Schema.Boolean,
   servers: Schema.optionalKey(Schema.Array(ServerDiscovery))
 }) {}
@@ -183,28 +274,75 @@ export const unreachableServer = (serverName: string, error: string, overlay: Se
   makeServer(serverName, "Failed", overlay.capabilities ?? [], error)
 
 /**
- * Aggregates servers into a group check with the claw-code rules: no servers → `Failed`
- * "no servers available"; every server healthy → `Healthy` "all N servers healthy"; every server
- * failed → `Failed` "all N servers failed"; otherwise `Degraded` "H servers healthy, F servers
- * failed" where a degraded server counts as up (and is mentioned: ", D degraded").
+ * Where a group stands in its lifecycle, from the health verdict of its servers (`status`), the
+ * process states of its plugins (`states`, in any order) and what the service is doing to it
+ * (`phase`). In order: a `phase` wins (`Starting` during a `startup`, `ShuttingDown` during a
+ * `shutdown`); every plugin `Stopped` → `Stopped`; some `Stopping` and the rest stopped →
+ * `ShuttingDown`; every server healthy but some plugin still `Starting` → `Starting`; otherwise
+ * the verdict. A group with no plugins is `Failed`, as in claw-code.
  *
  * @category constructors
  */
-export const aggregate = (pluginName: string, servers: ReadonlyArray<ServerHealth>, lastCheck: number): PluginHealthcheck => {
+export const lifecycleOf = (status: Status, states: ReadonlyArray<MemberState>, phase?: Phase | undefined): Lifecycle => {
+  if (phase !== undefined) return phase
+  if (states.length === 0) return status
+  if (states.every((s) => s === "Stopped")) return "Stopped"
+  if (states.some((s) => s === "Stopping") && states.every((s) => s === "Stopping" || s === "Stopped")) return "ShuttingDown"
+  if (status === "Healthy" && states.some((s) => s === "Starting")) return "Starting"
+  return status
+}
+
+/**
+ * The health verdict of a set of servers with the claw-code rules, and its message: no servers →
+ * `Failed` "no servers available"; every server healthy → `Healthy` "all N servers healthy";
+ * every server failed → `Failed` "all N servers failed"; otherwise `Degraded` "H servers healthy,
+ * F servers failed" where a degraded server counts as up (and is mentioned: ", D degraded").
+ *
+ * @category constructors
+ */
+export const statusOf = (servers: ReadonlyArray<ServerHealth>): readonly [Status, string] => {
   const failed = servers.filter((s) => s.status === "Failed").length
   const degraded = servers.filter((s) => s.status === "Degraded").length
   const up = servers.length - failed
-  const [state, message]: readonly [Status, string] = servers.length === 0
+  return servers.length === 0
     ? ["Failed", "no servers available"]
     : failed === 0 && degraded === 0
     ? ["Healthy", `all ${servers.length} servers healthy`]
     : up === 0
     ? ["Failed", `all ${failed} servers failed`]
     : ["Degraded", `${up} servers healthy, ${failed} servers failed${degraded === 0 ? "" : `, ${degraded} degraded`}`]
+}
+
+/**
+ * Aggregates servers into a group check: the verdict and message of {@link statusOf}, placed in
+ * the group's lifecycle by {@link lifecycleOf} when the plugins' `states` (and the service's
+ * `phase`) are given; without them the state is the verdict.
+ *
+ * @category constructors
+ */
+export const aggregate = (
+  pluginName: string,
+  servers: ReadonlyArray<ServerHealth>,
+  lastCheck: number,
+  lifecycle: { readonly states?: ReadonlyArray<MemberState> | undefined; readonly phase?: Phase | undefined } = {}
+): PluginHealthcheck => {
+  const [status, message] = statusOf(servers)
+  const state = lifecycleOf(status, lifecycle.states ?? [], lifecycle.phase)
   return new PluginHealthcheck({ pluginName, state, servers: [...servers], lastCheck, message })
 }
 
 const unique = (values: Iterable<string>): Array<string> => [...new Set(values)]
+
+/** The first entry of each key, in order. */
+const uniqueBy = <A>(values: ReadonlyArray<A>, key: (a: A) => string): Array<A> => {
+  const seen = new Set<string>()
+  return values.filter((value) => {
+    const k = key(value)
+    if (seen.has(k)) return false
+    seen.add(k)
+    return true
+  })
+}
 
 /**
  * The discovery of a group from its servers' answers, in server order: tools and resources
@@ -216,19 +354,26 @@ export const discoveryOf = (servers: ReadonlyArray<ServerDiscovery>): DiscoveryR
   new DiscoveryResult({
     tools: unique(servers.flatMap((s) => s.tools)),
     resources: unique(servers.flatMap((s) => s.resources)),
+    toolDetails: uniqueBy(servers.flatMap((s) => s.toolDetails), (t) => t.name),
+    resourceDetails: uniqueBy(servers.flatMap((s) => s.resourceDetails), (r) => r.uri),
     partial: servers.some((s) => s.error !== undefined),
     servers: [...servers]
   })
 
 /**
- * What still works in a group: `available` = tools discovered from servers that are up
+ * What still works in a degraded group, as claw-code has it: `None` unless the group's state is
+ * `Degraded` (a healthy group loses nothing; a failed or stopped one has nothing left). Then
+ * `available` = tools discovered from servers that are up
  * (healthy or degraded; all discovered tools when the discovery carries no per-server detail),
  * `unavailable` = capabilities of the failed servers that no server that is up provides,
  * `reason` = "H servers healthy, F servers failed" (degraded servers count as healthy).
  *
  * @category combinators
  */
-export const degradedMode = (check: PluginHealthcheck, discovery: DiscoveryResult): DegradedMode => {
+export const degradedMode = (check: PluginHealthcheck, discovery: DiscoveryResult): Option.Option<DegradedMode> =>
+  check.state === "Degraded" ? Option.some(whatStillWorks(check, discovery)) : Option.none()
+
+const whatStillWorks = (check: PluginHealthcheck, discovery: DiscoveryResult): DegradedMode => {
   const failed = check.servers.filter((s) => s.status === "Failed")
   const up = new Set(check.servers.filter((s) => s.status !== "Failed").map((s) => s.serverName))
   const available = discovery.servers === undefined

@@ -8,7 +8,11 @@
  * `PluginState` and folds them with the claw-code rules (`GroupHealth.aggregate`). What the
  * service learns beyond the live state (a failed periodic probe, a failed `startup`, the tools
  * discovery read) is one state map keyed by plugin id, changed only by atomic updates.
- * Lifecycle and probe transitions are published as {@link HealthEvent}s.
+ * A check also places the group in its lifecycle (`GroupHealth.lifecycleOf`: `Starting`,
+ * `Healthy`, `Degraded`, `Failed`, `ShuttingDown`, `Stopped`), with `startup` and `shutdown`
+ * holding the group in `Starting` / `ShuttingDown` while they run. Lifecycle and probe
+ * transitions are published as {@link HealthEvent}s, among them {@link GroupStateChanged}
+ * whenever the service sees a group in a state other than the one it saw last.
  *
  * This module owns only the health view: starting, stopping and restarting stay with the
  * manager, and probes never spawn a plugin that is not running. The health models and rules
@@ -52,13 +56,17 @@ export {
   DegradedMode,
   degradedMode,
   DiscoveryResult,
+  Lifecycle,
+  lifecycleOf,
   PluginHealthcheck,
+  ResourceInfo,
   ServerDiscovery,
   ServerHealth,
   serverHealthOf,
-  Status
+  Status,
+  ToolInfo
 } from "./GroupHealth.ts"
-export type { ServerOverlay } from "./GroupHealth.ts"
+export type { MemberState, Phase, ServerOverlay } from "./GroupHealth.ts"
 
 // ---------------------------------------------------------------------------------------------
 // events
@@ -113,6 +121,23 @@ export const Shutdown = Schema.TaggedStruct("Shutdown", { group: Schema.String }
 export type Shutdown = typeof Shutdown.Type
 
 /**
+ * The service saw a group in another lifecycle state than the one it saw last (`from` is absent
+ * the first time it looks): at the start and end of a `startup` or `shutdown`, and at any check
+ * (`check`, `checkAll`, `degradedMode`, `doctor`) that finds the group changed; a change no one
+ * checks is published at the next check. `message` is the check's.
+ *
+ * @category events
+ */
+export const GroupStateChanged = Schema.TaggedStruct("GroupStateChanged", {
+  group: Schema.String,
+  from: Schema.optionalKey(GroupHealth.Lifecycle),
+  to: GroupHealth.Lifecycle,
+  message: Schema.String
+})
+/** @category events */
+export type GroupStateChanged = typeof GroupStateChanged.Type
+
+/**
  * A running plugin failed its probe (error or no answer in time) after passing it before.
  *
  * @category events
@@ -148,6 +173,7 @@ export const HealthEvent = Schema.Union([
   StartupDegraded,
   StartupFailed,
   Shutdown,
+  GroupStateChanged,
   HealthDegraded,
   HealthRecovered
 ])
@@ -296,20 +322,30 @@ const resolveConfig = (config: HealthConfig): Effect.Effect<Resolved, HealthConf
 export class PluginHealth extends Context.Service<PluginHealth, {
   /** The configured groups and their plugin ids, in configuration order. */
   readonly groups: ReadonlyArray<readonly [string, ReadonlyArray<string>]>
-  /** The group's health now, from the live state of its plugins. */
+  /** The group's health and lifecycle state now, from the live state of its plugins (publishes `GroupStateChanged` when it changed). */
   readonly check: (group: string) => Effect.Effect<GroupHealth.PluginHealthcheck, UnknownGroup>
   /** Every group's health. */
   readonly checkAll: Effect.Effect<ReadonlyArray<GroupHealth.PluginHealthcheck>>
   /**
-   * Asks every server of the group for its tools and resources, in parallel, each bounded by the
-   * discovery timeout. Like any call, it spawns a lazy plugin that is not running.
+   * Asks every server of the group for its tools (with descriptions and input schemas) and
+   * resources (with mime types), in parallel, each bounded by the discovery timeout; the doctor
+   * shows the last result. Like any call, it spawns a lazy plugin that is not running.
    */
   readonly discover: (group: string) => Effect.Effect<GroupHealth.DiscoveryResult, UnknownGroup>
-  /** `check` and `discover`, folded with `GroupHealth.degradedMode`. */
-  readonly degradedMode: (group: string) => Effect.Effect<GroupHealth.DegradedMode, UnknownGroup>
-  /** Starts every plugin of the group in parallel, checks it, publishes the startup event and returns the check. */
+  /**
+   * `check` and `discover`, folded with `GroupHealth.degradedMode`: what still works, only when
+   * the group is `Degraded` (`None` otherwise, without asking the servers anything).
+   */
+  readonly degradedMode: (group: string) => Effect.Effect<Option.Option<GroupHealth.DegradedMode>, UnknownGroup>
+  /**
+   * Starts every plugin of the group in parallel (the group reads `Starting` meanwhile), checks
+   * it, publishes the startup event and returns the check.
+   */
   readonly startup: (group: string) => Effect.Effect<GroupHealth.PluginHealthcheck, UnknownGroup>
-  /** Stops every plugin of the group in parallel and publishes `Shutdown`. */
+  /**
+   * Stops every plugin of the group in parallel (the group reads `ShuttingDown` meanwhile, then
+   * `Stopped`) and publishes `Shutdown`.
+   */
   readonly shutdown: (group: string) => Effect.Effect<void, UnknownGroup>
   /** Runs one probe round now (running plugins only), whether or not periodic probes are on. */
   readonly probeNow: Effect.Effect<void>
@@ -325,12 +361,26 @@ export class PluginHealth extends Context.Service<PluginHealth, {
 // implementation: each operation is a function of the one `Health` record a service holds
 // ---------------------------------------------------------------------------------------------
 
-/** What every operation of one service reads: its configuration, the manager, its one state map, its event hub. */
+/**
+ * What every operation of one service reads: its configuration, the manager, its state map, the
+ * groups it is starting or stopping, the lifecycle state it saw last and the discovery it read
+ * last for each group, its event hub.
+ */
 interface Health {
   readonly config: Resolved
   readonly manager: PluginManager.PluginManager["Service"]
   readonly state: Ref.Ref<HealthState.HealthState>
+  readonly phases: Ref.Ref<ReadonlyMap<string, GroupHealth.Phase>>
+  readonly seen: Ref.Ref<ReadonlyMap<string, GroupHealth.Lifecycle>>
+  readonly discovered: Ref.Ref<ReadonlyMap<string, GroupHealth.DiscoveryResult>>
   readonly events: PubSub.PubSub<HealthEvent>
+}
+
+const withEntry = <A>(map: ReadonlyMap<string, A>, key: string, value: A | undefined): ReadonlyMap<string, A> => {
+  const next = new Map(map)
+  if (value === undefined) next.delete(key)
+  else next.set(key, value)
+  return next
 }
 
 const errorText = (error: PluginManager.ManagerError | PluginClientError.PluginClientError): string => error.message
@@ -354,26 +404,53 @@ const lookupGroup = (config: Resolved, group: string): Effect.Effect<ReadonlyArr
 
 // -- checks -----------------------------------------------------------------------------------
 
-/** A server's health now. A plugin seen running has recovered from its failed start. */
-const serverHealth = (health: Health, id: string): Effect.Effect<GroupHealth.ServerHealth> =>
+/** A server's health now, with its plugin's process state. A plugin seen running has recovered from its failed start. */
+const memberHealth = (health: Health, id: string): Effect.Effect<readonly [GroupHealth.ServerHealth, GroupHealth.MemberState]> =>
   health.manager.get(id).pipe(
     Effect.flatMap((client) => client.health),
     Effect.flatMap((snapshot) =>
       Ref.modify(health.state, (state) => {
         const next = snapshot.state._tag === "Running" ? HealthState.cameUp(state, id) : state
-        return [GroupHealth.serverHealthOf(id, snapshot, HealthState.overlayOf(next, id)), next]
+        const server = GroupHealth.serverHealthOf(id, snapshot, HealthState.overlayOf(next, id))
+        return [[server, snapshot.state._tag] as const, next]
       })
     ),
     Effect.catchTag("ManagerError", (error) =>
       Effect.map(Ref.get(health.state), (state) =>
-        GroupHealth.unreachableServer(id, errorText(error), HealthState.overlayOf(state, id))))
+        [GroupHealth.unreachableServer(id, errorText(error), HealthState.overlayOf(state, id)), undefined] as const))
   )
+
+const serverHealth = (health: Health, id: string): Effect.Effect<GroupHealth.ServerHealth> =>
+  Effect.map(memberHealth(health, id), ([server]) => server)
+
+/** Remembers the group's lifecycle state and publishes `GroupStateChanged` when it differs from the one seen last. */
+const observe = (health: Health, check: GroupHealth.PluginHealthcheck): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const group = check.pluginName
+    const from = yield* Ref.modify(health.seen, (seen) => [seen.get(group), withEntry(seen, group, check.state)])
+    if (from === check.state) return
+    yield* publish(health, GroupStateChanged.make({ group, ...(from === undefined ? {} : { from }), to: check.state, message: check.message }))
+  })
 
 const checkIds = (health: Health, group: string, ids: ReadonlyArray<string>): Effect.Effect<GroupHealth.PluginHealthcheck> =>
   Effect.gen(function*() {
-    const servers = yield* Effect.forEach(ids, (id) => serverHealth(health, id), { concurrency: "unbounded" })
-    return GroupHealth.aggregate(group, servers, yield* Clock.currentTimeMillis)
+    const members = yield* Effect.forEach(ids, (id) => memberHealth(health, id), { concurrency: "unbounded" })
+    const phase = (yield* Ref.get(health.phases)).get(group)
+    const result = GroupHealth.aggregate(group, members.map(([server]) => server), yield* Clock.currentTimeMillis, {
+      states: members.map(([, state]) => state),
+      phase
+    })
+    yield* observe(health, result)
+    return result
   })
+
+/** Runs `effect` with the group held in `phase` (checked at the start, so the change is published), and always releases it. */
+const inPhase = <A, E>(health: Health, group: string, ids: ReadonlyArray<string>, phase: GroupHealth.Phase, effect: Effect.Effect<A, E>) =>
+  Ref.update(health.phases, (phases) => withEntry(phases, group, phase)).pipe(
+    Effect.andThen(checkIds(health, group, ids)),
+    Effect.andThen(effect),
+    Effect.ensuring(Ref.update(health.phases, (phases) => withEntry(phases, group, undefined)))
+  )
 
 const check = (health: Health, group: string) =>
   lookupGroup(health.config, group).pipe(
@@ -386,12 +463,12 @@ const checkAll = (health: Health) => Effect.forEach(health.config.groups, ([grou
 // -- discovery --------------------------------------------------------------------------------
 
 /** One discovery call, bounded (spawn included) by the discovery timeout, read by `read`. */
-const list = (
+const list = <A>(
   health: Health,
   id: string,
   method: string,
-  read: (result: unknown) => DiscoveryAnswer.Names
-): Effect.Effect<DiscoveryAnswer.Names> => {
+  read: (result: unknown) => DiscoveryAnswer.Entries<A>
+): Effect.Effect<DiscoveryAnswer.Entries<A>> => {
   const { timeout } = health.config.discovery
   return health.manager.call(id, method).pipe(
     Effect.mapError(errorText),
@@ -408,22 +485,23 @@ const list = (
 }
 
 /** Without a tools method, a server's tools are its capabilities, unless it failed. */
-const capabilityNames = (health: Health, id: string): Effect.Effect<DiscoveryAnswer.Names> =>
+const capabilityTools = (health: Health, id: string): Effect.Effect<DiscoveryAnswer.Tools> =>
   Effect.map(serverHealth(health, id), (server) =>
-    server.status === "Failed" ? Result.fail(server.lastError ?? "failed") : Result.succeed(server.capabilities))
+    server.status === "Failed" ? Result.fail(server.lastError ?? "failed") : DiscoveryAnswer.namedTools(server.capabilities))
 
-const noNames: Effect.Effect<DiscoveryAnswer.Names> = Effect.succeed(Result.succeed([]))
+const noResources: Effect.Effect<DiscoveryAnswer.Resources> = Effect.succeed(Result.succeed([]))
 
 /** One server's tools and resources, asked in parallel; tools read from it become its capabilities. */
 const discoverServer = (health: Health, id: string): Effect.Effect<GroupHealth.ServerDiscovery> =>
   Effect.gen(function*() {
     const { tools: toolsMethod, resources: resourcesMethod } = health.config.discovery
     const [tools, resources] = yield* Effect.all([
-      toolsMethod === undefined ? capabilityNames(health, id) : list(health, id, toolsMethod, DiscoveryAnswer.toolNames),
-      resourcesMethod === undefined ? noNames : list(health, id, resourcesMethod, DiscoveryAnswer.resourceNames)
+      toolsMethod === undefined ? capabilityTools(health, id) : list(health, id, toolsMethod, DiscoveryAnswer.tools),
+      resourcesMethod === undefined ? noResources : list(health, id, resourcesMethod, DiscoveryAnswer.resources)
     ], { concurrency: "unbounded" })
     if (toolsMethod !== undefined && Result.isSuccess(tools)) {
-      yield* Ref.update(health.state, (state) => HealthState.toolsDiscovered(state, id, tools.success))
+      const names = tools.success.map((tool) => tool.name)
+      yield* Ref.update(health.state, (state) => HealthState.toolsDiscovered(state, id, names))
     }
     return DiscoveryAnswer.serverDiscovery(id, tools, resources)
   })
@@ -432,6 +510,7 @@ const discover = (health: Health, group: string) =>
   lookupGroup(health.config, group).pipe(
     Effect.flatMap((ids) => Effect.forEach(ids, (id) => discoverServer(health, id), { concurrency: "unbounded" })),
     Effect.map(GroupHealth.discoveryOf),
+    Effect.tap((result) => Ref.update(health.discovered, (found) => withEntry(found, group, result))),
     Effect.withSpan("PluginHealth.discover", { attributes: { group } })
   )
 
@@ -451,9 +530,13 @@ const startupEvent = (group: string, check: GroupHealth.PluginHealthcheck): Heal
   switch (check.state) {
     case "Healthy":
       return StartupHealthy.make({ group, check })
+    case "Starting":
     case "Degraded":
       return StartupDegraded.make({ group, check })
     case "Failed":
+    case "ShuttingDown":
+    case "Stopped":
+      // Not up: stopped, or being stopped, by someone else while it started.
       return StartupFailed.make({ group, check })
   }
 }
@@ -462,7 +545,7 @@ const startup = (health: Health, group: string) =>
   Effect.gen(function*() {
     const ids = yield* lookupGroup(health.config, group)
     yield* publish(health, ConfigValidated.make({ group, plugins: [...ids] }))
-    yield* Effect.forEach(ids, (id) => startOne(health, id), { concurrency: "unbounded", discard: true })
+    yield* inPhase(health, group, ids, "Starting", Effect.forEach(ids, (id) => startOne(health, id), { concurrency: "unbounded", discard: true }))
     const result = yield* checkIds(health, group, ids)
     yield* publish(health, startupEvent(group, result))
     return result
@@ -471,10 +554,11 @@ const startup = (health: Health, group: string) =>
 const shutdown = (health: Health, group: string) =>
   Effect.gen(function*() {
     const ids = yield* lookupGroup(health.config, group)
-    yield* Effect.forEach(ids, (id) => health.manager.stop(id), { concurrency: "unbounded", discard: true })
+    yield* inPhase(health, group, ids, "ShuttingDown", Effect.forEach(ids, (id) => health.manager.stop(id), { concurrency: "unbounded", discard: true }))
     yield* Ref.update(health.state, (state) => HealthState.stopped(state, ids))
+    yield* checkIds(health, group, ids)
     yield* publish(health, Shutdown.make({ group }))
-  })
+  }).pipe(Effect.withSpan("PluginHealth.shutdown", { attributes: { group } }))
 
 /**
  * A plugin that comes up again has recovered from its failed start, even if no check saw it
@@ -550,6 +634,16 @@ const probeRound = (health: Health): Effect.Effect<void> =>
     discard: true
   }).pipe(Effect.withSpan("PluginHealth.probe"))
 
+// -- degraded mode ------------------------------------------------------------------------------
+
+/** What still works in the group, asking the servers for their tools only when it is degraded. */
+const degradedModeOf = (health: Health, group: string): Effect.Effect<Option.Option<GroupHealth.DegradedMode>, UnknownGroup> =>
+  Effect.gen(function*() {
+    const result = yield* check(health, group)
+    if (result.state !== "Degraded") return Option.none()
+    return GroupHealth.degradedMode(result, yield* discover(health, group))
+  })
+
 // -- doctor -----------------------------------------------------------------------------------
 
 const doctor = (health: Health): Effect.Effect<DoctorReport> =>
@@ -565,11 +659,12 @@ const doctor = (health: Health): Effect.Effect<DoctorReport> =>
           verification
         })))
     const checks = yield* checkAll(health)
+    const discovered = yield* Ref.get(health.discovered)
     const leftovers = yield* Leftovers.reapedSoFar
     return new DoctorReport({
       generatedAt: yield* Clock.currentTimeMillis,
       plugins,
-      groups: checks.map(GroupReport.fromHealthcheck),
+      groups: checks.map((check) => GroupReport.fromHealthcheck(check, discovered.get(check.pluginName))),
       ...(leftovers.length === 0 ? {} : { leftovers }),
       containment: { mode: ProcessTree.mode(), escaped: ProcessTree.escapedCount() }
     })
@@ -593,6 +688,9 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
     config: resolved,
     manager: yield* PluginManager.PluginManager,
     state: yield* Ref.make(HealthState.empty),
+    phases: yield* Ref.make<ReadonlyMap<string, GroupHealth.Phase>>(new Map()),
+    seen: yield* Ref.make<ReadonlyMap<string, GroupHealth.Lifecycle>>(new Map()),
+    discovered: yield* Ref.make<ReadonlyMap<string, GroupHealth.DiscoveryResult>>(new Map()),
     events: yield* PubSub.unbounded<HealthEvent>()
   }
   yield* Effect.forkScoped(forgetFailedStartsOnReady(health))
@@ -605,10 +703,7 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
     check: (group) => check(health, group),
     checkAll: checkAll(health),
     discover: (group) => discover(health, group),
-    degradedMode: (group) =>
-      Effect.all([check(health, group), discover(health, group)]).pipe(
-        Effect.map(([result, discovery]) => GroupHealth.degradedMode(result, discovery))
-      ),
+    degradedMode: (group) => degradedModeOf(health, group),
     startup: (group) => startup(health, group),
     shutdown: (group) => shutdown(health, group),
     probeNow,

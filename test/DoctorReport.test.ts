@@ -121,6 +121,33 @@ describe("DoctorReport (group summaries)", () => {
       assert.deepStrictEqual([report.group, report.status, report.checkedAt], ["g", check.state, 7])
     }
   })
+  it("a group's report carries its lifecycle state; a stopped group says so instead of counting failures", () => {
+    const check = GroupHealth.aggregate("g", [server("a", "Failed"), server("b", "Failed")], 7, { states: ["Stopped", "Stopped"] })
+    const report = DoctorReport.GroupReport.fromHealthcheck(check)
+    assert.deepStrictEqual([report.status, report.summary], ["Stopped", "all 2 plugins stopped"])
+    const one = DoctorReport.GroupReport.fromHealthcheck(GroupHealth.aggregate("g", [server("a", "Failed")], 7, { states: ["Stopped"] }))
+    assert.strictEqual(one.summary, "its plugin is stopped")
+    const starting = DoctorReport.GroupReport.fromHealthcheck(GroupHealth.aggregate("g", [server("a", "Healthy")], 7, { phase: "Starting" }))
+    assert.strictEqual(starting.status, "Starting")
+  })
+
+  it("degradedMode is in a group's report only when the group is degraded, and a report without it (or written before lifecycles) still decodes", () => {
+    const capable = (serverName: string, status: GroupHealth.Status, tools: ReadonlyArray<string>) =>
+      new GroupHealth.ServerHealth({ serverName, status, capabilities: [...tools] })
+    const degraded = DoctorReport.GroupReport.fromHealthcheck(GroupHealth.aggregate("g", [capable("a", "Healthy", ["search"]), capable("b", "Failed", ["write"])], 7))
+    assert.deepStrictEqual(
+      [degraded.degradedMode?.available, degraded.degradedMode?.unavailable],
+      [["search"], ["write"]],
+      "without a discovery, the capabilities of the servers that are up"
+    )
+    const healthy = DoctorReport.GroupReport.fromHealthcheck(GroupHealth.aggregate("g", [capable("a", "Healthy", ["search"])], 7))
+    const encoded = Schema.encodeSync(DoctorReport.GroupReport)(healthy)
+    assert.isFalse("degradedMode" in encoded)
+    assert.isFalse("discovery" in encoded)
+    const old = { group: "g", status: "Failed", summary: "its plugin failed", plugins: [{ id: "a", status: "Failed" }], checkedAt: 1 }
+    const decoded = Schema.decodeUnknownSync(DoctorReport.GroupReport)(old)
+    assert.deepStrictEqual([decoded.status, decoded.degradedMode, decoded.discovery], ["Failed", undefined, undefined])
+  })
 })
 
 describe("DoctorReport (containment)", () => {

@@ -6,6 +6,7 @@ import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
@@ -96,6 +97,9 @@ const serverOf = (check: PluginHealth.PluginHealthcheck, name: string) => {
 const server = (serverName: string, status: PluginHealth.Status, capabilities: ReadonlyArray<string> = [], lastError?: string) =>
   new PluginHealth.ServerHealth({ serverName, status, capabilities: [...capabilities], ...(lastError === undefined ? {} : { lastError }) })
 
+/** Every event but the group state changes, for specs about the other events. */
+const notStateChange = (event: PluginHealth.HealthEvent): boolean => event._tag !== "GroupStateChanged"
+
 const snapshot = (state: PluginClient.PluginState, overrides: Partial<PluginClient.HealthSnapshot> = {}): PluginClient.HealthSnapshot => ({
   pluginName: "p",
   state,
@@ -147,7 +151,7 @@ describe("PluginHealth (aggregation rules)", () => {
       server("beta", "Failed", ["write"], "connection refused"),
       server("gamma", "Healthy", ["read"])
     ], 0)
-    const mode = PluginHealth.degradedMode(check, new PluginHealth.DiscoveryResult({ tools: ["search", "read"], resources: [], partial: true }))
+    const mode = Option.getOrThrow(PluginHealth.degradedMode(check, new PluginHealth.DiscoveryResult({ tools: ["search", "read"], resources: [], partial: true })))
     assert.deepStrictEqual(mode.available, ["search", "read"])
     assert.deepStrictEqual(mode.unavailable, ["write"])
     assert.strictEqual(mode.reason, "2 servers healthy, 1 servers failed")
@@ -167,7 +171,7 @@ describe("PluginHealth (aggregation rules)", () => {
         new PluginHealth.ServerDiscovery({ serverName: "beta", tools: ["write"], resources: [] })
       ]
     })
-    const mode = PluginHealth.degradedMode(check, discovery)
+    const mode = Option.getOrThrow(PluginHealth.degradedMode(check, discovery))
     assert.deepStrictEqual(mode.available, ["search", "read"])
     assert.deepStrictEqual(mode.unavailable, ["write"])
     assert.strictEqual(mode.reason, "1 servers healthy, 1 servers failed")
@@ -393,7 +397,7 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
         assert.strictEqual(serverOf(down, "ghost").lastError, "plugin id `ghost` is not registered")
         assert.strictEqual(serverOf(down, "broken").status, "Failed", "a failed start stays Failed while the plugin is Recovering")
 
-        const published = yield* events.pipe(Stream.take(6), Stream.runCollect)
+        const published = yield* events.pipe(Stream.filter(notStateChange), Stream.take(6), Stream.runCollect)
         assert.deepStrictEqual(published.map((e) => `${e._tag}:${"group" in e ? e.group : ""}`), [
           "ConfigValidated:ready",
           "StartupHealthy:ready",
@@ -422,15 +426,16 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       yield* health.shutdown("feature")
       assert.isTrue((yield* fake.spawns).every((s) => !s.running))
       assert.isFalse(yield* manager.isRunning("a"))
-      const tags = (yield* events.pipe(Stream.take(3), Stream.runCollect)).map((e) => e._tag)
+      const tags = (yield* events.pipe(Stream.filter(notStateChange), Stream.take(3), Stream.runCollect)).map((e) => e._tag)
       assert.deepStrictEqual(tags, ["ConfigValidated", "StartupHealthy", "Shutdown"])
       assert.strictEqual((yield* health.check("feature")).message, "all 2 servers failed")
     }))
 
+  const searchSchema = { type: "object", properties: { query: { type: "string" } }, required: ["query"] }
   const catalog = {
     fast: scripted({
-      "tools/list": () => ok({ tools: [{ name: "search", description: "full-text" }, { name: "read" }] }),
-      "resources/list": () => ok({ resources: [{ uri: "file:///docs", name: "docs" }] })
+      "tools/list": () => ok({ tools: [{ name: "search", description: "full-text", inputSchema: searchSchema }, { name: "read" }] }),
+      "resources/list": () => ok({ resources: [{ uri: "file:///docs", name: "docs", mimeType: "text/markdown" }] })
     }),
     plain: scripted({
       "tools/list": () => ok(["write"]),
@@ -479,6 +484,31 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       assert.include(odd.servers?.[0]?.error, "`tools/list` expected {tools: [{name}…]} or a list of names")
     }))
 
+  it.effect("discovery keeps descriptions, input schemas and mime types, and the doctor shows the group's last discovery", () =>
+    Effect.gen(function*() {
+      const { health } = yield* setup(catalog, [{ id: "fast" }, { id: "plain" }], { groups: { complete: ["fast", "plain"] }, discovery })
+      const before = yield* health.doctor
+      assert.isFalse("discovery" in (before.groups[0] ?? {}), "no discovery before one ran")
+      const found = yield* health.discover("complete")
+      assert.deepStrictEqual(found.toolDetails, [
+        { name: "search", description: "full-text", inputSchema: searchSchema },
+        { name: "read" },
+        { name: "write" }
+      ])
+      assert.deepStrictEqual(found.resourceDetails, [
+        { uri: "file:///docs", name: "docs", mimeType: "text/markdown" },
+        { uri: "mem://notes" }
+      ])
+      const report = yield* health.doctor
+      const json: unknown = JSON.parse(JSON.stringify(Schema.encodeSync(PluginHealth.DoctorReport)(report)))
+      const decoded = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(json)
+      assert.deepStrictEqual(decoded.groups[0]?.discovery?.toolDetails[0], { name: "search", description: "full-text", inputSchema: searchSchema }, "--json has the input schema")
+      assert.strictEqual(decoded.groups[0]?.discovery?.resourceDetails[0]?.mimeType, "text/markdown")
+      const table = PluginHealth.DoctorReport.render(report)
+      assert.include(table, "  tools: search (full-text), read, write")
+      assert.include(table, "  resources: file:///docs [text/markdown], mem://notes")
+    }))
+
   it.effect("degraded mode lists the tools of the servers that are up and the methods of a disabled one", () =>
     Effect.gen(function*() {
       const { manager, health } = yield* setup(
@@ -501,12 +531,71 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       assert.isTrue(found.partial)
       assert.include(found.servers?.find((s) => s.serverName === "dead")?.error, "is disabled")
       const mode = yield* health.degradedMode("feature")
-      assert.deepStrictEqual(mode, new PluginHealth.DegradedMode({
+      assert.deepStrictEqual(mode, Option.some(new PluginHealth.DegradedMode({
         available: ["search", "read"],
         unavailable: ["write", "delete"],
         reason: "1 servers healthy, 1 servers failed"
-      }))
+      })))
       assert.deepStrictEqual(serverOf(yield* health.check("feature"), "fast").capabilities, ["search", "read"], "discovered tools become capabilities")
+      const group = (yield* health.doctor).groups[0]
+      assert.deepStrictEqual(group?.degradedMode, Option.getOrThrow(mode), "the doctor shows the degraded mode of a degraded group")
+      assert.include(PluginHealth.DoctorReport.render(yield* health.doctor), "  degraded mode: still available search, read; unavailable write, delete")
+    }))
+
+  it.effect("a group goes Starting → Healthy → ShuttingDown → Stopped, and a stopped group reads Stopped, not Failed", () =>
+    Effect.gen(function*() {
+      const { health } = yield* setup(
+        { slow: InMemorySpawner.slowReply("5 seconds"), stubborn: InMemorySpawner.ignoreSigterm(InMemorySpawner.echo()) },
+        [{ id: "a", command: "slow", options: { handshake: Handshake.initialize() } }, { id: "b", command: "stubborn" }],
+        { groups: { feature: ["a", "b"] } }
+      )
+      const events = yield* health.subscribe
+
+      const starting = yield* health.startup("feature").pipe(Effect.forkChild)
+      yield* settle
+      assert.strictEqual((yield* health.check("feature")).state, "Starting", "while the 5 s handshake runs")
+      yield* TestClock.adjust("5 seconds")
+      yield* settle
+      assert.strictEqual((yield* Fiber.join(starting)).state, "Healthy")
+      assert.isTrue(Option.isNone(yield* health.degradedMode("feature")), "no degraded mode for a healthy group")
+
+      const stopping = yield* health.shutdown("feature").pipe(Effect.forkChild)
+      yield* settle
+      assert.strictEqual((yield* health.check("feature")).state, "ShuttingDown", "while b ignores SIGTERM")
+      yield* TestClock.adjust("1 minute")
+      yield* settle
+      yield* Fiber.join(stopping)
+      const stopped = yield* health.check("feature")
+      assert.strictEqual(stopped.state, "Stopped")
+      assert.isTrue(Option.isNone(yield* health.degradedMode("feature")), "no degraded mode for a stopped group")
+
+      const changes = (yield* events.pipe(Stream.filter((e) => e._tag === "GroupStateChanged"), Stream.take(4), Stream.runCollect))
+        .map((e) => e._tag === "GroupStateChanged" ? `${e.from ?? "-"}→${e.to}` : e._tag)
+      assert.deepStrictEqual(changes, ["-→Starting", "Starting→Healthy", "Healthy→ShuttingDown", "ShuttingDown→Stopped"])
+
+      const group = (yield* health.doctor).groups[0]
+      assert.deepStrictEqual([group?.status, group?.summary], ["Stopped", "all 2 plugins stopped"])
+      assert.isFalse("degradedMode" in (group ?? {}))
+    }))
+
+  it.effect("a check publishes GroupStateChanged when it finds the group changed since it looked last, once", () =>
+    Effect.gen(function*() {
+      const { manager, health } = yield* setup(
+        { plugin: InMemorySpawner.echo() },
+        [{ id: "a", command: "plugin" }, { id: "b", command: "plugin" }],
+        { groups: { g: ["a", "b"] } }
+      )
+      const events = yield* health.subscribe
+      yield* manager.start("a")
+      yield* manager.start("b")
+      yield* health.check("g")
+      yield* health.check("g")
+      yield* manager.call("b", "crash", { code: 3 }).pipe(Effect.flip)
+      yield* health.check("g")
+      const changes = yield* events.pipe(Stream.take(2), Stream.runCollect)
+      assert.deepStrictEqual(changes.map((e) => e._tag === "GroupStateChanged" ? [e.from, e.to] : e._tag), [[undefined, "Healthy"], ["Healthy", "Degraded"]])
+      const last = changes[1]
+      assert.strictEqual(last?._tag === "GroupStateChanged" ? last.message : undefined, "2 servers healthy, 0 servers failed, 1 degraded")
     }))
 
   it.effect("probes: a slow then failing health answer marks the plugin Degraded once, a later answer recovers it; idle plugins are never spawned", () =>
@@ -550,8 +639,9 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       yield* settle
       assert.strictEqual((yield* health.check("svc")).state, "Healthy")
 
-      assert.deepStrictEqual(seen.map((e) => e._tag), ["HealthDegraded", "HealthRecovered"])
-      const degraded = seen[0]
+      const probeEvents = seen.filter(notStateChange)
+      assert.deepStrictEqual(probeEvents.map((e) => e._tag), ["HealthDegraded", "HealthRecovered"])
+      const degraded = probeEvents[0]
       assert.deepStrictEqual(degraded?._tag === "HealthDegraded" ? degraded.groups : undefined, ["svc"])
       const spawns = yield* fake.spawns
       assert.deepStrictEqual(spawns.map((s) => s.command), ["probed"], "the idle plugin was never spawned by a probe")
@@ -725,6 +815,12 @@ describe("PluginHealth (real processes)", () => {
       assert.notInclude(table, secretValue)
       assert.deepStrictEqual(report.plugins.map((p) => p.pid !== undefined && liveChildren().includes(p.pid)), [true, true, true])
       assertRoundTrip(report)
+
+      yield* health.shutdown("core")
+      const after = yield* health.doctor
+      assert.include(PluginHealth.DoctorReport.render(after), "group core: Stopped - all 3 plugins stopped")
+      assert.deepStrictEqual(liveChildren(), [])
+      assertRoundTrip(after)
     }).pipe(Effect.provide(live))))
 
   it.live("doctor on a degraded group: the crashed plugin is Recovering with its exit code and stderr tail", () =>
@@ -758,7 +854,7 @@ describe("PluginHealth (real processes)", () => {
       const check = yield* health.startup("down")
       assert.strictEqual(check.state, "Failed")
       assert.strictEqual(check.message, "all 2 servers failed")
-      const published = yield* events.pipe(Stream.take(2), Stream.runCollect)
+      const published = yield* events.pipe(Stream.filter(notStateChange), Stream.take(2), Stream.runCollect)
       assert.deepStrictEqual(published.map((e) => e._tag), ["ConfigValidated", "StartupFailed"])
 
       const report = yield* health.doctor

@@ -3,8 +3,10 @@ import * as Result from "effect/Result"
 import * as DiscoveryAnswer from "../../src/internal/discoveryAnswer.ts"
 
 /** What a read comes to, in a form a table can hold: the names, or `error: …`. */
-const summary = (names: DiscoveryAnswer.Names): ReadonlyArray<string> | string =>
-  Result.isSuccess(names) ? names.success : `error: ${names.failure}`
+const summary = <A>(entries: DiscoveryAnswer.Entries<A>, name: (a: A) => string): ReadonlyArray<string> | string =>
+  Result.isSuccess(entries) ? entries.success.map(name) : `error: ${entries.failure}`
+const toolNames = (answer: unknown) => summary(DiscoveryAnswer.tools(answer), (t) => t.name)
+const resourceUris = (answer: unknown) => summary(DiscoveryAnswer.resources(answer), (r) => r.uri)
 
 describe("DiscoveryAnswer (reading discovery answers)", () => {
   it("tool lists: a bare list of names or the MCP {tools: [{name}]} shape; anything else says what came", () => {
@@ -20,7 +22,7 @@ describe("DiscoveryAnswer (reading discovery answers)", () => {
       ["undefined is described, not thrown on", undefined, "error: expected {tools: [{name}…]} or a list of names, got undefined"]
     ]
     for (const [title, answer, expected] of table) {
-      assert.deepStrictEqual(summary(DiscoveryAnswer.toolNames(answer)), expected, title)
+      assert.deepStrictEqual(toolNames(answer), expected, title)
     }
   })
 
@@ -32,22 +34,37 @@ describe("DiscoveryAnswer (reading discovery answers)", () => {
       ["not a list", "mem://notes", "error: expected {resources: [{uri|name}…]} or a list of uris, got \"mem://notes\""]
     ]
     for (const [title, answer, expected] of table) {
-      assert.deepStrictEqual(summary(DiscoveryAnswer.resourceNames(answer)), expected, title)
+      assert.deepStrictEqual(resourceUris(answer), expected, title)
     }
   })
 
+  it("an entry keeps what the plugin said about it: a tool's description and input schema, a resource's name, description and mime type", () => {
+    const inputSchema = { type: "object", properties: { query: { type: "string" } }, required: ["query"] }
+    const tools = DiscoveryAnswer.tools({ tools: [{ name: "search", description: "full-text", inputSchema, title: "ignored" }, { name: "read" }, "write"] })
+    assert.deepStrictEqual(Result.getOrThrow(tools), [{ name: "search", description: "full-text", inputSchema }, { name: "read" }, { name: "write" }])
+    const resources = DiscoveryAnswer.resources({
+      resources: [{ uri: "file:///docs", name: "docs", description: "manuals", mimeType: "text/markdown" }, { name: "by-name" }, "mem://x"]
+    })
+    assert.deepStrictEqual(Result.getOrThrow(resources), [
+      { uri: "file:///docs", name: "docs", description: "manuals", mimeType: "text/markdown" },
+      { uri: "by-name", name: "by-name" },
+      { uri: "mem://x" }
+    ])
+  })
+
   it("a shape description is cut at 120 characters", () => {
-    const names = DiscoveryAnswer.toolNames({ blob: "x".repeat(500) })
+    const names = DiscoveryAnswer.tools({ blob: "x".repeat(500) })
     assert.isTrue(Result.isFailure(names))
     const shape = Result.isFailure(names) ? names.failure.split("got ")[1] ?? "" : ""
     assert.strictEqual(shape.length, 120)
   })
 
   it("one server's discovery keeps what each method listed and joins both failures", () => {
-    const ok = DiscoveryAnswer.serverDiscovery("a", Result.succeed(["search"]), Result.succeed(["mem://x"]))
+    const ok = DiscoveryAnswer.serverDiscovery("a", Result.succeed([{ name: "search", description: "full-text" }]), Result.succeed([{ uri: "mem://x", mimeType: "text/plain" }]))
     assert.deepStrictEqual([ok.tools, ok.resources, ok.error], [["search"], ["mem://x"], undefined])
+    assert.deepStrictEqual([ok.toolDetails, ok.resourceDetails], [[{ name: "search", description: "full-text" }], [{ uri: "mem://x", mimeType: "text/plain" }]])
     assert.isFalse("error" in ok, "no error key when both answered")
-    const half = DiscoveryAnswer.serverDiscovery("a", Result.fail("no answer to `tools/list` within 2 s"), Result.succeed(["mem://x"]))
+    const half = DiscoveryAnswer.serverDiscovery("a", Result.fail("no answer to `tools/list` within 2 s"), Result.succeed([{ uri: "mem://x" }]))
     assert.deepStrictEqual([half.tools, half.resources, half.error], [[], ["mem://x"], "no answer to `tools/list` within 2 s"])
     const none = DiscoveryAnswer.serverDiscovery("a", Result.fail("tools failed"), Result.fail("resources failed"))
     assert.strictEqual(none.error, "tools failed; resources failed")
