@@ -161,30 +161,68 @@ const requestLine = (call: Call, id: number, dialect: LifetimePolicy.Cancellatio
   return Result.isFailure(params) ? Result.fail(params.failure) : JsonRpc.encode(JsonRpc.request(id, call.method, params.success))
 }
 
-/** The calls sent and not yet over, by id; in serial mode, the one in flight. */
+/** What the sent calls need to send a call and time it. */
+interface SendOptions {
+  readonly serial: boolean
+  readonly cancellation: LifetimePolicy.Cancellation
+  readonly maxTimeoutMillis: number
+  readonly outgoing: OutgoingQueue
+  /** The current instant (epoch millis, from `Clock`). */
+  readonly now: () => number
+  /** Wakes the table when `deadline` is due. */
+  readonly watch: (deadline: number, timeoutMillis: number) => void
+}
+
+/**
+ * The calls sent and not yet over, by id (in serial mode, the one in flight), and their
+ * deadlines: a call's timeout runs from the moment it is sent, and progress moves it.
+ */
 class SentCalls {
   /** In serial mode, the id of the call in flight. */
   inFlight: number | undefined = undefined
   private readonly byId = new Map<number, Call>()
   private nextId = 1
-  private readonly serial: boolean
-  constructor(serial: boolean) {
-    this.serial = serial
+  private readonly options: SendOptions
+  constructor(options: SendOptions) {
+    this.options = options
   }
   get size(): number {
     return this.byId.size
   }
-  /** The id the next call sent takes. */
-  takeId(): number {
-    return this.nextId++
-  }
   get(id: number): Call | undefined {
     return this.byId.get(id)
   }
-  /** Registered before the write: the reply may be read before `writeLine` returns. */
-  add(call: Call): void {
-    this.byId.set(call.id, call)
-    if (this.serial) this.inFlight = call.id
+  /**
+   * Sends a call (its line waits for room if the outgoing queue is full: its timeout runs from
+   * now all the same); the reason it could not be sent, if so. It is registered before the
+   * write: the reply may be read before `writeLine` returns.
+   */
+  send(call: Call): PluginClientError.Reason | undefined {
+    const id = this.nextId++
+    const line = requestLine(call, id, this.options.cancellation)
+    if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method: call.method, detail: line.failure })
+    call.id = id
+    const now = this.options.now()
+    call.deadline = now + call.timeoutMillis
+    if (call.progress !== undefined) call.cap = now + Math.max(this.options.maxTimeoutMillis, call.timeoutMillis)
+    this.byId.set(id, call)
+    if (this.options.serial) this.inFlight = id
+    this.options.outgoing.sendCall(call, line.success)
+    this.options.watch(call.deadline, call.timeoutMillis)
+    return undefined
+  }
+  /** Progress for `call`: a full timeout again from now, never past its cap. */
+  extend(call: Call): void {
+    call.deadline = Math.min(this.options.now() + call.timeoutMillis, call.cap)
+  }
+  /** Hands the calls due at `now` to `expire`; the earliest deadline of those left. */
+  due(now: number, expire: (call: Call) => void): number {
+    let earliest = Number.POSITIVE_INFINITY
+    for (const call of this.byId.values()) {
+      if (call.deadline <= now) expire(call)
+      else if (call.deadline < earliest) earliest = call.deadline
+    }
+    return earliest
   }
   /** A sent call leaves; its line, if still parked, is dropped. */
   remove(call: Call): void {
@@ -198,9 +236,6 @@ class SentCalls {
     this.byId.clear()
     this.inFlight = undefined
     return calls
-  }
-  values(): IterableIterator<Call> {
-    return this.byId.values()
   }
 }
 
@@ -223,13 +258,20 @@ export class CallTable {
 
   constructor(options: CallTableOptions) {
     this.options = options
-    this.pending = new SentCalls(options.maxConcurrent === 1)
     this.givenUp = new GivenUp(256, options.cancellation, options.outgoing)
     this.sweeper = new TimeoutSweeper({
       clock: options.clock,
       fork: options.fork,
       isOver: () => options.end.isOver,
-      expireDue: (now) => this.expireDue(now)
+      expireDue: (now) => this.pending.due(now, (call) => this.expire(call))
+    })
+    this.pending = new SentCalls({
+      serial: options.maxConcurrent === 1,
+      cancellation: options.cancellation,
+      maxTimeoutMillis: options.maxTimeoutMillis,
+      outgoing: options.outgoing,
+      now: () => this.sweeper.now(),
+      watch: (deadline, timeoutMillis) => this.sweeper.watch(deadline, timeoutMillis)
     })
   }
 
@@ -250,7 +292,7 @@ export class CallTable {
 
   /** Sends a new call, or lines it up for a slot; the reason it cannot be sent, if so. */
   submit(call: Call): PluginClientError.Reason | undefined {
-    if (this.pending.size < this.options.maxConcurrent && this.waiting.isEmpty) return this.dispatch(call)
+    if (this.pending.size < this.options.maxConcurrent && this.waiting.isEmpty) return this.pending.send(call)
     this.waiting.push(call)
     return undefined
   }
@@ -279,7 +321,7 @@ export class CallTable {
     if (call === undefined) return this.givenUp.has(token)
     if (call.progress === undefined) return false
     this.progressReceived++
-    call.deadline = Math.min(this.sweeper.now() + call.timeoutMillis, call.cap)
+    this.pending.extend(call)
     call.progress.offer(value)
     return true
   }
@@ -313,30 +355,12 @@ export class CallTable {
     for (const call of calls) if (!call.cancelled) call.resume(exit)
   }
 
-  /**
-   * Sends a call (its line waits for room if the outgoing queue is full: its timeout runs from
-   * now all the same); the reason it could not be sent, if so.
-   */
-  private dispatch(call: Call): PluginClientError.Reason | undefined {
-    const id = this.pending.takeId()
-    const line = requestLine(call, id, this.options.cancellation)
-    if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method: call.method, detail: line.failure })
-    call.id = id
-    const now = this.sweeper.now()
-    call.deadline = now + call.timeoutMillis
-    if (call.progress !== undefined) call.cap = now + Math.max(this.options.maxTimeoutMillis, call.timeoutMillis)
-    this.pending.add(call)
-    this.options.outgoing.sendCall(call, line.success)
-    this.sweeper.watch(call.deadline, call.timeoutMillis)
-    return undefined
-  }
-
   /** Sends waiting calls while there are free slots. */
   private admit(): void {
     while (!this.waiting.isEmpty && this.pending.size < this.options.maxConcurrent && !this.options.end.isOver) {
       const call = this.waiting.take()
       if (call.cancelled) continue
-      const problem = this.dispatch(call)
+      const problem = this.pending.send(call)
       if (problem !== undefined) call.resume(Exit.fail(this.options.fail(problem)))
     }
     this.waiting.compact()
@@ -363,15 +387,5 @@ export class CallTable {
     if (!this.waiting.isEmpty) this.admit()
     this.timeouts++
     call.resume(Exit.fail(this.options.fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
-  }
-
-  /** Expires the calls due at `now`; the earliest deadline of those left. */
-  private expireDue(now: number): number {
-    let earliest = Number.POSITIVE_INFINITY
-    for (const call of this.pending.values()) {
-      if (call.deadline <= now) this.expire(call)
-      else if (call.deadline < earliest) earliest = call.deadline
-    }
-    return earliest
   }
 }
