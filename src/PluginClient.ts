@@ -66,6 +66,7 @@ import * as RestartDecision from "./internal/restartDecision.ts"
 import type * as JsonRpc from "./JsonRpc.ts"
 import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
+import * as PluginEvents from "./PluginEvent.ts"
 import * as PluginManifest from "./PluginManifest.ts"
 import type * as PluginMethod from "./PluginMethod.ts"
 import type * as RpcPeer from "./RpcPeer.ts"
@@ -75,95 +76,32 @@ import type * as RpcPeer from "./RpcPeer.ts"
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Where a plugin's life stands.
+ * Where a plugin's life stands (see `PluginEvent.ts`).
  *
  * @category models
  */
-export type PluginState =
-  | { readonly _tag: "Idle" }
-  | { readonly _tag: "Starting" }
-  | { readonly _tag: "Running" }
-  | { readonly _tag: "Stopping" }
-  | { readonly _tag: "Recovering" }
-  | { readonly _tag: "Backoff"; readonly until: number }
-  | { readonly _tag: "Disabled"; readonly reason: string }
-  | { readonly _tag: "Stopped" }
+export type PluginState = PluginEvents.PluginState
 
 /**
  * Constructors for {@link PluginState}.
  *
  * @category models
  */
-export const PluginState: {
-  readonly Idle: PluginState
-  readonly Starting: PluginState
-  readonly Running: PluginState
-  readonly Stopping: PluginState
-  readonly Recovering: PluginState
-  readonly Stopped: PluginState
-  readonly Backoff: (until: number) => PluginState
-  readonly Disabled: (reason: string) => PluginState
-} = {
-  Idle: { _tag: "Idle" },
-  Starting: { _tag: "Starting" },
-  Running: { _tag: "Running" },
-  Stopping: { _tag: "Stopping" },
-  Recovering: { _tag: "Recovering" },
-  Stopped: { _tag: "Stopped" },
-  Backoff: (until) => ({ _tag: "Backoff", until }),
-  Disabled: (reason) => ({ _tag: "Disabled", reason })
-}
+export const PluginState = PluginEvents.PluginState
 
 /**
- * What happened to a plugin, in order. The events of one process (`Ready`, `Exit`, `Reaped`)
- * carry its `generation`: 1 for the client's first process, one more for each spawn. An `Exit`
- * can arrive after the `Ready` of the next generation (a restart does not wait for it to be
- * published); it says nothing about the newer process.
+ * What happened to a plugin, in order (see `PluginEvent.ts`).
  *
  * @category models
  */
-export type PluginEvent =
-  | { readonly _tag: "Ready"; readonly plugin: string; readonly pid: number; readonly generation: number }
-  | {
-    readonly _tag: "Exit"
-    readonly plugin: string
-    readonly pid: number
-    readonly generation: number
-    readonly code: number | null
-    readonly signal: string | null
-    readonly requested: boolean
-  }
-  | {
-    readonly _tag: "Crash"
-    readonly plugin: string
-    /** The process that crashed, or the launch that failed. */
-    readonly generation: number
-    readonly reason: string
-    readonly code: number | null
-    readonly signal: string | null
-    readonly willRestart: boolean
-  }
-  | { readonly _tag: "StateChanged"; readonly plugin: string; readonly from: PluginState; readonly to: PluginState }
-  | { readonly _tag: "Log"; readonly plugin: string; readonly level: string; readonly message: string; readonly meta: unknown }
-  | { readonly _tag: "Notification"; readonly plugin: string; readonly method: string; readonly params: unknown }
-  | { readonly _tag: "Reaped"; readonly plugin: string; readonly pid: number; readonly generation: number }
-  | StreamEvent
+export type PluginEvent = PluginEvents.PluginEvent
 
 /**
- * A `streams.open` / `streams.emit` / `streams.close` notification from the plugin (a channel of
- * values it pushes to the host). When the plugin dies, every channel it left open gets a
- * synthetic `close` with `synthetic: true`.
+ * A stream channel's open, value or close from the plugin (see `PluginEvent.ts`).
  *
  * @category models
  */
-export interface StreamEvent {
-  readonly _tag: "Stream"
-  readonly plugin: string
-  readonly action: "open" | "emit" | "close"
-  readonly channel: string
-  readonly params: unknown
-  readonly synthetic: boolean
-}
+export type StreamEvent = PluginEvents.StreamEvent
 
 /**
  * A snapshot of a client's health (`client.health`). Times are epoch milliseconds from `Clock`.

@@ -23,6 +23,7 @@ import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import type * as LifetimePolicy from "../LifetimePolicy.ts"
 import * as PluginClientError from "../PluginClientError.ts"
+import type * as PluginEvent from "../PluginEvent.ts"
 import { formatDuration } from "./formatDuration.ts"
 import * as IdleTimer from "./idleTimer.ts"
 import * as Incarnation from "./incarnation.ts"
@@ -44,29 +45,8 @@ export interface ClientRefs {
 /** One client's life. */
 export type ClientLife = Lifecycle.Life<ClientRefs>
 
-/** The events of a plugin's life this interpreter publishes (members of `PluginClient.PluginEvent`). */
-export type LifeNews =
-  | { readonly _tag: "Ready"; readonly plugin: string; readonly pid: number; readonly generation: number }
-  | {
-    readonly _tag: "Exit"
-    readonly plugin: string
-    readonly pid: number
-    readonly generation: number
-    readonly code: number | null
-    readonly signal: string | null
-    readonly requested: boolean
-  }
-  | {
-    readonly _tag: "Crash"
-    readonly plugin: string
-    readonly generation: number
-    readonly reason: string
-    readonly code: number | null
-    readonly signal: string | null
-    readonly willRestart: boolean
-  }
-  | { readonly _tag: "StateChanged"; readonly plugin: string; readonly from: Lifecycle.State; readonly to: Lifecycle.State }
-  | { readonly _tag: "Reaped"; readonly plugin: string; readonly pid: number; readonly generation: number }
+/** The events of a plugin's life this interpreter publishes. */
+export type LifeNews = Extract<PluginEvent.PluginEvent, { readonly _tag: "Ready" | "Exit" | "Crash" | "StateChanged" | "Reaped" }>
 
 /** What the engine needs from the client that runs it. */
 export interface Options {

@@ -28,6 +28,7 @@
 import * as Duration from "effect/Duration"
 import type * as LifetimePolicy from "../LifetimePolicy.ts"
 import type * as PluginClientError from "../PluginClientError.ts"
+import type * as PluginEvent from "../PluginEvent.ts"
 import * as RestartDecision from "./restartDecision.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -84,10 +85,7 @@ export type Phase<T extends Refs> =
   | { readonly _tag: "Stopped" }
 
 /** The phase without what it waits for: what `PluginClient` publishes as its `PluginState`. */
-export type State =
-  | { readonly _tag: "Idle" | "Starting" | "Running" | "Stopping" | "Recovering" | "Stopped" }
-  | { readonly _tag: "Backoff"; readonly until: number }
-  | { readonly _tag: "Disabled"; readonly reason: string }
+export type State = PluginEvent.PluginState
 
 /** A client's whole life. */
 export interface Life<T extends Refs> {

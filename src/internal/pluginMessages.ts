@@ -10,23 +10,14 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as JsonRpc from "../JsonRpc.ts"
+import type * as PluginEvent from "../PluginEvent.ts"
 import * as Protocol from "./protocol.ts"
 
-/** The events this module produces (structurally the public `PluginClient.PluginEvent` members). */
-export type MessageEvent =
-  | { readonly _tag: "Log"; readonly plugin: string; readonly level: string; readonly message: string; readonly meta: unknown }
-  | { readonly _tag: "Notification"; readonly plugin: string; readonly method: string; readonly params: unknown }
-  | StreamMessage
+/** The events this module produces: what the plugin said. */
+export type MessageEvent = Extract<PluginEvent.PluginEvent, { readonly _tag: "Log" | "Notification" | "Stream" }>
 
 /** A stream channel's open, value or close (synthetic when the host closes it for a dead plugin). */
-export interface StreamMessage {
-  readonly _tag: "Stream"
-  readonly plugin: string
-  readonly action: "open" | "emit" | "close"
-  readonly channel: string
-  readonly params: unknown
-  readonly synthetic: boolean
-}
+export type StreamMessage = PluginEvent.StreamEvent
 
 /** The handling of one client's plugin messages. */
 export interface PluginMessages {
