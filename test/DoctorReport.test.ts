@@ -5,30 +5,8 @@ import * as DoctorReport from "../src/DoctorReport.ts"
 import * as GroupHealth from "../src/GroupHealth.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
 import type * as PluginManager from "../src/PluginManager.ts"
+import { snapshot } from "./support/healthSnapshot.ts"
 
-const snapshot = (state: PluginClient.PluginState, overrides: Partial<PluginClient.HealthSnapshot> = {}): PluginClient.HealthSnapshot => ({
-  pluginName: "p",
-  state,
-  crashesInWindow: 0,
-  lastUsed: undefined,
-  lastCrash: undefined,
-  lastError: undefined,
-  lastErrorReason: undefined,
-  pid: undefined,
-  uptime: undefined,
-  consecutiveCrashes: 0,
-  totalCrashes: 0,
-  spawns: 0,
-  requests: 0,
-  pendingRequests: 0,
-  nextRestartAt: undefined,
-  stderrExcerpt: "",
-  supportedMethods: undefined,
-  notificationsDropped: 0,
-  queuedBytes: 0,
-  eventsDropped: 0,
-  ...overrides
-})
 
 const diagnostics = (health: PluginClient.HealthSnapshot, checksumDeclared = false): PluginManager.Diagnostics => ({
   id: "p",

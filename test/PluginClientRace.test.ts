@@ -110,6 +110,17 @@ const finishesAtOnce = <A, E>(effect: Effect.Effect<A, E>) =>
     return exit !== undefined && Exit.isSuccess(exit)
   })
 
+/**
+ * A plugin that sends `flood` notifications at start, then echoes; paced, so the client's own
+ * notification queue never fills and every message reaches the events.
+ */
+const chattyPlugin = (flood: number): InMemorySpawner.Behaviour => (proc) =>
+  Effect.forEach(
+    Array.from({ length: flood }, (_, i) => i),
+    (i) => proc.write(JSON.stringify({ jsonrpc: "2.0", method: "tick", params: { i } })).pipe(Effect.andThen(i % 100 === 0 ? settle : Effect.void)),
+    { discard: true }
+  ).pipe(Effect.andThen(InMemorySpawner.echo()(proc)))
+
 const describeEvent = (e: PluginClient.PluginEvent) => e._tag === "StateChanged" ? `${e.from._tag}→${e.to._tag}` : e._tag
 
 describe("PluginClient races (TestClock, in-memory spawner)", () => {
@@ -205,13 +216,7 @@ describe("PluginClient races (TestClock, in-memory spawner)", () => {
   it.effect("a listener that falls 10,000 events behind loses the plugin's messages beyond that, never an event of its life", () =>
     Effect.gen(function*() {
       const flood = 10_100
-      const chatty: InMemorySpawner.Behaviour = (proc) =>
-        Effect.forEach(
-          Array.from({ length: flood }, (_, i) => i),
-          // Paced, so the client's own notification queue never fills: every message reaches the events.
-          (i) => proc.write(JSON.stringify({ jsonrpc: "2.0", method: "tick", params: { i } })).pipe(Effect.andThen(i % 100 === 0 ? settle : Effect.void)),
-          { discard: true }
-        ).pipe(Effect.andThen(InMemorySpawner.echo()(proc)))
+      const chatty = chattyPlugin(flood)
       const gate = yield* Deferred.make<void>()
       const seen: Array<PluginClient.PluginEvent> = []
       const { client } = yield* fakeClient(chatty, {
@@ -237,12 +242,7 @@ describe("PluginClient races (TestClock, in-memory spawner)", () => {
   it.effect("an events subscriber that stops reading costs bounded memory: the plugin's messages beyond 10,000 are dropped for it and counted", () =>
     Effect.gen(function*() {
       const flood = 12_000
-      const chatty: InMemorySpawner.Behaviour = (proc) =>
-        Effect.forEach(
-          Array.from({ length: flood }, (_, i) => i),
-          (i) => proc.write(JSON.stringify({ jsonrpc: "2.0", method: "tick", params: { i } })).pipe(Effect.andThen(i % 100 === 0 ? settle : Effect.void)),
-          { discard: true }
-        ).pipe(Effect.andThen(InMemorySpawner.echo()(proc)))
+      const chatty = chattyPlugin(flood)
       const { client } = yield* fakeClient(chatty)
       const gate = yield* Deferred.make<void>()
       // Takes one event, then never reads again.

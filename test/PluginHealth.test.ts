@@ -16,11 +16,11 @@ import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
 import * as PluginHealth from "../src/PluginHealth.ts"
 import * as PluginManager from "../src/PluginManager.ts"
-import * as PluginClientError from "../src/PluginClientError.ts"
 import * as VerifiedExecutable from "../src/internal/verifiedExecutable.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
 import { eventually, fixture, live, liveChildren, node } from "./support/processes.ts"
+import { snapshot } from "./support/healthSnapshot.ts"
 
 /** Lets forked fibers reach their next suspension without real time passing. */
 const settle = Effect.gen(function*() {
@@ -100,29 +100,6 @@ const server = (serverName: string, status: PluginHealth.Status, capabilities: R
 /** Every event but the group state changes, for specs about the other events. */
 const notStateChange = (event: PluginHealth.HealthEvent): boolean => event._tag !== "GroupStateChanged"
 
-const snapshot = (state: PluginClient.PluginState, overrides: Partial<PluginClient.HealthSnapshot> = {}): PluginClient.HealthSnapshot => ({
-  pluginName: "p",
-  state,
-  crashesInWindow: 0,
-  lastUsed: undefined,
-  lastCrash: undefined,
-  lastError: undefined,
-  lastErrorReason: undefined,
-  pid: undefined,
-  uptime: undefined,
-  consecutiveCrashes: 0,
-  totalCrashes: 0,
-  spawns: 0,
-  requests: 0,
-  pendingRequests: 0,
-  nextRestartAt: undefined,
-  stderrExcerpt: "",
-  supportedMethods: undefined,
-  notificationsDropped: 0,
-  queuedBytes: 0,
-  eventsDropped: 0,
-  ...overrides
-})
 
 describe("PluginHealth (aggregation rules)", () => {
   const cases: ReadonlyArray<readonly [string, ReadonlyArray<PluginHealth.ServerHealth>, PluginHealth.Status, string]> = [
