@@ -59,6 +59,7 @@ import * as Framing from "./Framing.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as Cgroup from "./internal/cgroup.ts"
 import { withParentDeathSignal } from "./internal/parentDeath.ts"
 import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import { signalGroup, terminateGroup } from "./internal/processGroup.ts"
@@ -467,18 +468,29 @@ interface SpawnerInput {
 }
 
 /**
- * The command that starts `launch`: through `setpriv --pdeathsig` where the guards arm the
- * parent-death signal and it can be (see `internal/parentDeath.ts`), so the plugin dies with the
- * host.
+ * The command that starts `launch`, and the cgroup it enters before it runs when it has one:
+ * through `setpriv --pdeathsig` where the guards arm the parent-death signal and it can be (see
+ * `internal/parentDeath.ts`), so the plugin dies with the host; inside its own cgroup from its
+ * first instruction where the host may make one (see `internal/cgroup.ts`).
  */
-const commandOf = (spec: Spec, launch: PluginEnvironment.Launch, guards: SpawnRegistry.HostDeathGuards) => {
-  const command = { executable: launch.executable, args: launch.args }
-  return guards.parentDeathSignal ? withParentDeathSignal(command, { cwd: spec.cwd, env: launch.env }) : command
+const commandOf = (
+  spec: Spec,
+  launch: PluginEnvironment.Launch,
+  guards: SpawnRegistry.HostDeathGuards,
+  simulated = false
+): { readonly command: Cgroup.Command; readonly group: Cgroup.Cgroup | undefined } => {
+  const context = { cwd: spec.cwd, env: launch.env }
+  const plain = { executable: launch.executable, args: launch.args }
+  const command = guards.parentDeathSignal ? withParentDeathSignal(plain, context) : plain
+  return (simulated ? undefined : Cgroup.prepareEntry(command, context)) ?? { command, group: undefined }
 }
 
+/** Removes the cgroup prepared for a spawn that did not happen. */
+const removeGroup = (group: Cgroup.Cgroup | undefined): Effect.Effect<void> =>
+  group === undefined ? Effect.void : Effect.sync(() => void Cgroup.remove(group))
+
 /** Spawns through the `ChildProcessSpawner`, in a process group of its own. */
-const spawnWithSpawner = (spec: Spec, launch: PluginEnvironment.Launch, guards: SpawnRegistry.HostDeathGuards) => {
-  const command = commandOf(spec, launch, guards)
+const spawnWithSpawner = (spec: Spec, launch: PluginEnvironment.Launch, command: Cgroup.Command) => {
   return ChildProcess.make(command.executable, [...command.args], {
     cwd: spec.cwd,
     env: launch.env,
@@ -608,11 +620,14 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   Scope.Scope | ChildProcessSpawner.ChildProcessSpawner
 > {
   const timings = timingsOf(options)
-  const guards = yield* SpawnRegistry.guardsFor(yield* ChildProcessSpawner.ChildProcessSpawner)
-  const handle = yield* spawnWithSpawner(spec, yield* launchOf(spec), guards)
+  const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+  const guards = yield* SpawnRegistry.guardsFor(spawner)
+  const launch = yield* launchOf(spec)
+  const { command, group } = commandOf(spec, launch, guards, SpawnRegistry.isSimulated(spawner))
+  const handle = yield* spawnWithSpawner(spec, launch, command).pipe(Effect.onError(() => removeGroup(group)))
   const startedAt = yield* Clock.currentTimeMillis
   const pid: number = handle.pid
-  const tree = ProcessTree.contain(pid)
+  const tree = ProcessTree.contain(pid, group)
   yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
   const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
   const excerpt = makeExcerpt(timings.excerptChars)
@@ -663,10 +678,9 @@ const spawnFailure = (spec: Spec, error: unknown) =>
 const spawnNode = (
   spec: Spec,
   launch: PluginEnvironment.Launch,
-  guards: SpawnRegistry.HostDeathGuards
+  command: Cgroup.Command
 ): Effect.Effect<NodeChildProcess, PluginClientError.PluginClientError> =>
   Effect.callback<NodeChildProcess, PluginClientError.PluginClientError>((resume) => {
-    const command = commandOf(spec, launch, guards)
     let spawned: NodeChildProcess
     try {
       spawned = spawn(command.executable, [...command.args], { cwd: spec.cwd, env: launch.env, stdio: "pipe", detached: true })
@@ -943,11 +957,16 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
 > {
   const timings = timingsOf(options)
   const guards = yield* SpawnRegistry.HostDeathGuards
-  const child = yield* spawnNode(spec, yield* launchOf(spec), guards)
+  const launch = yield* launchOf(spec)
+  const { command, group } = commandOf(spec, launch, guards)
+  const child = yield* spawnNode(spec, launch, command).pipe(Effect.onError(() => removeGroup(group)))
   // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
-  if (child.pid === undefined || child.pid <= 0) return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
+  if (child.pid === undefined || child.pid <= 0) {
+    yield* removeGroup(group)
+    return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
+  }
   const pid = child.pid
-  const tree = ProcessTree.contain(pid)
+  const tree = ProcessTree.contain(pid, group)
   yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
   // A failed kill is reported as an `error` event; the exit is what we observe.
   child.on("error", () => {})

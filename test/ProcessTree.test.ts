@@ -129,6 +129,18 @@ for (const launcher of launchers) {
             yield* Scope.close(scope, Exit.void)
             assert.deepStrictEqual(alive([proc.pid, ...members]), [], "left after Scope close")
           }).pipe(Effect.provide(liveWith(launcher))))
+
+        it.live("an orphan made at the plugin's first instruction is in its cgroup (entered before the plugin ran), and dies with it", () =>
+          Effect.gen(function*() {
+            const scope = yield* Scope.make()
+            const { proc, members } = yield* start(scope, ["double-fork-at-once"])
+            assert.lengthOf(members, 1)
+            const groupOf = (pid: number) => fs.readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n").find((l) => l.startsWith("0::"))
+            assert.match(groupOf(proc.pid) ?? "", /\/plugin-host-\d+-\d+$/, "the plugin runs in a group of its own")
+            assert.strictEqual(groupOf(members[0]!), groupOf(proc.pid), "its first fork is in the same group")
+            yield* Scope.close(scope, Exit.void)
+            assert.deepStrictEqual(alive([proc.pid, ...members]), [], "left after Scope close")
+          }).pipe(Effect.provide(liveWith(launcher))))
       } else {
         it.live("without a cgroup, an orphan made by a double fork before the stop is out of reach (the documented escape)", () =>
           Effect.gen(function*() {

@@ -11,18 +11,22 @@
  * and a writable `cgroup.procs` of the host's group, which a move writes under); anywhere else
  * the answer is no and the caller falls back to the `/proc` walk, silently.
  *
- * There is a race: the plugin is moved into its group right after the spawn, by writing its pid
- * to `cgroup.procs`, and a child it forked before that write stays in the host's group (a shell
- * script's first `&` often does). The `/proc` walk of the stop (`processTree.ts`) finds such a
- * child while it is a descendant of the plugin or in its session; only one that also left the
- * session and lost its parent before the stop began escapes. A wrapper that moves
- * itself before `exec`ing the plugin would close the race, at the price of an extra program
- * between the host and every plugin (and of running it before a checksum-verified executable).
+ * A plugin enters its group before it runs: the host makes the group first and starts the
+ * plugin through a command of {@link prepareEntry}: a `/bin/sh` that writes its own pid to the
+ * group's `cgroup.procs` and then `exec`s the plugin (same pid). So nothing the plugin forks, even
+ * at its first instruction, is ever outside the group. Moving the pid after the spawn instead
+ * would leave a window in which a child forked at once (a shell script's first `&`) stays in the
+ * host's group, and one that also leaves the session escapes both the stop and the registry. The
+ * price is one `sh` exec per spawn where cgroups are in use (about a millisecond); `sh` runs
+ * before the checksum-verified executable, as `setpriv` does, and never reads anything the plugin
+ * controls. The host still writes the pid after the spawn ({@link adopt}): a no-op once the
+ * shell entered, the move itself if its write failed.
  *
  * @internal
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { resolveExecutable } from "./parentDeath.ts"
 
 /** One plugin's group: its directory under the cgroup2 mount. */
 export interface Cgroup {
@@ -139,27 +143,97 @@ export const setEnabled = (enabled: false | undefined): void => {
 }
 
 /**
- * A new group holding `pid`, or undefined when cgroups are not available or the move failed
- * (then nothing is left behind).
+ * Puts the spawned `pid` into `group` (where the entering shell has put it already, this changes
+ * nothing). False when it is not in the group after all: the group is then removed.
+ *
+ * @internal
+ */
+export const adopt = (group: Cgroup, pid: number): boolean => {
+  try {
+    fs.writeFileSync(path.join(group.dir, "cgroup.procs"), String(pid))
+    return true
+  } catch {
+    if (members(group).includes(pid)) return true
+    remove(group)
+    return false
+  }
+}
+
+/**
+ * A new group holding `pid` (already running), or undefined when cgroups are not available or
+ * the move failed (then nothing is left behind).
  *
  * @internal
  */
 export const enter = (pid: number): Cgroup | undefined => {
+  const group = makeGroup()
+  return group !== undefined && adopt(group, pid) ? group : undefined
+}
+
+/** A new, empty group under the host's, or undefined when cgroups are not available or it failed. */
+const makeGroup = (): Cgroup | undefined => {
   const parent = available()
   if (parent === undefined) return undefined
   const dir = path.join(parent, nextName())
   try {
     fs.mkdirSync(dir)
-  } catch {
-    return undefined
-  }
-  try {
-    fs.writeFileSync(path.join(dir, "cgroup.procs"), String(pid))
     return { dir }
   } catch {
-    remove({ dir })
     return undefined
   }
+}
+
+const shell = "/bin/sh"
+/**
+ * `$0` is the group's `cgroup.procs`; a failed write is not fatal (the host's {@link adopt}
+ * follows). `sh` exports a `PWD` of its own: it is unset, so the plugin's environment is exactly
+ * the one it was given.
+ */
+const enterThenExec = "{ echo $$ >\"$0\"; } 2>/dev/null; unset PWD; exec \"$@\""
+/** Variables `sh` rewrites when they are in its environment: such a launch is not wrapped. */
+const rewrittenByShell = ["PWD", "IFS", "OPTIND", "PPID"]
+
+/** A command to spawn. */
+export interface Command {
+  readonly executable: string
+  readonly args: ReadonlyArray<string>
+}
+
+/**
+ * A new, empty group for a plugin about to be spawned, and the command that starts `command`
+ * inside it from its first instruction: `/bin/sh -c` writing its own pid to the group, then
+ * `exec`ing the command's executable, given as the file it resolves to (see the module header).
+ * Undefined where cgroups are not available, or where it cannot be done exactly: no `/bin/sh`, an
+ * executable that would not start anyway (its spawn must fail as such), or an environment holding
+ * a variable `sh` would rewrite. The plugin is then moved after its spawn ({@link enter}).
+ *
+ * @internal
+ */
+export const prepareEntry = (
+  command: Command,
+  context: { readonly cwd: string | undefined; readonly env: Readonly<Record<string, string>> }
+): { readonly group: Cgroup; readonly command: Command } | undefined => {
+  if (available() === undefined || !shellFound() || rewrittenByShell.some((name) => Object.hasOwn(context.env, name))) return undefined
+  const file = resolveExecutable(command.executable, context.cwd, context.env)
+  const group = file === undefined ? undefined : makeGroup()
+  if (file === undefined || group === undefined) return undefined
+  return {
+    group,
+    command: { executable: shell, args: ["-c", enterThenExec, path.join(group.dir, "cgroup.procs"), file, ...command.args] }
+  }
+}
+
+let shellExists: boolean | undefined
+const shellFound = (): boolean => {
+  if (shellExists === undefined) {
+    try {
+      fs.accessSync(shell, fs.constants.X_OK)
+      shellExists = true
+    } catch {
+      shellExists = false
+    }
+  }
+  return shellExists
 }
 
 /**

@@ -53,11 +53,28 @@ export const setprivAvailable = (): boolean => {
   return setprivFound
 }
 
-/** Whether `executable` names an executable file, as an exec with `env` in `cwd` would look it up. */
-const resolves = (executable: string, cwd: string | undefined, env: Readonly<Record<string, string>>): boolean => {
-  if (executable.includes("/")) return isExecutableFile(path.resolve(cwd ?? process.cwd(), executable))
+/**
+ * The executable file `executable` names, as an exec with `env` in `cwd` would look it up
+ * (`PATH`, or `/bin:/usr/bin` without one), or undefined when there is none.
+ *
+ * @internal
+ */
+export const resolveExecutable = (
+  executable: string,
+  cwd: string | undefined,
+  env: Readonly<Record<string, string>>
+): string | undefined => {
+  const base = cwd ?? process.cwd()
+  if (executable.includes("/")) {
+    const file = path.resolve(base, executable)
+    return isExecutableFile(file) ? file : undefined
+  }
   const search = env["PATH"] ?? defaultSearchPath
-  return search.split(":").some((dir) => isExecutableFile(path.resolve(cwd ?? process.cwd(), dir === "" ? "." : dir, executable)))
+  for (const dir of search.split(":")) {
+    const file = path.resolve(base, dir === "" ? "." : dir, executable)
+    if (isExecutableFile(file)) return file
+  }
+  return undefined
 }
 
 /**
@@ -80,6 +97,6 @@ export const withParentDeathSignal = (
   command: Command,
   context: { readonly cwd: string | undefined; readonly env: Readonly<Record<string, string>> }
 ): Command =>
-  setprivAvailable() && resolves(command.executable, context.cwd, context.env)
+  setprivAvailable() && resolveExecutable(command.executable, context.cwd, context.env) !== undefined
     ? { executable: setprivPath, args: ["--pdeathsig", "KILL", "--", command.executable, ...command.args] }
     : command

@@ -34,10 +34,16 @@ export interface ProcStat {
  */
 export const readStat = (pid: number): ProcStat | undefined => {
   let text: string
+  let fd: number | undefined
   try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Three system calls (open, read, close), not `readFileSync`'s five: a stop's walk reads every
+    // process. A `stat` line is well under the buffer's size.
+    fd = fs.openSync(`/proc/${pid}/stat`, "r")
+    text = statBuffer.toString("latin1", 0, fs.readSync(fd, statBuffer, 0, statBuffer.length, null))
   } catch {
     return undefined
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
   }
   // The command name is in parentheses and may itself contain spaces and parentheses; the fields
   // after the last `)` start at field 3 (state), so field n is at index n - 3.
@@ -46,6 +52,9 @@ export const readStat = (pid: number): ProcStat | undefined => {
   if (!Number.isSafeInteger(startTime)) return undefined
   return { pid, state: fields[0] ?? "?", ppid: Number(fields[1]), pgid: Number(fields[2]), sid: Number(fields[3]), startTime }
 }
+
+/** One buffer for every read (reads are synchronous). */
+const statBuffer = Buffer.alloc(4096)
 
 /**
  * True while the process exists and has not exited (a zombie has).

@@ -32,55 +32,24 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Cgroup from "./cgroup.ts"
 import { groupAlive } from "./processGroup.ts"
-
-/** What a walk needs of one process. */
-interface Stat {
-  readonly ppid: number
-  readonly pgid: number
-  readonly sid: number
-  /** Start time since boot, in clock ticks: with the pid, identifies the process. */
-  readonly start: string
-  readonly zombie: boolean
-}
+import * as ProcStat from "./procStat.ts"
 
 /** `/proc` at one instant: every process, and the children of each. */
 interface Table {
-  readonly stats: ReadonlyMap<number, Stat>
+  readonly stats: ReadonlyMap<number, ProcStat.ProcStat>
   readonly children: ReadonlyMap<number, ReadonlyArray<number>>
 }
 
-const parseStat = (text: string): Stat | undefined => {
-  // The command name is in parentheses and may contain spaces or parentheses.
-  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ")
-  const start = rest[19]
-  if (start === undefined) return undefined
-  return { ppid: Number(rest[1]), pgid: Number(rest[2]), sid: Number(rest[3]), start, zombie: rest[0] === "Z" || rest[0] === "X" }
-}
-
-/** One buffer for every read: a `stat` line is well under 1 KB. */
-const statBuffer = Buffer.alloc(4096)
-
-/** `/proc/<pid>/stat` in three system calls (open, read, close), not `readFileSync`'s five. */
-const readStat = (pid: number): Stat | undefined => {
-  let fd: number | undefined
-  try {
-    fd = fs.openSync(`/proc/${pid}/stat`, "r")
-    const length = fs.readSync(fd, statBuffer, 0, statBuffer.length, null)
-    return parseStat(statBuffer.toString("latin1", 0, length))
-  } catch {
-    return undefined
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd)
-  }
-}
+/** Exited (a zombie) or gone. */
+const ended = (stat: ProcStat.ProcStat | undefined) => !ProcStat.isLive(stat)
 
 const scanProc = (): Table => {
-  const stats = new Map<number, Stat>()
+  const stats = new Map<number, ProcStat.ProcStat>()
   const children = new Map<number, Array<number>>()
   for (const name of fs.readdirSync("/proc")) {
     const pid = Number(name)
     if (!Number.isInteger(pid)) continue
-    const stat = readStat(pid)
+    const stat = ProcStat.readStat(pid)
     if (stat === undefined) continue
     stats.set(pid, stat)
     const siblings = children.get(stat.ppid)
@@ -113,7 +82,7 @@ const currentTable = (): Table => {
 export const scanCount = (): number => scans
 
 /** A process of the tree: its pid and start time. */
-type Members = Map<number, string>
+type Members = Map<number, number>
 
 /**
  * What holds one plugin's tree: every process a walk found (the plugin first), and its cgroup
@@ -128,16 +97,22 @@ export interface Containment {
 }
 
 /**
- * Starts holding the tree of `pid`, a process the host just spawned: in a cgroup when it can.
- * Undefined when `pid` is not a live child of this process (an in-memory spawner's fake pid, or a
- * plugin already gone): nothing of it is ever signalled then.
+ * Starts holding the tree of `pid`, a process the host just spawned: in `group` when one was
+ * prepared for it (see `cgroup.ts`: the plugin entered it before it ran), else in a new cgroup
+ * when the host can make one. Undefined when `pid` is not a live child of this process (an
+ * in-memory spawner's fake pid, or a plugin already gone): nothing of it is ever signalled then,
+ * and a prepared group is removed.
  *
  * @internal
  */
-export const contain = (pid: number): Containment | undefined => {
-  const stat = readStat(pid)
-  if (stat === undefined || stat.ppid !== process.pid || stat.zombie) return undefined
-  return { root: pid, members: new Map([[pid, stat.start]]), cgroup: Cgroup.enter(pid) }
+export const contain = (pid: number, group?: Cgroup.Cgroup): Containment | undefined => {
+  const stat = ProcStat.readStat(pid)
+  if (stat === undefined || stat.ppid !== process.pid || ended(stat)) {
+    if (group !== undefined) Cgroup.remove(group)
+    return undefined
+  }
+  const cgroup = group === undefined ? Cgroup.enter(pid) : Cgroup.adopt(group, pid) ? group : undefined
+  return { root: pid, members: new Map([[pid, stat.startTime]]), cgroup }
 }
 
 /**
@@ -157,13 +132,13 @@ const walk = (tree: Containment, table: Table): Array<number> => {
   const { members, root } = tree
   for (const [pid, start] of members) {
     const stat = table.stats.get(pid)
-    if (stat === undefined || stat.start !== start) members.delete(pid)
+    if (stat === undefined || stat.startTime !== start) members.delete(pid)
   }
   // The session and group ids of the plugin stay reserved while a process uses them; a new
   // process with the plugin's pid means they are someone else's now.
   if (!table.stats.has(root) || members.has(root)) {
     for (const [pid, stat] of table.stats) {
-      if ((stat.sid === root || stat.pgid === root) && !members.has(pid)) members.set(pid, stat.start)
+      if ((stat.sid === root || stat.pgid === root) && !members.has(pid)) members.set(pid, stat.startTime)
     }
   }
   const pending = [...members.keys()]
@@ -171,13 +146,13 @@ const walk = (tree: Containment, table: Table): Array<number> => {
     for (const child of table.children.get(pid) ?? []) {
       const stat = table.stats.get(child)
       if (stat === undefined || members.has(child)) continue
-      members.set(child, stat.start)
+      members.set(child, stat.startTime)
       pending.push(child)
     }
   }
   const live: Array<number> = []
   for (const pid of members.keys()) {
-    if (pid > 1 && pid !== process.pid && table.stats.get(pid)?.zombie === false) live.push(pid)
+    if (pid > 1 && pid !== process.pid && !ended(table.stats.get(pid))) live.push(pid)
   }
   return live
 }
@@ -192,8 +167,8 @@ const kill = (pid: number, signal: "SIGTERM" | "SIGKILL"): void => {
 
 /**
  * Walks the tree without signalling anything: what a stop does first, while the plugin still
- * links its descendants (with a cgroup too: a child the plugin forked before it was moved into
- * its group is only found this way).
+ * links its descendants (with a cgroup too: for a plugin moved into its group after its spawn, a
+ * child forked before the move is only found this way).
  *
  * @internal
  */
@@ -209,7 +184,7 @@ export const snapshot = (tree: Containment): void => {
  */
 export const signalTree = (tree: Containment, signal: "SIGTERM" | "SIGKILL"): void => {
   const table = currentTable()
-  const outsideGroup = (pid: number) => (table.stats.get(pid) ?? readStat(pid))?.pgid !== tree.root
+  const outsideGroup = (pid: number) => (table.stats.get(pid) ?? ProcStat.readStat(pid))?.pgid !== tree.root
   const walked = walk(tree, table)
   for (const pid of walked) {
     if (outsideGroup(pid)) kill(pid, signal)

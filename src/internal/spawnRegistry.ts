@@ -60,6 +60,14 @@ const simulatedSpawners = new WeakSet<object>()
  */
 export const markSimulated = (spawner: object): void => void simulatedSpawners.add(spawner)
 
+/**
+ * Whether `spawner`'s processes are simulated: nothing is spawned for real, so nothing is wrapped
+ * (no parent-death signal, no cgroup entry) or recorded.
+ *
+ * @internal
+ */
+export const isSimulated = (spawner: object): boolean => simulatedSpawners.has(spawner)
+
 const guardsOff: HostDeathGuards = { parentDeathSignal: false, registry: false }
 
 /**
@@ -68,7 +76,7 @@ const guardsOff: HostDeathGuards = { parentDeathSignal: false, registry: false }
  * @internal
  */
 export const guardsFor = (spawner: object): Effect.Effect<HostDeathGuards> =>
-  simulatedSpawners.has(spawner) ? Effect.succeed(guardsOff) : Effect.service(HostDeathGuards)
+  isSimulated(spawner) ? Effect.succeed(guardsOff) : Effect.service(HostDeathGuards)
 
 /**
  * One spawned process in a registry file.

@@ -73,7 +73,7 @@ describe("spawnRegistry", () => {
       }).pipe(Effect.provide(liveWith(launcher))))
   }
 
-  it.effect("the in-memory spawner's fake processes are neither recorded nor started through setpriv", () =>
+  it.effect("the in-memory spawner's fake processes are neither recorded nor started through setpriv or a cgroup's entering shell", () =>
     Effect.gen(function*() {
       yield* PluginProcess.make({ name: "fake", executable: "/bin/sh", args: ["-c", "true"] })
       const [spawn] = yield* InMemorySpawner.spawns
