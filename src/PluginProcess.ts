@@ -92,29 +92,14 @@ export type ProcessEnd =
   | { readonly _tag: "InputFailed"; readonly detail: string }
 
 /**
- * What to run and how.
+ * What to run and how: the plugin's name, and what it is started from (executable, arguments,
+ * working folder, environment; the fields of `LaunchInput`).
  *
  * @category models
  */
-export interface Spec {
+export interface Spec extends PluginEnvironment.LaunchInput {
   /** The plugin's name, used in logs and errors. */
   readonly name: string
-  /** Path or command name of the executable; started directly, never through a shell. */
-  readonly executable: string
-  readonly args?: ReadonlyArray<string> | undefined
-  readonly cwd?: string | undefined
-  /** Names of host variables the plugin may see (only those that exist are passed). */
-  readonly allowedEnvVars?: ReadonlyArray<string> | undefined
-  /** Extra fixed variables, passed as given (they win over allow-listed ones). */
-  readonly env?: Readonly<Record<string, string>> | undefined
-  /**
-   * Loader and interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) the plugin may be
-   * passed, deliberately: without this mark such a name in `allowedEnvVars` or `env` fails the
-   * spawn (see the module header).
-   */
-  readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
-  /** The host environment to pick allow-listed variables from; defaults to `process.env`. */
-  readonly hostEnv?: Readonly<Record<string, string | undefined>> | undefined
 }
 
 /**

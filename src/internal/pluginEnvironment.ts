@@ -265,14 +265,26 @@ export interface Launch {
   readonly interpreter: ResolvedInterpreter | undefined
 }
 
-/** What {@link prepare} needs (the fields of `PluginProcess.Spec`). */
+/**
+ * What a process is started from, and what {@link prepare} needs: `PluginProcess.Spec` is this
+ * and the plugin's name.
+ */
 export interface LaunchInput {
+  /** Path or command name of the executable; started directly, never through a shell. */
   readonly executable: string
   readonly args?: ReadonlyArray<string> | undefined
   readonly cwd?: string | undefined
+  /** Names of host variables the plugin may see (only those that exist are passed). */
   readonly allowedEnvVars?: ReadonlyArray<string> | undefined
+  /** Extra fixed variables, passed as given (they win over allow-listed ones). */
   readonly env?: Readonly<Record<string, string>> | undefined
+  /**
+   * Loader and interpreter-injection variables (`NODE_OPTIONS`, `LD_PRELOAD`…) the plugin may be
+   * passed, deliberately: without this mark such a name in `allowedEnvVars` or `env` fails the
+   * spawn (see `PluginProcess`'s module header).
+   */
   readonly unsafeEnvVars?: ReadonlyArray<string> | undefined
+  /** The host environment to pick allow-listed variables from; defaults to `process.env`. */
   readonly hostEnv?: Readonly<Record<string, string | undefined>> | undefined
 }
 
