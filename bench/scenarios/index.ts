@@ -31,6 +31,8 @@ export const scenarios: ReadonlyArray<Scenario> = [
   // one fresh process to the next (per-round ratios to raw from 1.04 to 1.29 in one 9-round run),
   // so its median is taken over five times the rounds.
   { name: "scale", title: "scale (100 plugins)", variants: ["raw", "effect-host", "effect-spawner"], roundsFactor: 5, load: () => import("./scale.ts") },
+  // 1000 plugins (quick: 300); each round takes seconds, so the default rounds are enough.
+  { name: "scale1000", title: "scale (1000 plugins; quick: 300)", variants: ["raw", "effect-host"], load: () => import("./scale1000.ts") },
   { name: "ephemeral", title: "ephemeral ticks (spawn per tick)", variants: ["raw", "effect-host"], load: () => import("./ephemeral.ts") },
   { name: "import", title: "import in a fresh process", variants: ["effect", "effect-js", "effect-worker", "effect-worker-js", "effect-core"], load: () => import("./importTime.ts") }
 ]

@@ -1,7 +1,7 @@
 /**
  * payload: `payload` returns a string of 64 KiB, then of 1 MiB (the request is tiny). For each
- * size: sequential latency (p50, p99 in µs) and throughput with 16 calls in flight (calls/s and
- * MiB/s of results).
+ * size: sequential latency (p50, p99 in µs) and throughput with 16 calls in flight (calls/s, MiB/s
+ * of results, and the host's own CPU time per call in µs).
  */
 import * as Effect from "effect/Effect"
 import { check, now, quantile, round } from "../lib/common.ts"
@@ -28,14 +28,21 @@ export const counts = (quick: boolean, bytes: number) => {
 interface Timings {
   readonly samplesMs: Float64Array
   throughputMs: number
+  throughputCpuUs: number
 }
 
 const summarize = (bytes: number, calls: number, t: Timings) => ({
   p50Us: round(quantile(t.samplesMs, 0.5) * 1000),
   p99Us: round(quantile(t.samplesMs, 0.99) * 1000),
   callsPerSec: Math.round(calls / (t.throughputMs / 1000)),
-  mibPerSec: round((calls * bytes) / (1024 * 1024) / (t.throughputMs / 1000))
+  mibPerSec: round((calls * bytes) / (1024 * 1024) / (t.throughputMs / 1000)),
+  hostCpuUsPerCall: round(t.throughputCpuUs / calls)
 })
+
+const cpuUs = (since: NodeJS.CpuUsage) => {
+  const used = process.cpuUsage(since)
+  return used.user + used.system
+}
 
 const effectSize = (client: PluginClient.PluginClient, bytes: number, quick: boolean) =>
   Effect.gen(function*() {
@@ -44,14 +51,16 @@ const effectSize = (client: PluginClient.PluginClient, bytes: number, quick: boo
     const first = yield* client.request("payload", params)
     check(typeof first === "string" && first.length === bytes, `payload of ${bytes} bytes`)
     yield* lanesEffect(client, c.warmup, inFlight, "payload", params)
-    const t: Timings = { samplesMs: new Float64Array(c.latencyCalls), throughputMs: 0 }
+    const t: Timings = { samplesMs: new Float64Array(c.latencyCalls), throughputMs: 0, throughputCpuUs: 0 }
     for (let i = 0; i < c.latencyCalls; i++) {
       const start = now()
       yield* client.request("payload", params)
       t.samplesMs[i] = now() - start
     }
     const start = now()
+    const cpuStart = process.cpuUsage()
     yield* lanesEffect(client, c.throughputCalls, inFlight, "payload", params)
+    t.throughputCpuUs = cpuUs(cpuStart)
     t.throughputMs = now() - start
     return summarize(bytes, c.throughputCalls, t)
   })
@@ -62,14 +71,16 @@ const promiseSize = async (driver: Driver, bytes: number, quick: boolean) => {
   const first = await driver.call("payload", params)
   check(typeof first === "string" && first.length === bytes, `payload of ${bytes} bytes`)
   await lanesPromise(driver, c.warmup, inFlight, "payload", params)
-  const t: Timings = { samplesMs: new Float64Array(c.latencyCalls), throughputMs: 0 }
+  const t: Timings = { samplesMs: new Float64Array(c.latencyCalls), throughputMs: 0, throughputCpuUs: 0 }
   for (let i = 0; i < c.latencyCalls; i++) {
     const start = now()
     await driver.call("payload", params)
     t.samplesMs[i] = now() - start
   }
   const start = now()
+  const cpuStart = process.cpuUsage()
   await lanesPromise(driver, c.throughputCalls, inFlight, "payload", params)
+  t.throughputCpuUs = cpuUs(cpuStart)
   t.throughputMs = now() - start
   return summarize(bytes, c.throughputCalls, t)
 }

@@ -60,9 +60,21 @@ export const attach = (child: ChildProcess): Driver => {
   }
 }
 
+export interface OpenOptions {
+  /**
+   * Start the worker as our node launcher starts a plugin: in a session and process group of its
+   * own, stderr piped (and forwarded). Where the kernel groups tasks by session for scheduling
+   * (`sched_autogroup`), a session of its own gives each worker a CPU share of its own, which
+   * weighs on start-up times of many plugins on a loaded machine (see `scenarios/scale1000.ts`).
+   */
+  readonly detached?: boolean
+}
+
 /** Spawns a worker (the raw worker unless told otherwise) and waits for its `initialize` reply. */
-export const open = async (worker: string = workers.raw): Promise<Driver> => {
-  const child = spawn(node, [worker], { stdio: ["pipe", "pipe", "inherit"], env: workerEnv() })
+export const open = async (worker: string = workers.raw, options?: OpenOptions): Promise<Driver> => {
+  const detached = options?.detached === true
+  const child = spawn(node, [worker], { stdio: ["pipe", "pipe", detached ? "pipe" : "inherit"], detached, env: workerEnv() })
+  child.stderr?.pipe(process.stderr, { end: false })
   const driver = attach(child)
   try {
     await driver.call("initialize", {})
