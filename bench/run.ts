@@ -60,8 +60,12 @@ const medianOf = (samples: ReadonlyArray<Result>): Result => {
   return out
 }
 
-const get = (variants: Record<string, Record<string, Result>>, variant: string, field: string): number | undefined => {
-  let value: unknown = variants[variant]
+const get = (variants: Record<string, Record<string, Result>>, variant: string, field: string): number | undefined =>
+  pick(variants[variant], field)
+
+/** The number at a dotted path (`"payload.64KiB.callsPerSec"`) of a result, if any. */
+const pick = (from: unknown, field: string): number | undefined => {
+  let value: unknown = from
   for (const part of field.split(".")) {
     if (typeof value !== "object" || value === null) return undefined
     value = (value as Result)[part]
@@ -77,6 +81,9 @@ log(`effect-plugin-host bench: ${quick ? "quick" : "full"}, ${rounds} rounds, no
 buildJs()
 
 const samples: Record<string, Record<string, Array<Result>>> = {}
+/** Every result by variant, scenario and round, to pair the variants of one round. */
+const byRound = new Map<string, Result>()
+const slot = (variant: string, scenario: string, r: number) => `${variant}/${scenario}/${r}`
 const failures: Array<string> = []
 for (const scenario of selected) {
   log(`\n${scenario.title}`)
@@ -90,6 +97,7 @@ for (const scenario of selected) {
       try {
         const result = await measure(scenario.name, variant)
         ;((samples[variant] ??= {})[scenario.name] ??= []).push(result)
+        byRound.set(slot(variant, scenario.name, r), result)
         log(`  round ${r + 1} ${variant.padEnd(16)} ${JSON.stringify(result)}  (${round((performance.now() - t) / 1000)} s)`)
       } catch (error) {
         failures.push(`${scenario.name}/${variant} round ${r + 1}: ${(error instanceof Error ? error.message : String(error)).split("\n")[0]}`)
@@ -106,59 +114,86 @@ for (const [variant, byScenario] of Object.entries(samples)) {
   }
 }
 
-const ratio = (a: number | undefined, b: number | undefined, digits = 2) =>
-  a === undefined || b === undefined || b === 0 ? null : round(a / b, digits)
-const diff = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? null : round(a - b, 1))
 const v = (variant: string, field: string) => get(variants, variant, field)
 
+/**
+ * `combine` of `a`'s and `b`'s `field` within each round, the median over the rounds. The
+ * variants of one round run one after the other, so they share the machine's load of that
+ * moment; a ratio of two medians taken over all rounds pairs a quiet moment of one with a busy
+ * moment of the other.
+ */
+const pairedMedian = (a: string, b: string, field: string, combine: (x: number, y: number) => number): number | undefined => {
+  const scenario = field.split(".")[0] as string
+  const inner = field.slice(scenario.length + 1)
+  const perRound: Array<number> = []
+  const roundsOf = rounds * (selected.find((s) => s.name === scenario)?.roundsFactor ?? 1)
+  for (let r = 0; r < roundsOf; r++) {
+    const x = pick(byRound.get(slot(a, scenario, r)), inner)
+    const y = pick(byRound.get(slot(b, scenario, r)), inner)
+    if (x !== undefined && y !== undefined) perRound.push(combine(x, y))
+  }
+  return perRound.length === 0 ? undefined : median(perRound)
+}
+
+/** `a` over `b` (same field), the median of the per-round ratios. */
+const ratio = (a: string, b: string, field: string): number | null => {
+  const m = pairedMedian(a, b, field, (x, y) => (y === 0 ? Number.NaN : x / y))
+  return m === undefined || !Number.isFinite(m) ? null : round(m, 2)
+}
+/** `a` minus `b` (same field), the median of the per-round differences. */
+const diff = (a: string, b: string, field: string): number | null => {
+  const m = pairedMedian(a, b, field, (x, y) => x - y)
+  return m === undefined || !Number.isFinite(m) ? null : round(m, 1)
+}
+
 /** Host CPU per call of `a` over `b` in a throughput measurement (moves less with CPU placement than calls/s). */
-const cpuRatio = (a: string, b: string, field = "throughput.hostCpuUsPerCall") => ratio(v(a, field), v(b, field))
+const cpuRatio = (a: string, b: string, field = "throughput.hostCpuUsPerCall") => ratio(a, b, field)
 
 const ratios = {
-  latencyP50VsRaw: ratio(v("effect", "latency.p50Us"), v("raw", "latency.p50Us")),
-  latencyP50VsVscode: ratio(v("effect", "latency.p50Us"), v("vscode", "latency.p50Us")),
-  latencyP50VsMcp: ratio(v("effect", "latency.p50Us"), v("mcp", "latency.p50Us")),
+  latencyP50VsRaw: ratio("effect", "raw", "latency.p50Us"),
+  latencyP50VsVscode: ratio("effect", "vscode", "latency.p50Us"),
+  latencyP50VsMcp: ratio("effect", "mcp", "latency.p50Us"),
   // Each throughput ratio has the ratio of host CPU per call beside it (lower is better).
-  throughputVsRaw: ratio(v("effect", "throughput.callsPerSec"), v("raw", "throughput.callsPerSec")),
+  throughputVsRaw: ratio("effect", "raw", "throughput.callsPerSec"),
   throughputHostCpuPerCallVsRaw: cpuRatio("effect", "raw"),
-  throughputVsVscode: ratio(v("effect", "throughput.callsPerSec"), v("vscode", "throughput.callsPerSec")),
+  throughputVsVscode: ratio("effect", "vscode", "throughput.callsPerSec"),
   throughputHostCpuPerCallVsVscode: cpuRatio("effect", "vscode"),
-  throughputVsMcp: ratio(v("effect", "throughput.callsPerSec"), v("mcp", "throughput.callsPerSec")),
+  throughputVsMcp: ratio("effect", "mcp", "throughput.callsPerSec"),
   throughputHostCpuPerCallVsMcp: cpuRatio("effect", "mcp"),
-  coldStartExtraMs: diff(v("effect-host", "coldStart.medianMs"), v("raw", "coldStart.medianMs")),
+  coldStartExtraMs: diff("effect-host", "raw", "coldStart.medianMs"),
   rssPerPluginKb: v("effect-host", "scale.rssPerPluginKb") ?? null,
-  stopAllVsRaw: ratio(v("effect-host", "scale.stopAllMs"), v("raw", "scale.stopAllMs")),
-  ephemeralVsRaw: ratio(v("effect-host", "ephemeral.ticksPerSec"), v("raw", "ephemeral.ticksPerSec")),
+  stopAllVsRaw: ratio("effect-host", "raw", "scale.stopAllMs"),
+  ephemeralVsRaw: ratio("effect-host", "raw", "ephemeral.ticksPerSec"),
   // `import "effect-plugin-host"` loads the package's JS (its exports point at `dist/*.js`), so the
   // start-up goals are measured on the JS copy of the current `src/`; the same figures from the
   // TypeScript source (through Node's type stripping, as `npm start` runs) are reported beside.
   importMs: v("effect-js", "import.ms") ?? null,
-  workerColdStartExtraMs: diff(v("effect-js", "workerColdStart.medianMs"), v("raw", "workerColdStart.medianMs")),
-  workerColdStartVsRaw: ratio(v("effect-js", "workerColdStart.medianMs"), v("raw", "workerColdStart.medianMs")),
+  workerColdStartExtraMs: diff("effect-js", "raw", "workerColdStart.medianMs"),
+  workerColdStartVsRaw: ratio("effect-js", "raw", "workerColdStart.medianMs"),
   // 1000 plugins (a quick run: 300, see `variants.effect-host.scale1000.plugins`), our host and raw workers.
   scale1000RssPerPluginKb: v("effect-host", "scale1000.rssPerPluginKb") ?? null,
-  scale1000ReadyAllVsRaw: ratio(v("effect-host", "scale1000.readyAllMs"), v("raw", "scale1000.readyAllMs")),
-  scale1000StopAllVsRaw: ratio(v("effect-host", "scale1000.stopAllMs"), v("raw", "scale1000.stopAllMs")),
+  scale1000ReadyAllVsRaw: ratio("effect-host", "raw", "scale1000.readyAllMs"),
+  scale1000StopAllVsRaw: ratio("effect-host", "raw", "scale1000.stopAllMs"),
   // Remote calls over NATS against raw `@nats-io/transport-node` request/reply: no scenario yet.
   remoteLatencyP50VsRaw: null as number | null,
   remoteThroughputVsRaw: null as number | null,
   // Not goals: the host alone (our host, raw worker), and the start-up figures from source.
-  latencyP50HostOnlyVsRaw: ratio(v("effect-host", "latency.p50Us"), v("raw", "latency.p50Us")),
-  throughputHostOnlyVsRaw: ratio(v("effect-host", "throughput.callsPerSec"), v("raw", "throughput.callsPerSec")),
+  latencyP50HostOnlyVsRaw: ratio("effect-host", "raw", "latency.p50Us"),
+  throughputHostOnlyVsRaw: ratio("effect-host", "raw", "throughput.callsPerSec"),
   throughputHostOnlyHostCpuPerCallVsRaw: cpuRatio("effect-host", "raw"),
-  readyAllVsRaw: ratio(v("effect-host", "scale.readyAllMs"), v("raw", "scale.readyAllMs")),
+  readyAllVsRaw: ratio("effect-host", "raw", "scale.readyAllMs"),
   scale1000RssPerPluginKbRaw: v("raw", "scale1000.rssPerPluginKb") ?? null,
   // The same host with the default launcher (`effect/process`) instead of `PluginProcess.layerNode`.
-  throughputSpawnerLauncherVsRaw: ratio(v("effect-spawner", "throughput.callsPerSec"), v("raw", "throughput.callsPerSec")),
+  throughputSpawnerLauncherVsRaw: ratio("effect-spawner", "raw", "throughput.callsPerSec"),
   throughputSpawnerLauncherHostCpuPerCallVsRaw: cpuRatio("effect-spawner", "raw"),
   rssPerPluginKbSpawnerLauncher: v("effect-spawner", "scale.rssPerPluginKb") ?? null,
-  stopAllSpawnerLauncherVsRaw: ratio(v("effect-spawner", "scale.stopAllMs"), v("raw", "scale.stopAllMs")),
-  payload64KiBThroughputVsRaw: ratio(v("effect", "payload.64KiB.callsPerSec"), v("raw", "payload.64KiB.callsPerSec")),
+  stopAllSpawnerLauncherVsRaw: ratio("effect-spawner", "raw", "scale.stopAllMs"),
+  payload64KiBThroughputVsRaw: ratio("effect", "raw", "payload.64KiB.callsPerSec"),
   payload64KiBHostCpuPerCallVsRaw: cpuRatio("effect", "raw", "payload.64KiB.hostCpuUsPerCall"),
-  payload1MiBThroughputVsRaw: ratio(v("effect", "payload.1MiB.callsPerSec"), v("raw", "payload.1MiB.callsPerSec")),
+  payload1MiBThroughputVsRaw: ratio("effect", "raw", "payload.1MiB.callsPerSec"),
   payload1MiBHostCpuPerCallVsRaw: cpuRatio("effect", "raw", "payload.1MiB.hostCpuUsPerCall"),
   importMsSource: v("effect", "import.ms") ?? null,
-  workerColdStartExtraMsSource: diff(v("effect", "workerColdStart.medianMs"), v("raw", "workerColdStart.medianMs"))
+  workerColdStartExtraMsSource: diff("effect", "raw", "workerColdStart.medianMs")
 }
 
 /** Ratios that are goals but have no measurement yet, and why. */

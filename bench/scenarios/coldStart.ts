@@ -12,7 +12,7 @@ import { openDriver, type DriverVariant } from "../variants/driver.ts"
 import { isEffectVariant, makeClient, run as runEffect } from "../variants/effect.ts"
 
 
-export const counts = (quick: boolean) => quick ? { warmup: 2, samples: 10 } : { warmup: 3, samples: 30 }
+export const counts = (quick: boolean) => quick ? { warmup: 2, samples: 16 } : { warmup: 3, samples: 30 }
 
 export const run = async (variant: string, quick: boolean) => {
   const { warmup, samples } = counts(quick)

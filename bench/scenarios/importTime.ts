@@ -26,7 +26,7 @@ const targets: Record<string, string> = {
   "effect-core": "effect/Effect"
 }
 
-export const counts = (quick: boolean) => ({ samples: quick ? 3 : 5 })
+export const counts = (quick: boolean) => ({ samples: quick ? 5 : 7 })
 
 const script = (specifier: string) => `
 const started = performance.now()

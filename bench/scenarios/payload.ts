@@ -1,17 +1,19 @@
 /**
  * payload: `payload` returns a string of 64 KiB, then of 1 MiB (the request is tiny). For each
  * size: sequential latency (p50, p99 in µs) and throughput with 16 calls in flight (calls/s, MiB/s
- * of results, and the host's own CPU time per call in µs).
+ * of results, and the host's own CPU time per call in µs). As in `throughput.ts`, the calls with
+ * 16 in flight run in blocks and `callsPerSec` is the upper quartile of the blocks' rates.
  */
 import * as Effect from "effect/Effect"
 import { check, now, quantile, round } from "../lib/common.ts"
 import { withDriver, type Driver, type DriverVariant } from "../variants/driver.ts"
 import { isEffectVariant, makeClient, run as runEffect } from "../variants/effect.ts"
-import { lanesEffect, lanesPromise } from "./throughput.ts"
+import { blockRate, lanesEffect, lanesPromise, perSecond } from "./throughput.ts"
 import type { PluginClient } from "../../src/index.ts"
 
 
 export const inFlight = 16
+const blocks = 5
 
 export const sizes = [
   { name: "64KiB", bytes: 64 * 1024 },
@@ -27,6 +29,7 @@ export const counts = (quick: boolean, bytes: number) => {
 
 interface Timings {
   readonly samplesMs: Float64Array
+  readonly rates: Array<number>
   throughputMs: number
   throughputCpuUs: number
 }
@@ -34,8 +37,8 @@ interface Timings {
 const summarize = (bytes: number, calls: number, t: Timings) => ({
   p50Us: round(quantile(t.samplesMs, 0.5) * 1000),
   p99Us: round(quantile(t.samplesMs, 0.99) * 1000),
-  callsPerSec: Math.round(calls / (t.throughputMs / 1000)),
-  mibPerSec: round((calls * bytes) / (1024 * 1024) / (t.throughputMs / 1000)),
+  callsPerSec: blockRate(t.rates),
+  mibPerSec: round((blockRate(t.rates) * bytes) / (1024 * 1024)),
   hostCpuUsPerCall: round(t.throughputCpuUs / calls)
 })
 
@@ -51,7 +54,7 @@ const effectSize = (client: PluginClient.PluginClient, bytes: number, quick: boo
     const first = yield* client.request("payload", params)
     check(typeof first === "string" && first.length === bytes, `payload of ${bytes} bytes`)
     yield* lanesEffect(client, c.warmup, inFlight, "payload", params)
-    const t: Timings = { samplesMs: new Float64Array(c.latencyCalls), throughputMs: 0, throughputCpuUs: 0 }
+    const t: Timings = { samplesMs: new Float64Array(c.latencyCalls), rates: [], throughputMs: 0, throughputCpuUs: 0 }
     for (let i = 0; i < c.latencyCalls; i++) {
       const start = now()
       yield* client.request("payload", params)
@@ -59,7 +62,12 @@ const effectSize = (client: PluginClient.PluginClient, bytes: number, quick: boo
     }
     const start = now()
     const cpuStart = process.cpuUsage()
-    yield* lanesEffect(client, c.throughputCalls, inFlight, "payload", params)
+    const perBlock = Math.ceil(c.throughputCalls / blocks)
+    for (let b = 0; b < blocks; b++) {
+      const blockStart = now()
+      yield* lanesEffect(client, perBlock, inFlight, "payload", params)
+      t.rates.push(perSecond(perBlock, now() - blockStart))
+    }
     t.throughputCpuUs = cpuUs(cpuStart)
     t.throughputMs = now() - start
     return summarize(bytes, c.throughputCalls, t)
@@ -71,7 +79,7 @@ const promiseSize = async (driver: Driver, bytes: number, quick: boolean) => {
   const first = await driver.call("payload", params)
   check(typeof first === "string" && first.length === bytes, `payload of ${bytes} bytes`)
   await lanesPromise(driver, c.warmup, inFlight, "payload", params)
-  const t: Timings = { samplesMs: new Float64Array(c.latencyCalls), throughputMs: 0, throughputCpuUs: 0 }
+  const t: Timings = { samplesMs: new Float64Array(c.latencyCalls), rates: [], throughputMs: 0, throughputCpuUs: 0 }
   for (let i = 0; i < c.latencyCalls; i++) {
     const start = now()
     await driver.call("payload", params)
@@ -79,7 +87,12 @@ const promiseSize = async (driver: Driver, bytes: number, quick: boolean) => {
   }
   const start = now()
   const cpuStart = process.cpuUsage()
-  await lanesPromise(driver, c.throughputCalls, inFlight, "payload", params)
+  const perBlock = Math.ceil(c.throughputCalls / blocks)
+  for (let b = 0; b < blocks; b++) {
+    const blockStart = now()
+    await lanesPromise(driver, perBlock, inFlight, "payload", params)
+    t.rates.push(perSecond(perBlock, now() - blockStart))
+  }
   t.throughputCpuUs = cpuUs(cpuStart)
   t.throughputMs = now() - start
   return summarize(bytes, c.throughputCalls, t)

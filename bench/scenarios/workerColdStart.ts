@@ -21,7 +21,7 @@ const workerOf = (variant: string) => {
   }
 }
 
-export const counts = (quick: boolean) => quick ? { warmup: 2, samples: 10 } : { warmup: 3, samples: 30 }
+export const counts = (quick: boolean) => quick ? { warmup: 2, samples: 16 } : { warmup: 3, samples: 30 }
 
 export const run = async (variant: string, quick: boolean) => {
   const { warmup, samples } = counts(quick)
