@@ -5,7 +5,8 @@
  * plugin in each phase (ms), which moves less than wall time with the load of the machine. This module runs it with 100
  * plugins; `scale1000.ts` with 1000 through {@link measureScale}.
  *
- * `raw` spawns them with `node:child_process`; `effect-host` (and `effect-spawner`, with the
+ * `raw` spawns them with `node:child_process`, `detached` with stderr piped as our launcher does
+ * (`scale1000.ts` says why); `effect-host` (and `effect-spawner`, with the
  * default launcher) registers them with a `PluginManager` (`PluginManager.layer()`, default
  * options) and starts them all in parallel (`manager.start`), then `manager.stopAll`.
  */
@@ -24,7 +25,7 @@ export interface ScaleOptions {
   readonly plugins: number
   /** The client options of `effect-host` (the 100-plugin run uses the bench's defaults). */
   readonly clientOptions?: PluginClient.Options
-  /** How `raw` starts its workers (the 100-plugin run: plain `spawn`, inheriting stderr). */
+  /** How `raw` starts its workers (both runs: `detached`, as our launcher does; see `scale1000.ts`). */
   readonly raw?: OpenOptions
 }
 
@@ -139,4 +140,4 @@ export const measureScale = async (variant: string, options: ScaleOptions) => {
   }
 }
 
-export const run = (variant: string, _quick: boolean) => measureScale(variant, { plugins })
+export const run = (variant: string, _quick: boolean) => measureScale(variant, { plugins, raw: { detached: true } })
