@@ -335,7 +335,8 @@ const round1Table = table(["met in round 1 (issue #7)", "target", "measured", "m
 const wallSeconds = round((performance.now() - startedAt) / 1000)
 const machine = `Node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? "cpu"}, ${os.platform()} ${os.release()}`
 const moreRounds = selected.flatMap((s) => s.roundsFactor === undefined ? [] : [`${s.name}: ${rounds * s.roundsFactor}`])
-const heading = `${quick ? "Quick" : "Full"} run of ${new Date().toISOString().slice(0, 10)} on ${machine}; ${rounds} rounds${moreRounds.length === 0 ? "" : ` (${moreRounds.join(", ")})`}, medians; wall time ${wallSeconds} s.`
+const containment = ["scale1000", "scale"].map((s) => variants["effect-host"]?.[s]?.containment).find((c) => typeof c === "string")
+const heading = `${quick ? "Quick" : "Full"} run of ${new Date().toISOString().slice(0, 10)} on ${machine}; ${rounds} rounds${moreRounds.length === 0 ? "" : ` (${moreRounds.join(", ")})`}, medians; wall time ${wallSeconds} s${containment === undefined ? "" : `; our host's containment: ${String(containment)}`}.`
 const report = [heading, "", resultsTable, "", importTable, "", throughputTable, "", goalsTable, "", round1Table].join("\n")
 
 process.stdout.write(`\n${report}\n`)

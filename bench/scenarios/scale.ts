@@ -15,6 +15,7 @@ import { lastResortGc, now, round, rssKb, sleep } from "../lib/common.ts"
 import { PluginManager, type PluginClient } from "../../src/index.ts"
 import { clientOptions, isEffectVariant, runWith, source, type EffectVariant } from "../variants/effect.ts"
 import { open, type OpenOptions } from "../variants/raw.ts"
+import * as ProcessTree from "../../src/internal/processTree.ts"
 
 
 export const plugins = 100
@@ -131,6 +132,9 @@ export const measureScale = async (variant: string, options: ScaleOptions) => {
   const p = isEffectVariant(variant) ? await runManager(variant, count, options.clientOptions ?? clientOptions) : await runRaw(count, options.raw)
   return {
     plugins: count,
+    // How our host contains a plugin here (a cgroup made, entered through `/bin/sh` and removed
+    // per plugin, or `/proc` walks): part of what its start and stop cost.
+    ...(isEffectVariant(variant) ? { containment: ProcessTree.mode() } : {}),
     readyAllMs: round(p.readyMs),
     stopAllMs: round(p.stopMs),
     readyHostCpuMsPerPlugin: round(p.readyCpuMs / count, 2),
