@@ -179,6 +179,8 @@ const ratios = {
   remoteThroughputVsRaw: null as number | null,
   // Not goals: the host alone (our host, raw worker), and the start-up figures from source.
   latencyP50HostOnlyVsRaw: ratio("effect-host", "raw", "latency.p50Us"),
+  // Host and worker on one core (no cross-core wake-up): both sides' code, undiluted.
+  latencyP50SameCoreVsRaw: ratio("effect", "raw", "latency.p50SameCoreUs"),
   throughputHostOnlyVsRaw: ratio("effect-host", "raw", "throughput.callsPerSec"),
   throughputHostOnlyHostCpuPerCallVsRaw: cpuRatio("effect-host", "raw"),
   readyAllVsRaw: ratio("effect-host", "raw", "scale.readyAllMs"),
@@ -255,9 +257,10 @@ const scale1000Plugins = (() => {
 
 const columns = ["raw", "effect", "effect-host", "effect-spawner", "effect-js", "vscode", "mcp"]
 const rows: ReadonlyArray<readonly [string, string]> = [
-  ["latency p50 (µs)", "latency.p50Us"],
+  ["latency p50, worker on another core (µs)", "latency.p50Us"],
   ["latency p99 (µs)", "latency.p99Us"],
   ["latency: host CPU per call (µs)", "latency.hostCpuUsPerCall"],
+  ["latency p50, host and worker on one core (µs)", "latency.p50SameCoreUs"],
   ["throughput, 64 in flight (calls/s)", "throughput.callsPerSec"],
   ["throughput: host CPU per call (µs)", "throughput.hostCpuUsPerCall"],
   ["64 KiB result: p50 (µs)", "payload.64KiB.p50Us"],
