@@ -200,8 +200,8 @@ const ratios = {
 
 /** Ratios that are goals but have no measurement yet, and why. */
 const pending: Partial<Record<keyof typeof ratios, string>> = {
-  remoteLatencyP50VsRaw: "pending: the remote (NATS) transport has not landed; no scenario measures it yet",
-  remoteThroughputVsRaw: "pending: the remote (NATS) transport has not landed; no scenario measures it yet"
+  remoteLatencyP50VsRaw: "pending: no scenario until the remote (NATS) transport lands",
+  remoteThroughputVsRaw: "pending: no scenario until the remote (NATS) transport lands"
 }
 
 type Goal = { readonly key: keyof typeof ratios; readonly op: "<=" | ">="; readonly target: number }
