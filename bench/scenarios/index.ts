@@ -13,6 +13,8 @@ export interface Scenario {
   readonly variants: ReadonlyArray<string>
   /** Runs this many times the rounds (a short, noisy measurement needs more samples for a stable median). */
   readonly roundsFactor?: number
+  /** The same for a `--quick` run only, instead of `roundsFactor` (a full run's longer measurements need fewer). */
+  readonly quickRoundsFactor?: number
   readonly load: () => Promise<{ readonly run: (variant: string, quick: boolean) => Promise<object> }>
 }
 
@@ -33,8 +35,10 @@ export const scenarios: ReadonlyArray<Scenario> = [
   // one fresh process to the next (per-round ratios to raw from 1.04 to 1.29 in one 9-round run),
   // so its median is taken over five times the rounds.
   { name: "scale", title: "scale (100 plugins)", variants: ["raw", "effect-host", "effect-spawner"], roundsFactor: 5, load: () => import("./scale.ts") },
-  // 1000 plugins (quick: 300); each round takes seconds, so the default rounds are enough.
-  { name: "scale1000", title: "scale (1000 plugins; quick: 300)", variants: ["raw", "effect-host"], load: () => import("./scale1000.ts") },
-  { name: "ephemeral", title: "ephemeral ticks (spawn per tick)", variants: ["raw", "effect-host"], load: () => import("./ephemeral.ts") },
+  // 1000 plugins (quick: 300): a round takes tens of seconds, a full run's 3 are enough; a quick
+  // run's stop of 300 is short enough that one slow stop in 3 rounds moves the median.
+  { name: "scale1000", title: "scale (1000 plugins; quick: 300)", variants: ["raw", "effect-host"], quickRoundsFactor: 2, load: () => import("./scale1000.ts") },
+  // A quick run's 40 ticks (each a Node process) are a few seconds at the machine's load of that moment.
+  { name: "ephemeral", title: "ephemeral ticks (spawn per tick)", variants: ["raw", "effect-host"], quickRoundsFactor: 2, load: () => import("./ephemeral.ts") },
   { name: "import", title: "import in a fresh process", variants: ["effect", "effect-js", "effect-worker", "effect-worker-js", "effect-core"], load: () => import("./importTime.ts") }
 ]
