@@ -2,9 +2,9 @@
  * `npm run bench [-- --quick] [--rounds N] [--only a,b] [--update-readme] [--verbose]`
  *
  * Runs every scenario for every variant, interleaved (round 1: A B C, round 2: B C A, …), each
- * measurement in a fresh process (`measure.ts`); reports the median over the rounds, prints
- * the tables, writes `bench/results/latest.json`, and checks that no process of the run is
- * left behind. `--update-readme` also rewrites the results section of `bench/README.md`.
+ * measurement in a fresh process (`measure.ts`); reports the median over the rounds and, for
+ * each ratio, the median of the ratios within each round; checks the goals, prints the tables,
+ * writes `bench/results/latest.json`, and checks that no process of the run is left behind. `--update-readme` also rewrites the results section of `bench/README.md`.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
