@@ -11,6 +11,8 @@
  * network client.
  *
  * Payloads are bytes; `requestJson` is the JSON convenience the poller router uses.
+ * `requestMany` is scatter-gather: one request, every reply that arrives before its limits
+ * (the NATS micro-services discovery asks all instances of a service this way).
  *
  * @since 0.1.0
  */
@@ -27,6 +29,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as ReplyGathering from "./internal/replyGathering.ts"
 
 // ---------------------------------------------------------------------------------------------
 // errors
@@ -155,10 +158,28 @@ export interface SubscribeOptions {
 }
 
 /**
+ * When a scatter-gather request (`requestMany`) stops collecting replies: at the first of
+ * `maxWait` after the request was sent, `maxReplies` replies, or `quiet` without a reply after
+ * the latest one (only once a reply has arrived). The NATS client's `requestMany` strategies
+ * (`timer`, `count`, `stall`), combined.
+ *
+ * @category models
+ */
+export interface RequestManyOptions {
+  readonly maxWait: Duration.Input
+  readonly maxReplies?: number | undefined
+  readonly quiet?: Duration.Input | undefined
+}
+
+/**
  * The broker service.
  *
  * - `request` sends `data` to `subject` and waits for the first reply; it fails with
  *   `NoResponders` when nobody is subscribed and `Timeout` after `timeout`.
+ * - `requestMany` sends `data` to `subject` and streams every reply (each subscriber answers;
+ *   one member of each queue group) until the limits of {@link RequestManyOptions}; it fails
+ *   with `NoResponders` when nobody is subscribed. Running out of time is not an error: the
+ *   stream just ends.
  * - `publish` sends without waiting (nobody subscribed is not an error).
  * - `subscribe` streams the messages of a subject pattern while the stream runs.
  * - `serve` answers requests on a subject pattern with `handler`, concurrently, until the
@@ -169,6 +190,7 @@ export interface SubscribeOptions {
  */
 export class Broker extends Context.Service<Broker, {
   readonly request: (subject: string, data: Uint8Array, timeout: Duration.Input) => Effect.Effect<Uint8Array, BrokerError>
+  readonly requestMany: (subject: string, data: Uint8Array, options: RequestManyOptions) => Stream.Stream<Uint8Array, BrokerError>
   readonly publish: (subject: string, data: Uint8Array) => Effect.Effect<void, BrokerError>
   readonly subscribe: (subject: string, options?: SubscribeOptions) => Stream.Stream<BrokerMessage, BrokerError>
   readonly serve: (
@@ -276,6 +298,7 @@ interface Subscriber {
 export const makeMemory: Effect.Effect<Broker["Service"], never, Scope.Scope> = Effect.gen(function*() {
   const subscribers = new Map<number, Subscriber>()
   const pendingRequests = new Set<Deferred.Deferred<Uint8Array, BrokerError>>()
+  const gatherings = new Set<Queue.Queue<Uint8Array, BrokerError | Cause.Done>>()
   const queueCursors = new Map<string, number>()
   let nextId = 0
   let closed = false
@@ -289,6 +312,8 @@ export const makeMemory: Effect.Effect<Broker["Service"], never, Scope.Scope> = 
       subscribers.clear()
       for (const deferred of pendingRequests) Deferred.doneUnsafe(deferred, Exit.fail(error))
       pendingRequests.clear()
+      for (const inbox of gatherings) Queue.failCauseUnsafe(inbox, Cause.fail(error))
+      gatherings.clear()
     })
   )
 
@@ -348,6 +373,24 @@ export const makeMemory: Effect.Effect<Broker["Service"], never, Scope.Scope> = 
       )
     })
 
+  /** A reply inbox for `requestMany`, closed with the stream (or failed with the broker). */
+  const openInbox = (subject: string, data: Uint8Array) =>
+    Effect.gen(function*() {
+      if (closed) return yield* Effect.fail(closedError())
+      const targets = route(subject)
+      if (targets.length === 0) return yield* Effect.fail(make(new NoResponders({ subject })))
+      const inbox = yield* Effect.acquireRelease(
+        Queue.unbounded<Uint8Array, BrokerError | Cause.Done>().pipe(Effect.tap((queue) => Effect.sync(() => gatherings.add(queue)))),
+        (queue) => Effect.sync(() => gatherings.delete(queue))
+      )
+      const reply = (bytes: Uint8Array) => Effect.sync(() => void Queue.offerUnsafe(inbox, bytes.slice()))
+      dispatch(targets, { subject, data: data.slice(), reply })
+      return inbox
+    })
+
+  const requestMany: Broker["Service"]["requestMany"] = (subject, data, options) =>
+    ReplyGathering.gather(openInbox(subject, data), options)
+
   const publish: Broker["Service"]["publish"] = (subject, data) =>
     Effect.suspend(() => {
       if (closed) return Effect.fail(closedError())
@@ -397,13 +440,14 @@ export const makeMemory: Effect.Effect<Broker["Service"], never, Scope.Scope> = 
       yield* Effect.addFinalizer(() => Effect.sync(() => subscribers.delete(id)))
     })
 
-  return Broker.of({ request, publish, subscribe, serve })
+  return Broker.of({ request, requestMany, publish, subscribe, serve })
 })
 
 /**
  * An in-process broker: exact subjects plus the NATS wildcards `*` and `>`; queue groups
  * deliver each message to one member, round robin; a request nobody serves fails at once with
- * `NoResponders`; request timeouts run on the Effect Clock (so `TestClock` drives them).
+ * `NoResponders`; request timeouts and the limits of `requestMany` run on the Effect Clock (so
+ * `TestClock` drives them).
  * Releasing the layer fails waiting requests and running subscriptions with `Closed`.
  *
  * @category layers

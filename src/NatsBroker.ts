@@ -8,7 +8,10 @@
  * `BrokerError` reasons: a connect failure is `Connection` (naming the servers), a 503
  * "no responders" is `NoResponders`, a request timeout is `Timeout`, a closed or draining
  * connection is `Closed`. `serve` handles each message in its own fiber, so one slow request
- * never holds up the others.
+ * never holds up the others. `requestMany` subscribes its own inbox and publishes the request
+ * with it as the reply subject (the server's 503 status there is `NoResponders`); the stop
+ * rules are `Broker`'s, on the Effect Clock, rather than the client's `requestMany`, whose
+ * strategies cannot be combined (a `stall` wait no longer honours `maxWait`).
  *
  * It is a transport and nothing more: serving a plugin worker over NATS is `PluginWorker`'s
  * business (`PluginWorker.mainBroker` loads this module when it runs; this one imports no
@@ -19,6 +22,7 @@
 import {
   ClosedConnectionError,
   connect,
+  createInbox,
   DrainingConnectionError,
   type Msg,
   type NatsConnection,
@@ -40,6 +44,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as ReplyGathering from "./internal/replyGathering.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -204,6 +209,33 @@ export const make = Effect.fnUntraced(function*(
       }).pipe(Effect.map((msg) => msg.data))
     })
 
+  /** A private inbox for one `requestMany`, subscribed before the request is published. */
+  const openInbox = (subject: string, data: Uint8Array) =>
+    Effect.gen(function*() {
+      const replies = yield* Queue.unbounded<Uint8Array, Broker.BrokerError | Cause.Done>()
+      const inbox = createInbox()
+      yield* Effect.acquireRelease(
+        Effect.try({
+          try: () =>
+            nc.subscribe(inbox, {
+              callback: (error, msg) => {
+                if (error !== null) Queue.failCauseUnsafe(replies, Cause.fail(clientError(error)))
+                else if (msg.headers?.code === 503) {
+                  Queue.failCauseUnsafe(replies, Cause.fail(Broker.make(new Broker.NoResponders({ subject }))))
+                } else Queue.offerUnsafe(replies, msg.data)
+              }
+            }),
+          catch: clientError
+        }),
+        (subscription) => Effect.sync(() => unsubscribeQuietly(subscription))
+      )
+      yield* Effect.try({ try: () => nc.publish(subject, data, { reply: inbox }), catch: clientError })
+      return replies
+    })
+
+  const requestMany: Broker.Broker["Service"]["requestMany"] = (subject, data, options) =>
+    ReplyGathering.gather(openInbox(subject, data), options)
+
   const publish: Broker.Broker["Service"]["publish"] = (subject, data) =>
     Effect.try({
       try: () => nc.publish(subject, data),
@@ -274,7 +306,7 @@ export const make = Effect.fnUntraced(function*(
       yield* Effect.tryPromise({ try: () => nc.flush(), catch: clientError })
     })
 
-  return Broker.Broker.of({ request, publish, subscribe, serve })
+  return Broker.Broker.of({ request, requestMany, publish, subscribe, serve })
 })
 
 /**
