@@ -770,7 +770,11 @@ const watchRemote = (health: Health, remote: RemotePlugin, options: WatchOptions
     const watched: Watched = { remote: resolved, broker: options.broker, wait, last: undefined }
     yield* Effect.acquireRelease(
       Ref.update(health.remotes, (remotes) => withEntry(remotes, resolved.plugin, watched)),
-      () => Ref.update(health.remotes, (remotes) => withEntry(remotes, resolved.plugin, undefined))
+      // Forgotten with its state, so a later watch under the same name starts afresh.
+      () =>
+        Ref.update(health.remotes, (remotes) => withEntry(remotes, resolved.plugin, undefined)).pipe(
+          Effect.andThen(Ref.update(health.seen, (seen) => withEntry(seen, resolved.plugin, undefined)))
+        )
     )
     if (options.poll !== undefined) {
       yield* checkWatched(health, watched).pipe(Effect.repeat(options.poll), Effect.forkScoped)
