@@ -9,6 +9,8 @@ import * as Scope from "effect/Scope"
 import { TestClock } from "effect/testing"
 import * as Broker from "../../src/Broker.ts"
 import * as NatsMicro from "../../src/internal/natsMicro.ts"
+import * as NatsBroker from "../../src/NatsBroker.ts"
+import { skipNats, startNatsServer } from "../support/nats.ts"
 
 const str = (b: Uint8Array) => new TextDecoder().decode(b)
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -187,4 +189,31 @@ describe("natsMicro discovery", () => {
       assert.deepStrictEqual(info?.endpoints[0]?.metadata, {})
       assert.isTrue(Schema.is(NatsMicro.StatsResponse)(stats))
     }).pipe(Effect.provide(Broker.layerMemory)))
+})
+
+describe.skipIf(skipNats)("natsMicro over a real nats-server", () => {
+  it.live("instances on separate connections are found with their ping time and stats; a stopped one is gone", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const client = yield* NatsBroker.make({ servers: server.url, name: "client" })
+      const scopes = yield* Effect.forEach(["n1", "n2"], (id) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          const broker = yield* NatsBroker.make({ servers: server.url, name: id }).pipe(Scope.provide(scope))
+          yield* NatsMicro.respond(broker, instance(id)).pipe(Scope.provide(scope))
+          return scope
+        }))
+      const found = yield* NatsMicro.discover(client, "calc", { wait: "500 millis" })
+      assert.sameMembers(found.map((i) => i.id), ["n1", "n2"])
+      for (const i of found) {
+        assert.isTrue(Duration.isGreaterThan(i.latency, Duration.zero), `${i.id} has a ping time`)
+        assert.isTrue(Duration.isLessThan(i.latency, Duration.millis(500)), `${i.id} answered within the wait`)
+        assert.strictEqual(Option.getOrUndefined(i.stats)?.endpoints[0]?.num_requests, 10)
+      }
+      const [first] = scopes
+      assert.isDefined(first)
+      yield* Scope.close(first, Exit.void)
+      const after = yield* NatsMicro.discover(client, "calc", { wait: "500 millis" })
+      assert.deepStrictEqual(after.map((i) => i.id), ["n2"])
+    }).pipe(Effect.scoped))
 })
