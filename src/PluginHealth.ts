@@ -243,6 +243,20 @@ export class UnknownGroup extends Schema.TaggedError<UnknownGroup>()("UnknownGro
   }
 }
 
+/**
+ * No remote plugin of this name is watched.
+ *
+ * @category errors
+ */
+export class UnknownRemote extends Schema.TaggedError<UnknownRemote>()("UnknownRemote", {
+  name: Schema.String,
+  watched: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `no remote plugin \`${this.name}\` is watched (watched: ${this.watched.length === 0 ? "none" : this.watched.join(", ")})`
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // configuration
 // ---------------------------------------------------------------------------------------------
@@ -413,7 +427,7 @@ export class PluginHealth extends Context.Service<PluginHealth, {
    */
   readonly watchRemote: (remote: RemotePlugin, options: WatchOptions) => Effect.Effect<void, HealthConfigError, Scope.Scope>
   /** Discovers a watched remote plugin's instances now and judges them (publishes what changed). */
-  readonly checkRemote: (name: string) => Effect.Effect<GroupHealth.RemoteHealthcheck, UnknownGroup>
+  readonly checkRemote: (name: string) => Effect.Effect<GroupHealth.RemoteHealthcheck, UnknownRemote>
   /** The last check of every watched remote plugin (none for one never checked yet). */
   readonly remotes: Effect.Effect<ReadonlyArray<GroupHealth.RemoteHealthcheck>>
   /** Everything about every plugin and group, and every watched remote plugin (checked now). */
@@ -785,7 +799,7 @@ const checkRemote = (health: Health, name: string) =>
   Effect.gen(function*() {
     const remotes = yield* Ref.get(health.remotes)
     const watched = remotes.get(name)
-    if (watched === undefined) return yield* new UnknownGroup({ group: name, known: [...remotes.keys()] })
+    if (watched === undefined) return yield* new UnknownRemote({ name, watched: [...remotes.keys()] })
     return yield* checkWatched(health, watched)
   })
 
