@@ -163,6 +163,12 @@ const validate = (options: ResponderOptions): Effect.Effect<void, InvalidService
     ? Effect.fail(new InvalidService({ field: "id", detail: `\`${options.id}\` must be letters, digits, \`-\` and \`_\`` }))
     : Effect.void
 
+/**
+ * Counters and nanoseconds as whole numbers: Go reads the durations as `time.Duration` (an
+ * int64), so `nats micro stats` rejects a reply with `1234.5`; the ADR truncates the average.
+ */
+const whole = (n: number): number => Number.isFinite(n) ? Math.max(0, Math.trunc(n)) : 0
+
 /** The three replies of an instance, built at each request (the stats are read then). */
 export const replies = (options: ResponderOptions) => {
   const id = { name: options.name, id: options.id, version: options.version, metadata: { ...options.metadata } }
@@ -182,11 +188,11 @@ export const replies = (options: ResponderOptions) => {
         name: e.name,
         subject: e.subject,
         queue_group: e.queue_group,
-        num_requests: e.num_requests,
-        num_errors: e.num_errors,
+        num_requests: whole(e.num_requests),
+        num_errors: whole(e.num_errors),
         last_error: e.last_error,
-        processing_time: e.processing_time,
-        average_processing_time: e.average_processing_time,
+        processing_time: whole(e.processing_time),
+        average_processing_time: whole(e.average_processing_time),
         ...(e.data === undefined ? {} : { data: e.data })
       }))
     })

@@ -117,6 +117,13 @@ describe("natsMicro responder (ADR-32)", () => {
       assert.strictEqual(stats.endpoints[0]?.num_requests, 7)
     }).pipe(Effect.provide(Broker.layerMemory)))
 
+  it.effect("counters and nanoseconds go out as whole numbers (Go reads them as int64)", () =>
+    Effect.gen(function*() {
+      yield* startInstance(instance("i1", { endpoints: () => [endpoint({ processing_time: 1234.9, average_processing_time: 617.45, num_requests: 2 })] }))
+      const stats = Schema.decodeUnknownSync(NatsMicro.StatsResponse)(yield* request("$SRV.STATS.calc"))
+      assert.deepInclude(stats.endpoints[0], { processing_time: 1234, average_processing_time: 617, num_requests: 2 })
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
   it.effect("a name, version or id the ADR does not allow fails with InvalidService", () =>
     Effect.gen(function*() {
       const broker = yield* Broker.Broker
