@@ -14,6 +14,14 @@
  * transitions are published as {@link HealthEvent}s, among them {@link GroupStateChanged}
  * whenever the service sees a group in a state other than the one it saw last.
  *
+ * Remote plugins (served over NATS by any number of instances, on any machines) are watched
+ * beside the groups: {@link PluginHealth} `watchRemote` registers one (`{ name, service,
+ * minInstances }` and the `Broker` to ask) for as long as a Scope lasts, optionally polled on a
+ * `Schedule`; each check discovers its instances (`$SRV.PING`/`INFO`/`STATS`) and judges them
+ * with `GroupHealth.remoteCheck` (degraded below `minInstances`, failed at zero). A remote
+ * plugin's state changes are published as `GroupStateChanged` (its name is the group's), its
+ * instances coming and going as {@link InstancesChanged}; the doctor lists it with its instances.
+ *
  * This module owns only the health view: starting, stopping and restarting stay with the
  * manager, and probes never spawn a plugin that is not running. The health models and rules
  * (`GroupHealth`) and the doctor's report (`DoctorReport`) live in their own modules; this one
@@ -31,15 +39,18 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
+import type * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as Broker from "./Broker.ts"
 import { DoctorReport, GroupReport, PluginDiagnosis } from "./DoctorReport.ts"
 import * as GroupHealth from "./GroupHealth.ts"
 import * as DiscoveryAnswer from "./internal/discoveryAnswer.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 import * as HealthState from "./internal/healthState.ts"
 import * as ProcessTree from "./internal/processTree.ts"
+import * as RemoteCheck from "./internal/remoteCheck.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as Leftovers from "./Leftovers.ts"
 import type * as PluginClient from "./PluginClient.ts"
@@ -59,6 +70,8 @@ export {
   Lifecycle,
   lifecycleOf,
   PluginHealthcheck,
+  RemoteHealthcheck,
+  RemoteInstance,
   ResourceInfo,
   ServerDiscovery,
   ServerHealth,
@@ -163,6 +176,23 @@ export const HealthRecovered = Schema.TaggedStruct("HealthRecovered", {
 export type HealthRecovered = typeof HealthRecovered.Type
 
 /**
+ * A check of a remote plugin found other instances than the check before it: the ids that
+ * `joined` and `left`, and how many answer now (the first check reports every instance found
+ * as joined).
+ *
+ * @category events
+ */
+export const InstancesChanged = Schema.TaggedStruct("InstancesChanged", {
+  plugin: Schema.String,
+  service: Schema.String,
+  joined: Schema.Array(Schema.String),
+  left: Schema.Array(Schema.String),
+  instances: Schema.Int
+})
+/** @category events */
+export type InstancesChanged = typeof InstancesChanged.Type
+
+/**
  * Everything the health service publishes.
  *
  * @category events
@@ -175,7 +205,8 @@ export const HealthEvent = Schema.Union([
   Shutdown,
   GroupStateChanged,
   HealthDegraded,
-  HealthRecovered
+  HealthRecovered,
+  InstancesChanged
 ])
 /** @category events */
 export type HealthEvent = typeof HealthEvent.Type
@@ -209,6 +240,20 @@ export class UnknownGroup extends Schema.TaggedError<UnknownGroup>()("UnknownGro
 }) {
   override get message() {
     return `unknown plugin group \`${this.group}\` (known: ${this.known.length === 0 ? "none" : this.known.join(", ")})`
+  }
+}
+
+/**
+ * No remote plugin of this name is watched.
+ *
+ * @category errors
+ */
+export class UnknownRemote extends Schema.TaggedError<UnknownRemote>()("UnknownRemote", {
+  name: Schema.String,
+  watched: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `no remote plugin \`${this.name}\` is watched (watched: ${this.watched.length === 0 ? "none" : this.watched.join(", ")})`
   }
 }
 
@@ -310,6 +355,32 @@ const resolveConfig = (config: HealthConfig): Effect.Effect<Resolved, HealthConf
     }
   })
 
+/**
+ * A plugin served over NATS: its `name` (as the health view and the doctor show it; not the
+ * name of a configured group), the NATS `service` its instances serve (ADR-32 name), and the
+ * `minInstances` it needs to be healthy (default 1).
+ *
+ * @category models
+ */
+export interface RemotePlugin {
+  readonly name: string
+  readonly service: string
+  readonly minInstances?: number | undefined
+}
+
+/**
+ * How a remote plugin is watched: the `broker` discovery asks, how long each discovery listens
+ * (`wait`, default 1 s), and `poll`, the `Schedule` of background checks (the first runs at
+ * once); without `poll` it is checked only when asked (`checkRemote`, `doctor`).
+ *
+ * @category models
+ */
+export interface WatchOptions {
+  readonly broker: Broker.Broker["Service"]
+  readonly wait?: Duration.Input | undefined
+  readonly poll?: Schedule.Schedule<unknown, GroupHealth.RemoteHealthcheck> | undefined
+}
+
 // ---------------------------------------------------------------------------------------------
 // service
 // ---------------------------------------------------------------------------------------------
@@ -349,7 +420,17 @@ export class PluginHealth extends Context.Service<PluginHealth, {
   readonly shutdown: (group: string) => Effect.Effect<void, UnknownGroup>
   /** Runs one probe round now (running plugins only), whether or not periodic probes are on. */
   readonly probeNow: Effect.Effect<void>
-  /** Everything about every plugin and group. */
+  /**
+   * Watches a remote plugin until the current Scope closes (see {@link WatchOptions}). Fails
+   * when its name is empty, already watched or a configured group's, or its minimum or wait
+   * is not valid.
+   */
+  readonly watchRemote: (remote: RemotePlugin, options: WatchOptions) => Effect.Effect<void, HealthConfigError, Scope.Scope>
+  /** Discovers a watched remote plugin's instances now and judges them (publishes what changed). */
+  readonly checkRemote: (name: string) => Effect.Effect<GroupHealth.RemoteHealthcheck, UnknownRemote>
+  /** The last check of every watched remote plugin (none for one never checked yet). */
+  readonly remotes: Effect.Effect<ReadonlyArray<GroupHealth.RemoteHealthcheck>>
+  /** Everything about every plugin and group, and every watched remote plugin (checked now). */
   readonly doctor: Effect.Effect<DoctorReport>
   /** The events published from the moment the stream is run. */
   readonly events: Stream.Stream<HealthEvent>
@@ -373,7 +454,16 @@ interface Health {
   readonly phases: Ref.Ref<ReadonlyMap<string, GroupHealth.Phase>>
   readonly seen: Ref.Ref<ReadonlyMap<string, GroupHealth.Lifecycle>>
   readonly discovered: Ref.Ref<ReadonlyMap<string, GroupHealth.DiscoveryResult>>
+  readonly remotes: Ref.Ref<ReadonlyMap<string, Watched>>
   readonly events: PubSub.PubSub<HealthEvent>
+}
+
+/** A watched remote plugin: what to ask, where, for how long, and its last check. */
+interface Watched {
+  readonly remote: RemoteCheck.Remote
+  readonly broker: Broker.Broker["Service"]
+  readonly wait: Duration.Duration
+  readonly last: GroupHealth.RemoteHealthcheck | undefined
 }
 
 const withEntry = <A>(map: ReadonlyMap<string, A>, key: string, value: A | undefined): ReadonlyMap<string, A> => {
@@ -425,11 +515,13 @@ const serverHealth = (health: Health, id: string): Effect.Effect<GroupHealth.Ser
 
 /** Remembers the group's lifecycle state and publishes `GroupStateChanged` when it differs from the one seen last. */
 const observe = (health: Health, check: GroupHealth.PluginHealthcheck): Effect.Effect<void> =>
+  observeState(health, check.pluginName, check.state, check.message)
+
+const observeState = (health: Health, group: string, to: GroupHealth.Lifecycle, message: string): Effect.Effect<void> =>
   Effect.gen(function*() {
-    const group = check.pluginName
-    const from = yield* Ref.modify(health.seen, (seen) => [seen.get(group), withEntry(seen, group, check.state)])
-    if (from === check.state) return
-    yield* publish(health, GroupStateChanged.make({ group, ...(from === undefined ? {} : { from }), to: check.state, message: check.message }))
+    const from = yield* Ref.modify(health.seen, (seen) => [seen.get(group), withEntry(seen, group, to)])
+    if (from === to) return
+    yield* publish(health, GroupStateChanged.make({ group, ...(from === undefined ? {} : { from }), to, message }))
   })
 
 const checkIds = (health: Health, group: string, ids: ReadonlyArray<string>): Effect.Effect<GroupHealth.PluginHealthcheck> =>
@@ -644,6 +736,80 @@ const degradedModeOf = (health: Health, group: string): Effect.Effect<Option.Opt
     return GroupHealth.degradedMode(result, yield* discover(health, group))
   })
 
+// -- remote plugins -----------------------------------------------------------------------------
+
+const defaultRemoteWait = Duration.seconds(1)
+
+/** Checks a remote plugin's registration against the configuration and what is watched already. */
+const resolveRemote = (health: Health, remote: RemotePlugin, wait: Duration.Input | undefined) =>
+  Effect.gen(function*() {
+    const minInstances = remote.minInstances ?? 1
+    const field = `remote.${remote.name}`
+    if (remote.name.trim() === "") return yield* new HealthConfigError({ field: "remote", detail: "has an empty name" })
+    if (remote.service.trim() === "") return yield* new HealthConfigError({ field, detail: "has an empty service name" })
+    if (!Number.isSafeInteger(minInstances) || minInstances < 1) {
+      return yield* new HealthConfigError({ field: `${field}.minInstances`, detail: `must be an integer >= 1 (got ${minInstances})` })
+    }
+    if (health.config.groups.some(([group]) => group === remote.name)) {
+      return yield* new HealthConfigError({ field, detail: "is the name of a configured group" })
+    }
+    if ((yield* Ref.get(health.remotes)).has(remote.name)) return yield* new HealthConfigError({ field, detail: "is watched already" })
+    return {
+      remote: { plugin: remote.name, service: remote.service, minInstances },
+      wait: yield* positiveDuration(`${field}.wait`, wait, defaultRemoteWait)
+    }
+  })
+
+/** Checks one watched remote plugin now, remembers the check and publishes what changed. */
+const checkWatched = (health: Health, watched: Watched): Effect.Effect<GroupHealth.RemoteHealthcheck> =>
+  Effect.gen(function*() {
+    const result = yield* RemoteCheck.check(watched.broker, watched.remote, watched.wait)
+    const before = yield* Ref.modify(health.remotes, (remotes) => {
+      const current = remotes.get(watched.remote.plugin)
+      // Unwatched meanwhile: nothing to remember.
+      return current === undefined ? [undefined, remotes] : [current.last?.instances ?? [], withEntry(remotes, watched.remote.plugin, { ...current, last: result })]
+    })
+    if (before === undefined) return result
+    const { joined, left } = GroupHealth.instanceChanges(before, result.instances)
+    if (joined.length > 0 || left.length > 0) {
+      yield* publish(health, InstancesChanged.make({ plugin: result.plugin, service: result.service, joined, left, instances: result.instances.length }))
+    }
+    yield* observeState(health, result.plugin, result.state, result.message)
+    return result
+  })
+
+const watchRemote = (health: Health, remote: RemotePlugin, options: WatchOptions) =>
+  Effect.gen(function*() {
+    const { remote: resolved, wait } = yield* resolveRemote(health, remote, options.wait)
+    const watched: Watched = { remote: resolved, broker: options.broker, wait, last: undefined }
+    yield* Effect.acquireRelease(
+      Ref.update(health.remotes, (remotes) => withEntry(remotes, resolved.plugin, watched)),
+      // Forgotten with its state, so a later watch under the same name starts afresh.
+      () =>
+        Ref.update(health.remotes, (remotes) => withEntry(remotes, resolved.plugin, undefined)).pipe(
+          Effect.andThen(Ref.update(health.seen, (seen) => withEntry(seen, resolved.plugin, undefined)))
+        )
+    )
+    if (options.poll !== undefined) {
+      yield* checkWatched(health, watched).pipe(Effect.repeat(options.poll), Effect.forkScoped)
+    }
+  })
+
+const checkRemote = (health: Health, name: string) =>
+  Effect.gen(function*() {
+    const remotes = yield* Ref.get(health.remotes)
+    const watched = remotes.get(name)
+    if (watched === undefined) return yield* new UnknownRemote({ name, watched: [...remotes.keys()] })
+    return yield* checkWatched(health, watched)
+  })
+
+const checkAllRemotes = (health: Health): Effect.Effect<ReadonlyArray<GroupHealth.RemoteHealthcheck>> =>
+  Effect.flatMap(Ref.get(health.remotes), (remotes) =>
+    Effect.forEach(remotes.values(), (watched) => checkWatched(health, watched), { concurrency: "unbounded" }))
+
+const lastRemoteChecks = (health: Health): Effect.Effect<ReadonlyArray<GroupHealth.RemoteHealthcheck>> =>
+  Effect.map(Ref.get(health.remotes), (remotes) => [...remotes.values()].flatMap((w) => w.last === undefined ? [] : [w.last]))
+
 // -- doctor -----------------------------------------------------------------------------------
 
 const doctor = (health: Health): Effect.Effect<DoctorReport> =>
@@ -658,13 +824,14 @@ const doctor = (health: Health): Effect.Effect<DoctorReport> =>
           stderrTailLines: health.config.stderrTailLines,
           verification
         })))
-    const checks = yield* checkAll(health)
+    const [checks, remotes] = yield* Effect.all([checkAll(health), checkAllRemotes(health)], { concurrency: "unbounded" })
     const discovered = yield* Ref.get(health.discovered)
     const leftovers = yield* Leftovers.reapedSoFar
     return new DoctorReport({
       generatedAt: yield* Clock.currentTimeMillis,
       plugins,
       groups: checks.map((check) => GroupReport.fromHealthcheck(check, discovered.get(check.pluginName))),
+      ...(remotes.length === 0 ? {} : { remotes }),
       ...(leftovers.length === 0 ? {} : { leftovers }),
       containment: { mode: ProcessTree.mode(), escaped: ProcessTree.escapedCount() }
     })
@@ -691,6 +858,7 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
     phases: yield* Ref.make<ReadonlyMap<string, GroupHealth.Phase>>(new Map()),
     seen: yield* Ref.make<ReadonlyMap<string, GroupHealth.Lifecycle>>(new Map()),
     discovered: yield* Ref.make<ReadonlyMap<string, GroupHealth.DiscoveryResult>>(new Map()),
+    remotes: yield* Ref.make<ReadonlyMap<string, Watched>>(new Map()),
     events: yield* PubSub.unbounded<HealthEvent>()
   }
   yield* Effect.forkScoped(forgetFailedStartsOnReady(health))
@@ -707,6 +875,9 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
     startup: (group) => startup(health, group),
     shutdown: (group) => shutdown(health, group),
     probeNow,
+    watchRemote: (remote, options) => watchRemote(health, remote, options),
+    checkRemote: (name) => checkRemote(health, name),
+    remotes: lastRemoteChecks(health),
     doctor: doctor(health),
     events: Stream.fromPubSub(health.events),
     subscribe: Effect.map(PubSub.subscribe(health.events), Stream.fromSubscription)

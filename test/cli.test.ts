@@ -269,6 +269,56 @@ describe.skipIf(skipNats)("plugin-host tick --nats (real nats-server)", () => {
     }))
 })
 
+describe.skipIf(skipNats)("plugin-host doctor --nats (real nats-server)", () => {
+  afterEach(async () => {
+    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
+    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+  })
+
+  it.live("lists every NATS service answering $SRV.PING with its instances, beside the local plugins, in text and JSON", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const responder = path.join(root, "test/fixtures/micro-responder.ts")
+      const one = yield* spawnNode(responder, { NATS_URL: server.url, SERVICE: "calendar", INSTANCE: "cal1", REQUESTS: "7", ERRORS: "1", LAST_ERROR: "calendar locked" })
+      const two = yield* spawnNode(responder, { NATS_URL: server.url, SERVICE: "calendar", INSTANCE: "cal2" })
+      yield* one.waitForStderr("responding calendar cal1", 10_000)
+      yield* two.waitForStderr("responding calendar cal2", 10_000)
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plugin-host-cli-"))
+      try {
+        fs.writeFileSync(path.join(dir, "echo.toml"), rpcManifest("echo"))
+        const text = cli(["doctor", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(text.code, 0, text.stderr + text.stdout)
+        assert.include(text.stdout, "echo")
+        assert.include(text.stdout, "remote calendar (NATS service calendar): Healthy - 2 instances (1 required)")
+        assert.match(text.stdout, /instance cal1 v1\.0\.0: ping [\d.]+ (ms|s), 7 requests, 1 errors, last error: calendar locked/)
+        assert.match(text.stdout, /instance cal2 v1\.0\.0: ping [\d.]+ (ms|s), 0 requests, 0 errors\n?/)
+        const json = cli(["doctor", "--json", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(json.code, 0, json.stderr)
+        const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
+        assert.deepStrictEqual(report.plugins.map((p) => p.id), ["echo"])
+        const [calendar, ...others] = report.remotes ?? []
+        assert.strictEqual(others.length, 0)
+        assert.deepInclude(calendar, { plugin: "calendar", service: "calendar", state: "Healthy", minInstances: 1 })
+        assert.sameMembers(calendar?.instances.map((i) => i.id) ?? [], ["cal1", "cal2"])
+        yield* one.kill("SIGTERM")
+        yield* two.kill("SIGTERM")
+        yield* one.exited
+        yield* two.exited
+        const none = cli(["doctor", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(none.code, 0, none.stderr)
+        assert.include(none.stdout, `no NATS service answers $SRV.PING at ${server.url}`)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+
+  it("an unreachable --nats server fails the doctor with exit code 1, naming it", () => {
+    const down = cli(["doctor", "--nats", "nats://127.0.0.1:1", "--dir", path.join(root, "examples/plugins")])
+    assert.strictEqual(down.code, 1)
+    assert.include(down.stderr, "cannot connect to NATS at nats://127.0.0.1:1")
+  })
+})
+
 describe("plugin-host run, live view on a terminal (frames as a pure function)", () => {
   it("a redraw moves back over the previous frame, erases to the end of the screen, prints the log lines, then the rows", () => {
     const out = renderFrame({ previousHeight: 3, rows: ["a Running", "b Running"], logs: ["WARN plugin=a: slow"], columns: 80 })

@@ -10,6 +10,11 @@
  * promptly); a flag (`call --timeout`) overrides both. Failures end as a {@link CliFailure}: a
  * message for stderr and an exit code; results go to stdout.
  *
+ * `doctor --nats <servers>` also lists the plugins served over NATS: every service that answers
+ * `$SRV.PING` there (the manifests do not name remote plugins yet, so the doctor reports all it
+ * finds), each watched by the health service as a remote plugin needing one instance, with the
+ * instances discovery found.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -25,6 +30,7 @@ import * as Stream from "effect/Stream"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Broker from "../Broker.ts"
 import * as Handshake from "../Handshake.ts"
+import * as NatsMicro from "../internal/natsMicro.ts"
 import * as Leftovers from "../Leftovers.ts"
 import * as LifetimePolicy from "../LifetimePolicy.ts"
 import * as PluginClient from "../PluginClient.ts"
@@ -52,7 +58,7 @@ const dirFlag = Flag.String("dir").pipe(
 )
 
 const natsFlag = Flag.String("nats").pipe(
-  Flag.withDescription("NATS server URL for long-lived plugins that run elsewhere (e.g. nats://127.0.0.1:4222)"),
+  Flag.withDescription("NATS server URL(s), comma-separated, for plugins that run elsewhere (e.g. nats://127.0.0.1:4222)"),
   Flag.optional
 )
 
@@ -193,6 +199,9 @@ const tick = Command.make("tick", {
     Command.withDescription("Run one poller tick through the router and print the TickAck")
   )
 
+/** `--nats a:4222,b:4222`: one or several servers, comma-separated. */
+const serversOf = (flag: string): Array<string> => flag.split(",").map((s) => s.trim()).filter((s) => s !== "")
+
 /** Provides a NATS broker when `--nats` is given (loaded only then). */
 const withBroker = <A, E, R>(effect: Effect.Effect<A, E, R>, nats: Option.Option<string>) =>
   Option.isNone(nats)
@@ -201,7 +210,7 @@ const withBroker = <A, E, R>(effect: Effect.Effect<A, E, R>, nats: Option.Option
       Effect.promise(() => import("../NatsBroker.ts")),
       (NatsBroker) =>
         effect.pipe(
-          Effect.provide(NatsBroker.layer({ servers: nats.value, name: "plugin-host" })),
+          Effect.provide(NatsBroker.layer({ servers: serversOf(nats.value), name: "plugin-host" })),
           Effect.catchIf(
             (error): error is Broker.BrokerError => error instanceof Broker.BrokerError,
             (error) => Effect.fail(new CliFailure({ message: error.message, exitCode: ExitCode.Failed }))
@@ -218,8 +227,34 @@ const problemOf = (plugin: PluginHealth.PluginDiagnosis): ReadonlyArray<string> 
   return []
 }
 
+/** How long `doctor --nats` listens for the services' answers. */
+const remoteWait = "1 second"
+
+/**
+ * Watches, for the command's Scope, every NATS service answering `$SRV.PING` as a remote plugin
+ * of the health view (named after its service, one instance needed); a name taken by a group
+ * is reported and skipped. Without a broker (no `--nats`), nothing.
+ */
+const watchAnsweringServices = (health: PluginHealth.PluginHealth["Service"]) =>
+  Effect.gen(function*() {
+    const found = yield* Effect.serviceOption(Broker.Broker)
+    if (Option.isNone(found)) return
+    const broker = found.value
+    const instances = yield* NatsMicro.discover(broker, undefined, { wait: remoteWait })
+    for (const service of new Set(instances.map((i) => i.name))) {
+      yield* health.watchRemote({ name: service, service }, { broker, wait: remoteWait }).pipe(
+        Effect.catch((error) => Console.error(`warning: ${error.message}`))
+      )
+    }
+  })
+
+/** Why doctor fails on a remote plugin: none of its instances answers any more. */
+const remoteProblemOf = (remote: PluginHealth.RemoteHealthcheck): ReadonlyArray<string> =>
+  remote.state === "Failed" ? [`remote plugin \`${remote.plugin}\` failed: ${remote.message}`] : []
+
 const doctor = Command.make("doctor", {
   dir: dirFlag,
+  nats: natsFlag,
   json: Flag.Boolean("json").pipe(Flag.withDescription("Print the report as JSON"), Flag.withDefault(false))
 }, (input) =>
   Effect.gen(function*() {
@@ -232,6 +267,7 @@ const doctor = Command.make("doctor", {
     const { health } = yield* hostAll(valid, policy, Handshake.liveness())
     if (valid.some((d) => !isEphemeral(d.manifest))) yield* health.startup("plugins")
     yield* health.probeNow
+    yield* watchAnsweringServices(health)
     // The manager started reaping what killed hosts left; the report lists it once that is over.
     yield* Leftovers.reapAtStart
     const report = yield* health.doctor
@@ -241,13 +277,22 @@ const doctor = Command.make("doctor", {
       yield* Console.log(`plugins in ${dir}\n`)
       yield* Console.log(PluginHealth.render(report))
       for (const bad of invalid) yield* Console.log(`invalid manifest: ${bad.error.message}`)
+      if (Option.isSome(input.nats) && report.remotes === undefined) {
+        yield* Console.log(`\nno NATS service answers $SRV.PING at ${input.nats.value}`)
+      }
     }
-    const problems = [...report.plugins.flatMap(problemOf), ...invalid.map((i) => `${i.path} is invalid`)]
+    const problems = [
+      ...report.plugins.flatMap(problemOf),
+      ...(report.remotes ?? []).flatMap(remoteProblemOf),
+      ...invalid.map((i) => `${i.path} is invalid`)
+    ]
     if (problems.length > 0) {
       return yield* new CliFailure({ message: `doctor: ${problems.join("; ")}`, exitCode: ExitCode.Failed })
     }
-  }).pipe(Effect.scoped)).pipe(
-    Command.withDescription("Check every plugin: manifest, checksum, start, handshake, probe; exit 1 if any failed or is disabled")
+  }).pipe(Effect.scoped, (effect) => withBroker(effect, input.nats))).pipe(
+    Command.withDescription(
+      "Check every plugin: manifest, checksum, start, handshake, probe; with --nats, every NATS service and its instances too; exit 1 if any failed or is disabled"
+    )
   )
 
 const run = Command.make("run", {
