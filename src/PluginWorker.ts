@@ -588,6 +588,11 @@ export interface ServeBrokerOptions {
   readonly onInitialize?: ((params: unknown) => Effect.Effect<object | void, unknown, HostConnection>) | undefined
   /** Requests this worker handles at once; more wait their turn. Default 64. */
   readonly maxConcurrentRequests?: number | undefined
+  /**
+   * Notifications from a host (`client.notify`, published to `<prefix>.notify`), by method, as
+   * in {@link ServeOptions}; one instance of the queue group handles each.
+   */
+  readonly notifications?: Readonly<Record<string, NotificationHandler>> | undefined
   /** Timeout of handlers' host calls. Default 30 s. */
   readonly requestTimeout?: Duration.Input | undefined
 }
@@ -728,7 +733,11 @@ export const serveBroker = (
         metadata: options.metadata
       },
       hostCallTimeout: Duration.fromInputUnsafe(options.requestTimeout ?? "30 seconds"),
-      serve: dispatch
+      serve: dispatch,
+      notify: (method, params, link) =>
+        notificationHandler(options.notifications, link === undefined ? unlinked : linkedHostConnection(link))(
+          JsonRpc.notification(method, params)
+        ).pipe(Effect.annotateLogs({ worker: name, method }))
     })
   })
 

@@ -1,6 +1,6 @@
 /**
  * A worker's handlers served over a broker as one instance of a service: the endpoints
- * `<prefix>.call` and `<prefix>.tick` in a queue group (any number of instances share the load),
+ * `<prefix>.call`, `<prefix>.tick` and `<prefix>.notify` in a queue group (any number of instances share the load),
  * the broadcast `<prefix>.cancel` and `<prefix>.held` that only the instance holding a call acts
  * on, the per-endpoint counters `$SRV.STATS` reports, and the link back to the host that sent a
  * request (its inbox, carried by the request: see `remoteWire.ts`).
@@ -64,6 +64,8 @@ export interface Options {
     params: unknown,
     host: HostLink | undefined
   ) => Effect.Effect<JsonRpc.Success | JsonRpc.Failure>
+  /** Handles a notification published to `<prefix>.notify`. */
+  readonly notify: (method: string, params: unknown, host: HostLink | undefined) => Effect.Effect<void>
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
@@ -114,6 +116,7 @@ export const serve = (options: Options): Effect.Effect<Instance, Broker.BrokerEr
     const held = HeldCalls.make()
     const callStats = EndpointStats.make("call", subjects.call, options.queue)
     const tickStats = EndpointStats.make("tick", subjects.tick, options.queue)
+    const notifyStats = EndpointStats.make("notify", subjects.notify, options.queue)
     const link = hostLinks(broker, options)
 
     const serveTick = (data: Uint8Array): Effect.Effect<Uint8Array> => {
@@ -149,6 +152,23 @@ export const serve = (options: Options): Effect.Effect<Instance, Broker.BrokerEr
       })
     }
 
+    // A notification is published: whatever the handler returns, the broker sends no reply.
+    const serveNotify = (data: Uint8Array): Effect.Effect<Uint8Array> => {
+      const parsed = parse(data)
+      const decoded = Result.isSuccess(parsed) ? JsonRpc.decodeValue(parsed.success.value, parsed.success.text) : undefined
+      if (decoded === undefined || Result.isFailure(decoded) || decoded.success._tag !== "Notification") {
+        notifyStats.record(0, "not a JSON-RPC notification")
+        return Effect.succeed(empty)
+      }
+      const message = decoded.success
+      const route = Result.isSuccess(parsed) ? RemoteWire.routeOf(parsed.success.value) : undefined
+      const started = clock.monotonicTimeNanosUnsafe()
+      return options.notify(message.method, message.params, route === undefined ? undefined : link(route)).pipe(
+        Effect.ensuring(Effect.sync(() => notifyStats.record(Number(clock.monotonicTimeNanosUnsafe() - started)))),
+        Effect.as(empty)
+      )
+    }
+
     const onCancel = (data: Uint8Array): Effect.Effect<Uint8Array> =>
       Effect.sync(() => {
         const parsed = parse(data)
@@ -172,11 +192,12 @@ export const serve = (options: Options): Effect.Effect<Instance, Broker.BrokerEr
     yield* broker.serve(subjects.cancel, onCancel)
     yield* broker.serve(subjects.held, onHeld)
     yield* broker.serve(subjects.tick, serveTick, { queue: options.queue })
+    yield* broker.serve(subjects.notify, serveNotify, { queue: options.queue })
     yield* broker.serve(subjects.call, serveCall, { queue: options.queue })
     return {
       ...options.identity,
       started,
-      endpoints: () => [callStats.snapshot(), tickStats.snapshot()],
+      endpoints: () => [callStats.snapshot(), tickStats.snapshot(), notifyStats.snapshot()],
       running: held.running
     }
   })

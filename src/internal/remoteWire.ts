@@ -8,6 +8,7 @@
  * |---|---|---|---|
  * | `<prefix>.call` | every instance, queue group `q` | a JSON-RPC request; the host adds `"host": {inbox, call}` | the JSON-RPC response |
  * | `<prefix>.tick` | every instance, queue group `q` | nexo's tick envelope | `{result}` / `{error}` |
+ * | `<prefix>.notify` | every instance, queue group `q` | a JSON-RPC notification (with `host`) | none: one instance handles it |
  * | `<prefix>.cancel` | every instance, no group | `{call}` | none: the instance running the call interrupts it |
  * | `<prefix>.held` | every instance, no group | `{call}` | `{state, instance}` from the instance that runs or just ran it; the others stay silent |
  * | `<inbox>` (one per host) | the host | `{call, instance, message}`: a JSON-RPC request (a host call, answered with the response) or notification (log, progress, streams…) | |
@@ -29,6 +30,7 @@ export const defaultQueue = "q"
 export interface Subjects {
   readonly call: string
   readonly tick: string
+  readonly notify: string
   readonly cancel: string
   readonly held: string
 }
@@ -37,6 +39,7 @@ export interface Subjects {
 export const subjects = (prefix: string): Subjects => ({
   call: `${prefix}.call`,
   tick: `${prefix}.tick`,
+  notify: `${prefix}.notify`,
   cancel: `${prefix}.cancel`,
   held: `${prefix}.held`
 })
@@ -60,12 +63,13 @@ const stringField = (value: unknown, key: string): string | undefined => {
 // host → instance
 // ---------------------------------------------------------------------------------------------
 
-/** A call as the host sends it: the JSON-RPC request plus its route. Fails when the params are not JSON. */
-export const encodeCall = (route: HostRoute, id: number, method: string, params: unknown): Result.Result<string, string> => {
+/**
+ * A call as the host sends it: the JSON-RPC request (a notification without `id`) plus its
+ * route. Fails when the params are not JSON.
+ */
+export const encodeCall = (route: HostRoute, id: number | undefined, method: string, params: unknown): Result.Result<string, string> => {
   try {
-    const wire = params === undefined
-      ? { jsonrpc: "2.0", id, method, host: route }
-      : { jsonrpc: "2.0", id, method, params, host: route }
+    const wire = { jsonrpc: "2.0", ...(id === undefined ? {} : { id }), method, ...(params === undefined ? {} : { params }), host: route }
     return Result.succeed(JSON.stringify(wire))
   } catch (cause) {
     return Result.fail(cause instanceof Error ? cause.message : String(cause))

@@ -1,0 +1,237 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import { TestClock } from "effect/testing"
+import * as Broker from "../src/Broker.ts"
+import * as JsonRpc from "../src/JsonRpc.ts"
+import * as LifetimePolicy from "../src/LifetimePolicy.ts"
+import type * as PluginClient from "../src/PluginClient.ts"
+import * as PluginClientError from "../src/PluginClientError.ts"
+import * as PluginWorker from "../src/PluginWorker.ts"
+import * as RemotePlugin from "../src/RemotePlugin.ts"
+import { Add } from "./fixtures/mathContract.ts"
+
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+})
+
+const prefix = "plugins.calendar"
+
+/** Serves one worker instance in a Scope of its own; closing it is the instance dying. */
+const instance = (handlers: Readonly<Record<string, PluginWorker.Handler>>, options?: Partial<PluginWorker.ServeBrokerOptions>) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const served = yield* PluginWorker.serveBroker({ prefix, handlers, ...options }).pipe(Scope.provide(scope))
+    return { served, kill: Scope.close(scope, Exit.void) }
+  })
+
+const remote = (options?: Partial<RemotePlugin.Options>) =>
+  RemotePlugin.make("calendar", { subjectPrefix: prefix, service: "calendar-svc", ...options })
+
+const reasonOf = <A>(effect: Effect.Effect<A, PluginClientError.PluginClientError>) =>
+  Effect.map(Effect.flip(effect), (error) => error.reason)
+
+/** Forks `effect`, lets it run, and returns its fiber. */
+const started = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.forkChild(effect)
+    yield* settle
+    return fiber
+  })
+
+const inMemory = <A, E>(effect: Effect.Effect<A, E, Broker.Broker | Scope.Scope>) =>
+  effect.pipe(Effect.scoped, Effect.provide(Broker.layerMemory))
+
+describe("RemotePlugin over Broker.layerMemory (TestClock)", () => {
+  it.effect("calls reach an instance: results, typed methods and the plugin's error objects", () =>
+    inMemory(Effect.gen(function*() {
+      yield* instance({
+        echo: (params) => Effect.succeed(params),
+        refuse: () => Effect.fail(JsonRpc.error(-32002, "calendar deleted", { kind: "permanent" })),
+        ...PluginWorker.handlers(PluginWorker.handle(Add, ({ a, b }) => Effect.succeed({ sum: a + b })))
+      })
+      const client = yield* remote()
+      assert.deepStrictEqual(yield* client.request("echo", { a: [1, "x"] }), { a: [1, "x"] })
+      assert.deepStrictEqual(yield* client.call(Add, { a: 2, b: 3 }), { sum: 5 })
+      const refused = yield* reasonOf(client.request("refuse"))
+      assert.deepStrictEqual(refused, new PluginClientError.PluginError({ code: -32002, message: "calendar deleted", data: { kind: "permanent" } }))
+      const unknown = yield* reasonOf(client.request("nope"))
+      assert.strictEqual(unknown._tag === "PluginError" ? unknown.code : undefined, -32601)
+    })))
+
+  it.effect("a handler calls the host, notifies it and logs to it, through the inbox its request carried", () =>
+    inMemory(Effect.gen(function*() {
+      yield* instance({
+        askHost: () => PluginWorker.callHost("host.add", [1, 2]),
+        askMissing: () => PluginWorker.callHost("host.missing"),
+        chatty: () =>
+          PluginWorker.log("info", "working on it").pipe(
+            Effect.andThen(PluginWorker.notifyHost("calendar.changed", { id: 7 })),
+            Effect.as("done")
+          )
+      })
+      const notified = yield* Deferred.make<unknown>()
+      const events: Array<PluginClient.PluginEvent> = []
+      const client = yield* remote({
+        hostHandlers: {
+          "host.add": (params) => Effect.succeed((params as [number, number])[0] + (params as [number, number])[1])
+        },
+        onNotification: (notification) => Deferred.succeed(notified, notification.params).pipe(Effect.asVoid),
+        onEvent: (event) => Effect.sync(() => void events.push(event))
+      })
+      assert.strictEqual(yield* client.request("askHost"), 3)
+      const missing = yield* reasonOf(client.request("askMissing"))
+      assert.strictEqual(missing._tag, "PluginError")
+      assert.include(missing.message, "Method not found: host.missing")
+      assert.strictEqual(yield* client.request("chatty"), "done")
+      assert.deepStrictEqual(yield* Deferred.await(notified), { id: 7 })
+      yield* settle
+      assert.isTrue(events.some((e) => e._tag === "Log" && e.message === "working on it"))
+      assert.isTrue(events.some((e) => e._tag === "Notification" && e.method === "calendar.changed"))
+    })))
+
+  it.effect("progress reaches onProgress and gives the call a full timeout again, never past maxRequestTimeout", () =>
+    inMemory(Effect.gen(function*() {
+      yield* instance({
+        slow: () =>
+          Effect.gen(function*() {
+            for (let i = 1; i <= 10; i++) {
+              yield* Effect.sleep("900 millis")
+              yield* PluginWorker.progress({ progress: i, total: 10 })
+            }
+            return "finished"
+          })
+      })
+      const policy = yield* LifetimePolicy.make({ requestTimeout: "1 second", maxRequestTimeout: "5 seconds" })
+      const client = yield* remote({ policy, livenessInterval: "10 seconds" })
+      const seen: Array<unknown> = []
+      const call = yield* started(client.request("slow", {}, { onProgress: (value) => Effect.sync(() => void seen.push(value)) }))
+      // Each report at 0.9 s intervals moves the 1 s deadline; the cap ends it at 5 s.
+      yield* TestClock.adjust("4500 millis")
+      yield* settle
+      assert.isUndefined(call.pollUnsafe())
+      assert.deepStrictEqual(seen, [1, 2, 3, 4, 5].map((progress) => ({ progress, total: 10 })))
+      yield* TestClock.adjust("500 millis")
+      yield* settle
+      const exit = yield* Fiber.await(call)
+      assert.isTrue(Exit.isFailure(exit))
+      const reason = Exit.isFailure(exit) ? Option.getOrUndefined(Exit.findErrorOption(exit))?.reason : undefined
+      assert.strictEqual(reason?._tag, "Timeout")
+    })))
+
+  it.effect("a call the host gives up is cancelled on the instance holding it: its handler is interrupted", () =>
+    inMemory(Effect.gen(function*() {
+      const interrupted: Array<string> = []
+      yield* instance({
+        hang: (params) => Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => void interrupted.push(String(params)))))
+      })
+      const client = yield* remote({ livenessInterval: "1 minute" })
+      const timedOut = yield* started(client.request("hang", "by-timeout", { timeout: "2 seconds" }))
+      const abandoned = yield* started(client.request("hang", "by-interrupt"))
+      yield* Fiber.interrupt(abandoned)
+      yield* settle
+      assert.deepStrictEqual(interrupted, ["by-interrupt"])
+      yield* TestClock.adjust("2 seconds")
+      yield* settle
+      const reason = yield* reasonOf(Fiber.join(timedOut))
+      assert.deepInclude(reason, { _tag: "Timeout", method: "hang" })
+      assert.deepStrictEqual(interrupted, ["by-interrupt", "by-timeout"])
+    })))
+
+  it.effect("no instance: NoResponders names the service, at once", () =>
+    inMemory(Effect.gen(function*() {
+      const client = yield* remote()
+      const reason = yield* reasonOf(client.request("echo", 1))
+      assert.deepStrictEqual(reason, new PluginClientError.NoResponders({ service: "calendar-svc", subject: `${prefix}.call` }))
+      assert.strictEqual(
+        PluginClientError.make("calendar", reason).message,
+        "plugin `calendar` has no instance of service `calendar-svc` answering on `plugins.calendar.call`"
+      )
+      const health = yield* client.health
+      assert.strictEqual(health.lastErrorReason, "NoResponders")
+      assert.strictEqual(health.requests, 1)
+    })))
+
+  it.effect("an idempotent method is sent again until an instance answers; any other fails at once", () =>
+    inMemory(Effect.gen(function*() {
+      const client = yield* remote({ idempotent: ["echo"] })
+      const once = yield* reasonOf(client.request("other", 1))
+      assert.strictEqual(once._tag, "NoResponders")
+      const retried = yield* started(client.request("echo", "hello"))
+      yield* TestClock.adjust("120 millis")
+      assert.isUndefined(retried.pollUnsafe())
+      yield* instance({ echo: (params) => Effect.succeed(params) })
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.strictEqual(yield* Fiber.join(retried), "hello")
+    })))
+
+  it.effect("an instance lost mid-call ends the call with InstanceLost; an idempotent one goes to another instance", () =>
+    inMemory(Effect.gen(function*() {
+      const first = yield* instance({ work: () => Effect.never, once: () => Effect.never })
+      yield* instance({ work: () => Effect.succeed("second"), once: () => Effect.succeed("second") })
+      const client = yield* remote({ idempotent: ["work"], livenessInterval: "2 seconds", livenessTimeout: "1 second" })
+      // The queue group hands the first two calls to the first and the second instance in turn.
+      const work = yield* started(client.request("work"))
+      assert.strictEqual(yield* client.request("once"), "second")
+      const once = yield* started(client.request("once"))
+      yield* first.kill
+      yield* TestClock.adjust("2 seconds")
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      assert.strictEqual(yield* Fiber.join(work), "second")
+      const lost = yield* reasonOf(Fiber.join(once))
+      assert.deepInclude(lost, { _tag: "InstanceLost", service: "calendar-svc", method: "once" })
+    })))
+
+  it.effect("a long call on a live instance is asked after, and not taken for lost", () =>
+    inMemory(Effect.gen(function*() {
+      yield* instance({ long: () => Effect.as(Effect.sleep("7 seconds"), "late but fine") })
+      const client = yield* remote({ livenessInterval: "2 seconds" })
+      const call = yield* started(client.request("long", undefined, { timeout: "10 seconds" }))
+      for (let i = 0; i < 7; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      assert.strictEqual(yield* Fiber.join(call), "late but fine")
+    })))
+
+  it.effect("notify reaches one instance's notification handler; a stopped client refuses calls until started", () =>
+    inMemory(Effect.gen(function*() {
+      const heard = yield* Deferred.make<unknown>()
+      yield* instance({ echo: (params) => Effect.succeed(params) }, {
+        notifications: { "config.changed": (params) => Deferred.succeed(heard, params).pipe(Effect.asVoid) }
+      })
+      const client = yield* remote()
+      yield* client.notify("config.changed", { tz: "UTC" })
+      assert.deepStrictEqual(yield* Deferred.await(heard), { tz: "UTC" })
+      yield* client.stop
+      assert.strictEqual((yield* client.state)._tag, "Stopped")
+      assert.strictEqual((yield* reasonOf(client.request("echo", 1)))._tag, "Closed")
+      yield* client.start
+      assert.strictEqual(yield* client.request("echo", 1), 1)
+    })))
+
+  it.effect("an instance counts its requests and errors per endpoint, as $SRV.STATS reports them", () =>
+    inMemory(Effect.gen(function*() {
+      const { served } = yield* instance({
+        echo: (params) => Effect.succeed(params),
+        refuse: () => Effect.fail(JsonRpc.error(-32002, "no"))
+      }, { service: "calendar-svc", version: "1.2.3" })
+      const client = yield* remote()
+      yield* client.request("echo", 1)
+      yield* Effect.ignore(client.request("refuse"))
+      assert.strictEqual(served.name, "calendar-svc")
+      assert.strictEqual(served.version, "1.2.3")
+      assert.match(served.id, /^[0-9a-f-]{36}$/)
+      const call = served.endpoints().find((endpoint) => endpoint.name === "call")
+      assert.deepInclude(call, { subject: `${prefix}.call`, queue_group: "q", num_requests: 2, num_errors: 1, last_error: "-32002: no" })
+    })))
+})
