@@ -1,19 +1,23 @@
-import { assert, describe, it } from "@effect/vitest"
+import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { TestClock } from "effect/testing"
 import * as Broker from "../src/Broker.ts"
 import * as JsonRpc from "../src/JsonRpc.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
+import * as NatsBroker from "../src/NatsBroker.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginWorker from "../src/PluginWorker.ts"
 import * as RemotePlugin from "../src/RemotePlugin.ts"
 import { Add } from "./fixtures/mathContract.ts"
+import { skipNats, spawnNode, startNatsServer, startNatsServerAt } from "./support/nats.ts"
+import { eventually, fixture, liveChildren } from "./support/processes.ts"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 50; i++) yield* Effect.yieldNow
@@ -234,4 +238,120 @@ describe("RemotePlugin over Broker.layerMemory (TestClock)", () => {
       const call = served.endpoints().find((endpoint) => endpoint.name === "call")
       assert.deepInclude(call, { subject: `${prefix}.call`, queue_group: "q", num_requests: 2, num_errors: 1, last_error: "-32002: no" })
     })))
+})
+
+// ---------------------------------------------------------------------------------------------
+// across processes, on a real nats-server
+// ---------------------------------------------------------------------------------------------
+
+const quiet = Logger.layer([])
+
+describe.skipIf(skipNats)("RemotePlugin over NATS (real nats-server, worker processes)", () => {
+  afterEach(async () => {
+    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 5_000))
+    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+  })
+
+  const natsPrefix = "plugins.remote"
+  const worker = (url: string) =>
+    spawnNode(fixture("remote-worker.ts"), { NATS_URL: url, WORKER_PREFIX: natsPrefix, WORKER_SERVICE: "remote-test" }).pipe(
+      Effect.tap((w) => w.waitForStderr("serving", 15_000))
+    )
+  /** A remote client on its own NATS connection. */
+  const natsClient = (url: string, options?: Partial<RemotePlugin.Options>) =>
+    Effect.gen(function*() {
+      const broker = yield* NatsBroker.make({ servers: url, name: "host", timeout: "5 seconds", drainTimeout: "1 second" })
+      return yield* RemotePlugin.make("remote", { subjectPrefix: natsPrefix, service: "remote-test", ...options }).pipe(
+        Effect.provideService(Broker.Broker, broker)
+      )
+    })
+
+  it.live("10k calls at 64 in flight over two instances, one SIGKILLed mid-load: ≥ 99 % succeed, every call ends", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const doomed = yield* worker(server.url)
+      const survivor = yield* worker(server.url)
+      const policy = yield* LifetimePolicy.make({ requestTimeout: "20 seconds" })
+      const client = yield* natsClient(server.url, { policy, idempotent: ["pid"], livenessInterval: "1 second" })
+      const total = 10_000
+      let ended = 0
+      const killer = yield* Effect.forkChild(Effect.gen(function*() {
+        while (ended < 3_000) yield* Effect.sleep("5 millis")
+        yield* doomed.kill("SIGKILL")
+      }))
+      // Even calls are idempotent (`pid`: sent again when their instance is lost); odd ones are not.
+      const outcomes = yield* Effect.forEach(
+        Array.from({ length: total }, (_, i) => i),
+        (i) =>
+          (i % 2 === 0 ? client.request("pid") : client.request("echo", i)).pipe(
+            Effect.map((value) => ({ ok: true as const, value, i })),
+            Effect.catch((error) => Effect.succeed({ ok: false as const, reason: error.reason._tag, i })),
+            Effect.ensuring(Effect.sync(() => void ended++))
+          ),
+        { concurrency: 64 }
+      ).pipe(Effect.timeout("120 seconds"))
+      yield* Fiber.join(killer)
+      const failures = outcomes.filter((o) => !o.ok)
+      assert.strictEqual(outcomes.length, total, "every call ended")
+      assert.isAtLeast(total - failures.length, 0.99 * total, `failures: ${JSON.stringify(failures.slice(0, 5))}`)
+      for (const failure of failures) {
+        assert.strictEqual(failure.i % 2, 1, "an idempotent call never fails for a lost instance")
+        assert.include(["InstanceLost", "Timeout"], failure.ok ? "" : failure.reason)
+      }
+      const servedBy = new Set(outcomes.flatMap((o) => o.ok && o.i % 2 === 0 ? [o.value] : []))
+      assert.isTrue(servedBy.has(doomed.pid) && servedBy.has(survivor.pid), "both instances served calls")
+      assert.strictEqual(yield* client.request("pid"), survivor.pid)
+    }).pipe(Effect.scoped, Effect.provide(quiet)), 180_000)
+
+  it.live("a worker calls the host back, logs and notifies it across NATS", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const w = yield* worker(server.url)
+      const notified = yield* Deferred.make<unknown>()
+      const logs: Array<string> = []
+      const client = yield* natsClient(server.url, {
+        hostHandlers: { "host.add": (params) => Effect.succeed((params as [number, number])[0] + (params as [number, number])[1]) },
+        onNotification: (notification) => Deferred.succeed(notified, notification.params).pipe(Effect.asVoid),
+        onEvent: (event) => Effect.sync(() => event._tag === "Log" && void logs.push(event.message))
+      })
+      assert.strictEqual(yield* client.request("askHost", 41), 42)
+      assert.strictEqual(yield* client.request("chatty"), "sent")
+      assert.deepStrictEqual(yield* Deferred.await(notified).pipe(Effect.timeout("5 seconds")), { pid: w.pid })
+      assert.isTrue(yield* Effect.promise(() => Effect.runPromise(eventually(() => logs.includes(`hello from ${w.pid}`), 5_000))))
+    }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
+
+  it.live("progress and cancellation cross NATS; no instance at all is NoResponders naming the service", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const client = yield* natsClient(server.url)
+      const nobody = yield* reasonOf(client.request("echo", 1))
+      assert.deepStrictEqual(nobody, new PluginClientError.NoResponders({ service: "remote-test", subject: `${natsPrefix}.call` }))
+      const w = yield* worker(server.url)
+      const seen: Array<unknown> = []
+      const done = yield* client.request("slow", {}, { onProgress: (value) => Effect.sync(() => void seen.push(value)) })
+      assert.strictEqual(done, "slow done")
+      assert.deepStrictEqual(seen, [{ progress: 1 }, { progress: 2 }, { progress: 3 }])
+      const timedOut = yield* reasonOf(client.request("hang", "gave-up", { timeout: "500 millis" }))
+      assert.strictEqual(timedOut._tag, "Timeout")
+      yield* w.waitForStderr("interrupted gave-up", 5_000)
+    }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
+
+  it.live("a server restart is ridden out: calls after it succeed", () =>
+    Effect.gen(function*() {
+      const first = yield* startNatsServer
+      yield* worker(first.url)
+      const client = yield* natsClient(first.url)
+      assert.strictEqual(yield* client.request("echo", "before"), "before")
+      yield* first.stop
+      yield* startNatsServerAt(first.port)
+      // The worker and the host reconnect on their own (and resubscribe); until then calls fail.
+      let after: unknown = undefined
+      for (let i = 0; i < 100 && after === undefined; i++) {
+        after = yield* client.request("echo", "after", { timeout: "1 second" }).pipe(
+          Effect.catch(() => Effect.as(Effect.sleep("200 millis"), undefined))
+        )
+      }
+      assert.strictEqual(after, "after")
+      assert.strictEqual(yield* client.request("echo", "again"), "again")
+    }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
 })
