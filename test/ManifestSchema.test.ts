@@ -90,6 +90,13 @@ const fullManifest = (format: ManifestSchema.Format) => {
       lifecycle: "long_lived",
       [key("maxConcurrentTicks")]: 4,
       [key("tickTimeoutSecs")]: 90
+    },
+    remote: {
+      [key("subjectPrefix")]: "plugins.full",
+      service: "full-svc",
+      servers: ["nats://127.0.0.1:4222"],
+      idempotent: ["get"],
+      [key("minInstances")]: 2
     }
   }
 }
@@ -150,6 +157,9 @@ describe("ManifestSchema", () => {
         assert.sameMembers(fieldKeys, Object.keys(PluginManifest.PluginManifest.fields).map(fileKey))
         assert.strictEqual(Object.keys(properties).includes("$schema"), format === "json")
         assert.sameMembers(Object.keys(pollerProperties), Object.keys(PluginManifest.PollerSection.fields).map(fileKey))
+        const remoteProperties = objectAt(objectAt(properties, "remote"), "properties")
+        assert.sameMembers(Object.keys(remoteProperties), Object.keys(manifest.remote))
+        assert.sameMembers(Object.keys(remoteProperties), Object.keys(PluginManifest.RemoteSection.fields).map(fileKey))
         const parsed = yield* parseFull(format)
         assert.deepStrictEqual(parsed.allowedEnvVars, ["PATH", "NODE_OPTIONS"])
         assert.deepStrictEqual(parsed.unsafeEnvVars, ["NODE_OPTIONS"])
@@ -157,6 +167,13 @@ describe("ManifestSchema", () => {
         assert.deepStrictEqual(parsed.checksums, { "lib/helpers.mjs": "b".repeat(64) })
         assert.strictEqual(parsed.poller?.brokerTopicPrefix, "plugins.full")
         assert.strictEqual(parsed.poller?.maxConcurrentTicks, 4)
+        assert.deepStrictEqual({ ...parsed.remote }, {
+          subjectPrefix: "plugins.full",
+          service: "full-svc",
+          servers: ["nats://127.0.0.1:4222"],
+          idempotent: ["get"],
+          minInstances: 2
+        })
       }))
   }
 
