@@ -11,10 +11,13 @@ import * as Broker from "../src/Broker.ts"
 import * as JsonRpc from "../src/JsonRpc.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import * as NatsBroker from "../src/NatsBroker.ts"
+import * as PluginManager from "../src/PluginManager.ts"
+import * as PluginManifest from "../src/PluginManifest.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginWorker from "../src/PluginWorker.ts"
 import * as RemotePlugin from "../src/RemotePlugin.ts"
+import { InMemorySpawner } from "../src/testing/index.ts"
 import { Add } from "./fixtures/mathContract.ts"
 import { skipNats, spawnNode, startNatsServer, startNatsServerAt } from "./support/nats.ts"
 import { eventually, fixture, liveChildren } from "./support/processes.ts"
@@ -237,6 +240,47 @@ describe("RemotePlugin over Broker.layerMemory (TestClock)", () => {
       assert.match(served.id, /^[0-9a-f-]{36}$/)
       const call = served.endpoints().find((endpoint) => endpoint.name === "call")
       assert.deepInclude(call, { subject: `${prefix}.call`, queue_group: "q", num_requests: 2, num_errors: 1, last_error: "-32002: no" })
+    })))
+})
+
+describe("PluginManager holds remote plugins beside local ones (TestClock)", () => {
+  const remoteManifest = PluginManifest.make({
+    name: "calendar",
+    version: "1.0.0",
+    executable: "calendar-nats.ts",
+    remote: { subjectPrefix: prefix, service: "calendar-svc", idempotent: ["echo"] }
+  })
+
+  it.effect("a manifest with [remote] is called through the manager like a local plugin, and reported as remote", () =>
+    inMemory(Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      yield* instance({ echo: (params) => Effect.succeed({ remote: params }) })
+      const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.echo() })
+      const asked: Array<ReadonlyArray<string> | undefined> = []
+      const manager = yield* PluginManager.make({
+        brokers: (servers) => Effect.sync(() => void asked.push(servers)).pipe(Effect.as(broker))
+      }).pipe(Effect.provide(fake.layer))
+      yield* manager.register({ name: "local", executable: "plugin" })
+      yield* manager.register(remoteManifest)
+      assert.deepStrictEqual(yield* manager.call("local", "echo", 1), 1)
+      assert.deepStrictEqual(yield* manager.call("calendar", "echo", 2), { remote: 2 })
+      assert.isTrue(yield* manager.isRunning("calendar"))
+      const diagnostics = yield* manager.diagnostics
+      const remote = diagnostics.find((d) => d.id === "calendar")
+      assert.strictEqual(remote?.remote?.service, "calendar-svc")
+      assert.strictEqual(remote?.health.requests, 1)
+      assert.isUndefined(diagnostics.find((d) => d.id === "local")?.remote)
+      assert.deepStrictEqual(asked, [undefined], "one broker for the default servers")
+      assert.strictEqual((yield* fake.spawns).length, 1, "nothing spawned for the remote plugin")
+    })))
+
+  it.effect("without brokers, registering a remote plugin fails with RemoteUnavailable", () =>
+    inMemory(Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.echo() })
+      const manager = yield* PluginManager.make().pipe(Effect.provide(fake.layer))
+      const error = yield* Effect.flip(manager.register(remoteManifest))
+      assert.strictEqual(error.reason._tag, "RemoteUnavailable")
+      assert.include(error.message, "plugin id `calendar` is remote and cannot be reached")
     })))
 })
 
