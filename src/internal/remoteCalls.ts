@@ -120,15 +120,13 @@ const retryable = (reason: PluginClientError.Reason): boolean => reason._tag ===
 /** The pause before attempt `attempt` (2, 3…): 50 ms doubling, at most 1 s. */
 const pauseBefore = (attempt: number): number => Math.min(1_000, 50 * 2 ** (attempt - 2))
 
-/** Makes the calls of one client. */
-export const make = (options: Options): RemoteCalls => {
+/** Makes the watch of a call: its deadline and the liveness of the instance holding it. */
+const watcher = (
+  options: Options,
+  fail: (reason: PluginClientError.Reason) => Effect.Effect<never, PluginClientError.PluginClientError>
+) => {
   const { broker, clock, subjects } = options
-  const table = new Map<number, Pending>()
-  let nextSeq = 0
-  const fail = (reason: PluginClientError.Reason) => Effect.fail(PluginClientError.make(options.name, reason))
-  const maxMillis = Duration.toMillis(options.maxRequestTimeout)
   const livenessMillis = Duration.toMillis(options.livenessInterval)
-
   /** Whether an instance says it runs (or has just answered) call `key`. */
   const held = (key: string): Effect.Effect<boolean> =>
     broker.request(subjects.held, encoder.encode(RemoteWire.encodeCallKey(key)), options.livenessTimeout).pipe(
@@ -168,6 +166,18 @@ export const make = (options: Options): RemoteCalls => {
         yield* Effect.sleep(Duration.millis(Math.min(pending.deadlineAt, checkAt) - now))
       }
     })
+  return watch
+}
+
+/** Makes the calls of one client. */
+export const make = (options: Options): RemoteCalls => {
+  const { broker, clock, subjects } = options
+  const table = new Map<number, Pending>()
+  let nextSeq = 0
+  const fail = (reason: PluginClientError.Reason) => Effect.fail(PluginClientError.make(options.name, reason))
+  const maxMillis = Duration.toMillis(options.maxRequestTimeout)
+
+  const watch = watcher(options, fail)
 
   /** One attempt: the request under `key`, raced against the watch; a cancel is published if it is given up. */
   const attempt = (pending: Pending, seq: number, key: string, params: unknown): Effect.Effect<unknown, PluginClientError.PluginClientError> =>
