@@ -89,14 +89,23 @@ const durationFrom = (what: string, text: string) => {
     : Effect.fail(new CliFailure({ message: `${what} must be a duration like 5s, 500ms or 2m (got "${text}")`, exitCode: ExitCode.Usage }))
 }
 
-/** The manager hosting every discovered plugin, with a health view over them. */
+/**
+ * How the manager reaches remote plugins under `--nats`: the `--nats` connection for manifests
+ * naming no servers, a connection of their own for those that do (NATS loaded only then).
+ */
+const remoteBrokers = (broker: Broker.Broker["Service"]): PluginManager.BrokerFactory => (servers) =>
+  servers === undefined
+    ? Effect.succeed(broker)
+    : Effect.flatMap(Effect.promise(() => import("../NatsBroker.ts")), (NatsBroker) => NatsBroker.make({ servers, name: "plugin-host" }))
+
+/** The manager hosting every discovered plugin (remote ones too, under `--nats`), with a health view over them. */
 const hostAll = (
   valid: ReadonlyArray<PluginManifest.DiscoveredValid>,
   policy: LifetimePolicy.LifetimePolicy,
   handshake: Handshake.Handshake = Handshake.none
 ) =>
   Effect.gen(function*() {
-    const manager = yield* PluginManager.make()
+    const manager = yield* PluginManager.make({ brokers: Option.getOrUndefined(Option.map(yield* Effect.serviceOption(Broker.Broker), remoteBrokers)) })
     for (const found of valid) {
       yield* manager.register(found.manifest, {
         policy,
