@@ -24,6 +24,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
@@ -153,7 +154,7 @@ export const make = Effect.fnUntraced(function*(
     livenessInterval: Duration.fromInputUnsafe(options.livenessInterval ?? "2 seconds"),
     livenessTimeout: Duration.fromInputUnsafe(options.livenessTimeout ?? "1 second"),
     isIdempotent: (method) => idempotent.has(method)
-  })
+  }, yield* FiberSet.makeRuntime<never, void, never>())
   yield* RemoteInbox.serve({
     subject: inbox,
     hostHandlers: options.hostHandlers,

@@ -18,14 +18,18 @@
  * @internal
  */
 import type * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
 import * as Broker from "../Broker.ts"
 import * as JsonRpc from "../JsonRpc.ts"
 import * as PluginClientError from "../PluginClientError.ts"
 import * as RemoteWire from "./remoteWire.ts"
 import * as RequestSignals from "./requestSignals.ts"
+import { TimeoutSweeper } from "./timeoutSweeper.ts"
 
 /** What the calls of one client share. */
 export interface Options {
@@ -45,7 +49,7 @@ export interface Options {
   readonly isIdempotent: (method: string) => boolean
 }
 
-/** A call in flight, as progress reports find it. */
+/** A call in flight, as progress reports and the sweeper find it. */
 interface Pending {
   readonly method: string
   readonly timeoutMillis: number
@@ -53,6 +57,15 @@ interface Pending {
   readonly capAt: number
   deadlineAt: number
   readonly onProgress: ((value: unknown) => Effect.Effect<void>) | undefined
+  /** The attempt in flight. */
+  attempt: Attempt | undefined
+}
+
+/** One attempt of a call: its key, when to ask after it next, and how the sweeper ends it. */
+interface Attempt {
+  readonly key: string
+  checkAt: number
+  readonly ended: Deferred.Deferred<never, PluginClientError.PluginClientError>
 }
 
 /** Options of one call. */
@@ -120,10 +133,18 @@ const retryable = (reason: PluginClientError.Reason): boolean => reason._tag ===
 /** The pause before attempt `attempt` (2, 3…): 50 ms doubling, at most 1 s. */
 const pauseBefore = (attempt: number): number => Math.min(1_000, 50 * 2 ** (attempt - 2))
 
-/** Makes the watch of a call: its deadline and the liveness of the instance holding it. */
+/**
+ * Ends attempts early: one sweeper per client (`TimeoutSweeper`) wakes at the earliest deadline
+ * or liveness check among the calls in flight, fails the attempts whose deadline passed with
+ * `Timeout`, and asks `<prefix>.held` after those due a check, failing them with `InstanceLost`
+ * when no instance says it holds them. No timer per call: a call with the usual timeout never
+ * wakes the sweeper earlier than the one it sleeps towards.
+ */
 const watcher = (
   options: Options,
-  fail: (reason: PluginClientError.Reason) => Effect.Effect<never, PluginClientError.PluginClientError>
+  table: ReadonlyMap<number, Pending>,
+  fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>,
+  fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError
 ) => {
   const { broker, clock, subjects } = options
   const livenessMillis = Duration.toMillis(options.livenessInterval)
@@ -141,43 +162,65 @@ const watcher = (
       Effect.catch((error) => Effect.succeed(error.reason._tag !== "Timeout" && error.reason._tag !== "NoResponders"))
     )
 
-  /** Fails once the call's deadline passes or its instance is lost; never succeeds. */
-  const watch = (pending: Pending, key: string): Effect.Effect<never, PluginClientError.PluginClientError> =>
-    Effect.gen(function*() {
-      let checkAt = clock.currentTimeMillisUnsafe() + livenessMillis
-      while (true) {
-        const now = clock.currentTimeMillisUnsafe()
-        if (now >= pending.deadlineAt) {
-          return yield* fail(new PluginClientError.Timeout({ method: pending.method, timeout: Duration.millis(pending.timeoutMillis) }))
+  /** Asks after the attempt `key` of `pending`; ends it if nobody holds it, else checks again later. */
+  const check = (pending: Pending, attempt: Attempt) =>
+    Effect.flatMap(held(attempt.key), (alive) =>
+      Effect.sync(() => {
+        if (pending.attempt !== attempt) return
+        if (!alive) {
+          const detail = `no instance says it holds call ${attempt.key} (asked on \`${subjects.held}\`)`
+          Deferred.doneUnsafe(attempt.ended, Exit.fail(fail(new PluginClientError.InstanceLost({ service: options.service, method: pending.method, detail }))))
+          return
         }
-        if (now >= checkAt) {
-          if (!(yield* held(key))) {
-            return yield* fail(
-              new PluginClientError.InstanceLost({
-                service: options.service,
-                method: pending.method,
-                detail: `no instance says it holds call ${key} (asked on \`${subjects.held}\`)`
-              })
-            )
-          }
-          checkAt = clock.currentTimeMillisUnsafe() + livenessMillis
-          continue
-        }
-        yield* Effect.sleep(Duration.millis(Math.min(pending.deadlineAt, checkAt) - now))
+        attempt.checkAt = clock.currentTimeMillisUnsafe() + livenessMillis
+        sweeper.watch(attempt.checkAt, livenessMillis)
+      }))
+
+  const expireDue = (now: number): number => {
+    let earliest = Number.POSITIVE_INFINITY
+    for (const pending of table.values()) {
+      const attempt = pending.attempt
+      if (attempt === undefined) continue
+      if (now >= pending.deadlineAt) {
+        const timeout = Duration.millis(pending.timeoutMillis)
+        Deferred.doneUnsafe(attempt.ended, Exit.fail(fail(new PluginClientError.Timeout({ method: pending.method, timeout }))))
+        continue
       }
-    })
-  return watch
+      if (now >= attempt.checkAt) {
+        // Until the answer comes, only the deadline counts.
+        attempt.checkAt = Number.POSITIVE_INFINITY
+        fork(check(pending, attempt))
+      }
+      earliest = Math.min(earliest, pending.deadlineAt, attempt.checkAt)
+    }
+    return earliest
+  }
+
+  const sweeper = new TimeoutSweeper({ clock, fork, isOver: () => false, expireDue })
+
+  /** Watches a new attempt of `pending`: its end comes from the sweeper (or never). */
+  return (pending: Pending, key: string): Attempt => {
+    const now = clock.currentTimeMillisUnsafe()
+    const attempt: Attempt = { key, checkAt: now + livenessMillis, ended: Deferred.makeUnsafe() }
+    pending.attempt = attempt
+    const wake = Math.min(pending.deadlineAt, attempt.checkAt)
+    sweeper.watch(wake, wake - now)
+    return attempt
+  }
 }
 
-/** Makes the calls of one client. */
-export const make = (options: Options): RemoteCalls => {
+/**
+ * Makes the calls of one client; `fork` runs the sweeper and the liveness checks (on fibers the
+ * client's Scope owns).
+ */
+export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>): RemoteCalls => {
   const { broker, clock, subjects } = options
   const table = new Map<number, Pending>()
   let nextSeq = 0
-  const fail = (reason: PluginClientError.Reason) => Effect.fail(PluginClientError.make(options.name, reason))
+  const error = (reason: PluginClientError.Reason) => PluginClientError.make(options.name, reason)
+  const fail = (reason: PluginClientError.Reason) => Effect.fail(error(reason))
   const maxMillis = Duration.toMillis(options.maxRequestTimeout)
-
-  const watch = watcher(options, fail)
+  const watch = watcher(options, table, fork, error)
 
   /** One attempt: the request under `key`, raced against the watch; a cancel is published if it is given up. */
   const attempt = (pending: Pending, seq: number, key: string, params: unknown): Effect.Effect<unknown, PluginClientError.PluginClientError> =>
@@ -193,7 +236,7 @@ export const make = (options: Options): RemoteCalls => {
         }),
         Effect.onInterrupt(() => broker.publish(subjects.cancel, encoder.encode(RemoteWire.encodeCallKey(key))).pipe(Effect.ignore))
       )
-      return Effect.raceFirst(send, watch(pending, key))
+      return Effect.raceFirst(send, Deferred.await(watch(pending, key).ended))
     })
 
   /** Attempts until one ends the call: again only for an idempotent method, and within the deadline. */
@@ -213,7 +256,14 @@ export const make = (options: Options): RemoteCalls => {
         ? options.requestTimeout
         : Duration.min(Duration.fromInputUnsafe(callOptions.timeout), options.maxRequestTimeout)
       const timeoutMillis = Duration.toMillis(timeout)
-      const pending: Pending = { method, timeoutMillis, capAt: now + maxMillis, deadlineAt: now + timeoutMillis, onProgress: callOptions?.onProgress }
+      const pending: Pending = {
+        method,
+        timeoutMillis,
+        capAt: now + maxMillis,
+        deadlineAt: now + timeoutMillis,
+        onProgress: callOptions?.onProgress,
+        attempt: undefined
+      }
       let wire = params
       if (pending.onProgress !== undefined) {
         const withToken = RequestSignals.withProgressToken(params, seq, "mcp")
