@@ -24,8 +24,12 @@
  * interrupted.
  *
  * `PluginWorker.serveBroker` serves the same handlers over a `Broker` (NATS for workers on
- * other machines): `<prefix>.tick` runs `poll_tick` and `<prefix>.call` answers JSON-RPC
- * requests, both answered as on stdio (one handler table, the same replies). `runBroker`
+ * other machines) as one instance of a service (a unique id, the queue group `q`, per-endpoint
+ * counters for `$SRV.STATS`): `<prefix>.tick` runs `poll_tick` and `<prefix>.call` answers
+ * JSON-RPC requests, both answered as on stdio (one handler table, the same replies). A request
+ * from a `RemotePlugin` client carries its host's inbox, so its handler calls, notifies, logs to
+ * and reports progress to that host as on stdio, and a cancel from it interrupts the handler
+ * (the wire is `internal/remoteWire.ts`). `runBroker`
  * serves until interrupted on any `Broker` layer; `PluginWorker.mainBroker` runs it on NATS as a
  * process's main program, loading `NatsBroker` and its client only then (the stdio worker never
  * loads them, and `NatsBroker` imports nothing from here).

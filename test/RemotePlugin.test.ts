@@ -198,6 +198,31 @@ describe("RemotePlugin over Broker.layerMemory (TestClock)", () => {
       assert.deepInclude(lost, { _tag: "InstanceLost", service: "calendar-svc", method: "once" })
     })))
 
+  it.effect("a reply from an instance taken for lost arrives too late to end the call a second time", () =>
+    inMemory(Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      // An instance that answers calls but not `held` (as one that is cut off would): slowly.
+      const lateReplies: Array<string> = []
+      yield* broker.serve(`${prefix}.call`, (data) =>
+        Effect.gen(function*() {
+          yield* Effect.sleep("5 seconds")
+          const request = JSON.parse(new TextDecoder().decode(data)) as { id: number }
+          lateReplies.push("sent")
+          return new TextEncoder().encode(JSON.stringify({ jsonrpc: "2.0", id: request.id, result: "late" }))
+        }), { queue: "q" })
+      yield* instance({ work: () => Effect.succeed("second") })
+      const client = yield* remote({ idempotent: ["work"], livenessInterval: "2 seconds", livenessTimeout: "1 second" })
+      const ends: Array<unknown> = []
+      const work = yield* started(client.request("work").pipe(Effect.tap((value) => Effect.sync(() => void ends.push(value)))))
+      for (let i = 0; i < 10; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      assert.strictEqual(yield* Fiber.join(work), "second")
+      assert.deepStrictEqual(lateReplies, ["sent"], "the first instance did answer, late")
+      assert.deepStrictEqual(ends, ["second"], "the call ended once")
+    })))
+
   it.effect("a long call on a live instance is asked after, and not taken for lost", () =>
     inMemory(Effect.gen(function*() {
       yield* instance({ long: () => Effect.as(Effect.sleep("7 seconds"), "late but fine") })
