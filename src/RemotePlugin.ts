@@ -158,6 +158,7 @@ export const make = Effect.fnUntraced(function*(
   yield* RemoteInbox.serve({
     subject: inbox,
     hostHandlers: options.hostHandlers,
+    maxConcurrentHandlers: 1_024,
     onProgress: calls.progress,
     onNotification: messages.onNotification
   })
@@ -179,7 +180,12 @@ export const make = Effect.fnUntraced(function*(
       feed.publish({ _tag: "StateChanged", plugin: name, from, to })
     })
   feed.publish({ _tag: "StateChanged", plugin: name, from: PluginEvents.PluginState.Idle, to: PluginEvents.PluginState.Running })
-  yield* Effect.addFinalizer(() => Effect.andThen(moveTo(PluginEvents.PluginState.Stopped), feed.end))
+  yield* Effect.addFinalizer(() =>
+    moveTo(PluginEvents.PluginState.Stopped).pipe(
+      Effect.andThen(Effect.sync(() => calls.close("the client was closed"))),
+      Effect.andThen(feed.end)
+    )
+  )
 
   const api = clientCalls(name, calls, activity, clock, yield* Effect.context<never>())
   return {

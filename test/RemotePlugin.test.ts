@@ -251,6 +251,20 @@ describe("RemotePlugin over Broker.layerMemory (TestClock)", () => {
       assert.strictEqual(yield* client.request("echo", 1), 1)
     })))
 
+  it.effect("closing the client ends its calls in flight with Closed, and the instance is told to cancel them", () =>
+    inMemory(Effect.gen(function*() {
+      const interrupted: Array<string> = []
+      yield* instance({ hang: () => Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => void interrupted.push("hang")))) })
+      const clientScope = yield* Scope.make()
+      const client = yield* remote().pipe(Scope.provide(clientScope))
+      const call = yield* started(client.request("hang"))
+      yield* Scope.close(clientScope, Exit.void)
+      yield* settle
+      const reason = yield* reasonOf(Fiber.join(call))
+      assert.deepStrictEqual(reason, new PluginClientError.Closed({ detail: "the client was closed" }))
+      assert.deepStrictEqual(interrupted, ["hang"])
+    })))
+
   it.effect("an instance counts its requests and errors per endpoint, as $SRV.STATS reports them", () =>
     inMemory(Effect.gen(function*() {
       const { served } = yield* instance({

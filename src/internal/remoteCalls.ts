@@ -82,6 +82,8 @@ export interface RemoteCalls {
   readonly progress: (token: JsonRpc.Id, value: unknown) => Effect.Effect<void>
   /** Calls in flight. */
   readonly pending: () => number
+  /** Ends every call in flight with `Closed` (the client is going away): nobody is left to end them. */
+  readonly close: (detail: string) => void
 }
 
 const encoder = new TextEncoder()
@@ -291,5 +293,11 @@ export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fi
       return pending.onProgress === undefined ? Effect.void : pending.onProgress(value)
     })
 
-  return { request, notify, progress, pending: () => table.size }
+  const close: RemoteCalls["close"] = (detail) => {
+    for (const pending of table.values()) {
+      if (pending.attempt !== undefined) Deferred.doneUnsafe(pending.attempt.ended, Exit.fail(error(new PluginClientError.Closed({ detail }))))
+    }
+  }
+
+  return { request, notify, progress, pending: () => table.size, close }
 }

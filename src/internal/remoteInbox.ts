@@ -24,6 +24,8 @@ import * as RequestSignals from "./requestSignals.ts"
 export interface Options {
   readonly subject: string
   readonly hostHandlers: RpcPeer.HostHandlers | undefined
+  /** Host calls served at once; beyond it they are refused at once with -32000 (as on stdio). */
+  readonly maxConcurrentHandlers: number
   /** A progress report for the call whose token is `token`. */
   readonly onProgress: (token: JsonRpc.Id, value: unknown) => Effect.Effect<void>
   /** Every other notification, in order. */
@@ -66,6 +68,7 @@ export const serve = (options: Options): Effect.Effect<void, Broker.BrokerError,
       Effect.forkScoped
     )
 
+    let serving = 0
     const handle = (data: Uint8Array): Effect.Effect<Uint8Array> =>
       Effect.suspend(() => {
         let payload: unknown
@@ -79,7 +82,16 @@ export const serve = (options: Options): Effect.Effect<void, Broker.BrokerError,
           return Effect.succeed(reply(JsonRpc.failure(null, { code: JsonRpc.ErrorCode.InvalidRequest, message: decoded.failure })))
         }
         const message = decoded.success.message
-        if (message._tag === "Request") return serveRequest(options.hostHandlers, message)
+        if (message._tag === "Request") {
+          if (serving >= options.maxConcurrentHandlers) {
+            return Effect.succeed(reply(JsonRpc.failure(message.id, {
+              code: JsonRpc.ErrorCode.WorkerUnavailable,
+              message: `too many concurrent requests (${options.maxConcurrentHandlers} being served)`
+            })))
+          }
+          serving++
+          return Effect.ensuring(serveRequest(options.hostHandlers, message), Effect.sync(() => void serving--))
+        }
         const signal = RequestSignals.read(message)
         if (signal?._tag === "Progress") return Effect.as(options.onProgress(signal.token, signal.value), empty)
         // A cancel of a host call: host handlers run to their end (their reply is then dropped).
