@@ -125,7 +125,11 @@ const remoteFields: Readonly<Record<string, Field>> = {
   ),
   servers: optional(
     Schema.Array(PluginManifest.NonEmptyText).check(Schema.isMinLength(1)),
-    "The NATS servers (`host:port` or `nats://host:port`); default the servers the host is configured with."
+    "The NATS servers (`host:port` or `nats://host:port`); default the `server_set`, else the servers the host is configured with."
+  ),
+  serverSet: optional(
+    exportPatterns(PluginManifest.ServerSet),
+    "A named set of NATS servers the host is configured with (`PLUGIN_HOST_NATS_SERVERS_<NAME>`, comma-separated), used when `servers` is absent."
   ),
   idempotent: optional(
     Strings,

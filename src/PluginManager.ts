@@ -14,7 +14,7 @@
  *
  * A plugin whose manifest has a `[remote]` table runs on other machines: the manager holds a
  * `RemotePlugin` client for it (on the broker `ManagerOptions.brokers` makes for its servers,
- * one per server list) beside the local ones, with the same calls, events and diagnostics;
+ * one per distinct target) beside the local ones, with the same calls, events and diagnostics;
  * nothing is spawned, and its broker's reconnects stand in for restarts.
  *
  * @since 0.1.0
@@ -187,23 +187,22 @@ export interface ManagerOptions {
   /** How many plugins may be spawning (spawn through handshake) at once. Default 8. */
   readonly maxConcurrentSpawns?: number | undefined
   /**
-   * How remote plugins (manifests with a `[remote]` table) are reached: the broker for a server
-   * list (the manifest's `servers`, or undefined when it names none), e.g.
-   * `(servers) => NatsBroker.make({ servers: servers ?? ["nats://10.0.0.5:4222"] })`. The manager
-   * makes one per distinct server list and keeps it until it is released (they outlive their
-   * plugins). Without it, registering a remote plugin fails with `RemoteUnavailable`.
+   * How remote plugins (manifests with a `[remote]` table) are reached: the broker for their
+   * target (the manifest's `servers` or `serverSet`), e.g. `RemotePlugin.natsBrokers()` (servers
+   * from `PLUGIN_HOST_NATS_SERVERS[_<SET>]` when the manifest names none). The manager makes one
+   * per distinct target and keeps it until it is released (brokers outlive their plugins).
+   * Without it, registering a remote plugin fails with `RemoteUnavailable`.
    */
   readonly brokers?: BrokerFactory | undefined
 }
 
 /**
- * Makes the broker for a server list (undefined: the default servers), in the Scope given.
+ * Makes the broker of a remote plugin's target (see `RemotePlugin.BrokerFactory`;
+ * `RemotePlugin.natsBrokers()` is the NATS one).
  *
  * @category models
  */
-export type BrokerFactory = (
-  servers: ReadonlyArray<string> | undefined
-) => Effect.Effect<Broker.Broker["Service"], Broker.BrokerError, Scope.Scope>
+export type BrokerFactory = RemotePlugin.BrokerFactory
 
 /**
  * The manager service.
@@ -288,7 +287,7 @@ interface ManagerState {
   readonly spawnPermits: Semaphore.Semaphore
   /** The parent of every client's Scope, closing them all at once. */
   readonly clientScopes: Scope.Closeable
-  /** The brokers of remote plugins, by server list, and the Scope they live in (closed after the clients'). */
+  /** The brokers of remote plugins, by target, and the Scope they live in (closed after the clients'). */
   readonly brokers: {
     readonly factory: BrokerFactory | undefined
     readonly made: Map<string, Broker.Broker["Service"]>
@@ -405,17 +404,17 @@ const makeEntry = Effect.fnUntraced(function*(
 const remoteOf = (source: PluginClient.PluginSource): PluginManifest.RemoteSection | undefined =>
   "remote" in source && source.remote instanceof PluginManifest.RemoteSection ? source.remote : undefined
 
-/** The broker for `servers`: made once per server list, in the brokers' Scope. */
-const brokerFor = (manager: ManagerState, id: string, servers: ReadonlyArray<string> | undefined) =>
+/** The broker for a target: made once per distinct target, in the brokers' Scope. */
+const brokerFor = (manager: ManagerState, id: string, target: RemotePlugin.Target) =>
   Effect.suspend(() => {
     const { factory, made, scope } = manager.brokers
     if (factory === undefined) {
       return Effect.fail(new ManagerError({ id, reason: new RemoteUnavailable({ detail: "the manager has no brokers (ManagerOptions.brokers)" }) }))
     }
-    const key = servers === undefined ? "" : servers.join(",")
+    const key = JSON.stringify([target.servers ?? null, target.serverSet ?? null])
     const known = made.get(key)
     if (known !== undefined) return Effect.succeed(known)
-    return factory(servers).pipe(
+    return factory(target).pipe(
       Scope.provide(scope),
       Effect.tap((broker) => Effect.sync(() => made.set(key, broker))),
       Effect.mapError((error) => new ManagerError({ id, reason: new RemoteUnavailable({ detail: error.message }) }))
@@ -433,7 +432,7 @@ const makeRemoteEntry = Effect.fnUntraced(function*(
   remote: PluginManifest.RemoteSection,
   options: PluginClient.Options
 ) {
-  const broker = yield* brokerFor(manager, id, remote.servers)
+  const broker = yield* brokerFor(manager, id, { servers: remote.servers, serverSet: remote.serverSet })
   const forward = forwarder(manager.events, id)
   const userOnEvent = options.onEvent
   const clientScope = yield* Scope.fork(manager.clientScopes, "sequential")

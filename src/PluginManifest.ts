@@ -188,6 +188,16 @@ export const ServiceName = Schema.String.check(
 export const Servers = Schema.Array(NonEmptyText).check(Schema.isMinLength(1, { expected: "at least one server" }))
 
 /**
+ * The name of a set of NATS servers the host is configured with (`PLUGIN_HOST_NATS_SERVERS_<NAME>`):
+ * a lowercase letter, then a-z, 0-9 and `_`.
+ *
+ * @category schemas
+ */
+export const ServerSet = Schema.String.check(
+  Schema.isPattern(/^[a-z][a-z0-9_]*$/, { expected: "a server set name: a lowercase letter, then a-z, 0-9 and `_`" })
+)
+
+/**
  * How many instances of a remote plugin make it healthy: an integer from 0 to 1000.
  *
  * @category schemas
@@ -218,8 +228,8 @@ export class PollerSection extends Schema.Class<PollerSection>("PollerSection")(
  * The `[remote]` section of a manifest: the plugin runs elsewhere, as a NATS service whose
  * instances serve `<subjectPrefix>.call` (`PluginWorker.serveBroker`), and the host reaches it
  * with a `RemotePlugin` client instead of spawning `executable` (which names the worker program
- * the instances run). `service` defaults to the plugin's name; `servers` to the servers the
- * host is given; `idempotent` lists the methods that may be sent again when no instance answers
+ * the instances run). `service` defaults to the plugin's name; `servers` to the named
+ * `serverSet` the host is configured with, else its default servers; `idempotent` lists the methods that may be sent again when no instance answers
  * or the one serving a call is lost (default none); below `minInstances` (default 1) instances
  * the plugin is degraded.
  *
@@ -229,6 +239,7 @@ export class RemoteSection extends Schema.Class<RemoteSection>("RemoteSection")(
   subjectPrefix: BrokerTopicPrefix,
   service: Schema.optionalKey(ServiceName),
   servers: Schema.optionalKey(Servers),
+  serverSet: Schema.optionalKey(ServerSet),
   idempotent: Schema.Array(NonEmptyText).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
   minInstances: MinInstances.pipe(Schema.withConstructorDefault(Effect.succeed(1)))
 }) {}
@@ -472,6 +483,7 @@ const JsonRemote = Schema.Struct({
   subjectPrefix: BrokerTopicPrefix,
   service: Schema.optionalKey(ServiceName),
   servers: Schema.optionalKey(Servers),
+  serverSet: Schema.optionalKey(ServerSet),
   idempotent: Schema.optionalKey(Schema.Array(NonEmptyText)),
   minInstances: Schema.optionalKey(MinInstances)
 })
@@ -503,6 +515,7 @@ const TomlRemote = Schema.Struct({
   subject_prefix: BrokerTopicPrefix,
   service: Schema.optionalKey(ServiceName),
   servers: Schema.optionalKey(Servers),
+  server_set: Schema.optionalKey(ServerSet),
   idempotent: Schema.optionalKey(Schema.Array(NonEmptyText)),
   min_instances: Schema.optionalKey(MinInstances)
 })
@@ -527,6 +540,7 @@ const fromTomlRemote = (remote: typeof TomlRemote.Type): typeof JsonRemote.Type 
   subjectPrefix: remote.subject_prefix,
   ...(remote.service === undefined ? {} : { service: remote.service }),
   ...(remote.servers === undefined ? {} : { servers: remote.servers }),
+  ...(remote.server_set === undefined ? {} : { serverSet: remote.server_set }),
   ...(remote.idempotent === undefined ? {} : { idempotent: remote.idempotent }),
   ...(remote.min_instances === undefined ? {} : { minInstances: remote.min_instances })
 })

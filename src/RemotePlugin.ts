@@ -21,6 +21,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -303,6 +304,63 @@ const health = (
       eventsDropped: feed.dropped()
     }
   })
+
+// ---------------------------------------------------------------------------------------------
+// brokers
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Where a remote plugin's instances are: the servers its manifest names, or the named set of
+ * servers the host is configured with, or (neither) the host's default servers.
+ *
+ * @category brokers
+ */
+export interface Target {
+  readonly servers: ReadonlyArray<string> | undefined
+  readonly serverSet: string | undefined
+}
+
+/**
+ * Makes the broker for a {@link Target}, in the Scope given (`PluginManager` makes one per
+ * distinct target and keeps it while it lives).
+ *
+ * @category brokers
+ */
+export type BrokerFactory = (target: Target) => Effect.Effect<Broker.Broker["Service"], Broker.BrokerError, Scope.Scope>
+
+/**
+ * The servers of a target: its own, else those of its server set from `Config`
+ * (`PLUGIN_HOST_NATS_SERVERS_<SET>`), else the default ones (`PLUGIN_HOST_NATS_SERVERS`); a list
+ * is comma-separated. A missing or empty variable fails with a `Connection` reason naming it.
+ *
+ * @category brokers
+ */
+export const serversOf = (target: Target): Effect.Effect<ReadonlyArray<string>, Broker.BrokerError> => {
+  if (target.servers !== undefined) return Effect.succeed(target.servers)
+  const name = target.serverSet === undefined ? "PLUGIN_HOST_NATS_SERVERS" : `PLUGIN_HOST_NATS_SERVERS_${target.serverSet.toUpperCase()}`
+  const fail = (problem: string) => Broker.make(new Broker.Connection({ detail: `no NATS servers in ${name}: ${problem}` }))
+  return Effect.flatMap(
+    Effect.mapError(Config.String(name), (error) => fail(error.message)),
+    (text) => {
+      const servers = text.split(",").map((server) => server.trim()).filter((server) => server !== "")
+      return servers.length > 0 ? Effect.succeed(servers) : Effect.fail(fail("it is empty"))
+    }
+  )
+}
+
+/**
+ * A {@link BrokerFactory} on NATS: a `NatsBroker` connection to the target's servers
+ * ({@link serversOf}), named `name` (default `plugin-host`). The NATS client is loaded only when
+ * a remote plugin is first registered.
+ *
+ * @category brokers
+ */
+export const natsBrokers = (options?: { readonly name?: string | undefined }): BrokerFactory => (target) =>
+  Effect.flatMap(serversOf(target), (servers) =>
+    Effect.flatMap(
+      Effect.promise(() => import("./NatsBroker.ts")),
+      (NatsBroker) => NatsBroker.make({ servers, name: options?.name ?? "plugin-host" })
+    ))
 
 // ---------------------------------------------------------------------------------------------
 // layers

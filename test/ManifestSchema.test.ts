@@ -95,6 +95,7 @@ const fullManifest = (format: ManifestSchema.Format) => {
       [key("subjectPrefix")]: "plugins.full",
       service: "full-svc",
       servers: ["nats://127.0.0.1:4222"],
+      [key("serverSet")]: "main",
       idempotent: ["get"],
       [key("minInstances")]: 2
     }
@@ -171,6 +172,7 @@ describe("ManifestSchema", () => {
           subjectPrefix: "plugins.full",
           service: "full-svc",
           servers: ["nats://127.0.0.1:4222"],
+          serverSet: "main",
           idempotent: ["get"],
           minInstances: 2
         })

@@ -1,4 +1,5 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -295,9 +296,9 @@ describe("PluginManager holds remote plugins beside local ones (TestClock)", () 
       const broker = yield* Broker.Broker
       yield* instance({ echo: (params) => Effect.succeed({ remote: params }) })
       const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.echo() })
-      const asked: Array<ReadonlyArray<string> | undefined> = []
+      const asked: Array<RemotePlugin.Target> = []
       const manager = yield* PluginManager.make({
-        brokers: (servers) => Effect.sync(() => void asked.push(servers)).pipe(Effect.as(broker))
+        brokers: (target) => Effect.sync(() => void asked.push(target)).pipe(Effect.as(broker))
       }).pipe(Effect.provide(fake.layer))
       yield* manager.register({ name: "local", executable: "plugin" })
       yield* manager.register(remoteManifest)
@@ -309,7 +310,7 @@ describe("PluginManager holds remote plugins beside local ones (TestClock)", () 
       assert.strictEqual(remote?.remote?.service, "calendar-svc")
       assert.strictEqual(remote?.health.requests, 1)
       assert.isUndefined(diagnostics.find((d) => d.id === "local")?.remote)
-      assert.deepStrictEqual(asked, [undefined], "one broker for the default servers")
+      assert.deepStrictEqual(asked, [{ servers: undefined, serverSet: undefined }], "one broker for the default servers")
       assert.strictEqual((yield* fake.spawns).length, 1, "nothing spawned for the remote plugin")
     })))
 
@@ -321,6 +322,24 @@ describe("PluginManager holds remote plugins beside local ones (TestClock)", () 
       assert.strictEqual(error.reason._tag, "RemoteUnavailable")
       assert.include(error.message, "plugin id `calendar` is remote and cannot be reached")
     })))
+})
+
+describe("RemotePlugin.serversOf", () => {
+  const withEnv = (env: Record<string, string>) => <A, E>(effect: Effect.Effect<A, E>) =>
+    Effect.provideService(effect, ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord(env))
+
+  it.effect("a manifest's own servers win; else its server set's, else the default ones, from Config", () =>
+    Effect.gen(function*() {
+      const env = withEnv({ PLUGIN_HOST_NATS_SERVERS: "nats://d:4222", PLUGIN_HOST_NATS_SERVERS_MAIN: "a:4222, b:4222" })
+      assert.deepStrictEqual(yield* env(RemotePlugin.serversOf({ servers: ["x:1"], serverSet: "main" })), ["x:1"])
+      assert.deepStrictEqual(yield* env(RemotePlugin.serversOf({ servers: undefined, serverSet: "main" })), ["a:4222", "b:4222"])
+      assert.deepStrictEqual(yield* env(RemotePlugin.serversOf({ servers: undefined, serverSet: undefined })), ["nats://d:4222"])
+      const missing = yield* Effect.flip(withEnv({})(RemotePlugin.serversOf({ servers: undefined, serverSet: "edge" })))
+      assert.strictEqual(missing.reason._tag, "Connection")
+      assert.include(missing.message, "no NATS servers in PLUGIN_HOST_NATS_SERVERS_EDGE")
+      const empty = yield* Effect.flip(withEnv({ PLUGIN_HOST_NATS_SERVERS: " , " })(RemotePlugin.serversOf({ servers: undefined, serverSet: undefined })))
+      assert.include(empty.message, "it is empty")
+    }))
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -417,6 +436,21 @@ describe.skipIf(skipNats)("RemotePlugin over NATS (real nats-server, worker proc
       const timedOut = yield* reasonOf(client.request("hang", "gave-up", { timeout: "500 millis" }))
       assert.strictEqual(timedOut._tag, "Timeout")
       yield* w.waitForStderr("interrupted gave-up", 5_000)
+    }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
+
+  it.live("a manager hosts a [remote] manifest through RemotePlugin.natsBrokers, its servers from a named set in Config", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      yield* worker(server.url)
+      const manifest = yield* PluginManifest.parse(
+        `name = "remote"\nversion = "1.0.0"\nexecutable = "remote-worker.ts"\n[remote]\nsubject_prefix = "${natsPrefix}"\nservice = "remote-test"\nserver_set = "main"\n`,
+        "/plugins/remote.toml"
+      )
+      const manager = yield* PluginManager.make({ brokers: RemotePlugin.natsBrokers() }).pipe(Effect.provide(InMemorySpawner.layer({})))
+      yield* manager.register(manifest).pipe(
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord({ PLUGIN_HOST_NATS_SERVERS_MAIN: server.url }))
+      )
+      assert.strictEqual(yield* manager.call("remote", "echo", "through the manager"), "through the manager")
     }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
 
   it.live("a server restart is ridden out: calls after it succeed", () =>

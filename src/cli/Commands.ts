@@ -34,6 +34,7 @@ import * as PluginManager from "../PluginManager.ts"
 import * as PluginManifest from "../PluginManifest.ts"
 import * as Poller from "../Poller.ts"
 import * as PollerRouter from "../PollerRouter.ts"
+import * as RemotePlugin from "../RemotePlugin.ts"
 import { CliFailure, ExitCode, fromConfigError } from "./CliFailure.ts"
 import * as ChecksumCommand from "./ChecksumCommand.ts"
 import * as Demo from "./Demo.ts"
@@ -91,12 +92,10 @@ const durationFrom = (what: string, text: string) => {
 
 /**
  * How the manager reaches remote plugins under `--nats`: the `--nats` connection for manifests
- * naming no servers, a connection of their own for those that do (NATS loaded only then).
+ * naming no servers and no server set, a connection of their own for the others.
  */
-const remoteBrokers = (broker: Broker.Broker["Service"]): PluginManager.BrokerFactory => (servers) =>
-  servers === undefined
-    ? Effect.succeed(broker)
-    : Effect.flatMap(Effect.promise(() => import("../NatsBroker.ts")), (NatsBroker) => NatsBroker.make({ servers, name: "plugin-host" }))
+const remoteBrokers = (broker: Broker.Broker["Service"]): PluginManager.BrokerFactory => (target) =>
+  target.servers === undefined && target.serverSet === undefined ? Effect.succeed(broker) : RemotePlugin.natsBrokers()(target)
 
 /** The manager hosting every discovered plugin (remote ones too, under `--nats`), with a health view over them. */
 const hostAll = (
