@@ -219,6 +219,8 @@ export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fi
   const { broker, clock, subjects } = options
   const table = new Map<number, Pending>()
   let nextSeq = 0
+  /** Why the client is closed, once it is: no call starts or is sent again after that. */
+  let closed: string | undefined = undefined
   const error = (reason: PluginClientError.Reason) => PluginClientError.make(options.name, reason)
   const fail = (reason: PluginClientError.Reason) => Effect.fail(error(reason))
   const maxMillis = Duration.toMillis(options.maxRequestTimeout)
@@ -227,6 +229,7 @@ export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fi
   /** One attempt: the request under `key`, raced against the watch; a cancel is published if it is given up. */
   const attempt = (pending: Pending, seq: number, key: string, params: unknown): Effect.Effect<unknown, PluginClientError.PluginClientError> =>
     Effect.suspend(() => {
+      if (closed !== undefined) return fail(new PluginClientError.Closed({ detail: closed }))
       const line = RemoteWire.encodeCall({ inbox: options.inbox, call: key }, seq, pending.method, params)
       if (Result.isFailure(line)) return fail(new PluginClientError.InvalidParams({ method: pending.method, detail: line.failure }))
       const remaining = Math.max(1, pending.capAt - clock.currentTimeMillisUnsafe())
@@ -294,6 +297,7 @@ export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fi
     })
 
   const close: RemoteCalls["close"] = (detail) => {
+    closed = detail
     for (const pending of table.values()) {
       if (pending.attempt !== undefined) Deferred.doneUnsafe(pending.attempt.ended, Exit.fail(error(new PluginClientError.Closed({ detail }))))
     }
