@@ -113,8 +113,36 @@ const pollerFields: Readonly<Record<string, Field>> = {
   )
 }
 
+/** The `[remote]` section, keys in the JSON spelling (the TOML one is derived). */
+const remoteFields: Readonly<Record<string, Field>> = {
+  subjectPrefix: required(
+    PluginManifest.BrokerTopicPrefix,
+    "The subject prefix the plugin's instances serve (`<prefix>.call`, `<prefix>.tick`…). Not empty, no trailing `.`, no whitespace."
+  ),
+  service: optional(
+    exportPatterns(PluginManifest.ServiceName),
+    "The NATS service name its instances register (letters, digits, `-` and `_`; default the plugin's name)."
+  ),
+  servers: optional(
+    Schema.Array(PluginManifest.NonEmptyText).check(Schema.isMinLength(1)),
+    "The NATS servers (`host:port` or `nats://host:port`); default the `server_set`, else the servers the host is configured with."
+  ),
+  serverSet: optional(
+    exportPatterns(PluginManifest.ServerSet),
+    "A named set of NATS servers the host is configured with (`PLUGIN_HOST_NATS_SERVERS_<NAME>`, comma-separated), used when `servers` is absent."
+  ),
+  idempotent: optional(
+    Strings,
+    "Methods that may run twice: only these are sent again when no instance answers or the one serving a call is lost (default none)."
+  ),
+  minInstances: optional(
+    PluginManifest.MinInstances,
+    "Below this many instances the plugin is degraded; at zero it is failed (default 1)."
+  )
+}
+
 /** The top-level keys, in the JSON spelling (the TOML one is derived). */
-const manifestFields = (poller: Schema.Top): Readonly<Record<string, Field>> => ({
+const manifestFields = (poller: Schema.Top, remote: Schema.Top): Readonly<Record<string, Field>> => ({
   name: required(
     exportPatterns(PluginManifest.Name),
     "The plugin name: a lowercase letter, then a-z, 0-9, `_`, `.` or `-`. The manifest's file name must be `<name>.toml`/`<name>.json` or end with `-<name>`."
@@ -141,7 +169,11 @@ const manifestFields = (poller: Schema.Top): Readonly<Record<string, Field>> => 
     Schema.Record(PluginManifest.NonEmptyText, exportPatterns(PluginManifest.ChecksumSha256)),
     "SHA-256 digests of other files that decide what the plugin does (the script an interpreter runs, a file it loads): path relative to the manifest's folder (or absolute) → 64 hex digits. Each is hashed in place before every start; a mismatch refuses the start naming the file."
   ),
-  poller: optional(poller, "Present when the plugin serves poller ticks.")
+  poller: optional(poller, "Present when the plugin serves poller ticks."),
+  remote: optional(
+    remote,
+    "Present when the plugin runs on other machines as a NATS service: the host calls its instances instead of spawning `executable` (the worker program they run)."
+  )
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -196,7 +228,7 @@ const summaries: Readonly<Record<Format, string>> = {
   json:
     "A plugin manifest in JSON (camelCase keys), as read by PluginManifest.load: what the plugin is, where its executable lives and how it may be run. Unknown keys are rejected.",
   toml:
-    "A plugin manifest in TOML (snake_case keys, the poller settings in a [poller] table), as read by PluginManifest.load: what the plugin is, where its executable lives and how it may be run. Unknown keys are rejected. Editors such as Taplo pick this schema up from a `#:schema <url>` comment on the first line."
+    "A plugin manifest in TOML (snake_case keys, the poller settings in a [poller] table, a remote plugin's in a [remote] table), as read by PluginManifest.load: what the plugin is, where its executable lives and how it may be run. Unknown keys are rejected. Editors such as Taplo pick this schema up from a `#:schema <url>` comment on the first line."
 }
 
 /** JSON manifests may name their schema for editors; the loader ignores the key. */
@@ -214,12 +246,14 @@ const schemaReference = {
 export const document = (format: Format): JsonSchema.JsonSchema => {
   const pollerDescriptions = descriptionsOf(pollerFields, format)
   const poller = structOf(pollerFields, format)
-  const fields = manifestFields(poller)
+  const remote = structOf(remoteFields, format)
+  const fields = manifestFields(poller, remote)
   const generated = Schema.toJsonSchemaDocument(structOf(fields, format), { onExcessProperty: "error" })
   const root = describeProperties(generated.schema, descriptionsOf(fields, format))
   const properties = isObject(root.properties) ? root.properties : {}
   const pollerKey = keyOf("poller", format)
   const pollerSchema = properties[pollerKey]
+  const remoteSchema = properties.remote
   return {
     $schema: "https://json-schema.org/draft/2020-12/schema",
     $id: ids[format],
@@ -229,7 +263,8 @@ export const document = (format: Format): JsonSchema.JsonSchema => {
     properties: {
       ...(format === "json" ? { $schema: schemaReference } : {}),
       ...properties,
-      ...(isObject(pollerSchema) ? { [pollerKey]: describeProperties(pollerSchema, pollerDescriptions) } : {})
+      ...(isObject(pollerSchema) ? { [pollerKey]: describeProperties(pollerSchema, pollerDescriptions) } : {}),
+      ...(isObject(remoteSchema) ? { remote: describeProperties(remoteSchema, descriptionsOf(remoteFields, format)) } : {})
     },
     ...(Object.keys(generated.definitions).length === 0 ? {} : { $defs: generated.definitions })
   }

@@ -12,6 +12,11 @@
  * each bounded by its own policy's deadlines, so the whole release takes as long as the slowest
  * stop, not their sum. Unregistering one id never waits for another's stop.
  *
+ * A plugin whose manifest has a `[remote]` table runs on other machines: the manager holds a
+ * `RemotePlugin` client for it (on the broker `ManagerOptions.brokers` makes for its servers,
+ * one per distinct target) beside the local ones, with the same calls, events and diagnostics;
+ * nothing is spawned, and its broker's reconnects stand in for restarts.
+ *
  * @since 0.1.0
  */
 import * as nodePath from "node:path"
@@ -28,6 +33,7 @@ import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
+import * as Broker from "./Broker.ts"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
 import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
@@ -38,6 +44,7 @@ import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
 import * as PluginManifest from "./PluginManifest.ts"
+import * as RemotePlugin from "./RemotePlugin.ts"
 
 // ---------------------------------------------------------------------------------------------
 // errors
@@ -72,13 +79,27 @@ export class NotRegistered extends Schema.TaggedError<NotRegistered>()("NotRegis
 }
 
 /**
+ * A remote plugin (a manifest with a `[remote]` table) could not be registered: the manager was
+ * given no way to reach a broker (`ManagerOptions.brokers`), or connecting failed.
+ *
+ * @category errors
+ */
+export class RemoteUnavailable extends Schema.TaggedError<RemoteUnavailable>()("RemoteUnavailable", {
+  detail: Schema.String
+}) {
+  override get message() {
+    return `is remote and cannot be reached: ${this.detail}`
+  }
+}
+
+/**
  * A registry operation failed.
  *
  * @category errors
  */
 export class ManagerError extends Schema.TaggedError<ManagerError>()("ManagerError", {
   id: Schema.String,
-  reason: Schema.Union([AlreadyRegistered, NotRegistered])
+  reason: Schema.Union([AlreadyRegistered, NotRegistered, RemoteUnavailable])
 }) {
   override get message() {
     return `plugin id \`${this.id}\` ${this.reason.message}`
@@ -128,8 +149,11 @@ export interface Diagnostics {
   /**
    * Reads what a spawn verifies: the executable, each `checksums` file, unverified interpreter
    * scripts. It hashes those files when run, so the doctor runs it and a status view does not.
+   * None for a remote plugin (nothing is spawned here).
    */
   readonly verification?: Effect.Effect<VerificationPlan.Verification> | undefined
+  /** For a plugin served on other machines: its manifest's `[remote]` table. */
+  readonly remote?: PluginManifest.RemoteSection | undefined
 }
 
 /**
@@ -162,7 +186,23 @@ export type DiscoverOptions = Omit<PluginClient.Options, "manifestDir">
 export interface ManagerOptions {
   /** How many plugins may be spawning (spawn through handshake) at once. Default 8. */
   readonly maxConcurrentSpawns?: number | undefined
+  /**
+   * How remote plugins (manifests with a `[remote]` table) are reached: the broker for their
+   * target (the manifest's `servers` or `serverSet`), e.g. `RemotePlugin.natsBrokers()` (servers
+   * from `PLUGIN_HOST_NATS_SERVERS[_<SET>]` when the manifest names none). The manager makes one
+   * per distinct target and keeps it until it is released (brokers outlive their plugins).
+   * Without it, registering a remote plugin fails with `RemoteUnavailable`.
+   */
+  readonly brokers?: BrokerFactory | undefined
 }
+
+/**
+ * Makes the broker of a remote plugin's target (see `RemotePlugin.BrokerFactory`;
+ * `RemotePlugin.natsBrokers()` is the NATS one).
+ *
+ * @category models
+ */
+export type BrokerFactory = RemotePlugin.BrokerFactory
 
 /**
  * The manager service.
@@ -223,8 +263,9 @@ interface Entry {
   readonly scope: Scope.Closeable
   readonly eager: boolean
   readonly envVarNames: ReadonlyArray<string>
-  /** What a spawn is prepared from, for the doctor's view of the environment. */
-  readonly launchInput: PluginEnvironment.LaunchInput
+  /** What a spawn is prepared from, for the doctor's view of the environment; none for a remote plugin. */
+  readonly launchInput: PluginEnvironment.LaunchInput | undefined
+  readonly remote: PluginManifest.RemoteSection | undefined
   /** Where the plugin's paths resolve (its manifest's folder) and where it runs. */
   readonly dir: string | undefined
   readonly cwd: string | undefined
@@ -246,6 +287,12 @@ interface ManagerState {
   readonly spawnPermits: Semaphore.Semaphore
   /** The parent of every client's Scope, closing them all at once. */
   readonly clientScopes: Scope.Closeable
+  /** The brokers of remote plugins, by target, and the Scope they live in (closed after the clients'). */
+  readonly brokers: {
+    readonly factory: BrokerFactory | undefined
+    readonly made: Map<string, Broker.Broker["Service"]>
+    readonly scope: Scope.Scope
+  }
 }
 
 /**
@@ -322,6 +369,8 @@ const makeEntry = Effect.fnUntraced(function*(
   source: PluginClient.PluginSource,
   options: PluginClient.Options
 ) {
+  const remote = remoteOf(source)
+  if (remote !== undefined) return yield* makeRemoteEntry(manager, id, source, remote, options)
   const resolved = withDefaults(options)
   const userOnEvent = resolved.onEvent
   const forward = forwarder(manager.events, id)
@@ -344,8 +393,74 @@ const makeEntry = Effect.fnUntraced(function*(
     eager: resolved.policy?.start === "eager",
     envVarNames,
     launchInput: launchInputOf(source, resolved),
+    remote: undefined,
     dir: resolved.manifestDir ?? source.location?.dir,
     cwd: resolved.cwd
+  }
+  return entry
+})
+
+/** The `[remote]` table of a manifest, if the plugin is served on other machines. */
+const remoteOf = (source: PluginClient.PluginSource): PluginManifest.RemoteSection | undefined =>
+  "remote" in source && source.remote instanceof PluginManifest.RemoteSection ? source.remote : undefined
+
+/** The broker for a target: made once per distinct target, in the brokers' Scope. */
+const brokerFor = (manager: ManagerState, id: string, target: RemotePlugin.Target) =>
+  Effect.suspend(() => {
+    const { factory, made, scope } = manager.brokers
+    if (factory === undefined) {
+      return Effect.fail(new ManagerError({ id, reason: new RemoteUnavailable({ detail: "the manager has no brokers (ManagerOptions.brokers)" }) }))
+    }
+    const key = JSON.stringify([target.servers ?? null, target.serverSet ?? null])
+    const known = made.get(key)
+    if (known !== undefined) return Effect.succeed(known)
+    return factory(target).pipe(
+      Scope.provide(scope),
+      Effect.tap((broker) => Effect.sync(() => made.set(key, broker))),
+      Effect.mapError((error) => new ManagerError({ id, reason: new RemoteUnavailable({ detail: error.message }) }))
+    )
+  })
+
+/**
+ * Makes the client of a remote plugin in a Scope of its own: a `RemotePlugin` on the broker of
+ * its servers, its events forwarded like a local plugin's.
+ */
+const makeRemoteEntry = Effect.fnUntraced(function*(
+  manager: ManagerState,
+  id: string,
+  source: PluginClient.PluginSource,
+  remote: PluginManifest.RemoteSection,
+  options: PluginClient.Options
+) {
+  const broker = yield* brokerFor(manager, id, { servers: remote.servers, serverSet: remote.serverSet })
+  const forward = forwarder(manager.events, id)
+  const userOnEvent = options.onEvent
+  const clientScope = yield* Scope.fork(manager.clientScopes, "sequential")
+  const client = yield* RemotePlugin.make(id, {
+    subjectPrefix: remote.subjectPrefix,
+    service: remote.service ?? source.name,
+    idempotent: remote.idempotent,
+    policy: options.policy,
+    hostHandlers: options.hostHandlers,
+    onNotification: options.onNotification,
+    onStreamNotification: options.onStreamNotification,
+    onEvent: (event) => userOnEvent === undefined ? forward(event) : Effect.andThen(forward(event), userOnEvent(event))
+  }).pipe(
+    Scope.provide(clientScope),
+    Effect.provideService(Broker.Broker, broker),
+    Effect.mapError((error) => new ManagerError({ id, reason: new RemoteUnavailable({ detail: error.message }) }))
+  )
+  const entry: Entry = {
+    id,
+    source,
+    client,
+    scope: clientScope,
+    eager: false,
+    envVarNames: [],
+    launchInput: undefined,
+    remote,
+    dir: source.location?.dir,
+    cwd: undefined
   }
   return entry
 })
@@ -421,17 +536,27 @@ const stopAll = (manager: ManagerState): Effect.Effect<void> =>
 const diagnostics = (manager: ManagerState): Effect.Effect<ReadonlyArray<Diagnostics>> =>
   Effect.flatMap(allEntries(manager), (list) =>
     Effect.forEach(list, (entry) =>
-      Effect.zipWith(entry.client.health, PluginEnvironment.describe(entry.launchInput), (health, environment): Diagnostics => ({
-        id: entry.id,
-        manifest: entry.source,
-        allowedEnvVars: entry.source.allowedEnvVars ?? [],
-        envVarNames: entry.envVarNames,
-        // Declared in `checksum_sha256`, or the executable named in `checksums` (verified in place).
-        checksumDeclared: entry.source.checksumSha256 !== undefined || declaresExecutable(entry),
-        environment,
-        health,
-        verification: VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: nodePath.resolve(entry.cwd ?? ".") })
-      }))))
+      entry.launchInput === undefined
+        ? Effect.map(entry.client.health, (health): Diagnostics => ({
+          id: entry.id,
+          manifest: entry.source,
+          allowedEnvVars: [],
+          envVarNames: [],
+          checksumDeclared: false,
+          health,
+          remote: entry.remote
+        }))
+        : Effect.zipWith(entry.client.health, PluginEnvironment.describe(entry.launchInput), (health, environment): Diagnostics => ({
+          id: entry.id,
+          manifest: entry.source,
+          allowedEnvVars: entry.source.allowedEnvVars ?? [],
+          envVarNames: entry.envVarNames,
+          // Declared in `checksum_sha256`, or the executable named in `checksums` (verified in place).
+          checksumDeclared: entry.source.checksumSha256 !== undefined || declaresExecutable(entry),
+          environment,
+          health,
+          verification: VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: nodePath.resolve(entry.cwd ?? ".") })
+        }))))
 
 /** Whether the entry's `checksums` name its executable (resolved as a spawn resolves both). */
 const declaresExecutable = (entry: Entry): boolean => {
@@ -467,7 +592,10 @@ const discover = (
  */
 export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions) {
   const scope = yield* Effect.scope
+  // Made before the clients' Scope, so released after it: the plugins stop before their brokers.
+  const brokerScope = yield* Scope.fork(scope, "sequential")
   const manager: ManagerState = {
+    brokers: { factory: managerOptions?.brokers, made: new Map(), scope: brokerScope },
     spawner: yield* ChildProcessSpawner.ChildProcessSpawner,
     spawnPermits: yield* Semaphore.make(Math.max(1, managerOptions?.maxConcurrentSpawns ?? 8)),
     events: yield* PubSub.unbounded<ManagerEvent>(),

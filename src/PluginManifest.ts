@@ -171,6 +171,41 @@ export const TickTimeout = Schema.Duration.check(
   )
 )
 
+/**
+ * A NATS service name (NATS micro, ADR-32): letters, digits, `-` and `_`.
+ *
+ * @category schemas
+ */
+export const ServiceName = Schema.String.check(
+  Schema.isPattern(/^[A-Za-z0-9_-]+$/, { expected: "a NATS service name: letters, digits, `-` and `_`" })
+)
+
+/**
+ * The NATS servers of a remote plugin: at least one `host:port` or `nats://host:port`.
+ *
+ * @category schemas
+ */
+export const Servers = Schema.Array(NonEmptyText).check(Schema.isMinLength(1, { expected: "at least one server" }))
+
+/**
+ * The name of a set of NATS servers the host is configured with (`PLUGIN_HOST_NATS_SERVERS_<NAME>`):
+ * a lowercase letter, then a-z, 0-9 and `_`.
+ *
+ * @category schemas
+ */
+export const ServerSet = Schema.String.check(
+  Schema.isPattern(/^[a-z][a-z0-9_]*$/, { expected: "a server set name: a lowercase letter, then a-z, 0-9 and `_`" })
+)
+
+/**
+ * How many instances of a remote plugin make it healthy: an integer from 0 to 1000.
+ *
+ * @category schemas
+ */
+export const MinInstances = Schema.Int.check(
+  Schema.isBetween({ minimum: 0, maximum: 1_000 }, { expected: "an integer from 0 to 1000" })
+)
+
 // ---------------------------------------------------------------------------------------------
 // models
 // ---------------------------------------------------------------------------------------------
@@ -190,11 +225,32 @@ export class PollerSection extends Schema.Class<PollerSection>("PollerSection")(
 }) {}
 
 /**
+ * The `[remote]` section of a manifest: the plugin runs elsewhere, as a NATS service whose
+ * instances serve `<subjectPrefix>.call` (`PluginWorker.serveBroker`), and the host reaches it
+ * with a `RemotePlugin` client instead of spawning `executable` (which names the worker program
+ * the instances run). `service` defaults to the plugin's name; `servers` to the named
+ * `serverSet` the host is configured with, else its default servers; `idempotent` lists the methods that may be sent again when no instance answers
+ * or the one serving a call is lost (default none); below `minInstances` (default 1) instances
+ * the plugin is degraded.
+ *
+ * @category models
+ */
+export class RemoteSection extends Schema.Class<RemoteSection>("RemoteSection")({
+  subjectPrefix: BrokerTopicPrefix,
+  service: Schema.optionalKey(ServiceName),
+  servers: Schema.optionalKey(Servers),
+  serverSet: Schema.optionalKey(ServerSet),
+  idempotent: Schema.Array(NonEmptyText).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
+  minInstances: MinInstances.pipe(Schema.withConstructorDefault(Effect.succeed(1)))
+}) {}
+
+/**
  * One plugin: its name, version, executable (absolute, or relative to the manifest's folder),
  * fixed arguments, the host environment variables it may see (with `unsafeEnvVars`, the
  * loader/interpreter-injection variables among them it is deliberately allowed, which a file
  * must mark or it is rejected at load), an optional SHA-256 of the executable and an optional
- * poller section. `args` and `allowedEnvVars` default to `[]`.
+ * poller section; a remote section when it runs on other machines (see {@link RemoteSection}).
+ * `args` and `allowedEnvVars` default to `[]`.
  *
  * The constructor validates every field (and throws on invalid input); files are read with
  * {@link parse} / {@link load}, which fail with a {@link ManifestError} instead.
@@ -211,7 +267,8 @@ export class PluginManifest extends Schema.Class<PluginManifest>("PluginManifest
   unsafeEnvVars: Schema.optionalKey(Schema.Array(EnvVarName)),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
-  poller: Schema.optionalKey(PollerSection)
+  poller: Schema.optionalKey(PollerSection),
+  remote: Schema.optionalKey(RemoteSection)
 }) {
   /**
    * Where the manifest was read from, set by {@link load} and {@link discover} (and by
@@ -246,13 +303,21 @@ export interface Location {
 export type PollerSectionInput = (typeof PollerSection)["~type.make.in"]
 
 /**
+ * The fields of a {@link RemoteSection}, as accepted by its constructor.
+ *
+ * @category models
+ */
+export type RemoteSectionInput = (typeof RemoteSection)["~type.make.in"]
+
+/**
  * The fields of a {@link PluginManifest} for {@link make}: like the constructor's, except that
  * `poller` may also be given as plain fields.
  *
  * @category models
  */
-export type MakeInput = Omit<(typeof PluginManifest)["~type.make.in"], "poller"> & {
+export type MakeInput = Omit<(typeof PluginManifest)["~type.make.in"], "poller" | "remote"> & {
   readonly poller?: PollerSection | PollerSectionInput
+  readonly remote?: RemoteSection | RemoteSectionInput
 }
 
 /**
@@ -262,9 +327,12 @@ export type MakeInput = Omit<(typeof PluginManifest)["~type.make.in"], "poller">
  * @category constructors
  */
 export const make = (input: MakeInput): PluginManifest => {
-  const { poller, ...fields } = input
-  if (poller === undefined) return new PluginManifest(fields)
-  return new PluginManifest({ ...fields, poller: poller instanceof PollerSection ? poller : new PollerSection(poller) })
+  const { poller, remote, ...fields } = input
+  return new PluginManifest({
+    ...fields,
+    ...(poller === undefined ? {} : { poller: poller instanceof PollerSection ? poller : new PollerSection(poller) }),
+    ...(remote === undefined ? {} : { remote: remote instanceof RemoteSection ? remote : new RemoteSection(remote) })
+  })
 }
 
 /**
@@ -275,12 +343,13 @@ export const make = (input: MakeInput): PluginManifest => {
  * @category constructors
  */
 export const withLocation = (manifest: PluginManifest, location: Location): PluginManifest => {
-  const { poller, checksumSha256, checksums, ...fields } = manifest
+  const { poller, remote, checksumSha256, checksums, ...fields } = manifest
   const copy = new PluginManifest({
     ...fields,
     ...(checksumSha256 === undefined ? {} : { checksumSha256 }),
     ...(checksums === undefined ? {} : { checksums }),
-    ...(poller === undefined ? {} : { poller })
+    ...(poller === undefined ? {} : { poller }),
+    ...(remote === undefined ? {} : { remote })
   })
   Object.defineProperty(copy, "location", { value: { file: location.file, dir: location.dir }, enumerable: false })
   return copy
@@ -410,6 +479,15 @@ const JsonPoller = Schema.Struct({
   tickTimeoutSecs: Schema.optionalKey(TickTimeoutSecs)
 })
 
+const JsonRemote = Schema.Struct({
+  subjectPrefix: BrokerTopicPrefix,
+  service: Schema.optionalKey(ServiceName),
+  servers: Schema.optionalKey(Servers),
+  serverSet: Schema.optionalKey(ServerSet),
+  idempotent: Schema.optionalKey(Schema.Array(NonEmptyText)),
+  minInstances: Schema.optionalKey(MinInstances)
+})
+
 const JsonFile = Schema.Struct({
   // Where an editor finds the manifest's JSON Schema (`plugin-manifest.schema.json`); ignored.
   $schema: Schema.optionalKey(Schema.String),
@@ -421,7 +499,8 @@ const JsonFile = Schema.Struct({
   unsafeEnvVars: Schema.optionalKey(EnvVarNames),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
-  poller: Schema.optionalKey(JsonPoller)
+  poller: Schema.optionalKey(JsonPoller),
+  remote: Schema.optionalKey(JsonRemote)
 })
 
 const TomlPoller = Schema.Struct({
@@ -430,6 +509,15 @@ const TomlPoller = Schema.Struct({
   lifecycle: Lifecycle,
   max_concurrent_ticks: Schema.optionalKey(MaxConcurrentTicks),
   tick_timeout_secs: Schema.optionalKey(TickTimeoutSecs)
+})
+
+const TomlRemote = Schema.Struct({
+  subject_prefix: BrokerTopicPrefix,
+  service: Schema.optionalKey(ServiceName),
+  servers: Schema.optionalKey(Servers),
+  server_set: Schema.optionalKey(ServerSet),
+  idempotent: Schema.optionalKey(Schema.Array(NonEmptyText)),
+  min_instances: Schema.optionalKey(MinInstances)
 })
 
 const TomlFile = Schema.Struct({
@@ -441,15 +529,26 @@ const TomlFile = Schema.Struct({
   unsafe_env_vars: Schema.optionalKey(EnvVarNames),
   checksum_sha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
-  poller: Schema.optionalKey(TomlPoller)
+  poller: Schema.optionalKey(TomlPoller),
+  remote: Schema.optionalKey(TomlRemote)
 })
 
 /** Both file formats map onto this (the JSON shape). */
 type FileFields = typeof JsonFile.Type
 
+const fromTomlRemote = (remote: typeof TomlRemote.Type): typeof JsonRemote.Type => ({
+  subjectPrefix: remote.subject_prefix,
+  ...(remote.service === undefined ? {} : { service: remote.service }),
+  ...(remote.servers === undefined ? {} : { servers: remote.servers }),
+  ...(remote.server_set === undefined ? {} : { serverSet: remote.server_set }),
+  ...(remote.idempotent === undefined ? {} : { idempotent: remote.idempotent }),
+  ...(remote.min_instances === undefined ? {} : { minInstances: remote.min_instances })
+})
+
 const fromToml = (file: typeof TomlFile.Type): FileFields => {
   const poller = file.poller
   return {
+    ...(file.remote === undefined ? {} : { remote: fromTomlRemote(file.remote) }),
     name: file.name,
     version: file.version,
     executable: file.executable,
@@ -473,6 +572,7 @@ const fromToml = (file: typeof TomlFile.Type): FileFields => {
 const toManifestInput = (file: FileFields): MakeInput => {
   const poller = file.poller
   return {
+    ...(file.remote === undefined ? {} : { remote: file.remote }),
     name: file.name,
     version: file.version,
     executable: file.executable,

@@ -24,8 +24,12 @@
  * interrupted.
  *
  * `PluginWorker.serveBroker` serves the same handlers over a `Broker` (NATS for workers on
- * other machines): `<prefix>.tick` runs `poll_tick` and `<prefix>.call` answers JSON-RPC
- * requests, both answered as on stdio (one handler table, the same replies). `runBroker`
+ * other machines) as one instance of a service (a unique id, the queue group `q`, per-endpoint
+ * counters for `$SRV.STATS`): `<prefix>.tick` runs `poll_tick` and `<prefix>.call` answers
+ * JSON-RPC requests, both answered as on stdio (one handler table, the same replies). A request
+ * from a `RemotePlugin` client carries its host's inbox, so its handler calls, notifies, logs to
+ * and reports progress to that host as on stdio, and a cancel from it interrupts the handler
+ * (the wire is `internal/remoteWire.ts`). `runBroker`
  * serves until interrupted on any `Broker` layer; `PluginWorker.mainBroker` runs it on NATS as a
  * process's main program, loading `NatsBroker` and its client only then (the stdio worker never
  * loads them, and `NatsBroker` imports nothing from here).
@@ -36,7 +40,7 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -44,22 +48,23 @@ import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
-import * as Broker from "./Broker.ts"
+import type * as Broker from "./Broker.ts"
+import * as BrokerService from "./internal/brokerService.ts"
+import type * as EndpointStatsModule from "./internal/endpointStats.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as ParentWatch from "./internal/parentWatch.ts"
 import * as Protocol from "./internal/protocol.ts"
+import * as RemoteWire from "./internal/remoteWire.ts"
 import * as RequestSignals from "./internal/requestSignals.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import type * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import type * as PluginContract from "./PluginContract.ts"
 import type * as PluginMethod from "./PluginMethod.ts"
-import * as Poller from "./Poller.ts"
 import * as RpcPeer from "./RpcPeer.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -571,17 +576,47 @@ export interface ServeBrokerOptions {
   /** The same handlers as {@link serve}; `poll_tick` answers `<prefix>.tick`. */
   readonly handlers: Readonly<Record<string, Handler>>
   /**
-   * Queue group. Workers in the same group share the requests (each goes to one of them);
-   * without a group, every worker receives (and answers) every request.
+   * Queue group of the endpoints. Instances in the same group share the requests (each goes to
+   * one of them). Default `"q"`, NATS micro's default (ADR-32).
    */
   readonly queue?: string | undefined
   /** The worker's name, carried by logs and by errors of host calls. Default `"worker"`. */
   readonly name?: string | undefined
+  /** The service's name, as `$SRV.INFO` reports it (NATS micro). Default `name`, else the prefix. */
+  readonly service?: string | undefined
+  /** The service's version (semver), as `$SRV.INFO` reports it. Default `"0.0.0"`. */
+  readonly version?: string | undefined
+  readonly description?: string | undefined
+  readonly metadata?: Readonly<Record<string, string>> | undefined
   /** Runs on an `initialize` call; its fields are merged into `{ok: true, supportedMethods}`. */
   readonly onInitialize?: ((params: unknown) => Effect.Effect<object | void, unknown, HostConnection>) | undefined
   /** Requests this worker handles at once; more wait their turn. Default 64. */
   readonly maxConcurrentRequests?: number | undefined
+  /**
+   * Notifications from a host (`client.notify`, published to `<prefix>.notify`), by method, as
+   * in {@link ServeOptions}; one instance of the queue group handles each.
+   */
+  readonly notifications?: Readonly<Record<string, NotificationHandler>> | undefined
+  /** Timeout of handlers' host calls. Default 30 s. */
+  readonly requestTimeout?: Duration.Input | undefined
 }
+
+/**
+ * One served instance of a worker's service: who it is (`name`, a unique `id`, `version`,
+ * `started`) and its endpoints' counters (`num_requests`, `num_errors`, `last_error`,
+ * `processing_time` and `average_processing_time` in nanoseconds), read whenever asked: what a
+ * NATS micro `$SRV.INFO` / `$SRV.STATS` responder reports.
+ *
+ * @category models
+ */
+export type ServiceInstance = BrokerService.Instance
+
+/**
+ * The counters of one endpoint of a {@link ServiceInstance}, in the `$SRV.STATS` shape.
+ *
+ * @category models
+ */
+export type EndpointStats = EndpointStatsModule.EndpointStats
 
 /**
  * Options of {@link mainBroker}: what to serve and which NATS servers to serve it on.
@@ -597,15 +632,13 @@ export interface BrokerMainOptions extends ServeBrokerOptions {
   readonly drainTimeout?: Duration.Input | undefined
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true })
-const utf8Encoder = new TextEncoder()
-
 /**
- * The host connection handlers get when served over a broker. There is no host on the other
- * end of a broker subject, so `callHost` and `notifyHost` fail with a `PluginClientError`
- * whose reason is `Closed` ("host calls are only available on stdio"), except for `log`
+ * The host connection of a handler whose request carries no host inbox (a bare JSON-RPC
+ * request on `<prefix>.call`, or a tick): there is nobody to answer, so `callHost` and
+ * `notifyHost` fail with a `PluginClientError` whose reason is `Closed`, except for `log`
  * notifications (`PluginWorker.log`), which go to the worker's own logger (stderr under
- * {@link mainBroker}).
+ * {@link mainBroker}). A request from a `RemotePlugin` client carries its host's inbox, and its
+ * handler reaches that host instead.
  *
  * @category serving
  */
@@ -613,7 +646,9 @@ export const brokerHostConnection = (name: string): HostConnection["Service"] =>
   const unavailable = (method: string) =>
     Effect.fail(PluginClientError.make(
       name,
-      new PluginClientError.Closed({ detail: `cannot call \`${method}\` on the host: host calls are only available on stdio, not over a broker` })
+      new PluginClientError.Closed({
+        detail: `cannot call \`${method}\` on the host: this request carries no host inbox (host calls need a RemotePlugin client, or stdio)`
+      })
     ))
   return HostConnection.of({
     request: (method) => unavailable(method),
@@ -627,8 +662,16 @@ export const brokerHostConnection = (name: string): HostConnection["Service"] =>
   })
 }
 
+/** The host connection of a handler whose request came with its host's inbox. */
+const linkedHostConnection = (link: BrokerService.HostLink): HostConnection["Service"] =>
+  HostConnection.of({
+    request: (method, params, callOptions) => link.request(method, params, callOptions?.timeout),
+    notify: link.notify
+  })
+
 /**
- * Serves `options.handlers` over the {@link Broker.Broker} until the current Scope closes:
+ * Serves `options.handlers` over the {@link Broker.Broker} as one instance of a service, until
+ * the current Scope closes (the wire is `internal/remoteWire.ts`):
  *
  * - `<prefix>.tick`: the payload is nexo's `{"method":"poll_tick","params":…}` envelope, or the
  *   params object alone (`Poller.tickParamsOf`), as JSON; the reply is
@@ -637,31 +680,41 @@ export const brokerHostConnection = (name: string): HostConnection["Service"] =>
  * - `<prefix>.call`: the payload is a JSON-RPC request object; the reply is the JSON-RPC
  *   response object (unknown method → -32601, not a request → -32600, not JSON → -32700).
  *   `initialize` is answered as on stdio; `shutdown` is not special (a queue group would
- *   deliver it to an arbitrary worker): stop a broker worker by stopping its process.
+ *   deliver it to an arbitrary worker): stop a broker worker by stopping its process. A request
+ *   from a `RemotePlugin` client also carries its host's inbox: its handler can call the host,
+ *   notify it, log to it and report progress (`callHost`, `notifyHost`, `log`, `progress`), and
+ *   a cancel from that host (`<prefix>.cancel`) interrupts it (its finalizers run; no reply).
+ * - `<prefix>.held`: the instance running (or just done with) a call says so, for a host that
+ *   wonders whether the instance serving its call is still alive.
  *
+ * Both endpoints are in the queue group `queue` (default `"q"`), so instances share the load.
  * Errors map as in {@link serve} ({@link toJsonRpcError}; a defect is -32603). Requests are
- * handled concurrently, at most `maxConcurrentRequests` at once. Handlers cannot call the host
- * (see {@link brokerHostConnection}). Returns once both subjects are subscribed.
+ * handled concurrently, at most `maxConcurrentRequests` at once. Returns the served instance
+ * (identity and counters) once every subject is subscribed.
  *
  * @category serving
  */
 export const serveBroker = (
   options: ServeBrokerOptions
-): Effect.Effect<void, Broker.BrokerError, Broker.Broker | Scope.Scope> =>
+): Effect.Effect<ServiceInstance, Broker.BrokerError, Broker.Broker | Scope.Scope> =>
   Effect.gen(function*() {
-    const broker = yield* Broker.Broker
     const name = options.name ?? "worker"
-    const host = brokerHostConnection(name)
+    const unlinked = brokerHostConnection(name)
     const semaphore = yield* Semaphore.make(Math.max(1, options.maxConcurrentRequests ?? 64))
-    // No connection to negotiate over a broker: no cancellation, progress or host notifications.
+    // No connection to negotiate over a broker: the initialize reply is the plain one.
     const handlers = handlerTable(options, {}, false)
 
-    /** The reply to one request; an interrupted handler (the worker is stopping) gets none. */
-    const dispatch = (id: JsonRpc.Id | null, method: string, params: unknown): Effect.Effect<JsonRpc.Success | JsonRpc.Failure> => {
+    /** The reply to one request; an interrupted handler (cancelled, or the worker is stopping) gets none. */
+    const dispatch = (
+      id: JsonRpc.Id | null,
+      method: string,
+      params: unknown,
+      link: BrokerService.HostLink | undefined
+    ): Effect.Effect<JsonRpc.Success | JsonRpc.Failure> => {
       const handler = Object.hasOwn(handlers, method) ? handlers[method] : undefined
       if (handler === undefined) return Effect.succeed(JsonRpc.failure(id, Protocol.methodNotFound(method)))
       return Effect.suspend(() => handler(params)).pipe(
-        Effect.provideService(HostConnection, host),
+        Effect.provideService(HostConnection, link === undefined ? unlinked : linkedHostConnection(link)),
         Effect.tapDefect((defect) => Effect.logError(`handler for ${method} died`, defect)),
         Effect.exit,
         Effect.flatMap((exit) =>
@@ -671,45 +724,25 @@ export const serveBroker = (
         Effect.annotateLogs({ worker: name, method })
       )
     }
-    const refuse = (code: number, message: string) => JsonRpc.failure(null, { code, message })
-    const encode = (bare: boolean) => (message: JsonRpc.Success | JsonRpc.Failure): Uint8Array =>
-      utf8Encoder.encode(JsonRpc.encodeResponse(message, { bare }))
 
-    const serveTick = (data: Uint8Array): Effect.Effect<Uint8Array> =>
-      Broker.decodeJson(data).pipe(
-        Effect.matchEffect({
-          onFailure: (detail) => Effect.succeed(refuse(JsonRpc.ErrorCode.ParseError, `Parse error: ${detail}`)),
-          onSuccess: (payload) => dispatch(null, "poll_tick", Poller.tickParamsOf(payload))
-        }),
-        Effect.map(encode(true))
-      )
-
-    const serveCall = (data: Uint8Array): Effect.Effect<Uint8Array> =>
-      Effect.suspend(() => {
-        let text: string
-        try {
-          text = utf8.decode(data)
-        } catch {
-          return Effect.succeed(refuse(JsonRpc.ErrorCode.ParseError, "Parse error: payload is not UTF-8"))
-        }
-        const decoded = JsonRpc.decodeLine(text)
-        if (Result.isFailure(decoded)) {
-          const notJson = decoded.failure._tag === "NotJson"
-          return Effect.succeed(refuse(
-            notJson ? JsonRpc.ErrorCode.ParseError : JsonRpc.ErrorCode.InvalidRequest,
-            `${notJson ? "Parse error" : "Invalid Request"}: ${decoded.failure.detail}`
-          ))
-        }
-        const message = decoded.success
-        if (message._tag !== "Request") {
-          return Effect.succeed(refuse(JsonRpc.ErrorCode.InvalidRequest, "Invalid Request: expected a request with an id"))
-        }
-        return dispatch(message.id, message.method, message.params)
-      }).pipe(Effect.map(encode(false)))
-
-    const subscribeOptions = { queue: options.queue }
-    yield* broker.serve(`${options.prefix}.tick`, serveTick, subscribeOptions)
-    yield* broker.serve(`${options.prefix}.call`, serveCall, subscribeOptions)
+    return yield* BrokerService.serve({
+      prefix: options.prefix,
+      queue: options.queue ?? RemoteWire.defaultQueue,
+      name,
+      identity: {
+        name: options.service ?? options.name ?? options.prefix,
+        id: crypto.randomUUID(),
+        version: options.version ?? "0.0.0",
+        description: options.description,
+        metadata: options.metadata
+      },
+      hostCallTimeout: Duration.fromInputUnsafe(options.requestTimeout ?? "30 seconds"),
+      serve: dispatch,
+      notify: (method, params, link) =>
+        notificationHandler(options.notifications, link === undefined ? unlinked : linkedHostConnection(link))(
+          JsonRpc.notification(method, params)
+        ).pipe(Effect.annotateLogs({ worker: name, method }))
+    })
   })
 
 /**
@@ -726,9 +759,10 @@ export const runBroker = <E>(
   layer: Layer.Layer<Broker.Broker, E>
 ): Effect.Effect<never, E | Broker.BrokerError> =>
   Effect.gen(function*() {
-    yield* serveBroker(options)
+    const instance = yield* serveBroker(options)
     yield* Effect.logInfo(
-      `serving ${options.prefix}.tick and ${options.prefix}.call${options.queue === undefined ? "" : ` in queue group ${options.queue}`}`
+      `serving ${options.prefix}.tick and ${options.prefix}.call in queue group ${options.queue ?? RemoteWire.defaultQueue}` +
+        ` as service ${instance.name} ${instance.version}, instance ${instance.id}`
     )
     return yield* Effect.never
   }).pipe(Effect.scoped, Effect.provide(layer))

@@ -90,6 +90,14 @@ const fullManifest = (format: ManifestSchema.Format) => {
       lifecycle: "long_lived",
       [key("maxConcurrentTicks")]: 4,
       [key("tickTimeoutSecs")]: 90
+    },
+    remote: {
+      [key("subjectPrefix")]: "plugins.full",
+      service: "full-svc",
+      servers: ["nats://127.0.0.1:4222"],
+      [key("serverSet")]: "main",
+      idempotent: ["get"],
+      [key("minInstances")]: 2
     }
   }
 }
@@ -150,6 +158,9 @@ describe("ManifestSchema", () => {
         assert.sameMembers(fieldKeys, Object.keys(PluginManifest.PluginManifest.fields).map(fileKey))
         assert.strictEqual(Object.keys(properties).includes("$schema"), format === "json")
         assert.sameMembers(Object.keys(pollerProperties), Object.keys(PluginManifest.PollerSection.fields).map(fileKey))
+        const remoteProperties = objectAt(objectAt(properties, "remote"), "properties")
+        assert.sameMembers(Object.keys(remoteProperties), Object.keys(manifest.remote))
+        assert.sameMembers(Object.keys(remoteProperties), Object.keys(PluginManifest.RemoteSection.fields).map(fileKey))
         const parsed = yield* parseFull(format)
         assert.deepStrictEqual(parsed.allowedEnvVars, ["PATH", "NODE_OPTIONS"])
         assert.deepStrictEqual(parsed.unsafeEnvVars, ["NODE_OPTIONS"])
@@ -157,6 +168,14 @@ describe("ManifestSchema", () => {
         assert.deepStrictEqual(parsed.checksums, { "lib/helpers.mjs": "b".repeat(64) })
         assert.strictEqual(parsed.poller?.brokerTopicPrefix, "plugins.full")
         assert.strictEqual(parsed.poller?.maxConcurrentTicks, 4)
+        assert.deepStrictEqual({ ...parsed.remote }, {
+          subjectPrefix: "plugins.full",
+          service: "full-svc",
+          servers: ["nats://127.0.0.1:4222"],
+          serverSet: "main",
+          idempotent: ["get"],
+          minInstances: 2
+        })
       }))
   }
 

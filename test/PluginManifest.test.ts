@@ -675,3 +675,34 @@ describe("PluginManifest", () => {
     })
   })
 })
+
+describe("PluginManifest [remote]", () => {
+  it.effect("a TOML [remote] table says where the plugin's instances are; omitted fields take their defaults", () =>
+    Effect.gen(function*() {
+      const full = yield* PluginManifest.parse(
+        `${minimalToml}[remote]\nsubject_prefix = "plugins.vault"\nservice = "vault-svc"\nservers = ["nats://a:4222", "b:4222"]\nidempotent = ["get"]\nmin_instances = 2\n`,
+        "/x/vault.toml"
+      )
+      assert.deepStrictEqual(
+        { ...full.remote },
+        { subjectPrefix: "plugins.vault", service: "vault-svc", servers: ["nats://a:4222", "b:4222"], idempotent: ["get"], minInstances: 2 }
+      )
+      const bare = yield* PluginManifest.parse(`${minimalToml}[remote]\nsubject_prefix = "plugins.vault"\n`, "/x/vault.toml")
+      assert.deepStrictEqual({ ...bare.remote }, { subjectPrefix: "plugins.vault", idempotent: [], minInstances: 1 })
+      const json = yield* PluginManifest.parse(
+        JSON.stringify({ name: "vault", version: "1", executable: "bin/vault", remote: { subjectPrefix: "plugins.vault", minInstances: 0 } }),
+        "/x/vault.json"
+      )
+      assert.strictEqual(json.remote?.minInstances, 0)
+    }))
+
+  it.effect("a bad [remote] field is named with its section", () =>
+    Effect.gen(function*() {
+      const unknown = yield* invalidDetail(`${minimalToml}[remote]\nsubject_prefix = "p"\nserver = "x"\n`, "/x/vault.toml")
+      assert.strictEqual(unknown, "unknown key `remote.server`")
+      const service = yield* invalidDetail(`${minimalToml}[remote]\nsubject_prefix = "p"\nservice = "a.b"\n`, "/x/vault.toml")
+      assert.include(service, "`remote.service`")
+      const missing = yield* invalidDetail(`${minimalToml}[remote]\nservice = "svc"\n`, "/x/vault.toml")
+      assert.include(missing, "`remote.subject_prefix`")
+    }))
+})

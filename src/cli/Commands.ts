@@ -40,6 +40,7 @@ import * as PluginManager from "../PluginManager.ts"
 import * as PluginManifest from "../PluginManifest.ts"
 import * as Poller from "../Poller.ts"
 import * as PollerRouter from "../PollerRouter.ts"
+import * as RemotePlugin from "../RemotePlugin.ts"
 import { CliFailure, ExitCode, fromConfigError } from "./CliFailure.ts"
 import * as ChecksumCommand from "./ChecksumCommand.ts"
 import * as Demo from "./Demo.ts"
@@ -95,14 +96,21 @@ const durationFrom = (what: string, text: string) => {
     : Effect.fail(new CliFailure({ message: `${what} must be a duration like 5s, 500ms or 2m (got "${text}")`, exitCode: ExitCode.Usage }))
 }
 
-/** The manager hosting every discovered plugin, with a health view over them. */
+/**
+ * How the manager reaches remote plugins under `--nats`: the `--nats` connection for manifests
+ * naming no servers and no server set, a connection of their own for the others.
+ */
+const remoteBrokers = (broker: Broker.Broker["Service"]): PluginManager.BrokerFactory => (target) =>
+  target.servers === undefined && target.serverSet === undefined ? Effect.succeed(broker) : RemotePlugin.natsBrokers()(target)
+
+/** The manager hosting every discovered plugin (remote ones too, under `--nats`), with a health view over them. */
 const hostAll = (
   valid: ReadonlyArray<PluginManifest.DiscoveredValid>,
   policy: LifetimePolicy.LifetimePolicy,
   handshake: Handshake.Handshake = Handshake.none
 ) =>
   Effect.gen(function*() {
-    const manager = yield* PluginManager.make()
+    const manager = yield* PluginManager.make({ brokers: Option.getOrUndefined(Option.map(yield* Effect.serviceOption(Broker.Broker), remoteBrokers)) })
     for (const found of valid) {
       yield* manager.register(found.manifest, {
         policy,
