@@ -163,6 +163,10 @@ export interface PluginSource {
   /** Other files to verify before every spawn (path relative to the manifest's folder → SHA-256). */
   readonly checksums?: Readonly<Record<string, string>> | undefined
   readonly location?: PluginManifest.Location | undefined
+  /** The framing the plugin speaks; given, it overrides the policy's `framing`. */
+  readonly framing?: LifetimePolicy.Framing | undefined
+  /** The cancellation dialect the plugin speaks; given, it overrides the policy's `cancellation`. */
+  readonly cancellation?: LifetimePolicy.Cancellation | undefined
 }
 
 /**
@@ -400,13 +404,24 @@ export const make = (
     // Read once: nothing the client runs later (handlers, callbacks) inherits a manager's knobs.
     makeClient(source, options, managed).pipe(Effect.provideService(ManagedClient.ManagedClient, ManagedClient.standalone)))
 
+/**
+ * The policy a source runs under: the wire its manifest declares (`framing`, `cancellation`) is
+ * a fact about the plugin, so it wins over the policy's, which is the host's default.
+ */
+const policyFor = (source: PluginSource, policy: LifetimePolicy.LifetimePolicy): LifetimePolicy.LifetimePolicy =>
+  source.framing === undefined && source.cancellation === undefined ? policy : {
+    ...policy,
+    ...(source.framing === undefined ? {} : { framing: source.framing }),
+    ...(source.cancellation === undefined ? {} : { cancellation: source.cancellation })
+  }
+
 const makeClient = Effect.fnUntraced(function*(
   source: PluginSource,
   options: Options | undefined,
   managed: ManagedClient.ManagedClientOptions
 ): Effect.fn.Return<PluginClient, never, Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> {
   const name = source.name
-  const policy = options?.policy ?? LifetimePolicy.defaultPolicy
+  const policy = policyFor(source, options?.policy ?? LifetimePolicy.defaultPolicy)
   const clientScope = yield* Effect.scope
   // Every incarnation's scope hangs off this one, made before the client's own finalizer (the
   // full stop: shutdown request, drain, SIGTERM, grace, SIGKILL) is added: finalizers run in

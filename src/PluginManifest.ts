@@ -171,6 +171,45 @@ export const TickTimeout = Schema.Duration.check(
   )
 )
 
+/**
+ * How messages are delimited on the plugin's stdio: `ndjson` (one JSON text per line) or
+ * `content-length` (LSP's base protocol). Overrides the lifetime policy's `framing`.
+ *
+ * @category schemas
+ */
+export const Framing = Schema.Literals(["ndjson", "content-length"])
+
+/**
+ * What the host sends when it gives up a call: `lsp` (`$/cancelRequest`), `mcp`
+ * (`notifications/cancelled`) or `none`. Overrides the lifetime policy's `cancellation`.
+ *
+ * @category schemas
+ */
+export const Cancellation = Schema.Literals(["lsp", "mcp", "none"])
+
+/**
+ * A JSON-RPC method name a manifest declares: not empty, no whitespace.
+ *
+ * @category schemas
+ */
+export const MethodName = Schema.String.check(
+  Schema.isPattern(/^\S+$/, { expected: "a method name (not empty, no whitespace)" })
+)
+
+/**
+ * The `[discovery]` section: the methods listing the plugin's tools (`tools`, e.g.
+ * `tools/list`) and resources (`resources`, e.g. `resources/list`). `plugin-host doctor` runs
+ * discovery for a plugin that declares it (without `tools`, its tools are the methods its
+ * handshake announced).
+ *
+ * @category schemas
+ */
+export const DiscoverySection = Schema.Struct({
+  tools: Schema.optionalKey(MethodName),
+  resources: Schema.optionalKey(MethodName)
+})
+export type DiscoverySection = typeof DiscoverySection.Type
+
 // ---------------------------------------------------------------------------------------------
 // models
 // ---------------------------------------------------------------------------------------------
@@ -193,8 +232,10 @@ export class PollerSection extends Schema.Class<PollerSection>("PollerSection")(
  * One plugin: its name, version, executable (absolute, or relative to the manifest's folder),
  * fixed arguments, the host environment variables it may see (with `unsafeEnvVars`, the
  * loader/interpreter-injection variables among them it is deliberately allowed, which a file
- * must mark or it is rejected at load), an optional SHA-256 of the executable and an optional
- * poller section. `args` and `allowedEnvVars` default to `[]`.
+ * must mark or it is rejected at load), an optional SHA-256 of the executable, an optional
+ * poller section, the wire it speaks when it differs from the host's policy (`framing`,
+ * `cancellation`) and the methods listing its tools and resources (`discovery`). `args` and
+ * `allowedEnvVars` default to `[]`.
  *
  * The constructor validates every field (and throws on invalid input); files are read with
  * {@link parse} / {@link load}, which fail with a {@link ManifestError} instead.
@@ -211,7 +252,10 @@ export class PluginManifest extends Schema.Class<PluginManifest>("PluginManifest
   unsafeEnvVars: Schema.optionalKey(Schema.Array(EnvVarName)),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
-  poller: Schema.optionalKey(PollerSection)
+  poller: Schema.optionalKey(PollerSection),
+  framing: Schema.optionalKey(Framing),
+  cancellation: Schema.optionalKey(Cancellation),
+  discovery: Schema.optionalKey(DiscoverySection)
 }) {
   /**
    * Where the manifest was read from, set by {@link load} and {@link discover} (and by
@@ -421,7 +465,10 @@ const JsonFile = Schema.Struct({
   unsafeEnvVars: Schema.optionalKey(EnvVarNames),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
-  poller: Schema.optionalKey(JsonPoller)
+  poller: Schema.optionalKey(JsonPoller),
+  framing: Schema.optionalKey(Framing),
+  cancellation: Schema.optionalKey(Cancellation),
+  discovery: Schema.optionalKey(DiscoverySection)
 })
 
 const TomlPoller = Schema.Struct({
@@ -441,11 +488,21 @@ const TomlFile = Schema.Struct({
   unsafe_env_vars: Schema.optionalKey(EnvVarNames),
   checksum_sha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
-  poller: Schema.optionalKey(TomlPoller)
+  poller: Schema.optionalKey(TomlPoller),
+  framing: Schema.optionalKey(Framing),
+  cancellation: Schema.optionalKey(Cancellation),
+  discovery: Schema.optionalKey(DiscoverySection)
 })
 
 /** Both file formats map onto this (the JSON shape). */
 type FileFields = typeof JsonFile.Type
+
+/** The keys both formats spell alike: the wire the plugin speaks and its discovery methods. */
+const wireOf = (file: Pick<FileFields, "framing" | "cancellation" | "discovery">) => ({
+  ...(file.framing === undefined ? {} : { framing: file.framing }),
+  ...(file.cancellation === undefined ? {} : { cancellation: file.cancellation }),
+  ...(file.discovery === undefined ? {} : { discovery: file.discovery })
+})
 
 const fromToml = (file: typeof TomlFile.Type): FileFields => {
   const poller = file.poller
@@ -458,6 +515,7 @@ const fromToml = (file: typeof TomlFile.Type): FileFields => {
     ...(file.unsafe_env_vars === undefined ? {} : { unsafeEnvVars: file.unsafe_env_vars }),
     ...(file.checksum_sha256 === undefined ? {} : { checksumSha256: file.checksum_sha256 }),
     ...(file.checksums === undefined ? {} : { checksums: file.checksums }),
+    ...wireOf(file),
     ...(poller === undefined ? {} : {
       poller: {
         kinds: poller.kinds,
@@ -481,6 +539,7 @@ const toManifestInput = (file: FileFields): MakeInput => {
     ...(file.unsafeEnvVars === undefined ? {} : { unsafeEnvVars: file.unsafeEnvVars }),
     ...(file.checksumSha256 === undefined ? {} : { checksumSha256: file.checksumSha256 }),
     ...(file.checksums === undefined ? {} : { checksums: file.checksums }),
+    ...wireOf(file),
     ...(poller === undefined ? {} : {
       poller: {
         kinds: poller.kinds,

@@ -50,6 +50,7 @@ import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
+import * as Framing from "./Framing.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as ParentWatch from "./internal/parentWatch.ts"
 import * as Protocol from "./internal/protocol.ts"
@@ -130,6 +131,13 @@ export interface ServeOptions {
    * honoured in both dialects whatever this says.
    */
   readonly cancellation?: LifetimePolicy.Cancellation | undefined
+  /**
+   * How messages are delimited on stdin/stdout ({@link serve} only): one per line (`"ndjson"`)
+   * or after a `Content-Length` header (`"content-length"`). Default the `PLUGIN_HOST_FRAMING`
+   * environment variable, which a host sets for a plugin it frames with Content-Length, else
+   * `"ndjson"`.
+   */
+  readonly framing?: LifetimePolicy.Framing | undefined
 }
 
 /**
@@ -436,13 +444,17 @@ const handlerTable = (
 }
 
 /**
- * A transport over this process's stdin and stdout. Lines written in one turn of the event
- * loop go out together, as the host writes to a plugin's stdin: in one write at the end of the
- * turn, or in slices when the turn produces more.
+ * A transport over this process's stdin and stdout, framed as `framing` says (default
+ * `"ndjson"`). Messages written in one turn of the event loop go out together, as the host
+ * writes to a plugin's stdin: in one write at the end of the turn, or in slices when the turn
+ * produces more.
  *
  * @category serving
  */
-export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & { readonly flush: Effect.Effect<void> }> =>
+export const stdioTransport = (
+  name: string,
+  framing: LifetimePolicy.Framing = "ndjson"
+): Effect.Effect<RpcPeer.Transport & { readonly flush: Effect.Effect<void> }> =>
   Effect.gen(function*() {
     const ended = yield* Deferred.make<PluginClientError.Reason>()
     let writeError: string | undefined
@@ -454,7 +466,7 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
           Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Io({ detail: `writing stdout failed: ${error.message}` })))
         }
       })
-    })
+    }, (messages) => Framing.encodeMessages(framing, messages))
     const hostGone = () => Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Closed({ detail: "the host closed stdin" })))
     /** Registers `data`/`end`/`error` listeners on stdin for the current Scope. */
     const subscribe = (onChunk: (chunk: Uint8Array) => void, onEnd: (failure?: string) => void) =>
@@ -490,6 +502,7 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
     return {
       name,
       pid: process.pid,
+      framing,
       incoming,
       // Requests are served in the `data` callback itself, not one event-loop turn later.
       listen: ({ onChunk, onEnd }) => Effect.asVoid(subscribe(onChunk, onEnd)),
@@ -507,9 +520,25 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
     }
   })
 
+/** The environment variable a host sets for a plugin it frames with Content-Length. */
+const framingVariable = "PLUGIN_HOST_FRAMING"
+
 /**
- * Serves handlers on stdin/stdout until stdin closes, the host asks for `shutdown`, or the host
- * is gone: this process's parent changed (checked every second), which ends the connection as
+ * The framing a stdio worker speaks: its option, else `PLUGIN_HOST_FRAMING`, else NDJSON. Any
+ * other value of the variable is a defect: a worker guessing its framing would only fail later,
+ * and less clearly.
+ */
+const framingOf = (options: ServeOptions): Effect.Effect<LifetimePolicy.Framing> => {
+  if (options.framing !== undefined) return Effect.succeed(options.framing)
+  const given = process.env[framingVariable]
+  if (given === undefined || given === "" || given === "ndjson") return Effect.succeed("ndjson")
+  if (given === "content-length") return Effect.succeed("content-length")
+  return Effect.die(new Error(`${framingVariable} must be "ndjson" or "content-length" (got ${JSON.stringify(given)})`))
+}
+
+/**
+ * Serves handlers on stdin/stdout (framed as {@link ServeOptions.framing} says) until stdin
+ * closes, the host asks for `shutdown`, or the host is gone: this process's parent changed (checked every second), which ends the connection as
  * stdin EOF does even when another process keeps the pipe open.
  *
  * @category serving
@@ -518,7 +547,7 @@ export const serve = (options: ServeOptions): Effect.Effect<void> =>
   Effect.scoped(
     Effect.gen(function*() {
       const host = process.ppid
-      const transport = yield* stdioTransport(options.name ?? "worker")
+      const transport = yield* stdioTransport(options.name ?? "worker", yield* framingOf(options))
       const hostGone = Effect.map(
         ParentWatch.parentChanged(host),
         (parent) => new PluginClientError.Closed({ detail: `the host (pid ${host}) is gone: the parent is now pid ${parent}` })

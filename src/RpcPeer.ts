@@ -19,8 +19,11 @@
  * that returns at once is run as the notification is read, so it never drops one (see
  * `internal/notificationInbox.ts`).
  *
+ * Messages are framed as the transport says: one per line (`"ndjson"`, the default) or after a
+ * `Content-Length` header (`"content-length"`, LSP's base protocol), see `Framing`.
+ *
  * The connection ends when the process exits, stdin breaks, or the plugin breaks the protocol
- * (a line over `maxLineBytes`, a wrong id or a line that is not a message while a call is in
+ * (a line, header block or body over `maxLineBytes`, a malformed `Content-Length` header, a wrong id or a line that is not a message while a call is in
  * flight in serial mode, replies it leaves unread). Then every pending call fails at once with
  * the reason (for an exit: code or signal and the stderr excerpt), and later calls fail
  * immediately. A write the transport refuses is the end on its way: the call (or notification)
@@ -63,6 +66,7 @@ import * as NotificationInbox from "./internal/notificationInbox.ts"
 import { OutgoingQueue } from "./internal/outgoingQueue.ts"
 import { ProgressFeed } from "./internal/progressFeed.ts"
 import { RequestServer } from "./internal/requestServer.ts"
+import type * as Framing from "./Framing.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import type * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
@@ -99,7 +103,7 @@ export interface Options<R = never> {
   readonly requestTimeout?: Duration.Input | undefined
   /** Upper bound on any per-call timeout. Default 5 min. */
   readonly maxRequestTimeout?: Duration.Input | undefined
-  /** Bound on one incoming line. Default 16 MiB. */
+  /** Bound on one incoming line (or Content-Length header block or body). Default 16 MiB. */
   readonly maxLineBytes?: number | undefined
   /**
    * Requests from the other side served at once; beyond it they are refused at once with
@@ -153,6 +157,11 @@ export interface Transport {
   /** The name errors and logs carry (the plugin's name). */
   readonly name: string
   readonly pid?: number | undefined
+  /**
+   * How messages are delimited on the bytes both ways (see `Framing`): `incoming` is decoded
+   * with it, and `writeLine` frames what it queues with it. Default `"ndjson"`.
+   */
+  readonly framing?: Framing.Mode | undefined
   readonly incoming: Stream.Stream<Uint8Array, unknown>
   /**
    * For a source that pushes (a Node stream's `data` events), the same bytes handed over as they
@@ -165,7 +174,7 @@ export interface Transport {
     readonly onChunk: (chunk: Uint8Array) => void
     readonly onEnd: (failure?: string) => void
   }) => Effect.Effect<PluginProcess.StdoutSwitch | void, never, Scope.Scope>) | undefined
-  /** Queues one line; false once the output is closed (and then `closed` completes). */
+  /** Queues one message (a JSON text), framed as `framing` says; false once the output is closed (and then `closed` completes). */
   readonly writeLine: (line: string) => boolean
   /**
    * Bytes queued by `writeLine` and not yet taken by the other side. A transport without it is
@@ -198,6 +207,7 @@ export type EndReason = PluginClientError.Reason | (() => PluginClientError.Reas
 export const fromProcess = (process: PluginProcess.PluginProcess): Transport => ({
   name: process.name,
   pid: process.pid,
+  framing: process.framing,
   incoming: process.stdout,
   listen: process.listenStdout,
   writeLine: process.writeLine,
@@ -398,6 +408,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     serial: maxConcurrent === 1,
     lenient: options?.lenient === true,
     maxLineBytes: options?.maxLineBytes,
+    framing: transport.framing ?? "ndjson",
     calls,
     end,
     serve: flow.serve,
