@@ -257,6 +257,120 @@ const parseHeaderBlock = (block: string): number | string => {
 }
 
 /**
+ * The state of one Content-Length stream: the header block being read, or the body being read
+ * (kept, or skipped when over the bound), or broken for good.
+ */
+class ContentLengthDecoder implements MessageDecoder {
+  private readonly decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true })
+  /** The header block read so far (ASCII only). */
+  private header = ""
+  /** Body bytes still to come; -1 while a header block is being read. */
+  private remaining = -1
+  private body: Array<Uint8Array> = []
+  private bodyBytes = 0
+  /** Set while the body being read is over the bound: its bytes are dropped. */
+  private skipping = false
+  /** Set after an unrecoverable failure: nothing more is read. */
+  private broken = false
+
+  private readonly maxLineBytes: number
+
+  constructor(maxLineBytes: number) {
+    this.maxLineBytes = maxLineBytes
+  }
+
+  readonly push = (chunk: Uint8Array, onFrame: (frame: MessageFrame) => void): void => {
+    let at = 0
+    while (at < chunk.length && !this.broken) {
+      at = this.remaining < 0 ? this.readHeader(chunk, at, onFrame) : this.readBody(chunk, at, onFrame)
+    }
+  }
+
+  readonly end = (): void => {
+    this.header = ""
+    this.body = []
+    this.bodyBytes = 0
+    this.remaining = -1
+    this.skipping = false
+  }
+
+  private fail(frame: MessageFrame, onFrame: (frame: MessageFrame) => void): void {
+    this.broken = true
+    this.header = ""
+    this.body = []
+    onFrame(frame)
+  }
+
+  /** Reads header bytes from `start`; returns where the body starts (or the chunk's end). */
+  private readHeader(chunk: Uint8Array, start: number, onFrame: (frame: MessageFrame) => void): number {
+    for (let i = start; i < chunk.length; i++) {
+      const byte = chunk[i]!
+      if (byte === NEWLINE && this.header.charCodeAt(this.header.length - 1) !== CARRIAGE_RETURN) {
+        this.fail(malformed("a header line ends with \\n instead of \\r\\n", this.header), onFrame)
+        return chunk.length
+      }
+      if (byte > 0x7e || (byte < 0x20 && byte !== TAB && byte !== CARRIAGE_RETURN && byte !== NEWLINE)) {
+        const hex = byte.toString(16).padStart(2, "0")
+        this.fail(malformed(`a header has the byte 0x${hex}, which is not printable ASCII`, this.header), onFrame)
+        return chunk.length
+      }
+      this.header += String.fromCharCode(byte)
+      if (this.header.length > this.maxLineBytes) {
+        this.fail({ _tag: "Overflow", part: "header", bytes: this.header.length, maxLineBytes: this.maxLineBytes }, onFrame)
+        return chunk.length
+      }
+      if (byte === NEWLINE && this.header.endsWith(HEADER_END)) {
+        this.headerDone(onFrame)
+        return i + 1
+      }
+    }
+    return chunk.length
+  }
+
+  private headerDone(onFrame: (frame: MessageFrame) => void): void {
+    const parsed = parseHeaderBlock(this.header.slice(0, -HEADER_END.length))
+    if (typeof parsed === "string") return this.fail(malformed(parsed, this.header), onFrame)
+    this.header = ""
+    if (parsed === 0) return onFrame("")
+    this.remaining = parsed
+    if (parsed > this.maxLineBytes) {
+      this.skipping = true
+      onFrame({ _tag: "Overflow", part: "body", bytes: parsed, maxLineBytes: this.maxLineBytes })
+    }
+  }
+
+  /** Reads body bytes from `start`; returns where the next header block starts (or the chunk's end). */
+  private readBody(chunk: Uint8Array, start: number, onFrame: (frame: MessageFrame) => void): number {
+    const take = Math.min(this.remaining, chunk.length - start)
+    const last = take === this.remaining
+    this.remaining = last ? -1 : this.remaining - take
+    if (this.skipping) {
+      if (last) this.skipping = false
+    } else if (last && this.bodyBytes === 0) {
+      onFrame(this.decoder.decode(chunk.subarray(start, start + take)))
+    } else {
+      // Copy: the producer may reuse its buffer after this call.
+      this.body.push(chunk.slice(start, start + take))
+      this.bodyBytes += take
+      if (last) onFrame(this.decoder.decode(this.takeBody()))
+    }
+    return start + take
+  }
+
+  private takeBody(): Uint8Array {
+    const all = new Uint8Array(this.bodyBytes)
+    let offset = 0
+    for (const part of this.body) {
+      all.set(part, offset)
+      offset += part.length
+    }
+    this.body = []
+    this.bodyBytes = 0
+    return all
+  }
+}
+
+/**
  * Makes a decoder of LSP's base protocol: a header block of `Name: value` lines ended by `\r\n`
  * (`Content-Length` required, `Content-Type` optional and UTF-8 if it names a charset, others
  * ignored; names in any case), a blank line, then a body of exactly `Content-Length` bytes,
@@ -265,117 +379,8 @@ const parseHeaderBlock = (block: string): number | string => {
  *
  * @category constructors
  */
-export const makeContentLengthDecoder = (options?: { readonly maxLineBytes?: number | undefined }): MessageDecoder => {
-  const maxLineBytes = options?.maxLineBytes ?? defaultMaxLineBytes
-  const decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true })
-  /** The header block read so far (ASCII only). */
-  let header = ""
-  /** Body bytes still to come; -1 while a header block is being read. */
-  let remaining = -1
-  let body: Array<Uint8Array> = []
-  let bodyBytes = 0
-  /** Set while the body being read is over the bound: its bytes are dropped. */
-  let skipping = false
-  /** Set after an unrecoverable failure: nothing more is read. */
-  let broken = false
-
-  const fail = (frame: MessageFrame, onFrame: (frame: MessageFrame) => void) => {
-    broken = true
-    header = ""
-    body = []
-    onFrame(frame)
-  }
-
-  const headerDone = (onFrame: (frame: MessageFrame) => void) => {
-    const parsed = parseHeaderBlock(header.slice(0, -HEADER_END.length))
-    if (typeof parsed === "string") return fail(malformed(parsed, header), onFrame)
-    header = ""
-    if (parsed === 0) return onFrame("")
-    remaining = parsed
-    if (parsed > maxLineBytes) {
-      skipping = true
-      onFrame({ _tag: "Overflow", part: "body", bytes: parsed, maxLineBytes })
-    }
-  }
-
-  /** Reads header bytes from `start`; returns where the body starts (or the chunk's end). */
-  const readHeader = (chunk: Uint8Array, start: number, onFrame: (frame: MessageFrame) => void): number => {
-    for (let i = start; i < chunk.length; i++) {
-      const byte = chunk[i]!
-      if (byte === NEWLINE && header.charCodeAt(header.length - 1) !== CARRIAGE_RETURN) {
-        fail(malformed("a header line ends with \\n instead of \\r\\n", header), onFrame)
-        return chunk.length
-      }
-      if (byte > 0x7e || (byte < 0x20 && byte !== TAB && byte !== CARRIAGE_RETURN && byte !== NEWLINE)) {
-        fail(malformed(`a header has the byte 0x${byte.toString(16).padStart(2, "0")}, which is not printable ASCII`, header), onFrame)
-        return chunk.length
-      }
-      header += String.fromCharCode(byte)
-      if (header.length > maxLineBytes) {
-        fail({ _tag: "Overflow", part: "header", bytes: header.length, maxLineBytes }, onFrame)
-        return chunk.length
-      }
-      if (byte === NEWLINE && header.endsWith(HEADER_END)) {
-        headerDone(onFrame)
-        return i + 1
-      }
-    }
-    return chunk.length
-  }
-
-  /** Reads body bytes from `start`; returns where the next header block starts (or the chunk's end). */
-  const readBody = (chunk: Uint8Array, start: number, onFrame: (frame: MessageFrame) => void): number => {
-    const take = Math.min(remaining, chunk.length - start)
-    const last = take === remaining
-    remaining -= take
-    if (last) remaining = -1
-    if (skipping) {
-      if (last) skipping = false
-      return start + take
-    }
-    if (last && bodyBytes === 0) {
-      onFrame(decoder.decode(chunk.subarray(start, start + take)))
-      return start + take
-    }
-    // Copy: the producer may reuse its buffer after this call.
-    body.push(chunk.slice(start, start + take))
-    bodyBytes += take
-    if (last) onFrame(decoder.decode(concat(takeBody(), bodyBytes)))
-    return start + take
-  }
-
-  const takeBody = (): Array<Uint8Array> => {
-    const parts = body
-    body = []
-    return parts
-  }
-
-  const concat = (parts: ReadonlyArray<Uint8Array>, size: number): Uint8Array => {
-    bodyBytes = 0
-    const all = new Uint8Array(size)
-    let offset = 0
-    for (const part of parts) {
-      all.set(part, offset)
-      offset += part.length
-    }
-    return all
-  }
-
-  const push = (chunk: Uint8Array, onFrame: (frame: MessageFrame) => void) => {
-    let at = 0
-    while (at < chunk.length && !broken) at = remaining < 0 ? readHeader(chunk, at, onFrame) : readBody(chunk, at, onFrame)
-  }
-
-  const end = () => {
-    header = ""
-    body = []
-    bodyBytes = 0
-    remaining = -1
-    skipping = false
-  }
-
-  return { push, end }
-}
+export const makeContentLengthDecoder = (options?: { readonly maxLineBytes?: number | undefined }): MessageDecoder =>
+  new ContentLengthDecoder(options?.maxLineBytes ?? defaultMaxLineBytes)
 
 /**
  * Makes the decoder of a {@link Mode}.
