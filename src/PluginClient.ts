@@ -69,7 +69,7 @@ import * as PluginClientError from "./PluginClientError.ts"
 import * as PluginEvents from "./PluginEvent.ts"
 import * as PluginManifest from "./PluginManifest.ts"
 import type * as PluginMethod from "./PluginMethod.ts"
-import type * as RpcPeer from "./RpcPeer.ts"
+import * as RpcPeer from "./RpcPeer.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -262,6 +262,14 @@ export interface CallOptions {
 }
 
 /**
+ * Options of a call streamed with its progress: those of any call but `onProgress`, which the
+ * stream supplies.
+ *
+ * @category options
+ */
+export type ProgressCallOptions = Omit<CallOptions, "onProgress">
+
+/**
  * A live plugin.
  *
  * @category models
@@ -290,6 +298,24 @@ export interface PluginClient {
     params: Params,
     options?: CallOptions
   ) => Effect.Effect<Result, PluginClientError.PluginClientError>
+  /**
+   * Calls a method asking for progress, as a `Stream` (see `RpcPeer.progressStream`): each
+   * progress the plugin reports is a `{_tag: "Progress", value}`, then the result is a
+   * `{_tag: "Result", value}` and the stream ends; a failed call fails it. Each progress extends
+   * the call's deadline as with `onProgress`. The call runs while the stream is pulled, and a
+   * consumer that stops early cancels it.
+   */
+  readonly requestWithProgress: (
+    method: string,
+    params?: unknown,
+    options?: ProgressCallOptions
+  ) => Stream.Stream<RpcPeer.CallUpdate<unknown>, PluginClientError.PluginClientError>
+  /** {@link requestWithProgress} for a typed method: params encoded, result decoded with its Schemas. */
+  readonly callWithProgress: <Params, Result, ParamsWire, ResultWire>(
+    method: PluginMethod.PluginMethod<Params, Result, ParamsWire, ResultWire>,
+    params: Params,
+    options?: ProgressCallOptions
+  ) => Stream.Stream<RpcPeer.CallUpdate<Result>, PluginClientError.PluginClientError>
   /**
    * Sends a notification, spawning the plugin first if needed. Like a call, it re-arms the idle
    * timer, and a dead connection under it is recorded as a crash (failing with
@@ -613,7 +639,7 @@ interface CallContext {
 }
 
 /**
- * The calls: `request`, `requestIfRunning`, `call`, `notify`. The hot path, when the plugin is
+ * The calls: `request`, `requestIfRunning`, `call`, their progress streams, `notify`. The hot path, when the plugin is
  * running, takes no lock and starts no fiber: it reads the running incarnation and sends; the
  * failure handler is made once per incarnation; metrics are updated in place; spans only when
  * someone collects them, and without a captured stack trace (capturing one per call cost more
@@ -726,8 +752,14 @@ const makeCalls = (ctx: CallContext) => {
       return Effect.onExit(sent, () => Effect.sync(ended))
     })
 
+  const requestWithProgress: PluginClient["requestWithProgress"] = (method, params, callOptions) =>
+    RpcPeer.progressStream((onProgress) => request(method, params, { ...callOptions, onProgress }))
+
+  const callWithProgress: PluginClient["callWithProgress"] = (method, params, callOptions) =>
+    RpcPeer.progressStream((onProgress) => call(method, params, { ...callOptions, onProgress }))
+
   const armIdle = Effect.sync(() => engine.idle.arm(clock.currentTimeMillisUnsafe()))
-  return { api: { request, requestIfRunning, call, notify }, armIdle }
+  return { api: { request, requestIfRunning, call, requestWithProgress, callWithProgress, notify }, armIdle }
 }
 
 /** The health snapshot: the life, the activity, and the running process's connection. */

@@ -53,6 +53,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -241,6 +242,35 @@ export interface CallOptions {
 }
 
 /**
+ * A progress the other side reported for a call streamed with {@link progressStream} (MCP:
+ * `{progress, total?, message?}`; LSP: its `value`).
+ *
+ * @category models
+ */
+export interface CallProgress {
+  readonly _tag: "Progress"
+  readonly value: unknown
+}
+
+/**
+ * The result of a call streamed with {@link progressStream}: its last element.
+ *
+ * @category models
+ */
+export interface CallResult<A> {
+  readonly _tag: "Result"
+  readonly value: A
+}
+
+/**
+ * What a call streamed with {@link progressStream} emits: its progress reports, in order, then
+ * its result, after which the stream ends; a failed call fails the stream.
+ *
+ * @category models
+ */
+export type CallUpdate<A> = CallProgress | CallResult<A>
+
+/**
  * Counters of one connection.
  *
  * @category models
@@ -315,6 +345,37 @@ export interface RpcPeer {
 // ---------------------------------------------------------------------------------------------
 // constructors
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * A call that asks for progress, as a `Stream`: `call` is given the `onProgress` to pass in its
+ * {@link CallOptions}, and the stream emits each progress as a {@link CallProgress}, then the
+ * result as a {@link CallResult}, and ends; the call's failure is the stream's. The call runs while the
+ * stream is pulled: a consumer that stops early (`Stream.take`, an interruption) interrupts it,
+ * which cancels it at the other side in the connection's dialect. A consumer that falls
+ * `bufferSize` (default 16) updates behind skips to the latest progress, as `onProgress` does;
+ * the result is never skipped.
+ *
+ * ```ts
+ * RpcPeer.progressStream((onProgress) => peer.request("index", { root }, { onProgress, timeout: "1 minute" }))
+ * ```
+ *
+ * @category constructors
+ */
+export const progressStream = <A, E, R>(
+  call: (onProgress: (value: unknown) => Effect.Effect<void>) => Effect.Effect<A, E, R>,
+  options?: { readonly bufferSize?: number | undefined }
+): Stream.Stream<CallUpdate<A>, E, R> =>
+  Stream.callback<CallUpdate<A>, E, R>(
+    (queue) =>
+      call((value) => Effect.asVoid(Queue.offer(queue, { _tag: "Progress", value }))).pipe(
+        Effect.matchCauseEffect({
+          onSuccess: (value) => Effect.andThen(Queue.offer(queue, { _tag: "Result", value }), Queue.end(queue)),
+          onFailure: (cause) => Queue.failCause(queue, cause)
+        }),
+        Effect.forkScoped
+      ),
+    { bufferSize: Math.max(1, options?.bufferSize ?? 16), strategy: "sliding" }
+  )
 
 /**
  * Notifications dropped because a connection's `onNotification` could not keep up, by plugin.
