@@ -89,6 +89,10 @@ const durationFrom = (what: string, text: string) => {
     : Effect.fail(new CliFailure({ message: `${what} must be a duration like 5s, 500ms or 2m (got "${text}")`, exitCode: ExitCode.Usage }))
 }
 
+/** The discovery methods the manifests declare, by plugin name. */
+const declaredDiscovery = (valid: ReadonlyArray<PluginManifest.DiscoveredValid>) =>
+  Object.fromEntries(valid.flatMap((d) => d.manifest.discovery === undefined ? [] : [[d.manifest.name, d.manifest.discovery] as const]))
+
 /** The manager hosting every discovered plugin, with a health view over them. */
 const hostAll = (
   valid: ReadonlyArray<PluginManifest.DiscoveredValid>,
@@ -108,6 +112,7 @@ const hostAll = (
         ["plugins", valid.filter((d) => !isEphemeral(d.manifest)).map((d) => d.manifest.name)] as const,
         ["pollers", valid.filter((d) => isEphemeral(d.manifest)).map((d) => d.manifest.name)] as const
       ].filter(([, ids]) => ids.length > 0)),
+      discovery: { plugins: declaredDiscovery(valid) },
       probe: { interval: "1 hour", timeout: "2 seconds" }
     }).pipe(
       Effect.provideService(PluginManager.PluginManager, manager),
@@ -232,6 +237,13 @@ const doctor = Command.make("doctor", {
     const { health } = yield* hostAll(valid, policy, Handshake.liveness())
     if (valid.some((d) => !isEphemeral(d.manifest))) yield* health.startup("plugins")
     yield* health.probeNow
+    // Discovery asks each server of a group for its tools and resources: run for the groups in
+    // which a manifest declares how (the others have nothing to ask).
+    for (const [group, ids] of health.groups) {
+      const declared = valid.some((d) => d.manifest.discovery !== undefined && !isEphemeral(d.manifest) && ids.includes(d.manifest.name))
+      // The group is one of the service's own: it cannot be unknown.
+      if (declared) yield* Effect.orDie(health.discover(group))
+    }
     // The manager started reaping what killed hosts left; the report lists it once that is over.
     yield* Leftovers.reapAtStart
     const report = yield* health.doctor
@@ -247,7 +259,9 @@ const doctor = Command.make("doctor", {
       return yield* new CliFailure({ message: `doctor: ${problems.join("; ")}`, exitCode: ExitCode.Failed })
     }
   }).pipe(Effect.scoped)).pipe(
-    Command.withDescription("Check every plugin: manifest, checksum, start, handshake, probe; exit 1 if any failed or is disabled")
+    Command.withDescription(
+      "Check every plugin: manifest, checksum, start, handshake, probe, and discovery where a manifest declares it; exit 1 if any failed or is disabled"
+    )
   )
 
 const run = Command.make("run", {
