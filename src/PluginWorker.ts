@@ -5,6 +5,8 @@
  * way: requests from the host are served by `handlers` (concurrently), a handler's typed error
  * becomes a JSON-RPC error object, and handlers reach the host with `PluginWorker.callHost` and
  * `PluginWorker.log` (a `log` notification). stdout is the protocol, so Effect logs go to stderr.
+ * Messages are one per line, or framed with `Content-Length` headers (LSP's base protocol) when
+ * the host says so in `PLUGIN_HOST_FRAMING` or the `framing` option does.
  * The worker answers `initialize` with `{ok: true, supportedMethods}` (plus whatever
  * `onInitialize` returns), answers `shutdown` and then exits, and exits 0 on stdin EOF once the
  * replies in flight are written — or once its parent changed (the host died while something else
@@ -34,6 +36,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
@@ -524,22 +527,20 @@ export const stdioTransport = (
 const framingVariable = "PLUGIN_HOST_FRAMING"
 
 /**
- * The framing a stdio worker speaks: its option, else `PLUGIN_HOST_FRAMING`, else NDJSON. Any
- * other value of the variable is a defect: a worker guessing its framing would only fail later,
- * and less clearly.
+ * The framing a stdio worker speaks: its option, else `PLUGIN_HOST_FRAMING` (read through the
+ * `ConfigProvider`), else NDJSON. Any other value of the variable is a defect: a worker guessing
+ * its framing would only fail later, and less clearly.
  */
-const framingOf = (options: ServeOptions): Effect.Effect<LifetimePolicy.Framing> => {
-  if (options.framing !== undefined) return Effect.succeed(options.framing)
-  const given = process.env[framingVariable]
-  if (given === undefined || given === "" || given === "ndjson") return Effect.succeed("ndjson")
-  if (given === "content-length") return Effect.succeed("content-length")
-  return Effect.die(new Error(`${framingVariable} must be "ndjson" or "content-length" (got ${JSON.stringify(given)})`))
-}
+const framingOf = (options: ServeOptions): Effect.Effect<LifetimePolicy.Framing> =>
+  options.framing !== undefined
+    ? Effect.succeed(options.framing)
+    : Effect.orDie(Config.Literals(["ndjson", "content-length"], framingVariable).pipe(Config.withDefault("ndjson")))
 
 /**
  * Serves handlers on stdin/stdout (framed as {@link ServeOptions.framing} says) until stdin
- * closes, the host asks for `shutdown`, or the host is gone: this process's parent changed (checked every second), which ends the connection as
- * stdin EOF does even when another process keeps the pipe open.
+ * closes, the host asks for `shutdown`, or the host is gone: this process's parent changed
+ * (checked every second), which ends the connection as stdin EOF does even when another process
+ * keeps the pipe open.
  *
  * @category serving
  */

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
@@ -105,3 +106,17 @@ for (const launcher of launchers) {
       }).pipe(Effect.scoped, Effect.provide(liveWith(launcher))))
   })
 }
+
+describe("the worker SDK's framing", () => {
+  it("a worker told an unknown framing in PLUGIN_HOST_FRAMING exits 1 naming the variable, instead of guessing", () => {
+    const result = spawnSync(node, [fixture("echo-worker.ts")], {
+      input: "",
+      encoding: "utf8",
+      timeout: 15_000,
+      env: { ...process.env, PLUGIN_HOST_FRAMING: "lines" }
+    })
+    assert.strictEqual(result.status, 1)
+    assert.include(result.stderr, "PLUGIN_HOST_FRAMING")
+    assert.include(result.stderr, "\"ndjson\" | \"content-length\"")
+  })
+})
