@@ -638,8 +638,20 @@ interface CallContext {
   readonly annotate: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
+/** `request` and `call` asking for progress, as streams of it ending with the result. */
+const progressCalls = (
+  request: PluginClient["request"],
+  call: PluginClient["call"]
+): Pick<PluginClient, "requestWithProgress" | "callWithProgress"> => ({
+  requestWithProgress: (method, params, callOptions) =>
+    RpcPeer.progressStream((onProgress) => request(method, params, { ...callOptions, onProgress })),
+  callWithProgress: (method, params, callOptions) =>
+    RpcPeer.progressStream((onProgress) => call(method, params, { ...callOptions, onProgress }))
+})
+
 /**
- * The calls: `request`, `requestIfRunning`, `call`, their progress streams, `notify`. The hot path, when the plugin is
+ * The calls: `request`, `requestIfRunning`, `call`, `notify`, and the progress streams of the
+ * first and the third. The hot path, when the plugin is
  * running, takes no lock and starts no fiber: it reads the running incarnation and sends; the
  * failure handler is made once per incarnation; metrics are updated in place; spans only when
  * someone collects them, and without a captured stack trace (capturing one per call cost more
@@ -752,14 +764,8 @@ const makeCalls = (ctx: CallContext) => {
       return Effect.onExit(sent, () => Effect.sync(ended))
     })
 
-  const requestWithProgress: PluginClient["requestWithProgress"] = (method, params, callOptions) =>
-    RpcPeer.progressStream((onProgress) => request(method, params, { ...callOptions, onProgress }))
-
-  const callWithProgress: PluginClient["callWithProgress"] = (method, params, callOptions) =>
-    RpcPeer.progressStream((onProgress) => call(method, params, { ...callOptions, onProgress }))
-
   const armIdle = Effect.sync(() => engine.idle.arm(clock.currentTimeMillisUnsafe()))
-  return { api: { request, requestIfRunning, call, requestWithProgress, callWithProgress, notify }, armIdle }
+  return { api: { request, requestIfRunning, call, notify, ...progressCalls(request, call) }, armIdle }
 }
 
 /** The health snapshot: the life, the activity, and the running process's connection. */
