@@ -93,6 +93,13 @@ const runHandshake = (launcher: Launcher, peer: RpcPeer.RpcPeer): Effect.Effect<
   )
 }
 
+/**
+ * The variable telling a plugin it is hosted with Content-Length framing (`PluginWorker.serve`
+ * reads it). Only that framing sets it: an NDJSON plugin's environment stays exactly the
+ * allow-listed and explicit variables.
+ */
+const framingVariable = "PLUGIN_HOST_FRAMING"
+
 /** Spawns the process and builds its connection, in `scope`. */
 const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
   Effect.gen(function*() {
@@ -103,10 +110,15 @@ const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
       args: launcher.args,
       allowedEnvVars: launcher.allowedEnvVars,
       unsafeEnvVars: launcher.unsafeEnvVars,
-      env: launcher.env,
+      env: policy.framing === "content-length" ? { [framingVariable]: policy.framing, ...launcher.env } : launcher.env,
       cwd: launcher.cwd,
       hostEnv: launcher.hostEnv
-    }, { shutdownGrace: policy.shutdownGrace, drainTimeout: policy.drainTimeout, stderrLogLevel: launcher.stderrLogLevel })
+    }, {
+      shutdownGrace: policy.shutdownGrace,
+      drainTimeout: policy.drainTimeout,
+      stderrLogLevel: launcher.stderrLogLevel,
+      framing: policy.framing
+    })
     yield* Metric.update(launcher.spawned, 1)
     const peer = yield* RpcPeer.make(RpcPeer.fromProcess(process), {
       maxConcurrentRequests: policy.maxConcurrentRequests,
