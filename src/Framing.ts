@@ -429,6 +429,19 @@ export const encodeMessages = (mode: Mode, messages: ReadonlyArray<string>): str
 }
 
 /**
+ * The characters `message` takes on the wire once framed, as the queues that bound what waits
+ * for a plugin count it (UTF-16 units, the framing's own characters included: a newline, or the
+ * `Content-Length` header with its value's digits estimated from the message's length).
+ *
+ * @category combinators
+ */
+export const framedLength = (mode: Mode, message: string): number =>
+  mode === "ndjson" ? message.length + 1 : message.length + contentLengthOverhead + String(message.length).length
+
+/** `Content-Length: ` and the blank line after the header. */
+const contentLengthOverhead = 20
+
+/**
  * {@link encodeMessages} as bytes.
  *
  * @category combinators

@@ -454,6 +454,7 @@ const exitAfterBrokenInput = Duration.millis(200)
  */
 interface SpawnerInput {
   readonly outbound: Queue.Queue<string, Cause.Done>
+  readonly framing: Framing.Mode
   readonly meter: InputMeter
   /** Bytes of lines offered and not yet written. */
   queuedBytes: number
@@ -536,7 +537,7 @@ const drainSpawnerStderr = Effect.fnUntraced(function*(
  */
 const writeSpawnerInput = Effect.fnUntraced(function*(handle: ChildProcessSpawner.ChildProcessHandle, ends: Ends, framing: Framing.Mode) {
   const outbound = yield* Queue.unbounded<string, Cause.Done>()
-  const input: SpawnerInput = { outbound, meter: makeInputMeter(() => input.queuedBytes), queuedBytes: 0, burstBytes: 0 }
+  const input: SpawnerInput = { outbound, framing, meter: makeInputMeter(() => input.queuedBytes), queuedBytes: 0, burstBytes: 0 }
   const nextBurst = Effect.suspend(() => {
     if (input.burstBytes > 0) {
       input.queuedBytes -= input.burstBytes
@@ -546,7 +547,7 @@ const writeSpawnerInput = Effect.fnUntraced(function*(handle: ChildProcessSpawne
     // Bounded bursts: what the pipe does not take waits here as lines, not also as an encoded copy.
     return Queue.takeBetween(outbound, 1, linesPerBurst)
   }).pipe(Effect.map((lines) => {
-    for (const line of lines) input.burstBytes += line.length + 1
+    for (const line of lines) input.burstBytes += Framing.framedLength(framing, line)
     return [Framing.encode(framing, lines)] as const
   }))
   yield* Stream.fromPull(Effect.succeed(nextBurst)).pipe(
@@ -568,7 +569,7 @@ const writeSpawnerInput = Effect.fnUntraced(function*(handle: ChildProcessSpawne
 
 const writeSpawnerLine = (input: SpawnerInput, line: string): boolean => {
   if (!Queue.offerUnsafe(input.outbound, line)) return false
-  input.queuedBytes += line.length + 1
+  input.queuedBytes += Framing.framedLength(input.framing, line)
   return true
 }
 

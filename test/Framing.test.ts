@@ -250,4 +250,12 @@ describe("Framing, Content-Length", () => {
     assert.deepStrictEqual(out, ["a", "b", "c"])
     assert.strictEqual(new TextDecoder().decode(Framing.encode("ndjson", ["a", "b"])), "a\nb\n")
   })
+
+  it("framedLength counts what a message takes on the wire: exactly, for ASCII messages, in both framings", () => {
+    fc.assert(fc.property(fc.string({ unit: fc.constantFrom(..."ab{}\":,0123456789"), maxLength: 20_000 }), (message) => {
+      for (const mode of ["ndjson", "content-length"] as const) {
+        assert.strictEqual(Framing.framedLength(mode, message), Framing.encode(mode, [message]).length)
+      }
+    }))
+  })
 })
