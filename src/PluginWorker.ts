@@ -529,7 +529,6 @@ export const stdioTransport = (
   })
 
 /** The environment variable a host sets for a plugin it frames with Content-Length. */
-const framingVariable = "PLUGIN_HOST_FRAMING"
 
 /**
  * The framing a stdio worker speaks: its option, else `PLUGIN_HOST_FRAMING` (read through the
@@ -539,7 +538,7 @@ const framingVariable = "PLUGIN_HOST_FRAMING"
 const framingOf = (options: ServeOptions): Effect.Effect<LifetimePolicy.Framing> =>
   options.framing !== undefined
     ? Effect.succeed(options.framing)
-    : Effect.orDie(Config.Literals(["ndjson", "content-length"], framingVariable).pipe(Config.withDefault("ndjson")))
+    : Effect.orDie(Config.Literals(["ndjson", "content-length"], Protocol.framingVariable).pipe(Config.withDefault("ndjson")))
 
 /**
  * Serves handlers on stdin/stdout (framed as {@link ServeOptions.framing} says) until stdin

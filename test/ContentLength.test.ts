@@ -89,6 +89,8 @@ for (const launcher of launchers) {
         assert.deepStrictEqual(params, { id: 2 })
         const client = yield* manager.get("lsp")
         assert.strictEqual(yield* client.request("echo", "still up"), "still up")
+        const [diagnosis] = yield* manager.diagnostics
+        assert.include(diagnosis?.envVarNames, "PLUGIN_HOST_FRAMING", "the doctor lists the variable the host passes")
       }).pipe(Effect.scoped, Effect.provide(liveWith(launcher))))
 
     it.live("a worker on the SDK hosted with content-length framing speaks it (PLUGIN_HOST_FRAMING), calls back into the host", () =>

@@ -23,6 +23,7 @@ import * as PluginClientError from "../PluginClientError.ts"
 import * as PluginProcess from "../PluginProcess.ts"
 import * as RpcPeer from "../RpcPeer.ts"
 import { formatDuration } from "./formatDuration.ts"
+import * as Protocol from "./protocol.ts"
 
 /** One spawned, handshaken process. */
 export interface Incarnation {
@@ -93,13 +94,6 @@ const runHandshake = (launcher: Launcher, peer: RpcPeer.RpcPeer): Effect.Effect<
   )
 }
 
-/**
- * The variable telling a plugin it is hosted with Content-Length framing (`PluginWorker.serve`
- * reads it). Only that framing sets it: an NDJSON plugin's environment stays exactly the
- * allow-listed and explicit variables.
- */
-const framingVariable = "PLUGIN_HOST_FRAMING"
-
 /** Spawns the process and builds its connection, in `scope`. */
 const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
   Effect.gen(function*() {
@@ -110,7 +104,7 @@ const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
       args: launcher.args,
       allowedEnvVars: launcher.allowedEnvVars,
       unsafeEnvVars: launcher.unsafeEnvVars,
-      env: policy.framing === "content-length" ? { [framingVariable]: policy.framing, ...launcher.env } : launcher.env,
+      env: policy.framing === "content-length" ? { [Protocol.framingVariable]: policy.framing, ...launcher.env } : launcher.env,
       cwd: launcher.cwd,
       hostEnv: launcher.hostEnv
     }, {
