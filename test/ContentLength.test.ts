@@ -2,6 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import { TestClock } from "effect/testing"
 import * as Queue from "effect/Queue"
 import * as JsonRpc from "../src/JsonRpc.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
@@ -9,6 +11,7 @@ import * as PluginClient from "../src/PluginClient.ts"
 import * as PluginClientError from "../src/PluginClientError.ts"
 import * as PluginManager from "../src/PluginManager.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
+import { InMemorySpawner } from "../src/testing/index.ts"
 import { fixture, launchers, liveWith, node } from "./support/processes.ts"
 
 const lspPeer = { name: "lsp", executable: node, args: [fixture("lsp-peer.mjs")] }
@@ -90,7 +93,7 @@ for (const launcher of launchers) {
         const client = yield* manager.get("lsp")
         assert.strictEqual(yield* client.request("echo", "still up"), "still up")
         const [diagnosis] = yield* manager.diagnostics
-        assert.include(diagnosis?.envVarNames, "PLUGIN_HOST_FRAMING", "the doctor lists the variable the host passes")
+        assert.include(diagnosis?.envVarNames ?? [], "PLUGIN_HOST_FRAMING", "the doctor lists the variable the host passes")
       }).pipe(Effect.scoped, Effect.provide(liveWith(launcher))))
 
     it.live("a worker on the SDK hosted with content-length framing speaks it (PLUGIN_HOST_FRAMING), calls back into the host", () =>
@@ -108,6 +111,31 @@ for (const launcher of launchers) {
       }).pipe(Effect.scoped, Effect.provide(liveWith(launcher))))
   })
 }
+
+describe("Content-Length framing (TestClock, in-memory spawner)", () => {
+  it.effect("the fake plugin reads and writes framed messages; a call's timeout holds to the millisecond", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.echo() })
+      const client = yield* PluginClient.make({ name: "framed", executable: "plugin" }, {
+        policy: LifetimePolicy.makeUnsafe({ framing: "content-length", requestTimeout: "3 seconds" })
+      }).pipe(Effect.provide(fake.layer))
+      assert.strictEqual(yield* client.request("echo", "é€"), "é€")
+      const late = yield* client.request("sleep", { ms: 3_001, value: 1 }).pipe(Effect.flip, Effect.forkChild)
+      const inTime = yield* client.request("sleep", { ms: 2_999, value: 2 }).pipe(Effect.forkChild)
+      // Let both requests reach the plugin, and its sleeps start, before time moves.
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+      yield* TestClock.adjust("2999 millis")
+      assert.strictEqual(yield* Fiber.join(inTime), 2)
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Fiber.join(late)
+      assert.strictEqual(error.reason._tag, "Timeout")
+      const [spawn] = yield* fake.spawns
+      assert.strictEqual(spawn?.env["PLUGIN_HOST_FRAMING"], "content-length")
+      // The plugin saw messages, never a header line.
+      assert.isTrue((spawn?.stdinLines ?? []).length >= 3)
+      assert.isTrue((spawn?.stdinLines ?? []).every((line) => line.startsWith("{")), "only JSON messages reached the plugin")
+    }).pipe(Effect.scoped))
+})
 
 describe("the worker SDK's framing", () => {
   it("a worker told an unknown framing in PLUGIN_HOST_FRAMING exits 1 naming the variable, instead of guessing", () => {
