@@ -9,6 +9,7 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { TestClock } from "effect/testing"
 import * as Broker from "../src/Broker.ts"
+import * as NatsMicro from "../src/internal/natsMicro.ts"
 import * as JsonRpc from "../src/JsonRpc.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import * as NatsBroker from "../src/NatsBroker.ts"
@@ -53,6 +54,14 @@ const started = <A, E>(effect: Effect.Effect<A, E>) =>
 
 const inMemory = <A, E>(effect: Effect.Effect<A, E, Broker.Broker | Scope.Scope>) =>
   effect.pipe(Effect.scoped, Effect.provide(Broker.layerMemory))
+
+/** Discovers the instances of `service` under TestClock: listens 1 s of virtual time. */
+const discoverNow = (broker: Broker.Broker["Service"], service: string) =>
+  Effect.gen(function*() {
+    const fiber = yield* NatsMicro.discover(broker, service, { wait: "1 second" }).pipe(Effect.forkChild({ startImmediately: true }))
+    yield* TestClock.adjust("1 second")
+    return yield* Fiber.join(fiber)
+  })
 
 describe("RemotePlugin over Broker.layerMemory (TestClock)", () => {
   it.effect("calls reach an instance: results, typed methods and the plugin's error objects", () =>
@@ -281,6 +290,39 @@ describe("RemotePlugin over Broker.layerMemory (TestClock)", () => {
       const call = served.endpoints().find((endpoint) => endpoint.name === "call")
       assert.deepInclude(call, { subject: `${prefix}.call`, queue_group: "q", num_requests: 2, num_errors: 1, last_error: "-32002: no" })
     })))
+
+  it.effect("every instance answers NATS micro discovery ($SRV.PING/INFO/STATS) with its identity and counters", () =>
+    inMemory(Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      const one = yield* instance({ echo: (params) => Effect.succeed(params) }, { service: "calendar-svc", version: "1.2.3" })
+      const two = yield* instance({ echo: (params) => Effect.succeed(params) }, { service: "calendar-svc", version: "1.2.3" })
+      const client = yield* remote()
+      for (let i = 0; i < 4; i++) yield* client.request("echo", i)
+      const found = yield* discoverNow(broker, "calendar-svc")
+      assert.sameMembers(found.map((i) => i.id), [one.served.id, two.served.id])
+      assert.deepStrictEqual(found.map((i) => [i.name, i.version]), [["calendar-svc", "1.2.3"], ["calendar-svc", "1.2.3"]])
+      const calls = found.map((i) => Option.getOrThrow(i.stats).endpoints.find((e) => e.name === "call")?.num_requests ?? 0)
+      assert.strictEqual(calls.reduce((a, b) => a + b, 0), 4, "the counters the instances report are the calls they served")
+      const info = Option.getOrThrow(found[0]?.info ?? Option.none())
+      assert.sameMembers(info.endpoints.map((e) => e.subject), [`${prefix}.call`, `${prefix}.tick`, `${prefix}.notify`])
+      yield* one.kill
+      assert.deepStrictEqual((yield* discoverNow(broker, "calendar-svc")).map((i) => i.id), [two.served.id], "a stopped instance no longer answers")
+    })))
+
+  it.effect("the default service name is the worker's name (else its prefix) made ADR-32-safe; an invalid one serves nothing", () =>
+    inMemory(Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      const { served } = yield* instance({})
+      assert.strictEqual(served.name, "plugins-calendar")
+      assert.deepStrictEqual((yield* discoverNow(broker, "plugins-calendar")).map((i) => i.id), [served.id])
+      const named = yield* instance({}, { name: "cal.v2" })
+      assert.strictEqual(named.served.name, "cal-v2")
+      const badName = yield* Effect.flip(instance({}, { service: "calendar.svc" }))
+      assert.deepStrictEqual([badName._tag, badName._tag === "InvalidService" ? badName.field : ""], ["InvalidService", "name"])
+      const badVersion = yield* Effect.flip(instance({}, { service: "other", version: "1" }))
+      assert.deepStrictEqual([badVersion._tag, badVersion._tag === "InvalidService" ? badVersion.field : ""], ["InvalidService", "version"])
+      assert.deepStrictEqual(yield* discoverNow(broker, "other"), [], "nothing answers for a refused service")
+    })))
 })
 
 describe("PluginManager holds remote plugins beside local ones (TestClock)", () => {
@@ -404,6 +446,29 @@ describe.skipIf(skipNats)("RemotePlugin over NATS (real nats-server, worker proc
       assert.isTrue(servedBy.has(doomed.pid) && servedBy.has(survivor.pid), "both instances served calls")
       assert.strictEqual(yield* client.request("pid"), survivor.pid)
     }).pipe(Effect.scoped, Effect.provide(quiet)), 180_000)
+
+  it.live("two worker processes answer $SRV.PING/INFO/STATS as two instances of one service; their counts move with calls", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      yield* worker(server.url)
+      yield* worker(server.url)
+      const broker = yield* NatsBroker.make({ servers: server.url, name: "discovery", timeout: "5 seconds", drainTimeout: "1 second" })
+      const requestsOf = (instances: ReadonlyArray<NatsMicro.Instance>) =>
+        instances.reduce((sum, i) =>
+          sum + Option.match(i.stats, { onNone: () => 0, onSome: (s) => s.endpoints.find((e) => e.name === "call")?.num_requests ?? 0 }), 0)
+      const before = yield* NatsMicro.discover(broker, "remote-test", { wait: "1 second" })
+      assert.strictEqual(before.length, 2, JSON.stringify(before))
+      assert.deepStrictEqual(before.map((i) => [i.name, i.version]), [["remote-test", "1.0.0"], ["remote-test", "1.0.0"]])
+      assert.isTrue(before.every((i) => Option.isSome(i.info) && Option.isSome(i.stats)), "every instance answered INFO and STATS")
+      assert.strictEqual(requestsOf(before), 0)
+      const client = yield* natsClient(server.url)
+      for (let i = 0; i < 20; i++) yield* client.request("echo", i)
+      const after = yield* NatsMicro.discover(broker, "remote-test", { wait: "1 second" })
+      assert.sameMembers(after.map((i) => i.id), before.map((i) => i.id))
+      assert.strictEqual(requestsOf(after), 20)
+      const everyService = yield* NatsMicro.discover(broker, undefined, { wait: "1 second" })
+      assert.sameMembers(everyService.map((i) => i.id), before.map((i) => i.id), "a bare $SRV.PING finds them too")
+    }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
 
   it.live("a worker calls the host back, logs and notifies it across NATS", () =>
     Effect.gen(function*() {
