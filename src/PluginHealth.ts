@@ -18,9 +18,13 @@
  * beside the groups: {@link PluginHealth} `watchRemote` registers one (`{ name, service,
  * minInstances }` and the `Broker` to ask) for as long as a Scope lasts, optionally polled on a
  * `Schedule`; each check discovers its instances (`$SRV.PING`/`INFO`/`STATS`) and judges them
- * with `GroupHealth.remoteCheck` (degraded below `minInstances`, failed at zero). A remote
- * plugin's state changes are published as `GroupStateChanged` (its name is the group's), its
- * instances coming and going as {@link InstancesChanged}; the doctor lists it with its instances.
+ * with `GroupHealth.remoteCheck` (degraded below `minInstances`, failed at zero). The
+ * manager's own remote plugins (manifests with a `[remote]` table) are watched this way without
+ * being asked, for as long as they are registered: under their id, with their manifest's
+ * `service` and `min_instances`, on the broker their client calls on, discovered every
+ * `remote.poll` (default 10 s). A remote plugin's state changes are published as
+ * `GroupStateChanged` (its name is the group's), its instances coming and going as
+ * {@link InstancesChanged}; the doctor lists it with its instances.
  *
  * This module owns only the health view: starting, stopping and restarting stay with the
  * manager, and probes never spawn a plugin that is not running. The health models and rules
@@ -39,7 +43,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
-import type * as Schedule from "effect/Schedule"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -51,6 +55,7 @@ import { formatDuration } from "./internal/formatDuration.ts"
 import * as HealthState from "./internal/healthState.ts"
 import * as ProcessTree from "./internal/processTree.ts"
 import * as RemoteCheck from "./internal/remoteCheck.ts"
+import * as RemoteFollower from "./internal/remoteFollower.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as Leftovers from "./Leftovers.ts"
 import type * as PluginClient from "./PluginClient.ts"
@@ -288,6 +293,16 @@ export interface HealthConfig {
   } | undefined
   /** Stderr lines kept per plugin in the doctor report. Default 5. */
   readonly stderrTailLines?: number | undefined
+  /**
+   * How the manager's remote plugins are watched (each from its registration on): discovery of
+   * their instances at once, then every `poll` (default 10 s: an instance lost is seen within
+   * about 10 s, for three small requests per instance each time), each listening `wait` for
+   * answers (default 1 s).
+   */
+  readonly remote?: {
+    readonly poll?: Duration.Input | undefined
+    readonly wait?: Duration.Input | undefined
+  } | undefined
 }
 
 interface Resolved {
@@ -300,9 +315,12 @@ interface Resolved {
   readonly probe: { readonly method: string; readonly interval: Duration.Duration; readonly timeout: Duration.Duration }
   readonly probing: boolean
   readonly stderrTailLines: number
+  readonly remote: { readonly poll: Duration.Duration; readonly wait: Duration.Duration }
 }
 
 const defaultDiscoveryTimeout = Duration.seconds(10)
+const defaultRemotePoll = Duration.seconds(10)
+const defaultRemoteWait = Duration.seconds(1)
 const defaultProbeTimeout = Duration.seconds(5)
 
 const positiveDuration = (field: string, input: Duration.Input | undefined, fallback: Duration.Duration) =>
@@ -351,7 +369,11 @@ const resolveConfig = (config: HealthConfig): Effect.Effect<Resolved, HealthConf
         timeout: yield* positiveDuration("probe.timeout", config.probe?.timeout, defaultProbeTimeout)
       },
       probing: config.probe !== undefined,
-      stderrTailLines
+      stderrTailLines,
+      remote: {
+        poll: yield* positiveDuration("remote.poll", config.remote?.poll, defaultRemotePoll),
+        wait: yield* positiveDuration("remote.wait", config.remote?.wait, defaultRemoteWait)
+      }
     }
   })
 
@@ -455,6 +477,8 @@ interface Health {
   readonly seen: Ref.Ref<ReadonlyMap<string, GroupHealth.Lifecycle>>
   readonly discovered: Ref.Ref<ReadonlyMap<string, GroupHealth.DiscoveryResult>>
   readonly remotes: Ref.Ref<ReadonlyMap<string, Watched>>
+  /** Keeps a watch on each of the manager's remote plugins. */
+  readonly follower: RemoteFollower.RemoteFollower<PluginManager.RemoteRegistration>
   readonly events: PubSub.PubSub<HealthEvent>
 }
 
@@ -738,8 +762,6 @@ const degradedModeOf = (health: Health, group: string): Effect.Effect<Option.Opt
 
 // -- remote plugins -----------------------------------------------------------------------------
 
-const defaultRemoteWait = Duration.seconds(1)
-
 /** Checks a remote plugin's registration against the configuration and what is watched already. */
 const resolveRemote = (health: Health, remote: RemotePlugin, wait: Duration.Input | undefined) =>
   Effect.gen(function*() {
@@ -795,8 +817,23 @@ const watchRemote = (health: Health, remote: RemotePlugin, options: WatchOptions
     }
   })
 
+/**
+ * Watches one of the manager's remote plugins under its id. A manifest's `min_instances = 0`
+ * judges like 1: a plugin with no instance is failed either way.
+ */
+const watchRegistered = (health: Health, registration: PluginManager.RemoteRegistration) =>
+  watchRemote(health, { name: registration.id, service: registration.service, minInstances: Math.max(1, registration.minInstances) }, {
+    broker: registration.broker,
+    wait: health.config.remote.wait,
+    poll: Schedule.fixed(health.config.remote.poll)
+  })
+
+/** Brings the watches of the manager's remote plugins in line with its registrations now. */
+const followManager = (health: Health): Effect.Effect<void> => Effect.flatMap(health.manager.remotes, health.follower.sync)
+
 const checkRemote = (health: Health, name: string) =>
   Effect.gen(function*() {
+    yield* followManager(health)
     const remotes = yield* Ref.get(health.remotes)
     const watched = remotes.get(name)
     if (watched === undefined) return yield* new UnknownRemote({ name, watched: [...remotes.keys()] })
@@ -824,6 +861,7 @@ const doctor = (health: Health): Effect.Effect<DoctorReport> =>
           stderrTailLines: health.config.stderrTailLines,
           verification
         })))
+    yield* followManager(health)
     const [checks, remotes] = yield* Effect.all([checkAll(health), checkAllRemotes(health)], { concurrency: "unbounded" })
     const discovered = yield* Ref.get(health.discovered)
     const leftovers = yield* Leftovers.reapedSoFar
@@ -854,6 +892,11 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
   const health: Health = {
     config: resolved,
     manager: yield* PluginManager.PluginManager,
+    // Its watches run only when it syncs, after `health` is made.
+    follower: yield* RemoteFollower.make<PluginManager.RemoteRegistration, HealthConfigError>(yield* Effect.scope, {
+      watch: (registration) => watchRegistered(health, registration),
+      refused: (registration, error) => Effect.logWarning(`remote plugin ${registration.id} is not watched: ${error.message}`)
+    }),
     state: yield* Ref.make(HealthState.empty),
     phases: yield* Ref.make<ReadonlyMap<string, GroupHealth.Phase>>(new Map()),
     seen: yield* Ref.make<ReadonlyMap<string, GroupHealth.Lifecycle>>(new Map()),
@@ -862,6 +905,8 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
     events: yield* PubSub.unbounded<HealthEvent>()
   }
   yield* Effect.forkScoped(forgetFailedStartsOnReady(health))
+  yield* followManager(health)
+  yield* health.manager.remoteChanges.pipe(Stream.runForEach(health.follower.sync), Effect.forkScoped)
   const probeNow = probeRound(health)
   if (resolved.probing) {
     yield* Effect.sleep(resolved.probe.interval).pipe(Effect.andThen(probeNow), Effect.forever, Effect.forkScoped)
@@ -877,7 +922,7 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
     probeNow,
     watchRemote: (remote, options) => watchRemote(health, remote, options),
     checkRemote: (name) => checkRemote(health, name),
-    remotes: lastRemoteChecks(health),
+    remotes: Effect.andThen(followManager(health), lastRemoteChecks(health)),
     doctor: doctor(health),
     events: Stream.fromPubSub(health.events),
     subscribe: Effect.map(PubSub.subscribe(health.events), Stream.fromSubscription)

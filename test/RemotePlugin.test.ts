@@ -7,12 +7,14 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Broker from "../src/Broker.ts"
 import * as NatsMicro from "../src/internal/natsMicro.ts"
 import * as JsonRpc from "../src/JsonRpc.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import * as NatsBroker from "../src/NatsBroker.ts"
+import * as PluginHealth from "../src/PluginHealth.ts"
 import * as PluginManager from "../src/PluginManager.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
@@ -516,6 +518,46 @@ describe.skipIf(skipNats)("RemotePlugin over NATS (real nats-server, worker proc
         Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord({ PLUGIN_HOST_NATS_SERVERS_MAIN: server.url }))
       )
       assert.strictEqual(yield* manager.call("remote", "echo", "through the manager"), "through the manager")
+    }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
+
+  it.live("health watches a [remote] manifest's workers: two up is healthy (min 2), one SIGKILLed is degraded, none is failed", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const one = yield* worker(server.url)
+      const two = yield* worker(server.url)
+      const manifest = yield* PluginManifest.parse(
+        `name = "remote"\nversion = "1.0.0"\nexecutable = "remote-worker.ts"\n[remote]\nsubject_prefix = "${natsPrefix}"\n` +
+          `service = "remote-test"\nservers = ["${server.url}"]\nmin_instances = 2\n`,
+        "/plugins/remote.toml"
+      )
+      const manager = yield* PluginManager.make({ brokers: RemotePlugin.natsBrokers() }).pipe(Effect.provide(InMemorySpawner.layer({})))
+      const health = yield* PluginHealth.make({ groups: {}, remote: { poll: "250 millis", wait: "300 millis" } }).pipe(
+        Effect.provideService(PluginManager.PluginManager, manager)
+      )
+      const states: Array<string> = []
+      yield* (yield* health.subscribe).pipe(
+        Stream.runForEach((event) => Effect.sync(() => event._tag === "GroupStateChanged" && void states.push(event.to))),
+        Effect.forkScoped
+      )
+      yield* manager.register(manifest)
+      /** Waits (real time, bounded) until the last poll saw the plugin in `state`; returns that check. */
+      const reached = (state: string) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < 100; i++) {
+            const [check] = yield* health.remotes
+            if (check?.state === state) return check
+            yield* Effect.sleep("100 millis")
+          }
+          return yield* Effect.die(new Error(`never ${state}; seen: ${states.join(", ")}`))
+        })
+      assert.strictEqual((yield* reached("Healthy")).instances.length, 2)
+      yield* one.kill("SIGKILL")
+      yield* one.exited
+      assert.strictEqual((yield* reached("Degraded")).message, "1 of 2 required instances")
+      yield* two.kill("SIGKILL")
+      yield* two.exited
+      assert.strictEqual((yield* reached("Failed")).message, "no instance answers")
+      assert.deepStrictEqual(states.filter((s, i) => s !== states[i - 1]).slice(-3), ["Healthy", "Degraded", "Failed"])
     }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
 
   it.live("a server restart is ridden out: calls after it succeed", () =>
