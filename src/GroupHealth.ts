@@ -232,7 +232,9 @@ export class RemoteInstance extends Schema.Class<RemoteInstance>("RemoteInstance
 /**
  * The health of a remote plugin at `lastCheck` (epoch millis): the NATS `service` its
  * instances serve, the `minInstances` it needs, the instances found, the verdict `state`
- * ({@link remoteStatusOf}) and a human `message` (`"1 of 2 required instances"`).
+ * ({@link remoteStatusOf}) and a human `message` (`"1 of 2 required instances"`). `discovered`
+ * marks a service watched only because it answered discovery (no manifest or registration
+ * names it, as `plugin-host doctor --nats` lists the others): what it says is for information.
  *
  * @category models
  */
@@ -243,7 +245,8 @@ export class RemoteHealthcheck extends Schema.Class<RemoteHealthcheck>("RemoteHe
   state: Status,
   instances: Schema.Array(RemoteInstance),
   lastCheck: Schema.Number,
-  message: Schema.String
+  message: Schema.String,
+  discovered: Schema.optionalKey(Schema.Boolean)
 }) {}
 
 // ---------------------------------------------------------------------------------------------
@@ -457,7 +460,7 @@ export const remoteStatusOf = (count: number, minInstances: number, problem?: st
  * @category constructors
  */
 export const remoteCheck = (
-  remote: { readonly plugin: string; readonly service: string; readonly minInstances: number },
+  remote: { readonly plugin: string; readonly service: string; readonly minInstances: number; readonly discovered?: boolean },
   found: ReadonlyArray<RemoteInstance>,
   lastCheck: number,
   problem?: string | undefined

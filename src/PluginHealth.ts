@@ -388,6 +388,11 @@ export interface RemotePlugin {
   readonly name: string
   readonly service: string
   readonly minInstances?: number | undefined
+  /**
+   * Watched only because it answered discovery (no manifest or registration names it): its
+   * checks say so (`RemoteHealthcheck.discovered`), and the doctor marks it. Default false.
+   */
+  readonly discovered?: boolean | undefined
 }
 
 /**
@@ -777,7 +782,7 @@ const resolveRemote = (health: Health, remote: RemotePlugin, wait: Duration.Inpu
     }
     if ((yield* Ref.get(health.remotes)).has(remote.name)) return yield* new HealthConfigError({ field, detail: "is watched already" })
     return {
-      remote: { plugin: remote.name, service: remote.service, minInstances },
+      remote: { plugin: remote.name, service: remote.service, minInstances, ...(remote.discovered === true ? { discovered: true } : {}) },
       wait: yield* positiveDuration(`${field}.wait`, wait, defaultRemoteWait)
     }
   })
