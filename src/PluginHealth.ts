@@ -24,7 +24,9 @@
  * `service` and `min_instances`, on the broker their client calls on, discovered every
  * `remote.poll` (default 10 s). A remote plugin's state changes are published as
  * `GroupStateChanged` (its name is the group's), its instances coming and going as
- * {@link InstancesChanged}; the doctor lists it with its instances.
+ * {@link InstancesChanged}; the doctor lists it with its instances. As a server of a group (and
+ * in the doctor's plugin rows) a running remote plugin is as its instances were last found:
+ * `Degraded` below its minimum, `Failed` with none.
  *
  * This module owns only the health view: starting, stopping and restarting stay with the
  * manager, and probes never spawn a plugin that is not running. The health models and rules
@@ -523,16 +525,28 @@ const lookupGroup = (config: Resolved, group: string): Effect.Effect<ReadonlyArr
 
 // -- checks -----------------------------------------------------------------------------------
 
+/** A server's overlay, with the verdict of its instances' last discovery when it is a watched remote plugin. */
+const overlayWithInstances = (
+  state: HealthState.HealthState,
+  remotes: ReadonlyMap<string, Watched>,
+  id: string
+): GroupHealth.ServerOverlay => {
+  const last = remotes.get(id)?.last
+  const overlay = HealthState.overlayOf(state, id)
+  return last === undefined ? overlay : { ...overlay, instances: { state: last.state, message: last.message } }
+}
+
 /** A server's health now, with its plugin's process state. A plugin seen running has recovered from its failed start. */
 const memberHealth = (health: Health, id: string): Effect.Effect<readonly [GroupHealth.ServerHealth, GroupHealth.MemberState]> =>
   health.manager.get(id).pipe(
     Effect.flatMap((client) => client.health),
     Effect.flatMap((snapshot) =>
-      Ref.modify(health.state, (state) => {
-        const next = snapshot.state._tag === "Running" ? HealthState.cameUp(state, id) : state
-        const server = GroupHealth.serverHealthOf(id, snapshot, HealthState.overlayOf(next, id))
-        return [[server, snapshot.state._tag] as const, next]
-      })
+      Effect.flatMap(Ref.get(health.remotes), (remotes) =>
+        Ref.modify(health.state, (state) => {
+          const next = snapshot.state._tag === "Running" ? HealthState.cameUp(state, id) : state
+          const server = GroupHealth.serverHealthOf(id, snapshot, overlayWithInstances(next, remotes, id))
+          return [[server, snapshot.state._tag] as const, next]
+        }))
     ),
     Effect.catchTag("ManagerError", (error) =>
       Effect.map(Ref.get(health.state), (state) =>
@@ -856,18 +870,21 @@ const lastRemoteChecks = (health: Health): Effect.Effect<ReadonlyArray<GroupHeal
 
 const doctor = (health: Health): Effect.Effect<DoctorReport> =>
   Effect.gen(function*() {
+    // Remote plugins first: their plugin rows and groups read what their instances are now.
+    yield* followManager(health)
+    const remotes = yield* checkAllRemotes(health)
+    const watched = yield* Ref.get(health.remotes)
     const diagnostics = yield* health.manager.diagnostics
     const state = yield* Ref.get(health.state)
     const plugins = yield* Effect.forEach(diagnostics, (d) =>
       Effect.map(d.verification ?? Effect.undefined, (verification) =>
         PluginDiagnosis.fromDiagnostics(d, {
-          server: GroupHealth.serverHealthOf(d.id, d.health, HealthState.overlayOf(state, d.id)),
+          server: GroupHealth.serverHealthOf(d.id, d.health, overlayWithInstances(state, watched, d.id)),
           groups: groupsOf(health.config, d.id),
           stderrTailLines: health.config.stderrTailLines,
           verification
         })))
-    yield* followManager(health)
-    const [checks, remotes] = yield* Effect.all([checkAll(health), checkAllRemotes(health)], { concurrency: "unbounded" })
+    const checks = yield* checkAll(health)
     const discovered = yield* Ref.get(health.discovered)
     const leftovers = yield* Leftovers.reapedSoFar
     return new DoctorReport({

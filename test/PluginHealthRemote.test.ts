@@ -190,7 +190,7 @@ describe("PluginHealth watches the manager's remote plugins (manifests with [rem
     const manager = yield* PluginManager.make({ brokers: () => Effect.succeed(broker) }).pipe(
       Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, fake.spawner)
     )
-    const health = yield* PluginHealth.make({ groups: { local: ["local"] }, remote: { poll: "10 seconds", wait: "1 second" } }).pipe(
+    const health = yield* PluginHealth.make({ groups: { local: ["local"], calendars: ["calendar"] }, remote: { poll: "10 seconds", wait: "1 second" } }).pipe(
       Effect.provideService(PluginManager.PluginManager, manager)
     )
     const states: Array<string> = []
@@ -235,9 +235,12 @@ describe("PluginHealth watches the manager's remote plugins (manifests with [rem
       const [degraded] = yield* health.remotes
       assert.deepInclude(degraded, { plugin: "calendar", service: "calendar-svc", minInstances: 2, state: "Degraded" })
       assert.deepStrictEqual(degraded?.instances.map((i) => i.id), [two.id])
+      const group = yield* health.check("calendars")
+      assert.deepStrictEqual(group.servers.map((s) => [s.serverName, s.status, s.lastError]), [["calendar", "Degraded", "1 of 2 required instances"]])
       yield* two.kill
       yield* nextPoll
       yield* settle
+      assert.strictEqual((yield* health.check("calendars")).state, "Failed", "a group whose remote plugin has no instance left is failed")
       assert.deepStrictEqual(states, [
         "calendar: - → Failed (no instance answers)",
         "calendar: Failed → Healthy (2 instances (2 required))",

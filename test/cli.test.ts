@@ -336,6 +336,8 @@ describe.skipIf(skipNats)("plugin-host doctor --nats (real nats-server)", () => 
         const text = cli(["doctor", "--nats", server.url, "--dir", dir])
         assert.strictEqual(text.code, 0, "degraded is not failed: " + text.stderr + text.stdout)
         assert.include(text.stdout, "remote remote (NATS service remote-test): Degraded - 2 of 3 required instances")
+        assert.match(text.stdout, /^remote\s+Running\s+Degraded\s+-/m, "the plugin's row is as its instances")
+        assert.include(text.stdout, "group plugins: Degraded")
         assert.strictEqual(text.stdout.match(/^ {2}instance [0-9a-f-]{36} v1\.0\.0: ping [\d.]+ (ms|s), \d+ requests/gm)?.length, 2, text.stdout)
         assert.include(text.stdout, "remote billing (NATS service billing, answering but in no manifest): Healthy - 1 instance (1 required)")
         assert.notInclude(text.stdout, "no NATS service answers")
@@ -355,6 +357,7 @@ describe.skipIf(skipNats)("plugin-host doctor --nats (real nats-server)", () => 
         assert.strictEqual(gone.code, 1, gone.stdout)
         assert.include(gone.stdout, "remote remote (NATS service remote-test): Failed - no instance answers")
         assert.include(gone.stderr, "remote plugin `remote` failed: no instance answers")
+        assert.notInclude(gone.stderr, "plugin `remote` failed: no instance answers;", "the problem is named once")
         assert.notInclude(gone.stderr, "billing")
       } finally {
         fs.rmSync(dir, { recursive: true, force: true })

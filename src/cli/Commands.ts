@@ -298,8 +298,10 @@ const doctor = Command.make("doctor", {
         yield* Console.log(`\nno NATS service answers $SRV.PING at ${input.nats.value}`)
       }
     }
+    // A remote plugin's row says what its `remote` line says: that line names the problem once.
+    const remote = new Set((report.remotes ?? []).map((r) => r.plugin))
     const problems = [
-      ...report.plugins.flatMap(problemOf),
+      ...report.plugins.filter((p) => !remote.has(p.id)).flatMap(problemOf),
       ...(report.remotes ?? []).flatMap(remoteProblemOf),
       ...invalid.map((i) => `${i.path} is invalid`)
     ]
