@@ -271,7 +271,8 @@ export class UnknownRemote extends Schema.TaggedError<UnknownRemote>()("UnknownR
 /**
  * What to watch and how. `groups` maps a group name to its plugin ids (as registered with the
  * manager). `discovery` names the methods that list tools and resources (without `tools`, a
- * server's tools are the methods its handshake announced). `probe` turns on periodic probes of
+ * server's tools are the methods its handshake announced), for every server or, in `plugins`,
+ * for one (a plugin's manifest may declare its own: `PluginManifest.DiscoverySection`). `probe` turns on periodic probes of
  * running plugins.
  *
  * @category models
@@ -283,6 +284,8 @@ export interface HealthConfig {
     readonly tools?: string | undefined
     /** Method answering `{resources: [{uri|name}…]}` or `[uri…]`, e.g. `"resources/list"`. */
     readonly resources?: string | undefined
+    /** The methods of some plugins, by id, instead of `tools` and `resources`. */
+    readonly plugins?: Readonly<Record<string, DiscoveryMethods>> | undefined
     /** Time each server gets to answer (spawn included). Default 10 s. */
     readonly timeout?: Duration.Input | undefined
   } | undefined
@@ -307,11 +310,22 @@ export interface HealthConfig {
   } | undefined
 }
 
+/**
+ * The methods listing one server's tools and resources (see {@link HealthConfig}).
+ *
+ * @category models
+ */
+export interface DiscoveryMethods {
+  readonly tools?: string | undefined
+  readonly resources?: string | undefined
+}
+
 interface Resolved {
   readonly groups: ReadonlyArray<readonly [string, ReadonlyArray<string>]>
   readonly discovery: {
     readonly tools: string | undefined
     readonly resources: string | undefined
+    readonly plugins: ReadonlyMap<string, DiscoveryMethods>
     readonly timeout: Duration.Duration
   }
   readonly probe: { readonly method: string; readonly interval: Duration.Duration; readonly timeout: Duration.Duration }
@@ -340,6 +354,14 @@ const optionalMethod = (field: string, method: string | undefined) =>
     ? Effect.succeed(method)
     : Effect.fail(new HealthConfigError({ field, detail: "must not be empty" }))
 
+/** The per-plugin discovery methods, each checked like the service-wide ones. */
+const pluginDiscovery = (plugins: Readonly<Record<string, DiscoveryMethods>> | undefined) =>
+  Effect.forEach(Object.entries(plugins ?? {}), ([id, methods]) =>
+    Effect.all({
+      tools: optionalMethod(`discovery.plugins.${id}.tools`, methods.tools),
+      resources: optionalMethod(`discovery.plugins.${id}.resources`, methods.resources)
+    }).pipe(Effect.map((checked) => [id, checked] as const))).pipe(Effect.map((entries) => new Map(entries)))
+
 /** Checks the configuration once, up front, so a typo fails the layer instead of every check. */
 const resolveConfig = (config: HealthConfig): Effect.Effect<Resolved, HealthConfigError> =>
   Effect.gen(function*() {
@@ -363,6 +385,7 @@ const resolveConfig = (config: HealthConfig): Effect.Effect<Resolved, HealthConf
       discovery: {
         tools: yield* optionalMethod("discovery.tools", config.discovery?.tools),
         resources: yield* optionalMethod("discovery.resources", config.discovery?.resources),
+        plugins: yield* pluginDiscovery(config.discovery?.plugins),
         timeout: yield* positiveDuration("discovery.timeout", config.discovery?.timeout, defaultDiscoveryTimeout)
       },
       probe: {
@@ -629,7 +652,8 @@ const noResources: Effect.Effect<DiscoveryAnswer.Resources> = Effect.succeed(Res
 /** One server's tools and resources, asked in parallel; tools read from it become its capabilities. */
 const discoverServer = (health: Health, id: string): Effect.Effect<GroupHealth.ServerDiscovery> =>
   Effect.gen(function*() {
-    const { tools: toolsMethod, resources: resourcesMethod } = health.config.discovery
+    const discovery = health.config.discovery
+    const { tools: toolsMethod, resources: resourcesMethod } = discovery.plugins.get(id) ?? discovery
     const [tools, resources] = yield* Effect.all([
       toolsMethod === undefined ? capabilityTools(health, id) : list(health, id, toolsMethod, DiscoveryAnswer.tools),
       resourcesMethod === undefined ? noResources : list(health, id, resourcesMethod, DiscoveryAnswer.resources)

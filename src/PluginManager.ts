@@ -40,6 +40,7 @@ import * as Broker from "./Broker.ts"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
 import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
+import * as Protocol from "./internal/protocol.ts"
 import * as VerificationPlan from "./internal/verificationPlan.ts"
 import * as SpawnRegistry from "./internal/spawnRegistry.ts"
 import * as Leftovers from "./Leftovers.ts"
@@ -413,7 +414,13 @@ const makeEntry = Effect.fnUntraced(function*(
     // The manager starts eager plugins itself (`startAll`), a few at a time.
     Effect.provideService(ManagedClient.ManagedClient, { spawnPermits: manager.spawnPermits, autoStart: false })
   )
-  const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
+  // What the plugin is passed: allow-listed, explicit, and the framing the host tells it of.
+  const framing = source.framing ?? resolved.policy?.framing
+  const envVarNames = [...new Set([
+    ...(source.allowedEnvVars ?? []),
+    ...Object.keys(resolved.env ?? {}),
+    ...(framing === "content-length" ? [Protocol.framingVariable] : [])
+  ])]
   const entry: Entry = {
     id,
     source,

@@ -205,6 +205,44 @@ export const ServerSet = Schema.String.check(
 export const MinInstances = Schema.Int.check(
   Schema.isBetween({ minimum: 0, maximum: 1_000 }, { expected: "an integer from 0 to 1000" })
 )
+/**
+ * How messages are delimited on the plugin's stdio: `ndjson` (one JSON text per line) or
+ * `content-length` (LSP's base protocol). Overrides the lifetime policy's `framing`.
+ *
+ * @category schemas
+ */
+export const Framing = Schema.Literals(["ndjson", "content-length"])
+
+/**
+ * What the host sends when it gives up a call: `lsp` (`$/cancelRequest`), `mcp`
+ * (`notifications/cancelled`) or `none`. Overrides the lifetime policy's `cancellation`.
+ *
+ * @category schemas
+ */
+export const Cancellation = Schema.Literals(["lsp", "mcp", "none"])
+
+/**
+ * A JSON-RPC method name a manifest declares: not empty, no whitespace.
+ *
+ * @category schemas
+ */
+export const MethodName = Schema.String.check(
+  Schema.isPattern(/^\S+$/, { expected: "a method name (not empty, no whitespace)" })
+)
+
+/**
+ * The `[discovery]` section: the methods listing the plugin's tools (`tools`, e.g.
+ * `tools/list`) and resources (`resources`, e.g. `resources/list`). `plugin-host doctor` runs
+ * discovery for a plugin that declares it (without `tools`, its tools are the methods its
+ * handshake announced).
+ *
+ * @category schemas
+ */
+export const DiscoverySection = Schema.Struct({
+  tools: Schema.optionalKey(MethodName),
+  resources: Schema.optionalKey(MethodName)
+})
+export type DiscoverySection = typeof DiscoverySection.Type
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -248,9 +286,11 @@ export class RemoteSection extends Schema.Class<RemoteSection>("RemoteSection")(
  * One plugin: its name, version, executable (absolute, or relative to the manifest's folder),
  * fixed arguments, the host environment variables it may see (with `unsafeEnvVars`, the
  * loader/interpreter-injection variables among them it is deliberately allowed, which a file
- * must mark or it is rejected at load), an optional SHA-256 of the executable and an optional
- * poller section; a remote section when it runs on other machines (see {@link RemoteSection}).
- * `args` and `allowedEnvVars` default to `[]`.
+ * must mark or it is rejected at load), an optional SHA-256 of the executable, an optional
+ * poller section, the wire it speaks when it differs from the host's policy (`framing`,
+ * `cancellation`), the methods listing its tools and resources (`discovery`), and a remote
+ * section when it runs on other machines (see {@link RemoteSection}). `args` and
+ * `allowedEnvVars` default to `[]`.
  *
  * The constructor validates every field (and throws on invalid input); files are read with
  * {@link parse} / {@link load}, which fail with a {@link ManifestError} instead.
@@ -268,7 +308,10 @@ export class PluginManifest extends Schema.Class<PluginManifest>("PluginManifest
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
   poller: Schema.optionalKey(PollerSection),
-  remote: Schema.optionalKey(RemoteSection)
+  remote: Schema.optionalKey(RemoteSection),
+  framing: Schema.optionalKey(Framing),
+  cancellation: Schema.optionalKey(Cancellation),
+  discovery: Schema.optionalKey(DiscoverySection)
 }) {
   /**
    * Where the manifest was read from, set by {@link load} and {@link discover} (and by
@@ -500,7 +543,10 @@ const JsonFile = Schema.Struct({
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
   poller: Schema.optionalKey(JsonPoller),
-  remote: Schema.optionalKey(JsonRemote)
+  remote: Schema.optionalKey(JsonRemote),
+  framing: Schema.optionalKey(Framing),
+  cancellation: Schema.optionalKey(Cancellation),
+  discovery: Schema.optionalKey(DiscoverySection)
 })
 
 const TomlPoller = Schema.Struct({
@@ -530,7 +576,10 @@ const TomlFile = Schema.Struct({
   checksum_sha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
   poller: Schema.optionalKey(TomlPoller),
-  remote: Schema.optionalKey(TomlRemote)
+  remote: Schema.optionalKey(TomlRemote),
+  framing: Schema.optionalKey(Framing),
+  cancellation: Schema.optionalKey(Cancellation),
+  discovery: Schema.optionalKey(DiscoverySection)
 })
 
 /** Both file formats map onto this (the JSON shape). */
@@ -545,6 +594,13 @@ const fromTomlRemote = (remote: typeof TomlRemote.Type): typeof JsonRemote.Type 
   ...(remote.min_instances === undefined ? {} : { minInstances: remote.min_instances })
 })
 
+/** The keys both formats spell alike: the wire the plugin speaks and its discovery methods. */
+const wireOf = (file: Pick<FileFields, "framing" | "cancellation" | "discovery">) => ({
+  ...(file.framing === undefined ? {} : { framing: file.framing }),
+  ...(file.cancellation === undefined ? {} : { cancellation: file.cancellation }),
+  ...(file.discovery === undefined ? {} : { discovery: file.discovery })
+})
+
 const fromToml = (file: typeof TomlFile.Type): FileFields => {
   const poller = file.poller
   return {
@@ -557,6 +613,7 @@ const fromToml = (file: typeof TomlFile.Type): FileFields => {
     ...(file.unsafe_env_vars === undefined ? {} : { unsafeEnvVars: file.unsafe_env_vars }),
     ...(file.checksum_sha256 === undefined ? {} : { checksumSha256: file.checksum_sha256 }),
     ...(file.checksums === undefined ? {} : { checksums: file.checksums }),
+    ...wireOf(file),
     ...(poller === undefined ? {} : {
       poller: {
         kinds: poller.kinds,
@@ -581,6 +638,7 @@ const toManifestInput = (file: FileFields): MakeInput => {
     ...(file.unsafeEnvVars === undefined ? {} : { unsafeEnvVars: file.unsafeEnvVars }),
     ...(file.checksumSha256 === undefined ? {} : { checksumSha256: file.checksumSha256 }),
     ...(file.checksums === undefined ? {} : { checksums: file.checksums }),
+    ...wireOf(file),
     ...(poller === undefined ? {} : {
       poller: {
         kinds: poller.kinds,

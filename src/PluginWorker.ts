@@ -5,6 +5,8 @@
  * way: requests from the host are served by `handlers` (concurrently), a handler's typed error
  * becomes a JSON-RPC error object, and handlers reach the host with `PluginWorker.callHost` and
  * `PluginWorker.log` (a `log` notification). stdout is the protocol, so Effect logs go to stderr.
+ * Messages are one per line, or framed with `Content-Length` headers (LSP's base protocol) when
+ * the host says so in `PLUGIN_HOST_FRAMING` or the `framing` option does.
  * The worker answers `initialize` with `{ok: true, supportedMethods}` (plus whatever
  * `onInitialize` returns), answers `shutdown` and then exits, and exits 0 on stdin EOF once the
  * replies in flight are written — or once its parent changed (the host died while something else
@@ -40,6 +42,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -57,6 +60,7 @@ import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
 import * as BrokerService from "./internal/brokerService.ts"
 import type * as EndpointStatsModule from "./internal/endpointStats.ts"
+import * as Framing from "./Framing.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
 import * as NatsMicro from "./internal/natsMicro.ts"
 import * as ParentWatch from "./internal/parentWatch.ts"
@@ -138,6 +142,13 @@ export interface ServeOptions {
    * honoured in both dialects whatever this says.
    */
   readonly cancellation?: LifetimePolicy.Cancellation | undefined
+  /**
+   * How messages are delimited on stdin/stdout ({@link serve} only): one per line (`"ndjson"`)
+   * or after a `Content-Length` header (`"content-length"`). Default the `PLUGIN_HOST_FRAMING`
+   * environment variable, which a host sets for a plugin it frames with Content-Length, else
+   * `"ndjson"`.
+   */
+  readonly framing?: LifetimePolicy.Framing | undefined
 }
 
 /**
@@ -444,13 +455,17 @@ const handlerTable = (
 }
 
 /**
- * A transport over this process's stdin and stdout. Lines written in one turn of the event
- * loop go out together, as the host writes to a plugin's stdin: in one write at the end of the
- * turn, or in slices when the turn produces more.
+ * A transport over this process's stdin and stdout, framed as `framing` says (default
+ * `"ndjson"`). Messages written in one turn of the event loop go out together, as the host
+ * writes to a plugin's stdin: in one write at the end of the turn, or in slices when the turn
+ * produces more.
  *
  * @category serving
  */
-export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & { readonly flush: Effect.Effect<void> }> =>
+export const stdioTransport = (
+  name: string,
+  framing: LifetimePolicy.Framing = "ndjson"
+): Effect.Effect<RpcPeer.Transport & { readonly flush: Effect.Effect<void> }> =>
   Effect.gen(function*() {
     const ended = yield* Deferred.make<PluginClientError.Reason>()
     let writeError: string | undefined
@@ -462,7 +477,7 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
           Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Io({ detail: `writing stdout failed: ${error.message}` })))
         }
       })
-    })
+    }, (messages) => Framing.encodeMessages(framing, messages))
     const hostGone = () => Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Closed({ detail: "the host closed stdin" })))
     /** Registers `data`/`end`/`error` listeners on stdin for the current Scope. */
     const subscribe = (onChunk: (chunk: Uint8Array) => void, onEnd: (failure?: string) => void) =>
@@ -498,6 +513,7 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
     return {
       name,
       pid: process.pid,
+      framing,
       incoming,
       // Requests are served in the `data` callback itself, not one event-loop turn later.
       listen: ({ onChunk, onEnd }) => Effect.asVoid(subscribe(onChunk, onEnd)),
@@ -515,10 +531,23 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
     }
   })
 
+/** The environment variable a host sets for a plugin it frames with Content-Length. */
+
 /**
- * Serves handlers on stdin/stdout until stdin closes, the host asks for `shutdown`, or the host
- * is gone: this process's parent changed (checked every second), which ends the connection as
- * stdin EOF does even when another process keeps the pipe open.
+ * The framing a stdio worker speaks: its option, else `PLUGIN_HOST_FRAMING` (read through the
+ * `ConfigProvider`), else NDJSON. Any other value of the variable is a defect: a worker guessing
+ * its framing would only fail later, and less clearly.
+ */
+const framingOf = (options: ServeOptions): Effect.Effect<LifetimePolicy.Framing> =>
+  options.framing !== undefined
+    ? Effect.succeed(options.framing)
+    : Effect.orDie(Config.Literals(["ndjson", "content-length"], Protocol.framingVariable).pipe(Config.withDefault("ndjson")))
+
+/**
+ * Serves handlers on stdin/stdout (framed as {@link ServeOptions.framing} says) until stdin
+ * closes, the host asks for `shutdown`, or the host is gone: this process's parent changed
+ * (checked every second), which ends the connection as stdin EOF does even when another process
+ * keeps the pipe open.
  *
  * @category serving
  */
@@ -526,7 +555,7 @@ export const serve = (options: ServeOptions): Effect.Effect<void> =>
   Effect.scoped(
     Effect.gen(function*() {
       const host = process.ppid
-      const transport = yield* stdioTransport(options.name ?? "worker")
+      const transport = yield* stdioTransport(options.name ?? "worker", yield* framingOf(options))
       const hostGone = Effect.map(
         ParentWatch.parentChanged(host),
         (parent) => new PluginClientError.Closed({ detail: `the host (pid ${host}) is gone: the parent is now pid ${parent}` })

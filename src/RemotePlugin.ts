@@ -192,6 +192,7 @@ export const make = Effect.fnUntraced(function*(
   return {
     name,
     ...api,
+    ...PluginClient.progressCalls(api.request, api.call),
     health: health(name, calls, activity, feed, clock),
     state: Effect.sync(() => activity.state),
     start: Effect.suspend(() =>

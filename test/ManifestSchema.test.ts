@@ -84,6 +84,9 @@ const fullManifest = (format: ManifestSchema.Format) => {
     [key("unsafeEnvVars")]: ["NODE_OPTIONS"],
     [key("checksumSha256")]: "a".repeat(64),
     checksums: { "lib/helpers.mjs": "b".repeat(64) },
+    framing: "content-length",
+    cancellation: "lsp",
+    discovery: { tools: "tools/list", resources: "resources/list" },
     poller: {
       kinds: ["rss", "atom"],
       [key("brokerTopicPrefix")]: "plugins.full",
@@ -132,7 +135,8 @@ describe("ManifestSchema", () => {
       assert.strictEqual(schema.$schema, "https://json-schema.org/draft/2020-12/schema")
       assert.isString(schema.title)
       const poller = objectAt(objectAt(schema, "properties"), "poller")
-      for (const level of [schema, poller]) {
+      const discovery = objectAt(objectAt(schema, "properties"), "discovery")
+      for (const level of [schema, poller, discovery]) {
         assert.strictEqual(level.additionalProperties, false)
         for (const [key, property] of Object.entries(objectAt(level, "properties"))) {
           assert.isTrue(isObject(property) && typeof property.description === "string" && property.description.length > 20, key)
@@ -176,6 +180,9 @@ describe("ManifestSchema", () => {
           idempotent: ["get"],
           minInstances: 2
         })
+        assert.strictEqual(parsed.framing, "content-length")
+        assert.strictEqual(parsed.cancellation, "lsp")
+        assert.deepStrictEqual(parsed.discovery, { tools: "tools/list", resources: "resources/list" })
       }))
   }
 

@@ -219,6 +219,24 @@ describe("PluginManifest", () => {
         assert.strictEqual(poller, "`poller.kinds`: expected array, got \"ticks\"")
       }))
 
+    it.effect("reads the wire a plugin speaks and its discovery methods, and names a value it does not know", () =>
+      Effect.gen(function*() {
+        const parsed = yield* PluginManifest.parse(
+          `${minimalToml}framing = "content-length"\ncancellation = "lsp"\n[discovery]\ntools = "tools/list"\n`,
+          "/x/vault.toml"
+        )
+        assert.strictEqual(parsed.framing, "content-length")
+        assert.strictEqual(parsed.cancellation, "lsp")
+        assert.deepStrictEqual(parsed.discovery, { tools: "tools/list" })
+        const minimal = yield* PluginManifest.parse(minimalToml, "/x/vault.toml")
+        assert.isUndefined(minimal.framing)
+        assert.isUndefined(minimal.cancellation)
+        const detail = yield* invalidDetail(`${minimalToml}framing = "lines"\ncancellation = "grpc"\n[discovery]\ntools = "a b"\n`, "/x/vault.toml")
+        assert.include(detail, "`framing`: expected \"ndjson\" | \"content-length\", got \"lines\"")
+        assert.include(detail, "`cancellation`: expected \"lsp\" | \"mcp\" | \"none\", got \"grpc\"")
+        assert.include(detail, "`discovery.tools`: expected a method name")
+      }))
+
     it.effect("names missing required keys", () =>
       Effect.gen(function*() {
         const detail = yield* invalidDetail(`name = "vault"\nexecutable = "bin/vault"\n[poller]\nkinds = ["ticks"]\n`, "/x/vault.toml")

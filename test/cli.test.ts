@@ -172,6 +172,39 @@ describe("plugin-host command (subprocess)", () => {
     assert.include(table.stdout, `containment: ${report.containment?.mode}`)
   })
 
+  it("doctor runs the discovery a manifest declares, over the framing it declares, and shows the tools and resources", () => {
+    const lspManifest = [
+      `name = "lsp"`,
+      `version = "1.0.0"`,
+      `executable = "${node}"`,
+      `args = ${JSON.stringify([fixture("lsp-peer.mjs")])}`,
+      `framing = "content-length"`,
+      `cancellation = "lsp"`,
+      `[discovery]`,
+      `tools = "tools/list"`,
+      `resources = "resources/list"`
+    ].join("\n")
+    const dir = makeDir({ "lsp.toml": lspManifest, "echo.toml": rpcManifest("echo") })
+    const table = cli(["doctor", "--dir", dir])
+    assert.strictEqual(table.code, 0, table.stdout + table.stderr)
+    assert.include(table.stdout, "hover (Shows what is under the cursor)")
+    assert.include(table.stdout, "file:///workspace [inode/directory]")
+    const json = cli(["doctor", "--json", "--dir", dir])
+    const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
+    const discovery = report.groups.find((g) => g.group === "plugins")?.discovery
+    assert.deepStrictEqual(discovery?.toolDetails.find((t) => t.name === "hover")?.inputSchema, { type: "object" })
+    // The plugin without a declared discovery keeps its handshake's methods as its tools.
+    assert.deepStrictEqual((discovery?.servers ?? []).map((s) => s.serverName).sort(), ["echo", "lsp"])
+  })
+
+  it("doctor runs no discovery when no manifest declares it", () => {
+    const dir = makeDir({ "echo.toml": rpcManifest("echo") })
+    const json = cli(["doctor", "--json", "--dir", dir])
+    assert.strictEqual(json.code, 0, json.stderr)
+    const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
+    assert.isUndefined(report.groups.find((g) => g.group === "plugins")?.discovery)
+  })
+
   it("doctor exits 1 when a plugin is disabled, naming it (PLUGIN_HOST_RESTART_CAP=1 disables at the first crash)", () => {
     const dir = makeDir({ "echo.toml": rpcManifest("echo"), "broken.toml": crashingManifest("broken") })
     const result = cli(["doctor", "--dir", dir], 20_000, { PLUGIN_HOST_RESTART_CAP: "1" })

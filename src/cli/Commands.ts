@@ -108,6 +108,10 @@ const remoteBrokers = (broker: Option.Option<Broker.Broker["Service"]>): PluginM
     ? Effect.succeed(broker.value)
     : RemotePlugin.natsBrokers({ name: "plugin-host" })(target)
 
+/** The discovery methods the manifests declare, by plugin name. */
+const declaredDiscovery = (valid: ReadonlyArray<PluginManifest.DiscoveredValid>) =>
+  Object.fromEntries(valid.flatMap((d) => d.manifest.discovery === undefined ? [] : [[d.manifest.name, d.manifest.discovery] as const]))
+
 /** The manager hosting every discovered plugin (remote ones too, under `--nats`), with a health view over them. */
 const hostAll = (
   valid: ReadonlyArray<PluginManifest.DiscoveredValid>,
@@ -127,6 +131,7 @@ const hostAll = (
         ["plugins", valid.filter((d) => !isEphemeral(d.manifest)).map((d) => d.manifest.name)] as const,
         ["pollers", valid.filter((d) => isEphemeral(d.manifest)).map((d) => d.manifest.name)] as const
       ].filter(([, ids]) => ids.length > 0)),
+      discovery: { plugins: declaredDiscovery(valid) },
       probe: { interval: "1 hour", timeout: "2 seconds" }
     }).pipe(
       Effect.provideService(PluginManager.PluginManager, manager),
@@ -284,6 +289,13 @@ const doctor = Command.make("doctor", {
     const { health, manager } = yield* hostAll(valid, policy, Handshake.liveness())
     if (valid.some((d) => !isEphemeral(d.manifest))) yield* health.startup("plugins")
     yield* health.probeNow
+    // Discovery asks each server of a group for its tools and resources: run for the groups in
+    // which a manifest declares how (the others have nothing to ask).
+    for (const [group, ids] of health.groups) {
+      const declared = valid.some((d) => d.manifest.discovery !== undefined && !isEphemeral(d.manifest) && ids.includes(d.manifest.name))
+      // The group is one of the service's own: it cannot be unknown.
+      if (declared) yield* Effect.orDie(health.discover(group))
+    }
     yield* watchAnsweringServices(health, manager)
     // The manager started reaping what killed hosts left; the report lists it once that is over.
     yield* Leftovers.reapAtStart
@@ -310,7 +322,7 @@ const doctor = Command.make("doctor", {
     }
   }).pipe(Effect.scoped, (effect) => withBroker(effect, input.nats))).pipe(
     Command.withDescription(
-      "Check every plugin: manifest, checksum, start, handshake, probe; with --nats, every NATS service and its instances too; exit 1 if any failed or is disabled"
+      "Check every plugin: manifest, checksum, start, handshake, probe, and discovery where a manifest declares it; with --nats, every NATS service and its instances too; exit 1 if any failed or is disabled"
     )
   )
 
