@@ -390,12 +390,14 @@ const stderrBlock = (p: PluginDiagnosis): Array<string> => {
 }
 
 /**
- * A remote plugin's lines: its state, service and verdict, then one indented line per instance
+ * A remote plugin's lines: its state, service (marked when it is watched only because it
+ * answered discovery) and verdict, then one indented line per instance
  * (version, ping latency, requests and errors since it started, the last error an endpoint
  * reported).
  */
 const remoteLines = (remote: GroupHealth.RemoteHealthcheck): Array<string> => [
-  `remote ${remote.plugin} (NATS service ${remote.service}): ${remote.state} - ${remote.message}`,
+  `remote ${remote.plugin} (NATS service ${remote.service}${remote.discovered === true ? ", answering but in no manifest" : ""}): ` +
+  `${remote.state} - ${remote.message}`,
   ...remote.instances.map((i) =>
     `  instance ${i.id} v${i.version}: ping ${formatLatency(i.latencyMillis)}, ${i.requests} requests, ${i.errors} errors` +
     (i.lastError === undefined ? "" : `, last error: ${cell(i.lastError, 80)}`)

@@ -202,7 +202,8 @@ export class DegradedMode extends Schema.Class<DegradedMode>("DegradedMode")({
 /**
  * What the service knows about a server beyond its `PluginHealth` snapshot: the error of its
  * last failed probe (while it has not answered one since), the error of a failed `startup`
- * (while it has not come up since), and the tools it discovered last.
+ * (while it has not come up since), the tools it discovered last, and, for a remote plugin, the
+ * verdict of the last discovery of its instances.
  *
  * @category models
  */
@@ -210,6 +211,7 @@ export interface ServerOverlay {
   readonly probeError?: string | undefined
   readonly startFailure?: string | undefined
   readonly capabilities?: ReadonlyArray<string> | undefined
+  readonly instances?: { readonly state: Status; readonly message: string } | undefined
 }
 
 /**
@@ -232,7 +234,9 @@ export class RemoteInstance extends Schema.Class<RemoteInstance>("RemoteInstance
 /**
  * The health of a remote plugin at `lastCheck` (epoch millis): the NATS `service` its
  * instances serve, the `minInstances` it needs, the instances found, the verdict `state`
- * ({@link remoteStatusOf}) and a human `message` (`"1 of 2 required instances"`).
+ * ({@link remoteStatusOf}) and a human `message` (`"1 of 2 required instances"`). `discovered`
+ * marks a service watched only because it answered discovery (no manifest or registration
+ * names it, as `plugin-host doctor --nats` lists the others): what it says is for information.
  *
  * @category models
  */
@@ -243,7 +247,8 @@ export class RemoteHealthcheck extends Schema.Class<RemoteHealthcheck>("RemoteHe
   state: Status,
   instances: Schema.Array(RemoteInstance),
   lastCheck: Schema.Number,
-  message: Schema.String
+  message: Schema.String,
+  discovered: Schema.optionalKey(Schema.Boolean)
 }) {}
 
 // ---------------------------------------------------------------------------------------------
@@ -265,7 +270,8 @@ const makeServer = (
 
 /**
  * A server's health from its plugin's live state: `Running` is `Healthy` (or `Degraded` while
- * its probes fail); `Idle` is `Healthy` (it spawns on demand); `Starting` is `Healthy` on a
+ * its probes fail; a remote plugin is as its instances were last found: `Degraded` below its
+ * minimum, `Failed` with none); `Idle` is `Healthy` (it spawns on demand); `Starting` is `Healthy` on a
  * first start and `Degraded` when it follows an error; `Recovering`, `Backoff` and `Stopping`
  * are `Degraded`; `Disabled` and `Stopped` are `Failed`. A plugin whose `startup` failed stays
  * `Failed` until it runs again, whatever its restart policy is doing meanwhile.
@@ -285,6 +291,7 @@ export const serverHealthOf = (
   const state = health.state
   switch (state._tag) {
     case "Running":
+      if (overlay.instances !== undefined && overlay.instances.state !== "Healthy") return server(overlay.instances.state, overlay.instances.message)
       return overlay.probeError === undefined ? server("Healthy", undefined) : server("Degraded", overlay.probeError)
     case "Idle":
       return failedStart ?? server("Healthy", undefined)
@@ -457,7 +464,7 @@ export const remoteStatusOf = (count: number, minInstances: number, problem?: st
  * @category constructors
  */
 export const remoteCheck = (
-  remote: { readonly plugin: string; readonly service: string; readonly minInstances: number },
+  remote: { readonly plugin: string; readonly service: string; readonly minInstances: number; readonly discovered?: boolean },
   found: ReadonlyArray<RemoteInstance>,
   lastCheck: number,
   problem?: string | undefined

@@ -18,9 +18,15 @@
  * beside the groups: {@link PluginHealth} `watchRemote` registers one (`{ name, service,
  * minInstances }` and the `Broker` to ask) for as long as a Scope lasts, optionally polled on a
  * `Schedule`; each check discovers its instances (`$SRV.PING`/`INFO`/`STATS`) and judges them
- * with `GroupHealth.remoteCheck` (degraded below `minInstances`, failed at zero). A remote
- * plugin's state changes are published as `GroupStateChanged` (its name is the group's), its
- * instances coming and going as {@link InstancesChanged}; the doctor lists it with its instances.
+ * with `GroupHealth.remoteCheck` (degraded below `minInstances`, failed at zero). The
+ * manager's own remote plugins (manifests with a `[remote]` table) are watched this way without
+ * being asked, for as long as they are registered: under their id, with their manifest's
+ * `service` and `min_instances`, on the broker their client calls on, discovered every
+ * `remote.poll` (default 10 s). A remote plugin's state changes are published as
+ * `GroupStateChanged` (its name is the group's), its instances coming and going as
+ * {@link InstancesChanged}; the doctor lists it with its instances. As a server of a group (and
+ * in the doctor's plugin rows) a running remote plugin is as its instances were last found:
+ * `Degraded` below its minimum, `Failed` with none.
  *
  * This module owns only the health view: starting, stopping and restarting stay with the
  * manager, and probes never spawn a plugin that is not running. The health models and rules
@@ -39,7 +45,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
-import type * as Schedule from "effect/Schedule"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -51,6 +57,7 @@ import { formatDuration } from "./internal/formatDuration.ts"
 import * as HealthState from "./internal/healthState.ts"
 import * as ProcessTree from "./internal/processTree.ts"
 import * as RemoteCheck from "./internal/remoteCheck.ts"
+import * as RemoteFollower from "./internal/remoteFollower.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as Leftovers from "./Leftovers.ts"
 import type * as PluginClient from "./PluginClient.ts"
@@ -291,6 +298,16 @@ export interface HealthConfig {
   } | undefined
   /** Stderr lines kept per plugin in the doctor report. Default 5. */
   readonly stderrTailLines?: number | undefined
+  /**
+   * How the manager's remote plugins are watched (each from its registration on): discovery of
+   * their instances at once, then every `poll` (default 10 s: an instance lost is seen within
+   * about 10 s, for three small requests per instance each time), each listening `wait` for
+   * answers (default 1 s).
+   */
+  readonly remote?: {
+    readonly poll?: Duration.Input | undefined
+    readonly wait?: Duration.Input | undefined
+  } | undefined
 }
 
 /**
@@ -314,9 +331,12 @@ interface Resolved {
   readonly probe: { readonly method: string; readonly interval: Duration.Duration; readonly timeout: Duration.Duration }
   readonly probing: boolean
   readonly stderrTailLines: number
+  readonly remote: { readonly poll: Duration.Duration; readonly wait: Duration.Duration }
 }
 
 const defaultDiscoveryTimeout = Duration.seconds(10)
+const defaultRemotePoll = Duration.seconds(10)
+const defaultRemoteWait = Duration.seconds(1)
 const defaultProbeTimeout = Duration.seconds(5)
 
 const positiveDuration = (field: string, input: Duration.Input | undefined, fallback: Duration.Duration) =>
@@ -374,7 +394,11 @@ const resolveConfig = (config: HealthConfig): Effect.Effect<Resolved, HealthConf
         timeout: yield* positiveDuration("probe.timeout", config.probe?.timeout, defaultProbeTimeout)
       },
       probing: config.probe !== undefined,
-      stderrTailLines
+      stderrTailLines,
+      remote: {
+        poll: yield* positiveDuration("remote.poll", config.remote?.poll, defaultRemotePoll),
+        wait: yield* positiveDuration("remote.wait", config.remote?.wait, defaultRemoteWait)
+      }
     }
   })
 
@@ -389,6 +413,11 @@ export interface RemotePlugin {
   readonly name: string
   readonly service: string
   readonly minInstances?: number | undefined
+  /**
+   * Watched only because it answered discovery (no manifest or registration names it): its
+   * checks say so (`RemoteHealthcheck.discovered`), and the doctor marks it. Default false.
+   */
+  readonly discovered?: boolean | undefined
 }
 
 /**
@@ -478,6 +507,8 @@ interface Health {
   readonly seen: Ref.Ref<ReadonlyMap<string, GroupHealth.Lifecycle>>
   readonly discovered: Ref.Ref<ReadonlyMap<string, GroupHealth.DiscoveryResult>>
   readonly remotes: Ref.Ref<ReadonlyMap<string, Watched>>
+  /** Keeps a watch on each of the manager's remote plugins. */
+  readonly follower: RemoteFollower.RemoteFollower<PluginManager.RemoteRegistration>
   readonly events: PubSub.PubSub<HealthEvent>
 }
 
@@ -517,16 +548,28 @@ const lookupGroup = (config: Resolved, group: string): Effect.Effect<ReadonlyArr
 
 // -- checks -----------------------------------------------------------------------------------
 
+/** A server's overlay, with the verdict of its instances' last discovery when it is a watched remote plugin. */
+const overlayWithInstances = (
+  state: HealthState.HealthState,
+  remotes: ReadonlyMap<string, Watched>,
+  id: string
+): GroupHealth.ServerOverlay => {
+  const last = remotes.get(id)?.last
+  const overlay = HealthState.overlayOf(state, id)
+  return last === undefined ? overlay : { ...overlay, instances: { state: last.state, message: last.message } }
+}
+
 /** A server's health now, with its plugin's process state. A plugin seen running has recovered from its failed start. */
 const memberHealth = (health: Health, id: string): Effect.Effect<readonly [GroupHealth.ServerHealth, GroupHealth.MemberState]> =>
   health.manager.get(id).pipe(
     Effect.flatMap((client) => client.health),
     Effect.flatMap((snapshot) =>
-      Ref.modify(health.state, (state) => {
-        const next = snapshot.state._tag === "Running" ? HealthState.cameUp(state, id) : state
-        const server = GroupHealth.serverHealthOf(id, snapshot, HealthState.overlayOf(next, id))
-        return [[server, snapshot.state._tag] as const, next]
-      })
+      Effect.flatMap(Ref.get(health.remotes), (remotes) =>
+        Ref.modify(health.state, (state) => {
+          const next = snapshot.state._tag === "Running" ? HealthState.cameUp(state, id) : state
+          const server = GroupHealth.serverHealthOf(id, snapshot, overlayWithInstances(next, remotes, id))
+          return [[server, snapshot.state._tag] as const, next]
+        }))
     ),
     Effect.catchTag("ManagerError", (error) =>
       Effect.map(Ref.get(health.state), (state) =>
@@ -762,8 +805,6 @@ const degradedModeOf = (health: Health, group: string): Effect.Effect<Option.Opt
 
 // -- remote plugins -----------------------------------------------------------------------------
 
-const defaultRemoteWait = Duration.seconds(1)
-
 /** Checks a remote plugin's registration against the configuration and what is watched already. */
 const resolveRemote = (health: Health, remote: RemotePlugin, wait: Duration.Input | undefined) =>
   Effect.gen(function*() {
@@ -779,7 +820,7 @@ const resolveRemote = (health: Health, remote: RemotePlugin, wait: Duration.Inpu
     }
     if ((yield* Ref.get(health.remotes)).has(remote.name)) return yield* new HealthConfigError({ field, detail: "is watched already" })
     return {
-      remote: { plugin: remote.name, service: remote.service, minInstances },
+      remote: { plugin: remote.name, service: remote.service, minInstances, ...(remote.discovered === true ? { discovered: true } : {}) },
       wait: yield* positiveDuration(`${field}.wait`, wait, defaultRemoteWait)
     }
   })
@@ -819,8 +860,23 @@ const watchRemote = (health: Health, remote: RemotePlugin, options: WatchOptions
     }
   })
 
+/**
+ * Watches one of the manager's remote plugins under its id. A manifest's `min_instances = 0`
+ * judges like 1: a plugin with no instance is failed either way.
+ */
+const watchRegistered = (health: Health, registration: PluginManager.RemoteRegistration) =>
+  watchRemote(health, { name: registration.id, service: registration.service, minInstances: Math.max(1, registration.minInstances) }, {
+    broker: registration.broker,
+    wait: health.config.remote.wait,
+    poll: Schedule.fixed(health.config.remote.poll)
+  })
+
+/** Brings the watches of the manager's remote plugins in line with its registrations now. */
+const followManager = (health: Health): Effect.Effect<void> => Effect.flatMap(health.manager.remotes, health.follower.sync)
+
 const checkRemote = (health: Health, name: string) =>
   Effect.gen(function*() {
+    yield* followManager(health)
     const remotes = yield* Ref.get(health.remotes)
     const watched = remotes.get(name)
     if (watched === undefined) return yield* new UnknownRemote({ name, watched: [...remotes.keys()] })
@@ -838,17 +894,21 @@ const lastRemoteChecks = (health: Health): Effect.Effect<ReadonlyArray<GroupHeal
 
 const doctor = (health: Health): Effect.Effect<DoctorReport> =>
   Effect.gen(function*() {
+    // Remote plugins first: their plugin rows and groups read what their instances are now.
+    yield* followManager(health)
+    const remotes = yield* checkAllRemotes(health)
+    const watched = yield* Ref.get(health.remotes)
     const diagnostics = yield* health.manager.diagnostics
     const state = yield* Ref.get(health.state)
     const plugins = yield* Effect.forEach(diagnostics, (d) =>
       Effect.map(d.verification ?? Effect.undefined, (verification) =>
         PluginDiagnosis.fromDiagnostics(d, {
-          server: GroupHealth.serverHealthOf(d.id, d.health, HealthState.overlayOf(state, d.id)),
+          server: GroupHealth.serverHealthOf(d.id, d.health, overlayWithInstances(state, watched, d.id)),
           groups: groupsOf(health.config, d.id),
           stderrTailLines: health.config.stderrTailLines,
           verification
         })))
-    const [checks, remotes] = yield* Effect.all([checkAll(health), checkAllRemotes(health)], { concurrency: "unbounded" })
+    const checks = yield* checkAll(health)
     const discovered = yield* Ref.get(health.discovered)
     const leftovers = yield* Leftovers.reapedSoFar
     return new DoctorReport({
@@ -878,6 +938,11 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
   const health: Health = {
     config: resolved,
     manager: yield* PluginManager.PluginManager,
+    // Its watches run only when it syncs, after `health` is made.
+    follower: yield* RemoteFollower.make<PluginManager.RemoteRegistration, HealthConfigError>(yield* Effect.scope, {
+      watch: (registration) => watchRegistered(health, registration),
+      refused: (registration, error) => Effect.logWarning(`remote plugin ${registration.id} is not watched: ${error.message}`)
+    }),
     state: yield* Ref.make(HealthState.empty),
     phases: yield* Ref.make<ReadonlyMap<string, GroupHealth.Phase>>(new Map()),
     seen: yield* Ref.make<ReadonlyMap<string, GroupHealth.Lifecycle>>(new Map()),
@@ -886,6 +951,8 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
     events: yield* PubSub.unbounded<HealthEvent>()
   }
   yield* Effect.forkScoped(forgetFailedStartsOnReady(health))
+  yield* followManager(health)
+  yield* health.manager.remoteChanges.pipe(Stream.runForEach(health.follower.sync), Effect.forkScoped)
   const probeNow = probeRound(health)
   if (resolved.probing) {
     yield* Effect.sleep(resolved.probe.interval).pipe(Effect.andThen(probeNow), Effect.forever, Effect.forkScoped)
@@ -901,7 +968,7 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
     probeNow,
     watchRemote: (remote, options) => watchRemote(health, remote, options),
     checkRemote: (name) => checkRemote(health, name),
-    remotes: lastRemoteChecks(health),
+    remotes: Effect.andThen(followManager(health), lastRemoteChecks(health)),
     doctor: doctor(health),
     events: Stream.fromPubSub(health.events),
     subscribe: Effect.map(PubSub.subscribe(health.events), Stream.fromSubscription)

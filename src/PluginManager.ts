@@ -15,7 +15,9 @@
  * A plugin whose manifest has a `[remote]` table runs on other machines: the manager holds a
  * `RemotePlugin` client for it (on the broker `ManagerOptions.brokers` makes for its servers,
  * one per distinct target) beside the local ones, with the same calls, events and diagnostics;
- * nothing is spawned, and its broker's reconnects stand in for restarts.
+ * nothing is spawned, and its broker's reconnects stand in for restarts. The remote plugins
+ * registered (and the broker each is reached on) are published as they change
+ * ({@link PluginManager} `remotes`), which is how `PluginHealth` watches their instances.
  *
  * @since 0.1.0
  */
@@ -32,6 +34,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Broker from "./Broker.ts"
 import * as Handshake from "./Handshake.ts"
@@ -198,6 +201,23 @@ export interface ManagerOptions {
 }
 
 /**
+ * A registered remote plugin, as the health view watches it: its id, the NATS `service` its
+ * instances serve (the manifest's, else its name), the `minInstances` it needs (the manifest's
+ * `min_instances`), its manifest's `[remote]` table, and the broker its client calls on (where
+ * its instances are discovered). One registration is one object for as long as it lasts, so a
+ * re-registration under the same id is a different one.
+ *
+ * @category models
+ */
+export interface RemoteRegistration {
+  readonly id: string
+  readonly service: string
+  readonly minInstances: number
+  readonly remote: PluginManifest.RemoteSection
+  readonly broker: Broker.Broker["Service"]
+}
+
+/**
  * Makes the broker of a remote plugin's target (see `RemotePlugin.BrokerFactory`;
  * `RemotePlugin.natsBrokers()` is the NATS one).
  *
@@ -237,6 +257,13 @@ export class PluginManager extends Context.Service<PluginManager, {
   /** Stops every plugin in parallel; errors are logged, never raised. */
   readonly stopAll: Effect.Effect<void>
   readonly diagnostics: Effect.Effect<ReadonlyArray<Diagnostics>>
+  /** The remote plugins registered now, in registration order. */
+  readonly remotes: Effect.Effect<ReadonlyArray<RemoteRegistration>>
+  /**
+   * The remote plugins registered now, then again after each `register`/`unregister` (or
+   * `discover`) that changed them.
+   */
+  readonly remoteChanges: Stream.Stream<ReadonlyArray<RemoteRegistration>>
   /** Every event after the stream starts running. */
   readonly events: Stream.Stream<ManagerEvent>
   /** Subscribes now (no event published after this returns is missed); lives in the Scope. */
@@ -266,7 +293,7 @@ interface Entry {
   readonly envVarNames: ReadonlyArray<string>
   /** What a spawn is prepared from, for the doctor's view of the environment; none for a remote plugin. */
   readonly launchInput: PluginEnvironment.LaunchInput | undefined
-  readonly remote: PluginManifest.RemoteSection | undefined
+  readonly remote: RemoteRegistration | undefined
   /** Where the plugin's paths resolve (its manifest's folder) and where it runs. */
   readonly dir: string | undefined
   readonly cwd: string | undefined
@@ -288,6 +315,8 @@ interface ManagerState {
   readonly spawnPermits: Semaphore.Semaphore
   /** The parent of every client's Scope, closing them all at once. */
   readonly clientScopes: Scope.Closeable
+  /** The remote entries' registrations, set whenever they change (under `registryLock`). */
+  readonly remotes: SubscriptionRef.SubscriptionRef<ReadonlyArray<RemoteRegistration>>
   /** The brokers of remote plugins, by target, and the Scope they live in (closed after the clients'). */
   readonly brokers: {
     readonly factory: BrokerFactory | undefined
@@ -465,7 +494,7 @@ const makeRemoteEntry = Effect.fnUntraced(function*(
     eager: false,
     envVarNames: [],
     launchInput: undefined,
-    remote,
+    remote: { id, service: remote.service ?? source.name, minInstances: remote.minInstances, remote, broker },
     dir: source.location?.dir,
     cwd: undefined
   }
@@ -505,6 +534,7 @@ const register = (
       }
       const entry = yield* makeEntry(manager, id, source, options)
       manager.entries.set(id, entry)
+      if (entry.remote !== undefined || existing?.remote !== undefined) yield* publishRemotes(manager)
       return { client: entry.client, replaced: existing }
     })
   ).pipe(
@@ -512,13 +542,20 @@ const register = (
     Effect.map(({ client }) => client)
   )
 
+/** The remote entries' registrations, in registration order. */
+const remotesOf = (manager: ManagerState): Array<RemoteRegistration> =>
+  [...manager.entries.values()].flatMap((entry) => entry.remote === undefined ? [] : [entry.remote])
+
+/** Publishes the remote registrations after a change of them (called under `registryLock`). */
+const publishRemotes = (manager: ManagerState): Effect.Effect<void> => SubscriptionRef.set(manager.remotes, remotesOf(manager))
+
 /** Forgets the id under the registry's lock, then stops its plugin outside it. */
 const unregister = (manager: ManagerState, id: string): Effect.Effect<void> =>
   manager.registryLock.withPermits(1)(
-    Effect.sync(() => {
+    Effect.suspend(() => {
       const entry = manager.entries.get(id)
       manager.entries.delete(id)
-      return entry
+      return entry?.remote === undefined ? Effect.succeed(entry) : Effect.as(publishRemotes(manager), entry)
     })
   ).pipe(Effect.flatMap((entry) => entry === undefined ? Effect.void : closeEntry(entry)))
 
@@ -551,7 +588,7 @@ const diagnostics = (manager: ManagerState): Effect.Effect<ReadonlyArray<Diagnos
           envVarNames: [],
           checksumDeclared: false,
           health,
-          remote: entry.remote
+          remote: entry.remote?.remote
         }))
         : Effect.zipWith(entry.client.health, PluginEnvironment.describe(entry.launchInput), (health, environment): Diagnostics => ({
           id: entry.id,
@@ -607,6 +644,7 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
     spawnPermits: yield* Semaphore.make(Math.max(1, managerOptions?.maxConcurrentSpawns ?? 8)),
     events: yield* PubSub.unbounded<ManagerEvent>(),
     entries: new Map(),
+    remotes: yield* SubscriptionRef.make<ReadonlyArray<RemoteRegistration>>([]),
     rejections: new Map(),
     registryLock: yield* Semaphore.make(1),
     // Every client lives in its own Scope, a child of this one. The manager's own Scope (a
@@ -642,6 +680,8 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
     startAll: startAll(manager),
     stopAll: stopAll(manager),
     diagnostics: diagnostics(manager),
+    remotes: Effect.sync(() => remotesOf(manager)),
+    remoteChanges: SubscriptionRef.changes(manager.remotes),
     events: Stream.fromPubSub(manager.events),
     subscribe: Effect.map(PubSub.subscribe(manager.events), Stream.fromSubscription),
     discover: (dir, options) => discover(manager, dir, options)

@@ -997,7 +997,8 @@ export const isManifestFileName = (fileName: string): boolean =>
  * empty list; a missing `dir` fails with a `ManifestError` whose reason is
  * `NotFound { directory: true }` and whose `path` is the folder (a typo in a folder name is
  * then an error, not a host with no plugins). A folder that exists but cannot be listed is
- * logged and gives an empty list.
+ * logged and gives an empty list. A manifest with a `[remote]` table is loaded but not
+ * verified: its executable runs on the instances' machines, not here.
  *
  * @category discovery
  */
@@ -1043,7 +1044,8 @@ export const discover = Effect.fn("PluginManifest.discover")(function*(
     const folder = path.dirname(file)
     return load(file).pipe(
       Effect.flatMap((manifest) =>
-        verify(manifest, folder, { manifestPath: file }).pipe(
+        // A remote plugin's executable is what its instances run, on their machines: not looked for here.
+        (manifest.remote === undefined ? verify(manifest, folder, { manifestPath: file }) : Effect.succeed(path.resolve(folder, manifest.executable))).pipe(
           Effect.map((executablePath) => new DiscoveredValid({ path: file, dir: folder, manifest, executablePath }))
         )
       ),

@@ -26,8 +26,10 @@
  * interrupted.
  *
  * `PluginWorker.serveBroker` serves the same handlers over a `Broker` (NATS for workers on
- * other machines) as one instance of a service (a unique id, the queue group `q`, per-endpoint
- * counters for `$SRV.STATS`): `<prefix>.tick` runs `poll_tick` and `<prefix>.call` answers
+ * other machines) as one instance of a NATS micro service (a unique id, the queue group `q`,
+ * answering the ADR-32 discovery `$SRV.PING/INFO/STATS` with its per-endpoint counters, so any
+ * number of instances on any machines are found and share the load): `<prefix>.tick` runs
+ * `poll_tick` and `<prefix>.call` answers
  * JSON-RPC requests, both answered as on stdio (one handler table, the same replies). A request
  * from a `RemotePlugin` client carries its host's inbox, so its handler calls, notifies, logs to
  * and reports progress to that host as on stdio, and a cancel from it interrupts the handler
@@ -55,11 +57,12 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
-import type * as Broker from "./Broker.ts"
+import * as Broker from "./Broker.ts"
 import * as BrokerService from "./internal/brokerService.ts"
 import type * as EndpointStatsModule from "./internal/endpointStats.ts"
 import * as Framing from "./Framing.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
+import * as NatsMicro from "./internal/natsMicro.ts"
 import * as ParentWatch from "./internal/parentWatch.ts"
 import * as Protocol from "./internal/protocol.ts"
 import * as RemoteWire from "./internal/remoteWire.ts"
@@ -611,9 +614,13 @@ export interface ServeBrokerOptions {
   readonly queue?: string | undefined
   /** The worker's name, carried by logs and by errors of host calls. Default `"worker"`. */
   readonly name?: string | undefined
-  /** The service's name, as `$SRV.INFO` reports it (NATS micro). Default `name`, else the prefix. */
+  /**
+   * The service's name, as `$SRV.PING/INFO/STATS` report it (NATS micro): letters, digits, `-`
+   * and `_`. Default `name`, else the prefix, with any other character made a `-`
+   * (`plugins.calendar` → `plugins-calendar`).
+   */
   readonly service?: string | undefined
-  /** The service's version (semver), as `$SRV.INFO` reports it. Default `"0.0.0"`. */
+  /** The service's version (SemVer), as `$SRV.PING/INFO/STATS` report it. Default `"0.0.0"`. */
   readonly version?: string | undefined
   readonly description?: string | undefined
   readonly metadata?: Readonly<Record<string, string>> | undefined
@@ -646,6 +653,20 @@ export type ServiceInstance = BrokerService.Instance
  * @category models
  */
 export type EndpointStats = EndpointStatsModule.EndpointStats
+
+/**
+ * A broker worker's service description is not what NATS micro (ADR-32) allows: a `service`
+ * name other than letters, digits, `-` and `_`, or a `version` that is not SemVer. Nothing is
+ * served then.
+ *
+ * @category errors
+ */
+export const InvalidService = NatsMicro.InvalidService
+
+/**
+ * @category errors
+ */
+export type InvalidService = NatsMicro.InvalidService
 
 /**
  * Options of {@link mainBroker}: what to serve and which NATS servers to serve it on.
@@ -716,18 +737,33 @@ const linkedHostConnection = (link: BrokerService.HostLink): HostConnection["Ser
  * - `<prefix>.held`: the instance running (or just done with) a call says so, for a host that
  *   wonders whether the instance serving its call is still alive.
  *
+ * - `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` (each also `.<service>` and `.<service>.<id>`):
+ *   the instance answers NATS micro discovery (ADR-32) with its service name, unique id,
+ *   version, start time and the endpoints' counters, so `nats micro ls/info/stats`, the
+ *   host's health and `plugin-host doctor --nats` see every instance.
+ *
  * Both endpoints are in the queue group `queue` (default `"q"`), so instances share the load.
  * Errors map as in {@link serve} ({@link toJsonRpcError}; a defect is -32603). Requests are
  * handled concurrently, at most `maxConcurrentRequests` at once. Returns the served instance
- * (identity and counters) once every subject is subscribed.
+ * (identity and counters) once every subject is subscribed, discovery last (an instance that
+ * answers discovery serves calls). A `service` or `version` ADR-32 does not allow fails with
+ * {@link InvalidService} before anything is served.
  *
  * @category serving
  */
 export const serveBroker = (
   options: ServeBrokerOptions
-): Effect.Effect<ServiceInstance, Broker.BrokerError, Broker.Broker | Scope.Scope> =>
+): Effect.Effect<ServiceInstance, Broker.BrokerError | InvalidService, Broker.Broker | Scope.Scope> =>
   Effect.gen(function*() {
     const name = options.name ?? "worker"
+    const identity = {
+      name: options.service ?? serviceNameOf(options.name ?? options.prefix),
+      id: crypto.randomUUID(),
+      version: options.version ?? "0.0.0",
+      description: options.description,
+      metadata: options.metadata
+    }
+    yield* NatsMicro.validate(identity)
     const unlinked = brokerHostConnection(name)
     const semaphore = yield* Semaphore.make(Math.max(1, options.maxConcurrentRequests ?? 64))
     // No connection to negotiate over a broker: the initialize reply is the plain one.
@@ -754,17 +790,11 @@ export const serveBroker = (
       )
     }
 
-    return yield* BrokerService.serve({
+    const instance = yield* BrokerService.serve({
       prefix: options.prefix,
       queue: options.queue ?? RemoteWire.defaultQueue,
       name,
-      identity: {
-        name: options.service ?? options.name ?? options.prefix,
-        id: crypto.randomUUID(),
-        version: options.version ?? "0.0.0",
-        description: options.description,
-        metadata: options.metadata
-      },
+      identity,
       hostCallTimeout: Duration.fromInputUnsafe(options.requestTimeout ?? "30 seconds"),
       serve: dispatch,
       notify: (method, params, link) =>
@@ -772,7 +802,12 @@ export const serveBroker = (
           JsonRpc.notification(method, params)
         ).pipe(Effect.annotateLogs({ worker: name, method }))
     })
+    yield* NatsMicro.respond(yield* Broker.Broker, { ...instance, started: Date.parse(instance.started), endpoints: instance.endpoints })
+    return instance
   })
+
+/** A default service name ADR-32 accepts: every character other than letters, digits, `-` and `_` made a `-`. */
+const serviceNameOf = (text: string): string => text.replace(/[^A-Za-z0-9\-_]/g, "-")
 
 /**
  * Serves a worker over a broker until interrupted (see {@link serveBroker}): builds the broker
@@ -786,7 +821,7 @@ export const serveBroker = (
 export const runBroker = <E>(
   options: ServeBrokerOptions,
   layer: Layer.Layer<Broker.Broker, E>
-): Effect.Effect<never, E | Broker.BrokerError> =>
+): Effect.Effect<never, E | Broker.BrokerError | InvalidService> =>
   Effect.gen(function*() {
     const instance = yield* serveBroker(options)
     yield* Effect.logInfo(

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -13,6 +14,8 @@ import * as DoctorReport from "../src/DoctorReport.ts"
 import * as NatsMicro from "../src/internal/natsMicro.ts"
 import * as PluginHealth from "../src/PluginHealth.ts"
 import * as PluginManager from "../src/PluginManager.ts"
+import * as PluginManifest from "../src/PluginManifest.ts"
+import * as PluginWorker from "../src/PluginWorker.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
 
 /** Lets forked fibers reach their next suspension without real time passing. */
@@ -168,5 +171,122 @@ describe("PluginHealth remote plugins (instances over NATS micro discovery)", ()
       yield* Scope.close(scope, Exit.void)
       const unknown = yield* Effect.flip(health.checkRemote("calendar"))
       assert.strictEqual(unknown.message, "no remote plugin `calendar` is watched (watched: none)")
+    }).pipe(Effect.scoped))
+})
+
+describe("PluginHealth watches the manager's remote plugins (manifests with [remote], TestClock)", () => {
+  const manifest = (minInstances: number) =>
+    PluginManifest.make({
+      name: "calendar",
+      version: "1.0.0",
+      executable: "calendar-nats.ts",
+      remote: { subjectPrefix: "plugins.calendar", service: "calendar-svc", minInstances }
+    })
+
+  /** A manager reaching remote plugins on one in-memory broker, and a health service polling them every 10 s. */
+  const hosted = Effect.gen(function*() {
+    const broker = yield* Broker.makeMemory
+    const fake = yield* InMemorySpawner.make({ local: InMemorySpawner.echo() })
+    const manager = yield* PluginManager.make({ brokers: () => Effect.succeed(broker) }).pipe(
+      Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, fake.spawner)
+    )
+    const health = yield* PluginHealth.make({ groups: { local: ["local"], calendars: ["calendar"] }, remote: { poll: "10 seconds", wait: "1 second" } }).pipe(
+      Effect.provideService(PluginManager.PluginManager, manager)
+    )
+    const states: Array<string> = []
+    const events = yield* health.subscribe
+    yield* events.pipe(
+      Stream.runForEach((event) =>
+        Effect.sync(() => event._tag === "GroupStateChanged" && event.group === "calendar" && void states.push(describeEvent(event)))
+      ),
+      Effect.forkScoped
+    )
+    return { broker, manager, health, states }
+  })
+
+  /** One worker instance of the calendar's service, served until `kill`. */
+  const worker = (broker: Broker.Broker["Service"]) =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const served = yield* PluginWorker.serveBroker({
+        prefix: "plugins.calendar",
+        service: "calendar-svc",
+        version: "1.0.0",
+        handlers: { echo: (params) => Effect.succeed(params) }
+      }).pipe(Effect.provideService(Broker.Broker, broker), Scope.provide(scope))
+      return { id: served.id, kill: Scope.close(scope, Exit.void) }
+    })
+
+  /** One poll period (its discovery fits in it). */
+  const nextPoll = Effect.andThen(settle, TestClock.adjust("10 seconds"))
+
+  it.effect("a registered remote plugin is watched from its registration: failed at zero, healthy at min_instances, degraded below", () =>
+    Effect.gen(function*() {
+      const { broker, health, manager, states } = yield* hosted
+      yield* manager.register(manifest(2))
+      yield* settle
+      yield* TestClock.adjust("1 second") // the first check runs at once
+      const one = yield* worker(broker)
+      const two = yield* worker(broker)
+      yield* nextPoll
+      assert.strictEqual(yield* manager.call("calendar", "echo", "through the manager"), "through the manager")
+      yield* one.kill
+      yield* nextPoll
+      const [degraded] = yield* health.remotes
+      assert.deepInclude(degraded, { plugin: "calendar", service: "calendar-svc", minInstances: 2, state: "Degraded" })
+      assert.deepStrictEqual(degraded?.instances.map((i) => i.id), [two.id])
+      const group = yield* health.check("calendars")
+      assert.deepStrictEqual(group.servers.map((s) => [s.serverName, s.status, s.lastError]), [["calendar", "Degraded", "1 of 2 required instances"]])
+      yield* two.kill
+      yield* nextPoll
+      yield* settle
+      assert.strictEqual((yield* health.check("calendars")).state, "Failed", "a group whose remote plugin has no instance left is failed")
+      assert.deepStrictEqual(states, [
+        "calendar: - → Failed (no instance answers)",
+        "calendar: Failed → Healthy (2 instances (2 required))",
+        "calendar: Healthy → Degraded (1 of 2 required instances)",
+        "calendar: Degraded → Failed (no instance answers)"
+      ])
+    }).pipe(Effect.scoped))
+
+  it.effect("the doctor lists the remote plugin beside the local ones; unregistering it ends its watch", () =>
+    Effect.gen(function*() {
+      const { broker, health, manager } = yield* hosted
+      yield* manager.register({ name: "local", executable: "local" })
+      yield* manager.register(manifest(1))
+      yield* worker(broker)
+      const fiber = yield* health.doctor.pipe(Effect.forkChild({ startImmediately: true }))
+      yield* TestClock.adjust("1 second")
+      const report = yield* Fiber.join(fiber)
+      assert.sameMembers(report.plugins.map((p) => p.id), ["local", "calendar"])
+      assert.deepStrictEqual(report.remotes?.map((r) => [r.plugin, r.state, r.instances.length]), [["calendar", "Healthy", 1]])
+      assert.include(PluginHealth.render(report), "remote calendar (NATS service calendar-svc): Healthy - 1 instance (1 required)")
+      yield* manager.unregister("calendar")
+      assert.deepStrictEqual(yield* health.remotes, [])
+      const gone = yield* Effect.flip(health.checkRemote("calendar"))
+      assert.strictEqual(gone._tag, "UnknownRemote")
+    }).pipe(Effect.scoped, Effect.provide(NodeServices.layer)))
+
+  it.effect("a remote plugin registered anew is watched with its new manifest; min_instances = 0 judges like 1", () =>
+    Effect.gen(function*() {
+      const { broker, health, manager } = yield* hosted
+      yield* worker(broker)
+      yield* manager.register(manifest(3))
+      const first = yield* checkNow(health, "calendar")
+      assert.deepInclude(first, { state: "Degraded", minInstances: 3 })
+      yield* manager.stop("calendar")
+      yield* manager.register(manifest(0))
+      const second = yield* checkNow(health, "calendar")
+      assert.deepInclude(second, { state: "Healthy", minInstances: 1 })
+    }).pipe(Effect.scoped))
+
+  it.effect("an invalid poll or wait is refused when the service is made", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({})
+      const manager = yield* PluginManager.make().pipe(Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, fake.spawner))
+      const error = yield* Effect.flip(
+        PluginHealth.make({ groups: {}, remote: { poll: "0 seconds" } }).pipe(Effect.provideService(PluginManager.PluginManager, manager))
+      )
+      assert.strictEqual(error.field, "remote.poll")
     }).pipe(Effect.scoped))
 })

@@ -669,6 +669,18 @@ describe("PluginManifest", () => {
         assert.isTrue(path.isAbsolute(outcomes[0]?.path ?? ""))
       }).pipe(Effect.provide(NodeServices.layer)))
 
+    it.effect("a [remote] manifest is valid without its executable here (its instances run it elsewhere); a local one is not", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        write(dir, "calendar.toml", `name = "calendar"\nversion = "1"\nexecutable = "calendar-nats.ts"\n[remote]\nsubject_prefix = "plugins.calendar"\n`)
+        write(dir, "local.toml", `name = "local"\nversion = "1"\nexecutable = "missing"\n`)
+        const outcomes = yield* PluginManifest.discover(dir)
+        assert.deepStrictEqual(outcomes.map((o) => [o._tag, o._tag === "Rejected" ? o.error.reason._tag : o.manifest.name]), [
+          ["Valid", "calendar"],
+          ["Rejected", "ExecutableMissing"]
+        ])
+      }).pipe(Effect.provide(NodeServices.layer)))
+
     it.effect("a missing folder fails with NotFound naming the folder; an existing empty folder gives an empty list", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir

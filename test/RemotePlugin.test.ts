@@ -7,11 +7,14 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as Broker from "../src/Broker.ts"
+import * as NatsMicro from "../src/internal/natsMicro.ts"
 import * as JsonRpc from "../src/JsonRpc.ts"
 import * as LifetimePolicy from "../src/LifetimePolicy.ts"
 import * as NatsBroker from "../src/NatsBroker.ts"
+import * as PluginHealth from "../src/PluginHealth.ts"
 import * as PluginManager from "../src/PluginManager.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import type * as PluginClient from "../src/PluginClient.ts"
@@ -53,6 +56,14 @@ const started = <A, E>(effect: Effect.Effect<A, E>) =>
 
 const inMemory = <A, E>(effect: Effect.Effect<A, E, Broker.Broker | Scope.Scope>) =>
   effect.pipe(Effect.scoped, Effect.provide(Broker.layerMemory))
+
+/** Discovers the instances of `service` under TestClock: listens 1 s of virtual time. */
+const discoverNow = (broker: Broker.Broker["Service"], service: string) =>
+  Effect.gen(function*() {
+    const fiber = yield* NatsMicro.discover(broker, service, { wait: "1 second" }).pipe(Effect.forkChild({ startImmediately: true }))
+    yield* TestClock.adjust("1 second")
+    return yield* Fiber.join(fiber)
+  })
 
 describe("RemotePlugin over Broker.layerMemory (TestClock)", () => {
   it.effect("calls reach an instance: results, typed methods and the plugin's error objects", () =>
@@ -281,6 +292,39 @@ describe("RemotePlugin over Broker.layerMemory (TestClock)", () => {
       const call = served.endpoints().find((endpoint) => endpoint.name === "call")
       assert.deepInclude(call, { subject: `${prefix}.call`, queue_group: "q", num_requests: 2, num_errors: 1, last_error: "-32002: no" })
     })))
+
+  it.effect("every instance answers NATS micro discovery ($SRV.PING/INFO/STATS) with its identity and counters", () =>
+    inMemory(Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      const one = yield* instance({ echo: (params) => Effect.succeed(params) }, { service: "calendar-svc", version: "1.2.3" })
+      const two = yield* instance({ echo: (params) => Effect.succeed(params) }, { service: "calendar-svc", version: "1.2.3" })
+      const client = yield* remote()
+      for (let i = 0; i < 4; i++) yield* client.request("echo", i)
+      const found = yield* discoverNow(broker, "calendar-svc")
+      assert.sameMembers(found.map((i) => i.id), [one.served.id, two.served.id])
+      assert.deepStrictEqual(found.map((i) => [i.name, i.version]), [["calendar-svc", "1.2.3"], ["calendar-svc", "1.2.3"]])
+      const calls = found.map((i) => Option.getOrThrow(i.stats).endpoints.find((e) => e.name === "call")?.num_requests ?? 0)
+      assert.strictEqual(calls.reduce((a, b) => a + b, 0), 4, "the counters the instances report are the calls they served")
+      const info = Option.getOrThrow(found[0]?.info ?? Option.none())
+      assert.sameMembers(info.endpoints.map((e) => e.subject), [`${prefix}.call`, `${prefix}.tick`, `${prefix}.notify`])
+      yield* one.kill
+      assert.deepStrictEqual((yield* discoverNow(broker, "calendar-svc")).map((i) => i.id), [two.served.id], "a stopped instance no longer answers")
+    })))
+
+  it.effect("the default service name is the worker's name (else its prefix) made ADR-32-safe; an invalid one serves nothing", () =>
+    inMemory(Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      const { served } = yield* instance({})
+      assert.strictEqual(served.name, "plugins-calendar")
+      assert.deepStrictEqual((yield* discoverNow(broker, "plugins-calendar")).map((i) => i.id), [served.id])
+      const named = yield* instance({}, { name: "cal.v2" })
+      assert.strictEqual(named.served.name, "cal-v2")
+      const badName = yield* Effect.flip(instance({}, { service: "calendar.svc" }))
+      assert.deepStrictEqual([badName._tag, badName._tag === "InvalidService" ? badName.field : ""], ["InvalidService", "name"])
+      const badVersion = yield* Effect.flip(instance({}, { service: "other", version: "1" }))
+      assert.deepStrictEqual([badVersion._tag, badVersion._tag === "InvalidService" ? badVersion.field : ""], ["InvalidService", "version"])
+      assert.deepStrictEqual(yield* discoverNow(broker, "other"), [], "nothing answers for a refused service")
+    })))
 })
 
 describe("PluginManager holds remote plugins beside local ones (TestClock)", () => {
@@ -405,6 +449,29 @@ describe.skipIf(skipNats)("RemotePlugin over NATS (real nats-server, worker proc
       assert.strictEqual(yield* client.request("pid"), survivor.pid)
     }).pipe(Effect.scoped, Effect.provide(quiet)), 180_000)
 
+  it.live("two worker processes answer $SRV.PING/INFO/STATS as two instances of one service; their counts move with calls", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      yield* worker(server.url)
+      yield* worker(server.url)
+      const broker = yield* NatsBroker.make({ servers: server.url, name: "discovery", timeout: "5 seconds", drainTimeout: "1 second" })
+      const requestsOf = (instances: ReadonlyArray<NatsMicro.Instance>) =>
+        instances.reduce((sum, i) =>
+          sum + Option.match(i.stats, { onNone: () => 0, onSome: (s) => s.endpoints.find((e) => e.name === "call")?.num_requests ?? 0 }), 0)
+      const before = yield* NatsMicro.discover(broker, "remote-test", { wait: "1 second" })
+      assert.strictEqual(before.length, 2, JSON.stringify(before))
+      assert.deepStrictEqual(before.map((i) => [i.name, i.version]), [["remote-test", "1.0.0"], ["remote-test", "1.0.0"]])
+      assert.isTrue(before.every((i) => Option.isSome(i.info) && Option.isSome(i.stats)), "every instance answered INFO and STATS")
+      assert.strictEqual(requestsOf(before), 0)
+      const client = yield* natsClient(server.url)
+      for (let i = 0; i < 20; i++) yield* client.request("echo", i)
+      const after = yield* NatsMicro.discover(broker, "remote-test", { wait: "1 second" })
+      assert.sameMembers(after.map((i) => i.id), before.map((i) => i.id))
+      assert.strictEqual(requestsOf(after), 20)
+      const everyService = yield* NatsMicro.discover(broker, undefined, { wait: "1 second" })
+      assert.sameMembers(everyService.map((i) => i.id), before.map((i) => i.id), "a bare $SRV.PING finds them too")
+    }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
+
   it.live("a worker calls the host back, logs and notifies it across NATS", () =>
     Effect.gen(function*() {
       const server = yield* startNatsServer
@@ -451,6 +518,46 @@ describe.skipIf(skipNats)("RemotePlugin over NATS (real nats-server, worker proc
         Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnvRecord({ PLUGIN_HOST_NATS_SERVERS_MAIN: server.url }))
       )
       assert.strictEqual(yield* manager.call("remote", "echo", "through the manager"), "through the manager")
+    }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
+
+  it.live("health watches a [remote] manifest's workers: two up is healthy (min 2), one SIGKILLed is degraded, none is failed", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const one = yield* worker(server.url)
+      const two = yield* worker(server.url)
+      const manifest = yield* PluginManifest.parse(
+        `name = "remote"\nversion = "1.0.0"\nexecutable = "remote-worker.ts"\n[remote]\nsubject_prefix = "${natsPrefix}"\n` +
+          `service = "remote-test"\nservers = ["${server.url}"]\nmin_instances = 2\n`,
+        "/plugins/remote.toml"
+      )
+      const manager = yield* PluginManager.make({ brokers: RemotePlugin.natsBrokers() }).pipe(Effect.provide(InMemorySpawner.layer({})))
+      const health = yield* PluginHealth.make({ groups: {}, remote: { poll: "250 millis", wait: "300 millis" } }).pipe(
+        Effect.provideService(PluginManager.PluginManager, manager)
+      )
+      const states: Array<string> = []
+      yield* (yield* health.subscribe).pipe(
+        Stream.runForEach((event) => Effect.sync(() => event._tag === "GroupStateChanged" && void states.push(event.to))),
+        Effect.forkScoped
+      )
+      yield* manager.register(manifest)
+      /** Waits (real time, bounded) until the last poll saw the plugin in `state`; returns that check. */
+      const reached = (state: string) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < 100; i++) {
+            const [check] = yield* health.remotes
+            if (check?.state === state) return check
+            yield* Effect.sleep("100 millis")
+          }
+          return yield* Effect.die(new Error(`never ${state}; seen: ${states.join(", ")}`))
+        })
+      assert.strictEqual((yield* reached("Healthy")).instances.length, 2)
+      yield* one.kill("SIGKILL")
+      yield* one.exited
+      assert.strictEqual((yield* reached("Degraded")).message, "1 of 2 required instances")
+      yield* two.kill("SIGKILL")
+      yield* two.exited
+      assert.strictEqual((yield* reached("Failed")).message, "no instance answers")
+      assert.deepStrictEqual(states.filter((s, i) => s !== states[i - 1]).slice(-3), ["Healthy", "Degraded", "Failed"])
     }).pipe(Effect.scoped, Effect.provide(quiet)), 60_000)
 
   it.live("a server restart is ridden out: calls after it succeed", () =>

@@ -308,7 +308,7 @@ describe.skipIf(skipNats)("plugin-host doctor --nats (real nats-server)", () => 
     assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
   })
 
-  it.live("lists every NATS service answering $SRV.PING with its instances, beside the local plugins, in text and JSON", () =>
+  it.live("with no remote manifest, lists every NATS service answering $SRV.PING with its instances, marked as in no manifest, beside the local plugins, in text and JSON", () =>
     Effect.gen(function*() {
       const server = yield* startNatsServer
       const responder = path.join(root, "test/fixtures/micro-responder.ts")
@@ -322,7 +322,7 @@ describe.skipIf(skipNats)("plugin-host doctor --nats (real nats-server)", () => 
         const text = cli(["doctor", "--nats", server.url, "--dir", dir])
         assert.strictEqual(text.code, 0, text.stderr + text.stdout)
         assert.include(text.stdout, "echo")
-        assert.include(text.stdout, "remote calendar (NATS service calendar): Healthy - 2 instances (1 required)")
+        assert.include(text.stdout, "remote calendar (NATS service calendar, answering but in no manifest): Healthy - 2 instances (1 required)")
         assert.match(text.stdout, /instance cal1 v1\.0\.0: ping [\d.]+ (ms|s), 7 requests, 1 errors, last error: calendar locked/)
         assert.match(text.stdout, /instance cal2 v1\.0\.0: ping [\d.]+ (ms|s), 0 requests, 0 errors\n?/)
         const json = cli(["doctor", "--json", "--nats", server.url, "--dir", dir])
@@ -331,7 +331,7 @@ describe.skipIf(skipNats)("plugin-host doctor --nats (real nats-server)", () => 
         assert.deepStrictEqual(report.plugins.map((p) => p.id), ["echo"])
         const [calendar, ...others] = report.remotes ?? []
         assert.strictEqual(others.length, 0)
-        assert.deepInclude(calendar, { plugin: "calendar", service: "calendar", state: "Healthy", minInstances: 1 })
+        assert.deepInclude(calendar, { plugin: "calendar", service: "calendar", state: "Healthy", minInstances: 1, discovered: true })
         assert.sameMembers(calendar?.instances.map((i) => i.id) ?? [], ["cal1", "cal2"])
         yield* one.kill("SIGTERM")
         yield* two.kill("SIGTERM")
@@ -344,6 +344,58 @@ describe.skipIf(skipNats)("plugin-host doctor --nats (real nats-server)", () => 
         fs.rmSync(dir, { recursive: true, force: true })
       }
     }))
+
+  it.live("reports the folder's remote plugins by their manifests' service and min_instances, and marks other answering services", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const workerEnv = { NATS_URL: server.url, WORKER_PREFIX: "plugins.remote", WORKER_SERVICE: "remote-test" }
+      const one = yield* spawnNode(fixture("remote-worker.ts"), workerEnv)
+      const two = yield* spawnNode(fixture("remote-worker.ts"), workerEnv)
+      const billing = yield* spawnNode(path.join(root, "test/fixtures/micro-responder.ts"), { NATS_URL: server.url, SERVICE: "billing", INSTANCE: "bill1" })
+      yield* one.waitForStderr("serving", 15_000)
+      yield* two.waitForStderr("serving", 15_000)
+      yield* billing.waitForStderr("responding billing bill1", 10_000)
+      const remoteManifest = [
+        `name = "remote"`,
+        `version = "1.0.0"`,
+        `executable = "remote-worker.ts"`,
+        `[remote]`,
+        `subject_prefix = "plugins.remote"`,
+        `service = "remote-test"`,
+        `min_instances = 3`
+      ].join("\n")
+      const dir = pluginDir({ "echo.toml": rpcManifest("echo"), "remote.toml": remoteManifest })
+      try {
+        const text = cli(["doctor", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(text.code, 0, "degraded is not failed: " + text.stderr + text.stdout)
+        assert.include(text.stdout, "remote remote (NATS service remote-test): Degraded - 2 of 3 required instances")
+        assert.match(text.stdout, /^remote\s+Running\s+Degraded\s+-/m, "the plugin's row is as its instances")
+        assert.include(text.stdout, "group plugins: Degraded")
+        assert.strictEqual(text.stdout.match(/^ {2}instance [0-9a-f-]{36} v1\.0\.0: ping [\d.]+ (ms|s), \d+ requests/gm)?.length, 2, text.stdout)
+        assert.include(text.stdout, "remote billing (NATS service billing, answering but in no manifest): Healthy - 1 instance (1 required)")
+        assert.notInclude(text.stdout, "no NATS service answers")
+        const json = cli(["doctor", "--json", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(json.code, 0, json.stderr)
+        const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
+        assert.sameMembers(report.plugins.map((p) => p.id), ["echo", "remote"])
+        const byName = new Map((report.remotes ?? []).map((r) => [r.plugin, r] as const))
+        assert.deepInclude(byName.get("remote"), { service: "remote-test", minInstances: 3, state: "Degraded" })
+        assert.isUndefined(byName.get("remote")?.discovered)
+        assert.deepInclude(byName.get("billing"), { service: "billing", state: "Healthy", discovered: true })
+        yield* one.kill("SIGTERM")
+        yield* two.kill("SIGTERM")
+        yield* one.exited
+        yield* two.exited
+        const gone = cli(["doctor", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(gone.code, 1, gone.stdout)
+        assert.include(gone.stdout, "remote remote (NATS service remote-test): Failed - no instance answers")
+        assert.include(gone.stderr, "remote plugin `remote` failed: no instance answers")
+        assert.notInclude(gone.stderr, "plugin `remote` failed: no instance answers;", "the problem is named once")
+        assert.notInclude(gone.stderr, "billing")
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }), 90_000)
 
   it("an unreachable --nats server fails the doctor with exit code 1, naming it", () => {
     const down = cli(["doctor", "--nats", "nats://127.0.0.1:1", "--dir", path.join(root, "examples/plugins")])

@@ -10,10 +10,12 @@
  * promptly); a flag (`call --timeout`) overrides both. Failures end as a {@link CliFailure}: a
  * message for stderr and an exit code; results go to stdout.
  *
- * `doctor --nats <servers>` also lists the plugins served over NATS: every service that answers
- * `$SRV.PING` there (the manifests do not name remote plugins yet, so the doctor reports all it
- * finds), each watched by the health service as a remote plugin needing one instance, with the
- * instances discovery found.
+ * Remote plugins (manifests with a `[remote]` table) are hosted beside local ones: on the `--nats`
+ * connection when given (for manifests naming no servers of their own), else on the servers the
+ * manifest or `PLUGIN_HOST_NATS_SERVERS[_<SET>]` names. `doctor` reports each with the instances
+ * discovery finds, judged by its manifest's `min_instances` (degraded below, failed at zero, which
+ * fails the command), and with `--nats` also lists every other service answering `$SRV.PING`
+ * there, marked "answering but in no manifest" and never failing the command.
  *
  * @since 0.1.0
  */
@@ -97,11 +99,14 @@ const durationFrom = (what: string, text: string) => {
 }
 
 /**
- * How the manager reaches remote plugins under `--nats`: the `--nats` connection for manifests
- * naming no servers and no server set, a connection of their own for the others.
+ * How the manager reaches remote plugins: under `--nats`, that connection for manifests naming no
+ * servers and no server set; otherwise (and for the others) a connection of their own to the
+ * servers their manifest or the `PLUGIN_HOST_NATS_SERVERS[_<SET>]` variables name.
  */
-const remoteBrokers = (broker: Broker.Broker["Service"]): PluginManager.BrokerFactory => (target) =>
-  target.servers === undefined && target.serverSet === undefined ? Effect.succeed(broker) : RemotePlugin.natsBrokers()(target)
+const remoteBrokers = (broker: Option.Option<Broker.Broker["Service"]>): PluginManager.BrokerFactory => (target) =>
+  Option.isSome(broker) && target.servers === undefined && target.serverSet === undefined
+    ? Effect.succeed(broker.value)
+    : RemotePlugin.natsBrokers({ name: "plugin-host" })(target)
 
 /** The discovery methods the manifests declare, by plugin name. */
 const declaredDiscovery = (valid: ReadonlyArray<PluginManifest.DiscoveredValid>) =>
@@ -114,7 +119,7 @@ const hostAll = (
   handshake: Handshake.Handshake = Handshake.none
 ) =>
   Effect.gen(function*() {
-    const manager = yield* PluginManager.make({ brokers: Option.getOrUndefined(Option.map(yield* Effect.serviceOption(Broker.Broker), remoteBrokers)) })
+    const manager = yield* PluginManager.make({ brokers: remoteBrokers(yield* Effect.serviceOption(Broker.Broker)) })
     for (const found of valid) {
       yield* manager.register(found.manifest, {
         policy,
@@ -244,26 +249,30 @@ const problemOf = (plugin: PluginHealth.PluginDiagnosis): ReadonlyArray<string> 
 const remoteWait = "1 second"
 
 /**
- * Watches, for the command's Scope, every NATS service answering `$SRV.PING` as a remote plugin
- * of the health view (named after its service, one instance needed); a name taken by a group
- * is reported and skipped. Without a broker (no `--nats`), nothing.
+ * Watches, for the command's Scope, every NATS service answering `$SRV.PING` that no remote
+ * manifest names, as a remote plugin of the health view marked `discovered` (named after its
+ * service, one instance needed); a name taken already (a group, a plugin) is reported and
+ * skipped. The manifests' remote plugins are the health service's already. Without a broker
+ * (no `--nats`), nothing.
  */
-const watchAnsweringServices = (health: PluginHealth.PluginHealth["Service"]) =>
+const watchAnsweringServices = (health: PluginHealth.PluginHealth["Service"], manager: PluginManager.PluginManager["Service"]) =>
   Effect.gen(function*() {
     const found = yield* Effect.serviceOption(Broker.Broker)
     if (Option.isNone(found)) return
     const broker = found.value
+    const declared = new Set((yield* manager.remotes).map((remote) => remote.service))
     const instances = yield* NatsMicro.discover(broker, undefined, { wait: remoteWait })
     for (const service of new Set(instances.map((i) => i.name))) {
-      yield* health.watchRemote({ name: service, service }, { broker, wait: remoteWait }).pipe(
+      if (declared.has(service)) continue
+      yield* health.watchRemote({ name: service, service, discovered: true }, { broker, wait: remoteWait }).pipe(
         Effect.catch((error) => Console.error(`warning: ${error.message}`))
       )
     }
   })
 
-/** Why doctor fails on a remote plugin: none of its instances answers any more. */
+/** Why doctor fails on a remote plugin a manifest names: none of its instances answers. */
 const remoteProblemOf = (remote: PluginHealth.RemoteHealthcheck): ReadonlyArray<string> =>
-  remote.state === "Failed" ? [`remote plugin \`${remote.plugin}\` failed: ${remote.message}`] : []
+  remote.state === "Failed" && remote.discovered !== true ? [`remote plugin \`${remote.plugin}\` failed: ${remote.message}`] : []
 
 const doctor = Command.make("doctor", {
   dir: dirFlag,
@@ -277,7 +286,7 @@ const doctor = Command.make("doctor", {
     // A liveness handshake (any answer to `health`, even "method not found") proves each plugin
     // starts and speaks the protocol; ephemeral pollers run per tick, so they are verified
     // (above) but not started.
-    const { health } = yield* hostAll(valid, policy, Handshake.liveness())
+    const { health, manager } = yield* hostAll(valid, policy, Handshake.liveness())
     if (valid.some((d) => !isEphemeral(d.manifest))) yield* health.startup("plugins")
     yield* health.probeNow
     // Discovery asks each server of a group for its tools and resources: run for the groups in
@@ -287,7 +296,7 @@ const doctor = Command.make("doctor", {
       // The group is one of the service's own: it cannot be unknown.
       if (declared) yield* Effect.orDie(health.discover(group))
     }
-    yield* watchAnsweringServices(health)
+    yield* watchAnsweringServices(health, manager)
     // The manager started reaping what killed hosts left; the report lists it once that is over.
     yield* Leftovers.reapAtStart
     const report = yield* health.doctor
@@ -297,12 +306,14 @@ const doctor = Command.make("doctor", {
       yield* Console.log(`plugins in ${dir}\n`)
       yield* Console.log(PluginHealth.render(report))
       for (const bad of invalid) yield* Console.log(`invalid manifest: ${bad.error.message}`)
-      if (Option.isSome(input.nats) && report.remotes === undefined) {
+      if (Option.isSome(input.nats) && (report.remotes ?? []).every((remote) => remote.instances.length === 0)) {
         yield* Console.log(`\nno NATS service answers $SRV.PING at ${input.nats.value}`)
       }
     }
+    // A remote plugin's row says what its `remote` line says: that line names the problem once.
+    const remote = new Set((report.remotes ?? []).map((r) => r.plugin))
     const problems = [
-      ...report.plugins.flatMap(problemOf),
+      ...report.plugins.filter((p) => !remote.has(p.id)).flatMap(problemOf),
       ...(report.remotes ?? []).flatMap(remoteProblemOf),
       ...invalid.map((i) => `${i.path} is invalid`)
     ]

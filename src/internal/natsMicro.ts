@@ -154,7 +154,8 @@ const namePattern = /^[A-Za-z0-9\-_]+$/
 const semVerPattern =
   /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/
 
-const validate = (options: ResponderOptions): Effect.Effect<void, InvalidService> =>
+/** Whether an instance's name, version and id are what ADR-32 allows (what {@link respond} checks first). */
+export const validate = (options: Pick<ResponderOptions, "name" | "version" | "id">): Effect.Effect<void, InvalidService> =>
   !namePattern.test(options.name)
     ? Effect.fail(new InvalidService({ field: "name", detail: `\`${options.name}\` must be letters, digits, \`-\` and \`_\`` }))
     : !semVerPattern.test(options.version)

@@ -15,11 +15,15 @@ import type * as Broker from "../Broker.ts"
 import * as GroupHealth from "../GroupHealth.ts"
 import * as NatsMicro from "./natsMicro.ts"
 
-/** A remote plugin as health watches it: its name, its NATS service and the instances it needs. */
+/**
+ * A remote plugin as health watches it: its name, its NATS service, the instances it needs, and
+ * (set only then) whether it is watched only because it answered discovery.
+ */
 export interface Remote {
   readonly plugin: string
   readonly service: string
   readonly minInstances: number
+  readonly discovered?: boolean
 }
 
 /** An instance as the health models have it: latency in millis, its endpoints' counters summed. */
