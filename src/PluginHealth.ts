@@ -780,8 +780,11 @@ const announceProbe = (health: Health, id: string, transition: HealthState.Probe
 const probeOne = (health: Health, id: string): Effect.Effect<void> =>
   Effect.gen(function*() {
     const client = yield* Effect.option(health.manager.get(id))
-    // Never spawn for a probe: only a plugin that is running right now is asked.
+    // Never spawn for a probe: only a plugin that is running right now is asked. A remote plugin
+    // is judged by the discovery of its instances instead: a probe would reach one instance,
+    // and count as an error on every instance without the probe method.
     if (Option.isNone(client) || (yield* client.value.state)._tag !== "Running") return
+    if ((yield* health.manager.remotes).some((remote) => remote.id === id)) return
     const failure = yield* probeFailure(client.value, health.config.probe)
     const transition = yield* Ref.modify(health.state, (state) => HealthState.probed(state, id, failure))
     yield* announceProbe(health, id, transition)
@@ -865,7 +868,7 @@ const watchRemote = (health: Health, remote: RemotePlugin, options: WatchOptions
  * judges like 1: a plugin with no instance is failed either way.
  */
 const watchRegistered = (health: Health, registration: PluginManager.RemoteRegistration) =>
-  watchRemote(health, { name: registration.id, service: registration.service, minInstances: Math.max(1, registration.minInstances) }, {
+  watchRemote(health, { name: registration.id, service: registration.service, minInstances: registration.minInstances }, {
     broker: registration.broker,
     wait: health.config.remote.wait,
     poll: Schedule.fixed(health.config.remote.poll)

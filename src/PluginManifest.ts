@@ -198,12 +198,13 @@ export const ServerSet = Schema.String.check(
 )
 
 /**
- * How many instances of a remote plugin make it healthy: an integer from 0 to 1000.
+ * How many instances of a remote plugin make it healthy: an integer from 1 to 1000 (with none
+ * it is failed whatever this says).
  *
  * @category schemas
  */
 export const MinInstances = Schema.Int.check(
-  Schema.isBetween({ minimum: 0, maximum: 1_000 }, { expected: "an integer from 0 to 1000" })
+  Schema.isBetween({ minimum: 1, maximum: 1_000 }, { expected: "an integer from 1 to 1000" })
 )
 /**
  * How messages are delimited on the plugin's stdio: `ndjson` (one JSON text per line) or

@@ -214,7 +214,7 @@ describe("PluginHealth watches the manager's remote plugins (manifests with [rem
         version: "1.0.0",
         handlers: { echo: (params) => Effect.succeed(params) }
       }).pipe(Effect.provideService(Broker.Broker, broker), Scope.provide(scope))
-      return { id: served.id, kill: Scope.close(scope, Exit.void) }
+      return { id: served.id, endpoints: served.endpoints, kill: Scope.close(scope, Exit.void) }
     })
 
   /** One poll period (its discovery fits in it). */
@@ -254,10 +254,15 @@ describe("PluginHealth watches the manager's remote plugins (manifests with [rem
       const { broker, health, manager } = yield* hosted
       yield* manager.register({ name: "local", executable: "local" })
       yield* manager.register(manifest(1))
-      yield* worker(broker)
+      const instance = yield* worker(broker)
+      assert.strictEqual(yield* manager.call("calendar", "echo", 1), 1)
+      // As `plugin-host doctor` does: probe every running plugin, then report.
+      yield* health.probeNow
       const fiber = yield* health.doctor.pipe(Effect.forkChild({ startImmediately: true }))
       yield* TestClock.adjust("1 second")
       const report = yield* Fiber.join(fiber)
+      // A remote plugin is judged by discovery, never probed (one instance would count an error).
+      assert.deepStrictEqual(instance.endpoints().map((e) => [e.num_requests, e.num_errors] as const).filter(([n]) => n > 0), [[1, 0]])
       assert.sameMembers(report.plugins.map((p) => p.id), ["local", "calendar"])
       assert.deepStrictEqual(report.remotes?.map((r) => [r.plugin, r.state, r.instances.length]), [["calendar", "Healthy", 1]])
       assert.include(PluginHealth.render(report), "remote calendar (NATS service calendar-svc): Healthy - 1 instance (1 required)")
@@ -267,7 +272,7 @@ describe("PluginHealth watches the manager's remote plugins (manifests with [rem
       assert.strictEqual(gone._tag, "UnknownRemote")
     }).pipe(Effect.scoped, Effect.provide(NodeServices.layer)))
 
-  it.effect("a remote plugin registered anew is watched with its new manifest; min_instances = 0 judges like 1", () =>
+  it.effect("a remote plugin registered anew is watched with its new manifest", () =>
     Effect.gen(function*() {
       const { broker, health, manager } = yield* hosted
       yield* worker(broker)
@@ -275,9 +280,11 @@ describe("PluginHealth watches the manager's remote plugins (manifests with [rem
       const first = yield* checkNow(health, "calendar")
       assert.deepInclude(first, { state: "Degraded", minInstances: 3 })
       yield* manager.stop("calendar")
-      yield* manager.register(manifest(0))
+      yield* manager.register(manifest(1))
       const second = yield* checkNow(health, "calendar")
       assert.deepInclude(second, { state: "Healthy", minInstances: 1 })
+      // 0 would say nothing: with no instance the plugin is failed whatever it says.
+      assert.throws(() => manifest(0))
     }).pipe(Effect.scoped))
 
   it.effect("an invalid poll or wait is refused when the service is made", () =>

@@ -720,10 +720,10 @@ describe("PluginManifest [remote]", () => {
       const bare = yield* PluginManifest.parse(`${minimalToml}[remote]\nsubject_prefix = "plugins.vault"\n`, "/x/vault.toml")
       assert.deepStrictEqual({ ...bare.remote }, { subjectPrefix: "plugins.vault", idempotent: [], minInstances: 1 })
       const json = yield* PluginManifest.parse(
-        JSON.stringify({ name: "vault", version: "1", executable: "bin/vault", remote: { subjectPrefix: "plugins.vault", minInstances: 0 } }),
+        JSON.stringify({ name: "vault", version: "1", executable: "bin/vault", remote: { subjectPrefix: "plugins.vault", minInstances: 3 } }),
         "/x/vault.json"
       )
-      assert.strictEqual(json.remote?.minInstances, 0)
+      assert.strictEqual(json.remote?.minInstances, 3)
     }))
 
   it.effect("a bad [remote] field is named with its section", () =>
@@ -734,5 +734,8 @@ describe("PluginManifest [remote]", () => {
       assert.include(service, "`remote.service`")
       const missing = yield* invalidDetail(`${minimalToml}[remote]\nservice = "svc"\n`, "/x/vault.toml")
       assert.include(missing, "`remote.subject_prefix`")
+      const none = yield* invalidDetail(`${minimalToml}[remote]\nsubject_prefix = "p"\nmin_instances = 0\n`, "/x/vault.toml")
+      assert.include(none, "`remote.min_instances`")
+      assert.include(none, "an integer from 1 to 1000")
     }))
 })
