@@ -397,6 +397,21 @@ describe.skipIf(skipNats)("plugin-host doctor --nats (real nats-server)", () => 
       }
     }), 90_000)
 
+  it("a remote manifest whose own servers cannot be reached fails the doctor, naming the plugin", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "doctor-remote-down-"))
+    try {
+      fs.writeFileSync(
+        path.join(dir, "faraway.toml"),
+        `name = "faraway"\nversion = "1.0.0"\nexecutable = "faraway.ts"\n\n[remote]\nsubject_prefix = "plugins.faraway"\nservers = ["nats://127.0.0.1:1"]\n`
+      )
+      const down = cli(["doctor", "--dir", dir])
+      assert.strictEqual(down.code, 1, down.stdout)
+      assert.include(down.stderr, "faraway could not be hosted")
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it("an unreachable --nats server fails the doctor with exit code 1, naming it", () => {
     const down = cli(["doctor", "--nats", "nats://127.0.0.1:1", "--dir", path.join(root, "examples/plugins")])
     assert.strictEqual(down.code, 1)

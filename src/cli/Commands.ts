@@ -120,11 +120,17 @@ const hostAll = (
 ) =>
   Effect.gen(function*() {
     const manager = yield* PluginManager.make({ brokers: remoteBrokers(yield* Effect.serviceOption(Broker.Broker)) })
+    // A plugin the manager refuses (a remote one whose servers cannot be reached…) is warned of
+    // here, and failed by the doctor.
+    const refused: Array<string> = []
     for (const found of valid) {
       yield* manager.register(found.manifest, {
         policy,
         handshake: isEphemeral(found.manifest) ? Handshake.none : handshake
-      }).pipe(Effect.catch((error) => Console.error(`warning: ${error.message}`)))
+      }).pipe(Effect.catch((error) => {
+        refused.push(`${found.manifest.name} could not be hosted: ${error.message}`)
+        return Console.error(`warning: ${error.message}`)
+      }))
     }
     const health = yield* PluginHealth.make({
       groups: Object.fromEntries([
@@ -137,7 +143,7 @@ const hostAll = (
       Effect.provideService(PluginManager.PluginManager, manager),
       Effect.mapError((error) => new CliFailure({ message: error.message, exitCode: ExitCode.Failed }))
     )
-    return { manager, health }
+    return { manager, health, refused }
   })
 
 // ---------------------------------------------------------------------------------------------
@@ -286,7 +292,7 @@ const doctor = Command.make("doctor", {
     // A liveness handshake (any answer to `health`, even "method not found") proves each plugin
     // starts and speaks the protocol; ephemeral pollers run per tick, so they are verified
     // (above) but not started.
-    const { health, manager } = yield* hostAll(valid, policy, Handshake.liveness())
+    const { health, manager, refused } = yield* hostAll(valid, policy, Handshake.liveness())
     if (valid.some((d) => !isEphemeral(d.manifest))) yield* health.startup("plugins")
     yield* health.probeNow
     // Discovery asks each server of a group for its tools and resources: run for the groups in
@@ -315,6 +321,7 @@ const doctor = Command.make("doctor", {
     const problems = [
       ...report.plugins.filter((p) => !remote.has(p.id)).flatMap(problemOf),
       ...(report.remotes ?? []).flatMap(remoteProblemOf),
+      ...refused,
       ...invalid.map((i) => `${i.path} is invalid`)
     ]
     if (problems.length > 0) {
