@@ -33,11 +33,12 @@ import type * as PluginManager from "./PluginManager.ts"
 /**
  * Whether a plugin's executable is checked: `"verified"` (a checksum is declared and is checked
  * before every spawn; the plugin has spawned with it), `"pending"` (declared, not spawned yet),
- * `"mismatch"` (the last spawn was refused because the file changed), `"not declared"`.
+ * `"mismatch"` (the last spawn was refused because the file changed), `"not declared"`, or
+ * `"remote"` (the plugin runs on other machines: this host runs nothing of it to verify).
  *
  * @category models
  */
-export const ChecksumStatus = Schema.Literals(["verified", "pending", "mismatch", "not declared"])
+export const ChecksumStatus = Schema.Literals(["verified", "pending", "mismatch", "not declared", "remote"])
 
 /**
  * @category models
@@ -284,6 +285,7 @@ const stderrTail = (excerpt: string, lines: number): Array<string> =>
 
 const checksumStatus = (diagnostics: PluginManager.Diagnostics): ChecksumStatus => {
   const health = diagnostics.health
+  if (diagnostics.remote !== undefined) return "remote"
   if (!diagnostics.checksumDeclared) return "not declared"
   // A refused spawn leaves the `ChecksumMismatch` reason as the last failure.
   if (health.state._tag !== "Running" && health.lastErrorReason === "ChecksumMismatch") return "mismatch"

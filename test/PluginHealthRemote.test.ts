@@ -264,6 +264,7 @@ describe("PluginHealth watches the manager's remote plugins (manifests with [rem
       // A remote plugin is judged by discovery, never probed (one instance would count an error).
       assert.deepStrictEqual(instance.endpoints().map((e) => [e.num_requests, e.num_errors] as const).filter(([n]) => n > 0), [[1, 0]])
       assert.sameMembers(report.plugins.map((p) => p.id), ["local", "calendar"])
+      assert.strictEqual(report.plugins.find((p) => p.id === "calendar")?.checksum, "remote", "nothing of it runs here to verify")
       assert.deepStrictEqual(report.remotes?.map((r) => [r.plugin, r.state, r.instances.length]), [["calendar", "Healthy", 1]])
       assert.include(PluginHealth.render(report), "remote calendar (NATS service calendar-svc): Healthy - 1 instance (1 required)")
       yield* manager.unregister("calendar")
