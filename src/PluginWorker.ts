@@ -49,10 +49,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as References from "effect/References"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
@@ -583,7 +583,9 @@ export const main = (options: ServeOptions): void => runAsMain(serve(options))
 export const runAsMain = <E>(program: Effect.Effect<unknown, E>): void => {
   const fiber = Effect.runFork(program.pipe(
     Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError("worker failed", cause)),
-    Effect.provide(Layer.succeed(Logger.LogToStderr, true))
+    // `References`, not `Logger`: the same reference, without `Logger`'s imports (its file logger
+    // loads `FileSystem` and the Stream modules), which a stdio worker would load for nothing.
+    Effect.provideService(References.LogToStderr, true)
   ))
   const onSignal = () => fiber.interruptUnsafe(fiber.id)
   process.once("SIGTERM", onSignal)
