@@ -11,6 +11,8 @@
  * network client.
  *
  * Payloads are bytes; `requestJson` is the JSON convenience the poller router uses.
+ * `requestMany` is scatter-gather: one request, every reply that arrives before its limits
+ * (the NATS micro-services discovery asks all instances of a service this way).
  *
  * @since 0.1.0
  */
@@ -27,6 +29,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as ReplyGathering from "./internal/replyGathering.ts"
 
 // ---------------------------------------------------------------------------------------------
 // errors
@@ -155,10 +158,28 @@ export interface SubscribeOptions {
 }
 
 /**
+ * When a scatter-gather request (`requestMany`) stops collecting replies: at the first of
+ * `maxWait` after the request was sent, `maxReplies` replies, or `quiet` without a reply after
+ * the latest one (only once a reply has arrived). The NATS client's `requestMany` strategies
+ * (`timer`, `count`, `stall`), combined.
+ *
+ * @category models
+ */
+export interface RequestManyOptions {
+  readonly maxWait: Duration.Input
+  readonly maxReplies?: number | undefined
+  readonly quiet?: Duration.Input | undefined
+}
+
+/**
  * The broker service.
  *
  * - `request` sends `data` to `subject` and waits for the first reply; it fails with
  *   `NoResponders` when nobody is subscribed and `Timeout` after `timeout`.
+ * - `requestMany` sends `data` to `subject` and streams every reply (each subscriber answers;
+ *   one member of each queue group) until the limits of {@link RequestManyOptions}; it fails
+ *   with `NoResponders` when nobody is subscribed. Running out of time is not an error: the
+ *   stream just ends.
  * - `publish` sends without waiting (nobody subscribed is not an error).
  * - `subscribe` streams the messages of a subject pattern while the stream runs.
  * - `serve` answers requests on a subject pattern with `handler`, concurrently, until the
@@ -169,6 +190,7 @@ export interface SubscribeOptions {
  */
 export class Broker extends Context.Service<Broker, {
   readonly request: (subject: string, data: Uint8Array, timeout: Duration.Input) => Effect.Effect<Uint8Array, BrokerError>
+  readonly requestMany: (subject: string, data: Uint8Array, options: RequestManyOptions) => Stream.Stream<Uint8Array, BrokerError>
   readonly publish: (subject: string, data: Uint8Array) => Effect.Effect<void, BrokerError>
   readonly subscribe: (subject: string, options?: SubscribeOptions) => Stream.Stream<BrokerMessage, BrokerError>
   readonly serve: (
@@ -268,142 +290,179 @@ interface Subscriber {
   readonly close: (error: BrokerError) => void
 }
 
+/** One in-memory broker: its subscribers, the requests and gatherings waiting on it. */
+interface Memory {
+  readonly subscribers: Map<number, Subscriber>
+  readonly pendingRequests: Set<Deferred.Deferred<Uint8Array, BrokerError>>
+  readonly gatherings: Set<Queue.Queue<Uint8Array, BrokerError | Cause.Done>>
+  readonly queueCursors: Map<string, number>
+  nextId: number
+  closed: boolean
+}
+
+const closedError = () => make(new Closed({ detail: "the in-memory broker was released" }))
+
+/** Fails everything still waiting on the broker, which takes no more work. */
+const release = (memory: Memory) => {
+  memory.closed = true
+  const error = closedError()
+  for (const subscriber of memory.subscribers.values()) subscriber.close(error)
+  memory.subscribers.clear()
+  for (const deferred of memory.pendingRequests) Deferred.doneUnsafe(deferred, Exit.fail(error))
+  memory.pendingRequests.clear()
+  for (const inbox of memory.gatherings) Queue.failCauseUnsafe(inbox, Cause.fail(error))
+  memory.gatherings.clear()
+}
+
+const register = (memory: Memory, subscriber: Subscriber): number => {
+  const id = memory.nextId++
+  memory.subscribers.set(id, subscriber)
+  return id
+}
+
+/** The subscribers a message to `subject` goes to: every plain one, one per queue group. */
+const route = (memory: Memory, subject: string): Array<Subscriber> => {
+  const tokens = subject.split(".")
+  const targets: Array<Subscriber> = []
+  const groups = new Map<string, Array<Subscriber>>()
+  for (const subscriber of memory.subscribers.values()) {
+    if (!tokensMatch(subscriber.pattern, tokens)) continue
+    if (subscriber.queue === undefined) {
+      targets.push(subscriber)
+    } else {
+      const members = groups.get(subscriber.queue)
+      if (members === undefined) groups.set(subscriber.queue, [subscriber])
+      else members.push(subscriber)
+    }
+  }
+  for (const [queue, members] of groups) {
+    const cursor = memory.queueCursors.get(queue) ?? 0
+    memory.queueCursors.set(queue, cursor + 1)
+    const member = members[cursor % members.length]
+    if (member !== undefined) targets.push(member)
+  }
+  return targets
+}
+
+const dispatch = (targets: ReadonlyArray<Subscriber>, message: BrokerMessage) => {
+  for (const target of targets) target.deliver(message)
+}
+
+const memoryRequest = (memory: Memory): Broker["Service"]["request"] => (subject, data, timeout) =>
+  Effect.suspend(() => {
+    if (memory.closed) return Effect.fail(closedError())
+    const targets = route(memory, subject)
+    if (targets.length === 0) return Effect.fail(make(new NoResponders({ subject })))
+    const duration = Duration.fromInputUnsafe(timeout)
+    const deferred = Deferred.makeUnsafe<Uint8Array, BrokerError>()
+    memory.pendingRequests.add(deferred)
+    const reply = (bytes: Uint8Array) =>
+      Effect.sync(() => {
+        Deferred.doneUnsafe(deferred, Exit.succeed(bytes.slice()))
+      })
+    dispatch(targets, { subject, data: data.slice(), reply })
+    return Deferred.await(deferred).pipe(
+      Effect.timeoutOrElse({
+        duration,
+        orElse: () => Effect.fail(make(new Timeout({ subject, timeout: duration })))
+      }),
+      Effect.ensuring(Effect.sync(() => memory.pendingRequests.delete(deferred)))
+    )
+  })
+
+/** A reply inbox for `requestMany`, closed with the stream (or failed with the broker). */
+const openMemoryInbox = (memory: Memory, subject: string, data: Uint8Array) =>
+  Effect.gen(function*() {
+    if (memory.closed) return yield* Effect.fail(closedError())
+    const targets = route(memory, subject)
+    if (targets.length === 0) return yield* Effect.fail(make(new NoResponders({ subject })))
+    const inbox = yield* Effect.acquireRelease(
+      Queue.unbounded<Uint8Array, BrokerError | Cause.Done>().pipe(Effect.tap((queue) => Effect.sync(() => memory.gatherings.add(queue)))),
+      (queue) => Effect.sync(() => memory.gatherings.delete(queue))
+    )
+    const reply = (bytes: Uint8Array) => Effect.sync(() => void Queue.offerUnsafe(inbox, bytes.slice()))
+    dispatch(targets, { subject, data: data.slice(), reply })
+    return inbox
+  })
+
+const memoryPublish = (memory: Memory): Broker["Service"]["publish"] => (subject, data) =>
+  Effect.suspend(() => {
+    if (memory.closed) return Effect.fail(closedError())
+    dispatch(route(memory, subject), { subject, data: data.slice(), reply: undefined })
+    return Effect.void
+  })
+
+const memorySubscribe = (memory: Memory): Broker["Service"]["subscribe"] => (subject, options) =>
+  Stream.callback<BrokerMessage, BrokerError>((queue) =>
+    Effect.suspend(() => {
+      if (memory.closed) return Effect.fail(closedError())
+      return Effect.acquireRelease(
+        Effect.sync(() =>
+          register(memory, {
+            pattern: subject.split("."),
+            queue: options?.queue,
+            deliver: (message) => void Queue.offerUnsafe(queue, message),
+            close: (error) => void Queue.failCauseUnsafe(queue, Cause.fail(error))
+          })
+        ),
+        (id) => Effect.sync(() => memory.subscribers.delete(id))
+      )
+    })
+  )
+
+const memoryServe = (memory: Memory): Broker["Service"]["serve"] => (subject, handler, options) =>
+  Effect.gen(function*() {
+    if (memory.closed) return yield* Effect.fail(closedError())
+    const run = yield* FiberSet.makeRuntime<never, void, never>()
+    const id = register(memory, {
+      pattern: subject.split("."),
+      queue: options?.queue,
+      deliver: (message) =>
+        void run(
+          Effect.suspend(() => handler(message.data)).pipe(
+            Effect.flatMap((bytes) => message.reply === undefined ? Effect.void : message.reply(bytes)),
+            Effect.catchCause((cause) =>
+              Cause.hasInterruptsOnly(cause)
+                ? Effect.void
+                : Effect.logError(`broker handler for \`${message.subject}\` failed; no reply sent`, cause)
+            )
+          )
+        ),
+      close: () => undefined
+    })
+    // Registered after the FiberSet, so released before it: no new work, then interrupt.
+    yield* Effect.addFinalizer(() => Effect.sync(() => memory.subscribers.delete(id)))
+  })
+
 /**
  * Builds an in-process broker living in the current Scope (see {@link layerMemory}).
  *
  * @category constructors
  */
 export const makeMemory: Effect.Effect<Broker["Service"], never, Scope.Scope> = Effect.gen(function*() {
-  const subscribers = new Map<number, Subscriber>()
-  const pendingRequests = new Set<Deferred.Deferred<Uint8Array, BrokerError>>()
-  const queueCursors = new Map<string, number>()
-  let nextId = 0
-  let closed = false
-  const closedError = () => make(new Closed({ detail: "the in-memory broker was released" }))
-
-  yield* Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      closed = true
-      const error = closedError()
-      for (const subscriber of subscribers.values()) subscriber.close(error)
-      subscribers.clear()
-      for (const deferred of pendingRequests) Deferred.doneUnsafe(deferred, Exit.fail(error))
-      pendingRequests.clear()
-    })
-  )
-
-  const register = (subscriber: Subscriber): number => {
-    const id = nextId++
-    subscribers.set(id, subscriber)
-    return id
+  const memory: Memory = {
+    subscribers: new Map(),
+    pendingRequests: new Set(),
+    gatherings: new Set(),
+    queueCursors: new Map(),
+    nextId: 0,
+    closed: false
   }
-
-  /** The subscribers a message to `subject` goes to: every plain one, one per queue group. */
-  const route = (subject: string): Array<Subscriber> => {
-    const tokens = subject.split(".")
-    const targets: Array<Subscriber> = []
-    const groups = new Map<string, Array<Subscriber>>()
-    for (const subscriber of subscribers.values()) {
-      if (!tokensMatch(subscriber.pattern, tokens)) continue
-      if (subscriber.queue === undefined) {
-        targets.push(subscriber)
-      } else {
-        const members = groups.get(subscriber.queue)
-        if (members === undefined) groups.set(subscriber.queue, [subscriber])
-        else members.push(subscriber)
-      }
-    }
-    for (const [queue, members] of groups) {
-      const cursor = queueCursors.get(queue) ?? 0
-      queueCursors.set(queue, cursor + 1)
-      const member = members[cursor % members.length]
-      if (member !== undefined) targets.push(member)
-    }
-    return targets
-  }
-
-  const dispatch = (targets: ReadonlyArray<Subscriber>, message: BrokerMessage) => {
-    for (const target of targets) target.deliver(message)
-  }
-
-  const request: Broker["Service"]["request"] = (subject, data, timeout) =>
-    Effect.suspend(() => {
-      if (closed) return Effect.fail(closedError())
-      const targets = route(subject)
-      if (targets.length === 0) return Effect.fail(make(new NoResponders({ subject })))
-      const duration = Duration.fromInputUnsafe(timeout)
-      const deferred = Deferred.makeUnsafe<Uint8Array, BrokerError>()
-      pendingRequests.add(deferred)
-      const reply = (bytes: Uint8Array) =>
-        Effect.sync(() => {
-          Deferred.doneUnsafe(deferred, Exit.succeed(bytes.slice()))
-        })
-      dispatch(targets, { subject, data: data.slice(), reply })
-      return Deferred.await(deferred).pipe(
-        Effect.timeoutOrElse({
-          duration,
-          orElse: () => Effect.fail(make(new Timeout({ subject, timeout: duration })))
-        }),
-        Effect.ensuring(Effect.sync(() => pendingRequests.delete(deferred)))
-      )
-    })
-
-  const publish: Broker["Service"]["publish"] = (subject, data) =>
-    Effect.suspend(() => {
-      if (closed) return Effect.fail(closedError())
-      dispatch(route(subject), { subject, data: data.slice(), reply: undefined })
-      return Effect.void
-    })
-
-  const subscribe: Broker["Service"]["subscribe"] = (subject, options) =>
-    Stream.callback<BrokerMessage, BrokerError>((queue) =>
-      Effect.suspend(() => {
-        if (closed) return Effect.fail(closedError())
-        return Effect.acquireRelease(
-          Effect.sync(() =>
-            register({
-              pattern: subject.split("."),
-              queue: options?.queue,
-              deliver: (message) => void Queue.offerUnsafe(queue, message),
-              close: (error) => void Queue.failCauseUnsafe(queue, Cause.fail(error))
-            })
-          ),
-          (id) => Effect.sync(() => subscribers.delete(id))
-        )
-      })
-    )
-
-  const serve: Broker["Service"]["serve"] = (subject, handler, options) =>
-    Effect.gen(function*() {
-      if (closed) return yield* Effect.fail(closedError())
-      const run = yield* FiberSet.makeRuntime<never, void, never>()
-      const id = register({
-        pattern: subject.split("."),
-        queue: options?.queue,
-        deliver: (message) =>
-          void run(
-            Effect.suspend(() => handler(message.data)).pipe(
-              Effect.flatMap((bytes) => message.reply === undefined ? Effect.void : message.reply(bytes)),
-              Effect.catchCause((cause) =>
-                Cause.hasInterruptsOnly(cause)
-                  ? Effect.void
-                  : Effect.logError(`broker handler for \`${message.subject}\` failed; no reply sent`, cause)
-              )
-            )
-          ),
-        close: () => undefined
-      })
-      // Registered after the FiberSet, so released before it: no new work, then interrupt.
-      yield* Effect.addFinalizer(() => Effect.sync(() => subscribers.delete(id)))
-    })
-
-  return Broker.of({ request, publish, subscribe, serve })
+  yield* Effect.addFinalizer(() => Effect.sync(() => release(memory)))
+  return Broker.of({
+    request: memoryRequest(memory),
+    requestMany: (subject, data, options) => ReplyGathering.gather(openMemoryInbox(memory, subject, data), options),
+    publish: memoryPublish(memory),
+    subscribe: memorySubscribe(memory),
+    serve: memoryServe(memory)
+  })
 })
 
 /**
  * An in-process broker: exact subjects plus the NATS wildcards `*` and `>`; queue groups
  * deliver each message to one member, round robin; a request nobody serves fails at once with
- * `NoResponders`; request timeouts run on the Effect Clock (so `TestClock` drives them).
+ * `NoResponders`; request timeouts and the limits of `requestMany` run on the Effect Clock (so
+ * `TestClock` drives them).
  * Releasing the layer fails waiting requests and running subscriptions with `Closed`.
  *
  * @category layers

@@ -6,7 +6,8 @@
  * A {@link PluginDiagnosis} is built from the manager's `Diagnostics` of one plugin and its
  * server health ({@link PluginDiagnosis.fromDiagnostics}); a {@link GroupReport} from a group's
  * `PluginHealthcheck`, in the words of its reader (groups and plugins, not claw-code's
- * `pluginName` and `servers`). `PluginHealth.doctor` gathers both; this module only shapes and
+ * `pluginName` and `servers`); remote plugins (served over NATS) are their
+ * `GroupHealth.RemoteHealthcheck`s, each with the instances discovery found. `PluginHealth.doctor` gathers both; this module only shapes and
  * draws them, so a report decoded from JSON renders the same table.
  *
  * A public module of its own, because a report is read far from the service that wrote it (a CLI,
@@ -32,11 +33,12 @@ import type * as PluginManager from "./PluginManager.ts"
 /**
  * Whether a plugin's executable is checked: `"verified"` (a checksum is declared and is checked
  * before every spawn; the plugin has spawned with it), `"pending"` (declared, not spawned yet),
- * `"mismatch"` (the last spawn was refused because the file changed), `"not declared"`.
+ * `"mismatch"` (the last spawn was refused because the file changed), `"not declared"`, or
+ * `"remote"` (the plugin runs on other machines: this host runs nothing of it to verify).
  *
  * @category models
  */
-export const ChecksumStatus = Schema.Literals(["verified", "pending", "mismatch", "not declared"])
+export const ChecksumStatus = Schema.Literals(["verified", "pending", "mismatch", "not declared", "remote"])
 
 /**
  * @category models
@@ -249,6 +251,8 @@ export class DoctorReport extends Schema.Class<DoctorReport>("DoctorReport")({
   generatedAt: Schema.Number,
   plugins: Schema.Array(PluginDiagnosis),
   groups: Schema.Array(GroupReport),
+  /** Plugins served over NATS, with the instances discovery found (absent when none is watched). */
+  remotes: Schema.optionalKey(Schema.Array(GroupHealth.RemoteHealthcheck)),
   /** Processes that hosts killed before this one left running, and whether this host reaped them (see `Leftovers`). */
   leftovers: Schema.optionalKey(Schema.Array(Leftovers.Leftover)),
   /** How the host contains plugin trees (absent in reports from hosts that did not say). */
@@ -281,6 +285,7 @@ const stderrTail = (excerpt: string, lines: number): Array<string> =>
 
 const checksumStatus = (diagnostics: PluginManager.Diagnostics): ChecksumStatus => {
   const health = diagnostics.health
+  if (diagnostics.remote !== undefined) return "remote"
   if (!diagnostics.checksumDeclared) return "not declared"
   // A refused spawn leaves the `ChecksumMismatch` reason as the last failure.
   if (health.state._tag !== "Running" && health.lastErrorReason === "ChecksumMismatch") return "mismatch"
@@ -386,6 +391,24 @@ const stderrBlock = (p: PluginDiagnosis): Array<string> => {
   return count === 0 ? [] : ["", `stderr of ${p.id} (last ${count} line${count === 1 ? "" : "s"}):`, ...p.stderrTail.map((l) => `  | ${l}`)]
 }
 
+/**
+ * A remote plugin's lines: its state, service (marked when it is watched only because it
+ * answered discovery) and verdict, then one indented line per instance
+ * (version, ping latency, requests and errors since it started, the last error an endpoint
+ * reported).
+ */
+const remoteLines = (remote: GroupHealth.RemoteHealthcheck): Array<string> => [
+  `remote ${remote.plugin} (NATS service ${remote.service}${remote.discovered === true ? ", answering but in no manifest" : ""}): ` +
+  `${remote.state} - ${remote.message}`,
+  ...remote.instances.map((i) =>
+    `  instance ${i.id} v${i.version}: ping ${formatLatency(i.latencyMillis)}, ${i.requests} requests, ${i.errors} errors` +
+    (i.lastError === undefined ? "" : `, last error: ${cell(i.lastError, 80)}`)
+  )
+]
+
+/** A ping time: sub-millisecond ones to a tenth of a millisecond. */
+const formatLatency = (millis: number): string => millis < 10 ? `${(Math.round(millis * 10) / 10).toFixed(1)} ms` : formatDuration(Math.round(millis))
+
 /** The containment line: how this host ends plugin trees, and what can escape. */
 const containmentLine = (containment: Containment): string =>
   (containment.mode === "cgroup"
@@ -434,7 +457,8 @@ const environmentLine = (p: PluginDiagnosis): Array<string> => {
 /**
  * Renders a report as a plain-text table for a terminal: a header, one row per plugin with
  * aligned columns, then one line per group with its lifecycle state (and, indented under it, its
- * degraded mode when degraded and its last discovery), then what a plugin's
+ * degraded mode when degraded and its last discovery), then each remote plugin with its state and
+ * one line per instance (`instance X v1.0.0: ping 0.4 ms, 12 requests, 0 errors`), then what a plugin's
  * environment needs a reader to know (marked injection variables, a resolved interpreter, why it
  * would not start), then one line per plugin whose spawns leave something unverified
  * (`verification of x: interpreter script not verified: /plugins/x/main.py`), then the stderr
@@ -454,6 +478,7 @@ export const render = (report: DoctorReport): string => {
     ...rows.map(line),
     ...(report.groups.length > 0 ? [""] : []),
     ...report.groups.flatMap(groupLines),
+    ...(report.remotes === undefined || report.remotes.length === 0 ? [] : ["", ...report.remotes.flatMap(remoteLines)]),
     ...environmentBlock(report.plugins),
     ...(report.plugins.some((p) => verificationLine(p).length > 0) ? [""] : []),
     ...report.plugins.flatMap(verificationLine),

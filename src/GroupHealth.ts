@@ -14,6 +14,11 @@
  * (with mime types) the servers announce, and {@link degradedMode} says what still works when
  * the group is degraded.
  *
+ * A *remote* plugin is served over NATS by any number of instances, found by discovery
+ * ({@link RemoteInstance}); {@link remoteCheck} judges it against its configured minimum:
+ * `Healthy` at or above it, `Degraded` below it, `Failed` with no instance (or when discovery
+ * itself failed), in a {@link RemoteHealthcheck}.
+ *
  * Nothing here runs an effect or reads a clock: the `PluginHealth` service applies these rules
  * to live plugins. `PluginHealth` also re-exports the models and the three rules, where they
  * have always been reachable.
@@ -197,7 +202,8 @@ export class DegradedMode extends Schema.Class<DegradedMode>("DegradedMode")({
 /**
  * What the service knows about a server beyond its `PluginHealth` snapshot: the error of its
  * last failed probe (while it has not answered one since), the error of a failed `startup`
- * (while it has not come up since), and the tools it discovered last.
+ * (while it has not come up since), the tools it discovered last, and, for a remote plugin, the
+ * verdict of the last discovery of its instances.
  *
  * @category models
  */
@@ -205,7 +211,45 @@ export interface ServerOverlay {
   readonly probeError?: string | undefined
   readonly startFailure?: string | undefined
   readonly capabilities?: ReadonlyArray<string> | undefined
+  readonly instances?: { readonly state: Status; readonly message: string } | undefined
 }
+
+/**
+ * One instance of a remote plugin as discovery found it: its instance `id` and `version`, how
+ * long its ping took (`latencyMillis`), when it `started` (RFC 3339, when it said), and its
+ * endpoints' counters summed: `requests`, `errors`, and the `lastError` an endpoint reported.
+ *
+ * @category models
+ */
+export class RemoteInstance extends Schema.Class<RemoteInstance>("RemoteInstance")({
+  id: Schema.String,
+  version: Schema.String,
+  latencyMillis: Schema.Number,
+  requests: Schema.Number,
+  errors: Schema.Number,
+  lastError: Schema.optionalKey(Schema.String),
+  started: Schema.optionalKey(Schema.String)
+}) {}
+
+/**
+ * The health of a remote plugin at `lastCheck` (epoch millis): the NATS `service` its
+ * instances serve, the `minInstances` it needs, the instances found, the verdict `state`
+ * ({@link remoteStatusOf}) and a human `message` (`"1 of 2 required instances"`). `discovered`
+ * marks a service watched only because it answered discovery (no manifest or registration
+ * names it, as `plugin-host doctor --nats` lists the others): what it says is for information.
+ *
+ * @category models
+ */
+export class RemoteHealthcheck extends Schema.Class<RemoteHealthcheck>("RemoteHealthcheck")({
+  plugin: Schema.String,
+  service: Schema.String,
+  minInstances: Schema.Int,
+  state: Status,
+  instances: Schema.Array(RemoteInstance),
+  lastCheck: Schema.Number,
+  message: Schema.String,
+  discovered: Schema.optionalKey(Schema.Boolean)
+}) {}
 
 // ---------------------------------------------------------------------------------------------
 // rules
@@ -226,7 +270,8 @@ const makeServer = (
 
 /**
  * A server's health from its plugin's live state: `Running` is `Healthy` (or `Degraded` while
- * its probes fail); `Idle` is `Healthy` (it spawns on demand); `Starting` is `Healthy` on a
+ * its probes fail; a remote plugin is as its instances were last found: `Degraded` below its
+ * minimum, `Failed` with none); `Idle` is `Healthy` (it spawns on demand); `Starting` is `Healthy` on a
  * first start and `Degraded` when it follows an error; `Recovering`, `Backoff` and `Stopping`
  * are `Degraded`; `Disabled` and `Stopped` are `Failed`. A plugin whose `startup` failed stays
  * `Failed` until it runs again, whatever its restart policy is doing meanwhile.
@@ -246,6 +291,7 @@ export const serverHealthOf = (
   const state = health.state
   switch (state._tag) {
     case "Running":
+      if (overlay.instances !== undefined && overlay.instances.state !== "Healthy") return server(overlay.instances.state, overlay.instances.message)
       return overlay.probeError === undefined ? server("Healthy", undefined) : server("Degraded", overlay.probeError)
     case "Idle":
       return failedStart ?? server("Healthy", undefined)
@@ -386,4 +432,57 @@ const whatStillWorks = (check: PluginHealthcheck, discovery: DiscoveryResult): D
     unavailable,
     reason: `${up.size} servers healthy, ${failed.length} servers failed`
   })
+}
+
+// ---------------------------------------------------------------------------------------------
+// remote plugins
+// ---------------------------------------------------------------------------------------------
+
+const instances = (n: number): string => `${n} instance${n === 1 ? "" : "s"}`
+
+/**
+ * The verdict on a remote plugin from how many instances answered and how many it needs:
+ * discovery failed (`problem`) → `Failed` with the problem; none → `Failed` "no instance
+ * answers"; fewer than `minInstances` → `Degraded` "1 of 2 required instances"; otherwise
+ * `Healthy` "2 instances (2 required)".
+ *
+ * @category constructors
+ */
+export const remoteStatusOf = (count: number, minInstances: number, problem?: string | undefined): readonly [Status, string] =>
+  problem !== undefined
+    ? ["Failed", `discovery failed: ${problem}`]
+    : count === 0
+    ? ["Failed", "no instance answers"]
+    : count < minInstances
+    ? ["Degraded", `${count} of ${minInstances} required instances`]
+    : ["Healthy", `${instances(count)} (${minInstances} required)`]
+
+/**
+ * The check of a remote plugin from the instances discovery found (or the `problem` that kept
+ * it from finding any), judged by {@link remoteStatusOf}.
+ *
+ * @category constructors
+ */
+export const remoteCheck = (
+  remote: { readonly plugin: string; readonly service: string; readonly minInstances: number; readonly discovered?: boolean },
+  found: ReadonlyArray<RemoteInstance>,
+  lastCheck: number,
+  problem?: string | undefined
+): RemoteHealthcheck => {
+  const [state, message] = remoteStatusOf(found.length, remote.minInstances, problem)
+  return new RemoteHealthcheck({ ...remote, state, instances: [...found], lastCheck, message })
+}
+
+/**
+ * Which instances came and went between two checks of a remote plugin, by instance id.
+ *
+ * @category combinators
+ */
+export const instanceChanges = (
+  before: ReadonlyArray<RemoteInstance>,
+  after: ReadonlyArray<RemoteInstance>
+): { readonly joined: ReadonlyArray<string>; readonly left: ReadonlyArray<string> } => {
+  const was = new Set(before.map((i) => i.id))
+  const is = new Set(after.map((i) => i.id))
+  return { joined: after.map((i) => i.id).filter((id) => !was.has(id)), left: before.map((i) => i.id).filter((id) => !is.has(id)) }
 }

@@ -23,6 +23,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
 import * as SchemaIssue from "effect/SchemaIssue"
+import type { Mode as FramingMode } from "./Framing.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -49,6 +50,17 @@ export type Start = "lazy" | "eager"
  * @category models
  */
 export type Cancellation = "lsp" | "mcp" | "none"
+
+/**
+ * How messages are delimited on the plugin's stdin and stdout: `"ndjson"`, one JSON text per
+ * line (the default), or `"content-length"`, LSP's base protocol (`Content-Length: N\r\n\r\n`
+ * then N bytes of UTF-8 JSON), so an existing language server can be hosted. A plugin hosted
+ * with `"content-length"` gets `PLUGIN_HOST_FRAMING=content-length` in its environment, which
+ * `PluginWorker.serve` reads. See `Framing`.
+ *
+ * @category models
+ */
+export type Framing = FramingMode
 
 /**
  * Automatic restart after a crash, with exponential backoff.
@@ -120,6 +132,8 @@ export interface LifetimePolicy {
   readonly backoff: Backoff | undefined
   /** How a call the host gives up on is cancelled at the plugin (see {@link Cancellation}). */
   readonly cancellation: Cancellation
+  /** How messages are delimited on the plugin's stdio (see {@link Framing}). */
+  readonly framing: Framing
 }
 
 /**
@@ -162,6 +176,7 @@ export interface Input {
   readonly consecutiveTimeoutsBeforeRecycle?: number
   readonly backoff?: BackoffInput | undefined
   readonly cancellation?: Cancellation
+  readonly framing?: Framing
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,7 +223,7 @@ export const defaultBackoff: Backoff = {
  * The devboy semantics: lazy spawn, idle reap after 60 s, SIGTERM → 10 s → SIGKILL, 3 crashes
  * in 60 s disable the plugin, 30 s call timeout (5 min hard cap), 15 s handshake, 10 s drain,
  * 64 concurrent calls, 16 MiB lines, 32 MiB queued each way, 3 timeouts in a row recycle the process, no automatic
- * restart, no cancellation sent. Exported as `default` too (`LifetimePolicy.default`).
+ * restart, no cancellation sent, NDJSON framing. Exported as `default` too (`LifetimePolicy.default`).
  *
  * @category presets
  */
@@ -227,7 +242,8 @@ export const defaultPolicy: LifetimePolicy = {
   maxQueuedBytes: 32 * 1024 * 1024,
   consecutiveTimeoutsBeforeRecycle: 3,
   backoff: undefined,
-  cancellation: "none"
+  cancellation: "none",
+  framing: "ndjson"
 }
 
 export {
@@ -319,6 +335,12 @@ const check = (p: LifetimePolicy): PolicyError | undefined =>
       : new PolicyError({
         knob: "cancellation",
         detail: `must be "lsp", "mcp" or "none" (got ${JSON.stringify(p.cancellation)})`
+      })) ??
+    (p.framing === "ndjson" || p.framing === "content-length"
+      ? undefined
+      : new PolicyError({
+        knob: "framing",
+        detail: `must be "ndjson" or "content-length" (got ${JSON.stringify(p.framing)})`
       }))
 
 // ---------------------------------------------------------------------------------------------
@@ -442,7 +464,8 @@ const build = (input: Input): LifetimePolicy | PolicyError => {
     backoff: Object.hasOwn(input, "backoff")
       ? input.backoff === undefined ? undefined : backoffOf(input.backoff)
       : base.backoff,
-    cancellation: input.cancellation ?? base.cancellation
+    cancellation: input.cancellation ?? base.cancellation,
+    framing: input.framing ?? base.framing
   }
   return error ?? check(policy) ?? policy
 }
@@ -452,7 +475,7 @@ const build = (input: Input): LifetimePolicy | PolicyError => {
  * finite, `restartCap`, `maxConcurrentRequests`, `consecutiveTimeoutsBeforeRecycle` and
  * `backoff.giveUpAfter` integers `>= 1`, `maxLineBytes >= 1024`, `maxQueuedBytes >= 65536`,
  * `requestTimeout <= maxRequestTimeout`, `backoff.factor >= 1`, `backoff.jitter` in `[0, 1)`,
- * `backoff.initial <= backoff.max`, `cancellation` one of `"lsp"`, `"mcp"`, `"none"`. Fails with the
+ * `backoff.initial <= backoff.max`, `cancellation` one of `"lsp"`, `"mcp"`, `"none"`, `framing` one of `"ndjson"`, `"content-length"`. Fails with the
  * first broken rule.
  *
  * @category constructors
@@ -545,6 +568,7 @@ const knobsConfig = (base: LifetimePolicy) =>
       Config.withDefault(base.consecutiveTimeoutsBeforeRecycle)
     ),
     cancellation: Config.Literals(["lsp", "mcp", "none"], "CANCELLATION").pipe(Config.withDefault(base.cancellation)),
+    framing: Config.Literals(["ndjson", "content-length"], "FRAMING").pipe(Config.withDefault(base.framing)),
     backoff: Config.Literals(["on", "off"], "BACKOFF").pipe(Config.option),
     backoffInitial: duration("BACKOFF_INITIAL").pipe(Config.option),
     backoffFactor: Config.Finite("BACKOFF_FACTOR").pipe(Config.option),
@@ -604,6 +628,7 @@ const knobsConfig = (base: LifetimePolicy) =>
  * | `RESTART_CAP`, `MAX_CONCURRENT_REQUESTS`, `CONSECUTIVE_TIMEOUTS_BEFORE_RECYCLE` | integers |
  * | `MAX_LINE_BYTES`, `MAX_QUEUED_BYTES` | an integer, or a byte size such as `16 MiB` |
  * | `CANCELLATION` | `lsp` \| `mcp` \| `none` |
+ * | `FRAMING` | `ndjson` \| `content-length` |
  * | `BACKOFF` | `on` \| `off` |
  * | `BACKOFF_INITIAL`, `BACKOFF_MAX`, `BACKOFF_RESET_AFTER` | durations |
  * | `BACKOFF_FACTOR`, `BACKOFF_JITTER` | numbers |

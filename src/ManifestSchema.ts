@@ -113,8 +113,55 @@ const pollerFields: Readonly<Record<string, Field>> = {
   )
 }
 
+/** The `[remote]` section, keys in the JSON spelling (the TOML one is derived). */
+const remoteFields: Readonly<Record<string, Field>> = {
+  subjectPrefix: required(
+    PluginManifest.BrokerTopicPrefix,
+    "The subject prefix the plugin's instances serve (`<prefix>.call`, `<prefix>.tick`…). Not empty, no trailing `.`, no whitespace."
+  ),
+  service: optional(
+    exportPatterns(PluginManifest.ServiceName),
+    "The NATS service name its instances register (letters, digits, `-` and `_`; default the plugin's name)."
+  ),
+  servers: optional(
+    Schema.Array(PluginManifest.NonEmptyText).check(Schema.isMinLength(1)),
+    "The NATS servers (`host:port` or `nats://host:port`); default the `server_set`, else the servers the host is configured with."
+  ),
+  serverSet: optional(
+    exportPatterns(PluginManifest.ServerSet),
+    "A named set of NATS servers the host is configured with (`PLUGIN_HOST_NATS_SERVERS_<NAME>`, comma-separated), used when `servers` is absent."
+  ),
+  idempotent: optional(
+    Strings,
+    "Methods that may run twice: only these are sent again when no instance answers or the one serving a call is lost (default none)."
+  ),
+  minInstances: optional(
+    PluginManifest.MinInstances,
+    "Below this many instances the plugin is degraded; at zero it is failed (default 1)."
+  )
+}
+
+/** The `[discovery]` section, keys alike in both spellings. */
+const discoveryFields: Readonly<Record<string, Field>> = {
+  tools: optional(
+    exportPatterns(PluginManifest.MethodName),
+    "The method answering the plugin's tools (`{tools: [{name, description?, inputSchema?}…]}` or `[name…]`), e.g. `tools/list`. Without it, the tools are the methods the handshake announced."
+  ),
+  resources: optional(
+    exportPatterns(PluginManifest.MethodName),
+    "The method answering the plugin's resources (`{resources: [{uri|name, mimeType?}…]}` or `[uri…]`), e.g. `resources/list`."
+  )
+}
+
+/** The sections (nested tables), each with its fields. */
+const sectionFields: Readonly<Record<string, Readonly<Record<string, Field>>>> = {
+  poller: pollerFields,
+  discovery: discoveryFields,
+  remote: remoteFields
+}
+
 /** The top-level keys, in the JSON spelling (the TOML one is derived). */
-const manifestFields = (poller: Schema.Top): Readonly<Record<string, Field>> => ({
+const manifestFields = (sections: Readonly<Record<string, Schema.Top>>): Readonly<Record<string, Field>> => ({
   name: required(
     exportPatterns(PluginManifest.Name),
     "The plugin name: a lowercase letter, then a-z, 0-9, `_`, `.` or `-`. The manifest's file name must be `<name>.toml`/`<name>.json` or end with `-<name>`."
@@ -141,7 +188,23 @@ const manifestFields = (poller: Schema.Top): Readonly<Record<string, Field>> => 
     Schema.Record(PluginManifest.NonEmptyText, exportPatterns(PluginManifest.ChecksumSha256)),
     "SHA-256 digests of other files that decide what the plugin does (the script an interpreter runs, a file it loads): path relative to the manifest's folder (or absolute) → 64 hex digits. Each is hashed in place before every start; a mismatch refuses the start naming the file."
   ),
-  poller: optional(poller, "Present when the plugin serves poller ticks.")
+  poller: optional(sections.poller ?? Schema.Never, "Present when the plugin serves poller ticks."),
+  framing: optional(
+    PluginManifest.Framing,
+    "How messages are delimited on the plugin's stdin and stdout: `ndjson`, one JSON-RPC message per line, or `content-length`, LSP's base protocol (`Content-Length: N` header, blank line, N bytes of UTF-8 JSON), to host a language server. Default: the host's lifetime policy (`ndjson` unless PLUGIN_HOST_FRAMING says otherwise)."
+  ),
+  cancellation: optional(
+    PluginManifest.Cancellation,
+    "What the host sends when it gives up a call (a timeout, an interrupted caller): `lsp` (`$/cancelRequest {id}`), `mcp` (`notifications/cancelled {requestId, reason}`) or `none`. Also where a call's progress token goes (`lsp`: `workDoneToken`, else `_meta.progressToken`). Default: the host's lifetime policy (`none` unless PLUGIN_HOST_CANCELLATION says otherwise)."
+  ),
+  discovery: optional(
+    sections.discovery ?? Schema.Never,
+    "The methods listing the plugin's tools and resources; `plugin-host doctor` runs discovery for a plugin that declares them and shows what it found."
+  ),
+  remote: optional(
+    sections.remote ?? Schema.Never,
+    "Present when the plugin runs on other machines as a NATS service: the host calls its instances instead of spawning `executable` (the worker program they run)."
+  )
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -196,7 +259,7 @@ const summaries: Readonly<Record<Format, string>> = {
   json:
     "A plugin manifest in JSON (camelCase keys), as read by PluginManifest.load: what the plugin is, where its executable lives and how it may be run. Unknown keys are rejected.",
   toml:
-    "A plugin manifest in TOML (snake_case keys, the poller settings in a [poller] table), as read by PluginManifest.load: what the plugin is, where its executable lives and how it may be run. Unknown keys are rejected. Editors such as Taplo pick this schema up from a `#:schema <url>` comment on the first line."
+    "A plugin manifest in TOML (snake_case keys, the poller settings in a [poller] table, the discovery methods in a [discovery] table, a remote plugin's in a [remote] table), as read by PluginManifest.load: what the plugin is, where its executable lives and how it may be run. Unknown keys are rejected. Editors such as Taplo pick this schema up from a `#:schema <url>` comment on the first line."
 }
 
 /** JSON manifests may name their schema for editors; the loader ignores the key. */
@@ -212,14 +275,16 @@ const schemaReference = {
  * @category documents
  */
 export const document = (format: Format): JsonSchema.JsonSchema => {
-  const pollerDescriptions = descriptionsOf(pollerFields, format)
-  const poller = structOf(pollerFields, format)
-  const fields = manifestFields(poller)
+  const sections = Object.fromEntries(Object.entries(sectionFields).map(([key, fields]) => [key, structOf(fields, format)]))
+  const fields = manifestFields(sections)
   const generated = Schema.toJsonSchemaDocument(structOf(fields, format), { onExcessProperty: "error" })
   const root = describeProperties(generated.schema, descriptionsOf(fields, format))
   const properties = isObject(root.properties) ? root.properties : {}
-  const pollerKey = keyOf("poller", format)
-  const pollerSchema = properties[pollerKey]
+  const described = Object.entries(sectionFields).flatMap(([key, section]) => {
+    const sectionKey = keyOf(key, format)
+    const sectionSchema = properties[sectionKey]
+    return isObject(sectionSchema) ? [[sectionKey, describeProperties(sectionSchema, descriptionsOf(section, format))] as const] : []
+  })
   return {
     $schema: "https://json-schema.org/draft/2020-12/schema",
     $id: ids[format],
@@ -229,7 +294,7 @@ export const document = (format: Format): JsonSchema.JsonSchema => {
     properties: {
       ...(format === "json" ? { $schema: schemaReference } : {}),
       ...properties,
-      ...(isObject(pollerSchema) ? { [pollerKey]: describeProperties(pollerSchema, pollerDescriptions) } : {})
+      ...Object.fromEntries(described)
     },
     ...(Object.keys(generated.definitions).length === 0 ? {} : { $defs: generated.definitions })
   }

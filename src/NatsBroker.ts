@@ -8,7 +8,10 @@
  * `BrokerError` reasons: a connect failure is `Connection` (naming the servers), a 503
  * "no responders" is `NoResponders`, a request timeout is `Timeout`, a closed or draining
  * connection is `Closed`. `serve` handles each message in its own fiber, so one slow request
- * never holds up the others.
+ * never holds up the others. `requestMany` subscribes its own inbox and publishes the request
+ * with it as the reply subject (the server's 503 status there is `NoResponders`); the stop
+ * rules are `Broker`'s, on the Effect Clock, rather than the client's `requestMany`, whose
+ * strategies cannot be combined (a `stall` wait no longer honours `maxWait`).
  *
  * It is a transport and nothing more: serving a plugin worker over NATS is `PluginWorker`'s
  * business (`PluginWorker.mainBroker` loads this module when it runs; this one imports no
@@ -19,6 +22,7 @@
 import {
   ClosedConnectionError,
   connect,
+  createInbox,
   DrainingConnectionError,
   type Msg,
   type NatsConnection,
@@ -40,6 +44,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as ReplyGathering from "./internal/replyGathering.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -146,6 +151,129 @@ const logStatus = (status: Status): Effect.Effect<void> => {
   }
 }
 
+/** Drains the connection (bounded by `drainTimeout`), else closes it. */
+const closeConnection = (nc: NatsConnection, drainTimeout: Duration.Duration) =>
+  Effect.tryPromise(() => nc.drain()).pipe(
+    Effect.timeoutOption(drainTimeout),
+    Effect.flatMap(Option.match({
+      onNone: () => Effect.fail(`drain did not finish within ${formatDuration(drainTimeout)}`),
+      onSome: () => Effect.void
+    })),
+    Effect.catch((problem) =>
+      nc.isClosed()
+        ? Effect.void
+        : Effect.logWarning(`NATS drain failed (${typeof problem === "string" ? problem : describe(problem)}); closing`).pipe(
+          Effect.andThen(Effect.tryPromise(() => nc.close()).pipe(Effect.timeoutOption("1 second"), Effect.ignore))
+        )
+    )
+  )
+
+const request = (nc: NatsConnection): Broker.Broker["Service"]["request"] => (subject, data, timeout) =>
+  Effect.suspend(() => {
+    const duration = Duration.fromInputUnsafe(timeout)
+    return Effect.tryPromise({
+      try: () => nc.request(subject, data, { timeout: toTimerMillis(duration) }),
+      catch: (cause) => requestError(subject, duration, cause)
+    }).pipe(Effect.map((msg) => msg.data))
+  })
+
+/** A private inbox for one `requestMany`, subscribed before the request is published. */
+const openInbox = (nc: NatsConnection, subject: string, data: Uint8Array) =>
+  Effect.gen(function*() {
+    const replies = yield* Queue.unbounded<Uint8Array, Broker.BrokerError | Cause.Done>()
+    const inbox = createInbox()
+    yield* Effect.acquireRelease(
+      Effect.try({
+        try: () =>
+          nc.subscribe(inbox, {
+            callback: (error, msg) => {
+              if (error !== null) Queue.failCauseUnsafe(replies, Cause.fail(clientError(error)))
+              else if (msg.headers?.code === 503) {
+                Queue.failCauseUnsafe(replies, Cause.fail(Broker.make(new Broker.NoResponders({ subject }))))
+              } else Queue.offerUnsafe(replies, msg.data)
+            }
+          }),
+        catch: clientError
+      }),
+      (subscription) => Effect.sync(() => unsubscribeQuietly(subscription))
+    )
+    yield* Effect.try({ try: () => nc.publish(subject, data, { reply: inbox }), catch: clientError })
+    return replies
+  })
+
+const requestMany = (nc: NatsConnection): Broker.Broker["Service"]["requestMany"] => (subject, data, options) =>
+  ReplyGathering.gather(openInbox(nc, subject, data), options)
+
+const publish = (nc: NatsConnection): Broker.Broker["Service"]["publish"] => (subject, data) =>
+  Effect.try({
+    try: () => nc.publish(subject, data),
+    catch: clientError
+  })
+
+const subscribe = (nc: NatsConnection): Broker.Broker["Service"]["subscribe"] => (subject, options) =>
+  Stream.callback<Broker.BrokerMessage, Broker.BrokerError>((queue) =>
+    Effect.acquireRelease(
+      Effect.try({
+        try: () =>
+          nc.subscribe(subject, {
+            ...(options?.queue === undefined ? {} : { queue: options.queue }),
+            callback: (error, msg) => {
+              if (error !== null) Queue.failCauseUnsafe(queue, Cause.fail(clientError(error)))
+              else Queue.offerUnsafe(queue, toMessage(msg))
+            }
+          }),
+        catch: clientError
+      }),
+      (subscription) => Effect.sync(() => unsubscribeQuietly(subscription))
+    ).pipe(
+      Effect.tap((subscription) =>
+        Effect.sync(() => {
+          // Ends the stream when the connection closes under it.
+          void subscription.closed.then((error) => {
+            Queue.failCauseUnsafe(
+              queue,
+              Cause.fail(error instanceof Error ? clientError(error) : Broker.make(new Broker.Closed({ detail: "subscription closed" })))
+            )
+          })
+        })
+      )
+    )
+  )
+
+const serve = (nc: NatsConnection): Broker.Broker["Service"]["serve"] => (subject, handler, options) =>
+  Effect.gen(function*() {
+    const run = yield* FiberSet.makeRuntime<never, void, never>()
+    const handle = (msg: Msg) => {
+      const message = toMessage(msg)
+      return Effect.suspend(() => handler(message.data)).pipe(
+        Effect.flatMap((bytes) => message.reply === undefined ? Effect.void : message.reply(bytes)),
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause)
+            ? Effect.void
+            : Effect.logError(`broker handler for \`${msg.subject}\` failed; no reply sent`, cause)
+        )
+      )
+    }
+    const subscription = yield* Effect.try({
+      try: () =>
+        nc.subscribe(subject, {
+          ...(options?.queue === undefined ? {} : { queue: options.queue }),
+          callback: (error, msg) => {
+            if (error !== null) {
+              run(Effect.logError(`NATS subscription to \`${subject}\` failed: ${describe(error)}`))
+            } else {
+              run(handle(msg))
+            }
+          }
+        }),
+      catch: clientError
+    })
+    // Added after the FiberSet, so it runs first: stop taking work, then interrupt the rest.
+    yield* Effect.addFinalizer(() => Effect.sync(() => unsubscribeQuietly(subscription)))
+    // Once flushed, the server knows the subscription: requests sent from now on reach it.
+    yield* Effect.tryPromise({ try: () => nc.flush(), catch: clientError })
+  })
+
 /**
  * Connects to NATS and builds the `Broker` service on the connection, which lives in the current
  * Scope (drained, then closed, when it ends).
@@ -164,117 +292,26 @@ export const make = Effect.fnUntraced(function*(
     maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
     ...(options.name === undefined ? {} : { name: options.name })
   }
-
-  const closeConnection = (nc: NatsConnection) =>
-    Effect.tryPromise(() => nc.drain()).pipe(
-      Effect.timeoutOption(drainTimeout),
-      Effect.flatMap(Option.match({
-        onNone: () => Effect.fail(`drain did not finish within ${formatDuration(drainTimeout)}`),
-        onSome: () => Effect.void
-      })),
-      Effect.catch((problem) =>
-        nc.isClosed()
-          ? Effect.void
-          : Effect.logWarning(`NATS drain failed (${typeof problem === "string" ? problem : describe(problem)}); closing`).pipe(
-            Effect.andThen(Effect.tryPromise(() => nc.close()).pipe(Effect.timeoutOption("1 second"), Effect.ignore))
-          )
-      )
-    )
-
   const nc = yield* Effect.acquireRelease(
     Effect.tryPromise({
       try: () => connect(connectOptions),
       catch: (cause) =>
         Broker.make(new Broker.Connection({ detail: `cannot connect to NATS at ${servers.join(", ")}: ${describe(cause)}` }))
     }),
-    closeConnection
+    (nc) => closeConnection(nc, drainTimeout)
   )
   yield* Stream.fromAsyncIterable(nc.status(), (cause) => cause).pipe(
     Stream.runForEach(logStatus),
     Effect.ignore,
     Effect.forkScoped
   )
-
-  const request: Broker.Broker["Service"]["request"] = (subject, data, timeout) =>
-    Effect.suspend(() => {
-      const duration = Duration.fromInputUnsafe(timeout)
-      return Effect.tryPromise({
-        try: () => nc.request(subject, data, { timeout: toTimerMillis(duration) }),
-        catch: (cause) => requestError(subject, duration, cause)
-      }).pipe(Effect.map((msg) => msg.data))
-    })
-
-  const publish: Broker.Broker["Service"]["publish"] = (subject, data) =>
-    Effect.try({
-      try: () => nc.publish(subject, data),
-      catch: clientError
-    })
-
-  const subscribe: Broker.Broker["Service"]["subscribe"] = (subject, options) =>
-    Stream.callback<Broker.BrokerMessage, Broker.BrokerError>((queue) =>
-      Effect.acquireRelease(
-        Effect.try({
-          try: () =>
-            nc.subscribe(subject, {
-              ...(options?.queue === undefined ? {} : { queue: options.queue }),
-              callback: (error, msg) => {
-                if (error !== null) Queue.failCauseUnsafe(queue, Cause.fail(clientError(error)))
-                else Queue.offerUnsafe(queue, toMessage(msg))
-              }
-            }),
-          catch: clientError
-        }),
-        (subscription) => Effect.sync(() => unsubscribeQuietly(subscription))
-      ).pipe(
-        Effect.tap((subscription) =>
-          Effect.sync(() => {
-            // Ends the stream when the connection closes under it.
-            void subscription.closed.then((error) => {
-              Queue.failCauseUnsafe(
-                queue,
-                Cause.fail(error instanceof Error ? clientError(error) : Broker.make(new Broker.Closed({ detail: "subscription closed" })))
-              )
-            })
-          })
-        )
-      )
-    )
-
-  const serve: Broker.Broker["Service"]["serve"] = (subject, handler, options) =>
-    Effect.gen(function*() {
-      const run = yield* FiberSet.makeRuntime<never, void, never>()
-      const handle = (msg: Msg) => {
-        const message = toMessage(msg)
-        return Effect.suspend(() => handler(message.data)).pipe(
-          Effect.flatMap((bytes) => message.reply === undefined ? Effect.void : message.reply(bytes)),
-          Effect.catchCause((cause) =>
-            Cause.hasInterruptsOnly(cause)
-              ? Effect.void
-              : Effect.logError(`broker handler for \`${msg.subject}\` failed; no reply sent`, cause)
-          )
-        )
-      }
-      const subscription = yield* Effect.try({
-        try: () =>
-          nc.subscribe(subject, {
-            ...(options?.queue === undefined ? {} : { queue: options.queue }),
-            callback: (error, msg) => {
-              if (error !== null) {
-                run(Effect.logError(`NATS subscription to \`${subject}\` failed: ${describe(error)}`))
-              } else {
-                run(handle(msg))
-              }
-            }
-          }),
-        catch: clientError
-      })
-      // Added after the FiberSet, so it runs first: stop taking work, then interrupt the rest.
-      yield* Effect.addFinalizer(() => Effect.sync(() => unsubscribeQuietly(subscription)))
-      // Once flushed, the server knows the subscription: requests sent from now on reach it.
-      yield* Effect.tryPromise({ try: () => nc.flush(), catch: clientError })
-    })
-
-  return Broker.Broker.of({ request, publish, subscribe, serve })
+  return Broker.Broker.of({
+    request: request(nc),
+    requestMany: requestMany(nc),
+    publish: publish(nc),
+    subscribe: subscribe(nc),
+    serve: serve(nc)
+  })
 })
 
 /**

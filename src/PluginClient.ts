@@ -69,7 +69,7 @@ import * as PluginClientError from "./PluginClientError.ts"
 import * as PluginEvents from "./PluginEvent.ts"
 import * as PluginManifest from "./PluginManifest.ts"
 import type * as PluginMethod from "./PluginMethod.ts"
-import type * as RpcPeer from "./RpcPeer.ts"
+import * as RpcPeer from "./RpcPeer.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -163,6 +163,10 @@ export interface PluginSource {
   /** Other files to verify before every spawn (path relative to the manifest's folder → SHA-256). */
   readonly checksums?: Readonly<Record<string, string>> | undefined
   readonly location?: PluginManifest.Location | undefined
+  /** The framing the plugin speaks; given, it overrides the policy's `framing`. */
+  readonly framing?: LifetimePolicy.Framing | undefined
+  /** The cancellation dialect the plugin speaks; given, it overrides the policy's `cancellation`. */
+  readonly cancellation?: LifetimePolicy.Cancellation | undefined
 }
 
 /**
@@ -258,6 +262,14 @@ export interface CallOptions {
 }
 
 /**
+ * Options of a call streamed with its progress: those of any call but `onProgress`, which the
+ * stream supplies.
+ *
+ * @category options
+ */
+export type ProgressCallOptions = Omit<CallOptions, "onProgress">
+
+/**
  * A live plugin.
  *
  * @category models
@@ -286,6 +298,24 @@ export interface PluginClient {
     params: Params,
     options?: CallOptions
   ) => Effect.Effect<Result, PluginClientError.PluginClientError>
+  /**
+   * Calls a method asking for progress, as a `Stream` (see `RpcPeer.progressStream`): each
+   * progress the plugin reports is a `{_tag: "Progress", value}`, then the result is a
+   * `{_tag: "Result", value}` and the stream ends; a failed call fails it. Each progress extends
+   * the call's deadline as with `onProgress`. The call runs while the stream is pulled, and a
+   * consumer that stops early cancels it.
+   */
+  readonly requestWithProgress: (
+    method: string,
+    params?: unknown,
+    options?: ProgressCallOptions
+  ) => Stream.Stream<RpcPeer.CallUpdate<unknown>, PluginClientError.PluginClientError>
+  /** {@link requestWithProgress} for a typed method: params encoded, result decoded with its Schemas. */
+  readonly callWithProgress: <Params, Result, ParamsWire, ResultWire>(
+    method: PluginMethod.PluginMethod<Params, Result, ParamsWire, ResultWire>,
+    params: Params,
+    options?: ProgressCallOptions
+  ) => Stream.Stream<RpcPeer.CallUpdate<Result>, PluginClientError.PluginClientError>
   /**
    * Sends a notification, spawning the plugin first if needed. Like a call, it re-arms the idle
    * timer, and a dead connection under it is recorded as a crash (failing with
@@ -400,13 +430,24 @@ export const make = (
     // Read once: nothing the client runs later (handlers, callbacks) inherits a manager's knobs.
     makeClient(source, options, managed).pipe(Effect.provideService(ManagedClient.ManagedClient, ManagedClient.standalone)))
 
+/**
+ * The policy a source runs under: the wire its manifest declares (`framing`, `cancellation`) is
+ * a fact about the plugin, so it wins over the policy's, which is the host's default.
+ */
+const policyFor = (source: PluginSource, policy: LifetimePolicy.LifetimePolicy): LifetimePolicy.LifetimePolicy =>
+  source.framing === undefined && source.cancellation === undefined ? policy : {
+    ...policy,
+    ...(source.framing === undefined ? {} : { framing: source.framing }),
+    ...(source.cancellation === undefined ? {} : { cancellation: source.cancellation })
+  }
+
 const makeClient = Effect.fnUntraced(function*(
   source: PluginSource,
   options: Options | undefined,
   managed: ManagedClient.ManagedClientOptions
 ): Effect.fn.Return<PluginClient, never, Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> {
   const name = source.name
-  const policy = options?.policy ?? LifetimePolicy.defaultPolicy
+  const policy = policyFor(source, options?.policy ?? LifetimePolicy.defaultPolicy)
   const clientScope = yield* Effect.scope
   // Every incarnation's scope hangs off this one, made before the client's own finalizer (the
   // full stop: shutdown request, drain, SIGTERM, grace, SIGKILL) is added: finalizers run in
@@ -598,7 +639,24 @@ interface CallContext {
 }
 
 /**
- * The calls: `request`, `requestIfRunning`, `call`, `notify`. The hot path, when the plugin is
+ * `requestWithProgress` and `callWithProgress` over a client's `request` and `call` (any
+ * transport whose calls take `onProgress`): streams of each progress, ending with the result.
+ *
+ * @category constructors
+ */
+export const progressCalls = (
+  request: PluginClient["request"],
+  call: PluginClient["call"]
+): Pick<PluginClient, "requestWithProgress" | "callWithProgress"> => ({
+  requestWithProgress: (method, params, callOptions) =>
+    RpcPeer.progressStream((onProgress) => request(method, params, { ...callOptions, onProgress })),
+  callWithProgress: (method, params, callOptions) =>
+    RpcPeer.progressStream((onProgress) => call(method, params, { ...callOptions, onProgress }))
+})
+
+/**
+ * The calls: `request`, `requestIfRunning`, `call`, `notify`, and the progress streams of the
+ * first and the third. The hot path, when the plugin is
  * running, takes no lock and starts no fiber: it reads the running incarnation and sends; the
  * failure handler is made once per incarnation; metrics are updated in place; spans only when
  * someone collects them, and without a captured stack trace (capturing one per call cost more
@@ -712,7 +770,7 @@ const makeCalls = (ctx: CallContext) => {
     })
 
   const armIdle = Effect.sync(() => engine.idle.arm(clock.currentTimeMillisUnsafe()))
-  return { api: { request, requestIfRunning, call, notify }, armIdle }
+  return { api: { request, requestIfRunning, call, notify, ...progressCalls(request, call) }, armIdle }
 }
 
 /** The health snapshot: the life, the activity, and the running process's connection. */

@@ -267,6 +267,37 @@ export class Backpressure extends Schema.TaggedError<Backpressure>()("Backpressu
 }
 
 /**
+ * A remote plugin (a NATS service) has no instance subscribed to the subject the call went to:
+ * nothing ran. `service` names the service, `subject` the subject nobody serves.
+ *
+ * @category reasons
+ */
+export class NoResponders extends Schema.TaggedError<NoResponders>()("NoResponders", {
+  service: Schema.String,
+  subject: Schema.String
+}) {
+  override get message() {
+    return `has no instance of service \`${this.service}\` answering on \`${this.subject}\``
+  }
+}
+
+/**
+ * The instance of a remote plugin serving a call is gone (it stopped answering whether it still
+ * holds the call): the call may or may not have run there, and its reply will never come.
+ *
+ * @category reasons
+ */
+export class InstanceLost extends Schema.TaggedError<InstanceLost>()("InstanceLost", {
+  service: Schema.String,
+  method: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `lost the instance of service \`${this.service}\` serving \`${this.method}\`: ${this.detail}`
+  }
+}
+
+/**
  * Every reason a plugin call can fail.
  *
  * @category models
@@ -287,7 +318,9 @@ export const Reason = Schema.Union([
   Timeout,
   Closed,
   Unavailable,
-  Backpressure
+  Backpressure,
+  NoResponders,
+  InstanceLost
 ])
 export type Reason = typeof Reason.Type
 

@@ -14,6 +14,20 @@
  * transitions are published as {@link HealthEvent}s, among them {@link GroupStateChanged}
  * whenever the service sees a group in a state other than the one it saw last.
  *
+ * Remote plugins (served over NATS by any number of instances, on any machines) are watched
+ * beside the groups: {@link PluginHealth} `watchRemote` registers one (`{ name, service,
+ * minInstances }` and the `Broker` to ask) for as long as a Scope lasts, optionally polled on a
+ * `Schedule`; each check discovers its instances (`$SRV.PING`/`INFO`/`STATS`) and judges them
+ * with `GroupHealth.remoteCheck` (degraded below `minInstances`, failed at zero). The
+ * manager's own remote plugins (manifests with a `[remote]` table) are watched this way without
+ * being asked, for as long as they are registered: under their id, with their manifest's
+ * `service` and `min_instances`, on the broker their client calls on, discovered every
+ * `remote.poll` (default 10 s). A remote plugin's state changes are published as
+ * `GroupStateChanged` (its name is the group's), its instances coming and going as
+ * {@link InstancesChanged}; the doctor lists it with its instances. As a server of a group (and
+ * in the doctor's plugin rows) a running remote plugin is as its instances were last found:
+ * `Degraded` below its minimum, `Failed` with none.
+ *
  * This module owns only the health view: starting, stopping and restarting stay with the
  * manager, and probes never spawn a plugin that is not running. The health models and rules
  * (`GroupHealth`) and the doctor's report (`DoctorReport`) live in their own modules; this one
@@ -31,15 +45,19 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as Broker from "./Broker.ts"
 import { DoctorReport, GroupReport, PluginDiagnosis } from "./DoctorReport.ts"
 import * as GroupHealth from "./GroupHealth.ts"
 import * as DiscoveryAnswer from "./internal/discoveryAnswer.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 import * as HealthState from "./internal/healthState.ts"
 import * as ProcessTree from "./internal/processTree.ts"
+import * as RemoteCheck from "./internal/remoteCheck.ts"
+import * as RemoteFollower from "./internal/remoteFollower.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import * as Leftovers from "./Leftovers.ts"
 import type * as PluginClient from "./PluginClient.ts"
@@ -59,6 +77,8 @@ export {
   Lifecycle,
   lifecycleOf,
   PluginHealthcheck,
+  RemoteHealthcheck,
+  RemoteInstance,
   ResourceInfo,
   ServerDiscovery,
   ServerHealth,
@@ -163,6 +183,23 @@ export const HealthRecovered = Schema.TaggedStruct("HealthRecovered", {
 export type HealthRecovered = typeof HealthRecovered.Type
 
 /**
+ * A check of a remote plugin found other instances than the check before it: the ids that
+ * `joined` and `left`, and how many answer now (the first check reports every instance found
+ * as joined).
+ *
+ * @category events
+ */
+export const InstancesChanged = Schema.TaggedStruct("InstancesChanged", {
+  plugin: Schema.String,
+  service: Schema.String,
+  joined: Schema.Array(Schema.String),
+  left: Schema.Array(Schema.String),
+  instances: Schema.Int
+})
+/** @category events */
+export type InstancesChanged = typeof InstancesChanged.Type
+
+/**
  * Everything the health service publishes.
  *
  * @category events
@@ -175,7 +212,8 @@ export const HealthEvent = Schema.Union([
   Shutdown,
   GroupStateChanged,
   HealthDegraded,
-  HealthRecovered
+  HealthRecovered,
+  InstancesChanged
 ])
 /** @category events */
 export type HealthEvent = typeof HealthEvent.Type
@@ -212,6 +250,20 @@ export class UnknownGroup extends Schema.TaggedError<UnknownGroup>()("UnknownGro
   }
 }
 
+/**
+ * No remote plugin of this name is watched.
+ *
+ * @category errors
+ */
+export class UnknownRemote extends Schema.TaggedError<UnknownRemote>()("UnknownRemote", {
+  name: Schema.String,
+  watched: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `no remote plugin \`${this.name}\` is watched (watched: ${this.watched.length === 0 ? "none" : this.watched.join(", ")})`
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // configuration
 // ---------------------------------------------------------------------------------------------
@@ -219,7 +271,8 @@ export class UnknownGroup extends Schema.TaggedError<UnknownGroup>()("UnknownGro
 /**
  * What to watch and how. `groups` maps a group name to its plugin ids (as registered with the
  * manager). `discovery` names the methods that list tools and resources (without `tools`, a
- * server's tools are the methods its handshake announced). `probe` turns on periodic probes of
+ * server's tools are the methods its handshake announced), for every server or, in `plugins`,
+ * for one (a plugin's manifest may declare its own: `PluginManifest.DiscoverySection`). `probe` turns on periodic probes of
  * running plugins.
  *
  * @category models
@@ -231,6 +284,8 @@ export interface HealthConfig {
     readonly tools?: string | undefined
     /** Method answering `{resources: [{uri|name}…]}` or `[uri…]`, e.g. `"resources/list"`. */
     readonly resources?: string | undefined
+    /** The methods of some plugins, by id, instead of `tools` and `resources`. */
+    readonly plugins?: Readonly<Record<string, DiscoveryMethods>> | undefined
     /** Time each server gets to answer (spawn included). Default 10 s. */
     readonly timeout?: Duration.Input | undefined
   } | undefined
@@ -243,6 +298,26 @@ export interface HealthConfig {
   } | undefined
   /** Stderr lines kept per plugin in the doctor report. Default 5. */
   readonly stderrTailLines?: number | undefined
+  /**
+   * How the manager's remote plugins are watched (each from its registration on): discovery of
+   * their instances at once, then every `poll` (default 10 s: an instance lost is seen within
+   * about 10 s, for three small requests per instance each time), each listening `wait` for
+   * answers (default 1 s).
+   */
+  readonly remote?: {
+    readonly poll?: Duration.Input | undefined
+    readonly wait?: Duration.Input | undefined
+  } | undefined
+}
+
+/**
+ * The methods listing one server's tools and resources (see {@link HealthConfig}).
+ *
+ * @category models
+ */
+export interface DiscoveryMethods {
+  readonly tools?: string | undefined
+  readonly resources?: string | undefined
 }
 
 interface Resolved {
@@ -250,14 +325,18 @@ interface Resolved {
   readonly discovery: {
     readonly tools: string | undefined
     readonly resources: string | undefined
+    readonly plugins: ReadonlyMap<string, DiscoveryMethods>
     readonly timeout: Duration.Duration
   }
   readonly probe: { readonly method: string; readonly interval: Duration.Duration; readonly timeout: Duration.Duration }
   readonly probing: boolean
   readonly stderrTailLines: number
+  readonly remote: { readonly poll: Duration.Duration; readonly wait: Duration.Duration }
 }
 
 const defaultDiscoveryTimeout = Duration.seconds(10)
+const defaultRemotePoll = Duration.seconds(10)
+const defaultRemoteWait = Duration.seconds(1)
 const defaultProbeTimeout = Duration.seconds(5)
 
 const positiveDuration = (field: string, input: Duration.Input | undefined, fallback: Duration.Duration) =>
@@ -274,6 +353,14 @@ const optionalMethod = (field: string, method: string | undefined) =>
   method === undefined || method.trim() !== ""
     ? Effect.succeed(method)
     : Effect.fail(new HealthConfigError({ field, detail: "must not be empty" }))
+
+/** The per-plugin discovery methods, each checked like the service-wide ones. */
+const pluginDiscovery = (plugins: Readonly<Record<string, DiscoveryMethods>> | undefined) =>
+  Effect.forEach(Object.entries(plugins ?? {}), ([id, methods]) =>
+    Effect.all({
+      tools: optionalMethod(`discovery.plugins.${id}.tools`, methods.tools),
+      resources: optionalMethod(`discovery.plugins.${id}.resources`, methods.resources)
+    }).pipe(Effect.map((checked) => [id, checked] as const))).pipe(Effect.map((entries) => new Map(entries)))
 
 /** Checks the configuration once, up front, so a typo fails the layer instead of every check. */
 const resolveConfig = (config: HealthConfig): Effect.Effect<Resolved, HealthConfigError> =>
@@ -298,6 +385,7 @@ const resolveConfig = (config: HealthConfig): Effect.Effect<Resolved, HealthConf
       discovery: {
         tools: yield* optionalMethod("discovery.tools", config.discovery?.tools),
         resources: yield* optionalMethod("discovery.resources", config.discovery?.resources),
+        plugins: yield* pluginDiscovery(config.discovery?.plugins),
         timeout: yield* positiveDuration("discovery.timeout", config.discovery?.timeout, defaultDiscoveryTimeout)
       },
       probe: {
@@ -306,9 +394,44 @@ const resolveConfig = (config: HealthConfig): Effect.Effect<Resolved, HealthConf
         timeout: yield* positiveDuration("probe.timeout", config.probe?.timeout, defaultProbeTimeout)
       },
       probing: config.probe !== undefined,
-      stderrTailLines
+      stderrTailLines,
+      remote: {
+        poll: yield* positiveDuration("remote.poll", config.remote?.poll, defaultRemotePoll),
+        wait: yield* positiveDuration("remote.wait", config.remote?.wait, defaultRemoteWait)
+      }
     }
   })
+
+/**
+ * A plugin served over NATS: its `name` (as the health view and the doctor show it; not the
+ * name of a configured group), the NATS `service` its instances serve (ADR-32 name), and the
+ * `minInstances` it needs to be healthy (default 1).
+ *
+ * @category models
+ */
+export interface RemotePlugin {
+  readonly name: string
+  readonly service: string
+  readonly minInstances?: number | undefined
+  /**
+   * Watched only because it answered discovery (no manifest or registration names it): its
+   * checks say so (`RemoteHealthcheck.discovered`), and the doctor marks it. Default false.
+   */
+  readonly discovered?: boolean | undefined
+}
+
+/**
+ * How a remote plugin is watched: the `broker` discovery asks, how long each discovery listens
+ * (`wait`, default 1 s), and `poll`, the `Schedule` of background checks (the first runs at
+ * once); without `poll` it is checked only when asked (`checkRemote`, `doctor`).
+ *
+ * @category models
+ */
+export interface WatchOptions {
+  readonly broker: Broker.Broker["Service"]
+  readonly wait?: Duration.Input | undefined
+  readonly poll?: Schedule.Schedule<unknown, GroupHealth.RemoteHealthcheck> | undefined
+}
 
 // ---------------------------------------------------------------------------------------------
 // service
@@ -349,7 +472,17 @@ export class PluginHealth extends Context.Service<PluginHealth, {
   readonly shutdown: (group: string) => Effect.Effect<void, UnknownGroup>
   /** Runs one probe round now (running plugins only), whether or not periodic probes are on. */
   readonly probeNow: Effect.Effect<void>
-  /** Everything about every plugin and group. */
+  /**
+   * Watches a remote plugin until the current Scope closes (see {@link WatchOptions}). Fails
+   * when its name is empty, already watched or a configured group's, or its minimum or wait
+   * is not valid.
+   */
+  readonly watchRemote: (remote: RemotePlugin, options: WatchOptions) => Effect.Effect<void, HealthConfigError, Scope.Scope>
+  /** Discovers a watched remote plugin's instances now and judges them (publishes what changed). */
+  readonly checkRemote: (name: string) => Effect.Effect<GroupHealth.RemoteHealthcheck, UnknownRemote>
+  /** The last check of every watched remote plugin (none for one never checked yet). */
+  readonly remotes: Effect.Effect<ReadonlyArray<GroupHealth.RemoteHealthcheck>>
+  /** Everything about every plugin and group, and every watched remote plugin (checked now). */
   readonly doctor: Effect.Effect<DoctorReport>
   /** The events published from the moment the stream is run. */
   readonly events: Stream.Stream<HealthEvent>
@@ -373,7 +506,18 @@ interface Health {
   readonly phases: Ref.Ref<ReadonlyMap<string, GroupHealth.Phase>>
   readonly seen: Ref.Ref<ReadonlyMap<string, GroupHealth.Lifecycle>>
   readonly discovered: Ref.Ref<ReadonlyMap<string, GroupHealth.DiscoveryResult>>
+  readonly remotes: Ref.Ref<ReadonlyMap<string, Watched>>
+  /** Keeps a watch on each of the manager's remote plugins. */
+  readonly follower: RemoteFollower.RemoteFollower<PluginManager.RemoteRegistration>
   readonly events: PubSub.PubSub<HealthEvent>
+}
+
+/** A watched remote plugin: what to ask, where, for how long, and its last check. */
+interface Watched {
+  readonly remote: RemoteCheck.Remote
+  readonly broker: Broker.Broker["Service"]
+  readonly wait: Duration.Duration
+  readonly last: GroupHealth.RemoteHealthcheck | undefined
 }
 
 const withEntry = <A>(map: ReadonlyMap<string, A>, key: string, value: A | undefined): ReadonlyMap<string, A> => {
@@ -404,16 +548,28 @@ const lookupGroup = (config: Resolved, group: string): Effect.Effect<ReadonlyArr
 
 // -- checks -----------------------------------------------------------------------------------
 
+/** A server's overlay, with the verdict of its instances' last discovery when it is a watched remote plugin. */
+const overlayWithInstances = (
+  state: HealthState.HealthState,
+  remotes: ReadonlyMap<string, Watched>,
+  id: string
+): GroupHealth.ServerOverlay => {
+  const last = remotes.get(id)?.last
+  const overlay = HealthState.overlayOf(state, id)
+  return last === undefined ? overlay : { ...overlay, instances: { state: last.state, message: last.message } }
+}
+
 /** A server's health now, with its plugin's process state. A plugin seen running has recovered from its failed start. */
 const memberHealth = (health: Health, id: string): Effect.Effect<readonly [GroupHealth.ServerHealth, GroupHealth.MemberState]> =>
   health.manager.get(id).pipe(
     Effect.flatMap((client) => client.health),
     Effect.flatMap((snapshot) =>
-      Ref.modify(health.state, (state) => {
-        const next = snapshot.state._tag === "Running" ? HealthState.cameUp(state, id) : state
-        const server = GroupHealth.serverHealthOf(id, snapshot, HealthState.overlayOf(next, id))
-        return [[server, snapshot.state._tag] as const, next]
-      })
+      Effect.flatMap(Ref.get(health.remotes), (remotes) =>
+        Ref.modify(health.state, (state) => {
+          const next = snapshot.state._tag === "Running" ? HealthState.cameUp(state, id) : state
+          const server = GroupHealth.serverHealthOf(id, snapshot, overlayWithInstances(next, remotes, id))
+          return [[server, snapshot.state._tag] as const, next]
+        }))
     ),
     Effect.catchTag("ManagerError", (error) =>
       Effect.map(Ref.get(health.state), (state) =>
@@ -425,11 +581,13 @@ const serverHealth = (health: Health, id: string): Effect.Effect<GroupHealth.Ser
 
 /** Remembers the group's lifecycle state and publishes `GroupStateChanged` when it differs from the one seen last. */
 const observe = (health: Health, check: GroupHealth.PluginHealthcheck): Effect.Effect<void> =>
+  observeState(health, check.pluginName, check.state, check.message)
+
+const observeState = (health: Health, group: string, to: GroupHealth.Lifecycle, message: string): Effect.Effect<void> =>
   Effect.gen(function*() {
-    const group = check.pluginName
-    const from = yield* Ref.modify(health.seen, (seen) => [seen.get(group), withEntry(seen, group, check.state)])
-    if (from === check.state) return
-    yield* publish(health, GroupStateChanged.make({ group, ...(from === undefined ? {} : { from }), to: check.state, message: check.message }))
+    const from = yield* Ref.modify(health.seen, (seen) => [seen.get(group), withEntry(seen, group, to)])
+    if (from === to) return
+    yield* publish(health, GroupStateChanged.make({ group, ...(from === undefined ? {} : { from }), to, message }))
   })
 
 const checkIds = (health: Health, group: string, ids: ReadonlyArray<string>): Effect.Effect<GroupHealth.PluginHealthcheck> =>
@@ -494,7 +652,8 @@ const noResources: Effect.Effect<DiscoveryAnswer.Resources> = Effect.succeed(Res
 /** One server's tools and resources, asked in parallel; tools read from it become its capabilities. */
 const discoverServer = (health: Health, id: string): Effect.Effect<GroupHealth.ServerDiscovery> =>
   Effect.gen(function*() {
-    const { tools: toolsMethod, resources: resourcesMethod } = health.config.discovery
+    const discovery = health.config.discovery
+    const { tools: toolsMethod, resources: resourcesMethod } = discovery.plugins.get(id) ?? discovery
     const [tools, resources] = yield* Effect.all([
       toolsMethod === undefined ? capabilityTools(health, id) : list(health, id, toolsMethod, DiscoveryAnswer.tools),
       resourcesMethod === undefined ? noResources : list(health, id, resourcesMethod, DiscoveryAnswer.resources)
@@ -621,8 +780,11 @@ const announceProbe = (health: Health, id: string, transition: HealthState.Probe
 const probeOne = (health: Health, id: string): Effect.Effect<void> =>
   Effect.gen(function*() {
     const client = yield* Effect.option(health.manager.get(id))
-    // Never spawn for a probe: only a plugin that is running right now is asked.
+    // Never spawn for a probe: only a plugin that is running right now is asked. A remote plugin
+    // is judged by the discovery of its instances instead: a probe would reach one instance,
+    // and count as an error on every instance without the probe method.
     if (Option.isNone(client) || (yield* client.value.state)._tag !== "Running") return
+    if ((yield* health.manager.remotes).some((remote) => remote.id === id)) return
     const failure = yield* probeFailure(client.value, health.config.probe)
     const transition = yield* Ref.modify(health.state, (state) => HealthState.probed(state, id, failure))
     yield* announceProbe(health, id, transition)
@@ -644,16 +806,107 @@ const degradedModeOf = (health: Health, group: string): Effect.Effect<Option.Opt
     return GroupHealth.degradedMode(result, yield* discover(health, group))
   })
 
+// -- remote plugins -----------------------------------------------------------------------------
+
+/** Checks a remote plugin's registration against the configuration and what is watched already. */
+const resolveRemote = (health: Health, remote: RemotePlugin, wait: Duration.Input | undefined) =>
+  Effect.gen(function*() {
+    const minInstances = remote.minInstances ?? 1
+    const field = `remote.${remote.name}`
+    if (remote.name.trim() === "") return yield* new HealthConfigError({ field: "remote", detail: "has an empty name" })
+    if (remote.service.trim() === "") return yield* new HealthConfigError({ field, detail: "has an empty service name" })
+    if (!Number.isSafeInteger(minInstances) || minInstances < 1) {
+      return yield* new HealthConfigError({ field: `${field}.minInstances`, detail: `must be an integer >= 1 (got ${minInstances})` })
+    }
+    if (health.config.groups.some(([group]) => group === remote.name)) {
+      return yield* new HealthConfigError({ field, detail: "is the name of a configured group" })
+    }
+    if ((yield* Ref.get(health.remotes)).has(remote.name)) return yield* new HealthConfigError({ field, detail: "is watched already" })
+    return {
+      remote: { plugin: remote.name, service: remote.service, minInstances, ...(remote.discovered === true ? { discovered: true } : {}) },
+      wait: yield* positiveDuration(`${field}.wait`, wait, defaultRemoteWait)
+    }
+  })
+
+/** Checks one watched remote plugin now, remembers the check and publishes what changed. */
+const checkWatched = (health: Health, watched: Watched): Effect.Effect<GroupHealth.RemoteHealthcheck> =>
+  Effect.gen(function*() {
+    const result = yield* RemoteCheck.check(watched.broker, watched.remote, watched.wait)
+    const before = yield* Ref.modify(health.remotes, (remotes) => {
+      const current = remotes.get(watched.remote.plugin)
+      // Unwatched meanwhile: nothing to remember.
+      return current === undefined ? [undefined, remotes] : [current.last?.instances ?? [], withEntry(remotes, watched.remote.plugin, { ...current, last: result })]
+    })
+    if (before === undefined) return result
+    const { joined, left } = GroupHealth.instanceChanges(before, result.instances)
+    if (joined.length > 0 || left.length > 0) {
+      yield* publish(health, InstancesChanged.make({ plugin: result.plugin, service: result.service, joined, left, instances: result.instances.length }))
+    }
+    yield* observeState(health, result.plugin, result.state, result.message)
+    return result
+  })
+
+const watchRemote = (health: Health, remote: RemotePlugin, options: WatchOptions) =>
+  Effect.gen(function*() {
+    const { remote: resolved, wait } = yield* resolveRemote(health, remote, options.wait)
+    const watched: Watched = { remote: resolved, broker: options.broker, wait, last: undefined }
+    yield* Effect.acquireRelease(
+      Ref.update(health.remotes, (remotes) => withEntry(remotes, resolved.plugin, watched)),
+      // Forgotten with its state, so a later watch under the same name starts afresh.
+      () =>
+        Ref.update(health.remotes, (remotes) => withEntry(remotes, resolved.plugin, undefined)).pipe(
+          Effect.andThen(Ref.update(health.seen, (seen) => withEntry(seen, resolved.plugin, undefined)))
+        )
+    )
+    if (options.poll !== undefined) {
+      yield* checkWatched(health, watched).pipe(Effect.repeat(options.poll), Effect.forkScoped)
+    }
+  })
+
+/**
+ * Watches one of the manager's remote plugins under its id. A manifest's `min_instances = 0`
+ * judges like 1: a plugin with no instance is failed either way.
+ */
+const watchRegistered = (health: Health, registration: PluginManager.RemoteRegistration) =>
+  watchRemote(health, { name: registration.id, service: registration.service, minInstances: registration.minInstances }, {
+    broker: registration.broker,
+    wait: health.config.remote.wait,
+    poll: Schedule.fixed(health.config.remote.poll)
+  })
+
+/** Brings the watches of the manager's remote plugins in line with its registrations now. */
+const followManager = (health: Health): Effect.Effect<void> => Effect.flatMap(health.manager.remotes, health.follower.sync)
+
+const checkRemote = (health: Health, name: string) =>
+  Effect.gen(function*() {
+    yield* followManager(health)
+    const remotes = yield* Ref.get(health.remotes)
+    const watched = remotes.get(name)
+    if (watched === undefined) return yield* new UnknownRemote({ name, watched: [...remotes.keys()] })
+    return yield* checkWatched(health, watched)
+  })
+
+const checkAllRemotes = (health: Health): Effect.Effect<ReadonlyArray<GroupHealth.RemoteHealthcheck>> =>
+  Effect.flatMap(Ref.get(health.remotes), (remotes) =>
+    Effect.forEach(remotes.values(), (watched) => checkWatched(health, watched), { concurrency: "unbounded" }))
+
+const lastRemoteChecks = (health: Health): Effect.Effect<ReadonlyArray<GroupHealth.RemoteHealthcheck>> =>
+  Effect.map(Ref.get(health.remotes), (remotes) => [...remotes.values()].flatMap((w) => w.last === undefined ? [] : [w.last]))
+
 // -- doctor -----------------------------------------------------------------------------------
 
 const doctor = (health: Health): Effect.Effect<DoctorReport> =>
   Effect.gen(function*() {
+    // Remote plugins first: their plugin rows and groups read what their instances are now.
+    yield* followManager(health)
+    const remotes = yield* checkAllRemotes(health)
+    const watched = yield* Ref.get(health.remotes)
     const diagnostics = yield* health.manager.diagnostics
     const state = yield* Ref.get(health.state)
     const plugins = yield* Effect.forEach(diagnostics, (d) =>
       Effect.map(d.verification ?? Effect.undefined, (verification) =>
         PluginDiagnosis.fromDiagnostics(d, {
-          server: GroupHealth.serverHealthOf(d.id, d.health, HealthState.overlayOf(state, d.id)),
+          server: GroupHealth.serverHealthOf(d.id, d.health, overlayWithInstances(state, watched, d.id)),
           groups: groupsOf(health.config, d.id),
           stderrTailLines: health.config.stderrTailLines,
           verification
@@ -665,6 +918,7 @@ const doctor = (health: Health): Effect.Effect<DoctorReport> =>
       generatedAt: yield* Clock.currentTimeMillis,
       plugins,
       groups: checks.map((check) => GroupReport.fromHealthcheck(check, discovered.get(check.pluginName))),
+      ...(remotes.length === 0 ? {} : { remotes }),
       ...(leftovers.length === 0 ? {} : { leftovers }),
       containment: { mode: ProcessTree.mode(), escaped: ProcessTree.escapedCount() }
     })
@@ -687,13 +941,21 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
   const health: Health = {
     config: resolved,
     manager: yield* PluginManager.PluginManager,
+    // Its watches run only when it syncs, after `health` is made.
+    follower: yield* RemoteFollower.make<PluginManager.RemoteRegistration, HealthConfigError>(yield* Effect.scope, {
+      watch: (registration) => watchRegistered(health, registration),
+      refused: (registration, error) => Effect.logWarning(`remote plugin ${registration.id} is not watched: ${error.message}`)
+    }),
     state: yield* Ref.make(HealthState.empty),
     phases: yield* Ref.make<ReadonlyMap<string, GroupHealth.Phase>>(new Map()),
     seen: yield* Ref.make<ReadonlyMap<string, GroupHealth.Lifecycle>>(new Map()),
     discovered: yield* Ref.make<ReadonlyMap<string, GroupHealth.DiscoveryResult>>(new Map()),
+    remotes: yield* Ref.make<ReadonlyMap<string, Watched>>(new Map()),
     events: yield* PubSub.unbounded<HealthEvent>()
   }
   yield* Effect.forkScoped(forgetFailedStartsOnReady(health))
+  yield* followManager(health)
+  yield* health.manager.remoteChanges.pipe(Stream.runForEach(health.follower.sync), Effect.forkScoped)
   const probeNow = probeRound(health)
   if (resolved.probing) {
     yield* Effect.sleep(resolved.probe.interval).pipe(Effect.andThen(probeNow), Effect.forever, Effect.forkScoped)
@@ -707,6 +969,9 @@ export const make = Effect.fnUntraced(function*(config: HealthConfig): Effect.fn
     startup: (group) => startup(health, group),
     shutdown: (group) => shutdown(health, group),
     probeNow,
+    watchRemote: (remote, options) => watchRemote(health, remote, options),
+    checkRemote: (name) => checkRemote(health, name),
+    remotes: Effect.andThen(followManager(health), lastRemoteChecks(health)),
     doctor: doctor(health),
     events: Stream.fromPubSub(health.events),
     subscribe: Effect.map(PubSub.subscribe(health.events), Stream.fromSubscription)

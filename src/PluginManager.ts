@@ -12,6 +12,13 @@
  * each bounded by its own policy's deadlines, so the whole release takes as long as the slowest
  * stop, not their sum. Unregistering one id never waits for another's stop.
  *
+ * A plugin whose manifest has a `[remote]` table runs on other machines: the manager holds a
+ * `RemotePlugin` client for it (on the broker `ManagerOptions.brokers` makes for its servers,
+ * one per distinct target) beside the local ones, with the same calls, events and diagnostics;
+ * nothing is spawned, and its broker's reconnects stand in for restarts. The remote plugins
+ * registered (and the broker each is reached on) are published as they change
+ * ({@link PluginManager} `remotes`), which is how `PluginHealth` watches their instances.
+ *
  * @since 0.1.0
  */
 import * as nodePath from "node:path"
@@ -27,10 +34,13 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
+import * as Broker from "./Broker.ts"
 import * as Handshake from "./Handshake.ts"
 import * as ManagedClient from "./internal/managedClient.ts"
 import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
+import * as Protocol from "./internal/protocol.ts"
 import * as VerificationPlan from "./internal/verificationPlan.ts"
 import * as SpawnRegistry from "./internal/spawnRegistry.ts"
 import * as Leftovers from "./Leftovers.ts"
@@ -38,6 +48,7 @@ import * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClient from "./PluginClient.ts"
 import type * as PluginClientError from "./PluginClientError.ts"
 import * as PluginManifest from "./PluginManifest.ts"
+import * as RemotePlugin from "./RemotePlugin.ts"
 
 // ---------------------------------------------------------------------------------------------
 // errors
@@ -72,13 +83,27 @@ export class NotRegistered extends Schema.TaggedError<NotRegistered>()("NotRegis
 }
 
 /**
+ * A remote plugin (a manifest with a `[remote]` table) could not be registered: the manager was
+ * given no way to reach a broker (`ManagerOptions.brokers`), or connecting failed.
+ *
+ * @category errors
+ */
+export class RemoteUnavailable extends Schema.TaggedError<RemoteUnavailable>()("RemoteUnavailable", {
+  detail: Schema.String
+}) {
+  override get message() {
+    return `is remote and cannot be reached: ${this.detail}`
+  }
+}
+
+/**
  * A registry operation failed.
  *
  * @category errors
  */
 export class ManagerError extends Schema.TaggedError<ManagerError>()("ManagerError", {
   id: Schema.String,
-  reason: Schema.Union([AlreadyRegistered, NotRegistered])
+  reason: Schema.Union([AlreadyRegistered, NotRegistered, RemoteUnavailable])
 }) {
   override get message() {
     return `plugin id \`${this.id}\` ${this.reason.message}`
@@ -128,8 +153,11 @@ export interface Diagnostics {
   /**
    * Reads what a spawn verifies: the executable, each `checksums` file, unverified interpreter
    * scripts. It hashes those files when run, so the doctor runs it and a status view does not.
+   * None for a remote plugin (nothing is spawned here).
    */
   readonly verification?: Effect.Effect<VerificationPlan.Verification> | undefined
+  /** For a plugin served on other machines: its manifest's `[remote]` table. */
+  readonly remote?: PluginManifest.RemoteSection | undefined
 }
 
 /**
@@ -162,7 +190,40 @@ export type DiscoverOptions = Omit<PluginClient.Options, "manifestDir">
 export interface ManagerOptions {
   /** How many plugins may be spawning (spawn through handshake) at once. Default 8. */
   readonly maxConcurrentSpawns?: number | undefined
+  /**
+   * How remote plugins (manifests with a `[remote]` table) are reached: the broker for their
+   * target (the manifest's `servers` or `serverSet`), e.g. `RemotePlugin.natsBrokers()` (servers
+   * from `PLUGIN_HOST_NATS_SERVERS[_<SET>]` when the manifest names none). The manager makes one
+   * per distinct target and keeps it until it is released (brokers outlive their plugins).
+   * Without it, registering a remote plugin fails with `RemoteUnavailable`.
+   */
+  readonly brokers?: BrokerFactory | undefined
 }
+
+/**
+ * A registered remote plugin, as the health view watches it: its id, the NATS `service` its
+ * instances serve (the manifest's, else its name), the `minInstances` it needs (the manifest's
+ * `min_instances`), its manifest's `[remote]` table, and the broker its client calls on (where
+ * its instances are discovered). One registration is one object for as long as it lasts, so a
+ * re-registration under the same id is a different one.
+ *
+ * @category models
+ */
+export interface RemoteRegistration {
+  readonly id: string
+  readonly service: string
+  readonly minInstances: number
+  readonly remote: PluginManifest.RemoteSection
+  readonly broker: Broker.Broker["Service"]
+}
+
+/**
+ * Makes the broker of a remote plugin's target (see `RemotePlugin.BrokerFactory`;
+ * `RemotePlugin.natsBrokers()` is the NATS one).
+ *
+ * @category models
+ */
+export type BrokerFactory = RemotePlugin.BrokerFactory
 
 /**
  * The manager service.
@@ -196,6 +257,13 @@ export class PluginManager extends Context.Service<PluginManager, {
   /** Stops every plugin in parallel; errors are logged, never raised. */
   readonly stopAll: Effect.Effect<void>
   readonly diagnostics: Effect.Effect<ReadonlyArray<Diagnostics>>
+  /** The remote plugins registered now, in registration order. */
+  readonly remotes: Effect.Effect<ReadonlyArray<RemoteRegistration>>
+  /**
+   * The remote plugins registered now, then again after each `register`/`unregister` (or
+   * `discover`) that changed them.
+   */
+  readonly remoteChanges: Stream.Stream<ReadonlyArray<RemoteRegistration>>
   /** Every event after the stream starts running. */
   readonly events: Stream.Stream<ManagerEvent>
   /** Subscribes now (no event published after this returns is missed); lives in the Scope. */
@@ -223,8 +291,9 @@ interface Entry {
   readonly scope: Scope.Closeable
   readonly eager: boolean
   readonly envVarNames: ReadonlyArray<string>
-  /** What a spawn is prepared from, for the doctor's view of the environment. */
-  readonly launchInput: PluginEnvironment.LaunchInput
+  /** What a spawn is prepared from, for the doctor's view of the environment; none for a remote plugin. */
+  readonly launchInput: PluginEnvironment.LaunchInput | undefined
+  readonly remote: RemoteRegistration | undefined
   /** Where the plugin's paths resolve (its manifest's folder) and where it runs. */
   readonly dir: string | undefined
   readonly cwd: string | undefined
@@ -246,6 +315,14 @@ interface ManagerState {
   readonly spawnPermits: Semaphore.Semaphore
   /** The parent of every client's Scope, closing them all at once. */
   readonly clientScopes: Scope.Closeable
+  /** The remote entries' registrations, set whenever they change (under `registryLock`). */
+  readonly remotes: SubscriptionRef.SubscriptionRef<ReadonlyArray<RemoteRegistration>>
+  /** The brokers of remote plugins, by target, and the Scope they live in (closed after the clients'). */
+  readonly brokers: {
+    readonly factory: BrokerFactory | undefined
+    readonly made: Map<string, Broker.Broker["Service"]>
+    readonly scope: Scope.Scope
+  }
 }
 
 /**
@@ -322,6 +399,8 @@ const makeEntry = Effect.fnUntraced(function*(
   source: PluginClient.PluginSource,
   options: PluginClient.Options
 ) {
+  const remote = remoteOf(source)
+  if (remote !== undefined) return yield* makeRemoteEntry(manager, id, source, remote, options)
   const resolved = withDefaults(options)
   const userOnEvent = resolved.onEvent
   const forward = forwarder(manager.events, id)
@@ -335,7 +414,13 @@ const makeEntry = Effect.fnUntraced(function*(
     // The manager starts eager plugins itself (`startAll`), a few at a time.
     Effect.provideService(ManagedClient.ManagedClient, { spawnPermits: manager.spawnPermits, autoStart: false })
   )
-  const envVarNames = [...new Set([...(source.allowedEnvVars ?? []), ...Object.keys(resolved.env ?? {})])]
+  // What the plugin is passed: allow-listed, explicit, and the framing the host tells it of.
+  const framing = source.framing ?? resolved.policy?.framing
+  const envVarNames = [...new Set([
+    ...(source.allowedEnvVars ?? []),
+    ...Object.keys(resolved.env ?? {}),
+    ...(framing === "content-length" ? [Protocol.framingVariable] : [])
+  ])]
   const entry: Entry = {
     id,
     source,
@@ -344,8 +429,74 @@ const makeEntry = Effect.fnUntraced(function*(
     eager: resolved.policy?.start === "eager",
     envVarNames,
     launchInput: launchInputOf(source, resolved),
+    remote: undefined,
     dir: resolved.manifestDir ?? source.location?.dir,
     cwd: resolved.cwd
+  }
+  return entry
+})
+
+/** The `[remote]` table of a manifest, if the plugin is served on other machines. */
+const remoteOf = (source: PluginClient.PluginSource): PluginManifest.RemoteSection | undefined =>
+  "remote" in source && source.remote instanceof PluginManifest.RemoteSection ? source.remote : undefined
+
+/** The broker for a target: made once per distinct target, in the brokers' Scope. */
+const brokerFor = (manager: ManagerState, id: string, target: RemotePlugin.Target) =>
+  Effect.suspend(() => {
+    const { factory, made, scope } = manager.brokers
+    if (factory === undefined) {
+      return Effect.fail(new ManagerError({ id, reason: new RemoteUnavailable({ detail: "the manager has no brokers (ManagerOptions.brokers)" }) }))
+    }
+    const key = JSON.stringify([target.servers ?? null, target.serverSet ?? null])
+    const known = made.get(key)
+    if (known !== undefined) return Effect.succeed(known)
+    return factory(target).pipe(
+      Scope.provide(scope),
+      Effect.tap((broker) => Effect.sync(() => made.set(key, broker))),
+      Effect.mapError((error) => new ManagerError({ id, reason: new RemoteUnavailable({ detail: error.message }) }))
+    )
+  })
+
+/**
+ * Makes the client of a remote plugin in a Scope of its own: a `RemotePlugin` on the broker of
+ * its servers, its events forwarded like a local plugin's.
+ */
+const makeRemoteEntry = Effect.fnUntraced(function*(
+  manager: ManagerState,
+  id: string,
+  source: PluginClient.PluginSource,
+  remote: PluginManifest.RemoteSection,
+  options: PluginClient.Options
+) {
+  const broker = yield* brokerFor(manager, id, { servers: remote.servers, serverSet: remote.serverSet })
+  const forward = forwarder(manager.events, id)
+  const userOnEvent = options.onEvent
+  const clientScope = yield* Scope.fork(manager.clientScopes, "sequential")
+  const client = yield* RemotePlugin.make(id, {
+    subjectPrefix: remote.subjectPrefix,
+    service: remote.service ?? source.name,
+    idempotent: remote.idempotent,
+    policy: options.policy,
+    hostHandlers: options.hostHandlers,
+    onNotification: options.onNotification,
+    onStreamNotification: options.onStreamNotification,
+    onEvent: (event) => userOnEvent === undefined ? forward(event) : Effect.andThen(forward(event), userOnEvent(event))
+  }).pipe(
+    Scope.provide(clientScope),
+    Effect.provideService(Broker.Broker, broker),
+    Effect.mapError((error) => new ManagerError({ id, reason: new RemoteUnavailable({ detail: error.message }) }))
+  )
+  const entry: Entry = {
+    id,
+    source,
+    client,
+    scope: clientScope,
+    eager: false,
+    envVarNames: [],
+    launchInput: undefined,
+    remote: { id, service: remote.service ?? source.name, minInstances: remote.minInstances, remote, broker },
+    dir: source.location?.dir,
+    cwd: undefined
   }
   return entry
 })
@@ -383,6 +534,7 @@ const register = (
       }
       const entry = yield* makeEntry(manager, id, source, options)
       manager.entries.set(id, entry)
+      if (entry.remote !== undefined || existing?.remote !== undefined) yield* publishRemotes(manager)
       return { client: entry.client, replaced: existing }
     })
   ).pipe(
@@ -390,13 +542,20 @@ const register = (
     Effect.map(({ client }) => client)
   )
 
+/** The remote entries' registrations, in registration order. */
+const remotesOf = (manager: ManagerState): Array<RemoteRegistration> =>
+  [...manager.entries.values()].flatMap((entry) => entry.remote === undefined ? [] : [entry.remote])
+
+/** Publishes the remote registrations after a change of them (called under `registryLock`). */
+const publishRemotes = (manager: ManagerState): Effect.Effect<void> => SubscriptionRef.set(manager.remotes, remotesOf(manager))
+
 /** Forgets the id under the registry's lock, then stops its plugin outside it. */
 const unregister = (manager: ManagerState, id: string): Effect.Effect<void> =>
   manager.registryLock.withPermits(1)(
-    Effect.sync(() => {
+    Effect.suspend(() => {
       const entry = manager.entries.get(id)
       manager.entries.delete(id)
-      return entry
+      return entry?.remote === undefined ? Effect.succeed(entry) : Effect.as(publishRemotes(manager), entry)
     })
   ).pipe(Effect.flatMap((entry) => entry === undefined ? Effect.void : closeEntry(entry)))
 
@@ -421,17 +580,27 @@ const stopAll = (manager: ManagerState): Effect.Effect<void> =>
 const diagnostics = (manager: ManagerState): Effect.Effect<ReadonlyArray<Diagnostics>> =>
   Effect.flatMap(allEntries(manager), (list) =>
     Effect.forEach(list, (entry) =>
-      Effect.zipWith(entry.client.health, PluginEnvironment.describe(entry.launchInput), (health, environment): Diagnostics => ({
-        id: entry.id,
-        manifest: entry.source,
-        allowedEnvVars: entry.source.allowedEnvVars ?? [],
-        envVarNames: entry.envVarNames,
-        // Declared in `checksum_sha256`, or the executable named in `checksums` (verified in place).
-        checksumDeclared: entry.source.checksumSha256 !== undefined || declaresExecutable(entry),
-        environment,
-        health,
-        verification: VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: nodePath.resolve(entry.cwd ?? ".") })
-      }))))
+      entry.launchInput === undefined
+        ? Effect.map(entry.client.health, (health): Diagnostics => ({
+          id: entry.id,
+          manifest: entry.source,
+          allowedEnvVars: [],
+          envVarNames: [],
+          checksumDeclared: false,
+          health,
+          remote: entry.remote?.remote
+        }))
+        : Effect.zipWith(entry.client.health, PluginEnvironment.describe(entry.launchInput), (health, environment): Diagnostics => ({
+          id: entry.id,
+          manifest: entry.source,
+          allowedEnvVars: entry.source.allowedEnvVars ?? [],
+          envVarNames: entry.envVarNames,
+          // Declared in `checksum_sha256`, or the executable named in `checksums` (verified in place).
+          checksumDeclared: entry.source.checksumSha256 !== undefined || declaresExecutable(entry),
+          environment,
+          health,
+          verification: VerificationPlan.inspect(entry.source, { dir: entry.dir, cwd: nodePath.resolve(entry.cwd ?? ".") })
+        }))))
 
 /** Whether the entry's `checksums` name its executable (resolved as a spawn resolves both). */
 const declaresExecutable = (entry: Entry): boolean => {
@@ -467,11 +636,15 @@ const discover = (
  */
 export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions) {
   const scope = yield* Effect.scope
+  // Made before the clients' Scope, so released after it: the plugins stop before their brokers.
+  const brokerScope = yield* Scope.fork(scope, "sequential")
   const manager: ManagerState = {
+    brokers: { factory: managerOptions?.brokers, made: new Map(), scope: brokerScope },
     spawner: yield* ChildProcessSpawner.ChildProcessSpawner,
     spawnPermits: yield* Semaphore.make(Math.max(1, managerOptions?.maxConcurrentSpawns ?? 8)),
     events: yield* PubSub.unbounded<ManagerEvent>(),
     entries: new Map(),
+    remotes: yield* SubscriptionRef.make<ReadonlyArray<RemoteRegistration>>([]),
     rejections: new Map(),
     registryLock: yield* Semaphore.make(1),
     // Every client lives in its own Scope, a child of this one. The manager's own Scope (a
@@ -507,6 +680,8 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
     startAll: startAll(manager),
     stopAll: stopAll(manager),
     diagnostics: diagnostics(manager),
+    remotes: Effect.sync(() => remotesOf(manager)),
+    remoteChanges: SubscriptionRef.changes(manager.remotes),
     events: Stream.fromPubSub(manager.events),
     subscribe: Effect.map(PubSub.subscribe(manager.events), Stream.fromSubscription),
     discover: (dir, options) => discover(manager, dir, options)

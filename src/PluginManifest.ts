@@ -171,6 +171,80 @@ export const TickTimeout = Schema.Duration.check(
   )
 )
 
+/**
+ * A NATS service name (NATS micro, ADR-32): letters, digits, `-` and `_`.
+ *
+ * @category schemas
+ */
+export const ServiceName = Schema.String.check(
+  Schema.isPattern(/^[A-Za-z0-9_-]+$/, { expected: "a NATS service name: letters, digits, `-` and `_`" })
+)
+
+/**
+ * The NATS servers of a remote plugin: at least one `host:port` or `nats://host:port`.
+ *
+ * @category schemas
+ */
+export const Servers = Schema.Array(NonEmptyText).check(Schema.isMinLength(1, { expected: "at least one server" }))
+
+/**
+ * The name of a set of NATS servers the host is configured with (`PLUGIN_HOST_NATS_SERVERS_<NAME>`):
+ * a lowercase letter, then a-z, 0-9 and `_`.
+ *
+ * @category schemas
+ */
+export const ServerSet = Schema.String.check(
+  Schema.isPattern(/^[a-z][a-z0-9_]*$/, { expected: "a server set name: a lowercase letter, then a-z, 0-9 and `_`" })
+)
+
+/**
+ * How many instances of a remote plugin make it healthy: an integer from 1 to 1000 (with none
+ * it is failed whatever this says).
+ *
+ * @category schemas
+ */
+export const MinInstances = Schema.Int.check(
+  Schema.isBetween({ minimum: 1, maximum: 1_000 }, { expected: "an integer from 1 to 1000" })
+)
+/**
+ * How messages are delimited on the plugin's stdio: `ndjson` (one JSON text per line) or
+ * `content-length` (LSP's base protocol). Overrides the lifetime policy's `framing`.
+ *
+ * @category schemas
+ */
+export const Framing = Schema.Literals(["ndjson", "content-length"])
+
+/**
+ * What the host sends when it gives up a call: `lsp` (`$/cancelRequest`), `mcp`
+ * (`notifications/cancelled`) or `none`. Overrides the lifetime policy's `cancellation`.
+ *
+ * @category schemas
+ */
+export const Cancellation = Schema.Literals(["lsp", "mcp", "none"])
+
+/**
+ * A JSON-RPC method name a manifest declares: not empty, no whitespace.
+ *
+ * @category schemas
+ */
+export const MethodName = Schema.String.check(
+  Schema.isPattern(/^\S+$/, { expected: "a method name (not empty, no whitespace)" })
+)
+
+/**
+ * The `[discovery]` section: the methods listing the plugin's tools (`tools`, e.g.
+ * `tools/list`) and resources (`resources`, e.g. `resources/list`). `plugin-host doctor` runs
+ * discovery for a plugin that declares it (without `tools`, its tools are the methods its
+ * handshake announced).
+ *
+ * @category schemas
+ */
+export const DiscoverySection = Schema.Struct({
+  tools: Schema.optionalKey(MethodName),
+  resources: Schema.optionalKey(MethodName)
+})
+export type DiscoverySection = typeof DiscoverySection.Type
+
 // ---------------------------------------------------------------------------------------------
 // models
 // ---------------------------------------------------------------------------------------------
@@ -190,11 +264,34 @@ export class PollerSection extends Schema.Class<PollerSection>("PollerSection")(
 }) {}
 
 /**
+ * The `[remote]` section of a manifest: the plugin runs elsewhere, as a NATS service whose
+ * instances serve `<subjectPrefix>.call` (`PluginWorker.serveBroker`), and the host reaches it
+ * with a `RemotePlugin` client instead of spawning `executable` (which names the worker program
+ * the instances run). `service` defaults to the plugin's name; `servers` to the named
+ * `serverSet` the host is configured with, else its default servers; `idempotent` lists the methods that may be sent again when no instance answers
+ * or the one serving a call is lost (default none); below `minInstances` (default 1) instances
+ * the plugin is degraded.
+ *
+ * @category models
+ */
+export class RemoteSection extends Schema.Class<RemoteSection>("RemoteSection")({
+  subjectPrefix: BrokerTopicPrefix,
+  service: Schema.optionalKey(ServiceName),
+  servers: Schema.optionalKey(Servers),
+  serverSet: Schema.optionalKey(ServerSet),
+  idempotent: Schema.Array(NonEmptyText).pipe(Schema.withConstructorDefault(Effect.succeed([]))),
+  minInstances: MinInstances.pipe(Schema.withConstructorDefault(Effect.succeed(1)))
+}) {}
+
+/**
  * One plugin: its name, version, executable (absolute, or relative to the manifest's folder),
  * fixed arguments, the host environment variables it may see (with `unsafeEnvVars`, the
  * loader/interpreter-injection variables among them it is deliberately allowed, which a file
- * must mark or it is rejected at load), an optional SHA-256 of the executable and an optional
- * poller section. `args` and `allowedEnvVars` default to `[]`.
+ * must mark or it is rejected at load), an optional SHA-256 of the executable, an optional
+ * poller section, the wire it speaks when it differs from the host's policy (`framing`,
+ * `cancellation`), the methods listing its tools and resources (`discovery`), and a remote
+ * section when it runs on other machines (see {@link RemoteSection}). `args` and
+ * `allowedEnvVars` default to `[]`.
  *
  * The constructor validates every field (and throws on invalid input); files are read with
  * {@link parse} / {@link load}, which fail with a {@link ManifestError} instead.
@@ -211,7 +308,11 @@ export class PluginManifest extends Schema.Class<PluginManifest>("PluginManifest
   unsafeEnvVars: Schema.optionalKey(Schema.Array(EnvVarName)),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
-  poller: Schema.optionalKey(PollerSection)
+  poller: Schema.optionalKey(PollerSection),
+  remote: Schema.optionalKey(RemoteSection),
+  framing: Schema.optionalKey(Framing),
+  cancellation: Schema.optionalKey(Cancellation),
+  discovery: Schema.optionalKey(DiscoverySection)
 }) {
   /**
    * Where the manifest was read from, set by {@link load} and {@link discover} (and by
@@ -246,13 +347,21 @@ export interface Location {
 export type PollerSectionInput = (typeof PollerSection)["~type.make.in"]
 
 /**
+ * The fields of a {@link RemoteSection}, as accepted by its constructor.
+ *
+ * @category models
+ */
+export type RemoteSectionInput = (typeof RemoteSection)["~type.make.in"]
+
+/**
  * The fields of a {@link PluginManifest} for {@link make}: like the constructor's, except that
  * `poller` may also be given as plain fields.
  *
  * @category models
  */
-export type MakeInput = Omit<(typeof PluginManifest)["~type.make.in"], "poller"> & {
+export type MakeInput = Omit<(typeof PluginManifest)["~type.make.in"], "poller" | "remote"> & {
   readonly poller?: PollerSection | PollerSectionInput
+  readonly remote?: RemoteSection | RemoteSectionInput
 }
 
 /**
@@ -262,9 +371,12 @@ export type MakeInput = Omit<(typeof PluginManifest)["~type.make.in"], "poller">
  * @category constructors
  */
 export const make = (input: MakeInput): PluginManifest => {
-  const { poller, ...fields } = input
-  if (poller === undefined) return new PluginManifest(fields)
-  return new PluginManifest({ ...fields, poller: poller instanceof PollerSection ? poller : new PollerSection(poller) })
+  const { poller, remote, ...fields } = input
+  return new PluginManifest({
+    ...fields,
+    ...(poller === undefined ? {} : { poller: poller instanceof PollerSection ? poller : new PollerSection(poller) }),
+    ...(remote === undefined ? {} : { remote: remote instanceof RemoteSection ? remote : new RemoteSection(remote) })
+  })
 }
 
 /**
@@ -275,12 +387,13 @@ export const make = (input: MakeInput): PluginManifest => {
  * @category constructors
  */
 export const withLocation = (manifest: PluginManifest, location: Location): PluginManifest => {
-  const { poller, checksumSha256, checksums, ...fields } = manifest
+  const { poller, remote, checksumSha256, checksums, ...fields } = manifest
   const copy = new PluginManifest({
     ...fields,
     ...(checksumSha256 === undefined ? {} : { checksumSha256 }),
     ...(checksums === undefined ? {} : { checksums }),
-    ...(poller === undefined ? {} : { poller })
+    ...(poller === undefined ? {} : { poller }),
+    ...(remote === undefined ? {} : { remote })
   })
   Object.defineProperty(copy, "location", { value: { file: location.file, dir: location.dir }, enumerable: false })
   return copy
@@ -410,6 +523,15 @@ const JsonPoller = Schema.Struct({
   tickTimeoutSecs: Schema.optionalKey(TickTimeoutSecs)
 })
 
+const JsonRemote = Schema.Struct({
+  subjectPrefix: BrokerTopicPrefix,
+  service: Schema.optionalKey(ServiceName),
+  servers: Schema.optionalKey(Servers),
+  serverSet: Schema.optionalKey(ServerSet),
+  idempotent: Schema.optionalKey(Schema.Array(NonEmptyText)),
+  minInstances: Schema.optionalKey(MinInstances)
+})
+
 const JsonFile = Schema.Struct({
   // Where an editor finds the manifest's JSON Schema (`plugin-manifest.schema.json`); ignored.
   $schema: Schema.optionalKey(Schema.String),
@@ -421,7 +543,11 @@ const JsonFile = Schema.Struct({
   unsafeEnvVars: Schema.optionalKey(EnvVarNames),
   checksumSha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
-  poller: Schema.optionalKey(JsonPoller)
+  poller: Schema.optionalKey(JsonPoller),
+  remote: Schema.optionalKey(JsonRemote),
+  framing: Schema.optionalKey(Framing),
+  cancellation: Schema.optionalKey(Cancellation),
+  discovery: Schema.optionalKey(DiscoverySection)
 })
 
 const TomlPoller = Schema.Struct({
@@ -430,6 +556,15 @@ const TomlPoller = Schema.Struct({
   lifecycle: Lifecycle,
   max_concurrent_ticks: Schema.optionalKey(MaxConcurrentTicks),
   tick_timeout_secs: Schema.optionalKey(TickTimeoutSecs)
+})
+
+const TomlRemote = Schema.Struct({
+  subject_prefix: BrokerTopicPrefix,
+  service: Schema.optionalKey(ServiceName),
+  servers: Schema.optionalKey(Servers),
+  server_set: Schema.optionalKey(ServerSet),
+  idempotent: Schema.optionalKey(Schema.Array(NonEmptyText)),
+  min_instances: Schema.optionalKey(MinInstances)
 })
 
 const TomlFile = Schema.Struct({
@@ -441,15 +576,36 @@ const TomlFile = Schema.Struct({
   unsafe_env_vars: Schema.optionalKey(EnvVarNames),
   checksum_sha256: Schema.optionalKey(ChecksumSha256),
   checksums: Schema.optionalKey(Checksums),
-  poller: Schema.optionalKey(TomlPoller)
+  poller: Schema.optionalKey(TomlPoller),
+  remote: Schema.optionalKey(TomlRemote),
+  framing: Schema.optionalKey(Framing),
+  cancellation: Schema.optionalKey(Cancellation),
+  discovery: Schema.optionalKey(DiscoverySection)
 })
 
 /** Both file formats map onto this (the JSON shape). */
 type FileFields = typeof JsonFile.Type
 
+const fromTomlRemote = (remote: typeof TomlRemote.Type): typeof JsonRemote.Type => ({
+  subjectPrefix: remote.subject_prefix,
+  ...(remote.service === undefined ? {} : { service: remote.service }),
+  ...(remote.servers === undefined ? {} : { servers: remote.servers }),
+  ...(remote.server_set === undefined ? {} : { serverSet: remote.server_set }),
+  ...(remote.idempotent === undefined ? {} : { idempotent: remote.idempotent }),
+  ...(remote.min_instances === undefined ? {} : { minInstances: remote.min_instances })
+})
+
+/** The keys both formats spell alike: the wire the plugin speaks and its discovery methods. */
+const wireOf = (file: Pick<FileFields, "framing" | "cancellation" | "discovery">) => ({
+  ...(file.framing === undefined ? {} : { framing: file.framing }),
+  ...(file.cancellation === undefined ? {} : { cancellation: file.cancellation }),
+  ...(file.discovery === undefined ? {} : { discovery: file.discovery })
+})
+
 const fromToml = (file: typeof TomlFile.Type): FileFields => {
   const poller = file.poller
   return {
+    ...(file.remote === undefined ? {} : { remote: fromTomlRemote(file.remote) }),
     name: file.name,
     version: file.version,
     executable: file.executable,
@@ -458,6 +614,7 @@ const fromToml = (file: typeof TomlFile.Type): FileFields => {
     ...(file.unsafe_env_vars === undefined ? {} : { unsafeEnvVars: file.unsafe_env_vars }),
     ...(file.checksum_sha256 === undefined ? {} : { checksumSha256: file.checksum_sha256 }),
     ...(file.checksums === undefined ? {} : { checksums: file.checksums }),
+    ...wireOf(file),
     ...(poller === undefined ? {} : {
       poller: {
         kinds: poller.kinds,
@@ -473,6 +630,7 @@ const fromToml = (file: typeof TomlFile.Type): FileFields => {
 const toManifestInput = (file: FileFields): MakeInput => {
   const poller = file.poller
   return {
+    ...(file.remote === undefined ? {} : { remote: file.remote }),
     name: file.name,
     version: file.version,
     executable: file.executable,
@@ -481,6 +639,7 @@ const toManifestInput = (file: FileFields): MakeInput => {
     ...(file.unsafeEnvVars === undefined ? {} : { unsafeEnvVars: file.unsafeEnvVars }),
     ...(file.checksumSha256 === undefined ? {} : { checksumSha256: file.checksumSha256 }),
     ...(file.checksums === undefined ? {} : { checksums: file.checksums }),
+    ...wireOf(file),
     ...(poller === undefined ? {} : {
       poller: {
         kinds: poller.kinds,
@@ -839,7 +998,8 @@ export const isManifestFileName = (fileName: string): boolean =>
  * empty list; a missing `dir` fails with a `ManifestError` whose reason is
  * `NotFound { directory: true }` and whose `path` is the folder (a typo in a folder name is
  * then an error, not a host with no plugins). A folder that exists but cannot be listed is
- * logged and gives an empty list.
+ * logged and gives an empty list. A manifest with a `[remote]` table is loaded but not
+ * verified: its executable runs on the instances' machines, not here.
  *
  * @category discovery
  */
@@ -885,7 +1045,8 @@ export const discover = Effect.fn("PluginManifest.discover")(function*(
     const folder = path.dirname(file)
     return load(file).pipe(
       Effect.flatMap((manifest) =>
-        verify(manifest, folder, { manifestPath: file }).pipe(
+        // A remote plugin's executable is what its instances run, on their machines: not looked for here.
+        (manifest.remote === undefined ? verify(manifest, folder, { manifestPath: file }) : Effect.succeed(path.resolve(folder, manifest.executable))).pipe(
           Effect.map((executablePath) => new DiscoveredValid({ path: file, dir: folder, manifest, executablePath }))
         )
       ),

@@ -118,6 +118,8 @@ export interface Options {
   readonly stderrExcerptChars?: number | undefined
   /** Level at which each stderr line is logged. Default `Debug`. */
   readonly stderrLogLevel?: "Trace" | "Debug" | "Info" | "Warn" | "Error" | "None" | undefined
+  /** How messages written to stdin are framed (and the plugin frames its stdout). Default `"ndjson"`. */
+  readonly framing?: Framing.Mode | undefined
 }
 
 /**
@@ -140,6 +142,8 @@ export interface PluginProcess {
   readonly pid: number
   /** When it was spawned, from `Clock`, in epoch milliseconds. */
   readonly startedAt: number
+  /** How messages are framed on its stdin (by `writeLine`) and stdout (for the reader to decode). */
+  readonly framing: Framing.Mode
   /**
    * The process's stdout. It has exactly one reader (the connection built on top); reading
    * it twice splits the bytes between the readers.
@@ -156,9 +160,10 @@ export interface PluginProcess {
     readonly onEnd: (failure?: string) => void
   }) => Effect.Effect<StdoutSwitch, never, Scope.Scope>) | undefined
   /**
-   * Queues one line (without newline) for stdin. Lines queued in one burst are written
-   * together (one write, or slices of 16 lines with the Node launcher). Returns false once stdin
-   * is closed or broken.
+   * Queues one message for stdin, framed as `framing` says (a line: the text and a newline; or a
+   * `Content-Length` header and the text). Messages queued in one burst are written together
+   * (one write, or slices of 16 with the Node launcher). Returns false once stdin is closed or
+   * broken.
    */
   readonly writeLine: (line: string) => boolean
   /**
@@ -243,6 +248,7 @@ interface Timings {
   readonly killTimeout: Duration.Duration
   readonly excerptChars: number
   readonly stderrLogLevel: NonNullable<Options["stderrLogLevel"]>
+  readonly framing: Framing.Mode
 }
 
 const timingsOf = (options: Options | undefined): Timings => ({
@@ -250,7 +256,8 @@ const timingsOf = (options: Options | undefined): Timings => ({
   drainTimeout: Duration.fromInputUnsafe(options?.drainTimeout ?? "10 seconds"),
   killTimeout: Duration.fromInputUnsafe(options?.killTimeout ?? "2 seconds"),
   excerptChars: options?.stderrExcerptChars ?? 8_000,
-  stderrLogLevel: options?.stderrLogLevel ?? "Debug"
+  stderrLogLevel: options?.stderrLogLevel ?? "Debug",
+  framing: options?.framing ?? "ndjson"
 })
 
 /** What a launcher keeps of stderr for messages and health. */
@@ -397,6 +404,7 @@ const assemble = (parts: {
   readonly spec: Spec
   readonly pid: number
   readonly startedAt: number
+  readonly framing: Framing.Mode
   readonly stdout: PluginProcess["stdout"]
   readonly listenStdout: PluginProcess["listenStdout"]
   readonly writeLine: PluginProcess["writeLine"]
@@ -409,6 +417,7 @@ const assemble = (parts: {
   name: parts.spec.name,
   pid: parts.pid,
   startedAt: parts.startedAt,
+  framing: parts.framing,
   stdout: parts.stdout,
   listenStdout: parts.listenStdout,
   writeLine: parts.writeLine,
@@ -445,6 +454,7 @@ const exitAfterBrokenInput = Duration.millis(200)
  */
 interface SpawnerInput {
   readonly outbound: Queue.Queue<string, Cause.Done>
+  readonly framing: Framing.Mode
   readonly meter: InputMeter
   /** Bytes of lines offered and not yet written. */
   queuedBytes: number
@@ -525,9 +535,9 @@ const drainSpawnerStderr = Effect.fnUntraced(function*(
  * (further lines are refused rather than queued for a pipe nobody reads) and reports the failure;
  * the end waits briefly for the exit, which usually follows and says more.
  */
-const writeSpawnerInput = Effect.fnUntraced(function*(handle: ChildProcessSpawner.ChildProcessHandle, ends: Ends) {
+const writeSpawnerInput = Effect.fnUntraced(function*(handle: ChildProcessSpawner.ChildProcessHandle, ends: Ends, framing: Framing.Mode) {
   const outbound = yield* Queue.unbounded<string, Cause.Done>()
-  const input: SpawnerInput = { outbound, meter: makeInputMeter(() => input.queuedBytes), queuedBytes: 0, burstBytes: 0 }
+  const input: SpawnerInput = { outbound, framing, meter: makeInputMeter(() => input.queuedBytes), queuedBytes: 0, burstBytes: 0 }
   const nextBurst = Effect.suspend(() => {
     if (input.burstBytes > 0) {
       input.queuedBytes -= input.burstBytes
@@ -537,8 +547,8 @@ const writeSpawnerInput = Effect.fnUntraced(function*(handle: ChildProcessSpawne
     // Bounded bursts: what the pipe does not take waits here as lines, not also as an encoded copy.
     return Queue.takeBetween(outbound, 1, linesPerBurst)
   }).pipe(Effect.map((lines) => {
-    for (const line of lines) input.burstBytes += line.length + 1
-    return [Framing.encodeLines(lines)] as const
+    for (const line of lines) input.burstBytes += Framing.framedLength(framing, line)
+    return [Framing.encode(framing, lines)] as const
   }))
   yield* Stream.fromPull(Effect.succeed(nextBurst)).pipe(
     Stream.run(handle.stdin),
@@ -559,7 +569,7 @@ const writeSpawnerInput = Effect.fnUntraced(function*(handle: ChildProcessSpawne
 
 const writeSpawnerLine = (input: SpawnerInput, line: string): boolean => {
   if (!Queue.offerUnsafe(input.outbound, line)) return false
-  input.queuedBytes += line.length + 1
+  input.queuedBytes += Framing.framedLength(input.framing, line)
   return true
 }
 
@@ -618,7 +628,7 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   const excerpt = makeExcerpt(timings.excerptChars)
   const stderrDone = yield* drainSpawnerStderr(handle, excerpt, timings, annotate)
   const ends = makeEnds()
-  const input = yield* writeSpawnerInput(handle, ends)
+  const input = yield* writeSpawnerInput(handle, ends, timings.framing)
   const endInput = Effect.asVoid(Queue.end(input.outbound))
   const stopper = makeStopper({ timings, exited: ends.exited, endInput, signal: signalWithSpawner(handle, ends.exited), annotate, tree })
   yield* watchSpawnerExit(handle, { stderrDone, ended: ends.ended, stopper })
@@ -631,6 +641,7 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
     spec,
     pid,
     startedAt,
+    framing: timings.framing,
     stdout: handle.stdout,
     listenStdout: undefined,
     writeLine: (line) => writeSpawnerLine(input, line),
@@ -787,7 +798,7 @@ interface NodeInput {
   readonly meter: InputMeter
 }
 
-const makeNodeInput = (pipe: NodeChildProcess["stdin"], ends: Ends, runFork: RunFork): NodeInput => {
+const makeNodeInput = (pipe: NodeChildProcess["stdin"], ends: Ends, runFork: RunFork, framing: Framing.Mode): NodeInput => {
   const meter = makeInputMeter(() => input.batcher.queuedChars() + (pipe?.writableLength ?? 0))
   const input: NodeInput = {
     open: pipe !== null,
@@ -795,7 +806,7 @@ const makeNodeInput = (pipe: NodeChildProcess["stdin"], ends: Ends, runFork: Run
     meter,
     batcher: LineBatcher.make((data) => {
       if (input.open) pipe?.write(data, meter.written)
-    })
+    }, (messages) => Framing.encodeMessages(framing, messages))
   }
   pipe?.on("error", (error) => failNodeInput(input, ends, runFork, `writing stdin failed: ${error.message}`))
   return input
@@ -961,7 +972,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const ends = makeEnds()
   const excerpt = makeExcerpt(timings.excerptChars)
   const stderr = drainNodeStderr(child.stderr, { excerpt, timings, annotate, runFork })
-  const input = makeNodeInput(child.stdin, ends, runFork)
+  const input = makeNodeInput(child.stdin, ends, runFork, timings.framing)
   const endInput = endNodeInput(input)
   const signal = (killSignal: "SIGTERM" | "SIGKILL") => Effect.sync(() => signalGroup(child, pid, killSignal))
   const stopper = makeStopper({ timings, exited: ends.exited, endInput, signal, annotate, tree })
@@ -977,6 +988,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     spec,
     pid,
     startedAt,
+    framing: timings.framing,
     stdout: stdoutStreamOf(listenStdout),
     listenStdout,
     writeLine: (line) => writeNodeLine(input, line),

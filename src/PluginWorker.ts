@@ -5,6 +5,8 @@
  * way: requests from the host are served by `handlers` (concurrently), a handler's typed error
  * becomes a JSON-RPC error object, and handlers reach the host with `PluginWorker.callHost` and
  * `PluginWorker.log` (a `log` notification). stdout is the protocol, so Effect logs go to stderr.
+ * Messages are one per line, or framed with `Content-Length` headers (LSP's base protocol) when
+ * the host says so in `PLUGIN_HOST_FRAMING` or the `framing` option does.
  * The worker answers `initialize` with `{ok: true, supportedMethods}` (plus whatever
  * `onInitialize` returns), answers `shutdown` and then exits, and exits 0 on stdin EOF once the
  * replies in flight are written — or once its parent changed (the host died while something else
@@ -24,8 +26,14 @@
  * interrupted.
  *
  * `PluginWorker.serveBroker` serves the same handlers over a `Broker` (NATS for workers on
- * other machines): `<prefix>.tick` runs `poll_tick` and `<prefix>.call` answers JSON-RPC
- * requests, both answered as on stdio (one handler table, the same replies). `runBroker`
+ * other machines) as one instance of a NATS micro service (a unique id, the queue group `q`,
+ * answering the ADR-32 discovery `$SRV.PING/INFO/STATS` with its per-endpoint counters, so any
+ * number of instances on any machines are found and share the load): `<prefix>.tick` runs
+ * `poll_tick` and `<prefix>.call` answers
+ * JSON-RPC requests, both answered as on stdio (one handler table, the same replies). A request
+ * from a `RemotePlugin` client carries its host's inbox, so its handler calls, notifies, logs to
+ * and reports progress to that host as on stdio, and a cancel from it interrupts the handler
+ * (the wire is `internal/remoteWire.ts`). `runBroker`
  * serves until interrupted on any `Broker` layer; `PluginWorker.mainBroker` runs it on NATS as a
  * process's main program, loading `NatsBroker` and its client only then (the stdio worker never
  * loads them, and `NatsBroker` imports nothing from here).
@@ -34,32 +42,36 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import * as Result from "effect/Result"
+import * as References from "effect/References"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
+import * as BrokerService from "./internal/brokerService.ts"
+import type * as EndpointStatsModule from "./internal/endpointStats.ts"
+import * as Framing from "./Framing.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
+import * as NatsMicro from "./internal/natsMicro.ts"
 import * as ParentWatch from "./internal/parentWatch.ts"
 import * as Protocol from "./internal/protocol.ts"
+import * as RemoteWire from "./internal/remoteWire.ts"
 import * as RequestSignals from "./internal/requestSignals.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import type * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import type * as PluginContract from "./PluginContract.ts"
 import type * as PluginMethod from "./PluginMethod.ts"
-import * as Poller from "./Poller.ts"
 import * as RpcPeer from "./RpcPeer.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -130,6 +142,13 @@ export interface ServeOptions {
    * honoured in both dialects whatever this says.
    */
   readonly cancellation?: LifetimePolicy.Cancellation | undefined
+  /**
+   * How messages are delimited on stdin/stdout ({@link serve} only): one per line (`"ndjson"`)
+   * or after a `Content-Length` header (`"content-length"`). Default the `PLUGIN_HOST_FRAMING`
+   * environment variable, which a host sets for a plugin it frames with Content-Length, else
+   * `"ndjson"`.
+   */
+  readonly framing?: LifetimePolicy.Framing | undefined
 }
 
 /**
@@ -436,13 +455,17 @@ const handlerTable = (
 }
 
 /**
- * A transport over this process's stdin and stdout. Lines written in one turn of the event
- * loop go out together, as the host writes to a plugin's stdin: in one write at the end of the
- * turn, or in slices when the turn produces more.
+ * A transport over this process's stdin and stdout, framed as `framing` says (default
+ * `"ndjson"`). Messages written in one turn of the event loop go out together, as the host
+ * writes to a plugin's stdin: in one write at the end of the turn, or in slices when the turn
+ * produces more.
  *
  * @category serving
  */
-export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & { readonly flush: Effect.Effect<void> }> =>
+export const stdioTransport = (
+  name: string,
+  framing: LifetimePolicy.Framing = "ndjson"
+): Effect.Effect<RpcPeer.Transport & { readonly flush: Effect.Effect<void> }> =>
   Effect.gen(function*() {
     const ended = yield* Deferred.make<PluginClientError.Reason>()
     let writeError: string | undefined
@@ -454,7 +477,7 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
           Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Io({ detail: `writing stdout failed: ${error.message}` })))
         }
       })
-    })
+    }, (messages) => Framing.encodeMessages(framing, messages))
     const hostGone = () => Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Closed({ detail: "the host closed stdin" })))
     /** Registers `data`/`end`/`error` listeners on stdin for the current Scope. */
     const subscribe = (onChunk: (chunk: Uint8Array) => void, onEnd: (failure?: string) => void) =>
@@ -490,6 +513,7 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
     return {
       name,
       pid: process.pid,
+      framing,
       incoming,
       // Requests are served in the `data` callback itself, not one event-loop turn later.
       listen: ({ onChunk, onEnd }) => Effect.asVoid(subscribe(onChunk, onEnd)),
@@ -507,10 +531,23 @@ export const stdioTransport = (name: string): Effect.Effect<RpcPeer.Transport & 
     }
   })
 
+/** The environment variable a host sets for a plugin it frames with Content-Length. */
+
 /**
- * Serves handlers on stdin/stdout until stdin closes, the host asks for `shutdown`, or the host
- * is gone: this process's parent changed (checked every second), which ends the connection as
- * stdin EOF does even when another process keeps the pipe open.
+ * The framing a stdio worker speaks: its option, else `PLUGIN_HOST_FRAMING` (read through the
+ * `ConfigProvider`), else NDJSON. Any other value of the variable is a defect: a worker guessing
+ * its framing would only fail later, and less clearly.
+ */
+const framingOf = (options: ServeOptions): Effect.Effect<LifetimePolicy.Framing> =>
+  options.framing !== undefined
+    ? Effect.succeed(options.framing)
+    : Effect.orDie(Config.Literals(["ndjson", "content-length"], Protocol.framingVariable).pipe(Config.withDefault("ndjson")))
+
+/**
+ * Serves handlers on stdin/stdout (framed as {@link ServeOptions.framing} says) until stdin
+ * closes, the host asks for `shutdown`, or the host is gone: this process's parent changed
+ * (checked every second), which ends the connection as stdin EOF does even when another process
+ * keeps the pipe open.
  *
  * @category serving
  */
@@ -518,7 +555,7 @@ export const serve = (options: ServeOptions): Effect.Effect<void> =>
   Effect.scoped(
     Effect.gen(function*() {
       const host = process.ppid
-      const transport = yield* stdioTransport(options.name ?? "worker")
+      const transport = yield* stdioTransport(options.name ?? "worker", yield* framingOf(options))
       const hostGone = Effect.map(
         ParentWatch.parentChanged(host),
         (parent) => new PluginClientError.Closed({ detail: `the host (pid ${host}) is gone: the parent is now pid ${parent}` })
@@ -546,7 +583,9 @@ export const main = (options: ServeOptions): void => runAsMain(serve(options))
 export const runAsMain = <E>(program: Effect.Effect<unknown, E>): void => {
   const fiber = Effect.runFork(program.pipe(
     Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError("worker failed", cause)),
-    Effect.provide(Layer.succeed(Logger.LogToStderr, true))
+    // `References`, not `Logger`: the same reference, without `Logger`'s imports (its file logger
+    // loads `FileSystem` and the Stream modules), which a stdio worker would load for nothing.
+    Effect.provideService(References.LogToStderr, true)
   ))
   const onSignal = () => fiber.interruptUnsafe(fiber.id)
   process.once("SIGTERM", onSignal)
@@ -571,17 +610,65 @@ export interface ServeBrokerOptions {
   /** The same handlers as {@link serve}; `poll_tick` answers `<prefix>.tick`. */
   readonly handlers: Readonly<Record<string, Handler>>
   /**
-   * Queue group. Workers in the same group share the requests (each goes to one of them);
-   * without a group, every worker receives (and answers) every request.
+   * Queue group of the endpoints. Instances in the same group share the requests (each goes to
+   * one of them). Default `"q"`, NATS micro's default (ADR-32).
    */
   readonly queue?: string | undefined
   /** The worker's name, carried by logs and by errors of host calls. Default `"worker"`. */
   readonly name?: string | undefined
+  /**
+   * The service's name, as `$SRV.PING/INFO/STATS` report it (NATS micro): letters, digits, `-`
+   * and `_`. Default `name`, else the prefix, with any other character made a `-`
+   * (`plugins.calendar` → `plugins-calendar`).
+   */
+  readonly service?: string | undefined
+  /** The service's version (SemVer), as `$SRV.PING/INFO/STATS` report it. Default `"0.0.0"`. */
+  readonly version?: string | undefined
+  readonly description?: string | undefined
+  readonly metadata?: Readonly<Record<string, string>> | undefined
   /** Runs on an `initialize` call; its fields are merged into `{ok: true, supportedMethods}`. */
   readonly onInitialize?: ((params: unknown) => Effect.Effect<object | void, unknown, HostConnection>) | undefined
   /** Requests this worker handles at once; more wait their turn. Default 64. */
   readonly maxConcurrentRequests?: number | undefined
+  /**
+   * Notifications from a host (`client.notify`, published to `<prefix>.notify`), by method, as
+   * in {@link ServeOptions}; one instance of the queue group handles each.
+   */
+  readonly notifications?: Readonly<Record<string, NotificationHandler>> | undefined
+  /** Timeout of handlers' host calls. Default 30 s. */
+  readonly requestTimeout?: Duration.Input | undefined
 }
+
+/**
+ * One served instance of a worker's service: who it is (`name`, a unique `id`, `version`,
+ * `started`) and its endpoints' counters (`num_requests`, `num_errors`, `last_error`,
+ * `processing_time` and `average_processing_time` in nanoseconds), read whenever asked: what a
+ * NATS micro `$SRV.INFO` / `$SRV.STATS` responder reports.
+ *
+ * @category models
+ */
+export type ServiceInstance = BrokerService.Instance
+
+/**
+ * The counters of one endpoint of a {@link ServiceInstance}, in the `$SRV.STATS` shape.
+ *
+ * @category models
+ */
+export type EndpointStats = EndpointStatsModule.EndpointStats
+
+/**
+ * A broker worker's service description is not what NATS micro (ADR-32) allows: a `service`
+ * name other than letters, digits, `-` and `_`, or a `version` that is not SemVer. Nothing is
+ * served then.
+ *
+ * @category errors
+ */
+export const InvalidService = NatsMicro.InvalidService
+
+/**
+ * @category errors
+ */
+export type InvalidService = NatsMicro.InvalidService
 
 /**
  * Options of {@link mainBroker}: what to serve and which NATS servers to serve it on.
@@ -597,15 +684,13 @@ export interface BrokerMainOptions extends ServeBrokerOptions {
   readonly drainTimeout?: Duration.Input | undefined
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true })
-const utf8Encoder = new TextEncoder()
-
 /**
- * The host connection handlers get when served over a broker. There is no host on the other
- * end of a broker subject, so `callHost` and `notifyHost` fail with a `PluginClientError`
- * whose reason is `Closed` ("host calls are only available on stdio"), except for `log`
+ * The host connection of a handler whose request carries no host inbox (a bare JSON-RPC
+ * request on `<prefix>.call`, or a tick): there is nobody to answer, so `callHost` and
+ * `notifyHost` fail with a `PluginClientError` whose reason is `Closed`, except for `log`
  * notifications (`PluginWorker.log`), which go to the worker's own logger (stderr under
- * {@link mainBroker}).
+ * {@link mainBroker}). A request from a `RemotePlugin` client carries its host's inbox, and its
+ * handler reaches that host instead.
  *
  * @category serving
  */
@@ -613,7 +698,9 @@ export const brokerHostConnection = (name: string): HostConnection["Service"] =>
   const unavailable = (method: string) =>
     Effect.fail(PluginClientError.make(
       name,
-      new PluginClientError.Closed({ detail: `cannot call \`${method}\` on the host: host calls are only available on stdio, not over a broker` })
+      new PluginClientError.Closed({
+        detail: `cannot call \`${method}\` on the host: this request carries no host inbox (host calls need a RemotePlugin client, or stdio)`
+      })
     ))
   return HostConnection.of({
     request: (method) => unavailable(method),
@@ -627,8 +714,16 @@ export const brokerHostConnection = (name: string): HostConnection["Service"] =>
   })
 }
 
+/** The host connection of a handler whose request came with its host's inbox. */
+const linkedHostConnection = (link: BrokerService.HostLink): HostConnection["Service"] =>
+  HostConnection.of({
+    request: (method, params, callOptions) => link.request(method, params, callOptions?.timeout),
+    notify: link.notify
+  })
+
 /**
- * Serves `options.handlers` over the {@link Broker.Broker} until the current Scope closes:
+ * Serves `options.handlers` over the {@link Broker.Broker} as one instance of a service, until
+ * the current Scope closes (the wire is `internal/remoteWire.ts`):
  *
  * - `<prefix>.tick`: the payload is nexo's `{"method":"poll_tick","params":…}` envelope, or the
  *   params object alone (`Poller.tickParamsOf`), as JSON; the reply is
@@ -637,31 +732,56 @@ export const brokerHostConnection = (name: string): HostConnection["Service"] =>
  * - `<prefix>.call`: the payload is a JSON-RPC request object; the reply is the JSON-RPC
  *   response object (unknown method → -32601, not a request → -32600, not JSON → -32700).
  *   `initialize` is answered as on stdio; `shutdown` is not special (a queue group would
- *   deliver it to an arbitrary worker): stop a broker worker by stopping its process.
+ *   deliver it to an arbitrary worker): stop a broker worker by stopping its process. A request
+ *   from a `RemotePlugin` client also carries its host's inbox: its handler can call the host,
+ *   notify it, log to it and report progress (`callHost`, `notifyHost`, `log`, `progress`), and
+ *   a cancel from that host (`<prefix>.cancel`) interrupts it (its finalizers run; no reply).
+ * - `<prefix>.held`: the instance running (or just done with) a call says so, for a host that
+ *   wonders whether the instance serving its call is still alive.
  *
+ * - `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` (each also `.<service>` and `.<service>.<id>`):
+ *   the instance answers NATS micro discovery (ADR-32) with its service name, unique id,
+ *   version, start time and the endpoints' counters, so `nats micro ls/info/stats`, the
+ *   host's health and `plugin-host doctor --nats` see every instance.
+ *
+ * Both endpoints are in the queue group `queue` (default `"q"`), so instances share the load.
  * Errors map as in {@link serve} ({@link toJsonRpcError}; a defect is -32603). Requests are
- * handled concurrently, at most `maxConcurrentRequests` at once. Handlers cannot call the host
- * (see {@link brokerHostConnection}). Returns once both subjects are subscribed.
+ * handled concurrently, at most `maxConcurrentRequests` at once. Returns the served instance
+ * (identity and counters) once every subject is subscribed, discovery last (an instance that
+ * answers discovery serves calls). A `service` or `version` ADR-32 does not allow fails with
+ * {@link InvalidService} before anything is served.
  *
  * @category serving
  */
 export const serveBroker = (
   options: ServeBrokerOptions
-): Effect.Effect<void, Broker.BrokerError, Broker.Broker | Scope.Scope> =>
+): Effect.Effect<ServiceInstance, Broker.BrokerError | InvalidService, Broker.Broker | Scope.Scope> =>
   Effect.gen(function*() {
-    const broker = yield* Broker.Broker
     const name = options.name ?? "worker"
-    const host = brokerHostConnection(name)
+    const identity = {
+      name: options.service ?? serviceNameOf(options.name ?? options.prefix),
+      id: crypto.randomUUID(),
+      version: options.version ?? "0.0.0",
+      description: options.description,
+      metadata: options.metadata
+    }
+    yield* NatsMicro.validate(identity)
+    const unlinked = brokerHostConnection(name)
     const semaphore = yield* Semaphore.make(Math.max(1, options.maxConcurrentRequests ?? 64))
-    // No connection to negotiate over a broker: no cancellation, progress or host notifications.
+    // No connection to negotiate over a broker: the initialize reply is the plain one.
     const handlers = handlerTable(options, {}, false)
 
-    /** The reply to one request; an interrupted handler (the worker is stopping) gets none. */
-    const dispatch = (id: JsonRpc.Id | null, method: string, params: unknown): Effect.Effect<JsonRpc.Success | JsonRpc.Failure> => {
+    /** The reply to one request; an interrupted handler (cancelled, or the worker is stopping) gets none. */
+    const dispatch = (
+      id: JsonRpc.Id | null,
+      method: string,
+      params: unknown,
+      link: BrokerService.HostLink | undefined
+    ): Effect.Effect<JsonRpc.Success | JsonRpc.Failure> => {
       const handler = Object.hasOwn(handlers, method) ? handlers[method] : undefined
       if (handler === undefined) return Effect.succeed(JsonRpc.failure(id, Protocol.methodNotFound(method)))
       return Effect.suspend(() => handler(params)).pipe(
-        Effect.provideService(HostConnection, host),
+        Effect.provideService(HostConnection, link === undefined ? unlinked : linkedHostConnection(link)),
         Effect.tapDefect((defect) => Effect.logError(`handler for ${method} died`, defect)),
         Effect.exit,
         Effect.flatMap((exit) =>
@@ -671,46 +791,25 @@ export const serveBroker = (
         Effect.annotateLogs({ worker: name, method })
       )
     }
-    const refuse = (code: number, message: string) => JsonRpc.failure(null, { code, message })
-    const encode = (bare: boolean) => (message: JsonRpc.Success | JsonRpc.Failure): Uint8Array =>
-      utf8Encoder.encode(JsonRpc.encodeResponse(message, { bare }))
 
-    const serveTick = (data: Uint8Array): Effect.Effect<Uint8Array> =>
-      Broker.decodeJson(data).pipe(
-        Effect.matchEffect({
-          onFailure: (detail) => Effect.succeed(refuse(JsonRpc.ErrorCode.ParseError, `Parse error: ${detail}`)),
-          onSuccess: (payload) => dispatch(null, "poll_tick", Poller.tickParamsOf(payload))
-        }),
-        Effect.map(encode(true))
-      )
-
-    const serveCall = (data: Uint8Array): Effect.Effect<Uint8Array> =>
-      Effect.suspend(() => {
-        let text: string
-        try {
-          text = utf8.decode(data)
-        } catch {
-          return Effect.succeed(refuse(JsonRpc.ErrorCode.ParseError, "Parse error: payload is not UTF-8"))
-        }
-        const decoded = JsonRpc.decodeLine(text)
-        if (Result.isFailure(decoded)) {
-          const notJson = decoded.failure._tag === "NotJson"
-          return Effect.succeed(refuse(
-            notJson ? JsonRpc.ErrorCode.ParseError : JsonRpc.ErrorCode.InvalidRequest,
-            `${notJson ? "Parse error" : "Invalid Request"}: ${decoded.failure.detail}`
-          ))
-        }
-        const message = decoded.success
-        if (message._tag !== "Request") {
-          return Effect.succeed(refuse(JsonRpc.ErrorCode.InvalidRequest, "Invalid Request: expected a request with an id"))
-        }
-        return dispatch(message.id, message.method, message.params)
-      }).pipe(Effect.map(encode(false)))
-
-    const subscribeOptions = { queue: options.queue }
-    yield* broker.serve(`${options.prefix}.tick`, serveTick, subscribeOptions)
-    yield* broker.serve(`${options.prefix}.call`, serveCall, subscribeOptions)
+    const instance = yield* BrokerService.serve({
+      prefix: options.prefix,
+      queue: options.queue ?? RemoteWire.defaultQueue,
+      name,
+      identity,
+      hostCallTimeout: Duration.fromInputUnsafe(options.requestTimeout ?? "30 seconds"),
+      serve: dispatch,
+      notify: (method, params, link) =>
+        notificationHandler(options.notifications, link === undefined ? unlinked : linkedHostConnection(link))(
+          JsonRpc.notification(method, params)
+        ).pipe(Effect.annotateLogs({ worker: name, method }))
+    })
+    yield* NatsMicro.respond(yield* Broker.Broker, { ...instance, started: Date.parse(instance.started), endpoints: instance.endpoints })
+    return instance
   })
+
+/** A default service name ADR-32 accepts: every character other than letters, digits, `-` and `_` made a `-`. */
+const serviceNameOf = (text: string): string => text.replace(/[^A-Za-z0-9\-_]/g, "-")
 
 /**
  * Serves a worker over a broker until interrupted (see {@link serveBroker}): builds the broker
@@ -724,11 +823,12 @@ export const serveBroker = (
 export const runBroker = <E>(
   options: ServeBrokerOptions,
   layer: Layer.Layer<Broker.Broker, E>
-): Effect.Effect<never, E | Broker.BrokerError> =>
+): Effect.Effect<never, E | Broker.BrokerError | InvalidService> =>
   Effect.gen(function*() {
-    yield* serveBroker(options)
+    const instance = yield* serveBroker(options)
     yield* Effect.logInfo(
-      `serving ${options.prefix}.tick and ${options.prefix}.call${options.queue === undefined ? "" : ` in queue group ${options.queue}`}`
+      `serving ${options.prefix}.tick and ${options.prefix}.call in queue group ${options.queue ?? RemoteWire.defaultQueue}` +
+        ` as service ${instance.name} ${instance.version}, instance ${instance.id}`
     )
     return yield* Effect.never
   }).pipe(Effect.scoped, Effect.provide(layer))

@@ -19,8 +19,11 @@
  * that returns at once is run as the notification is read, so it never drops one (see
  * `internal/notificationInbox.ts`).
  *
+ * Messages are framed as the transport says: one per line (`"ndjson"`, the default) or after a
+ * `Content-Length` header (`"content-length"`, LSP's base protocol), see `Framing`.
+ *
  * The connection ends when the process exits, stdin breaks, or the plugin breaks the protocol
- * (a line over `maxLineBytes`, a wrong id or a line that is not a message while a call is in
+ * (a line, header block or body over `maxLineBytes`, a malformed `Content-Length` header, a wrong id or a line that is not a message while a call is in
  * flight in serial mode, replies it leaves unread). Then every pending call fails at once with
  * the reason (for an exit: code or signal and the stderr excerpt), and later calls fail
  * immediately. A write the transport refuses is the end on its way: the call (or notification)
@@ -50,6 +53,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -63,6 +67,7 @@ import * as NotificationInbox from "./internal/notificationInbox.ts"
 import { OutgoingQueue } from "./internal/outgoingQueue.ts"
 import { ProgressFeed } from "./internal/progressFeed.ts"
 import { RequestServer } from "./internal/requestServer.ts"
+import type * as Framing from "./Framing.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import type * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
@@ -99,7 +104,7 @@ export interface Options<R = never> {
   readonly requestTimeout?: Duration.Input | undefined
   /** Upper bound on any per-call timeout. Default 5 min. */
   readonly maxRequestTimeout?: Duration.Input | undefined
-  /** Bound on one incoming line. Default 16 MiB. */
+  /** Bound on one incoming line (or Content-Length header block or body). Default 16 MiB. */
   readonly maxLineBytes?: number | undefined
   /**
    * Requests from the other side served at once; beyond it they are refused at once with
@@ -153,6 +158,11 @@ export interface Transport {
   /** The name errors and logs carry (the plugin's name). */
   readonly name: string
   readonly pid?: number | undefined
+  /**
+   * How messages are delimited on the bytes both ways (see `Framing`): `incoming` is decoded
+   * with it, and `writeLine` frames what it queues with it. Default `"ndjson"`.
+   */
+  readonly framing?: Framing.Mode | undefined
   readonly incoming: Stream.Stream<Uint8Array, unknown>
   /**
    * For a source that pushes (a Node stream's `data` events), the same bytes handed over as they
@@ -165,7 +175,7 @@ export interface Transport {
     readonly onChunk: (chunk: Uint8Array) => void
     readonly onEnd: (failure?: string) => void
   }) => Effect.Effect<PluginProcess.StdoutSwitch | void, never, Scope.Scope>) | undefined
-  /** Queues one line; false once the output is closed (and then `closed` completes). */
+  /** Queues one message (a JSON text), framed as `framing` says; false once the output is closed (and then `closed` completes). */
   readonly writeLine: (line: string) => boolean
   /**
    * Bytes queued by `writeLine` and not yet taken by the other side. A transport without it is
@@ -198,6 +208,7 @@ export type EndReason = PluginClientError.Reason | (() => PluginClientError.Reas
 export const fromProcess = (process: PluginProcess.PluginProcess): Transport => ({
   name: process.name,
   pid: process.pid,
+  framing: process.framing,
   incoming: process.stdout,
   listen: process.listenStdout,
   writeLine: process.writeLine,
@@ -229,6 +240,35 @@ export interface CallOptions {
    */
   readonly onProgress?: ((value: unknown) => Effect.Effect<void>) | undefined
 }
+
+/**
+ * A progress the other side reported for a call streamed with {@link progressStream} (MCP:
+ * `{progress, total?, message?}`; LSP: its `value`).
+ *
+ * @category models
+ */
+export interface CallProgress {
+  readonly _tag: "Progress"
+  readonly value: unknown
+}
+
+/**
+ * The result of a call streamed with {@link progressStream}: its last element.
+ *
+ * @category models
+ */
+export interface CallResult<A> {
+  readonly _tag: "Result"
+  readonly value: A
+}
+
+/**
+ * What a call streamed with {@link progressStream} emits: its progress reports, in order, then
+ * its result, after which the stream ends; a failed call fails the stream.
+ *
+ * @category models
+ */
+export type CallUpdate<A> = CallProgress | CallResult<A>
 
 /**
  * Counters of one connection.
@@ -305,6 +345,37 @@ export interface RpcPeer {
 // ---------------------------------------------------------------------------------------------
 // constructors
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * A call that asks for progress, as a `Stream`: `call` is given the `onProgress` to pass in its
+ * {@link CallOptions}, and the stream emits each progress as a {@link CallProgress}, then the
+ * result as a {@link CallResult}, and ends; the call's failure is the stream's. The call runs while the
+ * stream is pulled: a consumer that stops early (`Stream.take`, an interruption) interrupts it,
+ * which cancels it at the other side in the connection's dialect. A consumer that falls
+ * `bufferSize` (default 16) updates behind skips to the latest progress, as `onProgress` does;
+ * the result is never skipped.
+ *
+ * ```ts
+ * RpcPeer.progressStream((onProgress) => peer.request("index", { root }, { onProgress, timeout: "1 minute" }))
+ * ```
+ *
+ * @category constructors
+ */
+export const progressStream = <A, E, R>(
+  call: (onProgress: (value: unknown) => Effect.Effect<void>) => Effect.Effect<A, E, R>,
+  options?: { readonly bufferSize?: number | undefined }
+): Stream.Stream<CallUpdate<A>, E, R> =>
+  Stream.callback<CallUpdate<A>, E, R>(
+    (queue) =>
+      call((value) => Effect.asVoid(Queue.offer(queue, { _tag: "Progress", value }))).pipe(
+        Effect.matchCauseEffect({
+          onSuccess: (value) => Effect.andThen(Queue.offer(queue, { _tag: "Result", value }), Queue.end(queue)),
+          onFailure: (cause) => Queue.failCause(queue, cause)
+        }),
+        Effect.forkScoped
+      ),
+    { bufferSize: Math.max(1, options?.bufferSize ?? 16), strategy: "sliding" }
+  )
 
 /**
  * Notifications dropped because a connection's `onNotification` could not keep up, by plugin.
@@ -398,6 +469,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
     serial: maxConcurrent === 1,
     lenient: options?.lenient === true,
     maxLineBytes: options?.maxLineBytes,
+    framing: transport.framing ?? "ndjson",
     calls,
     end,
     serve: flow.serve,

@@ -6,7 +6,8 @@
  * process (`PluginProcess`, and `Leftovers`: what a killed host left running), the connection over it (`RpcPeer`), one plugin's lifetime
  * (`PluginClient`, with `Handshake` and typed `PluginMethod`s grouped in a `PluginContract` that
  * host and plugin share), many plugins (`PluginManager`,
- * `PluginHealth` with the pure `GroupHealth` rules and the `DoctorReport`), pollers (`Poller`,
+ * `PluginHealth` with the pure `GroupHealth` rules and the `DoctorReport`), plugins on other machines
+ * (`RemotePlugin`, a NATS service behind the same client contract), pollers (`Poller`,
  * `PollerRouter`, over a `Broker`), the errors calls fail with (`PluginClientError`), and the
  * plugin side (`PluginWorker`).
  *
@@ -32,5 +33,6 @@ export * as PluginProcess from "./PluginProcess.ts"
 export * as PluginWorker from "./PluginWorker.ts"
 export * as Poller from "./Poller.ts"
 export * as PollerRouter from "./PollerRouter.ts"
+export * as RemotePlugin from "./RemotePlugin.ts"
 export * as RestartWindow from "./RestartWindow.ts"
 export * as RpcPeer from "./RpcPeer.ts"

@@ -201,6 +201,90 @@ describe("Broker.layerMemory", () => {
     }))
 })
 
+describe("Broker.layerMemory requestMany (scatter-gather)", () => {
+  /** Serves `subject` with a reply `name` after `delay`. */
+  const answerAfter = (subject: string, name: string, delay: Duration.Input, queue?: string) =>
+    Effect.flatMap(Broker.Broker, (broker) =>
+      broker.serve(subject, () => Effect.as(Effect.sleep(delay), text(name)), queue === undefined ? {} : { queue }))
+
+  /** Runs a gathering in the background; its replies (as text) and the time it ended. */
+  const gatherInBackground = (subject: string, options: Broker.RequestManyOptions) =>
+    Effect.flatMap(Broker.Broker, (broker) =>
+      broker.requestMany(subject, text("?"), options).pipe(
+        Stream.map(str),
+        Stream.runCollect,
+        Effect.flatMap((replies) => Effect.map(Clock.currentTimeMillis, (at) => ({ replies: [...replies], at }))),
+        Effect.forkChild({ startImmediately: true })
+      ))
+
+  it.effect("every plain subscriber answers and one member per queue group; maxReplies ends it at once", () =>
+    Effect.gen(function*() {
+      yield* answerAfter("svc.ping", "a", 0)
+      yield* answerAfter("svc.ping", "b", 0)
+      yield* answerAfter("svc.ping", "q1", 0, "q")
+      yield* answerAfter("svc.ping", "q2", 0, "q")
+      const all = yield* gatherInBackground("svc.ping", { maxWait: "10 seconds", maxReplies: 3 })
+      const { at, replies } = yield* Fiber.join(all)
+      assert.strictEqual(at, 0, "no wait once maxReplies arrived")
+      assert.sameMembers(replies.filter((r) => !r.startsWith("q")), ["a", "b"])
+      assert.strictEqual(replies.filter((r) => r.startsWith("q")).length, 1)
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("maxWait ends the gathering at its deadline, with the replies that came before (TestClock)", () =>
+    Effect.gen(function*() {
+      yield* answerAfter("svc.ping", "fast", "100 millis")
+      yield* answerAfter("svc.ping", "slow", "300 millis")
+      yield* answerAfter("svc.ping", "late", "2 seconds")
+      const gathering = yield* gatherInBackground("svc.ping", { maxWait: "1 second" })
+      yield* TestClock.adjust("999 millis")
+      assert.isUndefined(gathering.pollUnsafe(), "still gathering 1 ms before maxWait")
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(yield* Fiber.join(gathering), { replies: ["fast", "slow"], at: 1000 })
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("quiet ends the gathering that long after the latest reply (TestClock)", () =>
+    Effect.gen(function*() {
+      yield* answerAfter("svc.ping", "a", "100 millis")
+      yield* answerAfter("svc.ping", "b", "200 millis")
+      yield* answerAfter("svc.ping", "c", "700 millis")
+      const gathering = yield* gatherInBackground("svc.ping", { maxWait: "5 seconds", quiet: "300 millis" })
+      yield* TestClock.adjust("499 millis")
+      assert.isUndefined(gathering.pollUnsafe(), "quiet runs from the latest reply (200 ms)")
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(yield* Fiber.join(gathering), { replies: ["a", "b"], at: 500 })
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("quiet does not start before the first reply", () =>
+    Effect.gen(function*() {
+      yield* answerAfter("svc.ping", "slow", "2 seconds")
+      const gathering = yield* gatherInBackground("svc.ping", { maxWait: "5 seconds", quiet: "300 millis" })
+      yield* TestClock.adjust("2300 millis")
+      assert.deepStrictEqual(yield* Fiber.join(gathering), { replies: ["slow"], at: 2300 })
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("a gathering nobody serves fails at once with NoResponders", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      const error = yield* broker.requestMany("nobody.home", text("?"), { maxWait: "1 second" }).pipe(Stream.runCollect, Effect.flip)
+      assert.deepStrictEqual(error.reason, new Broker.NoResponders({ subject: "nobody.home" }))
+    }).pipe(Effect.provide(Broker.layerMemory)))
+
+  it.effect("releasing the broker fails a running gathering with Closed", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const broker = yield* Broker.makeMemory.pipe(Scope.provide(scope))
+      yield* broker.serve("svc.silent", () => Effect.never)
+      const gathering = yield* broker.requestMany("svc.silent", text("?"), { maxWait: "1 minute" }).pipe(
+        Stream.runCollect,
+        Effect.flip,
+        Effect.forkChild({ startImmediately: true })
+      )
+      yield* Effect.yieldNow
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual((yield* Fiber.join(gathering)).reason._tag, "Closed")
+    }))
+})
+
 describe("PluginWorker.serveBroker over layerMemory", () => {
   class Revoked extends Schema.TaggedError<Revoked>()("Revoked", { what: Schema.String }) {
     override get message() {
@@ -257,7 +341,7 @@ describe("PluginWorker.serveBroker over layerMemory", () => {
       assert.include(JSON.stringify(boom), "-32603")
       assert.deepStrictEqual(yield* ask("call", { jsonrpc: "2.0", id: 5, method: "nothing" }), { jsonrpc: "2.0", id: 5, result: null })
       const host = yield* ask("call", { jsonrpc: "2.0", id: 6, method: "askHost" })
-      assert.include(JSON.stringify(host), "host calls are only available on stdio")
+      assert.include(JSON.stringify(host), "this request carries no host inbox")
       assert.deepStrictEqual(yield* ask("call", { jsonrpc: "2.0", id: 7, method: "logs" }), { jsonrpc: "2.0", id: 7, result: "logged" })
       assert.deepStrictEqual(yield* ask("call", { jsonrpc: "2.0", method: "echo" }), {
         jsonrpc: "2.0",

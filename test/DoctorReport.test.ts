@@ -201,3 +201,30 @@ describe("DoctorReport (verification)", () => {
     assert.deepStrictEqual(withVerification({ executable, files: [], flags: [] }).verification, { executable, files: [], flags: [] })
   })
 })
+
+describe("DoctorReport (remote plugins)", () => {
+  const base = { generatedAt: 0, plugins: [], groups: [] }
+  const instance = (id: string, extra: Partial<GroupHealth.RemoteInstance> = {}) =>
+    new GroupHealth.RemoteInstance({ id, version: "1.0.0", latencyMillis: 0.42, requests: 10, errors: 0, ...extra })
+
+  it("lists each remote plugin with its verdict and one line per instance; nothing without remotes", () => {
+    const report = new DoctorReport.DoctorReport({
+      ...base,
+      remotes: [
+        GroupHealth.remoteCheck({ plugin: "cal", service: "calendar", minInstances: 2 }, [
+          instance("a"),
+          instance("b", { latencyMillis: 25, errors: 2, lastError: "calendar\nlocked" })
+        ], 0),
+        GroupHealth.remoteCheck({ plugin: "mail", service: "mail", minInstances: 1 }, [], 0)
+      ]
+    })
+    const text = DoctorReport.render(report)
+    assert.include(text, "remote cal (NATS service calendar): Healthy - 2 instances (2 required)")
+    assert.include(text, "  instance a v1.0.0: ping 0.4 ms, 10 requests, 0 errors\n")
+    assert.include(text, "  instance b v1.0.0: ping 25 ms, 10 requests, 2 errors, last error: calendar locked")
+    assert.include(text, "remote mail (NATS service mail): Failed - no instance answers")
+    const decoded = Schema.decodeUnknownSync(DoctorReport.DoctorReport)(Schema.encodeSync(DoctorReport.DoctorReport)(report))
+    assert.strictEqual(DoctorReport.render(decoded), text)
+    assert.notInclude(DoctorReport.render(new DoctorReport.DoctorReport(base)), "remote ")
+  })
+})

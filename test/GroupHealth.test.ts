@@ -106,3 +106,32 @@ describe("GroupHealth", () => {
     assert.deepStrictEqual(GroupHealth.unreachableServer("ghost", "gone").capabilities, [])
   })
 })
+
+describe("GroupHealth remote plugins", () => {
+  const instance = (id: string) => new GroupHealth.RemoteInstance({ id, version: "1.0.0", latencyMillis: 0.4, requests: 0, errors: 0 })
+
+  it("a remote plugin is healthy at its minimum of instances, degraded below it, failed at zero or when discovery failed", () => {
+    const table: ReadonlyArray<readonly [number, number, string | undefined, GroupHealth.Status, string]> = [
+      [3, 2, undefined, "Healthy", "3 instances (2 required)"],
+      [2, 2, undefined, "Healthy", "2 instances (2 required)"],
+      [1, 1, undefined, "Healthy", "1 instance (1 required)"],
+      [1, 2, undefined, "Degraded", "1 of 2 required instances"],
+      [0, 1, undefined, "Failed", "no instance answers"],
+      [0, 2, "cannot connect", "Failed", "discovery failed: cannot connect"]
+    ]
+    for (const [count, min, problem, status, message] of table) {
+      assert.deepStrictEqual(GroupHealth.remoteStatusOf(count, min, problem), [status, message], `${count} of ${min}`)
+    }
+  })
+
+  it("a remote check carries the plugin, its service, its minimum, the instances and the verdict", () => {
+    const check = GroupHealth.remoteCheck({ plugin: "cal", service: "calendar", minInstances: 2 }, [instance("a")], 1234)
+    assert.deepInclude(check, { plugin: "cal", service: "calendar", minInstances: 2, state: "Degraded", lastCheck: 1234, message: "1 of 2 required instances" })
+    assert.deepStrictEqual(Schema.decodeUnknownSync(GroupHealth.RemoteHealthcheck)(Schema.encodeSync(GroupHealth.RemoteHealthcheck)(check)), check)
+  })
+
+  it("instance changes are the ids that joined and left between two checks", () => {
+    assert.deepStrictEqual(GroupHealth.instanceChanges([instance("a"), instance("b")], [instance("b"), instance("c")]), { joined: ["c"], left: ["a"] })
+    assert.deepStrictEqual(GroupHealth.instanceChanges([instance("a")], [instance("a")]), { joined: [], left: [] })
+  })
+})

@@ -41,7 +41,8 @@ const plain = (p: LifetimePolicy.LifetimePolicy) => ({
   maxQueuedBytes: p.maxQueuedBytes,
   consecutiveTimeoutsBeforeRecycle: p.consecutiveTimeoutsBeforeRecycle,
   backoff: p.backoff === undefined ? undefined : plainBackoff(p.backoff),
-  cancellation: p.cancellation
+  cancellation: p.cancellation,
+  framing: p.framing
 })
 
 const S = 1000
@@ -64,7 +65,8 @@ const DEFAULT_PLAIN: Plain = {
   maxQueuedBytes: 32 * 1024 * 1024,
   consecutiveTimeoutsBeforeRecycle: 3,
   backoff: undefined,
-  cancellation: "none"
+  cancellation: "none",
+  framing: "ndjson"
 }
 
 const BACKOFF_PLAIN: ReturnType<typeof plainBackoff> = { initial: 1 * S, factor: 2, jitter: 0.25, max: 5 * MIN, giveUpAfter: 10, resetAfter: 10 * MIN }
@@ -279,6 +281,7 @@ describe("LifetimePolicy.config", () => {
         PLUGIN_HOST_MAX_QUEUED_BYTES: "8 MiB",
         PLUGIN_HOST_CONSECUTIVE_TIMEOUTS_BEFORE_RECYCLE: "7",
         PLUGIN_HOST_CANCELLATION: "mcp",
+        PLUGIN_HOST_FRAMING: "content-length",
         PLUGIN_HOST_BACKOFF_INITIAL: "500ms",
         PLUGIN_HOST_BACKOFF_FACTOR: "3",
         PLUGIN_HOST_BACKOFF_JITTER: "0.1",
@@ -301,7 +304,8 @@ describe("LifetimePolicy.config", () => {
         maxQueuedBytes: 8 * 1024 * 1024,
         consecutiveTimeoutsBeforeRecycle: 7,
         backoff: { initial: 500, factor: 3, jitter: 0.1, max: 1 * MIN, giveUpAfter: 4, resetAfter: 60 * MIN },
-        cancellation: "mcp"
+        cancellation: "mcp",
+        framing: "content-length"
       })
     }))
 
@@ -347,6 +351,7 @@ describe("LifetimePolicy.config", () => {
     ["an unknown start", { PLUGIN_HOST_START: "sometimes" }, [`"lazy" | "eager"`, `["PLUGIN_HOST"]["START"]`]],
     ["an unknown preset", { PLUGIN_HOST_PRESET: "turbo" }, [`["PLUGIN_HOST"]["PRESET"]`]],
     ["an unknown cancellation dialect", { PLUGIN_HOST_CANCELLATION: "grpc" }, [`"lsp" | "mcp" | "none"`, `["PLUGIN_HOST"]["CANCELLATION"]`]],
+    ["an unknown framing", { PLUGIN_HOST_FRAMING: "lines" }, [`"ndjson" | "content-length"`, `["PLUGIN_HOST"]["FRAMING"]`]],
     ["a bad byte size", { PLUGIN_HOST_MAX_LINE_BYTES: "lots" }, [
       `expected a byte count such as 16777216 or "16 MiB"`,
       `["PLUGIN_HOST"]["MAX_LINE_BYTES"]`

@@ -84,12 +84,23 @@ const fullManifest = (format: ManifestSchema.Format) => {
     [key("unsafeEnvVars")]: ["NODE_OPTIONS"],
     [key("checksumSha256")]: "a".repeat(64),
     checksums: { "lib/helpers.mjs": "b".repeat(64) },
+    framing: "content-length",
+    cancellation: "lsp",
+    discovery: { tools: "tools/list", resources: "resources/list" },
     poller: {
       kinds: ["rss", "atom"],
       [key("brokerTopicPrefix")]: "plugins.full",
       lifecycle: "long_lived",
       [key("maxConcurrentTicks")]: 4,
       [key("tickTimeoutSecs")]: 90
+    },
+    remote: {
+      [key("subjectPrefix")]: "plugins.full",
+      service: "full-svc",
+      servers: ["nats://127.0.0.1:4222"],
+      [key("serverSet")]: "main",
+      idempotent: ["get"],
+      [key("minInstances")]: 2
     }
   }
 }
@@ -124,7 +135,8 @@ describe("ManifestSchema", () => {
       assert.strictEqual(schema.$schema, "https://json-schema.org/draft/2020-12/schema")
       assert.isString(schema.title)
       const poller = objectAt(objectAt(schema, "properties"), "poller")
-      for (const level of [schema, poller]) {
+      const discovery = objectAt(objectAt(schema, "properties"), "discovery")
+      for (const level of [schema, poller, discovery]) {
         assert.strictEqual(level.additionalProperties, false)
         for (const [key, property] of Object.entries(objectAt(level, "properties"))) {
           assert.isTrue(isObject(property) && typeof property.description === "string" && property.description.length > 20, key)
@@ -150,6 +162,9 @@ describe("ManifestSchema", () => {
         assert.sameMembers(fieldKeys, Object.keys(PluginManifest.PluginManifest.fields).map(fileKey))
         assert.strictEqual(Object.keys(properties).includes("$schema"), format === "json")
         assert.sameMembers(Object.keys(pollerProperties), Object.keys(PluginManifest.PollerSection.fields).map(fileKey))
+        const remoteProperties = objectAt(objectAt(properties, "remote"), "properties")
+        assert.sameMembers(Object.keys(remoteProperties), Object.keys(manifest.remote))
+        assert.sameMembers(Object.keys(remoteProperties), Object.keys(PluginManifest.RemoteSection.fields).map(fileKey))
         const parsed = yield* parseFull(format)
         assert.deepStrictEqual(parsed.allowedEnvVars, ["PATH", "NODE_OPTIONS"])
         assert.deepStrictEqual(parsed.unsafeEnvVars, ["NODE_OPTIONS"])
@@ -157,6 +172,17 @@ describe("ManifestSchema", () => {
         assert.deepStrictEqual(parsed.checksums, { "lib/helpers.mjs": "b".repeat(64) })
         assert.strictEqual(parsed.poller?.brokerTopicPrefix, "plugins.full")
         assert.strictEqual(parsed.poller?.maxConcurrentTicks, 4)
+        assert.deepStrictEqual({ ...parsed.remote }, {
+          subjectPrefix: "plugins.full",
+          service: "full-svc",
+          servers: ["nats://127.0.0.1:4222"],
+          serverSet: "main",
+          idempotent: ["get"],
+          minInstances: 2
+        })
+        assert.strictEqual(parsed.framing, "content-length")
+        assert.strictEqual(parsed.cancellation, "lsp")
+        assert.deepStrictEqual(parsed.discovery, { tools: "tools/list", resources: "resources/list" })
       }))
   }
 

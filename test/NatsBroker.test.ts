@@ -113,6 +113,34 @@ describe.skipIf(skipNats)("NatsBroker (real nats-server)", () => {
       assert.strictEqual(answers.filter((x) => x === "a").length, byA)
     }).pipe(Effect.provide(quiet)))
 
+  it.live("requestMany gathers a reply from every plain subscriber and one per queue group", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const a = yield* NatsBroker.make({ servers: server.url, name: "a" })
+      const b = yield* NatsBroker.make({ servers: server.url, name: "b" })
+      const client = yield* NatsBroker.make({ servers: server.url, name: "client" })
+      yield* a.serve("svc.ping", () => Effect.succeed(text("a")))
+      yield* b.serve("svc.ping", () => Effect.succeed(text("b")))
+      yield* a.serve("svc.ping", () => Effect.succeed(text("qa")), { queue: "q" })
+      yield* b.serve("svc.ping", () => Effect.succeed(text("qb")), { queue: "q" })
+      const { ms, value: replies } = yield* timed(
+        client.requestMany("svc.ping", text("?"), { maxWait: "5 seconds", quiet: "300 millis" }).pipe(Stream.map(str), Stream.runCollect)
+      )
+      assert.sameMembers(replies.filter((r) => !r.startsWith("q")), ["a", "b"])
+      assert.strictEqual(replies.filter((r) => r.startsWith("q")).length, 1)
+      assert.isBelow(ms, 4_000, "the quiet gap ended it, not maxWait")
+      const counted = yield* client.requestMany("svc.ping", text("?"), { maxWait: "5 seconds", maxReplies: 2 }).pipe(Stream.runCollect)
+      assert.strictEqual(counted.length, 2)
+    }).pipe(Effect.provide(quiet)))
+
+  it.live("requestMany to a subject nobody serves fails with NoResponders", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const client = yield* NatsBroker.make({ servers: server.url })
+      const error = yield* client.requestMany("nobody.home", text("?"), { maxWait: "5 seconds" }).pipe(Stream.runCollect, Effect.flip)
+      assert.deepStrictEqual(error.reason, new Broker.NoResponders({ subject: "nobody.home" }))
+    }).pipe(Effect.provide(quiet)))
+
   it.live("subscribe streams published messages and can answer requests", () =>
     Effect.gen(function*() {
       const server = yield* startNatsServer
@@ -196,7 +224,7 @@ describe.skipIf(skipNats)("NatsBroker (real nats-server)", () => {
           error: { code: -32601, message: "Method not found: nope" }
         })
         const hostCall = yield* ask("plugins.vault.call", { jsonrpc: "2.0", id: 8, method: "askHost" })
-        assert.include(JSON.stringify(hostCall), "host calls are only available on stdio")
+        assert.include(JSON.stringify(hostCall), "this request carries no host inbox")
         assert.deepStrictEqual(yield* ask("plugins.vault.call", { jsonrpc: "2.0", id: 9, method: "initialize" }), {
           jsonrpc: "2.0",
           id: 9,

@@ -348,6 +348,36 @@ describe("PluginClient (TestClock, in-memory spawner)", () => {
       assert.strictEqual((yield* fake.spawns).length, 2)
     }))
 
+  it.effect("a manifest's cancellation wins over the policy's: a timed-out call is cancelled in the manifest's dialect", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.neverReply() })
+      const manifest = PluginManifest.make({ name: "fake", version: "1", executable: "plugin", cancellation: "mcp" })
+      const client = yield* PluginClient.make(manifest, { policy: LifetimePolicy.makeUnsafe({ cancellation: "none" }) }).pipe(
+        Effect.provide(fake.layer)
+      )
+      const call = yield* client.request("work", {}, { timeout: "1 second" }).pipe(Effect.flip, Effect.forkChild)
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      assert.instanceOf((yield* Fiber.join(call)).reason, PluginClientError.Timeout)
+      yield* settle
+      const lines = ((yield* fake.spawns)[0]?.stdinLines ?? []).map((line) => JSON.parse(line))
+      assert.deepStrictEqual(lines.map((line) => line.method), ["work", "notifications/cancelled"])
+      assert.deepStrictEqual(lines[1].params, { requestId: lines[0].id, reason: "timeout" })
+    }))
+
+  it.effect("without a manifest's cancellation the policy's holds: \"none\" sends nothing", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.neverReply() })
+      const manifest = PluginManifest.make({ name: "fake", version: "1", executable: "plugin" })
+      const client = yield* PluginClient.make(manifest).pipe(Effect.provide(fake.layer))
+      const call = yield* client.request("work", {}, { timeout: "1 second" }).pipe(Effect.flip, Effect.forkChild)
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(call)
+      yield* settle
+      assert.deepStrictEqual(((yield* fake.spawns)[0]?.stdinLines ?? []).map((line) => JSON.parse(line).method), ["work"])
+    }))
+
   it.effect("shutdown stops the plugin for good; later calls fail with Closed", () =>
     Effect.gen(function*() {
       const { fake, client } = yield* fakeClient(InMemorySpawner.echo())

@@ -461,6 +461,29 @@ describe("PluginHealth (TestClock, in-memory spawner)", () => {
       assert.include(odd.servers?.[0]?.error, "`tools/list` expected {tools: [{name}…]} or a list of names")
     }))
 
+  it.effect("a plugin's own discovery methods replace the service-wide ones for it alone", () =>
+    Effect.gen(function*() {
+      const own = scripted({ "mcp/tools": () => ok(["mine"]), "tools/list": () => ok(["not asked"]) })
+      const { health } = yield* setup({ ...catalog, own }, [{ id: "fast" }, { id: "own" }], {
+        groups: { mixed: ["fast", "own"] },
+        discovery: { ...discovery, plugins: { own: { tools: "mcp/tools" } } }
+      })
+      const found = yield* health.discover("mixed")
+      assert.deepStrictEqual(found.tools, ["search", "read", "mine"])
+      // Its own methods name no resources method: it is asked for none.
+      assert.deepStrictEqual(found.servers?.find((s) => s.serverName === "own")?.resources, [])
+      assert.isFalse(found.partial)
+    }))
+
+  it.effect("an empty per-plugin discovery method is a configuration error naming it", () =>
+    Effect.gen(function*() {
+      const error = yield* setup(catalog, [{ id: "fast" }], {
+        groups: { g: ["fast"] },
+        discovery: { plugins: { fast: { tools: " " } } }
+      }).pipe(Effect.flip)
+      assert.include(error.message, "discovery.plugins.fast.tools")
+    }))
+
   it.effect("discovery keeps descriptions, input schemas and mime types, and the doctor shows the group's last discovery", () =>
     Effect.gen(function*() {
       const { health } = yield* setup(catalog, [{ id: "fast" }, { id: "plain" }], { groups: { complete: ["fast", "plain"] }, discovery })

@@ -219,6 +219,24 @@ describe("PluginManifest", () => {
         assert.strictEqual(poller, "`poller.kinds`: expected array, got \"ticks\"")
       }))
 
+    it.effect("reads the wire a plugin speaks and its discovery methods, and names a value it does not know", () =>
+      Effect.gen(function*() {
+        const parsed = yield* PluginManifest.parse(
+          `${minimalToml}framing = "content-length"\ncancellation = "lsp"\n[discovery]\ntools = "tools/list"\n`,
+          "/x/vault.toml"
+        )
+        assert.strictEqual(parsed.framing, "content-length")
+        assert.strictEqual(parsed.cancellation, "lsp")
+        assert.deepStrictEqual(parsed.discovery, { tools: "tools/list" })
+        const minimal = yield* PluginManifest.parse(minimalToml, "/x/vault.toml")
+        assert.isUndefined(minimal.framing)
+        assert.isUndefined(minimal.cancellation)
+        const detail = yield* invalidDetail(`${minimalToml}framing = "lines"\ncancellation = "grpc"\n[discovery]\ntools = "a b"\n`, "/x/vault.toml")
+        assert.include(detail, "`framing`: expected \"ndjson\" | \"content-length\", got \"lines\"")
+        assert.include(detail, "`cancellation`: expected \"lsp\" | \"mcp\" | \"none\", got \"grpc\"")
+        assert.include(detail, "`discovery.tools`: expected a method name")
+      }))
+
     it.effect("names missing required keys", () =>
       Effect.gen(function*() {
         const detail = yield* invalidDetail(`name = "vault"\nexecutable = "bin/vault"\n[poller]\nkinds = ["ticks"]\n`, "/x/vault.toml")
@@ -651,6 +669,18 @@ describe("PluginManifest", () => {
         assert.isTrue(path.isAbsolute(outcomes[0]?.path ?? ""))
       }).pipe(Effect.provide(NodeServices.layer)))
 
+    it.effect("a [remote] manifest is valid without its executable here (its instances run it elsewhere); a local one is not", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        write(dir, "calendar.toml", `name = "calendar"\nversion = "1"\nexecutable = "calendar-nats.ts"\n[remote]\nsubject_prefix = "plugins.calendar"\n`)
+        write(dir, "local.toml", `name = "local"\nversion = "1"\nexecutable = "missing"\n`)
+        const outcomes = yield* PluginManifest.discover(dir)
+        assert.deepStrictEqual(outcomes.map((o) => [o._tag, o._tag === "Rejected" ? o.error.reason._tag : o.manifest.name]), [
+          ["Valid", "calendar"],
+          ["Rejected", "ExecutableMissing"]
+        ])
+      }).pipe(Effect.provide(NodeServices.layer)))
+
     it.effect("a missing folder fails with NotFound naming the folder; an existing empty folder gives an empty list", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
@@ -674,4 +704,38 @@ describe("PluginManifest", () => {
       assert.isFalse(PluginManifest.isManifestFileName("echo.yaml"))
     })
   })
+})
+
+describe("PluginManifest [remote]", () => {
+  it.effect("a TOML [remote] table says where the plugin's instances are; omitted fields take their defaults", () =>
+    Effect.gen(function*() {
+      const full = yield* PluginManifest.parse(
+        `${minimalToml}[remote]\nsubject_prefix = "plugins.vault"\nservice = "vault-svc"\nservers = ["nats://a:4222", "b:4222"]\nidempotent = ["get"]\nmin_instances = 2\n`,
+        "/x/vault.toml"
+      )
+      assert.deepStrictEqual(
+        { ...full.remote },
+        { subjectPrefix: "plugins.vault", service: "vault-svc", servers: ["nats://a:4222", "b:4222"], idempotent: ["get"], minInstances: 2 }
+      )
+      const bare = yield* PluginManifest.parse(`${minimalToml}[remote]\nsubject_prefix = "plugins.vault"\n`, "/x/vault.toml")
+      assert.deepStrictEqual({ ...bare.remote }, { subjectPrefix: "plugins.vault", idempotent: [], minInstances: 1 })
+      const json = yield* PluginManifest.parse(
+        JSON.stringify({ name: "vault", version: "1", executable: "bin/vault", remote: { subjectPrefix: "plugins.vault", minInstances: 3 } }),
+        "/x/vault.json"
+      )
+      assert.strictEqual(json.remote?.minInstances, 3)
+    }))
+
+  it.effect("a bad [remote] field is named with its section", () =>
+    Effect.gen(function*() {
+      const unknown = yield* invalidDetail(`${minimalToml}[remote]\nsubject_prefix = "p"\nserver = "x"\n`, "/x/vault.toml")
+      assert.strictEqual(unknown, "unknown key `remote.server`")
+      const service = yield* invalidDetail(`${minimalToml}[remote]\nsubject_prefix = "p"\nservice = "a.b"\n`, "/x/vault.toml")
+      assert.include(service, "`remote.service`")
+      const missing = yield* invalidDetail(`${minimalToml}[remote]\nservice = "svc"\n`, "/x/vault.toml")
+      assert.include(missing, "`remote.subject_prefix`")
+      const none = yield* invalidDetail(`${minimalToml}[remote]\nsubject_prefix = "p"\nmin_instances = 0\n`, "/x/vault.toml")
+      assert.include(none, "`remote.min_instances`")
+      assert.include(none, "an integer from 1 to 1000")
+    }))
 })

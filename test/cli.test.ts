@@ -172,6 +172,39 @@ describe("plugin-host command (subprocess)", () => {
     assert.include(table.stdout, `containment: ${report.containment?.mode}`)
   })
 
+  it("doctor runs the discovery a manifest declares, over the framing it declares, and shows the tools and resources", () => {
+    const lspManifest = [
+      `name = "lsp"`,
+      `version = "1.0.0"`,
+      `executable = "${node}"`,
+      `args = ${JSON.stringify([fixture("lsp-peer.mjs")])}`,
+      `framing = "content-length"`,
+      `cancellation = "lsp"`,
+      `[discovery]`,
+      `tools = "tools/list"`,
+      `resources = "resources/list"`
+    ].join("\n")
+    const dir = makeDir({ "lsp.toml": lspManifest, "echo.toml": rpcManifest("echo") })
+    const table = cli(["doctor", "--dir", dir])
+    assert.strictEqual(table.code, 0, table.stdout + table.stderr)
+    assert.include(table.stdout, "hover (Shows what is under the cursor)")
+    assert.include(table.stdout, "file:///workspace [inode/directory]")
+    const json = cli(["doctor", "--json", "--dir", dir])
+    const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
+    const discovery = report.groups.find((g) => g.group === "plugins")?.discovery
+    assert.deepStrictEqual(discovery?.toolDetails.find((t) => t.name === "hover")?.inputSchema, { type: "object" })
+    // The plugin without a declared discovery keeps its handshake's methods as its tools.
+    assert.deepStrictEqual((discovery?.servers ?? []).map((s) => s.serverName).sort(), ["echo", "lsp"])
+  })
+
+  it("doctor runs no discovery when no manifest declares it", () => {
+    const dir = makeDir({ "echo.toml": rpcManifest("echo") })
+    const json = cli(["doctor", "--json", "--dir", dir])
+    assert.strictEqual(json.code, 0, json.stderr)
+    const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
+    assert.isUndefined(report.groups.find((g) => g.group === "plugins")?.discovery)
+  })
+
   it("doctor exits 1 when a plugin is disabled, naming it (PLUGIN_HOST_RESTART_CAP=1 disables at the first crash)", () => {
     const dir = makeDir({ "echo.toml": rpcManifest("echo"), "broken.toml": crashingManifest("broken") })
     const result = cli(["doctor", "--dir", dir], 20_000, { PLUGIN_HOST_RESTART_CAP: "1" })
@@ -267,6 +300,123 @@ describe.skipIf(skipNats)("plugin-host tick --nats (real nats-server)", () => {
       assert.strictEqual(down.code, 1)
       assert.include(down.stderr, "cannot connect to NATS at nats://127.0.0.1:1")
     }))
+})
+
+describe.skipIf(skipNats)("plugin-host doctor --nats (real nats-server)", () => {
+  afterEach(async () => {
+    const clean = await Effect.runPromise(eventually(() => liveChildren().length === 0, 3_000))
+    assert.isTrue(clean, `children left behind: ${liveChildren().join(", ")}`)
+  })
+
+  it.live("with no remote manifest, lists every NATS service answering $SRV.PING with its instances, marked as in no manifest, beside the local plugins, in text and JSON", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const responder = path.join(root, "test/fixtures/micro-responder.ts")
+      const one = yield* spawnNode(responder, { NATS_URL: server.url, SERVICE: "calendar", INSTANCE: "cal1", REQUESTS: "7", ERRORS: "1", LAST_ERROR: "calendar locked" })
+      const two = yield* spawnNode(responder, { NATS_URL: server.url, SERVICE: "calendar", INSTANCE: "cal2" })
+      yield* one.waitForStderr("responding calendar cal1", 10_000)
+      yield* two.waitForStderr("responding calendar cal2", 10_000)
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plugin-host-cli-"))
+      try {
+        fs.writeFileSync(path.join(dir, "echo.toml"), rpcManifest("echo"))
+        const text = cli(["doctor", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(text.code, 0, text.stderr + text.stdout)
+        assert.include(text.stdout, "echo")
+        assert.include(text.stdout, "remote calendar (NATS service calendar, answering but in no manifest): Healthy - 2 instances (1 required)")
+        assert.match(text.stdout, /instance cal1 v1\.0\.0: ping [\d.]+ (ms|s), 7 requests, 1 errors, last error: calendar locked/)
+        assert.match(text.stdout, /instance cal2 v1\.0\.0: ping [\d.]+ (ms|s), 0 requests, 0 errors\n?/)
+        const json = cli(["doctor", "--json", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(json.code, 0, json.stderr)
+        const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
+        assert.deepStrictEqual(report.plugins.map((p) => p.id), ["echo"])
+        const [calendar, ...others] = report.remotes ?? []
+        assert.strictEqual(others.length, 0)
+        assert.deepInclude(calendar, { plugin: "calendar", service: "calendar", state: "Healthy", minInstances: 1, discovered: true })
+        assert.sameMembers(calendar?.instances.map((i) => i.id) ?? [], ["cal1", "cal2"])
+        yield* one.kill("SIGTERM")
+        yield* two.kill("SIGTERM")
+        yield* one.exited
+        yield* two.exited
+        const none = cli(["doctor", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(none.code, 0, none.stderr)
+        assert.include(none.stdout, `no NATS service answers $SRV.PING at ${server.url}`)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+
+  it.live("reports the folder's remote plugins by their manifests' service and min_instances, and marks other answering services", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const workerEnv = { NATS_URL: server.url, WORKER_PREFIX: "plugins.remote", WORKER_SERVICE: "remote-test" }
+      const one = yield* spawnNode(fixture("remote-worker.ts"), workerEnv)
+      const two = yield* spawnNode(fixture("remote-worker.ts"), workerEnv)
+      const billing = yield* spawnNode(path.join(root, "test/fixtures/micro-responder.ts"), { NATS_URL: server.url, SERVICE: "billing", INSTANCE: "bill1" })
+      yield* one.waitForStderr("serving", 15_000)
+      yield* two.waitForStderr("serving", 15_000)
+      yield* billing.waitForStderr("responding billing bill1", 10_000)
+      const remoteManifest = [
+        `name = "remote"`,
+        `version = "1.0.0"`,
+        `executable = "remote-worker.ts"`,
+        `[remote]`,
+        `subject_prefix = "plugins.remote"`,
+        `service = "remote-test"`,
+        `min_instances = 3`
+      ].join("\n")
+      const dir = pluginDir({ "echo.toml": rpcManifest("echo"), "remote.toml": remoteManifest })
+      try {
+        const text = cli(["doctor", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(text.code, 0, "degraded is not failed: " + text.stderr + text.stdout)
+        assert.include(text.stdout, "remote remote (NATS service remote-test): Degraded - 2 of 3 required instances")
+        assert.match(text.stdout, /^remote\s+Running\s+Degraded\s+-/m, "the plugin's row is as its instances")
+        assert.include(text.stdout, "group plugins: Degraded")
+        assert.strictEqual(text.stdout.match(/^ {2}instance [0-9a-f-]{36} v1\.0\.0: ping [\d.]+ (ms|s), \d+ requests/gm)?.length, 2, text.stdout)
+        assert.include(text.stdout, "remote billing (NATS service billing, answering but in no manifest): Healthy - 1 instance (1 required)")
+        assert.notInclude(text.stdout, "no NATS service answers")
+        const json = cli(["doctor", "--json", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(json.code, 0, json.stderr)
+        const report = Schema.decodeUnknownSync(PluginHealth.DoctorReport)(JSON.parse(json.stdout))
+        assert.sameMembers(report.plugins.map((p) => p.id), ["echo", "remote"])
+        const byName = new Map((report.remotes ?? []).map((r) => [r.plugin, r] as const))
+        assert.deepInclude(byName.get("remote"), { service: "remote-test", minInstances: 3, state: "Degraded" })
+        assert.isUndefined(byName.get("remote")?.discovered)
+        assert.deepInclude(byName.get("billing"), { service: "billing", state: "Healthy", discovered: true })
+        yield* one.kill("SIGTERM")
+        yield* two.kill("SIGTERM")
+        yield* one.exited
+        yield* two.exited
+        const gone = cli(["doctor", "--nats", server.url, "--dir", dir])
+        assert.strictEqual(gone.code, 1, gone.stdout)
+        assert.include(gone.stdout, "remote remote (NATS service remote-test): Failed - no instance answers")
+        assert.include(gone.stderr, "remote plugin `remote` failed: no instance answers")
+        assert.notInclude(gone.stderr, "plugin `remote` failed: no instance answers;", "the problem is named once")
+        assert.notInclude(gone.stderr, "billing")
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }), 90_000)
+
+  it("a remote manifest whose own servers cannot be reached fails the doctor, naming the plugin", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "doctor-remote-down-"))
+    try {
+      fs.writeFileSync(
+        path.join(dir, "faraway.toml"),
+        `name = "faraway"\nversion = "1.0.0"\nexecutable = "faraway.ts"\n\n[remote]\nsubject_prefix = "plugins.faraway"\nservers = ["nats://127.0.0.1:1"]\n`
+      )
+      const down = cli(["doctor", "--dir", dir])
+      assert.strictEqual(down.code, 1, down.stdout)
+      assert.include(down.stderr, "faraway could not be hosted")
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("an unreachable --nats server fails the doctor with exit code 1, naming it", () => {
+    const down = cli(["doctor", "--nats", "nats://127.0.0.1:1", "--dir", path.join(root, "examples/plugins")])
+    assert.strictEqual(down.code, 1)
+    assert.include(down.stderr, "cannot connect to NATS at nats://127.0.0.1:1")
+  })
 })
 
 describe("plugin-host run, live view on a terminal (frames as a pure function)", () => {

@@ -114,7 +114,7 @@ const assertLines = (output: string, expected: ReadonlyArray<string>) => {
 }
 
 /** Every example program this suite runs (quickstart.ts is `npm start`, run by the CLI tests). */
-const testedPrograms = ["manager-layer.ts", "pollers.ts", "testing-your-host.ts", "typed-methods.ts"]
+const testedPrograms = ["manager-layer.ts", "pollers.ts", "remote-calendar.ts", "testing-your-host.ts", "typed-methods.ts"]
 
 describe("example programs (node examples/<file>.ts)", () => {
   afterEach(noChildLeft)
@@ -551,6 +551,55 @@ describe.skipIf(skipNats)("calendar over NATS (real nats-server)", () => {
       yield* worker.exited.pipe(Effect.timeout("5 seconds"))
       assert.strictEqual(worker.child.exitCode, 0, "the NATS worker exits 0 on SIGTERM")
     }).pipe(Effect.provide(live)))
+})
+
+describe.skipIf(skipNats)("the calendar on two machines (real nats-server, two worker processes)", () => {
+  afterEach(noChildLeft)
+
+  const doctor = (url: string) => runNode(["src/cli/main.ts", "doctor", "--nats", url, "--dir", "examples/remote-plugins"])
+  const instanceLines = (output: string) => output.match(/^ {2}instance [0-9a-f-]{36} v0\.1\.0: ping /gm)?.length ?? 0
+
+  it.live("remote-calendar.ts calls the calendar served by two workers through a [remote] manifest; doctor shows both instances, then one", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const workers = yield* Effect.forEach([1, 2], () => spawnNode(path.join(pluginDir, "calendar", "calendar-nats.ts"), { NATS_URL: server.url }))
+      for (const worker of workers) yield* worker.waitForStderr(`serving ${CalendarHandlers.topicPrefix}.tick`, 10_000)
+
+      const run = yield* Effect.promise(() => runNode(["examples/remote-calendar.ts"], { ...process.env, PLUGIN_HOST_NATS_SERVERS: server.url }))
+      assertSucceeded(run, "PLUGIN_HOST_NATS_SERVERS=… remote-calendar.ts")
+      assertLines(run.stdout, [
+        "registered calendar (remote: NATS service calendar, subject plugins.calendar.call)",
+        "20 calls answered by 2 instances",
+        "tick: saw 2 events, 2 reminders, next cursor \"evt-2\"",
+        "remote calendar (NATS service calendar): Healthy - 2 instances (2 required)"
+      ])
+      const pids = /\(pids (\d+), (\d+)\)/.exec(run.stdout)
+      assert.sameMembers([Number(pids?.[1]), Number(pids?.[2])], workers.map((w) => w.pid), "the worker processes answered")
+      assert.strictEqual(instanceLines(run.stdout), 2, run.stdout)
+
+      const both = yield* Effect.promise(() => doctor(server.url))
+      assertSucceeded(both, "plugin-host doctor --nats")
+      assert.include(both.stdout, "remote calendar (NATS service calendar): Healthy - 2 instances (2 required)")
+      assert.strictEqual(instanceLines(both.stdout), 2, both.stdout)
+
+      const [first] = workers
+      if (first !== undefined) {
+        yield* first.kill("SIGTERM")
+        yield* first.exited
+      }
+      const one = yield* Effect.promise(() => doctor(server.url))
+      assertSucceeded(one, "plugin-host doctor --nats, one worker stopped (degraded is not failed)")
+      assert.include(one.stdout, "remote calendar (NATS service calendar): Degraded - 1 of 2 required instances")
+      assert.strictEqual(instanceLines(one.stdout), 1, one.stdout)
+    }).pipe(Effect.provide(live)), 90_000)
+
+  it("remote-calendar.ts without PLUGIN_HOST_NATS_SERVERS says what to set and exits 2", async () => {
+    const env = { ...process.env }
+    delete env.PLUGIN_HOST_NATS_SERVERS
+    const run = await runNode(["examples/remote-calendar.ts"], env)
+    assert.strictEqual(run.code, 2, run.stdout + run.stderr)
+    assert.include(run.stderr, "set PLUGIN_HOST_NATS_SERVERS")
+  })
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,13 @@
  * promptly); a flag (`call --timeout`) overrides both. Failures end as a {@link CliFailure}: a
  * message for stderr and an exit code; results go to stdout.
  *
+ * Remote plugins (manifests with a `[remote]` table) are hosted beside local ones: on the `--nats`
+ * connection when given (for manifests naming no servers of their own), else on the servers the
+ * manifest or `PLUGIN_HOST_NATS_SERVERS[_<SET>]` names. `doctor` reports each with the instances
+ * discovery finds, judged by its manifest's `min_instances` (degraded below, failed at zero, which
+ * fails the command), and with `--nats` also lists every other service answering `$SRV.PING`
+ * there, marked "answering but in no manifest" and never failing the command.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -25,6 +32,7 @@ import * as Stream from "effect/Stream"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Broker from "../Broker.ts"
 import * as Handshake from "../Handshake.ts"
+import * as NatsMicro from "../internal/natsMicro.ts"
 import * as Leftovers from "../Leftovers.ts"
 import * as LifetimePolicy from "../LifetimePolicy.ts"
 import * as PluginClient from "../PluginClient.ts"
@@ -34,6 +42,7 @@ import * as PluginManager from "../PluginManager.ts"
 import * as PluginManifest from "../PluginManifest.ts"
 import * as Poller from "../Poller.ts"
 import * as PollerRouter from "../PollerRouter.ts"
+import * as RemotePlugin from "../RemotePlugin.ts"
 import { CliFailure, ExitCode, fromConfigError } from "./CliFailure.ts"
 import * as ChecksumCommand from "./ChecksumCommand.ts"
 import * as Demo from "./Demo.ts"
@@ -52,7 +61,7 @@ const dirFlag = Flag.String("dir").pipe(
 )
 
 const natsFlag = Flag.String("nats").pipe(
-  Flag.withDescription("NATS server URL for long-lived plugins that run elsewhere (e.g. nats://127.0.0.1:4222)"),
+  Flag.withDescription("NATS server URL(s), comma-separated, for plugins that run elsewhere (e.g. nats://127.0.0.1:4222)"),
   Flag.optional
 )
 
@@ -89,31 +98,52 @@ const durationFrom = (what: string, text: string) => {
     : Effect.fail(new CliFailure({ message: `${what} must be a duration like 5s, 500ms or 2m (got "${text}")`, exitCode: ExitCode.Usage }))
 }
 
-/** The manager hosting every discovered plugin, with a health view over them. */
+/**
+ * How the manager reaches remote plugins: under `--nats`, that connection for manifests naming no
+ * servers and no server set; otherwise (and for the others) a connection of their own to the
+ * servers their manifest or the `PLUGIN_HOST_NATS_SERVERS[_<SET>]` variables name.
+ */
+const remoteBrokers = (broker: Option.Option<Broker.Broker["Service"]>): PluginManager.BrokerFactory => (target) =>
+  Option.isSome(broker) && target.servers === undefined && target.serverSet === undefined
+    ? Effect.succeed(broker.value)
+    : RemotePlugin.natsBrokers({ name: "plugin-host" })(target)
+
+/** The discovery methods the manifests declare, by plugin name. */
+const declaredDiscovery = (valid: ReadonlyArray<PluginManifest.DiscoveredValid>) =>
+  Object.fromEntries(valid.flatMap((d) => d.manifest.discovery === undefined ? [] : [[d.manifest.name, d.manifest.discovery] as const]))
+
+/** The manager hosting every discovered plugin (remote ones too, under `--nats`), with a health view over them. */
 const hostAll = (
   valid: ReadonlyArray<PluginManifest.DiscoveredValid>,
   policy: LifetimePolicy.LifetimePolicy,
   handshake: Handshake.Handshake = Handshake.none
 ) =>
   Effect.gen(function*() {
-    const manager = yield* PluginManager.make()
+    const manager = yield* PluginManager.make({ brokers: remoteBrokers(yield* Effect.serviceOption(Broker.Broker)) })
+    // A plugin the manager refuses (a remote one whose servers cannot be reached…) is warned of
+    // here, and failed by the doctor.
+    const refused: Array<string> = []
     for (const found of valid) {
       yield* manager.register(found.manifest, {
         policy,
         handshake: isEphemeral(found.manifest) ? Handshake.none : handshake
-      }).pipe(Effect.catch((error) => Console.error(`warning: ${error.message}`)))
+      }).pipe(Effect.catch((error) => {
+        refused.push(`${found.manifest.name} could not be hosted: ${error.message}`)
+        return Console.error(`warning: ${error.message}`)
+      }))
     }
     const health = yield* PluginHealth.make({
       groups: Object.fromEntries([
         ["plugins", valid.filter((d) => !isEphemeral(d.manifest)).map((d) => d.manifest.name)] as const,
         ["pollers", valid.filter((d) => isEphemeral(d.manifest)).map((d) => d.manifest.name)] as const
       ].filter(([, ids]) => ids.length > 0)),
+      discovery: { plugins: declaredDiscovery(valid) },
       probe: { interval: "1 hour", timeout: "2 seconds" }
     }).pipe(
       Effect.provideService(PluginManager.PluginManager, manager),
       Effect.mapError((error) => new CliFailure({ message: error.message, exitCode: ExitCode.Failed }))
     )
-    return { manager, health }
+    return { manager, health, refused }
   })
 
 // ---------------------------------------------------------------------------------------------
@@ -193,6 +223,9 @@ const tick = Command.make("tick", {
     Command.withDescription("Run one poller tick through the router and print the TickAck")
   )
 
+/** `--nats a:4222,b:4222`: one or several servers, comma-separated. */
+const serversOf = (flag: string): Array<string> => flag.split(",").map((s) => s.trim()).filter((s) => s !== "")
+
 /** Provides a NATS broker when `--nats` is given (loaded only then). */
 const withBroker = <A, E, R>(effect: Effect.Effect<A, E, R>, nats: Option.Option<string>) =>
   Option.isNone(nats)
@@ -201,7 +234,7 @@ const withBroker = <A, E, R>(effect: Effect.Effect<A, E, R>, nats: Option.Option
       Effect.promise(() => import("../NatsBroker.ts")),
       (NatsBroker) =>
         effect.pipe(
-          Effect.provide(NatsBroker.layer({ servers: nats.value, name: "plugin-host" })),
+          Effect.provide(NatsBroker.layer({ servers: serversOf(nats.value), name: "plugin-host" })),
           Effect.catchIf(
             (error): error is Broker.BrokerError => error instanceof Broker.BrokerError,
             (error) => Effect.fail(new CliFailure({ message: error.message, exitCode: ExitCode.Failed }))
@@ -218,8 +251,38 @@ const problemOf = (plugin: PluginHealth.PluginDiagnosis): ReadonlyArray<string> 
   return []
 }
 
+/** How long `doctor --nats` listens for the services' answers. */
+const remoteWait = "1 second"
+
+/**
+ * Watches, for the command's Scope, every NATS service answering `$SRV.PING` that no remote
+ * manifest names, as a remote plugin of the health view marked `discovered` (named after its
+ * service, one instance needed); a name taken already (a group, a plugin) is reported and
+ * skipped. The manifests' remote plugins are the health service's already. Without a broker
+ * (no `--nats`), nothing.
+ */
+const watchAnsweringServices = (health: PluginHealth.PluginHealth["Service"], manager: PluginManager.PluginManager["Service"]) =>
+  Effect.gen(function*() {
+    const found = yield* Effect.serviceOption(Broker.Broker)
+    if (Option.isNone(found)) return
+    const broker = found.value
+    const declared = new Set((yield* manager.remotes).map((remote) => remote.service))
+    const instances = yield* NatsMicro.discover(broker, undefined, { wait: remoteWait })
+    for (const service of new Set(instances.map((i) => i.name))) {
+      if (declared.has(service)) continue
+      yield* health.watchRemote({ name: service, service, discovered: true }, { broker, wait: remoteWait }).pipe(
+        Effect.catch((error) => Console.error(`warning: ${error.message}`))
+      )
+    }
+  })
+
+/** Why doctor fails on a remote plugin a manifest names: none of its instances answers. */
+const remoteProblemOf = (remote: PluginHealth.RemoteHealthcheck): ReadonlyArray<string> =>
+  remote.state === "Failed" && remote.discovered !== true ? [`remote plugin \`${remote.plugin}\` failed: ${remote.message}`] : []
+
 const doctor = Command.make("doctor", {
   dir: dirFlag,
+  nats: natsFlag,
   json: Flag.Boolean("json").pipe(Flag.withDescription("Print the report as JSON"), Flag.withDefault(false))
 }, (input) =>
   Effect.gen(function*() {
@@ -229,9 +292,17 @@ const doctor = Command.make("doctor", {
     // A liveness handshake (any answer to `health`, even "method not found") proves each plugin
     // starts and speaks the protocol; ephemeral pollers run per tick, so they are verified
     // (above) but not started.
-    const { health } = yield* hostAll(valid, policy, Handshake.liveness())
+    const { health, manager, refused } = yield* hostAll(valid, policy, Handshake.liveness())
     if (valid.some((d) => !isEphemeral(d.manifest))) yield* health.startup("plugins")
     yield* health.probeNow
+    // Discovery asks each server of a group for its tools and resources: run for the groups in
+    // which a manifest declares how (the others have nothing to ask).
+    for (const [group, ids] of health.groups) {
+      const declared = valid.some((d) => d.manifest.discovery !== undefined && !isEphemeral(d.manifest) && ids.includes(d.manifest.name))
+      // The group is one of the service's own: it cannot be unknown.
+      if (declared) yield* Effect.orDie(health.discover(group))
+    }
+    yield* watchAnsweringServices(health, manager)
     // The manager started reaping what killed hosts left; the report lists it once that is over.
     yield* Leftovers.reapAtStart
     const report = yield* health.doctor
@@ -241,13 +312,25 @@ const doctor = Command.make("doctor", {
       yield* Console.log(`plugins in ${dir}\n`)
       yield* Console.log(PluginHealth.render(report))
       for (const bad of invalid) yield* Console.log(`invalid manifest: ${bad.error.message}`)
+      if (Option.isSome(input.nats) && (report.remotes ?? []).every((remote) => remote.instances.length === 0)) {
+        yield* Console.log(`\nno NATS service answers $SRV.PING at ${input.nats.value}`)
+      }
     }
-    const problems = [...report.plugins.flatMap(problemOf), ...invalid.map((i) => `${i.path} is invalid`)]
+    // A remote plugin's row says what its `remote` line says: that line names the problem once.
+    const remote = new Set((report.remotes ?? []).map((r) => r.plugin))
+    const problems = [
+      ...report.plugins.filter((p) => !remote.has(p.id)).flatMap(problemOf),
+      ...(report.remotes ?? []).flatMap(remoteProblemOf),
+      ...refused,
+      ...invalid.map((i) => `${i.path} is invalid`)
+    ]
     if (problems.length > 0) {
       return yield* new CliFailure({ message: `doctor: ${problems.join("; ")}`, exitCode: ExitCode.Failed })
     }
-  }).pipe(Effect.scoped)).pipe(
-    Command.withDescription("Check every plugin: manifest, checksum, start, handshake, probe; exit 1 if any failed or is disabled")
+  }).pipe(Effect.scoped, (effect) => withBroker(effect, input.nats))).pipe(
+    Command.withDescription(
+      "Check every plugin: manifest, checksum, start, handshake, probe, and discovery where a manifest declares it; with --nats, every NATS service and its instances too; exit 1 if any failed or is disabled"
+    )
   )
 
 const run = Command.make("run", {

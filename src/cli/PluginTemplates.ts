@@ -234,4 +234,10 @@ allowed_env_vars = ["PATH"]
 
 # Fixed arguments for the executable (none yet):
 # args = ["--verbose"]
+
+# The wire, when it is not the host's default: messages framed as LSP frames them
+# ("content-length") instead of one per line ("ndjson"), and what the host sends when it gives up
+# a call ("lsp": $/cancelRequest, "mcp": notifications/cancelled, "none"):
+# framing = "content-length"
+# cancellation = "mcp"
 `

@@ -23,6 +23,7 @@ import * as PluginClientError from "../PluginClientError.ts"
 import * as PluginProcess from "../PluginProcess.ts"
 import * as RpcPeer from "../RpcPeer.ts"
 import { formatDuration } from "./formatDuration.ts"
+import * as Protocol from "./protocol.ts"
 
 /** One spawned, handshaken process. */
 export interface Incarnation {
@@ -103,10 +104,15 @@ const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
       args: launcher.args,
       allowedEnvVars: launcher.allowedEnvVars,
       unsafeEnvVars: launcher.unsafeEnvVars,
-      env: launcher.env,
+      env: policy.framing === "content-length" ? { [Protocol.framingVariable]: policy.framing, ...launcher.env } : launcher.env,
       cwd: launcher.cwd,
       hostEnv: launcher.hostEnv
-    }, { shutdownGrace: policy.shutdownGrace, drainTimeout: policy.drainTimeout, stderrLogLevel: launcher.stderrLogLevel })
+    }, {
+      shutdownGrace: policy.shutdownGrace,
+      drainTimeout: policy.drainTimeout,
+      stderrLogLevel: launcher.stderrLogLevel,
+      framing: policy.framing
+    })
     yield* Metric.update(launcher.spawned, 1)
     const peer = yield* RpcPeer.make(RpcPeer.fromProcess(process), {
       maxConcurrentRequests: policy.maxConcurrentRequests,

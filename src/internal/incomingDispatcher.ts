@@ -1,10 +1,11 @@
 /**
  * What a connection (`RpcPeer`) does with the bytes the other side sends: they are cut into
- * lines, decoded, and each message goes where it belongs. A reply settles its call in the
+ * messages (lines, or Content-Length frames: see `Framing`), decoded, and each message goes where it belongs. A reply settles its call in the
  * `CallTable`, a request goes to the `RequestServer`, a notification to the inbox.
  *
- * The other side breaks the protocol, and the connection ends, with a line over `maxLineBytes`
- * or, in serial mode while a call is in flight, a reply carrying another id or a line that is
+ * The other side breaks the protocol, and the connection ends, with a line (or a Content-Length
+ * header block or body) over `maxLineBytes`, a malformed Content-Length header block, or, in
+ * serial mode while a call is in flight, a reply carrying another id or a line that is
  * not a message: a strictly serial plugin's only expected line is the reply to that call, and
  * waiting out its timeout would only delay the same failure. Otherwise lines that are not
  * messages and replies to unknown ids are logged and counted, never fatal (concurrent replies
@@ -31,6 +32,15 @@ import type { CallTable } from "./callTable.ts"
 import type { ConnectionEnd } from "./connectionEnd.ts"
 import * as RequestSignals from "./requestSignals.ts"
 
+/** Why a frame that is not a message ends the connection. */
+const frameFailure = (frame: Framing.Overflow | Framing.Malformed): PluginClientError.MalformedResponse => {
+  if (frame._tag === "Malformed") {
+    return new PluginClientError.MalformedResponse({ detail: `malformed Content-Length header: ${frame.detail}`, line: frame.excerpt })
+  }
+  const what = frame.part === "body" ? `message body of ${frame.bytes} bytes` : frame.part === "header" ? "header block" : "line"
+  return new PluginClientError.MalformedResponse({ detail: `${what} longer than maxLineBytes (${frame.maxLineBytes} bytes)`, line: "" })
+}
+
 /**
  * The incoming side of one connection.
  */
@@ -47,7 +57,7 @@ export class IncomingDispatcher {
   private readonly serial: boolean
   private readonly lenient: boolean
   private readonly decodeOptions: JsonRpc.DecodeOptions
-  private readonly decoder: Framing.LineDecoder
+  private readonly decoder: Framing.MessageDecoder
   private readonly calls: CallTable
   private readonly end: ConnectionEnd
   private readonly serve: (request: JsonRpc.Request) => void
@@ -63,6 +73,8 @@ export class IncomingDispatcher {
     /** Accept replies without `jsonrpc`/`id` (serial mode only). */
     readonly lenient: boolean
     readonly maxLineBytes: number | undefined
+    /** How the bytes are framed. Default `"ndjson"`. */
+    readonly framing?: Framing.Mode | undefined
     readonly calls: CallTable
     readonly end: ConnectionEnd
     /** Serves a request from the other side. */
@@ -76,7 +88,7 @@ export class IncomingDispatcher {
     this.serial = options.serial
     this.lenient = options.lenient && options.serial
     this.decodeOptions = { lenient: this.lenient }
-    this.decoder = Framing.makeLineDecoder({ maxLineBytes: options.maxLineBytes })
+    this.decoder = Framing.makeDecoder(options.framing ?? "ndjson", { maxLineBytes: options.maxLineBytes })
     this.calls = options.calls
     this.end = options.end
     this.serve = options.serve
@@ -99,13 +111,10 @@ export class IncomingDispatcher {
     this.end.outputEnd()
   }
 
-  private readonly onFrame = (frame: Framing.Frame): void => {
+  private readonly onFrame = (frame: Framing.MessageFrame): void => {
     if (this.end.isOver) return
     if (typeof frame !== "string") {
-      this.end.close(new PluginClientError.MalformedResponse({
-        detail: `line longer than maxLineBytes (${frame.maxLineBytes} bytes)`,
-        line: ""
-      }))
+      this.end.close(frameFailure(frame))
       return
     }
     const decoded = JsonRpc.decodeLine(frame, this.decodeOptions)

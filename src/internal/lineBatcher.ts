@@ -1,6 +1,7 @@
 /**
- * How both sides write protocol lines: the host to a plugin's stdin (`PluginProcess`), a worker
- * to its own stdout (`PluginWorker`).
+ * How both sides write protocol messages: the host to a plugin's stdin (`PluginProcess`), a
+ * worker to its own stdout (`PluginWorker`), each batch framed by the `frame` its owner gives
+ * (lines by default, or `Content-Length` headers with `Framing.encodeMessages`).
  *
  * Lines queued in one turn of the event loop go out together, in one write at the end of the
  * turn, or in slices of {@link sliceLines} lines (or {@link sliceChars} characters) when the turn
@@ -19,7 +20,7 @@ export const sliceLines = 16
 export const sliceChars = 64 * 1024
 
 /**
- * Queues lines and hands them to `write` as one newline-terminated string per batch.
+ * Queues messages and hands them to `write` as one framed string per batch.
  */
 export interface LineBatcher {
   /** Queues one line (without its newline); writes the batch at once if it fills a slice. */
@@ -32,11 +33,14 @@ export interface LineBatcher {
   readonly queuedChars: () => number
 }
 
+/** Each message followed by a newline: NDJSON. */
+const asLines = (messages: ReadonlyArray<string>): string => messages.join("\n") + "\n"
+
 /**
- * A batcher writing through `write`; an end-of-turn flush is scheduled with the first line of
- * each batch.
+ * A batcher writing through `write`, framing each batch with `frame` (default one message per
+ * line); an end-of-turn flush is scheduled with the first message of each batch.
  */
-export const make = (write: (data: string) => void): LineBatcher => {
+export const make = (write: (data: string) => void, frame: (messages: ReadonlyArray<string>) => string = asLines): LineBatcher => {
   let buffer: Array<string> = []
   let bufferedChars = 0
   const clear = () => {
@@ -45,7 +49,7 @@ export const make = (write: (data: string) => void): LineBatcher => {
   }
   const flush = () => {
     if (buffer.length === 0) return
-    const data = buffer.join("\n") + "\n"
+    const data = frame(buffer)
     clear()
     write(data)
   }

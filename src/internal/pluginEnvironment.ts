@@ -17,7 +17,9 @@
  *   `LD_*` (glibc's loader: `LD_PRELOAD`, `LD_LIBRARY_PATH`, `LD_AUDIT`… all of its knobs share
  *   the prefix), `DYLD_*` (macOS's), `GCONV_PATH` and `GLIBC_TUNABLES` (glibc loads iconv
  *   modules from the first; the second was a setuid exploit), `NODE_OPTIONS` (`--require`,
- *   `--import`), `NODE_PATH` (where bare `require`s resolve), `PYTHONPATH`, `PYTHONHOME`,
+ *   `--import`), `NODE_PATH` (where bare `require`s resolve), `NODE_COMPILE_CACHE` and
+ *   `PYTHONPYCACHEPREFIX` (compiled code read from a folder: an entry there runs instead of the
+ *   checksum-verified source, Node checking only a CRC), `PYTHONPATH`, `PYTHONHOME`,
  *   `PYTHONSTARTUP`, `PYTHONUSERBASE` (a `site-packages` with `.pth` files runs code at startup),
  *   `PYTHONWARNINGS` and `PYTHONBREAKPOINT` (both import a module they name), `BASH_ENV` and
  *   `ENV` (sourced by non-interactive bash / sh), `SHELLOPTS`, `BASHOPTS` and `PS4` (with
@@ -57,12 +59,14 @@ const injectionNames: ReadonlySet<string> = new Set([
   "GLIBC_TUNABLES",
   "NODE_OPTIONS",
   "NODE_PATH",
+  "NODE_COMPILE_CACHE",
   "PYTHONPATH",
   "PYTHONHOME",
   "PYTHONSTARTUP",
   "PYTHONUSERBASE",
   "PYTHONWARNINGS",
   "PYTHONBREAKPOINT",
+  "PYTHONPYCACHEPREFIX",
   "BASH_ENV",
   "ENV",
   "SHELLOPTS",

@@ -2,18 +2,20 @@
  * The whole tree of a plugin process, so that none of it outlives the plugin: what a stop
  * signals beside the plugin's process group, and what it sweeps after the plugin exited.
  *
- * Two ways together ({@link contain} sets them up at spawn):
+ * Two ways ({@link contain} sets them up at spawn):
  * - a cgroup v2 child group (see `cgroup.ts`) where the host may create one: everything the
- *   plugin starts once it is in the group stays in it, and `cgroup.kill` ends it all;
- * - always, the `/proc` walk (with a cgroup too: a plugin often forks before the host has moved
- *   it into its group, a shell script at once): the plugin's descendants (ppid chains read from
+ *   plugin starts once it is in the group stays in it, and `cgroup.kill` ends it all. A plugin
+ *   that entered its group before its first instruction is *sealed*: the group holds its whole
+ *   tree, and it is all a stop looks at (no `/proc` scan at all);
+ * - otherwise (no cgroup, or a plugin moved into its group after its spawn, which may have forked
+ *   before the move), the `/proc` walk as well: the plugin's descendants (ppid chains read from
  *   `/proc/<pid>/stat`) plus every member of its session and process group (the launchers start
  *   plugins detached, so the plugin leads both). A `setsid` grandchild leaves the session but is still a descendant
  *   while its parent lives; once the parent dies it is reparented to init and only the walk that
  *   saw it before knows it. So every process a walk finds is remembered (pid and start time, so a
  *   reused pid is never hit), later walks start from all of them, and the first walk is taken
  *   when the stop begins, before anything is signalled.
- *
+
  * What the walk cannot reach, and cgroups can: a process that left the plugin's session and
  * whose parent chain up to the plugin ended before any walk saw it (a double fork with `setsid`,
  * before the stop or between two walks). Node cannot make the host a child subreaper
@@ -94,6 +96,11 @@ export interface Containment {
   readonly root: number
   readonly members: Members
   readonly cgroup: Cgroup.Cgroup | undefined
+  /**
+   * The plugin was in its cgroup before its first instruction (see `cgroup.ts`): everything it
+   * ever started is in the group, so the group alone is looked at and `/proc` is never walked.
+   */
+  readonly sealed: boolean
 }
 
 /**
@@ -111,8 +118,11 @@ export const contain = (pid: number, group?: Cgroup.Cgroup): Containment | undef
     if (group !== undefined) Cgroup.remove(group)
     return undefined
   }
-  const cgroup = group === undefined ? Cgroup.enter(pid) : Cgroup.adopt(group, pid) ? group : undefined
-  return { root: pid, members: new Map([[pid, stat.startTime]]), cgroup }
+  // The entering shell and `adopt` write with the same rights: once `adopt` succeeded, the shell's
+  // write did too (or `adopt`'s came first), so the plugin was in the group before it ran.
+  const adopted = group !== undefined && Cgroup.adopt(group, pid)
+  const cgroup = group === undefined ? Cgroup.enter(pid) : adopted ? group : undefined
+  return { root: pid, members: new Map([[pid, stat.startTime]]), cgroup, sealed: adopted }
 }
 
 /**
@@ -173,8 +183,14 @@ const kill = (pid: number, signal: "SIGTERM" | "SIGKILL"): void => {
  * @internal
  */
 export const snapshot = (tree: Containment): void => {
-  walk(tree, currentTable())
+  if (!tree.sealed) walk(tree, currentTable())
 }
+
+/** The live processes of the tree now: its cgroup's when sealed, else what a walk finds. */
+const liveMembers = (tree: Containment): Array<number> =>
+  tree.sealed && tree.cgroup !== undefined
+    ? Cgroup.members(tree.cgroup).filter((pid) => pid !== process.pid && ProcStat.isLive(ProcStat.readStat(pid)))
+    : walk(tree, currentTable())
 
 /**
  * One rung of the stop: sends `signal` to the tree beside the plugin's process group (which the
@@ -183,6 +199,7 @@ export const snapshot = (tree: Containment): void => {
  * @internal
  */
 export const signalTree = (tree: Containment, signal: "SIGTERM" | "SIGKILL"): void => {
+  if (tree.sealed && tree.cgroup !== undefined) return signalSealed(tree.cgroup, tree.root, signal)
   const table = currentTable()
   const outsideGroup = (pid: number) => (table.stats.get(pid) ?? ProcStat.readStat(pid))?.pgid !== tree.root
   const walked = walk(tree, table)
@@ -196,9 +213,17 @@ export const signalTree = (tree: Containment, signal: "SIGTERM" | "SIGKILL"): vo
   }
 }
 
-/** Whether anything of the tree is alive: a walk finds a member, or its cgroup is populated. */
+/** One rung for a sealed tree: its cgroup's members outside the plugin's process group (`cgroup.kill` for SIGKILL). */
+const signalSealed = (cgroup: Cgroup.Cgroup, root: number, signal: "SIGTERM" | "SIGKILL"): void => {
+  if (signal === "SIGKILL") return Cgroup.signal(cgroup, signal)
+  for (const pid of Cgroup.members(cgroup)) {
+    if (ProcStat.readStat(pid)?.pgid !== root) kill(pid, signal)
+  }
+}
+
+/** Whether anything of the tree is alive: its cgroup is populated, or (unsealed) a walk finds a member. */
 const anyLeft = (tree: Containment): boolean =>
-  walk(tree, currentTable()).length > 0 || (tree.cgroup !== undefined && Cgroup.populated(tree.cgroup))
+  (tree.cgroup !== undefined && Cgroup.populated(tree.cgroup)) || (!tree.sealed && walk(tree, currentTable()).length > 0)
 
 /** How long members get between SIGTERM and SIGKILL in a sweep, as the launcher's group sweep. */
 const termToKillMillis = 200
@@ -247,7 +272,7 @@ export const sweep = (tree: Containment, killWaitMillis: number): Effect.Effect<
  */
 const onlyThePlugin = (tree: Containment): boolean =>
   (tree.members.size === 0 || (tree.members.size === 1 && tree.members.has(tree.root))) && !groupAlive(tree.root) &&
-  (tree.cgroup === undefined || !Cgroup.populated(tree.cgroup)) && (tree.cgroup === undefined || !Cgroup.populated(tree.cgroup))
+  (tree.cgroup === undefined || !Cgroup.populated(tree.cgroup))
 
 const removeCgroup = (tree: Containment): void => {
   if (tree.cgroup !== undefined) Cgroup.remove(tree.cgroup)
@@ -264,7 +289,7 @@ const sweepRounds = (tree: Containment, killWaitMillis: number): Effect.Effect<v
       const waited = yield* waitUntilGone(tree, killWaitLeft)
       killWaitLeft = waited === undefined ? 0 : killWaitLeft - waited
     }
-    const left = new Set(walk(tree, currentTable()))
+    const left = new Set(liveMembers(tree))
     if (tree.cgroup !== undefined) for (const pid of Cgroup.members(tree.cgroup)) left.add(pid)
     escaped += left.size
     removeCgroup(tree)
@@ -272,6 +297,6 @@ const sweepRounds = (tree: Containment, killWaitMillis: number): Effect.Effect<v
 
 /** Signals every live member a walk finds, and the cgroup. */
 const signalAll = (tree: Containment, signal: "SIGTERM" | "SIGKILL"): void => {
-  for (const pid of walk(tree, currentTable())) kill(pid, signal)
+  for (const pid of liveMembers(tree)) kill(pid, signal)
   if (tree.cgroup !== undefined) Cgroup.signal(tree.cgroup, signal)
 }

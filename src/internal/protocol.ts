@@ -5,6 +5,7 @@
  * object for a method nobody serves, and the reply a served request gets from its handler's
  * exit. `RpcPeer` answers with these whichever side it runs on, and `PluginWorker.serveBroker`
  * answers with the same over a broker, so a request gets the same answer on every transport.
+ * Also the variable by which the host tells a plugin it frames messages with Content-Length.
  *
  * @internal
  */
@@ -13,6 +14,13 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as JsonRpc from "../JsonRpc.ts"
+
+/**
+ * The variable telling a plugin it is hosted with Content-Length framing (`PluginWorker.serve`
+ * reads it). Only that framing sets it: an NDJSON plugin's environment stays exactly the
+ * allow-listed and explicit variables.
+ */
+export const framingVariable = "PLUGIN_HOST_FRAMING"
 
 // ---------------------------------------------------------------------------------------------
 // initialize

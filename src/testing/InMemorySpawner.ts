@@ -35,6 +35,8 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
+import * as Framing from "../Framing.ts"
+import * as Protocol from "../internal/protocol.ts"
 import * as SpawnRegistry from "../internal/spawnRegistry.ts"
 
 // ---------------------------------------------------------------------------
@@ -75,9 +77,13 @@ export interface FakeProcess {
   readonly cwd: string | undefined
   /** 1-based number of this spawn among the spawns of the same command, used by `sequence`. */
   readonly spawnNumber: number
-  /** Stdin lines; the stream ends at stdin EOF. */
+  /** Stdin lines (messages, under Content-Length framing); the stream ends at stdin EOF. */
   readonly lines: Stream.Stream<string>
-  /** Writes `line` plus `"\n"` to stdout. */
+  /**
+   * Writes `line` plus `"\n"` to stdout; with a `Content-Length` header instead when the host
+   * frames this process's stdio so (`PLUGIN_HOST_FRAMING=content-length`, which also makes
+   * `lines` the decoded messages).
+   */
   readonly write: (line: string) => Effect.Effect<void>
   /** Writes raw text or bytes to stdout, with no newline added. */
   readonly writeRaw: (data: string | Uint8Array) => Effect.Effect<void>
@@ -438,6 +444,11 @@ interface FakeState {
   readonly decoder: InstanceType<typeof TextDecoder>
   /** The stdin text after the last newline. */
   partial: string
+  /**
+   * Set when the host framed stdin with Content-Length (it says so in `PLUGIN_HOST_FRAMING`):
+   * stdin is decoded into messages, and `write` frames what the behaviour writes the same way.
+   */
+  readonly contentLength: Framing.MessageDecoder | undefined
   /** Bytes in the stdin pipe, bounded by the spawner's capacity: written and not yet read. */
   stdinBuffered: number
   /** Opened each time the behaviour reads stdin (or the process exits): a full pipe's writer waits on it. */
@@ -504,6 +515,7 @@ const makeFakeState = Effect.fnUntraced(function*(
     lines: yield* Queue.unbounded<string, Cause.Done>(),
     decoder: new TextDecoder(),
     partial: "",
+    contentLength: record.env[Protocol.framingVariable] === "content-length" ? Framing.makeDecoder("content-length") : undefined,
     stdinBuffered: 0,
     stdinRead: Latch.makeUnsafe(true),
     capacity: spawner.capacity,
@@ -526,7 +538,13 @@ const pushLine = (proc: FakeState, line: string): void => {
   Queue.offerUnsafe(proc.lines, clean)
 }
 
+/** A Content-Length message reaches the behaviour as a line; a malformed one is dropped. */
+const pushMessage = (proc: FakeState) => (frame: Framing.MessageFrame): void => {
+  if (typeof frame === "string") pushLine(proc, frame)
+}
+
 const feedStdin = (proc: FakeState, chunk: Uint8Array): void => {
+  if (proc.contentLength !== undefined) return proc.contentLength.push(chunk, pushMessage(proc))
   const text = proc.partial + proc.decoder.decode(chunk, { stream: true })
   const parts = text.split("\n")
   proc.partial = parts.pop() ?? ""
@@ -537,6 +555,7 @@ const feedStdin = (proc: FakeState, chunk: Uint8Array): void => {
 const closeStdin = (proc: FakeState): void => {
   if (proc.record.stdinClosed) return
   proc.record.stdinClosed = true
+  proc.contentLength?.end(pushMessage(proc))
   const rest = proc.partial + proc.decoder.decode()
   proc.partial = ""
   if (rest.length > 0 && proc.record.exit === undefined) pushLine(proc, rest)
@@ -574,7 +593,8 @@ const fakeProcessOf = (proc: FakeState, spawnNumber: number): FakeProcess => ({
   cwd: proc.record.cwd,
   spawnNumber,
   lines: linesOf(proc),
-  write: (line) => proc.stdout.write(encoder.encode(line + "\n")),
+  write: (line) =>
+    proc.stdout.write(proc.contentLength === undefined ? encoder.encode(line + "\n") : Framing.encode("content-length", [line])),
   writeRaw: (data) => proc.stdout.write(toBytes(data)),
   writeStderr: (data) => proc.stderr.write(toBytes(data)),
   ignoreSignal: (signal) =>

@@ -41,7 +41,7 @@ describe("pluginEnvironment: names", () => {
   it("loader and interpreter-injection variables are recognised, prefixes included, case-sensitively", () => {
     const injection = [
       "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "LD_DEBUG_OUTPUT", "DYLD_INSERT_LIBRARIES", "GCONV_PATH", "GLIBC_TUNABLES",
-      "NODE_OPTIONS", "NODE_PATH", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONWARNINGS", "BASH_ENV", "ENV", "PS4",
+      "NODE_OPTIONS", "NODE_PATH", "NODE_COMPILE_CACHE", "PYTHONPYCACHEPREFIX", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONWARNINGS", "BASH_ENV", "ENV", "PS4",
       "PERL5OPT", "PERL5LIB", "RUBYOPT", "RUBYLIB", "JAVA_TOOL_OPTIONS", "LUA_INIT"
     ]
     const ordinary = ["PATH", "HOME", "LANG", "NODE_ENV", "PYTHONUNBUFFERED", "ld_preload", "LDAP_URL", "ENVIRONMENT", "VAULT_TOKEN"]

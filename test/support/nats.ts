@@ -158,6 +158,18 @@ export const startNatsServer: Effect.Effect<NatsServer, never, Scope.Scope> = Ef
   return yield* Effect.die(new Error(`could not start nats-server:\n${problems.join("\n")}`))
 })
 
+/**
+ * Starts a `nats-server` on `port` (say, where a stopped one listened: a server restart) and
+ * waits until it accepts connections; the Scope's end stops it.
+ */
+export const startNatsServerAt = (port: number): Effect.Effect<NatsServer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const binary = natsServerBinary
+    if (binary === undefined) return yield* Effect.die(new Error(`${missing}; the NATS tests need it in CI`))
+    const started = yield* startOnce(binary, port)
+    return typeof started === "string" ? yield* Effect.die(new Error(started)) : started
+  })
+
 // ---------------------------------------------------------------------------------------------
 // worker processes
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The `calendar` plugin served over NATS, e.g. on another machine: it answers
 // `plugins.calendar.tick` (poll_tick) and `plugins.calendar.call` (any method, JSON-RPC) in the
-// queue group `calendar`, so several copies share the ticks. Same handlers as `calendar.ts`.
+// queue group `calendar`, so several copies share the ticks and calls, and each copy answers
+// NATS micro discovery (`$SRV.PING/INFO/STATS`) as one instance of the service `calendar`, which
+// is how the host's health and `plugin-host doctor --nats` count them. Same handlers as `calendar.ts`.
 //
 //   NATS_URL=nats://127.0.0.1:4222 node examples/plugins/calendar/calendar-nats.ts
 //
@@ -15,5 +17,6 @@ PluginWorker.mainBroker({
   prefix: topicPrefix,
   queue: "calendar",
   name: "calendar",
+  version: "0.1.0",
   handlers
 })
