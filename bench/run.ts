@@ -29,7 +29,13 @@ const verbose = flag("--verbose")
 const updateReadme = flag("--update-readme")
 const rounds = Math.max(3, Number(option("--rounds") ?? 3))
 const only = option("--only")?.split(",")
-const selected = scenarios.filter((s) => only === undefined || only.includes(s.name))
+const wanted = scenarios.filter((s) => only === undefined || only.includes(s.name))
+/** Scenarios this machine cannot run, and why (reported, not failed). */
+const skipped = wanted.flatMap((s) => {
+  const why = s.unavailable?.()
+  return why === undefined ? [] : [`${s.name}: ${why}`]
+})
+const selected = wanted.filter((s) => s.unavailable?.() === undefined)
 /** Bound on one measurement; a hung one is stopped (SIGTERM to its process group, then SIGKILL). */
 const measureTimeoutMs = (quick ? 3 : 15) * 60_000
 
@@ -85,6 +91,7 @@ const pick = (from: unknown, field: string): number | undefined => {
 
 log(`effect-plugin-host bench: ${quick ? "quick" : "full"}, ${rounds} rounds, node ${process.version}, ${os.cpus().length} cpus`)
 buildJs()
+for (const why of skipped) log(`skipped ${why}`)
 
 const samples: Record<string, Record<string, Array<Result>>> = {}
 /** Every result by variant, scenario and round, to pair the variants of one round. */
@@ -179,9 +186,11 @@ const ratios = {
   scale1000RssPerPluginKb: v("effect-host", "scale1000.rssPerPluginKb") ?? null,
   scale1000ReadyAllVsRaw: ratio("effect-host", "raw", "scale1000.readyAllMs"),
   scale1000StopAllVsRaw: ratio("effect-host", "raw", "scale1000.stopAllMs"),
-  // Remote calls over NATS against raw `@nats-io/transport-node` request/reply: no scenario yet.
-  remoteLatencyP50VsRaw: null as number | null,
-  remoteThroughputVsRaw: null as number | null,
+  // Remote calls over NATS against raw `@nats-io/transport-node` request/reply (sequential p50;
+  // 64 in flight, with the host CPU per call beside it).
+  remoteLatencyP50VsRaw: ratio("effect", "raw", "remote.p50Us"),
+  remoteThroughputVsRaw: ratio("effect", "raw", "remote.callsPerSec"),
+  remoteThroughputHostCpuPerCallVsRaw: ratio("effect", "raw", "remote.parallelHostCpuUsPerCall"),
   // Not goals: the host alone (our host, raw worker), and the start-up figures from source.
   latencyP50HostOnlyVsRaw: ratio("effect-host", "raw", "latency.p50Us"),
   // Host and worker on one core (no cross-core wake-up): both sides' code, undiluted.
@@ -206,10 +215,11 @@ const ratios = {
   workerColdStartExtraMsSource: diff("effect", "raw", "workerColdStart.medianMs")
 }
 
-/** Ratios that are goals but have no measurement yet, and why. */
+/** Goal ratios this run could not measure, and why. */
+const remoteMissing = `pending: the remote scenario did not run (${skipped.find((s) => s.startsWith("remote:")) ?? "not selected, or it failed"})`
 const pending: Partial<Record<keyof typeof ratios, string>> = {
-  remoteLatencyP50VsRaw: "pending: no scenario until the remote (NATS) transport lands",
-  remoteThroughputVsRaw: "pending: no scenario until the remote (NATS) transport lands"
+  ...(ratios.remoteLatencyP50VsRaw === null ? { remoteLatencyP50VsRaw: remoteMissing } : {}),
+  ...(ratios.remoteThroughputVsRaw === null ? { remoteThroughputVsRaw: remoteMissing } : {})
 }
 
 type Goal = { readonly key: keyof typeof ratios; readonly op: "<=" | ">="; readonly target: number }
@@ -293,7 +303,10 @@ const rows: ReadonlyArray<readonly [string, string]> = [
   [`${scale1000Plugins} plugins: host heap per plugin (KB)`, "scale1000.heapPerPluginKb"],
   [`${scale1000Plugins} plugins: host CPU per plugin started (ms)`, "scale1000.readyHostCpuMsPerPlugin"],
   [`${scale1000Plugins} plugins: host CPU per plugin stopped (ms)`, "scale1000.stopHostCpuMsPerPlugin"],
-  ["ephemeral ticks (ticks/s)", "ephemeral.ticksPerSec"]
+  ["ephemeral ticks (ticks/s)", "ephemeral.ticksPerSec"],
+  ["remote over NATS: p50 (µs)", "remote.p50Us"],
+  ["remote over NATS: 64 in flight (calls/s)", "remote.callsPerSec"],
+  ["remote over NATS, 64 in flight: host CPU per call (µs)", "remote.parallelHostCpuUsPerCall"]
 ]
 const fmt = (x: number | undefined) => (x === undefined ? "–" : Math.abs(x) >= 1000 ? Math.round(x).toLocaleString("en-US") : String(x))
 const table = (header: ReadonlyArray<string>, body: ReadonlyArray<ReadonlyArray<string>>) =>
@@ -327,7 +340,8 @@ const throughputPairs: ReadonlyArray<readonly [string, keyof typeof ratios, keyo
   ["`effect-host` / `raw`", "throughputHostOnlyVsRaw", "throughputHostOnlyHostCpuPerCallVsRaw"],
   ["`effect-spawner` / `raw`", "throughputSpawnerLauncherVsRaw", "throughputSpawnerLauncherHostCpuPerCallVsRaw"],
   ["64 KiB results, `effect` / `raw`", "payload64KiBThroughputVsRaw", "payload64KiBHostCpuPerCallVsRaw"],
-  ["1 MiB results, `effect` / `raw`", "payload1MiBThroughputVsRaw", "payload1MiBHostCpuPerCallVsRaw"]
+  ["1 MiB results, `effect` / `raw`", "payload1MiBThroughputVsRaw", "payload1MiBHostCpuPerCallVsRaw"],
+  ["remote over NATS, `effect` / `raw`", "remoteThroughputVsRaw", "remoteThroughputHostCpuPerCallVsRaw"]
 ]
 const showRatio = (x: number | null) => (x === null ? "–" : String(x))
 const throughputTable = table(
@@ -370,6 +384,7 @@ fs.writeFileSync(
       variants,
       ratios,
       pending,
+      skipped,
       goals: goalResults,
       round1Goals: round1GoalResults,
       failures

@@ -7,6 +7,9 @@
  * launcher instead of `PluginProcess.layerNode`), `vscode` (vscode-jsonrpc), `mcp` (MCP SDK);
  * the import scenario compares entry points instead (see `importTime.ts`).
  */
+import * as fs from "node:fs"
+import * as path from "node:path"
+
 export interface Scenario {
   readonly name: string
   readonly title: string
@@ -16,7 +19,15 @@ export interface Scenario {
   /** The same for a `--quick` run only, instead of `roundsFactor` (a full run's longer measurements need fewer). */
   readonly quickRoundsFactor?: number
   readonly load: () => Promise<{ readonly run: (variant: string, quick: boolean) => Promise<object> }>
+  /** Why this machine cannot run the scenario, if it cannot (the run skips it and says so). */
+  readonly unavailable?: () => string | undefined
 }
+
+/** `nats-server` where the remote scenario looks for it (see `remote.ts`). */
+const natsServerMissing = () =>
+  ["/usr/sbin/nats-server", ...(process.env.PATH ?? "").split(":").map((dir) => path.join(dir, "nats-server"))].some((file) => fs.existsSync(file))
+    ? undefined
+    : "no nats-server installed"
 
 const all = ["raw", "effect", "effect-host", "vscode", "mcp"]
 
@@ -40,5 +51,7 @@ export const scenarios: ReadonlyArray<Scenario> = [
   { name: "scale1000", title: "scale (1000 plugins; quick: 300)", variants: ["raw", "effect-host"], quickRoundsFactor: 2, load: () => import("./scale1000.ts") },
   // A quick run's 40 ticks (each a Node process) are a few seconds at the machine's load of that moment.
   { name: "ephemeral", title: "ephemeral ticks (spawn per tick)", variants: ["raw", "effect-host"], quickRoundsFactor: 2, load: () => import("./ephemeral.ts") },
+  // Calls over NATS through a private nats-server (skipped where none is installed).
+  { name: "remote", title: "remote calls over NATS", variants: ["raw", "effect", "effect-host"], unavailable: natsServerMissing, load: () => import("./remote.ts") },
   { name: "import", title: "import in a fresh process", variants: ["effect", "effect-js", "effect-worker", "effect-worker-js", "effect-core"], load: () => import("./importTime.ts") }
 ]
