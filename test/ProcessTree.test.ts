@@ -9,8 +9,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import * as Framing from "../src/Framing.ts"
 import * as Cgroup from "../src/internal/cgroup.ts"
@@ -159,6 +160,21 @@ for (const launcher of launchers) {
     })
   }
 }
+
+describe.skipIf(cgroupDir === undefined)("entering the cgroup", () => {
+  it("a plugin whose shell cannot enter its group exits 125 before running anything, saying why", () => {
+    const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cgroup-entry-")), "ran")
+    const entry = Cgroup.prepareEntry({ executable: "/bin/sh", args: ["-c", `touch ${marker}`] }, { cwd: undefined, env: {} })
+    assert.isDefined(entry)
+    if (entry === undefined) return
+    // The group is gone before the plugin starts: its shell cannot write to it.
+    Cgroup.remove(entry.group)
+    const result = spawnSync(entry.command.executable, [...entry.command.args], { encoding: "utf8", env: {} })
+    assert.strictEqual(result.status, 125)
+    assert.include(result.stderr, "the plugin cannot enter its cgroup")
+    assert.isFalse(fs.existsSync(marker), "the plugin did not run")
+  })
+})
 
 describe.skipIf(cgroupDir === undefined)("cgroups a killed host left", () => {
   it.live("the empty groups of a host that is gone are removed; a populated one and a live host's stay", () =>

@@ -16,11 +16,18 @@
  * group's `cgroup.procs` and then `exec`s the plugin (same pid). So nothing the plugin forks, even
  * at its first instruction, is ever outside the group. Moving the pid after the spawn instead
  * would leave a window in which a child forked at once (a shell script's first `&`) stays in the
- * host's group, and one that also leaves the session escapes both the stop and the registry. The
- * price is one `sh` exec per spawn where cgroups are in use (about a millisecond); `sh` runs
- * before the checksum-verified executable, as `setpriv` does, and never reads anything the plugin
- * controls. The host still writes the pid after the spawn ({@link adopt}): a no-op once the
- * shell entered, the move itself if its write failed.
+ * host's group, and one that also leaves the session escapes both the stop and the registry.
+ *
+ * The price is the move itself: a migration takes the kernel's cgroup threadgroup lock for
+ * writing, which waits for an RCU grace period unless one just passed (5–16 ms measured here;
+ * mounting cgroup2 with `favordynmods`, Linux 6.0+, makes it cheap). Written by the plugin's
+ * shell, that wait delays the plugin's own start; written by the host (`fs.writeFileSync`), it
+ * stalled the host's event loop — every other plugin's calls — once per spawn. So the host never
+ * writes the pid of a plugin that enters by itself. A shell that cannot enter exits 125 before
+ * running anything, saying so on stderr: a plugin never runs outside a group it was given. `sh`
+ * runs before the checksum-verified executable, as `setpriv` does, and never reads anything the
+ * plugin controls. Where there is no `/bin/sh` (or the environment is one `sh` would change),
+ * the host moves the plugin after the spawn ({@link enter}).
  *
  * @internal
  */
@@ -143,31 +150,22 @@ export const setEnabled = (enabled: false | undefined): void => {
 }
 
 /**
- * Puts the spawned `pid` into `group` (where the entering shell has put it already, this changes
- * nothing). False when it is not in the group after all: the group is then removed.
- *
- * @internal
- */
-export const adopt = (group: Cgroup, pid: number): boolean => {
-  try {
-    fs.writeFileSync(path.join(group.dir, "cgroup.procs"), String(pid))
-    return true
-  } catch {
-    if (members(group).includes(pid)) return true
-    remove(group)
-    return false
-  }
-}
-
-/**
  * A new group holding `pid` (already running), or undefined when cgroups are not available or
- * the move failed (then nothing is left behind).
+ * the move failed (then nothing is left behind). The write stalls this thread for the kernel's
+ * grace period (see the module header): only for a plugin that could not enter by itself.
  *
  * @internal
  */
 export const enter = (pid: number): Cgroup | undefined => {
   const group = makeGroup()
-  return group !== undefined && adopt(group, pid) ? group : undefined
+  if (group === undefined) return undefined
+  try {
+    fs.writeFileSync(path.join(group.dir, "cgroup.procs"), String(pid))
+    return group
+  } catch {
+    remove(group)
+    return undefined
+  }
 }
 
 /** A new, empty group under the host's, or undefined when cgroups are not available or it failed. */
@@ -185,11 +183,11 @@ const makeGroup = (): Cgroup | undefined => {
 
 const shell = "/bin/sh"
 /**
- * `$0` is the group's `cgroup.procs`; a failed write is not fatal (the host's {@link adopt}
- * follows). `sh` exports a `PWD` of its own: it is unset, so the plugin's environment is exactly
- * the one it was given.
+ * `$0` is the group's `cgroup.procs`; a shell that cannot enter exits 125, its stderr (the
+ * plugin's) saying why. `sh` exports a `PWD` of its own: it is unset, so the plugin's
+ * environment is exactly the one it was given.
  */
-const enterThenExec = "{ echo $$ >\"$0\"; } 2>/dev/null; unset PWD; exec \"$@\""
+const enterThenExec = "echo $$ >\"$0\" || { echo \"effect-plugin-host: the plugin cannot enter its cgroup $0\" >&2; exit 125; }; unset PWD; exec \"$@\""
 /** Variables `sh` rewrites when they are in its environment: such a launch is not wrapped. */
 const rewrittenByShell = ["PWD", "IFS", "OPTIND", "PPID"]
 

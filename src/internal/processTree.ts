@@ -118,11 +118,10 @@ export const contain = (pid: number, group?: Cgroup.Cgroup): Containment | undef
     if (group !== undefined) Cgroup.remove(group)
     return undefined
   }
-  // The entering shell and `adopt` write with the same rights: once `adopt` succeeded, the shell's
-  // write did too (or `adopt`'s came first), so the plugin was in the group before it ran.
-  const adopted = group !== undefined && Cgroup.adopt(group, pid)
-  const cgroup = group === undefined ? Cgroup.enter(pid) : adopted ? group : undefined
-  return { root: pid, members: new Map([[pid, stat.startTime]]), cgroup, sealed: adopted }
+  // A prepared group is entered by the plugin itself before it runs (or it exits at once, saying
+  // why): the host writes nothing, which would stall its own thread for a grace period.
+  if (group !== undefined) return { root: pid, members: new Map([[pid, stat.startTime]]), cgroup: group, sealed: true }
+  return { root: pid, members: new Map([[pid, stat.startTime]]), cgroup: Cgroup.enter(pid), sealed: false }
 }
 
 /**

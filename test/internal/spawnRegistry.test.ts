@@ -64,9 +64,13 @@ describe("spawnRegistry", () => {
           startTime: ProcStat.readStat(proc.pid)?.startTime ?? -1,
           pgid: proc.pid
         }])
-        // Where the host may create cgroups, the plugin's own group is recorded (the reaper kills it whole).
+        // Where the host may create cgroups, the plugin's own group is recorded (the reaper kills it
+        // whole); the plugin enters it itself, as its first step.
         if (Cgroup.available() === undefined) assert.isUndefined(cgroup)
-        else assert.include(fs.readFileSync(path.join(cgroup ?? "", "cgroup.procs"), "utf8").split("\n"), String(proc.pid))
+        else {
+          const inGroup = () => fs.readFileSync(path.join(cgroup ?? "", "cgroup.procs"), "utf8").split("\n").includes(String(proc.pid))
+          assert.isTrue(yield* eventually(inGroup), "the plugin is in its recorded cgroup")
+        }
         assert.strictEqual((fs.statSync(ownFile).mode & 0o077), 0, "only this user can read it")
         yield* Scope.close(scope, Exit.void)
         assert.isTrue(yield* eventually(() => !fs.existsSync(ownFile)), "the registry is removed with its last entry")
