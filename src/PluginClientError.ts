@@ -12,6 +12,7 @@
  */
 import * as Schema from "effect/Schema"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as JsonRpc from "./JsonRpc.ts"
 
 // ---------------------------------------------------------------------------------------------
 // reasons
@@ -353,3 +354,18 @@ export class PluginClientError extends Schema.TaggedError<PluginClientError>()("
  * @category constructors
  */
 export const make = (plugin: string, reason: Reason): PluginClientError => new PluginClientError({ plugin, reason })
+
+/**
+ * The reason an error reply fails its call with: the `error` member of a JSON-RPC response (a
+ * `{code, message, data?}` object, or whatever else the plugin sent there), kept whole.
+ *
+ * @category constructors
+ */
+export const pluginErrorOf = (error: unknown): PluginError => {
+  const parts = JsonRpc.errorParts(error)
+  return new PluginError({
+    message: parts.message,
+    ...(parts.code === undefined ? {} : { code: parts.code }),
+    ...(parts.data === undefined ? {} : { data: parts.data })
+  })
+}

@@ -231,14 +231,7 @@ const hostAnswer = (data: Uint8Array): Result.Result<unknown, PluginClientError.
   const message = decoded.success
   if (message._tag === "Success") return Result.succeed(message.result)
   if (message._tag === "Failure") {
-    const parts = JsonRpc.errorParts(message.error)
-    return Result.fail(
-      new PluginClientError.PluginError({
-        message: parts.message,
-        ...(parts.code === undefined ? {} : { code: parts.code }),
-        ...(parts.data === undefined ? {} : { data: parts.data })
-      })
-    )
+    return Result.fail(PluginClientError.pluginErrorOf(message.error))
   }
   return Result.fail(new PluginClientError.MalformedResponse({ detail: "the host answered with a request", line: "" }))
 }

@@ -141,16 +141,6 @@ export interface CallTableOptions {
   readonly maxTimeoutMillis: number
 }
 
-/** The reason an error reply fails its call with: the error object kept whole. */
-const pluginError = (error: unknown): PluginClientError.PluginError => {
-  const parts = JsonRpc.errorParts(error)
-  return new PluginClientError.PluginError({
-    message: parts.message,
-    ...(parts.code === undefined ? {} : { code: parts.code }),
-    ...(parts.data === undefined ? {} : { data: parts.data })
-  })
-}
-
 /**
  * A call's request line with id `id`; a call asking for progress carries its id as the token
  * (in `dialect`'s place). Fails with why it cannot be encoded.
@@ -340,7 +330,7 @@ export class CallTable {
   settle(call: Call, reply: JsonRpc.Success | JsonRpc.Failure): void {
     this.release(call)
     this.responsesReceived++
-    call.resume(reply._tag === "Success" ? Exit.succeed(reply.result) : Exit.fail(this.options.fail(pluginError(reply.error))))
+    call.resume(reply._tag === "Success" ? Exit.succeed(reply.result) : Exit.fail(this.options.fail(PluginClientError.pluginErrorOf(reply.error))))
   }
 
   /**

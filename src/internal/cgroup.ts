@@ -33,6 +33,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import type * as ParentDeath from "./parentDeath.ts"
 import { resolveExecutable } from "./parentDeath.ts"
 
 /** One plugin's group: its directory under the cgroup2 mount. */
@@ -191,11 +192,8 @@ const enterThenExec = "echo $$ >\"$0\" || { echo \"effect-plugin-host: the plugi
 /** Variables `sh` rewrites when they are in its environment: such a launch is not wrapped. */
 const rewrittenByShell = ["PWD", "IFS", "OPTIND", "PPID"]
 
-/** A command to spawn. */
-export interface Command {
-  readonly executable: string
-  readonly args: ReadonlyArray<string>
-}
+/** A command to spawn (as `parentDeath.ts` rewrites it too). */
+export type Command = ParentDeath.Command
 
 /**
  * A new, empty group for a plugin about to be spawned, and the command that starts `command`

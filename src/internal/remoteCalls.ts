@@ -117,14 +117,7 @@ const replyOutcome = (data: Uint8Array): Result.Result<unknown, PluginClientErro
   }
   if (message?._tag === "Success") return Result.succeed(message.result)
   if (message?._tag === "Failure") {
-    const parts = JsonRpc.errorParts(message.error)
-    return Result.fail(
-      new PluginClientError.PluginError({
-        message: parts.message,
-        ...(parts.code === undefined ? {} : { code: parts.code }),
-        ...(parts.data === undefined ? {} : { data: parts.data })
-      })
-    )
+    return Result.fail(PluginClientError.pluginErrorOf(message.error))
   }
   return Result.fail(new PluginClientError.MalformedResponse({ detail: "the reply is not a JSON-RPC response", line: JsonRpc.excerpt(text) }))
 }
