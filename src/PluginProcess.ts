@@ -120,6 +120,12 @@ export interface Options {
   readonly stderrLogLevel?: "Trace" | "Debug" | "Info" | "Warn" | "Error" | "None" | undefined
   /** How messages written to stdin are framed (and the plugin frames its stdout). Default `"ndjson"`. */
   readonly framing?: Framing.Mode | undefined
+  /**
+   * What holds the process's tree: `"cgroup"` (default: a cgroup of its own where the host may
+   * make one, else the `/proc` walk) or `"process-tree"` (the walk only; no cgroup to enter, so
+   * no kernel grace period in the start). See `LifetimePolicy.Containment`.
+   */
+  readonly containment?: "cgroup" | "process-tree" | undefined
 }
 
 /**
@@ -249,6 +255,7 @@ interface Timings {
   readonly excerptChars: number
   readonly stderrLogLevel: NonNullable<Options["stderrLogLevel"]>
   readonly framing: Framing.Mode
+  readonly cgroups: boolean
 }
 
 const timingsOf = (options: Options | undefined): Timings => ({
@@ -257,7 +264,8 @@ const timingsOf = (options: Options | undefined): Timings => ({
   killTimeout: Duration.fromInputUnsafe(options?.killTimeout ?? "2 seconds"),
   excerptChars: options?.stderrExcerptChars ?? 8_000,
   stderrLogLevel: options?.stderrLogLevel ?? "Debug",
-  framing: options?.framing ?? "ndjson"
+  framing: options?.framing ?? "ndjson",
+  cgroups: options?.containment !== "process-tree"
 })
 
 /** What a launcher keeps of stderr for messages and health. */
@@ -472,12 +480,12 @@ const commandOf = (
   spec: Spec,
   launch: PluginEnvironment.Launch,
   guards: SpawnRegistry.HostDeathGuards,
-  simulated = false
+  cgroups: boolean
 ): { readonly command: Cgroup.Command; readonly group: Cgroup.Cgroup | undefined } => {
   const context = { cwd: spec.cwd, env: launch.env }
   const plain = { executable: launch.executable, args: launch.args }
   const command = guards.parentDeathSignal ? withParentDeathSignal(plain, context) : plain
-  return (simulated ? undefined : Cgroup.prepareEntry(command, context)) ?? { command, group: undefined }
+  return (cgroups ? Cgroup.prepareEntry(command, context) : undefined) ?? { command, group: undefined }
 }
 
 /** Removes the cgroup prepared for a spawn that did not happen. */
@@ -618,11 +626,11 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
   const guards = yield* SpawnRegistry.guardsFor(spawner)
   const launch = yield* launchOf(spec)
-  const { command, group } = commandOf(spec, launch, guards, SpawnRegistry.isSimulated(spawner))
+  const { command, group } = commandOf(spec, launch, guards, timings.cgroups && !SpawnRegistry.isSimulated(spawner))
   const handle = yield* spawnWithSpawner(spec, launch, command).pipe(Effect.onError(() => removeGroup(group)))
   const startedAt = yield* Clock.currentTimeMillis
   const pid: number = handle.pid
-  const tree = ProcessTree.contain(pid, group)
+  const tree = ProcessTree.contain(pid, { group, cgroups: timings.cgroups })
   yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
   const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
   const excerpt = makeExcerpt(timings.excerptChars)
@@ -954,7 +962,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const timings = timingsOf(options)
   const guards = yield* SpawnRegistry.HostDeathGuards
   const launch = yield* launchOf(spec)
-  const { command, group } = commandOf(spec, launch, guards)
+  const { command, group } = commandOf(spec, launch, guards, timings.cgroups)
   const child = yield* spawnNode(spec, launch, command).pipe(Effect.onError(() => removeGroup(group)))
   // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
   if (child.pid === undefined || child.pid <= 0) {
@@ -962,7 +970,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
   }
   const pid = child.pid
-  const tree = ProcessTree.contain(pid, group)
+  const tree = ProcessTree.contain(pid, { group, cgroups: timings.cgroups })
   yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
   // A failed kill is reported as an `error` event; the exit is what we observe.
   child.on("error", () => {})

@@ -71,8 +71,10 @@ export interface PollerHandle {
  * How to register a manifest's plugin: its id (default the manifest's `name`; the owner named
  * in `DuplicateKind` and the key of `unregister`), what to run (`env`, `cwd`, `hostEnv`,
  * `manifestDir` — the client's {@link PluginClient.RunOptions}) and, for a long-lived plugin
- * served over stdio, its lifetime `policy` (default `LifetimePolicy.defaultPolicy`). A
- * prebuilt {@link PollerHandle} ignores them.
+ * served over stdio, its lifetime `policy` (default `LifetimePolicy.defaultPolicy`); an
+ * ephemeral plugin takes the policy's `containment` only (a per-tick host may prefer
+ * `"process-tree"`: no cgroup to enter, see `LifetimePolicy.Containment`). A prebuilt
+ * {@link PollerHandle} ignores them.
  *
  * @category models
  */
@@ -158,7 +160,12 @@ const ephemeralTick = (
         env: { ...options?.env, ...Poller.ephemeralEnv(options?.dialect ?? Poller.defaultDialect, id) },
         cwd: options?.cwd,
         hostEnv: options?.hostEnv
-      }, { shutdownGrace: cutShortGrace, drainTimeout: cutShortGrace, stderrLogLevel: options?.stderrLogLevel }).pipe(
+      }, {
+        shutdownGrace: cutShortGrace,
+        drainTimeout: cutShortGrace,
+        stderrLogLevel: options?.stderrLogLevel,
+        containment: options?.policy?.containment
+      }).pipe(
         Effect.mapError((error) => transient(error.reason.message))
       )
       proc.writeLine(Poller.tickLine(request, options?.dialect ?? Poller.defaultDialect))

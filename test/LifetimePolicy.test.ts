@@ -42,7 +42,8 @@ const plain = (p: LifetimePolicy.LifetimePolicy) => ({
   consecutiveTimeoutsBeforeRecycle: p.consecutiveTimeoutsBeforeRecycle,
   backoff: p.backoff === undefined ? undefined : plainBackoff(p.backoff),
   cancellation: p.cancellation,
-  framing: p.framing
+  framing: p.framing,
+  containment: p.containment
 })
 
 const S = 1000
@@ -66,7 +67,8 @@ const DEFAULT_PLAIN: Plain = {
   consecutiveTimeoutsBeforeRecycle: 3,
   backoff: undefined,
   cancellation: "none",
-  framing: "ndjson"
+  framing: "ndjson",
+  containment: "cgroup"
 }
 
 const BACKOFF_PLAIN: ReturnType<typeof plainBackoff> = { initial: 1 * S, factor: 2, jitter: 0.25, max: 5 * MIN, giveUpAfter: 10, resetAfter: 10 * MIN }
@@ -282,6 +284,7 @@ describe("LifetimePolicy.config", () => {
         PLUGIN_HOST_CONSECUTIVE_TIMEOUTS_BEFORE_RECYCLE: "7",
         PLUGIN_HOST_CANCELLATION: "mcp",
         PLUGIN_HOST_FRAMING: "content-length",
+        PLUGIN_HOST_CONTAINMENT: "process-tree",
         PLUGIN_HOST_BACKOFF_INITIAL: "500ms",
         PLUGIN_HOST_BACKOFF_FACTOR: "3",
         PLUGIN_HOST_BACKOFF_JITTER: "0.1",
@@ -305,7 +308,8 @@ describe("LifetimePolicy.config", () => {
         consecutiveTimeoutsBeforeRecycle: 7,
         backoff: { initial: 500, factor: 3, jitter: 0.1, max: 1 * MIN, giveUpAfter: 4, resetAfter: 60 * MIN },
         cancellation: "mcp",
-        framing: "content-length"
+        framing: "content-length",
+        containment: "process-tree"
       })
     }))
 
@@ -352,6 +356,7 @@ describe("LifetimePolicy.config", () => {
     ["an unknown preset", { PLUGIN_HOST_PRESET: "turbo" }, [`["PLUGIN_HOST"]["PRESET"]`]],
     ["an unknown cancellation dialect", { PLUGIN_HOST_CANCELLATION: "grpc" }, [`"lsp" | "mcp" | "none"`, `["PLUGIN_HOST"]["CANCELLATION"]`]],
     ["an unknown framing", { PLUGIN_HOST_FRAMING: "lines" }, [`"ndjson" | "content-length"`, `["PLUGIN_HOST"]["FRAMING"]`]],
+    ["an unknown containment", { PLUGIN_HOST_CONTAINMENT: "jail" }, [`"cgroup" | "process-tree"`, `["PLUGIN_HOST"]["CONTAINMENT"]`]],
     ["a bad byte size", { PLUGIN_HOST_MAX_LINE_BYTES: "lots" }, [
       `expected a byte count such as 16777216 or "16 MiB"`,
       `["PLUGIN_HOST"]["MAX_LINE_BYTES"]`

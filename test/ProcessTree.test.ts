@@ -161,6 +161,25 @@ for (const launcher of launchers) {
   }
 }
 
+describe.skipIf(cgroupDir === undefined)("containment \"process-tree\" on a host that may make cgroups", () => {
+  for (const launcher of launchers) {
+    it.live(`makes no cgroup (no grace period to wait for), and still ends a setsid grandchild at the stop (${launcher.name} launcher)`, () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const proc = yield* PluginProcess.make(
+          { name: "tree", executable: fixture("process-tree.sh"), args: ["setsid"] },
+          { shutdownGrace: "300 millis", killTimeout: "2 seconds", containment: "process-tree" }
+        ).pipe(Scope.provide(scope))
+        const members = yield* membersOf(proc, 1)
+        assert.deepStrictEqual(ownGroups(), [], "no cgroup was made")
+        assert.notMatch(fs.readFileSync(`/proc/${proc.pid}/cgroup`, "utf8"), /plugin-host-/, "the plugin is in the host's group")
+        yield* proc.stop()
+        assert.deepStrictEqual(alive([proc.pid, ...members]), [], "left after stop")
+        yield* Scope.close(scope, Exit.void)
+      }).pipe(Effect.provide(liveWith(launcher))))
+  }
+})
+
 describe.skipIf(cgroupDir === undefined)("entering the cgroup", () => {
   it("a plugin whose shell cannot enter its group exits 125 before running anything, saying why", () => {
     const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cgroup-entry-")), "ran")

@@ -111,7 +111,8 @@ const connect = (launcher: Launcher, executable: string, scope: Scope.Scope) =>
       shutdownGrace: policy.shutdownGrace,
       drainTimeout: policy.drainTimeout,
       stderrLogLevel: launcher.stderrLogLevel,
-      framing: policy.framing
+      framing: policy.framing,
+      containment: policy.containment
     })
     yield* Metric.update(launcher.spawned, 1)
     const peer = yield* RpcPeer.make(RpcPeer.fromProcess(process), {

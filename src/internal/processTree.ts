@@ -105,23 +105,28 @@ export interface Containment {
 
 /**
  * Starts holding the tree of `pid`, a process the host just spawned: in `group` when one was
- * prepared for it (see `cgroup.ts`: the plugin entered it before it ran), else in a new cgroup
- * when the host can make one. Undefined when `pid` is not a live child of this process (an
- * in-memory spawner's fake pid, or a plugin already gone): nothing of it is ever signalled then,
- * and a prepared group is removed.
+ * prepared for it (see `cgroup.ts`: the plugin enters it before it runs), else, unless `cgroups`
+ * is off, in a new cgroup when the host can make one. Undefined when `pid` is not a live child of
+ * this process (an in-memory spawner's fake pid, or a plugin already gone): nothing of it is ever
+ * signalled then, and a prepared group is removed.
  *
  * @internal
  */
-export const contain = (pid: number, group?: Cgroup.Cgroup): Containment | undefined => {
+export const contain = (
+  pid: number,
+  options?: { readonly group?: Cgroup.Cgroup | undefined; readonly cgroups?: boolean | undefined }
+): Containment | undefined => {
+  const group = options?.group
   const stat = ProcStat.readStat(pid)
   if (stat === undefined || stat.ppid !== process.pid || ended(stat)) {
     if (group !== undefined) Cgroup.remove(group)
     return undefined
   }
+  const members = new Map([[pid, stat.startTime]])
   // A prepared group is entered by the plugin itself before it runs (or it exits at once, saying
   // why): the host writes nothing, which would stall its own thread for a grace period.
-  if (group !== undefined) return { root: pid, members: new Map([[pid, stat.startTime]]), cgroup: group, sealed: true }
-  return { root: pid, members: new Map([[pid, stat.startTime]]), cgroup: Cgroup.enter(pid), sealed: false }
+  if (group !== undefined) return { root: pid, members, cgroup: group, sealed: true }
+  return { root: pid, members, cgroup: options?.cgroups === false ? undefined : Cgroup.enter(pid), sealed: false }
 }
 
 /**
