@@ -303,6 +303,17 @@ const checkInt = (knob: string, n: number, min: number): PolicyError | undefined
     ? undefined
     : new PolicyError({ knob, detail: `must be an integer >= ${min} (got ${n})` })
 
+/** The values of each literal knob, for its check and its `PLUGIN_HOST_*` variable. */
+const cancellations = ["lsp", "mcp", "none"] as const
+const framings = ["ndjson", "content-length"] as const
+const containments = ["cgroup", "process-tree"] as const
+
+const checkOneOf = (knob: string, value: string, allowed: ReadonlyArray<string>): PolicyError | undefined => {
+  if (allowed.includes(value)) return undefined
+  const quoted = allowed.map((v) => JSON.stringify(v))
+  return new PolicyError({ knob, detail: `must be ${quoted.slice(0, -1).join(", ")} or ${quoted.at(-1)} (got ${JSON.stringify(value)})` })
+}
+
 const checkBackoff = (b: Backoff): PolicyError | undefined =>
   checkDuration("backoff.initial", b.initial) ??
     checkDuration("backoff.max", b.max) ??
@@ -347,24 +358,9 @@ const check = (p: LifetimePolicy): PolicyError | undefined =>
       })
       : undefined) ??
     (p.backoff === undefined ? undefined : checkBackoff(p.backoff)) ??
-    (p.cancellation === "lsp" || p.cancellation === "mcp" || p.cancellation === "none"
-      ? undefined
-      : new PolicyError({
-        knob: "cancellation",
-        detail: `must be "lsp", "mcp" or "none" (got ${JSON.stringify(p.cancellation)})`
-      })) ??
-    (p.framing === "ndjson" || p.framing === "content-length"
-      ? undefined
-      : new PolicyError({
-        knob: "framing",
-        detail: `must be "ndjson" or "content-length" (got ${JSON.stringify(p.framing)})`
-      })) ??
-    (p.containment === "cgroup" || p.containment === "process-tree"
-      ? undefined
-      : new PolicyError({
-        knob: "containment",
-        detail: `must be "cgroup" or "process-tree" (got ${JSON.stringify(p.containment)})`
-      }))
+    checkOneOf("cancellation", p.cancellation, cancellations) ??
+    checkOneOf("framing", p.framing, framings) ??
+    checkOneOf("containment", p.containment, containments)
 
 // ---------------------------------------------------------------------------------------------
 // duration text
@@ -591,9 +587,9 @@ const knobsConfig = (base: LifetimePolicy) =>
     consecutiveTimeoutsBeforeRecycle: Config.Int("CONSECUTIVE_TIMEOUTS_BEFORE_RECYCLE").pipe(
       Config.withDefault(base.consecutiveTimeoutsBeforeRecycle)
     ),
-    cancellation: Config.Literals(["lsp", "mcp", "none"], "CANCELLATION").pipe(Config.withDefault(base.cancellation)),
-    framing: Config.Literals(["ndjson", "content-length"], "FRAMING").pipe(Config.withDefault(base.framing)),
-    containment: Config.Literals(["cgroup", "process-tree"], "CONTAINMENT").pipe(Config.withDefault(base.containment)),
+    cancellation: Config.Literals(cancellations, "CANCELLATION").pipe(Config.withDefault(base.cancellation)),
+    framing: Config.Literals(framings, "FRAMING").pipe(Config.withDefault(base.framing)),
+    containment: Config.Literals(containments, "CONTAINMENT").pipe(Config.withDefault(base.containment)),
     backoff: Config.Literals(["on", "off"], "BACKOFF").pipe(Config.option),
     backoffInitial: duration("BACKOFF_INITIAL").pipe(Config.option),
     backoffFactor: Config.Finite("BACKOFF_FACTOR").pipe(Config.option),

@@ -7,20 +7,10 @@
  *
  * @internal
  */
+import type * as NatsMicro from "./natsMicro.ts"
 
-/** One endpoint's identity and counters, as `$SRV.STATS` reports them. */
-export interface EndpointStats {
-  readonly name: string
-  readonly subject: string
-  readonly queue_group: string
-  readonly num_requests: number
-  readonly num_errors: number
-  readonly last_error: string
-  /** Total time spent serving, in nanoseconds. */
-  readonly processing_time: number
-  /** `processing_time / num_requests`, in nanoseconds (0 before the first request). */
-  readonly average_processing_time: number
-}
+/** One endpoint's identity and counters, as `$SRV.STATS` reports them (`natsMicro`'s model). */
+export type EndpointStats = NatsMicro.EndpointStats
 
 /** The counters of one endpoint, updated as requests end. */
 export interface EndpointCounter {

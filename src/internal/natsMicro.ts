@@ -61,13 +61,15 @@ const identity = {
 export const PingResponse = Schema.Struct({ type: Schema.Literal(ResponseType.ping), ...identity })
 export type PingResponse = typeof PingResponse.Type
 
-/** One endpoint in an `INFO` reply. */
-export const EndpointInfo = Schema.Struct({
+/** What names an endpoint, in `INFO` and `STATS` replies alike. */
+const endpointIdentity = {
   name: Schema.String,
   subject: Schema.String,
-  queue_group: Schema.String,
-  metadata: Metadata
-})
+  queue_group: Schema.String
+}
+
+/** One endpoint in an `INFO` reply. */
+export const EndpointInfo = Schema.Struct({ ...endpointIdentity, metadata: Metadata })
 export type EndpointInfo = typeof EndpointInfo.Type
 
 /** The reply to `INFO`: the service's description and endpoints. */
@@ -84,9 +86,7 @@ export type InfoResponse = typeof InfoResponse.Type
  * the last error (`""` when none), the total and average handler time in nanoseconds.
  */
 export const EndpointStats = Schema.Struct({
-  name: Schema.String,
-  subject: Schema.String,
-  queue_group: Schema.String,
+  ...endpointIdentity,
   num_requests: Schema.Number,
   num_errors: Schema.Number,
   last_error: Schema.String,
