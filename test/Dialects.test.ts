@@ -20,18 +20,7 @@ import * as Poller from "../src/Poller.ts"
 import * as PollerRouter from "../src/PollerRouter.ts"
 import { skipNats, spawnNode, startNatsServer } from "./support/nats.ts"
 import { eventually, fixture, live, liveChildren, node } from "./support/processes.ts"
-
-const text = (bytes: Uint8Array | undefined) => bytes === undefined ? undefined : new TextDecoder().decode(bytes)
-const bytes = (s: string) => new TextEncoder().encode(s)
-
-const tickInput = (config: unknown = {}, cursor?: Uint8Array): PollerRouter.TickInput => ({
-  jobId: "job-1",
-  agentId: "agent-7",
-  config,
-  cursor,
-  now: new Date("2026-11-23T12:00:00Z"),
-  intervalHint: "60 seconds"
-})
+import { bytes, text, tickInput } from "./support/ticks.ts"
 
 /** Every log line at any level, with its level and annotations. */
 const captureLogs = () => {

@@ -21,6 +21,7 @@ import * as PluginManager from "../src/PluginManager.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import * as PluginProcess from "../src/PluginProcess.ts"
 import { eventually, fixture, launchers, live, liveChildren, liveWith, node } from "./support/processes.ts"
+import { diagnosisFields } from "./support/healthSnapshot.ts"
 
 /** What the probe reports about itself: its Node, its environment, whether a `--require` ran. */
 interface Probe {
@@ -231,20 +232,7 @@ describe("the doctor's report", () => {
   it("an older report without `environment` decodes with an empty one, and renders no environment line", () => {
     const report = Schema.decodeUnknownSync(DoctorReport.DoctorReport)({
       generatedAt: 0,
-      plugins: [{
-        id: "p",
-        state: "Idle",
-        status: "Healthy",
-        groups: [],
-        crashesInWindow: 0,
-        consecutiveCrashes: 0,
-        totalCrashes: 0,
-        pendingRequests: 0,
-        stderrTail: [],
-        checksum: "not declared",
-        envVars: [],
-        supportedMethods: []
-      }],
+      plugins: [diagnosisFields("p")],
       groups: []
     })
     assert.deepStrictEqual(report.plugins[0]?.environment, { unsafeEnvVars: [] })
@@ -252,21 +240,9 @@ describe("the doctor's report", () => {
   })
 
   it("a start that would fail is said under the table", () => {
-    const diagnosis = new DoctorReport.PluginDiagnosis({
-      id: "p",
-      state: "Idle",
-      status: "Healthy",
-      groups: [],
-      crashesInWindow: 0,
-      consecutiveCrashes: 0,
-      totalCrashes: 0,
-      pendingRequests: 0,
-      stderrTail: [],
-      checksum: "not declared",
-      envVars: [],
-      supportedMethods: [],
-      environment: { unsafeEnvVars: [], problem: "the interpreter `python9` is not on the host's PATH" }
-    })
+    const diagnosis = new DoctorReport.PluginDiagnosis(
+      diagnosisFields("p", { environment: { unsafeEnvVars: [], problem: "the interpreter `python9` is not on the host's PATH" } })
+    )
     const table = DoctorReport.render(new DoctorReport.DoctorReport({ generatedAt: 0, plugins: [diagnosis], groups: [] }))
     assert.include(table, "environment of p: will not start: the interpreter `python9` is not on the host's PATH")
   })

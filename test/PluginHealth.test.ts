@@ -20,7 +20,7 @@ import * as VerifiedExecutable from "../src/internal/verifiedExecutable.ts"
 import * as PluginManifest from "../src/PluginManifest.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
 import { eventually, fixture, live, liveChildren, node } from "./support/processes.ts"
-import { snapshot } from "./support/healthSnapshot.ts"
+import { diagnosisFields, snapshot } from "./support/healthSnapshot.ts"
 
 /** Lets forked fibers reach their next suspension without real time passing. */
 const settle = Effect.gen(function*() {
@@ -189,21 +189,7 @@ describe("PluginHealth (aggregation rules)", () => {
 
   it("the doctor table aligns its columns and ends with one line per group", () => {
     const diagnosis = (id: string, state: string, status: PluginHealth.Status, extra: Partial<ConstructorParameters<typeof PluginHealth.PluginDiagnosis>[0]> = {}) =>
-      new PluginHealth.PluginDiagnosis({
-        id,
-        state,
-        status,
-        groups: ["feature"],
-        crashesInWindow: 0,
-        consecutiveCrashes: 0,
-        totalCrashes: 0,
-        pendingRequests: 0,
-        stderrTail: [],
-        checksum: "not declared",
-        envVars: [],
-        supportedMethods: [],
-        ...extra
-      })
+      new PluginHealth.PluginDiagnosis({ ...diagnosisFields(id, { state, status, groups: ["feature"] }), ...extra })
     const report = new PluginHealth.DoctorReport({
       generatedAt: 10_000,
       plugins: [

@@ -13,21 +13,10 @@ import * as PollerRouter from "../src/PollerRouter.ts"
 import { InMemorySpawner } from "../src/testing/index.ts"
 import { ephemeralPoller, inWorkingDirectory, tempFolder } from "./support/pluginFolder.ts"
 import { eventually, fixture, isAlive, launchers, live, liveWith, liveChildren, node } from "./support/processes.ts"
+import { bytes, text, tickInput as input } from "./support/ticks.ts"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 50; i++) yield* Effect.yieldNow
-})
-
-const text = (bytes: Uint8Array | undefined) => bytes === undefined ? undefined : new TextDecoder().decode(bytes)
-const bytes = (s: string) => new TextEncoder().encode(s)
-
-const input = (config: unknown = {}, cursor?: Uint8Array): PollerRouter.TickInput => ({
-  jobId: "job-1",
-  agentId: "agent-7",
-  config,
-  cursor,
-  now: new Date("2026-11-23T12:00:00Z"),
-  intervalHint: "60 seconds"
 })
 
 /** A prebuilt handle whose ticks are recorded and take `delay` (TestClock). */

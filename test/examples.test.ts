@@ -36,6 +36,7 @@ import * as SecretStore from "../examples/testing-your-host.ts"
 import * as CalendarHandlers from "../examples/plugins/calendar/handlers.ts"
 import { skipNats, spawnNode, startNatsServer } from "./support/nats.ts"
 import { eventually, isAlive, live, liveChildren } from "./support/processes.ts"
+import { bytes, text, tickInput as anyTick } from "./support/ticks.ts"
 
 const root = path.resolve(import.meta.dirname, "..")
 const examplesDir = path.join(root, "examples")
@@ -51,9 +52,6 @@ const hostEnv: Readonly<Record<string, string | undefined>> = {
 }
 
 const fast = (input: LifetimePolicy.Input = {}) => LifetimePolicy.makeUnsafe({ shutdownGrace: "1 second", drainTimeout: "1 second", ...input })
-
-const text = (bytes: Uint8Array | undefined) => bytes === undefined ? undefined : new TextDecoder().decode(bytes)
-const bytes = (s: string) => new TextEncoder().encode(s)
 
 /** The discovered, verified manifest of one bundled plugin. */
 const bundled = (name: string) =>
@@ -237,13 +235,11 @@ describe("example programs (node examples/<file>.ts)", () => {
 const Pid = Schema.Struct({ pid: Schema.Number })
 const pidOf = (value: unknown) => Schema.decodeUnknownSync(Pid)(value).pid
 
+/** A tick at 08:00 (the calendar's events are read relative to it). */
 const tickInput = (config: unknown, cursor?: Uint8Array): PollerRouter.TickInput => ({
-  jobId: "job-1",
+  ...anyTick(config, cursor),
   agentId: "agent-1",
-  config,
-  cursor,
-  now: new Date("2026-11-23T08:00:00Z"),
-  intervalHint: "60 seconds"
+  now: new Date("2026-11-23T08:00:00Z")
 })
 
 describe("example plugins (real processes)", () => {

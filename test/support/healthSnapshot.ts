@@ -27,3 +27,23 @@ export const snapshot = (state: PluginClient.PluginState, overrides: Partial<Plu
   eventsDropped: 0,
   ...overrides
 })
+
+/**
+ * The fields of a doctor row for plugin `id`: healthy, idle, nothing declared or seen, unless
+ * `overrides` says so (the encoded and the constructed form are alike for these fields).
+ */
+export const diagnosisFields = <const O extends object>(id: string, overrides?: O) => ({
+  id,
+  state: "Idle",
+  status: "Healthy" as const,
+  groups: [] as ReadonlyArray<string>,
+  crashesInWindow: 0,
+  consecutiveCrashes: 0,
+  totalCrashes: 0,
+  pendingRequests: 0,
+  stderrTail: [] as ReadonlyArray<string>,
+  checksum: "not declared" as const,
+  envVars: [] as ReadonlyArray<string>,
+  supportedMethods: [] as ReadonlyArray<string>,
+  ...overrides
+})
