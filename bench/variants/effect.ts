@@ -40,7 +40,16 @@ export const source = (variant: EffectVariant, name = "bench"): PluginClient.Plu
   args: [variant === "effect" ? workers.pluginWorker : workers.raw]
 })
 
-export const clientOptions: PluginClient.Options = { policy, handshake, env: workerEnv() }
+/**
+ * The options of every client: the worker's environment (with `NODE_OPTIONS` from
+ * `BENCH_WORKER_NODE_OPTIONS`, e.g. to profile the worker, allowed deliberately).
+ */
+export const clientOptions: PluginClient.Options = {
+  policy,
+  handshake,
+  env: workerEnv(),
+  unsafeEnvVars: process.env.BENCH_WORKER_NODE_OPTIONS === undefined ? undefined : ["NODE_OPTIONS"]
+}
 
 /** Makes a client in the current Scope (nothing spawned until the first call). */
 export const makeClient = (variant: EffectVariant) => PluginClient.make(source(variant), clientOptions)
