@@ -446,9 +446,12 @@ const handlerTable = (
     const handler = options.handlers[method]
     if (handler === undefined) continue
     table[method] = (params) => {
-      const served = Effect.mapError(Effect.suspend(() => handler(params)), toJsonRpcError)
       const target = RequestSignals.progressTargetOf(params)
-      return target === undefined ? served : Effect.provideService(served, CurrentProgress, target)
+      if (target !== undefined) return Effect.provideService(Effect.mapError(Effect.suspend(() => handler(params)), toJsonRpcError), CurrentProgress, target)
+      // Called at once (whoever runs the table catches a throw as a defect): a handler that is
+      // over already (`Effect.succeed`) stays an `Exit`, which is answered without a fiber.
+      const served = handler(params)
+      return Exit.isExit(served) ? Exit.mapError(served, toJsonRpcError) : Effect.mapError(served, toJsonRpcError)
     }
   }
   return table

@@ -29,6 +29,15 @@ import type * as RequestSignals from "./requestSignals.ts"
 /** Serves one method: a {@link JsonRpc.JsonRpcError} becomes the error reply, any other failure -32603. */
 export type Handler<R> = (params: unknown) => Effect.Effect<unknown, JsonRpc.JsonRpcError, R>
 
+/** A handler's effect for `params`; one that throws instead of returning an effect has died. */
+const start = <R>(handler: Handler<R>, params: unknown): Effect.Effect<unknown, JsonRpc.JsonRpcError, R> => {
+  try {
+    return handler(params)
+  } catch (defect) {
+    return Exit.die(defect)
+  }
+}
+
 /**
  * The requests of the other side, being served.
  */
@@ -85,10 +94,17 @@ export class RequestServer<R> {
       }))
       return
     }
+    const effect = start(handler, request.params)
+    // A handler whose effect is already over (`Effect.succeed`, `Effect.fail`: an `Exit`) is
+    // answered at once: no fiber to start, nothing a cancel could reach.
+    if (Exit.isExit(effect)) {
+      this.reply(this.replyOf(request, effect))
+      return
+    }
     if (this.serving++ === 0) this.idleSignal = Deferred.makeUnsafe<void>()
     const id = request.id
     const fiber = this.run(
-      Effect.onExit(Effect.suspend(() => handler(request.params)), (exit) => {
+      Effect.onExit(effect, (exit) => {
         this.running.delete(id)
         const reply = this.cancelling.size === 0 ? this.replyOf(request, exit) : this.cancelledReply(request, exit)
         if (reply !== undefined) this.reply(reply)

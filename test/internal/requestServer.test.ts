@@ -10,14 +10,18 @@ const serverWith = (handlers: Record<string, Handler<never>>, maxHandlers = 8) =
   Effect.map(Effect.context<never>(), (context) => {
     const fork = Effect.runForkWith(context)
     const replies: Array<JsonRpc.Success | JsonRpc.Failure> = []
+    const started = { fibers: 0 }
     const server = new RequestServer<never>({
       handlers,
       maxHandlers,
-      run: (effect) => fork(effect),
+      run: (effect) => {
+        started.fibers++
+        return fork(effect)
+      },
       reply: (message) => void replies.push(message)
     })
     const request = (id: number, method: string, params?: unknown) => server.serve(JsonRpc.request(id, method, params))
-    return { server, replies, request }
+    return { server, replies, request, started }
   })
 
 const errorCode = (message: JsonRpc.Success | JsonRpc.Failure | undefined) =>
@@ -46,6 +50,28 @@ describe("RequestServer (requests from the other side, served by handlers)", () 
       request(2, "explode")
       assert.deepStrictEqual(replies[0], JsonRpc.failure(1, { code: -32010, message: "refused", data: { why: "policy" } }))
       assert.strictEqual(errorCode(replies[1]), -32603)
+    }))
+
+  it.effect("a handler whose effect is already over is answered before serve returns, without a fiber; one that throws gets -32603", () =>
+    Effect.gen(function*() {
+      const { replies, request, started, server } = yield* serverWith({
+        echo: (params) => Effect.succeed(params),
+        refuse: () => Effect.fail(JsonRpc.error(-32010, "refused")),
+        throws: () => {
+          throw new Error("not an effect")
+        },
+        later: (params) => Effect.sync(() => params)
+      })
+      request(1, "echo", { n: 1 })
+      request(2, "refuse")
+      request(3, "throws")
+      assert.deepStrictEqual(replies.slice(0, 2), [JsonRpc.success(1, { n: 1 }), JsonRpc.failure(2, { code: -32010, message: "refused" })])
+      assert.strictEqual(errorCode(replies[2]), -32603)
+      assert.strictEqual(started.fibers, 0)
+      request(4, "later", "x")
+      assert.strictEqual(started.fibers, 1)
+      assert.deepStrictEqual(replies[3], JsonRpc.success(4, "x"))
+      yield* server.idle
     }))
 
   it.effect("beyond maxHandlers being served, a request is refused at once with -32000 and counted", () =>
