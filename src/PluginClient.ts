@@ -638,6 +638,9 @@ interface CallContext {
   readonly annotate: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
+/** What a failed call of one incarnation goes through: a timeout streak or a dead connection is its crash. */
+type FailureHandler = (cause: Cause.Cause<PluginClientError.PluginClientError>) => Effect.Effect<never, PluginClientError.PluginClientError>
+
 /**
  * `requestWithProgress` and `callWithProgress` over a client's `request` and `call` (any
  * transport whose calls take `onProgress`): streams of each progress, ending with the result.
@@ -658,13 +661,14 @@ export const progressCalls = (
  * The calls: `request`, `requestIfRunning`, `call`, `notify`, and the progress streams of the
  * first and the third. The hot path, when the plugin is
  * running, takes no lock and starts no fiber: it reads the running incarnation and sends; the
- * failure handler is made once per incarnation; metrics are updated in place; spans only when
- * someone collects them, and without a captured stack trace (capturing one per call cost more
- * than the call).
+ * connection counts and times the call as it starts and ends (a `CallObserver`, one per client,
+ * instead of an `onExit` around every call); the failure handler is made once per incarnation;
+ * metrics are updated in place; spans only when someone collects them, and without a captured
+ * stack trace (capturing one per call cost more than the call).
  */
 const makeCalls = (ctx: CallContext) => {
   const { name, policy, engine, activity, metrics, context, clock } = ctx
-  const failureHandlers = new WeakMap<Incarnation.Incarnation, (cause: Cause.Cause<PluginClientError.PluginClientError>) => Effect.Effect<never, PluginClientError.PluginClientError>>()
+  const failureHandlers = new WeakMap<Incarnation.Incarnation, FailureHandler>()
   const patience = (callOptions: CallOptions | undefined): number =>
     clock.currentTimeMillisUnsafe() + Duration.toMillis(
       callOptions?.timeout === undefined ? policy.requestTimeout : Duration.min(Duration.fromInputUnsafe(callOptions.timeout), policy.maxRequestTimeout)
@@ -686,14 +690,18 @@ const makeCalls = (ctx: CallContext) => {
       if (!isCrash(reason)) return error
       return (yield* engine.crash(incarnation, reason)) ? engine.capExceeded() : error
     })
-  const failureHandler = (incarnation: Incarnation.Incarnation) => {
-    const known = failureHandlers.get(incarnation)
-    if (known !== undefined) return known
-    const handler = (cause: Cause.Cause<PluginClientError.PluginClientError>) => {
-      const error = Cause.findErrorOption(cause)
-      return Option.isSome(error) ? Effect.flatMap(onCallFailure(incarnation, error.value), Effect.fail) : Effect.failCause(cause)
+  let lastHandled: { readonly incarnation: Incarnation.Incarnation; readonly handler: FailureHandler } | undefined
+  const failureHandler = (incarnation: Incarnation.Incarnation): FailureHandler => {
+    if (lastHandled?.incarnation === incarnation) return lastHandled.handler
+    let handler = failureHandlers.get(incarnation)
+    if (handler === undefined) {
+      handler = (cause) => {
+        const error = Cause.findErrorOption(cause)
+        return Option.isSome(error) ? Effect.flatMap(onCallFailure(incarnation, error.value), Effect.fail) : Effect.failCause(cause)
+      }
+      failureHandlers.set(incarnation, handler)
     }
-    failureHandlers.set(incarnation, handler)
+    lastHandled = { incarnation, handler }
     return handler
   }
   /** A failure of a call that is not activity: a dead connection is still a crash. */
@@ -710,29 +718,48 @@ const makeCalls = (ctx: CallContext) => {
     engine.idle.arm(now)
   }
 
-  const request: PluginClient["request"] = (method, params, callOptions) =>
-    Effect.withFiber((fiber) => {
+  /** A call is over: a success ends a timeout streak, the duration is recorded, the idle period starts again. */
+  const callEnded = (succeeded: boolean, startedNanos: bigint) => {
+    if (succeeded) activity.consecutiveTimeouts = 0
+    metrics.duration.updateUnsafe(Duration.nanos(clock.monotonicTimeNanosUnsafe() - startedNanos), context)
+    ended()
+  }
+  // A call to the running process is counted and timed by the connection as it is made and as it
+  // ends (no effect wrapped around each call to do it).
+  const observer: RpcPeer.CallObserver = {
+    started: () => {
       activity.requests++
       activity.inFlight++
-      const startedNanos = clock.monotonicTimeNanosUnsafe()
-      const send = (incarnation: Incarnation.Incarnation) => {
-        metrics.requests.updateUnsafe(1, context)
-        return Effect.catchCause(incarnation.peer.request(method, params, callOptions), failureHandler(incarnation))
-      }
+      metrics.requests.updateUnsafe(1, context)
+    },
+    ended: callEnded
+  }
+  /** A call that waits for the plugin to run first: counted and timed from before the wait. */
+  const acquireThenCall = (method: string, params: unknown, callOptions: CallOptions | undefined) => {
+    activity.requests++
+    activity.inFlight++
+    const startedNanos = clock.monotonicTimeNanosUnsafe()
+    const call = Effect.flatMap(engine.acquire(patience(callOptions)), (incarnation) => {
+      metrics.requests.updateUnsafe(1, context)
+      return Effect.catchCause(incarnation.peer.request(method, params, callOptions), failureHandler(incarnation))
+    })
+    return Effect.onExit(call, (exit) => {
+      callEnded(exit._tag === "Success", startedNanos)
+      return Effect.void
+    })
+  }
+
+  const request: PluginClient["request"] = (method, params, callOptions) =>
+    Effect.withFiber((fiber) => {
       const incarnation = running()
-      const call = incarnation !== undefined ? send(incarnation) : Effect.flatMap(engine.acquire(patience(callOptions)), send)
-      // A success ends a timeout streak; the duration is recorded.
-      const tracked = Effect.onExit(call, (exit) => {
-        if (exit._tag === "Success") activity.consecutiveTimeouts = 0
-        metrics.duration.updateUnsafe(Duration.nanos(clock.monotonicTimeNanosUnsafe() - startedNanos), context)
-        ended()
-        return Effect.void
-      })
+      const call = incarnation !== undefined
+        ? Effect.catchCause(incarnation.peer.request(method, params, callOptions, observer), failureHandler(incarnation))
+        : acquireThenCall(method, params, callOptions)
       // With Effect's built-in tracer nothing is exported, and building a span was a third of
       // the cost of a call.
       return fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer
-        ? tracked
-        : tracked.pipe(Effect.withSpan("PluginClient.request", { attributes: { plugin: name, "rpc.method": method } }, { captureStackTrace: false }))
+        ? call
+        : call.pipe(Effect.withSpan("PluginClient.request", { attributes: { plugin: name, "rpc.method": method } }, { captureStackTrace: false }))
     })
 
   const requestIfRunning: PluginClient["requestIfRunning"] = (method, params, callOptions) =>

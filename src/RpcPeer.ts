@@ -57,7 +57,7 @@ import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { type Call, CallTable } from "./internal/callTable.ts"
+import { type Call, type CallObserver as CallObserverOf, CallTable, finish } from "./internal/callTable.ts"
 import { ConnectionEnd } from "./internal/connectionEnd.ts"
 import { ConnectionFibers } from "./internal/connectionFibers.ts"
 import { IncomingDispatcher } from "./internal/incomingDispatcher.ts"
@@ -242,6 +242,14 @@ export interface CallOptions {
 }
 
 /**
+ * Hears a call as it starts and ends, synchronously (see {@link RpcPeer.request}): how the owner
+ * of a connection counts and times its calls without wrapping each in effects of its own.
+ *
+ * @category models
+ */
+export type CallObserver = CallObserverOf
+
+/**
  * A progress the other side reported for a call streamed with {@link progressStream} (MCP:
  * `{progress, total?, message?}`; LSP: its `value`).
  *
@@ -320,12 +328,14 @@ export interface RpcPeer {
    * Calls `method` and waits for its result. Fails with a `PluginError` reason when the plugin
    * answers with an error object, `Timeout` after the timeout, or the connection's end reason.
    * Interrupting the caller frees its slot (and sends nothing if it had not been sent yet; a
-   * cancel in the `cancellation` dialect if it had).
+   * cancel in the `cancellation` dialect if it had). An `observer` hears the call start as it is
+   * made and end before its caller resumes, however it ends.
    */
   readonly request: (
     method: string,
     params?: unknown,
-    options?: CallOptions
+    options?: CallOptions,
+    observer?: CallObserver
   ) => Effect.Effect<unknown, PluginClientError.PluginClientError>
   /** Sends a notification. */
   readonly notify: (method: string, params?: unknown) => Effect.Effect<void, PluginClientError.PluginClientError>
@@ -490,7 +500,7 @@ export const make = Effect.fnUntraced(function*<R = never>(
 
   return {
     plugin,
-    request: makeRequest(calls, end, fail, fibers.run, { defaultTimeout, maxTimeout }),
+    request: makeRequest(calls, end, fail, fibers.run, clock, { defaultTimeout, maxTimeout }),
     notify: makeNotify(outgoing, end, fail),
     pending: Effect.sync(() => calls.size),
     stats: Effect.sync((): Stats => ({
@@ -583,22 +593,28 @@ const makeRequest = (
   end: ConnectionEnd,
   fail: (reason: PluginClientError.Reason) => PluginClientError.PluginClientError,
   run: (effect: Effect.Effect<void>) => void,
+  clock: Clock.Clock,
   timeouts: { readonly defaultTimeout: Duration.Duration; readonly maxTimeout: Duration.Duration }
-): RpcPeer["request"] => (method, params, callOptions) => {
-  const timeout = callOptions?.timeout === undefined
-    ? timeouts.defaultTimeout
-    : Duration.min(Duration.fromInputUnsafe(callOptions.timeout), timeouts.maxTimeout)
-  const timeoutMillis = Duration.toMillis(timeout)
-  return Effect.callback<unknown, PluginClientError.PluginClientError>((resume) => {
-    if (end.isOver) return resume(Exit.fail(fail(end.reason())))
-    const onProgress = callOptions?.onProgress
-    const progress = onProgress === undefined ? undefined : new ProgressFeed({ callback: onProgress, run })
-    const call: Call = { method, params, timeout, timeoutMillis, resume, id: 0, deadline: 0, cancelled: false, line: undefined, progress, cap: 0 }
-    const problem = calls.submit(call)
-    if (problem !== undefined) return resume(Exit.fail(fail(problem)))
-    // Runs only if the caller is interrupted before the call is over.
-    return Effect.sync(() => calls.cancel(call))
-  })
+): RpcPeer["request"] => {
+  const defaultTimeoutMillis = Duration.toMillis(timeouts.defaultTimeout)
+  return (method, params, callOptions, observer) => {
+    const timeout = callOptions?.timeout === undefined
+      ? timeouts.defaultTimeout
+      : Duration.min(Duration.fromInputUnsafe(callOptions.timeout), timeouts.maxTimeout)
+    const timeoutMillis = timeout === timeouts.defaultTimeout ? defaultTimeoutMillis : Duration.toMillis(timeout)
+    return Effect.callback<unknown, PluginClientError.PluginClientError>((resume) => {
+      observer?.started()
+      const startedNanos = observer === undefined ? undefined : clock.monotonicTimeNanosUnsafe()
+      const onProgress = callOptions?.onProgress
+      const progress = onProgress === undefined ? undefined : new ProgressFeed({ callback: onProgress, run })
+      const call: Call = { method, params, timeout, timeoutMillis, resume, id: 0, deadline: 0, cancelled: false, line: undefined, progress, cap: 0, observer, startedNanos }
+      if (end.isOver) return finish(call, Exit.fail(fail(end.reason())))
+      const problem = calls.submit(call)
+      if (problem !== undefined) return finish(call, Exit.fail(fail(problem)))
+      // Runs only if the caller is interrupted before the call is over.
+      return Effect.sync(() => calls.cancel(call))
+    })
+  }
 }
 
 /**

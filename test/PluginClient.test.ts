@@ -108,6 +108,28 @@ describe("PluginClient (TestClock, in-memory spawner)", () => {
       assert.strictEqual(yield* stateOf(client), "Idle")
     }))
 
+  it.effect("a call to the running plugin whose caller gives up ends there: counted, timed, and the idle period runs from then", () =>
+    Effect.gen(function*() {
+      const { client } = yield* fakeClient(InMemorySpawner.echo(), undefined, "given-up")
+      yield* client.request("echo", 0)
+      const slow = yield* client.request("sleep", { ms: 150_000, value: "never" }, { timeout: "5 minutes" }).pipe(Effect.forkChild)
+      yield* settle
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.interrupt(slow)
+      const health = yield* client.health
+      assert.strictEqual(health.requests, 2)
+      assert.strictEqual(health.pendingRequests, 0)
+      const durations = yield* Metric.value(Metric.withAttributes(PluginClient.requestDuration, { plugin: "given-up" }))
+      assert.strictEqual(durations.count, 2)
+      assert.isAtLeast(durations.max, 10_000)
+      yield* TestClock.adjust("59999 millis")
+      yield* settle
+      assert.strictEqual(yield* stateOf(client), "Running")
+      yield* TestClock.adjust("1 millis")
+      yield* settle
+      assert.strictEqual(yield* stateOf(client), "Idle")
+    }))
+
   it.effect("a stop leaves no timer behind (idle watch, call timeouts, the wait for the exit), and an idle plugin is reaped with none either", () =>
     Effect.gen(function*() {
       const base = yield* Clock.Clock

@@ -418,6 +418,46 @@ describe("RpcPeer (TestClock, in-memory spawner)", () => {
       yield* Fiber.interrupt(third)
     }))
 
+  it.effect("an observer hears each call start as it is made and end before its caller resumes: answered, timed out, interrupted waiting or in flight, failed by the end", () =>
+    Effect.gen(function*() {
+      const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.echo() })
+      const proc = yield* PluginProcess.make({ name: "fake", executable: "plugin" }).pipe(Effect.provide(fake.layer))
+      const peerScope = yield* Scope.make()
+      const peer = yield* RpcPeer.make(RpcPeer.fromProcess(proc), { maxConcurrentRequests: 2 }).pipe(Scope.provide(peerScope))
+      const heard: Array<string> = []
+      const observed = (name: string, method: string, params: unknown, timeout?: Duration.Input) => {
+        const observer: RpcPeer.CallObserver = {
+          started: () => void heard.push(`${name} started`),
+          ended: (succeeded, startedNanos) => {
+            assert.strictEqual(typeof startedNanos, "bigint")
+            heard.push(`${name} ${succeeded ? "succeeded" : "failed"}`)
+          }
+        }
+        return peer.request(method, params, timeout === undefined ? undefined : { timeout }, observer).pipe(
+          Effect.exit,
+          Effect.tap(() => Effect.sync(() => void heard.push(`${name} resumed`)))
+        )
+      }
+      assert.isTrue(Exit.isSuccess(yield* observed("answered", "echo", 1)))
+      assert.deepStrictEqual(heard.splice(0), ["answered started", "answered succeeded", "answered resumed"])
+      const timedOut = yield* observed("timed out", "sleep", { ms: 10_000 }, "1 second").pipe(Effect.forkChild)
+      const inFlight = yield* observed("in flight", "sleep", { ms: 10_000 }).pipe(Effect.forkChild)
+      const waiting = yield* observed("waiting", "sleep", { ms: 10_000 }).pipe(Effect.forkChild)
+      const ended = yield* observed("ended", "sleep", { ms: 10_000 }).pipe(Effect.forkChild)
+      yield* settle
+      assert.deepStrictEqual(heard.splice(0), ["timed out started", "in flight started", "waiting started", "ended started"])
+      yield* Fiber.interrupt(waiting)
+      assert.strictEqual(yield* peer.pending, 2, "interrupted while waiting for a slot")
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(timedOut)
+      yield* Fiber.interrupt(inFlight)
+      assert.deepStrictEqual(heard.splice(0), ["waiting failed", "timed out failed", "timed out resumed", "in flight failed"])
+      yield* Scope.close(peerScope, Exit.void)
+      yield* Fiber.join(ended)
+      yield* observed("after the end", "echo", 1)
+      assert.deepStrictEqual(heard, ["ended failed", "ended resumed", "after the end started", "after the end failed", "after the end resumed"])
+    }))
+
   it.effect("a timeout passes the slot to the next waiting call, whose own timeout starts when it is sent; the end fails the waiting ones too", () =>
     Effect.gen(function*() {
       const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.neverReply() })

@@ -36,6 +36,19 @@ import * as RequestSignals from "./requestSignals.ts"
 import { TimeoutSweeper } from "./timeoutSweeper.ts"
 
 /**
+ * Hears the calls that carry it as they start and end, synchronously (the connection's owner
+ * counts and times its calls with it, without wrapping each in effects of its own): `started` as
+ * the call is made (its caller waits), `ended` once it is over, answered or not, or given up by
+ * its caller, before the caller resumes. A call never made (its caller interrupted first) is
+ * neither.
+ */
+export interface CallObserver {
+  readonly started: () => void
+  /** `startedNanos`: the `Clock`'s monotonic time as the call was made. */
+  readonly ended: (succeeded: boolean, startedNanos: bigint) => void
+}
+
+/**
  * One call, from the moment it is made until it is over. `resume` completes the caller's fiber.
  */
 export interface Call {
@@ -56,6 +69,16 @@ export interface Call {
   readonly progress: ProgressFeed | undefined
   /** With `progress`: epoch millis past which progress no longer moves the deadline; set when it is sent. */
   cap: number
+  /** Who hears it start and end, if anyone. */
+  readonly observer?: CallObserver | undefined
+  /** With `observer`: the `Clock`'s monotonic time as the call was made. */
+  readonly startedNanos?: bigint | undefined
+}
+
+/** A call is over: its observer hears it, then its caller resumes with `exit`. */
+export const finish = (call: Call, exit: Exit.Exit<unknown, PluginClientError.PluginClientError>): void => {
+  call.observer?.ended(exit._tag === "Success", call.startedNanos ?? BigInt(0))
+  call.resume(exit)
 }
 
 /**
@@ -288,10 +311,11 @@ export class CallTable {
   }
 
   /**
-   * The caller gave up (interruption): a waiting call leaves the line, a sent one its slot (and
-   * the other side is told, if it has seen the call).
+   * The caller gave up (interruption): its observer hears it ended, a waiting call leaves the
+   * line, a sent one its slot (and the other side is told, if it has seen the call).
    */
   cancel(call: Call): void {
+    call.observer?.ended(false, call.startedNanos ?? BigInt(0))
     if (call.id === 0) {
       call.cancelled = true
     } else if (this.pending.get(call.id) === call) {
@@ -330,7 +354,7 @@ export class CallTable {
   settle(call: Call, reply: JsonRpc.Success | JsonRpc.Failure): void {
     this.release(call)
     this.responsesReceived++
-    call.resume(reply._tag === "Success" ? Exit.succeed(reply.result) : Exit.fail(this.options.fail(PluginClientError.pluginErrorOf(reply.error))))
+    finish(call, reply._tag === "Success" ? Exit.succeed(reply.result) : Exit.fail(this.options.fail(PluginClientError.pluginErrorOf(reply.error))))
   }
 
   /**
@@ -342,7 +366,7 @@ export class CallTable {
     const calls = [...this.pending.clear(), ...this.waiting.takeAll()]
     if (calls.length === 0) return
     const exit = Exit.fail(error())
-    for (const call of calls) if (!call.cancelled) call.resume(exit)
+    for (const call of calls) if (!call.cancelled) finish(call, exit)
   }
 
   /** Sends waiting calls while there are free slots. */
@@ -351,7 +375,7 @@ export class CallTable {
       const call = this.waiting.take()
       if (call.cancelled) continue
       const problem = this.pending.send(call)
-      if (problem !== undefined) call.resume(Exit.fail(this.options.fail(problem)))
+      if (problem !== undefined) finish(call, Exit.fail(this.options.fail(problem)))
     }
     this.waiting.compact()
   }
@@ -376,6 +400,6 @@ export class CallTable {
     this.giveUp(call, "timeout")
     if (!this.waiting.isEmpty) this.admit()
     this.timeouts++
-    call.resume(Exit.fail(this.options.fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
+    finish(call, Exit.fail(this.options.fail(new PluginClientError.Timeout({ method: call.method, timeout: call.timeout }))))
   }
 }
