@@ -463,7 +463,7 @@ const makeClient = Effect.fnUntraced(function*(
     FiberSet.addUnsafe(background, fiber)
     return fiber
   }
-  const metrics = clientMetrics(name)
+  const metrics = clientMetrics(name, context)
   const annotate = Effect.annotateLogs({ plugin: name })
   const feed = yield* EventFeed.make<PluginEvent>({
     backlog: listenerBacklog,
@@ -587,19 +587,33 @@ interface Activity {
   supportedMethods: ReadonlyArray<string> | undefined
 }
 
+/** The buckets of `requestDuration` (those of every `Metric.timer`), in milliseconds. */
+const durationBoundaries = Metric.exponentialBoundaries({ start: 0.5, factor: 2, count: 35 })
+
 /**
  * Series of one plugin, made as their own metrics (same ids as the exported ones): a metric
  * caches the key of the last attributes it saw, and a shared one would rebuild it whenever calls
- * to two plugins interleave.
+ * to two plugins interleave. The duration is the histogram under `requestDuration` (a timer is a
+ * histogram in milliseconds: same id, description and attributes, so the same series), fed the
+ * milliseconds themselves rather than a `Duration` to convert on every call. Every call updates
+ * two of them through `callContext`: the metric registry and attributes of the client's context,
+ * found there once (a metric looks both up on every update).
  */
-const clientMetrics = (name: string) => {
+const clientMetrics = (name: string, context: Context.Context<never>) => {
   const attributes = { plugin: name }
   return {
     spawns: Metric.counter(spawnsTotal.id, { description: spawnsTotal.description, attributes }),
     crashes: Metric.counter(crashesTotal.id, { description: crashesTotal.description, attributes }),
     requests: Metric.counter(requestsTotal.id, { description: requestsTotal.description, attributes }),
     reaps: Metric.counter(reapsTotal.id, { description: reapsTotal.description, attributes }),
-    duration: Metric.timer(requestDuration.id, { description: requestDuration.description, attributes })
+    durationMillis: Metric.histogram(requestDuration.id, {
+      description: requestDuration.description,
+      boundaries: durationBoundaries,
+      attributes: { ...attributes, time_unit: "milliseconds" }
+    }),
+    callContext: Context.make(Metric.MetricRegistry, Context.get(context, Metric.MetricRegistry)).pipe(
+      Context.add(Metric.CurrentMetricAttributes, Context.get(context, Metric.CurrentMetricAttributes))
+    )
   }
 }
 
@@ -721,7 +735,7 @@ const makeCalls = (ctx: CallContext) => {
   /** A call is over: a success ends a timeout streak, the duration is recorded, the idle period starts again. */
   const callEnded = (succeeded: boolean, startedNanos: bigint) => {
     if (succeeded) activity.consecutiveTimeouts = 0
-    metrics.duration.updateUnsafe(Duration.nanos(clock.monotonicTimeNanosUnsafe() - startedNanos), context)
+    metrics.durationMillis.updateUnsafe(Number(clock.monotonicTimeNanosUnsafe() - startedNanos) / 1_000_000, metrics.callContext)
     ended()
   }
   // A call to the running process is counted and timed by the connection as it is made and as it
@@ -730,7 +744,7 @@ const makeCalls = (ctx: CallContext) => {
     started: () => {
       activity.requests++
       activity.inFlight++
-      metrics.requests.updateUnsafe(1, context)
+      metrics.requests.updateUnsafe(1, metrics.callContext)
     },
     ended: callEnded
   }
@@ -740,7 +754,7 @@ const makeCalls = (ctx: CallContext) => {
     activity.inFlight++
     const startedNanos = clock.monotonicTimeNanosUnsafe()
     const call = Effect.flatMap(engine.acquire(patience(callOptions)), (incarnation) => {
-      metrics.requests.updateUnsafe(1, context)
+      metrics.requests.updateUnsafe(1, metrics.callContext)
       return Effect.catchCause(incarnation.peer.request(method, params, callOptions), failureHandler(incarnation))
     })
     return Effect.onExit(call, (exit) => {

@@ -532,6 +532,9 @@ describe("PluginClient (TestClock, in-memory spawner)", () => {
       assert.strictEqual(yield* value(PluginClient.reapsTotal), 1)
       const durations = yield* Metric.value(Metric.withAttributes(PluginClient.requestDuration, attributes))
       assert.strictEqual(durations.count, 3)
+      // The series has the buckets of any timer (milliseconds).
+      const timer = yield* Metric.value(Metric.timer("probe")).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
+      assert.deepStrictEqual(durations.buckets.map(([bound]) => bound), timer.buckets.map(([bound]) => bound))
       const request = spans.find((s) => s.name === "PluginClient.request")
       assert.strictEqual(request?.attributes.get("plugin"), "metered")
       assert.strictEqual(request?.attributes.get("rpc.method"), "echo")
