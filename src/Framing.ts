@@ -197,7 +197,17 @@ export const makeLineDecoder = (options?: { readonly maxLineBytes?: number | und
         end = next
         next = chunk.indexOf(NEWLINE, end + 1)
       }
-      if (end === nl) {
+      if (start === 0 && end === chunk.length - 1) {
+        // The whole chunk (the usual one): decoded as it is, without a view of a part of it.
+        const text = decoder.decode(chunk)
+        if (end === nl) {
+          emitText(text.slice(0, -1), onFrame)
+        } else {
+          const lines = text.split("\n")
+          lines.pop()
+          for (const line of lines) emitText(line, onFrame)
+        }
+      } else if (end === nl) {
         emit(chunk.subarray(start, nl), onFrame)
       } else {
         const lines = decoder.decode(chunk.subarray(start, end)).split("\n")

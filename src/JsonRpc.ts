@@ -368,10 +368,7 @@ export const encode = (message: Message): Result.Result<string, string> => {
   let wire: object
   switch (message._tag) {
     case "Request":
-      wire = message.params === undefined
-        ? { jsonrpc: "2.0", id: message.id, method: message.method }
-        : { jsonrpc: "2.0", id: message.id, method: message.method, params: message.params }
-      break
+      return encodeRequest(message.id, message.method, message.params)
     case "Notification":
       wire = message.params === undefined
         ? { jsonrpc: "2.0", method: message.method }
@@ -386,6 +383,15 @@ export const encode = (message: Message): Result.Result<string, string> => {
   }
   return stringify(wire)
 }
+
+/**
+ * Encodes a request as one line, as {@link encode} does a {@link Request} (without making one
+ * first: the connection's call path).
+ *
+ * @category encoding
+ */
+export const encodeRequest = (id: Id, method: string, params: unknown): Result.Result<string, string> =>
+  stringify(params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params })
 
 /**
  * Options of {@link encodeResponse}.

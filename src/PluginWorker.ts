@@ -472,14 +472,17 @@ export const stdioTransport = (
   Effect.gen(function*() {
     const ended = yield* Deferred.make<PluginClientError.Reason>()
     let writeError: string | undefined
+    // One callback for every write: Node counts the writes done with the same callback as the
+    // last one instead of scheduling a tick for each.
+    const afterWrite = (error: Error | null | undefined) => {
+      if (error && writeError === undefined) {
+        writeError = error.message
+        output.clear()
+        Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Io({ detail: `writing stdout failed: ${error.message}` })))
+      }
+    }
     const output = LineBatcher.make((data) => {
-      process.stdout.write(data, (error) => {
-        if (error && writeError === undefined) {
-          writeError = error.message
-          output.clear()
-          Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Io({ detail: `writing stdout failed: ${error.message}` })))
-        }
-      })
+      process.stdout.write(data, afterWrite)
     }, (messages) => Framing.encodeMessages(framing, messages))
     const hostGone = () => Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Closed({ detail: "the host closed stdin" })))
     /** Registers `data`/`end`/`error` listeners on stdin for the current Scope. */

@@ -169,7 +169,7 @@ export interface CallTableOptions {
  * (in `dialect`'s place). Fails with why it cannot be encoded.
  */
 const requestLine = (call: Call, id: number, dialect: LifetimePolicy.Cancellation): Result.Result<string, string> => {
-  if (call.progress === undefined) return JsonRpc.encode(JsonRpc.request(id, call.method, call.params))
+  if (call.progress === undefined) return JsonRpc.encodeRequest(id, call.method, call.params)
   const params = RequestSignals.withProgressToken(call.params, id, dialect)
   return Result.isFailure(params) ? Result.fail(params.failure) : JsonRpc.encode(JsonRpc.request(id, call.method, params.success))
 }
