@@ -33,7 +33,7 @@ import type { ConnectionEnd } from "./connectionEnd.ts"
 import type { OutgoingQueue } from "./outgoingQueue.ts"
 import type { ProgressFeed } from "./progressFeed.ts"
 import * as RequestSignals from "./requestSignals.ts"
-import { TimeoutSweeper } from "./timeoutSweeper.ts"
+import { millisOf, monotonicMillis, TimeoutSweeper } from "./timeoutSweeper.ts"
 
 /**
  * Hears the calls that carry it as they start and end, synchronously (the connection's owner
@@ -59,7 +59,7 @@ export interface Call {
   readonly resume: (exit: Exit.Exit<unknown, PluginClientError.PluginClientError>) => void
   /** 0 while the call waits for a slot; then its request id. */
   id: number
-  /** Epoch millis (from `Clock`) at which the call times out; set when it is sent. */
+  /** When the call times out, in the `Clock`'s monotonic milliseconds (see `TimeoutSweeper.now`); set when it is sent. */
   deadline: number
   /** Set once the caller gave up while waiting for a slot. */
   cancelled: boolean
@@ -67,7 +67,7 @@ export interface Call {
   line: string | undefined
   /** Where its progress goes, if the caller asked for it. */
   readonly progress: ProgressFeed | undefined
-  /** With `progress`: epoch millis past which progress no longer moves the deadline; set when it is sent. */
+  /** With `progress`: the time (as `deadline`) past which progress no longer moves the deadline; set when it is sent. */
   cap: number
   /** Who hears it start and end, if anyone. */
   readonly observer?: CallObserver | undefined
@@ -180,7 +180,7 @@ interface SendOptions {
   readonly cancellation: LifetimePolicy.Cancellation
   readonly maxTimeoutMillis: number
   readonly outgoing: OutgoingQueue
-  /** The current instant (epoch millis, from `Clock`). */
+  /** The current instant, as deadlines are counted (the `Clock`'s monotonic milliseconds). */
   readonly now: () => number
   /** Wakes the table when `deadline` is due. */
   readonly watch: (deadline: number, timeoutMillis: number) => void
@@ -206,16 +206,15 @@ class SentCalls {
     return this.byId.get(id)
   }
   /**
-   * Sends a call (its line waits for room if the outgoing queue is full: its timeout runs from
-   * now all the same); the reason it could not be sent, if so. It is registered before the
+   * Sends a call at `now` (its line waits for room if the outgoing queue is full: its timeout runs
+   * from now all the same); the reason it could not be sent, if so. It is registered before the
    * write: the reply may be read before `writeLine` returns.
    */
-  send(call: Call): PluginClientError.Reason | undefined {
+  send(call: Call, now: number = this.options.now()): PluginClientError.Reason | undefined {
     const id = this.nextId++
     const line = requestLine(call, id, this.options.cancellation)
     if (Result.isFailure(line)) return new PluginClientError.InvalidParams({ method: call.method, detail: line.failure })
     call.id = id
-    const now = this.options.now()
     call.deadline = now + call.timeoutMillis
     if (call.progress !== undefined) call.cap = now + Math.max(this.options.maxTimeoutMillis, call.timeoutMillis)
     this.byId.set(id, call)
@@ -276,7 +275,8 @@ export class CallTable {
       clock: options.clock,
       fork: options.fork,
       isOver: () => options.end.isOver,
-      expireDue: (now) => this.pending.due(now, (call) => this.expire(call))
+      expireDue: (now) => this.pending.due(now, (call) => this.expire(call)),
+      now: monotonicMillis(options.clock)
     })
     this.pending = new SentCalls({
       serial: options.maxConcurrent === 1,
@@ -305,7 +305,10 @@ export class CallTable {
 
   /** Sends a new call, or lines it up for a slot; the reason it cannot be sent, if so. */
   submit(call: Call): PluginClientError.Reason | undefined {
-    if (this.pending.size < this.options.maxConcurrent && this.waiting.isEmpty) return this.pending.send(call)
+    if (this.pending.size < this.options.maxConcurrent && this.waiting.isEmpty) {
+      // An observed call was timed as it was made, a moment ago: its timeout runs from then.
+      return this.pending.send(call, call.startedNanos === undefined ? this.sweeper.now() : millisOf(call.startedNanos))
+    }
     this.waiting.push(call)
     return undefined
   }

@@ -7,7 +7,8 @@
  * call whose deadline comes before the one the sweeper sleeps towards (a shorter timeout than
  * the calls before it) replaces it. Calls with the usual timeout never do, so a busy connection
  * keeps one sleeping fiber, and the end of the connection stops it: no race, no wake-up signal.
- * Deadlines come from `Clock`, so `TestClock` drives them.
+ * Deadlines come from `Clock` (its wall or its monotonic time, as the owner counts them), so
+ * `TestClock` drives them.
  *
  * @internal
  */
@@ -15,6 +16,15 @@ import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+
+/** Monotonic nanoseconds (`Clock.monotonicTimeNanosUnsafe`) in milliseconds. */
+export const millisOf = (nanos: bigint): number => Number(nanos) / 1_000_000
+
+/**
+ * The `Clock`'s monotonic time in milliseconds, for deadlines that a jump of the wall clock must
+ * not move (and the cheaper of the two clocks to read).
+ */
+export const monotonicMillis = (clock: Clock.Clock) => (): number => millisOf(clock.monotonicTimeNanosUnsafe())
 
 /**
  * The timeout sweeper of one connection.
@@ -24,6 +34,7 @@ export class TimeoutSweeper {
   private readonly fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
   private readonly isOver: () => boolean
   private readonly expireDue: (now: number) => number
+  private readonly currentTime: () => number
   /** The sweeper, while one runs, and the deadline it sleeps towards. */
   private fiber: Fiber.Fiber<void> | undefined = undefined
   private target = Number.POSITIVE_INFINITY
@@ -36,16 +47,23 @@ export class TimeoutSweeper {
     readonly isOver: () => boolean
     /** Expires the calls due at `now`; the earliest deadline of those left (infinity if none). */
     readonly expireDue: (now: number) => number
+    /**
+     * The current instant in the milliseconds deadlines are counted in, from `clock`. Default
+     * epoch millis; {@link monotonicMillis} counts them on the monotonic clock.
+     */
+    readonly now?: (() => number) | undefined
   }) {
     this.clock = options.clock
     this.fork = options.fork
     this.isOver = options.isOver
     this.expireDue = options.expireDue
+    const clock = options.clock
+    this.currentTime = options.now ?? (() => clock.currentTimeMillisUnsafe())
   }
 
-  /** Epoch millis (from `Clock`) now: deadlines are counted from it. */
+  /** The instant deadlines are counted from (its owner's `now`; default epoch millis from `Clock`). */
   now(): number {
-    return this.clock.currentTimeMillisUnsafe()
+    return this.currentTime()
   }
 
   /** A call was sent with `deadline`, `inMillis` from now: the sweeper wakes up for it. */
