@@ -804,16 +804,34 @@ interface NodeInput {
   readonly pipe: NodeChildProcess["stdin"]
   readonly batcher: LineBatcher.LineBatcher
   readonly meter: InputMeter
+  /** Set while an empty write waits behind writes the pipe could not finish at once. */
+  marking: boolean
 }
 
 const makeNodeInput = (pipe: NodeChildProcess["stdin"], ends: Ends, runFork: RunFork, framing: Framing.Mode): NodeInput => {
   const meter = makeInputMeter(() => input.batcher.queuedChars() + (pipe?.writableLength ?? 0))
+  // A write the pipe takes at once needs no callback (Node then schedules nothing after it);
+  // one it could not finish is followed by an empty write, whose callback runs once everything
+  // before it went out: that is when the meter hears of it.
+  const mark = () => {
+    if (pipe === null || input.marking || pipe.writableLength === 0) return
+    input.marking = true
+    pipe.write("", marked)
+  }
+  const marked = () => {
+    input.marking = false
+    meter.written()
+    if (input.open) mark()
+  }
   const input: NodeInput = {
     open: pipe !== null,
     pipe,
     meter,
+    marking: false,
     batcher: LineBatcher.make((data) => {
-      if (input.open) pipe?.write(data, meter.written)
+      if (!input.open || pipe === null) return
+      pipe.write(data)
+      mark()
     }, (messages) => Framing.encodeMessages(framing, messages))
   }
   pipe?.on("error", (error) => failNodeInput(input, ends, runFork, `writing stdin failed: ${error.message}`))

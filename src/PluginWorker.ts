@@ -472,17 +472,16 @@ export const stdioTransport = (
   Effect.gen(function*() {
     const ended = yield* Deferred.make<PluginClientError.Reason>()
     let writeError: string | undefined
-    // One callback for every write: Node counts the writes done with the same callback as the
-    // last one instead of scheduling a tick for each.
-    const afterWrite = (error: Error | null | undefined) => {
-      if (error && writeError === undefined) {
-        writeError = error.message
-        output.clear()
-        Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Io({ detail: `writing stdout failed: ${error.message}` })))
-      }
+    // Writes take no callback (Node then schedules nothing after a write the pipe took at once);
+    // a failed one is reported as stdout's `error` event, listened to while serving.
+    const onWriteError = (error: Error) => {
+      if (writeError !== undefined) return
+      writeError = error.message
+      output.clear()
+      Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Io({ detail: `writing stdout failed: ${error.message}` })))
     }
     const output = LineBatcher.make((data) => {
-      process.stdout.write(data, afterWrite)
+      process.stdout.write(data)
     }, (messages) => Framing.encodeMessages(framing, messages))
     const hostGone = () => Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Closed({ detail: "the host closed stdin" })))
     /** Registers `data`/`end`/`error` listeners on stdin for the current Scope. */
@@ -502,6 +501,7 @@ export const stdioTransport = (
           process.stdin.on("data", onData)
           process.stdin.once("end", onClose)
           process.stdin.once("error", onError)
+          process.stdout.on("error", onWriteError)
           process.stdin.resume()
           return { onData, onClose, onError }
         }),
@@ -510,6 +510,7 @@ export const stdioTransport = (
             process.stdin.off("data", onData)
             process.stdin.off("end", onClose)
             process.stdin.off("error", onError)
+            process.stdout.off("error", onWriteError)
             process.stdin.pause()
           })
       )
