@@ -11,6 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { benchDir, median, round } from "./lib/common.ts"
 import { makeHarness, type Result } from "./lib/harness.ts"
+import { buildBundle } from "./lib/bundleBuild.ts"
 import { buildJs } from "./lib/jsBuild.ts"
 import { scenarios } from "./scenarios/index.ts"
 
@@ -91,6 +92,7 @@ const pick = (from: unknown, field: string): number | undefined => {
 
 log(`effect-plugin-host bench: ${quick ? "quick" : "full"}, ${rounds} rounds, node ${process.version}, ${os.cpus().length} cpus`)
 buildJs()
+if (selected.some((s) => s.variants.includes("effect-bundle"))) await buildBundle()
 for (const why of skipped) log(`skipped ${why}`)
 
 const samples: Record<string, Record<string, Array<Result>>> = {}
@@ -181,7 +183,12 @@ const ratios = {
   // TypeScript source (through Node's type stripping, as `npm start` runs) are reported beside.
   importMs: v("effect-js", "import.ms") ?? null,
   workerColdStartExtraMs: diff("effect-js", "raw", "workerColdStart.medianMs"),
-  workerColdStartVsRaw: ratio("effect-js", "raw", "workerColdStart.fastQuartileMs"),
+  // A worker shipped as one file (the README's recipe) and, beside it, unbundled (its floor is
+  // `effect/Effect`'s own ~65 modules, about 3× raw: see bench/README.md).
+  workerColdStartVsRaw: ratio("effect-bundle", "raw", "workerColdStart.fastQuartileMs"),
+  workerColdStartUnbundledVsRaw: ratio("effect-js", "raw", "workerColdStart.fastQuartileMs"),
+  workerColdStartCpuVsRaw: ratio("effect-bundle", "raw", "workerColdStart.cpuMedianMs"),
+  workerColdStartUnbundledCpuVsRaw: ratio("effect-js", "raw", "workerColdStart.cpuMedianMs"),
   // 1000 plugins (a quick run: 300, see `variants.effect-host.scale1000.plugins`), our host and raw workers.
   scale1000RssPerPluginKb: v("effect-host", "scale1000.rssPerPluginKb") ?? null,
   scale1000ReadyAllVsRaw: ratio("effect-host", "raw", "scale1000.readyAllMs"),
@@ -273,7 +280,7 @@ const scale1000Plugins = (() => {
   return n === undefined ? "1000" : n === 1000 ? "1000" : `${n} (quick; 1000 in a full run)`
 })()
 
-const columns = ["raw", "effect", "effect-host", "effect-spawner", "effect-js", "vscode", "mcp"]
+const columns = ["raw", "effect", "effect-host", "effect-spawner", "effect-js", "effect-bundle", "vscode", "mcp"]
 const rows: ReadonlyArray<readonly [string, string]> = [
   ["latency p50, worker on another core (µs)", "latency.p50Us"],
   ["latency p99 (µs)", "latency.p99Us"],
@@ -291,6 +298,7 @@ const rows: ReadonlyArray<readonly [string, string]> = [
   ["stop after cold start, median (ms)", "coldStart.stopMedianMs"],
   ["worker cold start, raw host (ms)", "workerColdStart.medianMs"],
   ["worker cold start, raw host: fast quartile (ms)", "workerColdStart.fastQuartileMs"],
+  ["worker cold start, raw host: worker CPU (ms)", "workerColdStart.cpuMedianMs"],
   ["100 plugins: all ready (ms)", "scale.readyAllMs"],
   ["100 plugins: stop all (ms)", "scale.stopAllMs"],
   ["100 plugins: host RSS per plugin (KB)", "scale.rssPerPluginKb"],
