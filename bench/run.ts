@@ -11,7 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { benchDir, median, round } from "./lib/common.ts"
 import { makeHarness, type Result } from "./lib/harness.ts"
-import { buildBundle } from "./lib/bundleBuild.ts"
+import { buildBundle, buildPrebundle } from "./lib/bundleBuild.ts"
 import { buildJs } from "./lib/jsBuild.ts"
 import { scenarios } from "./scenarios/index.ts"
 
@@ -93,6 +93,7 @@ const pick = (from: unknown, field: string): number | undefined => {
 log(`effect-plugin-host bench: ${quick ? "quick" : "full"}, ${rounds} rounds, node ${process.version}, ${os.cpus().length} cpus`)
 buildJs()
 if (selected.some((s) => s.variants.includes("effect-bundle"))) await buildBundle()
+if (selected.some((s) => s.variants.includes("effect-prebundle"))) await buildPrebundle()
 for (const why of skipped) log(`skipped ${why}`)
 
 const samples: Record<string, Record<string, Array<Result>>> = {}
@@ -219,6 +220,10 @@ const ratios = {
   payload1MiBThroughputVsRaw: ratio("effect", "raw", "payload.1MiB.callsPerSec"),
   payload1MiBHostCpuPerCallVsRaw: cpuRatio("effect", "raw", "payload.1MiB.hostCpuUsPerCall"),
   importMsSource: v("effect", "import.ms") ?? null,
+  // What `importMs` cannot go below: the `effect` modules the library's public modules load, alone.
+  importMsEffectFloor: v("effect-floor", "import.ms") ?? null,
+  // The library as a handful of modules (rolldown, `effect` external) instead of ~70: not shipped.
+  importMsPrebundled: v("effect-prebundle", "import.ms") ?? null,
   workerColdStartExtraMsSource: diff("effect", "raw", "workerColdStart.medianMs")
 }
 
@@ -329,13 +334,17 @@ const importVariants: ReadonlyArray<readonly [string, string]> = [
   ["effect-js", "`src/index.ts` as JS"],
   ["effect-worker", "`src/PluginWorker.ts` (type-stripped)"],
   ["effect-worker-js", "`src/PluginWorker.ts` as JS"],
-  ["effect-core", "`effect/Effect` alone"]
+  ["effect-core", "`effect/Effect` alone"],
+  ["effect-schema", "`effect/Schema` (with `effect/Effect`)"],
+  ["effect-floor", "the `effect` modules `src/index.ts` loads, alone"],
+  ["effect-prebundle", "`src/index.ts` pre-bundled (`effect` external)"]
 ]
 const importTable = table(
-  ["import in a fresh process", "import, fastest (ms)", "since process start (ms)", "RSS (MB)"],
+  ["import in a fresh process", "import, fastest (ms)", "CPU in the import (ms)", "since process start (ms)", "RSS (MB)"],
   importVariants.filter(([variant]) => variants[variant]?.import !== undefined).map(([variant, label]) => [
     label,
     fmt(v(variant, "import.ms")),
+    fmt(v(variant, "import.cpuMs")),
     fmt(v(variant, "import.sinceStartMs")),
     fmt(v(variant, "import.rssMb"))
   ])

@@ -53,5 +53,5 @@ export const scenarios: ReadonlyArray<Scenario> = [
   { name: "ephemeral", title: "ephemeral ticks (spawn per tick)", variants: ["raw", "effect-host"], quickRoundsFactor: 2, load: () => import("./ephemeral.ts") },
   // Calls over NATS through a private nats-server (skipped where none is installed).
   { name: "remote", title: "remote calls over NATS", variants: ["raw", "effect", "effect-host"], unavailable: natsServerMissing, load: () => import("./remote.ts") },
-  { name: "import", title: "import in a fresh process", variants: ["effect", "effect-js", "effect-worker", "effect-worker-js", "effect-core"], load: () => import("./importTime.ts") }
+  { name: "import", title: "import in a fresh process", variants: ["effect", "effect-js", "effect-worker", "effect-worker-js", "effect-core", "effect-schema", "effect-floor", "effect-prebundle"], load: () => import("./importTime.ts") }
 ]
