@@ -132,7 +132,6 @@ export interface ServeOptions {
   readonly framing?: LifetimePolicy.Framing | undefined
 }
 
-
 /**
  * What a handler reports with {@link progress}: a number (MCP's `progress`), or MCP's
  * `{progress, total?, message?}`. A host speaking LSP receives it unchanged as `$/progress`'s
@@ -356,7 +355,6 @@ const serveOn = Effect.fnUntraced(function*(
   yield* Effect.raceFirst(peer.closed, Deferred.await(done))
   yield* peer.handlersIdle
 })
-
 
 /**
  * Opens the connection: a transport that pushes its bytes (`listen`, as stdio's does) directly;

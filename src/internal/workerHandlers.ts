@@ -55,7 +55,6 @@ export const notificationsUnhandledTotal = Metric.counter("plugin_worker_notific
   description: "Notifications from the host that the worker has no handler for"
 })
 
-
 /**
  * The progress token of the request a handler serves, when the host asked for progress; none
  * outside a handler or when it did not. `PluginWorker.progress` reads it.
