@@ -63,6 +63,7 @@ import * as Cgroup from "./internal/cgroup.ts"
 import { withParentDeathSignal } from "./internal/parentDeath.ts"
 import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import { signalGroup, terminateGroup } from "./internal/processGroup.ts"
+import * as ProcStat from "./internal/procStat.ts"
 import * as ProcessTree from "./internal/processTree.ts"
 import * as SpawnRegistry from "./internal/spawnRegistry.ts"
 
@@ -630,8 +631,9 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   const handle = yield* spawnWithSpawner(spec, launch, command).pipe(Effect.onError(() => removeGroup(group)))
   const startedAt = yield* Clock.currentTimeMillis
   const pid: number = handle.pid
-  const tree = ProcessTree.contain(pid, { group, cgroups: timings.cgroups })
-  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
+  const stat = ProcStat.readStat(pid)
+  const tree = ProcessTree.contain(pid, { group, cgroups: timings.cgroups, stat })
+  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir, stat)
   const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
   const excerpt = makeExcerpt(timings.excerptChars)
   const stderrDone = yield* drainSpawnerStderr(handle, excerpt, timings, annotate)
@@ -886,9 +888,10 @@ const watchNodeExit = (child: NodeChildProcess, parts: {
  * the host's event loop alive). stderr gets up to `stderrAfterExit` more, without holding up the
  * close, so the plugin's last lines are still logged.
  */
-const sweepNode = (child: NodeChildProcess, pid: number, stderr: NodeStderr): Effect.Effect<void> =>
+const sweepNode = (child: NodeChildProcess, pid: number, stderr: NodeStderr, tree: ProcessTree.Containment | undefined): Effect.Effect<void> =>
   Effect.andThen(
-    terminateGroup(child, pid),
+    // A group the tree's sweep found empty stays empty: nothing to probe again.
+    ProcessTree.groupEnded(tree) ? Effect.void : terminateGroup(child, pid),
     Effect.sync(() => {
       child.stdin?.destroy()
       child.stdout?.destroy()
@@ -970,8 +973,10 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
   }
   const pid = child.pid
-  const tree = ProcessTree.contain(pid, { group, cgroups: timings.cgroups })
-  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
+  // Read once for both: what holds the tree, and the registry's record.
+  const stat = ProcStat.readStat(pid)
+  const tree = ProcessTree.contain(pid, { group, cgroups: timings.cgroups, stat })
+  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir, stat)
   // A failed kill is reported as an `error` event; the exit is what we observe.
   child.on("error", () => {})
   const startedAt = yield* Clock.currentTimeMillis
@@ -990,7 +995,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   // One plain Scope finalizer (no copy of the fiber's context, which `Effect.addFinalizer`
   // makes for every finalizer of every plugin a stop-all takes down): the stop sequence, then
   // the sweep of the group.
-  yield* Scope.addFinalizer(yield* Effect.scope, Effect.andThen(stopper.stop(), sweepNode(child, pid, stderr)))
+  yield* Scope.addFinalizer(yield* Effect.scope, Effect.andThen(stopper.stop(), sweepNode(child, pid, stderr, tree)))
 
   return assemble({
     spec,

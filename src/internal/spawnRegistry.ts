@@ -299,13 +299,15 @@ export const track = (
   plugin: string,
   pid: number,
   guards: HostDeathGuards,
-  cgroup?: string | undefined
+  cgroup?: string | undefined,
+  /** `/proc/<pid>/stat` as the launcher just read it (read here otherwise). */
+  knownStat?: ProcStat.ProcStat | undefined
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.suspend(() => {
     if (!guards.registry) return Effect.void
     return Effect.flatMap(Effect.scope, (scope) => {
       const registry = ownRegistry()
-      const stat = ProcStat.readStat(pid)
+      const stat = knownStat ?? ProcStat.readStat(pid)
       if (registry === undefined || stat === undefined) return Effect.void
       const entry: Entry = { plugin, pid, startTime: stat.startTime, pgid: stat.pgid, ...(cgroup === undefined ? {} : { cgroup }) }
       registry.entries.set(pid, entry)
