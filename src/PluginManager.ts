@@ -663,7 +663,8 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
     unregister: (id) => unregister(manager, id),
     start: (id) =>
       Effect.flatMap(lookup(manager, id), (entry) => entry.client.start).pipe(
-        Effect.withSpan("PluginManager.start", { attributes: { plugin: id } })
+        // Kept by the plugin's fibers for as long as it runs: no stack trace (it would point here).
+        Effect.withSpan("PluginManager.start", { attributes: { plugin: id } }, { captureStackTrace: false })
       ),
     stop: (id) =>
       Effect.suspend(() => {

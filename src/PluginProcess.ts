@@ -769,7 +769,9 @@ const drainNodeStderr = (pipe: NodeChildProcess["stderr"], sinks: {
   if (pipe === null) return stderr
   const { excerpt, timings, annotate, runFork } = sinks
   const log = timings.stderrLogLevel === "None" ? undefined : Effect.logWithLevel(timings.stderrLogLevel)
-  const lines = Framing.makeLineDecoder({ maxLineBytes: stderrMaxLineBytes })
+  // Made at the first bytes: most plugins never write to stderr, and a thousand idle ones would
+  // each hold a decoder (and its buffers) for nothing.
+  let lines: Framing.LineDecoder | undefined
   const onFrame = (frame: Framing.Frame) => {
     const line = stderrLine(frame)
     excerpt.append(line)
@@ -782,11 +784,12 @@ const drainNodeStderr = (pipe: NodeChildProcess["stderr"], sinks: {
     runFork(Effect.forEach(toLog, (line) => log(line), { discard: true }).pipe(Effect.annotateLogs({ stream: "stderr" }), annotate))
   }
   pipe.on("data", (chunk: Buffer) => {
+    lines ??= Framing.makeLineDecoder({ maxLineBytes: stderrMaxLineBytes })
     lines.push(chunk, onFrame)
     logLines()
   })
   pipe.once("close", () => {
-    lines.end(onFrame)
+    lines?.end(onFrame)
     logLines()
     stderr.closed = true
     stderr.timer?.interruptUnsafe()
