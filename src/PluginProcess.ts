@@ -433,13 +433,23 @@ const assemble = (parts: {
   queuedInputBytes: parts.input.queuedBytes,
   listenInputWritten: parts.input.listen,
   endInput: parts.endInput,
-  inputFailure: Deferred.await(parts.ends.inputFailed),
-  ended: Deferred.await(parts.ends.ended),
+  // Made when asked for: most are read once per process or never, and a host with a thousand
+  // idle plugins would hold each of them a thousand times.
+  get inputFailure() {
+    return Deferred.await(parts.ends.inputFailed)
+  },
+  get ended() {
+    return Deferred.await(parts.ends.ended)
+  },
   stderrExcerpt: parts.excerpt.read,
-  exit: Deferred.await(parts.ends.exited),
-  exitNow: Deferred.poll(parts.ends.exited).pipe(
-    Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
-  ),
+  get exit() {
+    return Deferred.await(parts.ends.exited)
+  },
+  get exitNow() {
+    return Deferred.poll(parts.ends.exited).pipe(
+      Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
+    )
+  },
   stop: parts.stop
 })
 
