@@ -313,20 +313,28 @@ const subscribe = (nc: NatsConnection): Broker.Broker["Service"]["subscribe"] =>
     )
   )
 
+/** A served request's reply sent; a send that fails is logged (the requester times out). */
+const respond = (msg: Msg, bytes: Uint8Array): Effect.Effect<void> => {
+  try {
+    msg.respond(bytes)
+    return Effect.void
+  } catch (cause) {
+    return Effect.logError(`broker reply to \`${msg.subject}\` failed`, Cause.fail(clientError(cause)))
+  }
+}
+
 const serve = (nc: NatsConnection): Broker.Broker["Service"]["serve"] => (subject, handler, options) =>
   Effect.gen(function*() {
     const run = yield* FiberSet.makeRuntime<never, void, never>()
-    const handle = (msg: Msg) => {
-      const message = toMessage(msg)
-      return Effect.suspend(() => handler(message.data)).pipe(
-        Effect.flatMap((bytes) => message.reply === undefined ? Effect.void : message.reply(bytes)),
-        Effect.catchCause((cause) =>
+    // One frame per request around the handler: its reply is sent, or its failure logged.
+    const handle = (msg: Msg): Effect.Effect<void> =>
+      Effect.matchCauseEffect(Effect.suspend(() => handler(msg.data)), {
+        onSuccess: (bytes) => msg.reply === undefined || msg.reply === "" ? Effect.void : Effect.suspend(() => respond(msg, bytes)),
+        onFailure: (cause) =>
           Cause.hasInterruptsOnly(cause)
             ? Effect.void
             : Effect.logError(`broker handler for \`${msg.subject}\` failed; no reply sent`, cause)
-        )
-      )
-    }
+      })
     const subscription = yield* Effect.try({
       try: () =>
         nc.subscribe(subject, {
