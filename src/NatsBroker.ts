@@ -27,6 +27,7 @@ import {
   createInbox,
   DrainingConnectionError,
   type Msg,
+  PermissionViolationError,
   type NatsConnection,
   type NodeConnectionOptions,
   type Status,
@@ -180,17 +181,17 @@ const makeRequests = (nc: NatsConnection, clock: Clock.Clock, fork: (effect: Eff
 
   const failAll = (error: Broker.BrokerError) => {
     const failed = Effect.fail(error)
-    for (const request of waiting.values()) request.resume(failed)
+    for (const pending of waiting.values()) pending.resume(failed)
     waiting.clear()
   }
 
   const expireDue = (now: number): number => {
     let earliest = Number.POSITIVE_INFINITY
-    for (const [token, request] of waiting) {
-      if (now >= request.deadlineAt) {
+    for (const [token, pending] of waiting) {
+      if (now >= pending.deadlineAt) {
         waiting.delete(token)
-        request.resume(Effect.fail(Broker.make(new Broker.Timeout({ subject: request.subject, timeout: request.timeout }))))
-      } else if (request.deadlineAt < earliest) earliest = request.deadlineAt
+        pending.resume(Effect.fail(Broker.make(new Broker.Timeout({ subject: pending.subject, timeout: pending.timeout }))))
+      } else if (pending.deadlineAt < earliest) earliest = pending.deadlineAt
     }
     return earliest
   }
@@ -201,13 +202,13 @@ const makeRequests = (nc: NatsConnection, clock: Clock.Clock, fork: (effect: Eff
     const prefix = base
     if (prefix === undefined) return
     const token = Number(msg.subject.slice(prefix.length))
-    const request = waiting.get(token)
-    if (request === undefined) return
+    const pending = waiting.get(token)
+    if (pending === undefined) return
     waiting.delete(token)
     const data = msg.data
-    request.resume(
+    pending.resume(
       data.length === 0 && msg.headers?.code === 503
-        ? Effect.fail(Broker.make(new Broker.NoResponders({ subject: request.subject })))
+        ? Effect.fail(Broker.make(new Broker.NoResponders({ subject: pending.subject })))
         : Exit.succeed(data)
     )
   }
@@ -247,7 +248,17 @@ const makeRequests = (nc: NatsConnection, clock: Clock.Clock, fork: (effect: Eff
       return Effect.sync(() => void waiting.delete(token))
     })
 
-  return request
+  /** The server refused to let this connection publish to `subject`: the first request sent there fails. */
+  const publishRefused = (subject: string, cause: PermissionViolationError) => {
+    for (const [token, pending] of waiting) {
+      if (pending.subject !== subject) continue
+      waiting.delete(token)
+      pending.resume(Effect.fail(clientError(cause)))
+      return
+    }
+  }
+
+  return { request, publishRefused }
 }
 
 /** A private inbox for one `requestMany`, subscribed before the request is published. */
@@ -381,14 +392,19 @@ export const make = Effect.fnUntraced(function*(
     }),
     (nc) => closeConnection(nc, drainTimeout)
   )
+  const requests = makeRequests(nc, yield* Clock.Clock, yield* FiberSet.makeRuntime<never, void, never>())
   yield* Stream.fromAsyncIterable(nc.status(), (cause) => cause).pipe(
-    Stream.runForEach(logStatus),
+    Stream.runForEach((status) => {
+      if (status.type === "error" && status.error instanceof PermissionViolationError && status.error.operation === "publish") {
+        requests.publishRefused(status.error.subject, status.error)
+      }
+      return logStatus(status)
+    }),
     Effect.ignore,
     Effect.forkScoped
   )
-  const request = makeRequests(nc, yield* Clock.Clock, yield* FiberSet.makeRuntime<never, void, never>())
   return Broker.Broker.of({
-    request,
+    request: requests.request,
     requestMany: requestMany(nc),
     publish: publish(nc),
     subscribe: subscribe(nc),
