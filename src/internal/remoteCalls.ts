@@ -221,7 +221,9 @@ export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fi
   /**
    * One attempt: the request under `key` on a fiber of its own, the call resumed by the first of
    * its end and the watch's (no race: one fiber, no loser to interrupt and await on every call);
-   * a request given up (by the watch, or an interrupted caller) publishes a cancel.
+   * a request given up (by the watch, or an interrupted caller) publishes a cancel. The request's
+   * fiber lives no longer than the call, as a race's would: it ends the call, or the watch
+   * interrupts it, or the interrupted caller interrupts and awaits it.
    */
   const attempt = (pending: Pending, seq: number, key: string, params: unknown): Effect.Effect<unknown, PluginClientError.PluginClientError> =>
     Effect.suspend(() => {
@@ -240,8 +242,8 @@ export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fi
       return Effect.withFiber((caller) =>
         Effect.callback<unknown, PluginClientError.PluginClientError>((resume) => {
           const sending = Effect.runForkWith(caller.context)(send)
-          const exit = sending.pollUnsafe()
-          if (exit !== undefined) return resume(exit)
+          const done = sending.pollUnsafe()
+          if (done !== undefined) return resume(done)
           let givenUp = false
           watch(pending, key, (error) => {
             // The cancel is published as the request is interrupted, before the call ends.
@@ -249,8 +251,8 @@ export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fi
             sending.interruptUnsafe()
             resume(Effect.fail(error))
           })
-          sending.addObserver((exit) => {
-            if (!givenUp) resume(exit)
+          sending.addObserver((ended) => {
+            if (!givenUp) resume(ended)
           })
           return Fiber.interrupt(sending)
         })
