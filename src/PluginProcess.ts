@@ -483,20 +483,23 @@ interface SpawnerInput {
 
 /**
  * The command that starts `launch`, and the cgroup it enters before it runs when it has one:
- * through `setpriv --pdeathsig` where the guards arm the parent-death signal and it can be (see
- * `internal/parentDeath.ts`), so the plugin dies with the host; inside its own cgroup from its
- * first instruction where the host may make one (see `internal/cgroup.ts`).
+ * inside its own cgroup from its first instruction where the host may make one (see
+ * `internal/cgroup.ts`), through `setpriv --pdeathsig` where the guards arm the parent-death
+ * signal and it can be (see `internal/parentDeath.ts`), so the plugin dies with the host.
+ * `setpriv` runs first (`setpriv … -- /bin/sh -c <enter> <plugin>`): the signal is armed sooner,
+ * and its start runs inside the grace period the shell's move waits for, not after it.
  */
 const commandOf = (
   spec: Spec,
   launch: PluginEnvironment.Launch,
   guards: SpawnRegistry.HostDeathGuards,
   cgroups: boolean
-): { readonly command: Cgroup.Command; readonly group: Cgroup.Cgroup | undefined } => {
+): Effect.Effect<{ readonly command: Cgroup.Command; readonly group: Cgroup.Cgroup | undefined }> => {
   const context = { cwd: spec.cwd, env: launch.env }
   const plain = { executable: launch.executable, args: launch.args }
-  const command = guards.parentDeathSignal ? withParentDeathSignal(plain, context) : plain
-  return (cgroups ? Cgroup.prepareEntry(command, context) : undefined) ?? { command, group: undefined }
+  const guarded = (command: Cgroup.Command) => guards.parentDeathSignal ? withParentDeathSignal(command, context) : command
+  if (!cgroups) return Effect.succeed({ command: guarded(plain), group: undefined })
+  return Effect.map(Cgroup.prepareEntry(plain, context), (entry) => ({ command: guarded(entry?.command ?? plain), group: entry?.group }))
 }
 
 /** Removes the cgroup prepared for a spawn that did not happen. */
@@ -637,7 +640,7 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
   const guards = yield* SpawnRegistry.guardsFor(spawner)
   const launch = yield* launchOf(spec)
-  const { command, group } = commandOf(spec, launch, guards, timings.cgroups && !SpawnRegistry.isSimulated(spawner))
+  const { command, group } = yield* commandOf(spec, launch, guards, timings.cgroups && !SpawnRegistry.isSimulated(spawner))
   const handle = yield* spawnWithSpawner(spec, launch, command).pipe(Effect.onError(() => removeGroup(group)))
   const startedAt = yield* Clock.currentTimeMillis
   const pid: number = handle.pid
@@ -978,7 +981,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const timings = timingsOf(options)
   const guards = yield* SpawnRegistry.HostDeathGuards
   const launch = yield* launchOf(spec)
-  const { command, group } = commandOf(spec, launch, guards, timings.cgroups)
+  const { command, group } = yield* commandOf(spec, launch, guards, timings.cgroups)
   const child = yield* spawnNode(spec, launch, command).pipe(Effect.onError(() => removeGroup(group)))
   // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
   if (child.pid === undefined || child.pid <= 0) {
