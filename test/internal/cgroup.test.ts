@@ -1,0 +1,28 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as Effect from "effect/Effect"
+import * as Cgroup from "../../src/internal/cgroup.ts"
+
+const cgroups = Cgroup.available() !== undefined
+const ownGroup = () => fs.readFileSync("/proc/self/cgroup", "utf8")
+
+describe.skipIf(!cgroups)("cgroup (where the host may make groups)", () => {
+  it("names the cgroup2 mount its groups are under and whether it has favordynmods, as mountinfo says", () => {
+    const mount = Cgroup.favorDynmods()
+    assert.isDefined(mount)
+    if (mount === undefined) return
+    assert.isTrue((Cgroup.available() ?? "").startsWith(mount.mount))
+    const line = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").find((l) => l.split(" ")[4] === mount.mount && l.includes(" - cgroup2 "))
+    assert.isDefined(line)
+    assert.strictEqual(mount.enabled, (line?.split(" - ")[1]?.split(" ")[2] ?? "").split(",").includes("favordynmods"))
+  })
+
+  it.live("starting the grace period early leaves the host in its own group", () =>
+    Effect.gen(function*() {
+      const before = ownGroup()
+      Cgroup.prime()
+      // The primer runs on a libuv thread and lasts at most a grace period or so.
+      yield* Effect.sleep("100 millis")
+      assert.strictEqual(ownGroup(), before)
+    }))
+})
