@@ -149,7 +149,18 @@ export const favorDynmods = (): { readonly mount: string; readonly enabled: bool
   return usable === undefined ? undefined : { mount: usable.mount.mountPoint, enabled: usable.mount.options.includes("favordynmods") }
 }
 
-let priming = false
+/** The host's own group's `cgroup.procs`, open for {@link prime} (one request on a libuv thread per write). */
+let primer: { readonly fd: number; readonly pid: Uint8Array; writing: boolean } | undefined | null
+
+const openPrimer = (usable: Probed): typeof primer => {
+  if (primer !== undefined) return primer
+  try {
+    primer = { fd: fs.openSync(path.join(usable.dir, "cgroup.procs"), "w"), pid: Buffer.from(String(process.pid)), writing: false }
+  } catch {
+    primer = null
+  }
+  return primer
+}
 
 /**
  * Starts the grace period a plugin's move into its group waits for, without waiting for it on
@@ -162,16 +173,18 @@ let priming = false
  * @internal
  */
 export const prime = (): void => {
-  const usable = override === false || priming ? undefined : probeOnce()
+  const usable = override === false ? undefined : probeOnce()
   if (usable === undefined || usable.mount.options.includes("favordynmods")) return
+  const open = openPrimer(usable)
+  if (open == null || open.writing) return
   try {
     if (ownGroupPath() !== usable.groupPath) return
   } catch {
     return
   }
-  priming = true
-  fs.writeFile(path.join(usable.dir, "cgroup.procs"), String(process.pid), () => {
-    priming = false
+  open.writing = true
+  fs.write(open.fd, open.pid, () => {
+    open.writing = false
   })
 }
 

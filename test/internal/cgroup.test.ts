@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Cgroup from "../../src/internal/cgroup.ts"
@@ -24,5 +25,23 @@ describe.skipIf(!cgroups)("cgroup (where the host may make groups)", () => {
       // The primer runs on a libuv thread and lasts at most a grace period or so.
       yield* Effect.sleep("100 millis")
       assert.strictEqual(ownGroup(), before)
+    }))
+
+  it.live("the descriptor the host writes its own group through is never inherited by what it spawns", () =>
+    Effect.gen(function*() {
+      Cgroup.prime()
+      yield* Effect.sleep("50 millis")
+      const own = fs.readdirSync("/proc/self/fd").map((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/self/fd/${fd}`)
+        } catch {
+          return ""
+        }
+      })
+      const favored = Cgroup.favorDynmods()?.enabled === true
+      if (!favored) assert.isTrue(own.some((link) => link.endsWith("cgroup.procs")), "the host holds it")
+      const links = spawnSync("/bin/sh", ["-c", "for f in /proc/$$/fd/*; do readlink \"$f\"; done"], { encoding: "utf8" }).stdout
+      assert.notStrictEqual(links, "", "the child listed its descriptors")
+      assert.notInclude(links, "cgroup.procs")
     }))
 })
