@@ -27,6 +27,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -136,6 +137,36 @@ const withStderr = (detail: string, stderr: string) => {
   return tail.length === 0 ? detail : `${detail}; stderr: ${tail.slice(-1_000)}`
 }
 
+const isLine = (frame: Framing.Frame): frame is string => typeof frame === "string"
+
+/**
+ * The first line the process writes to stdout, or `None` once stdout ends (or fails) without
+ * one; an over-long line is skipped. Read in the launcher's callbacks where it has them (the
+ * Node launcher: no stream, queue or fiber per tick), else from `stdout`.
+ */
+const firstLine = (proc: PluginProcess.PluginProcess): Effect.Effect<Option.Option<string>, never, Scope.Scope> => {
+  const listen = proc.listenStdout
+  if (listen === undefined) {
+    return proc.stdout.pipe(Framing.frames(), Stream.filter(isLine), Stream.runHead, Effect.orElseSucceed(Option.none))
+  }
+  return Effect.suspend(() => {
+    const first = Deferred.makeUnsafe<Option.Option<string>>()
+    const lines = Framing.makeLineDecoder()
+    const onFrame = (frame: Framing.Frame) => {
+      if (isLine(frame)) Deferred.doneUnsafe(first, Exit.succeed(Option.some(frame)))
+    }
+    return listen({
+      onChunk: (chunk) => {
+        if (!Deferred.isDoneUnsafe(first)) lines.push(chunk, onFrame)
+      },
+      onEnd: () => {
+        if (!Deferred.isDoneUnsafe(first)) lines.end(onFrame)
+        Deferred.doneUnsafe(first, Exit.succeed(Option.none()))
+      }
+    }).pipe(Effect.andThen(Deferred.await(first)))
+  })
+}
+
 /**
  * The ephemeral lifecycle: one process per tick.
  */
@@ -170,13 +201,7 @@ const ephemeralTick = (
       )
       proc.writeLine(Poller.tickLine(request, options?.dialect ?? Poller.defaultDialect))
       yield* proc.endInput
-      const line = yield* proc.stdout.pipe(
-        Framing.frames(),
-        Stream.filter((frame): frame is string => typeof frame === "string"),
-        Stream.runHead,
-        Effect.timeoutOption(section.tickTimeout),
-        Effect.catch(() => Effect.succeed(Option.some(Option.none<string>())))
-      )
+      const line = yield* firstLine(proc).pipe(Effect.timeoutOption(section.tickTimeout))
       if (Option.isNone(line)) {
         yield* proc.stop()
         return yield* Effect.fail(transient(`tick timed out after ${formatDuration(section.tickTimeout)}`))
