@@ -73,9 +73,13 @@ export interface PollerHandle {
  * in `DuplicateKind` and the key of `unregister`), what to run (`env`, `cwd`, `hostEnv`,
  * `manifestDir` — the client's {@link PluginClient.RunOptions}) and, for a long-lived plugin
  * served over stdio, its lifetime `policy` (default `LifetimePolicy.defaultPolicy`); an
- * ephemeral plugin takes the policy's `containment` only (a per-tick host may prefer
- * `"process-tree"`: no cgroup to enter, see `LifetimePolicy.Containment`). A prebuilt
- * {@link PollerHandle} ignores them.
+ * ephemeral plugin takes the policy's `containment` only, `"cgroup"` by default like every other
+ * plugin. That default is deliberate: what a group costs a tick is a wait in the plugin's own
+ * start (the kernel's grace period, 5–16 ms, none where cgroup2 has `favordynmods`), not host
+ * work, while `"process-tree"` walks all of `/proc` as each tick's process is stopped (host CPU
+ * that grows with the machine's process count: ~4 ms a tick against ~0.5 ms at 400 processes)
+ * and lets a poller that double-forks a `setsid` child escape. A prebuilt {@link PollerHandle}
+ * ignores them.
  *
  * @category models
  */
