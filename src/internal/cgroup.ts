@@ -152,10 +152,25 @@ export const favorDynmods = (): { readonly mount: string; readonly enabled: bool
 /** The host's own group's `cgroup.procs`, open for {@link prime} (one request on a libuv thread per write). */
 let primer: { readonly fd: number; readonly pid: Uint8Array; writing: boolean } | undefined | null
 
+/**
+ * Whether the host's group holds all of the host's threads: a plain domain group (or the root,
+ * which has no `cgroup.type`). In a threaded domain some threads may sit in threaded children,
+ * and a move of the process would gather them back.
+ */
+const wholeProcessGroup = (dir: string): boolean => {
+  try {
+    return fs.readFileSync(path.join(dir, "cgroup.type"), "utf8").trim() === "domain"
+  } catch (error) {
+    return error instanceof Error && "code" in error && error.code === "ENOENT"
+  }
+}
+
 const openPrimer = (usable: Probed): typeof primer => {
   if (primer !== undefined) return primer
   try {
-    primer = { fd: fs.openSync(path.join(usable.dir, "cgroup.procs"), "w"), pid: Buffer.from(String(process.pid)), writing: false }
+    primer = wholeProcessGroup(usable.dir)
+      ? { fd: fs.openSync(path.join(usable.dir, "cgroup.procs"), "w"), pid: Buffer.from(String(process.pid)), writing: false }
+      : null
   } catch {
     primer = null
   }
@@ -167,8 +182,9 @@ const openPrimer = (usable: Probed): typeof primer => {
  * this thread: the host writes its own pid to its own group's `cgroup.procs` on a libuv thread, a
  * move to where it already is (nothing migrates), which takes the migration lock all the same. A
  * move that comes while it waits, or up to about a grace period after, finds the period passed.
- * Skipped where moves are cheap anyway (`favordynmods`), while a primer is still waiting, and when
- * the host is no longer in the group it was in when probed (it would be moved back).
+ * Skipped where moves are cheap anyway (`favordynmods`), while a primer is still waiting, when
+ * the host is no longer in the group it was in when probed (it would be moved back), and when
+ * that group is not a plain domain (threads in threaded children would be gathered back).
  *
  * @internal
  */
