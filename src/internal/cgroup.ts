@@ -280,12 +280,20 @@ const makeGroup = (): Cgroup | undefined => {
 
 /**
  * {@link makeGroup} on a libuv thread: a `mkdir` waits for the `cgroup_mutex`, which a move
- * holds for its grace period (another plugin's shell, or {@link prime}).
+ * holds for its grace period (another plugin's shell, or {@link prime}). Interrupted meanwhile,
+ * the group is removed once made.
  */
 const makeGroupAside = (parent: string): Effect.Effect<Cgroup | undefined> =>
   Effect.callback<Cgroup | undefined>((resume) => {
     const dir = path.join(parent, nextName())
-    fs.mkdir(dir, (error) => resume(Effect.succeed(error === null ? { dir } : undefined)))
+    let interrupted = false
+    fs.mkdir(dir, (error) => {
+      if (!interrupted) resume(Effect.succeed(error === null ? { dir } : undefined))
+      else if (error === null) fs.rmdir(dir, () => {})
+    })
+    return Effect.sync(() => {
+      interrupted = true
+    })
   })
 
 const shell = "/bin/sh"

@@ -2,10 +2,13 @@ import { assert, describe, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Cgroup from "../../src/internal/cgroup.ts"
 
 const cgroups = Cgroup.available() !== undefined
 const ownGroup = () => fs.readFileSync("/proc/self/cgroup", "utf8")
+/** The groups this host process has under its group now. */
+const groupsOfThisHost = () => fs.readdirSync(Cgroup.available() ?? "/").filter((name) => name.startsWith(`plugin-host-${process.pid}-`))
 
 describe.skipIf(!cgroups)("cgroup (where the host may make groups)", () => {
   it("names the cgroup2 mount its groups are under and whether it has favordynmods, as mountinfo says", () => {
@@ -43,5 +46,17 @@ describe.skipIf(!cgroups)("cgroup (where the host may make groups)", () => {
       const links = spawnSync("/bin/sh", ["-c", "for f in /proc/$$/fd/*; do readlink \"$f\"; done"], { encoding: "utf8" }).stdout
       assert.notStrictEqual(links, "", "the child listed its descriptors")
       assert.notInclude(links, "cgroup.procs")
+    }))
+
+  it.live("a group being made for a launch that is interrupted is removed once made", () =>
+    Effect.gen(function*() {
+      const before = groupsOfThisHost()
+      const fiber = yield* Effect.forkChild(Cgroup.prepareEntry({ executable: "/bin/true", args: [] }, { cwd: undefined, env: {} }), { startImmediately: true })
+      yield* Fiber.interrupt(fiber)
+      yield* Effect.sleep("100 millis")
+      assert.deepStrictEqual(groupsOfThisHost(), before)
+      const made = yield* Cgroup.prepareEntry({ executable: "/bin/true", args: [] }, { cwd: undefined, env: {} })
+      assert.isDefined(made, "an entry is made when nothing interrupts it")
+      if (made !== undefined) Cgroup.remove(made.group)
     }))
 })
