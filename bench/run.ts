@@ -11,6 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { benchDir, median, round } from "./lib/common.ts"
 import { makeHarness, type Result } from "./lib/harness.ts"
+import { buildBundle, buildPrebundle } from "./lib/bundleBuild.ts"
 import { buildJs } from "./lib/jsBuild.ts"
 import { scenarios } from "./scenarios/index.ts"
 
@@ -91,6 +92,8 @@ const pick = (from: unknown, field: string): number | undefined => {
 
 log(`effect-plugin-host bench: ${quick ? "quick" : "full"}, ${rounds} rounds, node ${process.version}, ${os.cpus().length} cpus`)
 buildJs()
+if (selected.some((s) => s.variants.includes("effect-bundle"))) await buildBundle()
+if (selected.some((s) => s.variants.includes("effect-prebundle"))) await buildPrebundle()
 for (const why of skipped) log(`skipped ${why}`)
 
 const samples: Record<string, Record<string, Array<Result>>> = {}
@@ -181,7 +184,12 @@ const ratios = {
   // TypeScript source (through Node's type stripping, as `npm start` runs) are reported beside.
   importMs: v("effect-js", "import.ms") ?? null,
   workerColdStartExtraMs: diff("effect-js", "raw", "workerColdStart.medianMs"),
-  workerColdStartVsRaw: ratio("effect-js", "raw", "workerColdStart.fastQuartileMs"),
+  // A worker shipped as one file (the README's recipe) and, beside it, unbundled (its floor is
+  // `effect/Effect`'s own ~65 modules, about 3× raw: see bench/README.md).
+  workerColdStartVsRaw: ratio("effect-bundle", "raw", "workerColdStart.fastQuartileMs"),
+  workerColdStartUnbundledVsRaw: ratio("effect-js", "raw", "workerColdStart.fastQuartileMs"),
+  workerColdStartCpuVsRaw: ratio("effect-bundle", "raw", "workerColdStart.cpuMedianMs"),
+  workerColdStartUnbundledCpuVsRaw: ratio("effect-js", "raw", "workerColdStart.cpuMedianMs"),
   // 1000 plugins (a quick run: 300, see `variants.effect-host.scale1000.plugins`), our host and raw workers.
   scale1000RssPerPluginKb: v("effect-host", "scale1000.rssPerPluginKb") ?? null,
   scale1000ReadyAllVsRaw: ratio("effect-host", "raw", "scale1000.readyAllMs"),
@@ -212,6 +220,10 @@ const ratios = {
   payload1MiBThroughputVsRaw: ratio("effect", "raw", "payload.1MiB.callsPerSec"),
   payload1MiBHostCpuPerCallVsRaw: cpuRatio("effect", "raw", "payload.1MiB.hostCpuUsPerCall"),
   importMsSource: v("effect", "import.ms") ?? null,
+  // What `importMs` cannot go below: the `effect` modules the library's public modules load, alone.
+  importMsEffectFloor: v("effect-floor", "import.ms") ?? null,
+  // The library as a handful of modules (rolldown, `effect` external) instead of ~70: not shipped.
+  importMsPrebundled: v("effect-prebundle", "import.ms") ?? null,
   workerColdStartExtraMsSource: diff("effect", "raw", "workerColdStart.medianMs")
 }
 
@@ -273,7 +285,7 @@ const scale1000Plugins = (() => {
   return n === undefined ? "1000" : n === 1000 ? "1000" : `${n} (quick; 1000 in a full run)`
 })()
 
-const columns = ["raw", "effect", "effect-host", "effect-spawner", "effect-js", "vscode", "mcp"]
+const columns = ["raw", "effect", "effect-host", "effect-spawner", "effect-js", "effect-bundle", "vscode", "mcp"]
 const rows: ReadonlyArray<readonly [string, string]> = [
   ["latency p50, worker on another core (µs)", "latency.p50Us"],
   ["latency p99 (µs)", "latency.p99Us"],
@@ -291,6 +303,7 @@ const rows: ReadonlyArray<readonly [string, string]> = [
   ["stop after cold start, median (ms)", "coldStart.stopMedianMs"],
   ["worker cold start, raw host (ms)", "workerColdStart.medianMs"],
   ["worker cold start, raw host: fast quartile (ms)", "workerColdStart.fastQuartileMs"],
+  ["worker cold start, raw host: worker CPU (ms)", "workerColdStart.cpuMedianMs"],
   ["100 plugins: all ready (ms)", "scale.readyAllMs"],
   ["100 plugins: stop all (ms)", "scale.stopAllMs"],
   ["100 plugins: host RSS per plugin (KB)", "scale.rssPerPluginKb"],
@@ -321,13 +334,17 @@ const importVariants: ReadonlyArray<readonly [string, string]> = [
   ["effect-js", "`src/index.ts` as JS"],
   ["effect-worker", "`src/PluginWorker.ts` (type-stripped)"],
   ["effect-worker-js", "`src/PluginWorker.ts` as JS"],
-  ["effect-core", "`effect/Effect` alone"]
+  ["effect-core", "`effect/Effect` alone"],
+  ["effect-schema", "`effect/Schema` (with `effect/Effect`)"],
+  ["effect-floor", "the `effect` modules `src/index.ts` loads, alone"],
+  ["effect-prebundle", "`src/index.ts` pre-bundled (`effect` external)"]
 ]
 const importTable = table(
-  ["import in a fresh process", "import, fastest (ms)", "since process start (ms)", "RSS (MB)"],
+  ["import in a fresh process", "import, fastest (ms)", "CPU in the import (ms)", "since process start (ms)", "RSS (MB)"],
   importVariants.filter(([variant]) => variants[variant]?.import !== undefined).map(([variant, label]) => [
     label,
     fmt(v(variant, "import.ms")),
+    fmt(v(variant, "import.cpuMs")),
     fmt(v(variant, "import.sinceStartMs")),
     fmt(v(variant, "import.rssMb"))
   ])

@@ -85,11 +85,9 @@ interface Found {
   readonly cgroup: string | undefined
 }
 
-const decodeFile = Schema.decodeUnknownOption(Schema.fromJsonString(SpawnRegistry.RegistryFile))
-
 const readRegistry = (file: string): Option.Option<SpawnRegistry.RegistryFile> => {
   try {
-    return decodeFile(fs.readFileSync(file, "utf8"))
+    return SpawnRegistry.parse(fs.readFileSync(file, "utf8"))
   } catch {
     return Option.none()
   }

@@ -7,9 +7,11 @@
  * connection when its Scope closes (bounded; it falls back to `close()`). Client errors become
  * `BrokerError` reasons: a connect failure is `Connection` (naming the servers), a 503
  * "no responders" is `NoResponders`, a request timeout is `Timeout`, a closed or draining
- * connection is `Closed`. `serve` handles each message in its own fiber, so one slow request
- * never holds up the others. `requestMany` subscribes its own inbox and publishes the request
- * with it as the reply subject (the server's 503 status there is `NoResponders`); the stop
+ * connection is `Closed`. `request` is the client's request/reply done on one reply subscription
+ * per connection, with the timeouts on the Effect `Clock` (see `makeRequests`). `serve` handles
+ * each message in its own fiber, so one slow request never holds up the others. `requestMany`
+ * subscribes its own inbox and publishes the request with it as the reply subject (the
+ * server's 503 status there is `NoResponders`); the stop
  * rules are `Broker`'s, on the Effect Clock, rather than the client's `requestMany`, whose
  * strategies cannot be combined (a `stall` wait no longer honours `maxWait`).
  *
@@ -25,17 +27,18 @@ import {
   createInbox,
   DrainingConnectionError,
   type Msg,
+  PermissionViolationError,
   type NatsConnection,
   type NodeConnectionOptions,
-  NoRespondersError,
-  RequestError,
   type Status,
-  type Subscription,
-  TimeoutError
+  type Subscription
 } from "@nats-io/transport-node"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -45,6 +48,7 @@ import * as Stream from "effect/Stream"
 import * as Broker from "./Broker.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
 import * as ReplyGathering from "./internal/replyGathering.ts"
+import { TimeoutSweeper } from "./internal/timeoutSweeper.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
@@ -85,21 +89,7 @@ const clientError = (cause: unknown): Broker.BrokerError => {
   if (cause instanceof ClosedConnectionError || cause instanceof DrainingConnectionError) {
     return Broker.make(new Broker.Closed({ detail: describe(cause) }))
   }
-  // A request cut short by the connection's close is a bare `RequestError` (no cause, no code):
-  // the client's message is all that tells it apart, and the connection's own state is set
-  // only after the request has been failed.
-  if (cause instanceof RequestError && cause.message === "connection closed") {
-    return Broker.make(new Broker.Closed({ detail: describe(cause) }))
-  }
   return Broker.make(new Broker.Connection({ detail: describe(cause) }))
-}
-
-const requestError = (subject: string, timeout: Duration.Duration, cause: unknown): Broker.BrokerError => {
-  if (cause instanceof TimeoutError) return Broker.make(new Broker.Timeout({ subject, timeout }))
-  if (cause instanceof NoRespondersError || (cause instanceof RequestError && cause.isNoResponders())) {
-    return Broker.make(new Broker.NoResponders({ subject }))
-  }
-  return clientError(cause)
 }
 
 /** setTimeout's range: a longer (or infinite) timeout would fire at once. */
@@ -168,14 +158,108 @@ const closeConnection = (nc: NatsConnection, drainTimeout: Duration.Duration) =>
     )
   )
 
-const request = (nc: NatsConnection): Broker.Broker["Service"]["request"] => (subject, data, timeout) =>
-  Effect.suspend(() => {
-    const duration = Duration.fromInputUnsafe(timeout)
-    return Effect.tryPromise({
-      try: () => nc.request(subject, data, { timeout: toTimerMillis(duration) }),
-      catch: (cause) => requestError(subject, duration, cause)
-    }).pipe(Effect.map((msg) => msg.data))
-  })
+/** A request waiting for its reply. */
+interface Waiting {
+  readonly subject: string
+  readonly timeout: Duration.Duration
+  readonly deadlineAt: number
+  readonly resume: (effect: Effect.Effect<Uint8Array, Broker.BrokerError>) => void
+}
+
+/**
+ * The requests of one connection, as the NATS client's own request/reply does them but without
+ * its per-request promise, timer and error objects (two stack traces per request): one wildcard
+ * reply subscription (`<inbox>.*`, made by the first request), the waiting requests by token,
+ * and one sweeper on the Effect `Clock` for their timeouts. A reply resumes its request from the
+ * client's message callback; the server's 503 status on it is `NoResponders`.
+ */
+const makeRequests = (nc: NatsConnection, clock: Clock.Clock, fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>) => {
+  const waiting = new Map<number, Waiting>()
+  let nextToken = 0
+  /** `<inbox>.` while the reply subscription is open. */
+  let base: string | undefined
+
+  const failAll = (error: Broker.BrokerError) => {
+    const failed = Effect.fail(error)
+    for (const pending of waiting.values()) pending.resume(failed)
+    waiting.clear()
+  }
+
+  const expireDue = (now: number): number => {
+    let earliest = Number.POSITIVE_INFINITY
+    for (const [token, pending] of waiting) {
+      if (now >= pending.deadlineAt) {
+        waiting.delete(token)
+        pending.resume(Effect.fail(Broker.make(new Broker.Timeout({ subject: pending.subject, timeout: pending.timeout }))))
+      } else if (pending.deadlineAt < earliest) earliest = pending.deadlineAt
+    }
+    return earliest
+  }
+  const sweeper = new TimeoutSweeper({ clock, fork, isOver: () => false, expireDue })
+
+  const onReply = (error: Error | null, msg: Msg): void => {
+    if (error !== null) return failAll(clientError(error))
+    const prefix = base
+    if (prefix === undefined) return
+    const token = Number(msg.subject.slice(prefix.length))
+    const pending = waiting.get(token)
+    if (pending === undefined) return
+    waiting.delete(token)
+    const data = msg.data
+    pending.resume(
+      data.length === 0 && msg.headers?.code === 503
+        ? Effect.fail(Broker.make(new Broker.NoResponders({ subject: pending.subject })))
+        : Exit.succeed(data)
+    )
+  }
+
+  /** The reply subscription, subscribed on first use (and again if the old one has closed). */
+  const replyBase = (): string => {
+    if (base !== undefined) return base
+    const inbox = createInbox()
+    const subscription = nc.subscribe(`${inbox}.*`, { callback: onReply })
+    const opened = `${inbox}.`
+    base = opened
+    void subscription.closed.then((error) => {
+      if (base === opened) base = undefined
+      failAll(error instanceof Error ? clientError(error) : Broker.make(new Broker.Closed({ detail: "connection closed" })))
+    })
+    return opened
+  }
+
+  const request: Broker.Broker["Service"]["request"] = (subject, data, timeout) =>
+    Effect.callback<Uint8Array, Broker.BrokerError>((resume) => {
+      if (nc.isClosed() || nc.isDraining()) {
+        resume(Effect.fail(Broker.make(new Broker.Closed({ detail: nc.isClosed() ? "connection closed" : "connection draining" }))))
+        return
+      }
+      const token = ++nextToken
+      const duration = Duration.fromInputUnsafe(timeout)
+      const now = clock.currentTimeMillisUnsafe()
+      const inMillis = Duration.toMillis(duration)
+      try {
+        nc.publish(subject, data, { reply: replyBase() + token })
+      } catch (cause) {
+        resume(Effect.fail(clientError(cause)))
+        return
+      }
+      waiting.set(token, { subject, timeout: duration, deadlineAt: now + inMillis, resume })
+      sweeper.watch(now + inMillis, inMillis)
+      return Effect.sync(() => void waiting.delete(token))
+    })
+
+  /** The server refused to let this connection publish to `subject`: the first request sent there fails. */
+  const publishRefused = (subject: string, cause: PermissionViolationError) => {
+    for (const [token, pending] of waiting) {
+      if (pending.subject !== subject) continue
+      waiting.delete(token)
+      pending.resume(Effect.fail(clientError(cause)))
+      return
+    }
+  }
+
+  return { request, publishRefused }
+}
 
 /** A private inbox for one `requestMany`, subscribed before the request is published. */
 const openInbox = (nc: NatsConnection, subject: string, data: Uint8Array) =>
@@ -240,20 +324,28 @@ const subscribe = (nc: NatsConnection): Broker.Broker["Service"]["subscribe"] =>
     )
   )
 
+/** A served request's reply sent; a send that fails is logged (the requester times out). */
+const respond = (msg: Msg, bytes: Uint8Array): Effect.Effect<void> => {
+  try {
+    msg.respond(bytes)
+    return Effect.void
+  } catch (cause) {
+    return Effect.logError(`broker reply to \`${msg.subject}\` failed`, Cause.fail(clientError(cause)))
+  }
+}
+
 const serve = (nc: NatsConnection): Broker.Broker["Service"]["serve"] => (subject, handler, options) =>
   Effect.gen(function*() {
     const run = yield* FiberSet.makeRuntime<never, void, never>()
-    const handle = (msg: Msg) => {
-      const message = toMessage(msg)
-      return Effect.suspend(() => handler(message.data)).pipe(
-        Effect.flatMap((bytes) => message.reply === undefined ? Effect.void : message.reply(bytes)),
-        Effect.catchCause((cause) =>
+    // One frame per request around the handler: its reply is sent, or its failure logged.
+    const handle = (msg: Msg): Effect.Effect<void> =>
+      Effect.matchCauseEffect(Effect.suspend(() => handler(msg.data)), {
+        onSuccess: (bytes) => msg.reply === undefined || msg.reply === "" ? Effect.void : Effect.suspend(() => respond(msg, bytes)),
+        onFailure: (cause) =>
           Cause.hasInterruptsOnly(cause)
             ? Effect.void
             : Effect.logError(`broker handler for \`${msg.subject}\` failed; no reply sent`, cause)
-        )
-      )
-    }
+      })
     const subscription = yield* Effect.try({
       try: () =>
         nc.subscribe(subject, {
@@ -300,13 +392,19 @@ export const make = Effect.fnUntraced(function*(
     }),
     (nc) => closeConnection(nc, drainTimeout)
   )
+  const requests = makeRequests(nc, yield* Clock.Clock, yield* FiberSet.makeRuntime<never, void, never>())
   yield* Stream.fromAsyncIterable(nc.status(), (cause) => cause).pipe(
-    Stream.runForEach(logStatus),
+    Stream.runForEach((status) => {
+      if (status.type === "error" && status.error instanceof PermissionViolationError && status.error.operation === "publish") {
+        requests.publishRefused(status.error.subject, status.error)
+      }
+      return logStatus(status)
+    }),
     Effect.ignore,
     Effect.forkScoped
   )
   return Broker.Broker.of({
-    request: request(nc),
+    request: requests.request,
     requestMany: requestMany(nc),
     publish: publish(nc),
     subscribe: subscribe(nc),

@@ -466,6 +466,7 @@ const makeClient = Effect.fnUntraced(function*(
   const metrics = clientMetrics(name, context)
   const annotate = Effect.annotateLogs({ plugin: name })
   const feed = yield* EventFeed.make<PluginEvent>({
+    observer: managed.observe,
     backlog: listenerBacklog,
     droppable: isPluginMessage,
     // Warned at 1, 10, 100… drops: visible without a log line per dropped message.

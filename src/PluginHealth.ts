@@ -54,6 +54,7 @@ import { DoctorReport, GroupReport, PluginDiagnosis } from "./DoctorReport.ts"
 import * as GroupHealth from "./GroupHealth.ts"
 import * as DiscoveryAnswer from "./internal/discoveryAnswer.ts"
 import { formatDuration } from "./internal/formatDuration.ts"
+import * as Cgroup from "./internal/cgroup.ts"
 import * as HealthState from "./internal/healthState.ts"
 import * as ProcessTree from "./internal/processTree.ts"
 import * as RemoteCheck from "./internal/remoteCheck.ts"
@@ -920,9 +921,19 @@ const doctor = (health: Health): Effect.Effect<DoctorReport> =>
       groups: checks.map((check) => GroupReport.fromHealthcheck(check, discovered.get(check.pluginName))),
       ...(remotes.length === 0 ? {} : { remotes }),
       ...(leftovers.length === 0 ? {} : { leftovers }),
-      containment: { mode: ProcessTree.mode(), escaped: ProcessTree.escapedCount() }
+      containment: containmentNow()
     })
   }).pipe(Effect.withSpan("PluginHealth.doctor"))
+
+/** How this host contains plugin trees now, for the report. */
+const containmentNow = (): NonNullable<DoctorReport["containment"]> => {
+  const mount = Cgroup.favorDynmods()
+  return {
+    mode: ProcessTree.mode(),
+    escaped: ProcessTree.escapedCount(),
+    ...(mount === undefined ? {} : { cgroupMount: { path: mount.mount, favordynmods: mount.enabled } })
+  }
+}
 
 // -- constructors -----------------------------------------------------------------------------
 

@@ -359,34 +359,35 @@ const lookup = (manager: ManagerState, id: string): Effect.Effect<Entry, Manager
 const allEntries = (manager: ManagerState): Effect.Effect<Array<Entry>> => Effect.sync(() => [...manager.entries.values()])
 
 /**
- * Forwards a client's events, adding the crashed/restarted pair of the worker dialect. The
- * PubSub is unbounded, so the synchronous publish is the same as `PubSub.publish`.
+ * Forwards a client's events, adding the crashed/restarted pair of the worker dialect: a
+ * synchronous observer of the client's events (it runs as the client publishes them, so no
+ * fiber or queue per plugin carries them here). The PubSub is unbounded, so the synchronous
+ * publish is the same as `PubSub.publish`.
  */
 const forwarder = (events: PubSub.PubSub<ManagerEvent>, id: string) => {
   /** Whether the plugin crashed since its last ready: its next ready is a restart. */
   const worker = { crashedSinceReady: false }
-  return (event: PluginClient.PluginEvent): Effect.Effect<void> =>
-    Effect.sync(() => {
-      PubSub.publishUnsafe(events, { _tag: "Plugin", id, event })
-      switch (event._tag) {
-        case "Crash":
-          worker.crashedSinceReady = true
-          PubSub.publishUnsafe(events, {
-            _tag: "WorkerCrashed",
-            id,
-            code: event.code,
-            signal: event.signal,
-            reason: event.reason,
-            willRestart: event.willRestart
-          })
-          return
-        case "Ready":
-          if (!worker.crashedSinceReady) return
-          worker.crashedSinceReady = false
-          PubSub.publishUnsafe(events, { _tag: "WorkerRestarted", id, pid: event.pid })
-          return
-      }
-    })
+  return (event: PluginClient.PluginEvent): void => {
+    PubSub.publishUnsafe(events, { _tag: "Plugin", id, event })
+    switch (event._tag) {
+      case "Crash":
+        worker.crashedSinceReady = true
+        PubSub.publishUnsafe(events, {
+          _tag: "WorkerCrashed",
+          id,
+          code: event.code,
+          signal: event.signal,
+          reason: event.reason,
+          willRestart: event.willRestart
+        })
+        return
+      case "Ready":
+        if (!worker.crashedSinceReady) return
+        worker.crashedSinceReady = false
+        PubSub.publishUnsafe(events, { _tag: "WorkerRestarted", id, pid: event.pid })
+        return
+    }
+  }
 }
 
 /**
@@ -402,17 +403,18 @@ const makeEntry = Effect.fnUntraced(function*(
   const remote = remoteOf(source)
   if (remote !== undefined) return yield* makeRemoteEntry(manager, id, source, remote, options)
   const resolved = withDefaults(options)
-  const userOnEvent = resolved.onEvent
-  const forward = forwarder(manager.events, id)
   const clientScope = yield* Scope.fork(manager.clientScopes, "sequential")
-  const client = yield* PluginClient.make(source, {
-    ...resolved,
-    onEvent: (event) => userOnEvent === undefined ? forward(event) : Effect.andThen(forward(event), userOnEvent(event))
-  }).pipe(
+  // The caller's `onEvent` (if any) listens as usual; the manager's stream observes the events
+  // as they are published.
+  const client = yield* PluginClient.make(source, resolved).pipe(
     Scope.provide(clientScope),
     Effect.provideService(ChildProcessSpawner.ChildProcessSpawner, manager.spawner),
     // The manager starts eager plugins itself (`startAll`), a few at a time.
-    Effect.provideService(ManagedClient.ManagedClient, { spawnPermits: manager.spawnPermits, autoStart: false })
+    Effect.provideService(ManagedClient.ManagedClient, {
+      spawnPermits: manager.spawnPermits,
+      autoStart: false,
+      observe: forwarder(manager.events, id)
+    })
   )
   // What the plugin is passed: allow-listed, explicit, and the framing the host tells it of.
   const framing = source.framing ?? resolved.policy?.framing
@@ -480,7 +482,7 @@ const makeRemoteEntry = Effect.fnUntraced(function*(
     hostHandlers: options.hostHandlers,
     onNotification: options.onNotification,
     onStreamNotification: options.onStreamNotification,
-    onEvent: (event) => userOnEvent === undefined ? forward(event) : Effect.andThen(forward(event), userOnEvent(event))
+    onEvent: (event) => userOnEvent === undefined ? Effect.sync(() => forward(event)) : Effect.andThen(Effect.sync(() => forward(event)), userOnEvent(event))
   }).pipe(
     Scope.provide(clientScope),
     Effect.provideService(Broker.Broker, broker),
@@ -661,7 +663,8 @@ export const make = Effect.fnUntraced(function*(managerOptions?: ManagerOptions)
     unregister: (id) => unregister(manager, id),
     start: (id) =>
       Effect.flatMap(lookup(manager, id), (entry) => entry.client.start).pipe(
-        Effect.withSpan("PluginManager.start", { attributes: { plugin: id } })
+        // Kept by the plugin's fibers for as long as it runs: no stack trace (it would point here).
+        Effect.withSpan("PluginManager.start", { attributes: { plugin: id } }, { captureStackTrace: false })
       ),
     stop: (id) =>
       Effect.suspend(() => {

@@ -63,6 +63,7 @@ import * as Cgroup from "./internal/cgroup.ts"
 import { withParentDeathSignal } from "./internal/parentDeath.ts"
 import * as PluginEnvironment from "./internal/pluginEnvironment.ts"
 import { signalGroup, terminateGroup } from "./internal/processGroup.ts"
+import * as ProcStat from "./internal/procStat.ts"
 import * as ProcessTree from "./internal/processTree.ts"
 import * as SpawnRegistry from "./internal/spawnRegistry.ts"
 
@@ -432,13 +433,23 @@ const assemble = (parts: {
   queuedInputBytes: parts.input.queuedBytes,
   listenInputWritten: parts.input.listen,
   endInput: parts.endInput,
-  inputFailure: Deferred.await(parts.ends.inputFailed),
-  ended: Deferred.await(parts.ends.ended),
+  // Made when asked for: most are read once per process or never, and a host with a thousand
+  // idle plugins would hold each of them a thousand times.
+  get inputFailure() {
+    return Deferred.await(parts.ends.inputFailed)
+  },
+  get ended() {
+    return Deferred.await(parts.ends.ended)
+  },
   stderrExcerpt: parts.excerpt.read,
-  exit: Deferred.await(parts.ends.exited),
-  exitNow: Deferred.poll(parts.ends.exited).pipe(
-    Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
-  ),
+  get exit() {
+    return Deferred.await(parts.ends.exited)
+  },
+  get exitNow() {
+    return Deferred.poll(parts.ends.exited).pipe(
+      Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
+    )
+  },
   stop: parts.stop
 })
 
@@ -472,20 +483,23 @@ interface SpawnerInput {
 
 /**
  * The command that starts `launch`, and the cgroup it enters before it runs when it has one:
- * through `setpriv --pdeathsig` where the guards arm the parent-death signal and it can be (see
- * `internal/parentDeath.ts`), so the plugin dies with the host; inside its own cgroup from its
- * first instruction where the host may make one (see `internal/cgroup.ts`).
+ * inside its own cgroup from its first instruction where the host may make one (see
+ * `internal/cgroup.ts`), through `setpriv --pdeathsig` where the guards arm the parent-death
+ * signal and it can be (see `internal/parentDeath.ts`), so the plugin dies with the host.
+ * `setpriv` runs first (`setpriv … -- /bin/sh -c <enter> <plugin>`): the signal is armed sooner,
+ * and its start runs inside the grace period the shell's move waits for, not after it.
  */
 const commandOf = (
   spec: Spec,
   launch: PluginEnvironment.Launch,
   guards: SpawnRegistry.HostDeathGuards,
   cgroups: boolean
-): { readonly command: Cgroup.Command; readonly group: Cgroup.Cgroup | undefined } => {
+): Effect.Effect<{ readonly command: Cgroup.Command; readonly group: Cgroup.Cgroup | undefined }> => {
   const context = { cwd: spec.cwd, env: launch.env }
   const plain = { executable: launch.executable, args: launch.args }
-  const command = guards.parentDeathSignal ? withParentDeathSignal(plain, context) : plain
-  return (cgroups ? Cgroup.prepareEntry(command, context) : undefined) ?? { command, group: undefined }
+  const guarded = (command: Cgroup.Command) => guards.parentDeathSignal ? withParentDeathSignal(command, context) : command
+  if (!cgroups) return Effect.succeed({ command: guarded(plain), group: undefined })
+  return Effect.map(Cgroup.prepareEntry(plain, context), (entry) => ({ command: guarded(entry?.command ?? plain), group: entry?.group }))
 }
 
 /** Removes the cgroup prepared for a spawn that did not happen. */
@@ -626,12 +640,13 @@ const makeWithSpawner = Effect.fnUntraced(function*(spec: Spec, options?: Option
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
   const guards = yield* SpawnRegistry.guardsFor(spawner)
   const launch = yield* launchOf(spec)
-  const { command, group } = commandOf(spec, launch, guards, timings.cgroups && !SpawnRegistry.isSimulated(spawner))
+  const { command, group } = yield* commandOf(spec, launch, guards, timings.cgroups && !SpawnRegistry.isSimulated(spawner))
   const handle = yield* spawnWithSpawner(spec, launch, command).pipe(Effect.onError(() => removeGroup(group)))
   const startedAt = yield* Clock.currentTimeMillis
   const pid: number = handle.pid
-  const tree = ProcessTree.contain(pid, { group, cgroups: timings.cgroups })
-  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
+  const stat = ProcStat.readStat(pid)
+  const tree = ProcessTree.contain(pid, { group, cgroups: timings.cgroups, stat })
+  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir, stat)
   const annotate = Effect.annotateLogs({ plugin: spec.name, pid })
   const excerpt = makeExcerpt(timings.excerptChars)
   const stderrDone = yield* drainSpawnerStderr(handle, excerpt, timings, annotate)
@@ -767,7 +782,9 @@ const drainNodeStderr = (pipe: NodeChildProcess["stderr"], sinks: {
   if (pipe === null) return stderr
   const { excerpt, timings, annotate, runFork } = sinks
   const log = timings.stderrLogLevel === "None" ? undefined : Effect.logWithLevel(timings.stderrLogLevel)
-  const lines = Framing.makeLineDecoder({ maxLineBytes: stderrMaxLineBytes })
+  // Made at the first bytes: most plugins never write to stderr, and a thousand idle ones would
+  // each hold a decoder (and its buffers) for nothing.
+  let lines: Framing.LineDecoder | undefined
   const onFrame = (frame: Framing.Frame) => {
     const line = stderrLine(frame)
     excerpt.append(line)
@@ -780,11 +797,12 @@ const drainNodeStderr = (pipe: NodeChildProcess["stderr"], sinks: {
     runFork(Effect.forEach(toLog, (line) => log(line), { discard: true }).pipe(Effect.annotateLogs({ stream: "stderr" }), annotate))
   }
   pipe.on("data", (chunk: Buffer) => {
+    lines ??= Framing.makeLineDecoder({ maxLineBytes: stderrMaxLineBytes })
     lines.push(chunk, onFrame)
     logLines()
   })
   pipe.once("close", () => {
-    lines.end(onFrame)
+    lines?.end(onFrame)
     logLines()
     stderr.closed = true
     stderr.timer?.interruptUnsafe()
@@ -904,9 +922,10 @@ const watchNodeExit = (child: NodeChildProcess, parts: {
  * the host's event loop alive). stderr gets up to `stderrAfterExit` more, without holding up the
  * close, so the plugin's last lines are still logged.
  */
-const sweepNode = (child: NodeChildProcess, pid: number, stderr: NodeStderr): Effect.Effect<void> =>
+const sweepNode = (child: NodeChildProcess, pid: number, stderr: NodeStderr, tree: ProcessTree.Containment | undefined): Effect.Effect<void> =>
   Effect.andThen(
-    terminateGroup(child, pid),
+    // A group the tree's sweep found empty stays empty: nothing to probe again.
+    ProcessTree.groupEnded(tree) ? Effect.void : terminateGroup(child, pid),
     Effect.sync(() => {
       child.stdin?.destroy()
       child.stdout?.destroy()
@@ -980,7 +999,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   const timings = timingsOf(options)
   const guards = yield* SpawnRegistry.HostDeathGuards
   const launch = yield* launchOf(spec)
-  const { command, group } = commandOf(spec, launch, guards, timings.cgroups)
+  const { command, group } = yield* commandOf(spec, launch, guards, timings.cgroups)
   const child = yield* spawnNode(spec, launch, command).pipe(Effect.onError(() => removeGroup(group)))
   // A spawned child always has a pid; without one, a group signal to -0 would hit the host's own group.
   if (child.pid === undefined || child.pid <= 0) {
@@ -988,8 +1007,10 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
     return yield* Effect.fail(spawnFailure(spec, "the process has no pid"))
   }
   const pid = child.pid
-  const tree = ProcessTree.contain(pid, { group, cgroups: timings.cgroups })
-  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir)
+  // Read once for both: what holds the tree, and the registry's record.
+  const stat = ProcStat.readStat(pid)
+  const tree = ProcessTree.contain(pid, { group, cgroups: timings.cgroups, stat })
+  yield* SpawnRegistry.track(spec.name, pid, guards, tree?.cgroup?.dir, stat)
   // A failed kill is reported as an `error` event; the exit is what we observe.
   child.on("error", () => {})
   const startedAt = yield* Clock.currentTimeMillis
@@ -1008,7 +1029,7 @@ const makeWithNode = Effect.fnUntraced(function*(spec: Spec, options?: Options):
   // One plain Scope finalizer (no copy of the fiber's context, which `Effect.addFinalizer`
   // makes for every finalizer of every plugin a stop-all takes down): the stop sequence, then
   // the sweep of the group.
-  yield* Scope.addFinalizer(yield* Effect.scope, Effect.andThen(stopper.stop(), sweepNode(child, pid, stderr)))
+  yield* Scope.addFinalizer(yield* Effect.scope, Effect.andThen(stopper.stop(), sweepNode(child, pid, stderr, tree)))
 
   return assemble({
     spec,

@@ -35,82 +35,63 @@
  * and reports progress to that host as on stdio, and a cancel from it interrupts the handler
  * (the wire is `internal/remoteWire.ts`). `runBroker`
  * serves until interrupted on any `Broker` layer; `PluginWorker.mainBroker` runs it on NATS as a
- * process's main program, loading `NatsBroker` and its client only then (the stdio worker never
- * loads them, and `NatsBroker` imports nothing from here).
+ * process's main program, loading `NatsBroker` and its client only then. The broker half lives in
+ * `PluginWorkerBroker`, loaded the first time one of these runs: a stdio worker loads neither it
+ * nor `Broker`, `Poller` or the NATS client.
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import * as Config from "effect/Config"
-import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
-import * as References from "effect/References"
+import type * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as Semaphore from "effect/Semaphore"
-import * as Stream from "effect/Stream"
-import * as Broker from "./Broker.ts"
-import * as BrokerService from "./internal/brokerService.ts"
-import type * as EndpointStatsModule from "./internal/endpointStats.ts"
-import * as Framing from "./Framing.ts"
+import type * as Broker from "./Broker.ts"
+import * as InvalidServiceModule from "./internal/invalidService.ts"
 import * as LineBatcher from "./internal/lineBatcher.ts"
-import * as NatsMicro from "./internal/natsMicro.ts"
+import * as LineDecoder from "./internal/lineDecoder.ts"
 import * as ParentWatch from "./internal/parentWatch.ts"
 import * as Protocol from "./internal/protocol.ts"
-import * as RemoteWire from "./internal/remoteWire.ts"
 import * as RequestSignals from "./internal/requestSignals.ts"
+import * as RpcConnection from "./internal/rpcConnection.ts"
+import {
+  CurrentProgress,
+  handlerTable,
+  type Handler,
+  HostConnection,
+  type NotificationHandler,
+  notificationHandler,
+  runAsMain
+} from "./internal/workerHandlers.ts"
 import * as JsonRpc from "./JsonRpc.ts"
 import type * as LifetimePolicy from "./LifetimePolicy.ts"
 import * as PluginClientError from "./PluginClientError.ts"
 import type * as PluginContract from "./PluginContract.ts"
 import type * as PluginMethod from "./PluginMethod.ts"
-import * as RpcPeer from "./RpcPeer.ts"
+import type * as PluginWorkerBroker from "./PluginWorkerBroker.ts"
+import type * as RpcPeer from "./RpcPeer.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models
 // ---------------------------------------------------------------------------------------------
 
-/**
- * The connection to the host, available to handlers.
- *
- * @category models
- */
-export class HostConnection extends Context.Service<HostConnection, {
-  readonly request: RpcPeer.RpcPeer["request"]
-  readonly notify: RpcPeer.RpcPeer["notify"]
-}>()("effect-plugin-host/PluginWorker/HostConnection") {}
-
-/**
- * Serves one method. Failing with a {@link JsonRpc.JsonRpcError} sends that error object; any
- * other failure is sent as WORKER_ERROR (-32002) with its message and tag; a defect as -32603.
- *
- * @category models
- */
-export type Handler = (params: unknown) => Effect.Effect<unknown, unknown, HostConnection>
-
-/**
- * A handler of a notification from the host: no reply is sent, whatever it returns.
- *
- * @category models
- */
-export type NotificationHandler = (params: unknown) => Effect.Effect<void, unknown, HostConnection>
-
-/**
- * Notifications from the host that no `notifications` handler took.
- *
- * @category metrics
- */
-export const notificationsUnhandledTotal = Metric.counter("plugin_worker_notifications_unhandled_total", {
-  description: "Notifications from the host that the worker has no handler for"
-})
+export {
+  brokerHostConnection,
+  HostConnection,
+  notificationsUnhandledTotal,
+  runAsMain,
+  toJsonRpcError
+} from "./internal/workerHandlers.ts"
+export type { Handler, NotificationHandler } from "./internal/workerHandlers.ts"
+export type {
+  BrokerMainOptions,
+  EndpointStats,
+  ServeBrokerOptions,
+  ServiceInstance
+} from "./PluginWorkerBroker.ts"
 
 /**
  * What a worker serves.
@@ -150,15 +131,6 @@ export interface ServeOptions {
    */
   readonly framing?: LifetimePolicy.Framing | undefined
 }
-
-/**
- * The progress token of the request a handler serves, when the host asked for progress; none
- * outside a handler or when it did not. {@link progress} reads it.
- */
-const CurrentProgress = Context.Reference<RequestSignals.ProgressTarget | undefined>(
-  "effect-plugin-host/PluginWorker/CurrentProgress",
-  { defaultValue: () => undefined }
-)
 
 /**
  * What a handler reports with {@link progress}: a number (MCP's `progress`), or MCP's
@@ -225,26 +197,6 @@ export const progress = (value: ProgressValue): Effect.Effect<void, never, HostC
     const report = RequestSignals.progressNotification(target, value)
     return Effect.ignore(notifyHost(report.method, report.params))
   })
-
-/**
- * Turns a handler's failure into the error object sent to the host.
- *
- * @category errors
- */
-export const toJsonRpcError = (error: unknown): JsonRpc.JsonRpcError => {
-  if (error instanceof JsonRpc.JsonRpcError) return error
-  if (typeof error === "object" && error !== null) {
-    const code: unknown = Reflect.get(error, "code")
-    const message: unknown = Reflect.get(error, "message")
-    const tag: unknown = Reflect.get(error, "_tag")
-    if (typeof code === "number" && Number.isInteger(code) && typeof message === "string") {
-      return JsonRpc.error(code, message, Reflect.get(error, "data"))
-    }
-    const text = typeof message === "string" && message.length > 0 ? message : typeof tag === "string" ? tag : String(error)
-    return JsonRpc.error(JsonRpc.ErrorCode.WorkerError, text, typeof tag === "string" ? { _tag: tag } : undefined)
-  }
-  return JsonRpc.error(JsonRpc.ErrorCode.WorkerError, String(error))
-}
 
 // ---------------------------------------------------------------------------------------------
 // typed methods
@@ -359,7 +311,19 @@ export const implement = <Methods extends PluginMethod.Any>(
  *
  * @category serving
  */
-export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Transport, options: ServeOptions) {
+export const serveTransport = (transport: RpcPeer.Transport, options: ServeOptions): Effect.Effect<void, never, Scope.Scope> =>
+  serveOn(transport, options, connect)
+
+/**
+ * {@link serveTransport} with the connection opened by `open`: {@link serve} opens it directly
+ * (its transport pushes), so a stdio worker never refers to `RpcPeer` and its Stream reader,
+ * not even through an `import()` a bundler would follow.
+ */
+const serveOn = Effect.fnUntraced(function*(
+  transport: RpcPeer.Transport,
+  options: ServeOptions,
+  open: typeof connect
+) {
   const done = yield* Deferred.make<void>()
   // Handlers reach the host through the connection they are served on; it exists only once the
   // peer is made, so the service forwards to it (provided once, not per request).
@@ -379,7 +343,7 @@ export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Tra
       )
   }, true)
 
-  const peer = yield* RpcPeer.make(transport, {
+  const peer = yield* open(transport, {
     hostHandlers: handlers,
     onNotification: notificationHandler(options.notifications, host),
     maxConcurrentRequests: options.maxConcurrentRequests,
@@ -393,69 +357,17 @@ export const serveTransport = Effect.fnUntraced(function*(transport: RpcPeer.Tra
 })
 
 /**
- * Delivers the host's notifications to the worker's handlers: an unknown method is counted and
- * logged at Debug, a failing handler logged at Warning; neither ends the connection.
+ * Opens the connection: a transport that pushes its bytes (`listen`, as stdio's does) directly;
+ * one read from an `incoming` stream through `RpcPeer`, loaded then (it is what needs
+ * `effect/Stream`, which a stdio worker does without).
  */
-const notificationHandler = (
-  handlers: Readonly<Record<string, NotificationHandler>> | undefined,
-  host: HostConnection["Service"]
-) =>
-(notification: JsonRpc.Notification): Effect.Effect<void> => {
-  const handler = handlers !== undefined && Object.hasOwn(handlers, notification.method) ? handlers[notification.method] : undefined
-  if (handler === undefined) {
-    return Metric.update(notificationsUnhandledTotal, 1).pipe(
-      Effect.andThen(Effect.logDebug(`no handler for the host's notification \`${notification.method}\``))
-    )
-  }
-  return Effect.suspend(() => handler(notification.params)).pipe(
-    Effect.provideService(HostConnection, host),
-    Effect.catchCause((cause) =>
-      Cause.hasInterruptsOnly(cause)
-        ? Effect.interrupt
-        : Effect.logWarning(`the handler of the host's notification \`${notification.method}\` failed`, Cause.pretty(cause))
-    )
-  )
-}
-
-/**
- * The methods a worker answers, on any transport: `initialize` (`{ok: true, supportedMethods}`
- * plus what `onInitialize` returns), the transport's own `builtins`, and the user's handlers,
- * which take precedence; a handler's failure becomes its JSON-RPC error ({@link toJsonRpcError}).
- * A handler whose request carries a progress token runs with it as {@link CurrentProgress}.
- */
-const handlerTable = (
-  options: Pick<ServeOptions, "handlers" | "onInitialize">,
-  builtins: Readonly<Record<string, RpcPeer.HostHandler<HostConnection>>>,
-  negotiates: boolean
-): Record<string, RpcPeer.HostHandler<HostConnection>> => {
-  const supportedMethods = Object.keys(options.handlers)
-  const onInitialize = options.onInitialize
-  const table: Record<string, RpcPeer.HostHandler<HostConnection>> = {
-    initialize: (params) => {
-      const theirs = Protocol.protocolVersionOf(params)
-      const mismatch = theirs === undefined ? undefined : Protocol.versionMismatch(Protocol.protocolVersion, theirs)
-      if (mismatch !== undefined) return Effect.fail(new JsonRpc.JsonRpcError({ code: JsonRpc.ErrorCode.InvalidRequest, message: mismatch }))
-      return (onInitialize === undefined ? Effect.void : onInitialize(params)).pipe(
-        Effect.map((extra) => Protocol.initializeResult(supportedMethods, extra, negotiates)),
-        Effect.mapError(toJsonRpcError)
-      )
-    },
-    ...builtins
-  }
-  for (const method of supportedMethods) {
-    const handler = options.handlers[method]
-    if (handler === undefined) continue
-    table[method] = (params) => {
-      const target = RequestSignals.progressTargetOf(params)
-      if (target !== undefined) return Effect.provideService(Effect.mapError(Effect.suspend(() => handler(params)), toJsonRpcError), CurrentProgress, target)
-      // Called at once (whoever runs the table catches a throw as a defect): a handler that is
-      // over already (`Effect.succeed`) stays an `Exit`, which is answered without a fiber.
-      const served = handler(params)
-      return Exit.isExit(served) ? Exit.mapError(served, toJsonRpcError) : Effect.mapError(served, toJsonRpcError)
-    }
-  }
-  return table
-}
+const connect = (
+  transport: RpcPeer.Transport,
+  options: RpcPeer.Options<HostConnection>
+): Effect.Effect<RpcPeer.RpcPeer, never, Scope.Scope | HostConnection> =>
+  transport.listen !== undefined
+    ? RpcConnection.make(transport, options, undefined)
+    : Effect.flatMap(Effect.promise(() => import("./RpcPeer.ts")), (RpcPeer) => RpcPeer.make(transport, options))
 
 /**
  * A transport over this process's stdin and stdout, framed as `framing` says (default
@@ -482,7 +394,7 @@ export const stdioTransport = (
     }
     const output = LineBatcher.make((data) => {
       process.stdout.write(data)
-    }, (messages) => Framing.encodeMessages(framing, messages))
+    }, (messages) => LineDecoder.encodeMessages(framing, messages))
     const hostGone = () => Deferred.doneUnsafe(ended, Exit.succeed(new PluginClientError.Closed({ detail: "the host closed stdin" })))
     /** Registers `data`/`end`/`error` listeners on stdin for the current Scope. */
     const subscribe = (onChunk: (chunk: Uint8Array) => void, onEnd: (failure?: string) => void) =>
@@ -514,14 +426,10 @@ export const stdioTransport = (
             process.stdin.pause()
           })
       )
-    const incoming = Stream.callback<Uint8Array>((queue) =>
-      subscribe((chunk) => void Queue.offerUnsafe(queue, chunk), () => void Queue.endUnsafe(queue))
-    )
     return {
       name,
       pid: process.pid,
       framing,
-      incoming,
       // Requests are served in the `data` callback itself, not one event-loop turn later.
       listen: ({ onChunk, onEnd }) => Effect.asVoid(subscribe(onChunk, onEnd)),
       writeLine: (line: string) => {
@@ -538,17 +446,19 @@ export const stdioTransport = (
     }
   })
 
-/** The environment variable a host sets for a plugin it frames with Content-Length. */
-
 /**
- * The framing a stdio worker speaks: its option, else `PLUGIN_HOST_FRAMING` (read through the
- * `ConfigProvider`), else NDJSON. Any other value of the variable is a defect: a worker guessing
- * its framing would only fail later, and less clearly.
+ * The framing a stdio worker speaks: its option, else the `PLUGIN_HOST_FRAMING` environment
+ * variable, else NDJSON. Any other value of the variable is a defect: a worker guessing its
+ * framing would only fail later, and less clearly. (Read from the environment, not through
+ * `effect/Config`: `Config` loads `ConfigProvider`, which loads the `FileSystem` and Stream
+ * modules, a third of what a stdio worker would load otherwise.)
  */
-const framingOf = (options: ServeOptions): Effect.Effect<LifetimePolicy.Framing> =>
-  options.framing !== undefined
-    ? Effect.succeed(options.framing)
-    : Effect.orDie(Config.Literals(["ndjson", "content-length"], Protocol.framingVariable).pipe(Config.withDefault("ndjson")))
+const framingOf = (options: ServeOptions): Effect.Effect<LifetimePolicy.Framing> => {
+  if (options.framing !== undefined) return Effect.succeed(options.framing)
+  const value = process.env[Protocol.framingVariable]
+  if (value === undefined || value === "ndjson" || value === "content-length") return Effect.succeed(value ?? "ndjson")
+  return Effect.die(new Error(`${Protocol.framingVariable}: expected "ndjson" | "content-length", got ${JSON.stringify(value)}`))
+}
 
 /**
  * Serves handlers on stdin/stdout (framed as {@link ServeOptions.framing} says) until stdin
@@ -567,7 +477,8 @@ export const serve = (options: ServeOptions): Effect.Effect<void> =>
         ParentWatch.parentChanged(host),
         (parent) => new PluginClientError.Closed({ detail: `the host (pid ${host}) is gone: the parent is now pid ${parent}` })
       )
-      yield* serveTransport({ ...transport, closed: Effect.raceFirst(transport.closed, hostGone) }, options)
+      const served = { ...transport, closed: Effect.raceFirst(transport.closed, hostGone) }
+      yield* serveOn(served, options, (transport, options) => RpcConnection.make(transport, options, undefined))
       yield* transport.flush
     })
   )
@@ -580,88 +491,9 @@ export const serve = (options: ServeOptions): Effect.Effect<void> =>
  */
 export const main = (options: ServeOptions): void => runAsMain(serve(options))
 
-/**
- * Runs a worker program as the process's main program: logs to stderr, SIGTERM/SIGINT
- * interrupt it, and the process exits 0 when it ends or is interrupted, 1 when it failed.
- * Shared by the stdio and the broker entry points.
- *
- * @category serving
- */
-export const runAsMain = <E>(program: Effect.Effect<unknown, E>): void => {
-  const fiber = Effect.runFork(program.pipe(
-    Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError("worker failed", cause)),
-    // `References`, not `Logger`: the same reference, without `Logger`'s imports (its file logger
-    // loads `FileSystem` and the Stream modules), which a stdio worker would load for nothing.
-    Effect.provideService(References.LogToStderr, true)
-  ))
-  const onSignal = () => fiber.interruptUnsafe(fiber.id)
-  process.once("SIGTERM", onSignal)
-  process.once("SIGINT", onSignal)
-  fiber.addObserver((exit) => {
-    process.exit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
-  })
-}
-
 // ---------------------------------------------------------------------------------------------
-// serving over a broker
+// serving over a broker (loaded on demand)
 // ---------------------------------------------------------------------------------------------
-
-/**
- * What a worker serves over a {@link Broker.Broker}.
- *
- * @category models
- */
-export interface ServeBrokerOptions {
-  /** The subject prefix: the worker answers `<prefix>.tick` and `<prefix>.call`. */
-  readonly prefix: string
-  /** The same handlers as {@link serve}; `poll_tick` answers `<prefix>.tick`. */
-  readonly handlers: Readonly<Record<string, Handler>>
-  /**
-   * Queue group of the endpoints. Instances in the same group share the requests (each goes to
-   * one of them). Default `"q"`, NATS micro's default (ADR-32).
-   */
-  readonly queue?: string | undefined
-  /** The worker's name, carried by logs and by errors of host calls. Default `"worker"`. */
-  readonly name?: string | undefined
-  /**
-   * The service's name, as `$SRV.PING/INFO/STATS` report it (NATS micro): letters, digits, `-`
-   * and `_`. Default `name`, else the prefix, with any other character made a `-`
-   * (`plugins.calendar` → `plugins-calendar`).
-   */
-  readonly service?: string | undefined
-  /** The service's version (SemVer), as `$SRV.PING/INFO/STATS` report it. Default `"0.0.0"`. */
-  readonly version?: string | undefined
-  readonly description?: string | undefined
-  readonly metadata?: Readonly<Record<string, string>> | undefined
-  /** Runs on an `initialize` call; its fields are merged into `{ok: true, supportedMethods}`. */
-  readonly onInitialize?: ((params: unknown) => Effect.Effect<object | void, unknown, HostConnection>) | undefined
-  /** Requests this worker handles at once; more wait their turn. Default 64. */
-  readonly maxConcurrentRequests?: number | undefined
-  /**
-   * Notifications from a host (`client.notify`, published to `<prefix>.notify`), by method, as
-   * in {@link ServeOptions}; one instance of the queue group handles each.
-   */
-  readonly notifications?: Readonly<Record<string, NotificationHandler>> | undefined
-  /** Timeout of handlers' host calls. Default 30 s. */
-  readonly requestTimeout?: Duration.Input | undefined
-}
-
-/**
- * One served instance of a worker's service: who it is (`name`, a unique `id`, `version`,
- * `started`) and its endpoints' counters (`num_requests`, `num_errors`, `last_error`,
- * `processing_time` and `average_processing_time` in nanoseconds), read whenever asked: what a
- * NATS micro `$SRV.INFO` / `$SRV.STATS` responder reports.
- *
- * @category models
- */
-export type ServiceInstance = BrokerService.Instance
-
-/**
- * The counters of one endpoint of a {@link ServiceInstance}, in the `$SRV.STATS` shape.
- *
- * @category models
- */
-export type EndpointStats = EndpointStatsModule.EndpointStats
 
 /**
  * A broker worker's service description is not what NATS micro (ADR-32) allows: a `service`
@@ -670,63 +502,18 @@ export type EndpointStats = EndpointStatsModule.EndpointStats
  *
  * @category errors
  */
-export const InvalidService = NatsMicro.InvalidService
+export const InvalidService = InvalidServiceModule.InvalidService
 
 /**
  * @category errors
  */
-export type InvalidService = NatsMicro.InvalidService
+export type InvalidService = InvalidServiceModule.InvalidService
 
 /**
- * Options of {@link mainBroker}: what to serve and which NATS servers to serve it on.
- *
- * @category models
+ * The broker half of the SDK, loaded the first time it is needed (the module system keeps it).
+ * A function, not a constant: a bundler drops it with the wrappers a worker does not use.
  */
-export interface BrokerMainOptions extends ServeBrokerOptions {
-  /** NATS servers, `host:port` or `nats://host:port`. */
-  readonly servers: string | ReadonlyArray<string>
-  /** Bound on connecting. Default 10 s. */
-  readonly connectTimeout?: Duration.Input | undefined
-  /** Bound on draining the connection at exit. Default 5 s. */
-  readonly drainTimeout?: Duration.Input | undefined
-}
-
-/**
- * The host connection of a handler whose request carries no host inbox (a bare JSON-RPC
- * request on `<prefix>.call`, or a tick): there is nobody to answer, so `callHost` and
- * `notifyHost` fail with a `PluginClientError` whose reason is `Closed`, except for `log`
- * notifications (`PluginWorker.log`), which go to the worker's own logger (stderr under
- * {@link mainBroker}). A request from a `RemotePlugin` client carries its host's inbox, and its
- * handler reaches that host instead.
- *
- * @category serving
- */
-export const brokerHostConnection = (name: string): HostConnection["Service"] => {
-  const unavailable = (method: string) =>
-    Effect.fail(PluginClientError.make(
-      name,
-      new PluginClientError.Closed({
-        detail: `cannot call \`${method}\` on the host: this request carries no host inbox (host calls need a RemotePlugin client, or stdio)`
-      })
-    ))
-  return HostConnection.of({
-    request: (method) => unavailable(method),
-    notify: (method, params) => {
-      if (method !== "log") return unavailable(method)
-      const log = Option.getOrUndefined(Protocol.decodeLogParams(params))
-      const text = log?.message ?? JSON.stringify(params) ?? "log"
-      const level = Protocol.logLevelOf(log?.level)
-      return Effect.logWithLevel(level)(...(log?.meta === undefined ? [text] : [text, log.meta]))
-    }
-  })
-}
-
-/** The host connection of a handler whose request came with its host's inbox. */
-const linkedHostConnection = (link: BrokerService.HostLink): HostConnection["Service"] =>
-  HostConnection.of({
-    request: (method, params, callOptions) => link.request(method, params, callOptions?.timeout),
-    notify: link.notify
-  })
+const brokerHalf = () => Effect.promise(() => import("./PluginWorkerBroker.ts"))
 
 /**
  * Serves `options.handlers` over the {@link Broker.Broker} as one instance of a service, until
@@ -752,7 +539,7 @@ const linkedHostConnection = (link: BrokerService.HostLink): HostConnection["Ser
  *   host's health and `plugin-host doctor --nats` see every instance.
  *
  * Both endpoints are in the queue group `queue` (default `"q"`), so instances share the load.
- * Errors map as in {@link serve} ({@link toJsonRpcError}; a defect is -32603). Requests are
+ * Errors map as in `PluginWorker.serve` ({@link toJsonRpcError}; a defect is -32603). Requests are
  * handled concurrently, at most `maxConcurrentRequests` at once. Returns the served instance
  * (identity and counters) once every subject is subscribed, discovery last (an instance that
  * answers discovery serves calls). A `service` or `version` ADR-32 does not allow fails with
@@ -761,62 +548,9 @@ const linkedHostConnection = (link: BrokerService.HostLink): HostConnection["Ser
  * @category serving
  */
 export const serveBroker = (
-  options: ServeBrokerOptions
-): Effect.Effect<ServiceInstance, Broker.BrokerError | InvalidService, Broker.Broker | Scope.Scope> =>
-  Effect.gen(function*() {
-    const name = options.name ?? "worker"
-    const identity = {
-      name: options.service ?? serviceNameOf(options.name ?? options.prefix),
-      id: crypto.randomUUID(),
-      version: options.version ?? "0.0.0",
-      description: options.description,
-      metadata: options.metadata
-    }
-    yield* NatsMicro.validate(identity)
-    const unlinked = brokerHostConnection(name)
-    const semaphore = yield* Semaphore.make(Math.max(1, options.maxConcurrentRequests ?? 64))
-    // No connection to negotiate over a broker: the initialize reply is the plain one.
-    const handlers = handlerTable(options, {}, false)
-
-    /** The reply to one request; an interrupted handler (cancelled, or the worker is stopping) gets none. */
-    const dispatch = (
-      id: JsonRpc.Id | null,
-      method: string,
-      params: unknown,
-      link: BrokerService.HostLink | undefined
-    ): Effect.Effect<JsonRpc.Success | JsonRpc.Failure> => {
-      const handler = Object.hasOwn(handlers, method) ? handlers[method] : undefined
-      if (handler === undefined) return Effect.succeed(JsonRpc.failure(id, Protocol.methodNotFound(method)))
-      return Effect.suspend(() => handler(params)).pipe(
-        Effect.provideService(HostConnection, link === undefined ? unlinked : linkedHostConnection(link)),
-        Effect.tapDefect((defect) => Effect.logError(`handler for ${method} died`, defect)),
-        Effect.exit,
-        Effect.flatMap((exit) =>
-          Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? Effect.interrupt : Effect.succeed(Protocol.replyTo(id, method, exit))
-        ),
-        semaphore.withPermits(1),
-        Effect.annotateLogs({ worker: name, method })
-      )
-    }
-
-    const instance = yield* BrokerService.serve({
-      prefix: options.prefix,
-      queue: options.queue ?? RemoteWire.defaultQueue,
-      name,
-      identity,
-      hostCallTimeout: Duration.fromInputUnsafe(options.requestTimeout ?? "30 seconds"),
-      serve: dispatch,
-      notify: (method, params, link) =>
-        notificationHandler(options.notifications, link === undefined ? unlinked : linkedHostConnection(link))(
-          JsonRpc.notification(method, params)
-        ).pipe(Effect.annotateLogs({ worker: name, method }))
-    })
-    yield* NatsMicro.respond(yield* Broker.Broker, { ...instance, started: Date.parse(instance.started), endpoints: instance.endpoints })
-    return instance
-  })
-
-/** A default service name ADR-32 accepts: every character other than letters, digits, `-` and `_` made a `-`. */
-const serviceNameOf = (text: string): string => text.replace(/[^A-Za-z0-9\-_]/g, "-")
+  options: PluginWorkerBroker.ServeBrokerOptions
+): Effect.Effect<PluginWorkerBroker.ServiceInstance, Broker.BrokerError | InvalidService, Broker.Broker | Scope.Scope> =>
+  Effect.flatMap(brokerHalf(), (half) => half.serveBroker(options))
 
 /**
  * Serves a worker over a broker until interrupted (see {@link serveBroker}): builds the broker
@@ -828,17 +562,9 @@ const serviceNameOf = (text: string): string => text.replace(/[^A-Za-z0-9\-_]/g,
  * @category serving
  */
 export const runBroker = <E>(
-  options: ServeBrokerOptions,
+  options: PluginWorkerBroker.ServeBrokerOptions,
   layer: Layer.Layer<Broker.Broker, E>
-): Effect.Effect<never, E | Broker.BrokerError | InvalidService> =>
-  Effect.gen(function*() {
-    const instance = yield* serveBroker(options)
-    yield* Effect.logInfo(
-      `serving ${options.prefix}.tick and ${options.prefix}.call in queue group ${options.queue ?? RemoteWire.defaultQueue}` +
-        ` as service ${instance.name} ${instance.version}, instance ${instance.id}`
-    )
-    return yield* Effect.never
-  }).pipe(Effect.scoped, Effect.provide(layer))
+): Effect.Effect<never, E | Broker.BrokerError | InvalidService> => Effect.flatMap(brokerHalf(), (half) => half.runBroker(options, layer))
 
 /**
  * Runs a broker worker on NATS as the process's main program: connects to `options.servers`,
@@ -849,17 +575,11 @@ export const runBroker = <E>(
  *
  * @category serving
  */
-export const mainBroker = (options: BrokerMainOptions): void => {
-  void import("./NatsBroker.ts").then(
-    (nats) =>
-      runAsMain(runBroker(options, nats.layer({
-        servers: options.servers,
-        name: options.name ?? options.prefix,
-        timeout: options.connectTimeout,
-        drainTimeout: options.drainTimeout
-      }))),
+export const mainBroker = (options: PluginWorkerBroker.BrokerMainOptions): void => {
+  void import("./PluginWorkerBroker.ts").then(
+    (half) => half.mainBroker(options),
     (error: unknown) => {
-      process.stderr.write(`cannot load the NATS broker (is @nats-io/transport-node installed?): ${String(error)}\n`)
+      process.stderr.write(`cannot load the broker worker: ${String(error)}\n`)
       process.exit(1)
     }
   )

@@ -27,6 +27,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -72,9 +73,13 @@ export interface PollerHandle {
  * in `DuplicateKind` and the key of `unregister`), what to run (`env`, `cwd`, `hostEnv`,
  * `manifestDir` — the client's {@link PluginClient.RunOptions}) and, for a long-lived plugin
  * served over stdio, its lifetime `policy` (default `LifetimePolicy.defaultPolicy`); an
- * ephemeral plugin takes the policy's `containment` only (a per-tick host may prefer
- * `"process-tree"`: no cgroup to enter, see `LifetimePolicy.Containment`). A prebuilt
- * {@link PollerHandle} ignores them.
+ * ephemeral plugin takes the policy's `containment` only, `"cgroup"` by default like every other
+ * plugin. That default is deliberate: what a group costs a tick is a wait in the plugin's own
+ * start (the kernel's grace period, 5–16 ms, none where cgroup2 has `favordynmods`), not host
+ * work, while `"process-tree"` walks all of `/proc` as each tick's process is stopped (host CPU
+ * that grows with the machine's process count: ~4 ms a tick against ~0.5 ms at 400 processes)
+ * and lets a poller that double-forks a `setsid` child escape. A prebuilt {@link PollerHandle}
+ * ignores them.
  *
  * @category models
  */
@@ -136,6 +141,36 @@ const withStderr = (detail: string, stderr: string) => {
   return tail.length === 0 ? detail : `${detail}; stderr: ${tail.slice(-1_000)}`
 }
 
+const isLine = (frame: Framing.Frame): frame is string => typeof frame === "string"
+
+/**
+ * The first line the process writes to stdout, or `None` once stdout ends (or fails) without
+ * one; an over-long line is skipped. Read in the launcher's callbacks where it has them (the
+ * Node launcher: no stream, queue or fiber per tick), else from `stdout`.
+ */
+const firstLine = (proc: PluginProcess.PluginProcess): Effect.Effect<Option.Option<string>, never, Scope.Scope> => {
+  const listen = proc.listenStdout
+  if (listen === undefined) {
+    return proc.stdout.pipe(Framing.frames(), Stream.filter(isLine), Stream.runHead, Effect.orElseSucceed(Option.none))
+  }
+  return Effect.suspend(() => {
+    const first = Deferred.makeUnsafe<Option.Option<string>>()
+    const lines = Framing.makeLineDecoder()
+    const onFrame = (frame: Framing.Frame) => {
+      if (isLine(frame)) Deferred.doneUnsafe(first, Exit.succeed(Option.some(frame)))
+    }
+    return listen({
+      onChunk: (chunk) => {
+        if (!Deferred.isDoneUnsafe(first)) lines.push(chunk, onFrame)
+      },
+      onEnd: () => {
+        if (!Deferred.isDoneUnsafe(first)) lines.end(onFrame)
+        Deferred.doneUnsafe(first, Exit.succeed(Option.none()))
+      }
+    }).pipe(Effect.andThen(Deferred.await(first)))
+  })
+}
+
 /**
  * The ephemeral lifecycle: one process per tick.
  */
@@ -170,13 +205,7 @@ const ephemeralTick = (
       )
       proc.writeLine(Poller.tickLine(request, options?.dialect ?? Poller.defaultDialect))
       yield* proc.endInput
-      const line = yield* proc.stdout.pipe(
-        Framing.frames(),
-        Stream.filter((frame): frame is string => typeof frame === "string"),
-        Stream.runHead,
-        Effect.timeoutOption(section.tickTimeout),
-        Effect.catch(() => Effect.succeed(Option.some(Option.none<string>())))
-      )
+      const line = yield* firstLine(proc).pipe(Effect.timeoutOption(section.tickTimeout))
       if (Option.isNone(line)) {
         yield* proc.stop()
         return yield* Effect.fail(transient(`tick timed out after ${formatDuration(section.tickTimeout)}`))

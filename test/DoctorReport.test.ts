@@ -143,6 +143,17 @@ describe("DoctorReport (containment)", () => {
     assert.include(line({ mode: "cgroup", escaped: 1 })[0], "1 process outlived a stop")
     assert.deepStrictEqual(line(), [], "a report without the field (an older host's JSON) renders without the line")
   })
+
+  it("says how to make moves into cgroups cheap when the cgroup2 mount lacks favordynmods, and nothing when it has it", () => {
+    const lines = (containment: DoctorReport.Containment) => DoctorReport.render(report(containment)).split("\n").filter((l) => l.startsWith("cgroup moves:"))
+    const [slow] = lines({ mode: "cgroup", escaped: 0, cgroupMount: { path: "/sys/fs/cgroup", favordynmods: false } })
+    assert.include(slow, "grace period")
+    assert.include(slow, "mount -o remount,favordynmods none /sys/fs/cgroup")
+    assert.include(slow, "cgroup_favordynmods=true")
+    assert.deepStrictEqual(lines({ mode: "cgroup", escaped: 0, cgroupMount: { path: "/sys/fs/cgroup", favordynmods: true } }), [])
+    assert.deepStrictEqual(lines({ mode: "cgroup", escaped: 0 }), [], "nothing said where the mount is not known")
+    assert.deepStrictEqual(lines({ mode: "process tree", escaped: 0, cgroupMount: { path: "/sys/fs/cgroup", favordynmods: false } }), [], "no line without cgroups")
+  })
 })
 
 describe("DoctorReport (leftovers of hosts that died)", () => {

@@ -19,6 +19,28 @@ const importsOf = (module: string): Array<string> => {
   return specifiers.map((specifier) => path.join(path.dirname(module), specifier))
 }
 
+/**
+ * The modules a module loads when it is loaded: its static imports and re-exports, except those
+ * that import types only (`import type`, `{ type A, type B }`), which vanish from the JS. Dynamic
+ * `import()`s load on demand and are not followed. Local modules as paths relative to `src`,
+ * packages as written (`effect/Schema`).
+ */
+const valueImportsOf = (module: string): Array<string> => {
+  const text = fs.readFileSync(path.join(src, module), "utf8")
+  const clause = String.raw`(?:\*(?:\s+as\s+\w+)?|\{[^}]*\}|\w+(?:\s*,\s*(?:\{[^}]*\}|\*\s+as\s+\w+))?)`
+  const statement = new RegExp(String.raw`^(?:import|export)\s+(type\s+)?(` + clause + String.raw`)\s+from\s+"([^"]+)"|^import\s+"([^"]+)"`, "gm")
+  return [...text.matchAll(statement)].flatMap((match) => {
+    const bare = match[4]
+    if (bare !== undefined) return [bare]
+    const names = match[2] ?? ""
+    const typeOnly = match[1] !== undefined ||
+      (names.startsWith("{") && names.slice(1, -1).split(",").every((name) => name.trim() === "" || name.trim().startsWith("type ")))
+    if (typeOnly) return []
+    const specifier = match[3] ?? ""
+    return [specifier.startsWith(".") ? path.join(path.dirname(module), specifier) : specifier]
+  })
+}
+
 /** A cycle in the import graph, as the modules along it, or undefined. */
 const findCycle = (graph: ReadonlyMap<string, ReadonlyArray<string>>): Array<string> | undefined => {
   const done = new Set<string>()
@@ -45,8 +67,9 @@ describe("module graph", () => {
   const depsOf = (module: string): Array<string> => [...(graph.get(module) ?? [])]
 
   it("reads the imports it checks (the scan is not vacuous)", () => {
-    assert.include(depsOf("PluginWorker.ts"), "NatsBroker.ts", "mainBroker loads NatsBroker on demand")
-    assert.include(depsOf("RpcPeer.ts"), "JsonRpc.ts")
+    assert.include(depsOf("PluginWorker.ts"), "PluginWorkerBroker.ts", "the broker half is loaded on demand")
+    assert.include(depsOf("PluginWorkerBroker.ts"), "NatsBroker.ts", "mainBroker loads NatsBroker on demand")
+    assert.include(depsOf(path.join("internal", "rpcConnection.ts")), "JsonRpc.ts")
     assert.include(depsOf(path.join("internal", "protocol.ts")), "JsonRpc.ts")
   })
 
@@ -79,9 +102,56 @@ describe("module graph", () => {
     }
   })
 
+  describe("a stdio worker loads only what serving over stdio needs", () => {
+    /** Every module loading `module` loads, itself included (local modules only; packages are leaves). */
+    const loadedBy = (module: string): Set<string> => {
+      const seen = new Set<string>()
+      const visit = (next: string) => {
+        if (seen.has(next)) return
+        seen.add(next)
+        for (const dep of valueImportsOf(next)) if (graph.has(dep)) visit(dep)
+      }
+      visit(module)
+      return seen
+    }
+    const loaded = loadedBy("PluginWorker.ts")
+    /** The loaded modules that load `specifier` (an `effect` module). */
+    const loading = (specifier: string) => [...loaded].filter((module) => valueImportsOf(module).includes(specifier)).sort()
+
+    it("the scan follows value imports only (it is not vacuous)", () => {
+      assert.include([...loaded], path.join("internal", "requestServer.ts"))
+      assert.include(valueImportsOf("RpcPeer.ts"), "effect/Effect")
+      assert.notInclude(valueImportsOf(path.join("internal", "callTable.ts")), "effect/Clock", "`import type` is not a load")
+      assert.isAbove(loaded.size, 10)
+    })
+
+    it("no broker or NATS code: the broker half of the SDK is loaded on demand", () => {
+      for (const module of ["Broker.ts", "Poller.ts", path.join("internal", "brokerService.ts"), "NatsBroker.ts", "PluginWorkerBroker.ts"]) {
+        assert.isFalse(loaded.has(module), `the stdio worker loads ${module}`)
+      }
+    })
+
+    it("no Stream, Logger, Layer, FileSystem or Config (each loads a graph of its own: Config through ConfigProvider loads FileSystem and Stream)", () => {
+      for (const heavy of ["effect/Stream", "effect/Logger", "effect/Layer", "effect/FileSystem", "effect/Config", "effect/ConfigProvider"]) {
+        assert.deepStrictEqual(loading(heavy), [], `loaded by the stdio worker: ${heavy}`)
+      }
+    })
+
+    it("effect/Schema only for the error classes (Schema.TaggedErrors by decision) and typed methods", () => {
+      assert.deepStrictEqual(loading("effect/Schema"), [
+        "JsonRpc.ts",
+        "PluginClientError.ts",
+        "PluginWorker.ts",
+        path.join("internal", "invalidService.ts"),
+        path.join("internal", "protocol.ts")
+      ].sort())
+    })
+  })
+
   it("the pure codecs import no other module of the project", () => {
-    for (const module of ["JsonRpc.ts", "Framing.ts", path.join("internal", "lineBatcher.ts")]) {
+    for (const module of ["JsonRpc.ts", path.join("internal", "lineDecoder.ts"), path.join("internal", "lineBatcher.ts")]) {
       assert.deepStrictEqual(depsOf(module), [], module)
     }
+    assert.deepStrictEqual([...new Set(depsOf("Framing.ts"))], [path.join("internal", "lineDecoder.ts")], "Framing adds its Stream to the codec")
   })
 })

@@ -188,6 +188,33 @@ describe.skipIf(skipNats)("NatsBroker (real nats-server)", () => {
       assert.strictEqual((yield* Effect.flip(broker.publish("svc.up", text("")))).reason._tag, "Closed")
     }).pipe(Effect.provide(quiet)))
 
+  it.live("a request still waiting when its connection closes fails with Closed, not after its timeout", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const served = yield* NatsBroker.make({ servers: server.url })
+      yield* served.serve("svc.silent", () => Effect.never)
+      const scope = yield* Scope.make()
+      const client = yield* NatsBroker.make({ servers: server.url }).pipe(Scope.provide(scope))
+      const waiting = yield* Effect.forkChild(Effect.flip(client.request("svc.silent", text("x"), "20 seconds")))
+      yield* Effect.sleep("100 millis")
+      const { ms, value: error } = yield* timed(Scope.close(scope, Exit.void).pipe(Effect.andThen(Fiber.join(waiting))))
+      assert.strictEqual(error.reason._tag, "Closed")
+      assert.isBelow(ms, 5_000)
+    }).pipe(Effect.provide(quiet)))
+
+  it.live("concurrent requests on one connection each get their own reply", () =>
+    Effect.gen(function*() {
+      const server = yield* startNatsServer
+      const served = yield* NatsBroker.make({ servers: server.url })
+      const client = yield* NatsBroker.make({ servers: server.url })
+      yield* served.serve("svc.echo", (data) => Effect.sleep(`${data[data.length - 1]! % 7} millis`).pipe(Effect.as(data)))
+      const sent = Array.from({ length: 200 }, (_, i) => `#${i}`)
+      const answers = yield* Effect.forEach(sent, (s) => client.request("svc.echo", text(s), "5 seconds").pipe(Effect.map(str)), {
+        concurrency: 64
+      })
+      assert.deepStrictEqual(answers, sent)
+    }).pipe(Effect.provide(quiet)))
+
   describe("a PluginWorker in another process (serveBroker over NATS)", () => {
     const worker = (url: string, prefix: string) =>
       spawnNode(fixture("broker-worker.ts"), { NATS_URL: url, WORKER_PREFIX: prefix, WORKER_QUEUE: "pollers" }).pipe(

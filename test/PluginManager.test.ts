@@ -417,6 +417,22 @@ describe("PluginManager (TestClock, in-memory spawner)", () => {
       assert.isFalse(events.some((e) => e._tag === "Plugin" && e.id === "two"))
     }))
 
+  it.effect("a plugin's events reach the manager's stream and the onEvent it was registered with, each in order", () =>
+    Effect.gen(function*() {
+      const { manager } = yield* fakeManager({ plugin: InMemorySpawner.echo() })
+      const events = yield* recordEvents(manager)
+      const own: Array<PluginClient.PluginEvent> = []
+      yield* manager.register({ name: "watched", executable: "plugin" }, { onEvent: (event) => Effect.sync(() => void own.push(event)) })
+      yield* manager.call("watched", "echo", 1)
+      yield* manager.stop("watched")
+      yield* settle
+      const forwarded = events.flatMap((e) => e._tag === "Plugin" && e.id === "watched" ? [e.event] : [])
+      const lifeOf = (list: ReadonlyArray<PluginClient.PluginEvent>) =>
+        list.flatMap((event) => event._tag === "StateChanged" ? [`${event.from._tag}→${event.to._tag}`] : event._tag === "Ready" ? ["Ready"] : [])
+      assert.deepStrictEqual(lifeOf(forwarded), ["Idle→Starting", "Starting→Running", "Ready", "Running→Stopping", "Stopping→Stopped"])
+      assert.deepStrictEqual(own, forwarded, "the caller's listener gets exactly what the manager forwarded")
+    }))
+
   it.effect("releasing the layer stops every plugin", () =>
     Effect.gen(function*() {
       const fake = yield* InMemorySpawner.make({ plugin: InMemorySpawner.echo() })

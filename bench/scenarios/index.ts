@@ -41,7 +41,7 @@ export const scenarios: ReadonlyArray<Scenario> = [
   { name: "throughput", title: "throughput (64 in flight)", variants: [...all, "effect-spawner"], roundsFactor: 2, load: () => import("./throughput.ts") },
   { name: "payload", title: "payload (64 KiB and 1 MiB results)", variants: all, load: () => import("./payload.ts") },
   { name: "coldStart", title: "cold start (spawn → handshake → first reply)", variants: ["raw", "effect-host", "effect-spawner", "effect", "vscode", "mcp"], load: () => import("./coldStart.ts") },
-  { name: "workerColdStart", title: "worker cold start (raw host)", variants: ["raw", "effect", "effect-js"], load: () => import("./workerColdStart.ts") },
+  { name: "workerColdStart", title: "worker cold start (raw host)", variants: ["raw", "effect", "effect-js", "effect-bundle"], load: () => import("./workerColdStart.ts") },
   // A stop-all is ~100 ms of 2 cores shared with 100 dying processes: it varies by ±10 % from
   // one fresh process to the next (per-round ratios to raw from 1.04 to 1.29 in one 9-round run),
   // so its median is taken over five times the rounds.
@@ -53,5 +53,5 @@ export const scenarios: ReadonlyArray<Scenario> = [
   { name: "ephemeral", title: "ephemeral ticks (spawn per tick)", variants: ["raw", "effect-host"], quickRoundsFactor: 2, load: () => import("./ephemeral.ts") },
   // Calls over NATS through a private nats-server (skipped where none is installed).
   { name: "remote", title: "remote calls over NATS", variants: ["raw", "effect", "effect-host"], unavailable: natsServerMissing, load: () => import("./remote.ts") },
-  { name: "import", title: "import in a fresh process", variants: ["effect", "effect-js", "effect-worker", "effect-worker-js", "effect-core"], load: () => import("./importTime.ts") }
+  { name: "import", title: "import in a fresh process", variants: ["effect", "effect-js", "effect-worker", "effect-worker-js", "effect-core", "effect-schema", "effect-floor", "effect-prebundle"], load: () => import("./importTime.ts") }
 ]

@@ -105,6 +105,19 @@ const counted = (
       }))
   })
 
+/** A `<prefix>.call` payload read: the request and the route to its host (if it carries one), or the refusal. */
+const readCall = (
+  data: Uint8Array
+): Result.Result<{ readonly request: JsonRpc.Request; readonly route: RemoteWire.HostRoute | undefined }, JsonRpc.Failure> => {
+  const parsed = parse(data)
+  if (Result.isFailure(parsed)) return Result.fail(parsed.failure)
+  const decoded = JsonRpc.decodeValue(parsed.success.value, parsed.success.text)
+  if (Result.isFailure(decoded)) return Result.fail(refuse(JsonRpc.ErrorCode.InvalidRequest, `Invalid Request: ${decoded.failure.detail}`))
+  const message = decoded.success
+  if (message._tag !== "Request") return Result.fail(refuse(JsonRpc.ErrorCode.InvalidRequest, "Invalid Request: expected a request with an id"))
+  return Result.succeed({ request: message, route: RemoteWire.routeOf(parsed.success.value) })
+}
+
 /**
  * Serves the instance until the current Scope closes; returns once every subject is subscribed.
  */
@@ -127,30 +140,36 @@ export const serve = (options: Options): Effect.Effect<Instance, Broker.BrokerEr
       return Effect.map(counted(tickStats, clock, reply), (message) => encoder.encode(JsonRpc.encodeResponse(message, { bare: true })))
     }
 
-    const serveCall = (data: Uint8Array): Effect.Effect<Uint8Array> =>
-      Effect.map(counted(callStats, clock, callReply(data)), (message) => encoder.encode(JsonRpc.encodeResponse(message)))
-
-    const callReply = (data: Uint8Array): Effect.Effect<JsonRpc.Success | JsonRpc.Failure> => {
-      const parsed = parse(data)
-      if (Result.isFailure(parsed)) return Effect.succeed(parsed.failure)
-      const decoded = JsonRpc.decodeValue(parsed.success.value, parsed.success.text)
-      if (Result.isFailure(decoded)) {
-        return Effect.succeed(refuse(JsonRpc.ErrorCode.InvalidRequest, `Invalid Request: ${decoded.failure.detail}`))
-      }
-      const message = decoded.success
-      if (message._tag !== "Request") {
-        return Effect.succeed(refuse(JsonRpc.ErrorCode.InvalidRequest, "Invalid Request: expected a request with an id"))
-      }
-      const route = RemoteWire.routeOf(parsed.success.value)
-      if (route === undefined) return options.serve(message.id, message.method, message.params, undefined)
-      // The serving fiber is the one a cancel interrupts: its finalizers run and no reply is sent.
-      return Effect.withFiber((fiber) => {
-        if (!held.start(route.call, () => fiber.interruptUnsafe())) return Effect.interrupt
-        return options.serve(message.id, message.method, message.params, link(route)).pipe(
-          Effect.ensuring(Effect.sync(() => held.finish(route.call)))
-        )
-      })
+    /** Counts a call that took since `started` and ended with `error` (if any); `key` is no longer held. */
+    const ended = (started: bigint, key: string | undefined, error: string | undefined) => {
+      if (key !== undefined) held.finish(key)
+      callStats.record(Number(clock.monotonicTimeNanosUnsafe() - started), error)
     }
+    /** The reply to a call, counted (and its key released) as it is encoded. */
+    const answer = (started: bigint, key: string | undefined, message: JsonRpc.Success | JsonRpc.Failure): Uint8Array => {
+      ended(started, key, errorText(message))
+      return encoder.encode(JsonRpc.encodeResponse(message))
+    }
+
+    // One frame per call around the handler (no `ensuring`, `onExit` and `map` layered): its
+    // reply is encoded and counted, or its interruption counted and passed on (no reply).
+    const serveCall = (data: Uint8Array): Effect.Effect<Uint8Array> =>
+      Effect.withFiber((fiber) => {
+        const started = clock.monotonicTimeNanosUnsafe()
+        const call = readCall(data)
+        if (Result.isFailure(call)) return Effect.succeed(answer(started, undefined, call.failure))
+        const { request, route } = call.success
+        const key = route?.call
+        // The serving fiber is the one a cancel interrupts: its finalizers run and no reply is sent.
+        if (key !== undefined && !held.start(key, () => fiber.interruptUnsafe())) {
+          callStats.record(Number(clock.monotonicTimeNanosUnsafe() - started), "interrupted")
+          return Effect.interrupt
+        }
+        return Effect.matchCauseEffect(options.serve(request.id, request.method, request.params, route === undefined ? undefined : link(route)), {
+          onSuccess: (message) => Effect.sync(() => answer(started, key, message)),
+          onFailure: (cause) => Effect.andThen(Effect.sync(() => ended(started, key, "interrupted")), Effect.failCause(cause))
+        })
+      })
 
     // A notification is published: whatever the handler returns, the broker sends no reply.
     const serveNotify = (data: Uint8Array): Effect.Effect<Uint8Array> => {

@@ -19,20 +19,25 @@
  * host's group, and one that also leaves the session escapes both the stop and the registry.
  *
  * The price is the move itself: a migration takes the kernel's cgroup threadgroup lock for
- * writing, which waits for an RCU grace period unless one just passed (5–16 ms measured here;
- * mounting cgroup2 with `favordynmods`, Linux 6.0+, makes it cheap). Written by the plugin's
- * shell, that wait delays the plugin's own start; written by the host (`fs.writeFileSync`), it
- * stalled the host's event loop — every other plugin's calls — once per spawn. So the host never
- * writes the pid of a plugin that enters by itself. A shell that cannot enter exits 125 before
- * running anything, saying so on stderr: a plugin never runs outside a group it was given. `sh`
- * runs before the checksum-verified executable, as `setpriv` does, and never reads anything the
- * plugin controls. Where there is no `/bin/sh` (or the environment is one `sh` would change),
- * the host moves the plugin after the spawn ({@link enter}).
+ * writing, which waits for an RCU grace period unless a move ended less than about a grace period
+ * ago (5–16 ms measured here; mounting cgroup2 with `favordynmods`, Linux 6.0+, makes every move
+ * cheap: {@link favorDynmods}). The wait holds the kernel's `cgroup_mutex`, which every `mkdir`,
+ * `rmdir` and `cgroup.kill` under the cgroup2 mount takes too. So the host's thread never waits
+ * for either: it never writes the pid of a plugin that enters by itself (written by the host with
+ * `fs.writeFileSync`, the wait stalled its event loop — every other plugin's calls — once per
+ * spawn), and it makes the group on a libuv thread. To shorten the plugin's wait, the host starts
+ * the grace period itself as the spawn begins ({@link prime}): the period then runs while the
+ * host forks and the plugin's wrappers start, and the shell's own move finds it passed or nearly.
+ * A shell that cannot enter exits 125 before running anything, saying so on stderr: a plugin never
+ * runs outside a group it was given. `sh` runs before the checksum-verified executable, as
+ * `setpriv` does, and never reads anything the plugin controls. Where there is no `/bin/sh` (or the
+ * environment is one `sh` would change), the host moves the plugin after the spawn ({@link enter}).
  *
  * @internal
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Effect from "effect/Effect"
 import type * as ParentDeath from "./parentDeath.ts"
 import { resolveExecutable } from "./parentDeath.ts"
 
@@ -41,21 +46,38 @@ export interface Cgroup {
   readonly dir: string
 }
 
-/** Where the host's cgroup2 group is, from `/proc/self/mountinfo` and `/proc/self/cgroup`. */
-const hostGroupDir = (): string | undefined => {
-  const own = fs.readFileSync("/proc/self/cgroup", "utf8").split("\n").find((line) => line.startsWith("0::"))
-  if (own === undefined) return undefined
-  const groupPath = own.slice(3)
-  const mounts = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").flatMap((line) => {
+/** The host's cgroup2 path (`0::<path>` of `/proc/self/cgroup`). */
+const ownGroupPath = (): string | undefined =>
+  fs.readFileSync("/proc/self/cgroup", "utf8").split("\n").find((line) => line.startsWith("0::"))?.slice(3)
+
+/** A cgroup2 mount: where it is, the group it shows as its root, and its super options. */
+interface Mount {
+  readonly root: string
+  readonly mountPoint: string
+  readonly options: ReadonlyArray<string>
+}
+
+/** The cgroup2 mount groups are made under, from `/proc/self/mountinfo`. */
+const cgroup2Mount = (): Mount | undefined => {
+  const mounts = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").flatMap((line): Array<Mount> => {
     const [before, after] = line.split(" - ")
-    if (after?.split(" ")[0] !== "cgroup2") return []
+    const [fsType, , superOptions] = after?.split(" ") ?? []
+    if (fsType !== "cgroup2") return []
     const fields = before?.split(" ") ?? []
-    return fields[3] === undefined || fields[4] === undefined ? [] : [{ root: fields[3], mountPoint: fields[4] }]
+    return fields[3] === undefined || fields[4] === undefined
+      ? []
+      : [{ root: fields[3], mountPoint: fields[4], options: superOptions?.split(",") ?? [] }]
   })
-  const mount = mounts.find((m) => m.mountPoint === "/sys/fs/cgroup") ?? mounts[0]
-  if (mount === undefined) return undefined
+  return mounts.find((m) => m.mountPoint === "/sys/fs/cgroup") ?? mounts[0]
+}
+
+/** Where the host's cgroup2 group is, and the mount it is under. */
+const hostGroup = (): { readonly dir: string; readonly groupPath: string; readonly mount: Mount } | undefined => {
+  const groupPath = ownGroupPath()
+  const mount = cgroup2Mount()
+  if (groupPath === undefined || mount === undefined) return undefined
   const relative = mount.root === "/" ? groupPath : groupPath.startsWith(mount.root) ? groupPath.slice(mount.root.length) : undefined
-  return relative === undefined ? undefined : path.join(mount.mountPoint, relative)
+  return relative === undefined ? undefined : { dir: path.join(mount.mountPoint, relative), groupPath, mount }
 }
 
 let groupsMade = 0
@@ -85,27 +107,101 @@ const probe = (dir: string): boolean => {
   }
 }
 
-let probed: { readonly dir: string | undefined } | undefined
+/** What the probe found: the host's group where plugin groups can be made, and its mount. */
+interface Probed {
+  readonly dir: string
+  readonly groupPath: string
+  readonly mount: Mount
+}
+
+let probed: { readonly usable: Probed | undefined } | undefined
 let override: boolean | undefined
+
+const probeOnce = (): Probed | undefined => {
+  if (probed === undefined) {
+    let found: ReturnType<typeof hostGroup>
+    try {
+      found = hostGroup()
+    } catch {
+      found = undefined
+    }
+    probed = { usable: found !== undefined && probe(found.dir) ? found : undefined }
+    if (probed.usable !== undefined) removeStale(probed.usable.dir)
+  }
+  return probed.usable
+}
 
 /**
  * The directory plugin groups are made under, when this host can use cgroups (probed once).
  *
  * @internal
  */
-export const available = (): string | undefined => {
-  if (override === false) return undefined
-  if (probed === undefined) {
-    let dir: string | undefined
-    try {
-      dir = hostGroupDir()
-    } catch {
-      dir = undefined
-    }
-    probed = { dir: dir !== undefined && probe(dir) ? dir : undefined }
-    if (probed.dir !== undefined) removeStale(probed.dir)
+export const available = (): string | undefined => override === false ? undefined : probeOnce()?.dir
+
+/**
+ * The cgroup2 mount plugin groups are made under, and whether it has `favordynmods` (moves
+ * between groups do not wait for a grace period); undefined where the host makes no groups.
+ *
+ * @internal
+ */
+export const favorDynmods = (): { readonly mount: string; readonly enabled: boolean } | undefined => {
+  const usable = override === false ? undefined : probeOnce()
+  return usable === undefined ? undefined : { mount: usable.mount.mountPoint, enabled: usable.mount.options.includes("favordynmods") }
+}
+
+/** The host's own group's `cgroup.procs`, open for {@link prime} (one request on a libuv thread per write). */
+let primer: { readonly fd: number; readonly pid: Uint8Array; writing: boolean } | undefined | null
+
+/**
+ * Whether the host's group holds all of the host's threads: a plain domain group (or the root,
+ * which has no `cgroup.type`). In a threaded domain some threads may sit in threaded children,
+ * and a move of the process would gather them back.
+ */
+const wholeProcessGroup = (dir: string): boolean => {
+  try {
+    return fs.readFileSync(path.join(dir, "cgroup.type"), "utf8").trim() === "domain"
+  } catch (error) {
+    return error instanceof Error && "code" in error && error.code === "ENOENT"
   }
-  return probed.dir
+}
+
+const openPrimer = (usable: Probed): typeof primer => {
+  if (primer !== undefined) return primer
+  try {
+    primer = wholeProcessGroup(usable.dir)
+      ? { fd: fs.openSync(path.join(usable.dir, "cgroup.procs"), "w"), pid: Buffer.from(String(process.pid)), writing: false }
+      : null
+  } catch {
+    primer = null
+  }
+  return primer
+}
+
+/**
+ * Starts the grace period a plugin's move into its group waits for, without waiting for it on
+ * this thread: the host writes its own pid to its own group's `cgroup.procs` on a libuv thread, a
+ * move to where it already is (nothing migrates), which takes the migration lock all the same. A
+ * move that comes while it waits, or up to about a grace period after, finds the period passed.
+ * Skipped where moves are cheap anyway (`favordynmods`), while a primer is still waiting, when
+ * the host is no longer in the group it was in when probed (it would be moved back), and when
+ * that group is not a plain domain (threads in threaded children would be gathered back).
+ *
+ * @internal
+ */
+export const prime = (): void => {
+  const usable = override === false ? undefined : probeOnce()
+  if (usable === undefined || usable.mount.options.includes("favordynmods")) return
+  const open = openPrimer(usable)
+  if (open == null || open.writing) return
+  try {
+    if (ownGroupPath() !== usable.groupPath) return
+  } catch {
+    return
+  }
+  open.writing = true
+  fs.write(open.fd, open.pid, () => {
+    open.writing = false
+  })
 }
 
 const groupName = /^plugin-host-(\d+)-\d+$/
@@ -182,6 +278,24 @@ const makeGroup = (): Cgroup | undefined => {
   }
 }
 
+/**
+ * {@link makeGroup} on a libuv thread: a `mkdir` waits for the `cgroup_mutex`, which a move
+ * holds for its grace period (another plugin's shell, or {@link prime}). Interrupted meanwhile,
+ * the group is removed once made.
+ */
+const makeGroupAside = (parent: string): Effect.Effect<Cgroup | undefined> =>
+  Effect.callback<Cgroup | undefined>((resume) => {
+    const dir = path.join(parent, nextName())
+    let interrupted = false
+    fs.mkdir(dir, (error) => {
+      if (!interrupted) resume(Effect.succeed(error === null ? { dir } : undefined))
+      else if (error === null) fs.rmdir(dir, () => {})
+    })
+    return Effect.sync(() => {
+      interrupted = true
+    })
+  })
+
 const shell = "/bin/sh"
 /**
  * `$0` is the group's `cgroup.procs`; a shell that cannot enter exits 125, its stderr (the
@@ -199,6 +313,7 @@ export type Command = ParentDeath.Command
  * A new, empty group for a plugin about to be spawned, and the command that starts `command`
  * inside it from its first instruction: `/bin/sh -c` writing its own pid to the group, then
  * `exec`ing the command's executable, given as the file it resolves to (see the module header).
+ * The group is made on a libuv thread, and the grace period of the move is started ({@link prime}).
  * Undefined where cgroups are not available, or where it cannot be done exactly: no `/bin/sh`, an
  * executable that would not start anyway (its spawn must fail as such), or an environment holding
  * a variable `sh` would rewrite. The plugin is then moved after its spawn ({@link enter}).
@@ -208,15 +323,19 @@ export type Command = ParentDeath.Command
 export const prepareEntry = (
   command: Command,
   context: { readonly cwd: string | undefined; readonly env: Readonly<Record<string, string>> }
-): { readonly group: Cgroup; readonly command: Command } | undefined => {
-  if (available() === undefined || !shellFound() || rewrittenByShell.some((name) => Object.hasOwn(context.env, name))) return undefined
+): Effect.Effect<{ readonly group: Cgroup; readonly command: Command } | undefined> => {
+  const parent = available()
+  if (parent === undefined || !shellFound() || rewrittenByShell.some((name) => Object.hasOwn(context.env, name))) return Effect.undefined
   const file = resolveExecutable(command.executable, context.cwd, context.env)
-  const group = file === undefined ? undefined : makeGroup()
-  if (file === undefined || group === undefined) return undefined
-  return {
-    group,
-    command: { executable: shell, args: ["-c", enterThenExec, path.join(group.dir, "cgroup.procs"), file, ...command.args] }
-  }
+  if (file === undefined) return Effect.undefined
+  return Effect.map(makeGroupAside(parent), (group) => {
+    if (group === undefined) return undefined
+    prime()
+    return {
+      group,
+      command: { executable: shell, args: ["-c", enterThenExec, path.join(group.dir, "cgroup.procs"), file, ...command.args] }
+    }
+  })
 }
 
 let shellExists: boolean | undefined

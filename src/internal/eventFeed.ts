@@ -3,7 +3,10 @@
  *
  * Every subscriber (the `onEvent` listener, each running `events` stream) has a queue of its
  * own; publishing only enqueues, so it never blocks a transition, a call or a stop, and a slow
- * subscriber delays nobody but itself. Memory stays bounded: what the plugin says (logs,
+ * subscriber delays nobody but itself. A host that makes the client on its own behalf (the
+ * `PluginManager`) may instead observe every event synchronously as it is published: an
+ * observer that only records or re-publishes needs no queue and no fiber of its own, which a
+ * host with a thousand idle plugins would otherwise keep parked, one per plugin. Memory stays bounded: what the plugin says (logs,
  * notifications, stream values) is dropped for a subscriber `backlog` events behind, and counted;
  * the events of the plugin's life (a few per spawn) are always queued.
  *
@@ -31,17 +34,22 @@ export interface EventFeed<A> {
 
 /**
  * Makes a feed. `droppable` says which events a subscriber `backlog` behind may lose; `onDrop`
- * is told the running total at each drop (to warn at 1, 10, 100…).
+ * is told the running total at each drop (to warn at 1, 10, 100…). `observer`, if any, is
+ * called with every event as it is published, before the subscribers get it, and never loses
+ * one: it must return at once and never throw (it runs inside whatever published).
  */
 export const make = <A>(options: {
   readonly backlog: number
   readonly droppable: (event: A) => boolean
   readonly onDrop: (total: number) => void
+  readonly observer?: ((event: A) => void) | undefined
 }): Effect.Effect<EventFeed<A>> =>
   Effect.sync(() => {
     const subscribers = new Set<Queue.Queue<A, Cause.Done>>()
     const counter = { dropped: 0 }
+    const observer = options.observer
     const publish = (event: A): void => {
+      if (observer !== undefined) observer(event)
       for (const queue of subscribers) {
         if (Queue.sizeUnsafe(queue) < options.backlog || !options.droppable(event)) {
           Queue.offerUnsafe(queue, event)

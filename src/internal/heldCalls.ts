@@ -27,20 +27,56 @@ export interface HeldCalls {
   readonly running: () => number
 }
 
-/** Keeps at most `capacity` keys, dropping the oldest. */
-const remember = (set: Set<string>, key: string, capacity: number): void => {
-  set.add(key)
-  if (set.size > capacity) {
-    const oldest = set.values().next()
-    if (oldest.done !== true) set.delete(oldest.value)
+/** The latest `capacity` keys added, by the order they were added. */
+interface Recent {
+  readonly add: (key: string) => void
+  readonly has: (key: string) => boolean
+  readonly delete: (key: string) => boolean
+}
+
+/**
+ * A {@link Recent} asked often: a ring of the keys beside a map of the stamp each was added
+ * under, so forgetting the oldest is O(1) (a key added again, or deleted, is not forgotten by
+ * its old slot). Deleting the first entry of a JS `Set` again and again instead makes each
+ * `values().next()` skip the holes the earlier deletes left, until the table is rebuilt.
+ */
+const recentIndexed = (capacity: number): Recent => {
+  const ring = new Array<string | undefined>(capacity)
+  const stamps = new Map<string, number>()
+  let added = 0
+  return {
+    add: (key) => {
+      const slot = added % capacity
+      const oldest = ring[slot]
+      if (oldest !== undefined && stamps.get(oldest) === added - capacity) stamps.delete(oldest)
+      ring[slot] = key
+      stamps.set(key, added++)
+    },
+    has: (key) => stamps.has(key),
+    delete: (key) => stamps.delete(key)
+  }
+}
+
+/**
+ * The ended calls: every call adds one, and only a liveness question or a cancel about a call
+ * not running asks, so adding is one array store and asking a scan of the ring.
+ */
+const recentlyEnded = (capacity: number) => {
+  const ring = new Array<string | undefined>(capacity)
+  let added = 0
+  return {
+    add: (key: string) => {
+      ring[added++ % capacity] = key
+    },
+    has: (key: string) => ring.includes(key)
   }
 }
 
 /** An empty registry remembering the last `capacity` ended and early-cancelled calls. */
 export const make = (capacity = 4_096): HeldCalls => {
   const running = new Map<string, () => void>()
-  const done = new Set<string>()
-  const cancelledEarly = new Set<string>()
+  const done = recentlyEnded(capacity)
+  const cancelledEarly = recentIndexed(capacity)
   return {
     start: (key, interrupt) => {
       if (cancelledEarly.delete(key)) return false
@@ -48,12 +84,12 @@ export const make = (capacity = 4_096): HeldCalls => {
       return true
     },
     finish: (key) => {
-      if (running.delete(key)) remember(done, key, capacity)
+      if (running.delete(key)) done.add(key)
     },
     cancel: (key) => {
       const interrupt = running.get(key)
       if (interrupt !== undefined) interrupt()
-      else if (!done.has(key)) remember(cancelledEarly, key, capacity)
+      else if (!done.has(key)) cancelledEarly.add(key)
     },
     state: (key) => running.has(key) ? "running" : done.has(key) ? "done" : undefined,
     running: () => running.size

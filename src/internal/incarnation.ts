@@ -163,7 +163,9 @@ export const launch = (launcher: Launcher, generation: number, onSpawned: () => 
     })
   ).pipe(
     (effect) => launcher.spawnPermits === undefined ? effect : launcher.spawnPermits.withPermits(1)(effect),
-    Effect.withSpan("PluginClient.spawn", { attributes: { plugin: launcher.name } })
+    // The span's fibers (the connection's) live as long as the plugin runs and keep it: no stack
+    // trace is captured for it, which would only ever point at this line.
+    Effect.withSpan("PluginClient.spawn", { attributes: { plugin: launcher.name } }, { captureStackTrace: false })
   )
 
 /**

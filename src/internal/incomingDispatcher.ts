@@ -25,7 +25,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
-import * as Framing from "../Framing.ts"
+import * as Framing from "./lineDecoder.ts"
 import * as JsonRpc from "../JsonRpc.ts"
 import * as PluginClientError from "../PluginClientError.ts"
 import type { CallTable } from "./callTable.ts"

@@ -1,8 +1,10 @@
 /**
  * The knobs a host that runs `PluginClient`s on its own behalf (the `PluginManager`) sets on
  * them, and that users of `PluginClient.make` never see: a cap on plugins spawning at once,
- * shared by every client of a manager, and whether an eager policy starts the plugin as soon as
- * the client is made (a manager starts its plugins itself, in `startAll`).
+ * shared by every client of a manager, whether an eager policy starts the plugin as soon as
+ * the client is made (a manager starts its plugins itself, in `startAll`), and a synchronous
+ * observer of the client's events (how a manager forwards them to its own stream without a
+ * listener fiber per plugin).
  *
  * They travel as a `Context.Reference` provided around `PluginClient.make`, so the public
  * `PluginClient.Options` stay what a user can set; `make` reads them once and hides them from
@@ -12,6 +14,7 @@
  */
 import * as Context from "effect/Context"
 import type * as Semaphore from "effect/Semaphore"
+import type * as PluginEvent from "../PluginEvent.ts"
 
 /**
  * What a managing host decides for a client it makes.
@@ -23,6 +26,11 @@ export interface ManagedClientOptions {
   readonly spawnPermits: Semaphore.Semaphore | undefined
   /** Whether an eager policy starts the plugin as soon as the client is made. */
   readonly autoStart: boolean
+  /**
+   * Called with every event of the client as it is published (see `EventFeed.make`'s
+   * `observer`): it must return at once and never throw.
+   */
+  readonly observe?: ((event: PluginEvent.PluginEvent) => void) | undefined
 }
 
 /**

@@ -30,6 +30,7 @@ import * as SchemaGetter from "effect/SchemaGetter"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Broker from "../Broker.ts"
+import { InvalidService } from "./invalidService.ts"
 
 // ---------------------------------------------------------------------------------------------
 // models: the replies, as ADR-32 spells them
@@ -122,18 +123,8 @@ export const subject = (verb: Verb, name?: string | undefined, id?: string | und
 // responder
 // ---------------------------------------------------------------------------------------------
 
-/**
- * The service description is not what ADR-32 allows (a name other than letters, digits, `-`
- * and `_`, a version that is not SemVer, an id that is not one subject token).
- */
-export class InvalidService extends Schema.TaggedError<InvalidService>()("InvalidService", {
-  field: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `invalid NATS service \`${this.field}\`: ${this.detail}`
-  }
-}
+/** The service description is not what ADR-32 allows (defined apart: the stdio worker SDK exports it without loading this module). */
+export { InvalidService }
 
 /**
  * One instance of a service: its `name` (the kind, shared by every instance), its unique `id`,

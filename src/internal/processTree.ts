@@ -25,7 +25,7 @@
  * A walk reads all of `/proc` once; the table is shared by every walk until the end of the
  * current turn of the event loop, so plugins whose stops reach a rung together share one scan.
  * A sweep after a stop whose walks found nothing beside the plugin scans nothing: it probes the
- * plugin's process group and cgroup (see `onlyThePlugin` for what that leaves out).
+ * plugin's process group and removes its cgroup (see `endedAlone` for what that leaves out).
  *
  * @internal
  */
@@ -101,6 +101,8 @@ export interface Containment {
    * ever started is in the group, so the group alone is looked at and `/proc` is never walked.
    */
   readonly sealed: boolean
+  /** A sweep found the plugin's process group empty (see {@link groupEnded}). */
+  groupEnded?: boolean
 }
 
 /**
@@ -114,10 +116,15 @@ export interface Containment {
  */
 export const contain = (
   pid: number,
-  options?: { readonly group?: Cgroup.Cgroup | undefined; readonly cgroups?: boolean | undefined }
+  options?: {
+    readonly group?: Cgroup.Cgroup | undefined
+    readonly cgroups?: boolean | undefined
+    /** `/proc/<pid>/stat` as the caller just read it (read here otherwise). */
+    readonly stat?: ProcStat.ProcStat | undefined
+  }
 ): Containment | undefined => {
   const group = options?.group
-  const stat = ProcStat.readStat(pid)
+  const stat = options?.stat ?? ProcStat.readStat(pid)
   if (stat === undefined || stat.ppid !== process.pid || ended(stat)) {
     if (group !== undefined) Cgroup.remove(group)
     return undefined
@@ -265,18 +272,31 @@ const waitUntilGone = (tree: Containment, millis: number): Effect.Effect<number 
  * @internal
  */
 export const sweep = (tree: Containment, killWaitMillis: number): Effect.Effect<void> =>
-  Effect.suspend(() => onlyThePlugin(tree) ? Effect.sync(() => removeCgroup(tree)) : sweepRounds(tree, killWaitMillis))
+  Effect.suspend(() => endedAlone(tree) ? Effect.void : sweepRounds(tree, killWaitMillis))
 
 /**
- * Whether nothing is left of the tree, without a scan of `/proc`: no walk of the stop found
- * anything beside the plugin, its process group is empty, and so is its cgroup. With a cgroup
- * that is certain (what the plugin started since the walk is in it); without one, a process the
- * plugin started since the first walk of its stop, in a new process group of its session, is not
- * looked for (one in a new session is out of reach of any walk once its parent is gone).
+ * Whether nothing is left of the tree, found without a scan of `/proc`, and its cgroup removed
+ * if so: no walk of the stop found anything beside the plugin, its process group is empty, and
+ * so is its cgroup (the removal is the test: the kernel refuses to remove a populated group, so
+ * `cgroup.events` is not read first). With a cgroup that is certain (what the plugin started
+ * since the walk is in it); without one, a process the plugin started since the first walk of its
+ * stop, in a new process group of its session, is not looked for (one in a new session is out of
+ * reach of any walk once its parent is gone). An empty process group stays empty (no process can
+ * join a group that has none), which {@link groupEnded} tells the launcher's own group sweep.
  */
-const onlyThePlugin = (tree: Containment): boolean =>
-  (tree.members.size === 0 || (tree.members.size === 1 && tree.members.has(tree.root))) && !groupAlive(tree.root) &&
-  (tree.cgroup === undefined || !Cgroup.populated(tree.cgroup))
+const endedAlone = (tree: Containment): boolean => {
+  if (!(tree.members.size === 0 || (tree.members.size === 1 && tree.members.has(tree.root)))) return false
+  if (groupAlive(tree.root)) return false
+  tree.groupEnded = true
+  return tree.cgroup === undefined || Cgroup.remove(tree.cgroup)
+}
+
+/**
+ * Whether a sweep found the plugin's process group empty: nothing is left in it to end, ever.
+ *
+ * @internal
+ */
+export const groupEnded = (tree: Containment | undefined): boolean => tree?.groupEnded === true
 
 const removeCgroup = (tree: Containment): void => {
   if (tree.cgroup !== undefined) Cgroup.remove(tree.cgroup)

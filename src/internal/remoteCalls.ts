@@ -18,11 +18,9 @@
  * @internal
  */
 import type * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
 import * as Broker from "../Broker.ts"
 import * as JsonRpc from "../JsonRpc.ts"
@@ -65,7 +63,8 @@ interface Pending {
 interface Attempt {
   readonly key: string
   checkAt: number
-  readonly ended: Deferred.Deferred<never, PluginClientError.PluginClientError>
+  /** Ends the attempt with `error` (its request is given up: the holder is told to cancel). */
+  readonly end: (error: PluginClientError.PluginClientError) => void
 }
 
 /** Options of one call. */
@@ -164,7 +163,7 @@ const watcher = (
         if (pending.attempt !== attempt) return
         if (!alive) {
           const detail = `no instance says it holds call ${attempt.key} (asked on \`${subjects.held}\`)`
-          Deferred.doneUnsafe(attempt.ended, Exit.fail(fail(new PluginClientError.InstanceLost({ service: options.service, method: pending.method, detail }))))
+          attempt.end(fail(new PluginClientError.InstanceLost({ service: options.service, method: pending.method, detail })))
           return
         }
         attempt.checkAt = clock.currentTimeMillisUnsafe() + livenessMillis
@@ -178,7 +177,7 @@ const watcher = (
       if (attempt === undefined) continue
       if (now >= pending.deadlineAt) {
         const timeout = Duration.millis(pending.timeoutMillis)
-        Deferred.doneUnsafe(attempt.ended, Exit.fail(fail(new PluginClientError.Timeout({ method: pending.method, timeout }))))
+        attempt.end(fail(new PluginClientError.Timeout({ method: pending.method, timeout })))
         continue
       }
       if (now >= attempt.checkAt) {
@@ -193,10 +192,10 @@ const watcher = (
 
   const sweeper = new TimeoutSweeper({ clock, fork, isOver: () => false, expireDue })
 
-  /** Watches a new attempt of `pending`: its end comes from the sweeper (or never). */
-  return (pending: Pending, key: string): Attempt => {
+  /** Watches a new attempt of `pending`, which `end` ends if the sweeper (or a close) must. */
+  return (pending: Pending, key: string, end: Attempt["end"]): Attempt => {
     const now = clock.currentTimeMillisUnsafe()
-    const attempt: Attempt = { key, checkAt: now + livenessMillis, ended: Deferred.makeUnsafe() }
+    const attempt: Attempt = { key, checkAt: now + livenessMillis, end }
     pending.attempt = attempt
     const wake = Math.min(pending.deadlineAt, attempt.checkAt)
     sweeper.watch(wake, wake - now)
@@ -219,7 +218,13 @@ export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fi
   const maxMillis = Duration.toMillis(options.maxRequestTimeout)
   const watch = watcher(options, table, fork, error)
 
-  /** One attempt: the request under `key`, raced against the watch; a cancel is published if it is given up. */
+  /**
+   * One attempt: the request under `key` on a fiber of its own, the call resumed by the first of
+   * its end and the watch's (no race: one fiber, no loser to interrupt and await on every call);
+   * a request given up (by the watch, or an interrupted caller) publishes a cancel. The request's
+   * fiber lives no longer than the call, as a race's would: it ends the call, or the watch
+   * interrupts it, or the interrupted caller interrupts and awaits it.
+   */
   const attempt = (pending: Pending, seq: number, key: string, params: unknown): Effect.Effect<unknown, PluginClientError.PluginClientError> =>
     Effect.suspend(() => {
       if (closed !== undefined) return fail(new PluginClientError.Closed({ detail: closed }))
@@ -234,7 +239,24 @@ export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fi
         }),
         Effect.onInterrupt(() => broker.publish(subjects.cancel, encoder.encode(RemoteWire.encodeCallKey(key))).pipe(Effect.ignore))
       )
-      return Effect.raceFirst(send, Deferred.await(watch(pending, key).ended))
+      return Effect.withFiber((caller) =>
+        Effect.callback<unknown, PluginClientError.PluginClientError>((resume) => {
+          const sending = Effect.runForkWith(caller.context)(send)
+          const done = sending.pollUnsafe()
+          if (done !== undefined) return resume(done)
+          let givenUp = false
+          watch(pending, key, (error) => {
+            // The cancel is published as the request is interrupted, before the call ends.
+            givenUp = true
+            sending.interruptUnsafe()
+            resume(Effect.fail(error))
+          })
+          sending.addObserver((ended) => {
+            if (!givenUp) resume(ended)
+          })
+          return Fiber.interrupt(sending)
+        })
+      )
     })
 
   /** Attempts until one ends the call: again only for an idempotent method, and within the deadline. */
@@ -292,7 +314,7 @@ export const make = (options: Options, fork: (effect: Effect.Effect<void>) => Fi
   const close: RemoteCalls["close"] = (detail) => {
     closed = detail
     for (const pending of table.values()) {
-      if (pending.attempt !== undefined) Deferred.doneUnsafe(pending.attempt.ended, Exit.fail(error(new PluginClientError.Closed({ detail }))))
+      pending.attempt?.end(error(new PluginClientError.Closed({ detail })))
     }
   }
 

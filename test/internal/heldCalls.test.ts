@@ -38,4 +38,19 @@ describe("heldCalls", () => {
     assert.isTrue(held.start("x", () => undefined), "the oldest early cancel is forgotten")
     assert.isFalse(held.start("z", () => undefined))
   })
+
+  it("a key that ends again is remembered from its latest end; the early cancel a call used up is not counted", () => {
+    const held = HeldCalls.make(2)
+    for (const key of ["a", "b", "a", "c"]) {
+      held.start(key, () => undefined)
+      held.finish(key)
+    }
+    assert.strictEqual(held.state("a"), "done")
+    assert.isUndefined(held.state("b"), "b is the oldest end")
+    held.cancel("x")
+    assert.isFalse(held.start("x", () => undefined))
+    held.cancel("y")
+    held.cancel("z")
+    assert.isFalse(held.start("y", () => undefined), "x, used up, made no room for y to be forgotten")
+  })
 })

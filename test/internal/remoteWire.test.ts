@@ -17,6 +17,16 @@ describe("remoteWire", () => {
     assert.isTrue(Result.isFailure(RemoteWire.encodeCall({ inbox: "i", call: "c" }, 1, "big", { n: 1n })))
   })
 
+  it("a call's text is what JSON.stringify makes of the request object, whatever the params", () => {
+    const route = { inbox: "_PLUGIN_HOST.\"q\"", call: "k.1\u2028" }
+    for (const params of [undefined, null, 0, "x\"y\\z\n", [1, { a: undefined }], { n: 1, text: "é" }, () => 1, new Date(0)]) {
+      for (const id of [undefined, 12]) {
+        const expected = JSON.stringify({ jsonrpc: "2.0", ...(id === undefined ? {} : { id }), method: "m\"ethod", params, host: route })
+        assert.strictEqual(Result.getOrThrow(RemoteWire.encodeCall(route, id, "m\"ethod", params)), expected)
+      }
+    }
+  })
+
   it("inbox messages round-trip requests and notifications, and refuse responses and strangers", () => {
     const request = JsonRpc.request(3, "host.add", [1, 2])
     const line = Result.getOrThrow(RemoteWire.encodeInbox("k", "instance-1", request))

@@ -9,6 +9,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Cgroup from "../../src/internal/cgroup.ts"
 import * as ProcStat from "../../src/internal/procStat.ts"
@@ -30,7 +31,7 @@ const registries = path.join(runtime, "effect-plugin-host")
 const ownFile = path.join(registries, `${process.pid}.json`)
 
 const readOwn = (): SpawnRegistry.RegistryFile | undefined =>
-  fs.existsSync(ownFile) ? JSON.parse(fs.readFileSync(ownFile, "utf8")) as SpawnRegistry.RegistryFile : undefined
+  fs.existsSync(ownFile) ? Option.getOrUndefined(SpawnRegistry.parse(fs.readFileSync(ownFile, "utf8"))) : undefined
 
 describe("spawnRegistry", () => {
   it("the default folder is per user under XDG_RUNTIME_DIR, else under the OS tmpdir", () => {
@@ -85,4 +86,40 @@ describe("spawnRegistry", () => {
       assert.deepStrictEqual(spawn?.args, ["-c", "true"])
       assert.isUndefined(readOwn())
     }).pipe(Effect.scoped, Effect.provide(InMemorySpawner.layer({ "/bin/sh": InMemorySpawner.echo() }))))
+
+  it.live("with several plugins, each spawn and each end is a change of the file: it lists exactly the plugins whose Scopes are open", () =>
+    Effect.gen(function*() {
+      const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
+      const procs = yield* Effect.forEach(scopes, (scope, i) =>
+        PluginProcess.make({ name: `several-${i}`, executable: fixture("trap-term.sh") }, { shutdownGrace: "200 millis" }).pipe(Scope.provide(scope)))
+      const listed = () => (readOwn()?.processes ?? []).map((entry) => entry.plugin).sort()
+      assert.deepStrictEqual(listed(), ["several-0", "several-1", "several-2"])
+      yield* Scope.close(scopes[1] ?? (yield* Scope.make()), Exit.void)
+      assert.isTrue(yield* eventually(() => listed().join() === "several-0,several-2"), "the ended plugin is no longer listed")
+      assert.deepStrictEqual(readOwn()?.processes.map((entry) => entry.pid).sort(), [procs[0]?.pid, procs[2]?.pid].sort())
+      yield* Effect.forEach([scopes[0], scopes[2]], (scope) => scope === undefined ? Effect.void : Scope.close(scope, Exit.void))
+      assert.isTrue(yield* eventually(() => !fs.existsSync(ownFile)), "the registry is removed with its last entry")
+    }).pipe(Effect.provide(liveWith(launchers[0] ?? PluginProcess.nodeLauncher))))
+
+  it("a registry file is its first line with the changes of the lines after it applied; a line cut short is skipped", () => {
+    const host = { pid: 1234, startTime: 99 }
+    const entry = (pid: number, startTime: number) => ({ plugin: `p${pid}`, pid, startTime, pgid: pid })
+    const text = [
+      JSON.stringify({ host, bootId: "boot", processes: [entry(10, 1), entry(11, 1)] }),
+      JSON.stringify({ add: entry(12, 1) }),
+      JSON.stringify({ remove: { pid: 10, startTime: 1 } }),
+      // A removal of another process that had the same pid changes nothing.
+      JSON.stringify({ remove: { pid: 11, startTime: 7 } }),
+      "{\"add\":{\"plugin\":\"p13\",\"pi"
+    ].join("\n")
+    assert.deepStrictEqual(Option.getOrUndefined(SpawnRegistry.parse(text)), {
+      host,
+      bootId: "boot",
+      processes: [entry(11, 1), entry(12, 1)]
+    })
+    // A registry written whole (one line, no newline) reads as it is.
+    const whole = { host, bootId: "boot", processes: [entry(10, 1)] }
+    assert.deepStrictEqual(Option.getOrUndefined(SpawnRegistry.parse(JSON.stringify(whole))), whole)
+    assert.isTrue(Option.isNone(SpawnRegistry.parse(JSON.stringify({ add: entry(12, 1) }))))
+  })
 })
