@@ -95,6 +95,9 @@ export class TimeoutSweeper {
       this.fiber = undefined
       return Effect.void
     }
-    return Effect.andThen(Effect.sleep(Duration.millis(earliest - now)), this.sweep)
+    // Whole milliseconds, at least one: on a clock with fractions (the monotonic one, or a
+    // TestClock moved by fractions), a sleep of what is left could end at once and sweep again
+    // at the same instant, for ever.
+    return Effect.andThen(Effect.sleep(Duration.millis(Math.max(1, Math.ceil(earliest - now)))), this.sweep)
   })
 }
