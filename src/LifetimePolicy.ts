@@ -67,9 +67,11 @@ export type Framing = FramingMode
  * default) puts each plugin in a cgroup v2 group of its own where the host may make one, entered
  * before the plugin's first instruction, and walks `/proc` elsewhere; `"process-tree"` always
  * walks `/proc`. Entering a group waits for a kernel RCU grace period (5–16 ms measured on Linux
- * 6.18), paid by every start: a host that spawns a plugin per tick may prefer `"process-tree"`,
- * at the price of the escapes the README lists (a double-forked `setsid` orphan). See
- * "No process outlives its plugin's stop" in the README.
+ * 6.18) unless the cgroup2 mount has `favordynmods` (the doctor says when it lacks it): an idle
+ * wait in each start, not host CPU. `"process-tree"` starts sooner but scans all of `/proc` at
+ * every stop (host CPU that grows with the machine's process count) and lets a double-forked
+ * `setsid` orphan escape; a host that spawns a plugin per tick should rather remount with
+ * `favordynmods`. See "No process outlives its plugin's stop" in the README.
  *
  * @category models
  */

@@ -303,7 +303,7 @@ const makeStopper = (controls: {
 }) => {
   const { timings, exited, endInput, tree } = controls
   const signal = (killSignal: "SIGTERM" | "SIGKILL") =>
-    tree === undefined ? controls.signal(killSignal) : Effect.andThen(Effect.sync(() => ProcessTree.signalTree(tree, killSignal)), controls.signal(killSignal))
+    tree === undefined ? controls.signal(killSignal) : Effect.andThen(ProcessTree.signalTree(tree, killSignal), controls.signal(killSignal))
   const stopResult = Deferred.makeUnsafe<ProcessExit>()
   let stopping = false
 
@@ -504,7 +504,7 @@ const commandOf = (
 
 /** Removes the cgroup prepared for a spawn that did not happen. */
 const removeGroup = (group: Cgroup.Cgroup | undefined): Effect.Effect<void> =>
-  group === undefined ? Effect.void : Effect.sync(() => void Cgroup.remove(group))
+  group === undefined ? Effect.void : Effect.asVoid(Cgroup.removeAside(group))
 
 /** Spawns through the `ChildProcessSpawner`, in a process group of its own. */
 const spawnWithSpawner = (spec: Spec, launch: PluginEnvironment.Launch, command: Cgroup.Command) => {

@@ -379,6 +379,10 @@ export const signal = (group: Cgroup, signal: "SIGTERM" | "SIGKILL"): void => {
       // Fall through to one signal per member.
     }
   }
+  signalMembers(group, signal)
+}
+
+const signalMembers = (group: Cgroup, signal: "SIGTERM" | "SIGKILL"): void => {
   for (const pid of members(group)) {
     try {
       process.kill(pid, signal)
@@ -411,6 +415,35 @@ export const remove = (group: Cgroup): boolean => {
     fs.rmdirSync(group.dir)
     return true
   } catch (error) {
-    return error instanceof Error && "code" in error && error.code === "ENOENT"
+    return removedOrGone(error)
   }
 }
+
+const removedOrGone = (error: unknown): boolean =>
+  error === null || (error instanceof Error && "code" in error && error.code === "ENOENT")
+
+/**
+ * {@link remove} on a libuv thread: an `rmdir` waits for the `cgroup_mutex`, which a move into
+ * any group holds for its grace period (another plugin entering its group): done on the host's
+ * thread, a stop while plugins start would stall every other plugin's calls that long.
+ *
+ * @internal
+ */
+export const removeAside = (group: Cgroup): Effect.Effect<boolean> =>
+  Effect.callback<boolean>((resume) => {
+    fs.rmdir(group.dir, (error) => resume(Effect.succeed(removedOrGone(error))))
+  })
+
+/**
+ * {@link signal} for SIGKILL with the `cgroup.kill` write on a libuv thread (it takes the
+ * `cgroup_mutex` as {@link removeAside} does); one signal per member when the write fails.
+ *
+ * @internal
+ */
+export const killAside = (group: Cgroup): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    fs.writeFile(path.join(group.dir, "cgroup.kill"), "1", (error) => {
+      if (error !== null) signalMembers(group, "SIGKILL")
+      resume(Effect.void)
+    })
+  })

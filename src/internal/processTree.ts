@@ -209,27 +209,30 @@ const liveMembers = (tree: Containment): Array<number> =>
  *
  * @internal
  */
-export const signalTree = (tree: Containment, signal: "SIGTERM" | "SIGKILL"): void => {
-  if (tree.sealed && tree.cgroup !== undefined) return signalSealed(tree.cgroup, tree.root, signal)
-  const table = currentTable()
-  const outsideGroup = (pid: number) => (table.stats.get(pid) ?? ProcStat.readStat(pid))?.pgid !== tree.root
-  const walked = walk(tree, table)
-  for (const pid of walked) {
-    if (outsideGroup(pid)) kill(pid, signal)
-  }
-  if (tree.cgroup === undefined) return
-  if (signal === "SIGKILL") return Cgroup.signal(tree.cgroup, signal)
-  for (const pid of Cgroup.members(tree.cgroup)) {
-    if (!tree.members.has(pid) && outsideGroup(pid)) kill(pid, signal)
-  }
-}
+export const signalTree = (tree: Containment, signal: "SIGTERM" | "SIGKILL"): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (tree.sealed && tree.cgroup !== undefined) return signalSealed(tree.cgroup, tree.root, signal)
+    const table = currentTable()
+    const outsideGroup = (pid: number) => (table.stats.get(pid) ?? ProcStat.readStat(pid))?.pgid !== tree.root
+    const walked = walk(tree, table)
+    for (const pid of walked) {
+      if (outsideGroup(pid)) kill(pid, signal)
+    }
+    if (tree.cgroup === undefined) return Effect.void
+    if (signal === "SIGKILL") return Cgroup.killAside(tree.cgroup)
+    for (const pid of Cgroup.members(tree.cgroup)) {
+      if (!tree.members.has(pid) && outsideGroup(pid)) kill(pid, signal)
+    }
+    return Effect.void
+  })
 
 /** One rung for a sealed tree: its cgroup's members outside the plugin's process group (`cgroup.kill` for SIGKILL). */
-const signalSealed = (cgroup: Cgroup.Cgroup, root: number, signal: "SIGTERM" | "SIGKILL"): void => {
-  if (signal === "SIGKILL") return Cgroup.signal(cgroup, signal)
+const signalSealed = (cgroup: Cgroup.Cgroup, root: number, signal: "SIGTERM" | "SIGKILL"): Effect.Effect<void> => {
+  if (signal === "SIGKILL") return Cgroup.killAside(cgroup)
   for (const pid of Cgroup.members(cgroup)) {
     if (ProcStat.readStat(pid)?.pgid !== root) kill(pid, signal)
   }
+  return Effect.void
 }
 
 /** Whether anything of the tree is alive: its cgroup is populated, or (unsealed) a walk finds a member. */
@@ -272,7 +275,7 @@ const waitUntilGone = (tree: Containment, millis: number): Effect.Effect<number 
  * @internal
  */
 export const sweep = (tree: Containment, killWaitMillis: number): Effect.Effect<void> =>
-  Effect.suspend(() => endedAlone(tree) ? Effect.void : sweepRounds(tree, killWaitMillis))
+  Effect.flatMap(Effect.suspend(() => endedAlone(tree)), (ended) => ended ? Effect.void : sweepRounds(tree, killWaitMillis))
 
 /**
  * Whether nothing is left of the tree, found without a scan of `/proc`, and its cgroup removed
@@ -284,11 +287,11 @@ export const sweep = (tree: Containment, killWaitMillis: number): Effect.Effect<
  * reach of any walk once its parent is gone). An empty process group stays empty (no process can
  * join a group that has none), which {@link groupEnded} tells the launcher's own group sweep.
  */
-const endedAlone = (tree: Containment): boolean => {
-  if (!(tree.members.size === 0 || (tree.members.size === 1 && tree.members.has(tree.root)))) return false
-  if (groupAlive(tree.root)) return false
+const endedAlone = (tree: Containment): Effect.Effect<boolean> => {
+  if (!(tree.members.size === 0 || (tree.members.size === 1 && tree.members.has(tree.root)))) return Effect.succeed(false)
+  if (groupAlive(tree.root)) return Effect.succeed(false)
   tree.groupEnded = true
-  return tree.cgroup === undefined || Cgroup.remove(tree.cgroup)
+  return tree.cgroup === undefined ? Effect.succeed(true) : Cgroup.removeAside(tree.cgroup)
 }
 
 /**
@@ -298,29 +301,33 @@ const endedAlone = (tree: Containment): boolean => {
  */
 export const groupEnded = (tree: Containment | undefined): boolean => tree?.groupEnded === true
 
-const removeCgroup = (tree: Containment): void => {
-  if (tree.cgroup !== undefined) Cgroup.remove(tree.cgroup)
-}
 
 const sweepRounds = (tree: Containment, killWaitMillis: number): Effect.Effect<void> =>
   Effect.gen(function*() {
     let killWaitLeft = killWaitMillis
     for (let round = 0; round < maxRounds && killWaitLeft > 0; round++) {
       if (!anyLeft(tree)) break
-      signalAll(tree, "SIGTERM")
+      yield* signalAll(tree, "SIGTERM")
       if ((yield* waitUntilGone(tree, termToKillMillis)) !== undefined) break
-      signalAll(tree, "SIGKILL")
+      yield* signalAll(tree, "SIGKILL")
       const waited = yield* waitUntilGone(tree, killWaitLeft)
       killWaitLeft = waited === undefined ? 0 : killWaitLeft - waited
     }
     const left = new Set(liveMembers(tree))
     if (tree.cgroup !== undefined) for (const pid of Cgroup.members(tree.cgroup)) left.add(pid)
     escaped += left.size
-    removeCgroup(tree)
+    if (tree.cgroup !== undefined) yield* Cgroup.removeAside(tree.cgroup)
   })
 
-/** Signals every live member a walk finds, and the cgroup. */
-const signalAll = (tree: Containment, signal: "SIGTERM" | "SIGKILL"): void => {
-  for (const pid of liveMembers(tree)) kill(pid, signal)
-  if (tree.cgroup !== undefined) Cgroup.signal(tree.cgroup, signal)
-}
+/**
+ * Signals every live member a walk finds, and the cgroup (its `cgroup.kill` off the host's
+ * thread: see {@link Cgroup.killAside}).
+ */
+const signalAll = (tree: Containment, signal: "SIGTERM" | "SIGKILL"): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    for (const pid of liveMembers(tree)) kill(pid, signal)
+    if (tree.cgroup === undefined) return Effect.void
+    if (signal === "SIGKILL") return Cgroup.killAside(tree.cgroup)
+    Cgroup.signal(tree.cgroup, signal)
+    return Effect.void
+  })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -59,4 +59,27 @@ describe.skipIf(!cgroups)("cgroup (where the host may make groups)", () => {
       assert.isDefined(made, "an entry is made when nothing interrupts it")
       if (made !== undefined) Cgroup.remove(made.group)
     }))
+
+  it.live("a group is removed off the host's thread when empty, and left (reported) while populated", () =>
+    Effect.gen(function*() {
+      const entry = yield* Cgroup.prepareEntry({ executable: "/bin/sleep", args: ["30"] }, { cwd: undefined, env: {} })
+      assert.isDefined(entry)
+      if (entry === undefined) return
+      const child = spawn(entry.command.executable, [...entry.command.args], { stdio: "ignore" })
+      yield* Effect.promise(() => waitFor(() => Cgroup.members(entry.group).length > 0))
+      assert.isFalse(yield* Cgroup.removeAside(entry.group), "a populated group is not removed")
+      assert.isTrue(fs.existsSync(entry.group.dir))
+      const exited = new Promise((resolve) => child.once("exit", resolve))
+      yield* Cgroup.killAside(entry.group)
+      yield* Effect.promise(() => exited)
+      yield* Effect.promise(() => waitFor(() => !Cgroup.populated(entry.group)))
+      assert.isTrue(yield* Cgroup.removeAside(entry.group))
+      assert.isFalse(fs.existsSync(entry.group.dir))
+      assert.isTrue(yield* Cgroup.removeAside(entry.group), "a group already gone counts as removed")
+    }))
 })
+
+/** Polls `done` every 10 ms, for at most 10 s. */
+const waitFor = async (done: () => boolean): Promise<void> => {
+  for (let i = 0; i < 1000 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+}
