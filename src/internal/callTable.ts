@@ -303,20 +303,16 @@ export class CallTable {
     return this.pending.inFlight
   }
 
-  /** Sends a new call, or lines it up for a slot; the reason it cannot be sent, if so. */
+  /**
+   * Sends a new call, or lines it up for a slot; the reason it cannot be sent, if so. Sent at
+   * once, an observed call's timeout runs from the moment it was made (it was timed then).
+   */
   submit(call: Call): PluginClientError.Reason | undefined {
-    if (this.pending.size < this.options.maxConcurrent && this.waiting.isEmpty) {
-      // An observed call was timed as it was made, a moment ago: its timeout runs from then.
-      return this.pending.send(call, call.startedNanos === undefined ? this.sweeper.now() : millisOf(call.startedNanos))
-    }
-    this.waiting.push(call)
-    return undefined
+    if (this.pending.size >= this.options.maxConcurrent || !this.waiting.isEmpty) return void this.waiting.push(call)
+    return this.pending.send(call, call.startedNanos === undefined ? undefined : millisOf(call.startedNanos))
   }
 
-  /**
-   * The caller gave up (interruption): its observer hears it ended, a waiting call leaves the
-   * line, a sent one its slot (and the other side is told, if it has seen the call).
-   */
+  /** The caller gave up (interrupted): its observer hears it, a waiting call leaves the line, a sent one its slot (and the other side is told). */
   cancel(call: Call): void {
     call.observer?.ended(false, call.startedNanos ?? BigInt(0))
     if (call.id === 0) {
