@@ -10,7 +10,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Broker from "../src/Broker.ts"
 import * as NatsBroker from "../src/NatsBroker.ts"
-import { freePort, skipNats, spawnNode, startNatsServer } from "./support/nats.ts"
+import { freePort, skipNats, spawnNode, startNatsServer, startNatsServerWithConfig } from "./support/nats.ts"
 import { eventually, fixture, isAlive, liveChildren } from "./support/processes.ts"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -186,6 +186,26 @@ describe.skipIf(skipNats)("NatsBroker (real nats-server)", () => {
       assert.isBelow(ms, 1_000)
       assert.strictEqual((yield* Effect.flip(broker.request("svc.up", text(""), "1 second"))).reason._tag, "Closed")
       assert.strictEqual((yield* Effect.flip(broker.publish("svc.up", text("")))).reason._tag, "Closed")
+    }).pipe(Effect.provide(quiet)))
+
+  it.live("a request to a subject the server does not let it publish to fails at once, naming the permission, and others still work", () =>
+    Effect.gen(function*() {
+      // Every connection without credentials is `limited`, which may not publish to `forbidden.>`.
+      const server = yield* startNatsServerWithConfig([
+        "authorization {",
+        "  users = [ { user: \"limited\", password: \"unused\", permissions: { publish: { deny: [\"forbidden.>\"] } } } ]",
+        "}",
+        "no_auth_user: limited"
+      ].join("\n"))
+      const served = yield* NatsBroker.make({ servers: server.url })
+      yield* served.serve("svc.open", () => Effect.succeed(text("open")))
+      const client = yield* NatsBroker.make({ servers: server.url })
+      const { ms, value: error } = yield* timed(Effect.flip(client.request("forbidden.thing", text("x"), "20 seconds")))
+      assert.notStrictEqual(error.reason._tag, "Timeout")
+      assert.include(error.message.toLowerCase(), "permission")
+      assert.include(error.message, "forbidden.thing")
+      assert.isBelow(ms, 10_000, "it failed when the server refused, not at its 20 s timeout")
+      assert.strictEqual(str(yield* untilServed(client.request("svc.open", text(""), "5 seconds"))), "open")
     }).pipe(Effect.provide(quiet)))
 
   it.live("a request still waiting when its connection closes fails with Closed, not after its timeout", () =>

@@ -9,6 +9,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
+import * as os from "node:os"
 import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -118,10 +119,14 @@ export interface NatsServer {
   readonly stop: Effect.Effect<void>
 }
 
-const startOnce = (binary: string, port: number): Effect.Effect<NatsServer | string, never, Scope.Scope> =>
+const startOnce = (
+  binary: string,
+  port: number,
+  extraArgs: ReadonlyArray<string> = []
+): Effect.Effect<NatsServer | string, never, Scope.Scope> =>
   Effect.gen(function*() {
     const child = yield* Effect.acquireRelease(
-      Effect.sync(() => spawn(binary, ["-a", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] })),
+      Effect.sync(() => spawn(binary, [...extraArgs, "-a", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] })),
       (child) => stopProcess(child)
     )
     let stderr = ""
@@ -146,17 +151,38 @@ const startOnce = (binary: string, port: number): Effect.Effect<NatsServer | str
  * accepts connections; the Scope's end stops it. Retries twice on another port if the chosen
  * one was taken meanwhile. Fails (a defect) when the binary is missing, which only happens in CI.
  */
-export const startNatsServer: Effect.Effect<NatsServer, never, Scope.Scope> = Effect.gen(function*() {
-  const binary = natsServerBinary
-  if (binary === undefined) return yield* Effect.die(new Error(`${missing}; the NATS tests need it in CI`))
-  const problems: Array<string> = []
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const started = yield* startOnce(binary, yield* freePort)
-    if (typeof started !== "string") return started
-    problems.push(started)
-  }
-  return yield* Effect.die(new Error(`could not start nats-server:\n${problems.join("\n")}`))
-})
+export const startNatsServer: Effect.Effect<NatsServer, never, Scope.Scope> = Effect.suspend(() => startWith([]))
+
+/**
+ * {@link startNatsServer} with a server configuration (nats-server's config syntax, written to a
+ * temporary file removed at the Scope's end): say, users with permissions.
+ */
+export const startNatsServerWithConfig = (config: string): Effect.Effect<NatsServer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const file = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nats-config-"))
+        const file = path.join(dir, "server.conf")
+        fs.writeFileSync(file, config)
+        return file
+      }),
+      (file) => Effect.sync(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }))
+    )
+    return yield* startWith(["-c", file])
+  })
+
+const startWith = (extraArgs: ReadonlyArray<string>): Effect.Effect<NatsServer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const binary = natsServerBinary
+    if (binary === undefined) return yield* Effect.die(new Error(`${missing}; the NATS tests need it in CI`))
+    const problems: Array<string> = []
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const started = yield* startOnce(binary, yield* freePort, extraArgs)
+      if (typeof started !== "string") return started
+      problems.push(started)
+    }
+    return yield* Effect.die(new Error(`could not start nats-server:\n${problems.join("\n")}`))
+  })
 
 /**
  * Starts a `nats-server` on `port` (say, where a stopped one listened: a server restart) and
