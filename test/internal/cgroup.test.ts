@@ -4,6 +4,7 @@ import * as fs from "node:fs"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Cgroup from "../../src/internal/cgroup.ts"
+import { eventually } from "../support/processes.ts"
 
 const cgroups = Cgroup.available() !== undefined
 const ownGroup = () => fs.readFileSync("/proc/self/cgroup", "utf8")
@@ -66,20 +67,16 @@ describe.skipIf(!cgroups)("cgroup (where the host may make groups)", () => {
       assert.isDefined(entry)
       if (entry === undefined) return
       const child = spawn(entry.command.executable, [...entry.command.args], { stdio: "ignore" })
-      yield* Effect.promise(() => waitFor(() => Cgroup.members(entry.group).length > 0))
+      assert.isTrue(yield* eventually(() => Cgroup.members(entry.group).length > 0, 10_000))
       assert.isFalse(yield* Cgroup.removeAside(entry.group), "a populated group is not removed")
       assert.isTrue(fs.existsSync(entry.group.dir))
       const exited = new Promise((resolve) => child.once("exit", resolve))
       yield* Cgroup.killAside(entry.group)
       yield* Effect.promise(() => exited)
-      yield* Effect.promise(() => waitFor(() => !Cgroup.populated(entry.group)))
+      assert.isTrue(yield* eventually(() => !Cgroup.populated(entry.group), 10_000))
       assert.isTrue(yield* Cgroup.removeAside(entry.group))
       assert.isFalse(fs.existsSync(entry.group.dir))
       assert.isTrue(yield* Cgroup.removeAside(entry.group), "a group already gone counts as removed")
     }))
 })
 
-/** Polls `done` every 10 ms, for at most 10 s. */
-const waitFor = async (done: () => boolean): Promise<void> => {
-  for (let i = 0; i < 1000 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 10))
-}
